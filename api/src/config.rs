@@ -1,0 +1,51 @@
+//! mcpd's command line. Every flag also reads an `MCPD_…` environment variable; `mcpd --help`
+//! is the configuration reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "mcpd", version, about = "The control plane for LLM credentials")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MCPD_LISTEN", default_value = "127.0.0.1:3100")]
+    pub listen: SocketAddr,
+
+    /// Database holding the event log and read models: `sqlite://PATH` or `postgres://…`.
+    /// Defaults to a SQLite file in the data directory.
+    #[arg(long, env = "MCPD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded SQLite database; created on first start.
+    #[arg(long, env = "MCPD_DATA_DIR", default_value = "./mcpd-data")]
+    pub data_dir: PathBuf,
+
+    /// How long a write waits for the read models to show it before answering 503.
+    #[arg(long, env = "MCPD_PROJECTION_WAIT_MS", default_value_t = 5000)]
+    pub projection_wait_ms: u64,
+
+    /// Log format on stderr: `text` or `json`.
+    #[arg(long, env = "MCPD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl ServeArgs {
+    pub fn projection_wait(&self) -> Duration {
+        Duration::from_millis(self.projection_wait_ms)
+    }
+}

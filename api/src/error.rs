@@ -1,0 +1,127 @@
+//! The one API error type. Each variant documents the HTTP status it answers with. Bad input is
+//! never a 500; unexpected failures are logged with their cause chain and answered with the
+//! request id only.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cqrs_es::AggregateError;
+use domain::error::{Classified, ErrorClass};
+use domain::{FieldError, ValidationErrors};
+use serde_json::json;
+
+use crate::context::current_request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: fields failed validation; every one is listed in `details`.
+    #[error("invalid {kind}: {errors}")]
+    Invalid { kind: &'static str, errors: ValidationErrors },
+    /// 400: a header or query parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the addressed resource or route does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the request clashes with current state (exists, in use, stale If-Match, concurrent write).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body exceeds the size limit.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: the body is not declared as JSON.
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// 422: the body is not valid JSON, or not the shape this resource takes.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// 503: the change was recorded, but the read models have not caught up within the bound.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
+            ApiError::UnsupportedMediaType => "UnsupportedMediaType",
+            ApiError::MalformedBody(_) => "MalformedBody",
+            ApiError::Unavailable(_) => "Unavailable",
+            ApiError::Internal(_) => "Internal",
+        }
+    }
+
+    /// Maps a rejected command: domain rules by their class, an optimistic-concurrency clash
+    /// to 409, store failures to 500.
+    pub fn from_command<E>(kind: &'static str, name: &str, error: AggregateError<E>) -> Self
+    where
+        E: std::error::Error + Classified + Send + Sync + 'static,
+    {
+        match error {
+            AggregateError::UserError(e) => match e.class() {
+                ErrorClass::NotFound => ApiError::NotFound(e.to_string()),
+                ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
+                ErrorClass::Invalid => {
+                    let mut errors = ValidationErrors::default();
+                    errors.add(e.field().unwrap_or("spec"), e.to_string());
+                    ApiError::Invalid { kind, errors }
+                }
+            },
+            AggregateError::AggregateConflict => {
+                ApiError::Conflict(format!("{kind} {name:?} was changed by another request at the same time; retry"))
+            }
+            other => ApiError::Internal(anyhow::Error::new(other).context(format!("writing {kind} {name:?}"))),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(error).context("querying the read models"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let request_id = current_request_id();
+        let (message, details): (String, &[FieldError]) = match &self {
+            ApiError::Internal(error) => {
+                tracing::error!(request_id = %request_id, error = format!("{error:#}"), "request failed");
+                (format!("internal error; quote request id {request_id} when reporting it"), &[])
+            }
+            ApiError::Invalid { errors, .. } => (self.to_string(), &errors.0),
+            _ => (self.to_string(), &[]),
+        };
+        let body = json!({"error": {"code": self.code(), "message": message, "details": details, "requestId": request_id}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::MethodNotAllowed = self {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+        }
+        response
+    }
+}

@@ -1,0 +1,87 @@
+//! Request extractors that answer bad input with the API's JSON errors: the JSON body (415, 413,
+//! 422), `If-Match` (400), and the `reveal` query flag (400).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A request body that must be JSON.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(BODY_LIMIT)
+            } else {
+                ApiError::BadRequest(format!("reading the request body: {rejection}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// `If-Match: <resourceVersion>` (quoted, as an ETag, or bare).
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+        bare.parse()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| ApiError::BadRequest(format!("If-Match must be a resourceVersion such as \"3\", not {text:?}")))
+    }
+}
+
+/// `?reveal=true` asks for secret values.
+pub struct Reveal(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Reveal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let mut reveal = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            if key == "reveal" {
+                reveal = match value {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    other => return Err(ApiError::BadRequest(format!("reveal must be true or false, not {other:?}"))),
+                };
+            }
+        }
+        Ok(Reveal(reveal))
+    }
+}

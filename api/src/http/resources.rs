@@ -1,0 +1,199 @@
+//! The CRUD routes, written once for every resource kind: each kind says how its service calls
+//! map onto list / get / create / replace / delete, and what its document looks like.
+
+use std::future::Future;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use domain::document::Kind;
+use projections::read_models::Record;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::extract::{IfMatch, JsonBody, Reveal};
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::service::Services;
+
+/// The wire form of one resource: `kind`, `name`, the spec fields, then the read-only fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a, S> {
+    kind: &'static str,
+    name: &'a str,
+    #[serde(flatten)]
+    spec: &'a S,
+    resource_version: i64,
+    created_at: &'a str,
+    updated_at: &'a str,
+}
+
+pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
+    serde_json::to_value(Document {
+        kind: kind.as_str(),
+        name: &record.name,
+        spec: &record.spec,
+        resource_version: record.resource_version,
+        created_at: &record.created_at,
+        updated_at: &record.updated_at,
+    })
+    .expect("documents serialise")
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+/// How one kind's routes reach its services.
+pub trait ResourceKind: Send + Sync + 'static {
+    const KIND: Kind;
+    type Spec: Serialize + Send;
+    fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
+    fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    fn create(s: &Services, ctx: &RequestContext, body: Value) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> impl Future<Output = Answer<()>> + Send;
+}
+
+fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Response {
+    let mut response = (status, Json(document(K::KIND, record))).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.resource_version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+async fn list<K: ResourceKind>(State(s): State<Services>, Reveal(reveal): Reveal) -> Answer<Response> {
+    let items: Vec<Value> = K::list(&s, reveal).await?.iter().map(|r| document(K::KIND, r)).collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+async fn read<K: ResourceKind>(
+    State(s): State<Services>,
+    Path(name): Path<String>,
+    Reveal(reveal): Reveal,
+) -> Answer<Response> {
+    Ok(one::<K>(StatusCode::OK, &K::get(&s, &name, reveal).await?))
+}
+
+async fn create<K: ResourceKind>(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody,
+) -> Answer<Response> {
+    let record = K::create(&s, &ctx, body).await?;
+    let mut response = one::<K>(StatusCode::CREATED, &record);
+    let location = format!("/api/v1/{}s/{}", K::KIND.as_str(), record.name);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn replace<K: ResourceKind>(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Answer<Response> {
+    Ok(one::<K>(StatusCode::OK, &K::replace(&s, &ctx, &name, body, expected).await?))
+}
+
+async fn delete<K: ResourceKind>(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Answer<StatusCode> {
+    K::delete(&s, &ctx, &name, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET|POST /api/v1/{kind}s` and `GET|PUT|DELETE /api/v1/{kind}s/{name}`.
+pub fn routes<K: ResourceKind>() -> Router<Services> {
+    let collection = format!("/api/v1/{}s", K::KIND.as_str());
+    Router::new()
+        .route(&collection, get(list::<K>).post(create::<K>))
+        .route(&format!("{collection}/{{name}}"), get(read::<K>).put(replace::<K>).delete(delete::<K>))
+}
+
+pub struct Llms;
+pub struct Secrets;
+pub struct SecretBackends;
+
+impl ResourceKind for Llms {
+    const KIND: Kind = Kind::Llm;
+    type Spec = domain::llm::LlmSpec;
+
+    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_llms().await
+    }
+    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
+        s.get_llm(name).await
+    }
+    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
+        s.create_llm(ctx, body).await
+    }
+    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+        s.replace_llm(ctx, name, body, v).await
+    }
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
+        s.delete_llm(ctx, name, v).await
+    }
+}
+
+impl ResourceKind for Secrets {
+    const KIND: Kind = Kind::Secret;
+    type Spec = crate::service::SecretView;
+
+    async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_secrets(reveal).await
+    }
+    async fn get(s: &Services, name: &str, reveal: bool) -> Answer<Record<Self::Spec>> {
+        s.get_secret(name, reveal).await
+    }
+    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
+        s.create_secret(ctx, body).await
+    }
+    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+        s.replace_secret(ctx, name, body, v).await
+    }
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
+        s.delete_secret(ctx, name, v).await
+    }
+}
+
+impl ResourceKind for SecretBackends {
+    const KIND: Kind = Kind::SecretBackend;
+    type Spec = domain::secret_backend::SecretBackendSpec;
+
+    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_secret_backends().await
+    }
+    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
+        s.get_secret_backend(name).await
+    }
+    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
+        s.create_secret_backend(ctx, body).await
+    }
+    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+        s.replace_secret_backend(ctx, name, body, v).await
+    }
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
+        s.delete_secret_backend(ctx, name, v).await
+    }
+}

@@ -1,0 +1,90 @@
+//! mcpd: the HTTP API over the event-sourced store. `main.rs` only parses the command line and
+//! calls [`serve`]; tests build the same [`App`] and router.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod event_repository;
+pub mod http;
+pub mod plaintext;
+pub mod service;
+pub mod store;
+
+use anyhow::Context;
+use projections::projector::ProjectorConfig;
+use tokio::net::TcpListener;
+
+use crate::config::ServeArgs;
+use crate::service::Services;
+use crate::store::Store;
+
+/// A ready application: store open, migrations applied, projector running, default backend
+/// seeded.
+#[derive(Clone)]
+pub struct App {
+    pub services: Services,
+}
+
+impl App {
+    pub async fn open(database_url: &str, projection_wait: std::time::Duration) -> anyhow::Result<App> {
+        let store = Store::open(database_url, ProjectorConfig::default()).await?;
+        let services = Services::new(store, projection_wait);
+        services
+            .seed_default_backend()
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the default secret backend: {e}"))?;
+        Ok(App { services })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.services.clone())
+    }
+}
+
+/// The database URL `args` name, defaulting to a SQLite file in the data directory.
+pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
+    if let Some(url) = &args.database_url {
+        return Ok(url.clone());
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    Ok(format!("sqlite://{}", args.data_dir.join("mcpd.db").display()))
+}
+
+/// Runs mcpd until SIGINT or SIGTERM; requests in flight finish first.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let url = database_url(&args)?;
+    let app = App::open(&url, args.projection_wait()).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    app.services.store.projector.shutdown();
+    tracing::info!("mcpd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,78 @@
+use domain::document::Kind;
+use domain::llm::{LlmCommand, LlmInput, LlmSpec};
+use projections::read_models::{Record, llms, secrets};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::{Services, parse_document, url_name};
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::plaintext;
+
+impl Services {
+    pub async fn list_llms(&self) -> Result<Vec<Record<LlmSpec>>, ApiError> {
+        Ok(llms::list(&self.store.db).await?)
+    }
+
+    pub async fn get_llm(&self, name: &str) -> Result<Record<LlmSpec>, ApiError> {
+        llms::get(&self.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("llm {name:?} not found")))
+    }
+
+    /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
+    async fn referenced_secret_keys(&self, spec: &LlmSpec) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(reference) = &spec.api_key_ref else {
+            return Ok(None);
+        };
+        let secret = secrets::get(&self.store.db, reference.name.as_str()).await?;
+        Ok(secret.map(|s| s.spec.keys))
+    }
+
+    pub async fn create_llm(&self, ctx: &RequestContext, body: Value) -> Result<Record<LlmSpec>, ApiError> {
+        let (name, spec) = parse_document::<LlmInput>(body, None)?;
+        let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
+        let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
+        self.execute(&self.store.llms, ctx, &name, command).await?;
+        self.get_llm(name.as_str()).await
+    }
+
+    pub async fn replace_llm(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+    ) -> Result<Record<LlmSpec>, ApiError> {
+        let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
+        let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
+        let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
+        self.execute(&self.store.llms, ctx, &name, command).await?;
+        self.get_llm(name.as_str()).await
+    }
+
+    pub async fn delete_llm(&self, ctx: &RequestContext, name: &str, expected_version: Option<u64>) -> Result<(), ApiError> {
+        let name = url_name(Kind::Llm, name)?;
+        let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
+        self.execute(&self.store.llms, ctx, &name, command).await
+    }
+
+    /// The API key an Llm authenticates with, read through the backend of its secret; `None`
+    /// for a keyless Llm. The hook for the inference proxy.
+    pub async fn resolve_api_key(&self, llm: &str) -> Result<Option<SecretString>, ApiError> {
+        let llm = self.get_llm(llm).await?;
+        let Some(reference) = llm.spec.api_key_ref else {
+            return Ok(None);
+        };
+        let secret = secrets::get(&self.store.db, reference.name.as_str()).await?.ok_or_else(|| {
+            ApiError::Conflict(format!("llm {:?} refers to secret {:?}, which does not exist", llm.name, reference.name))
+        })?;
+        let mut data = plaintext::get(&self.store.db, &secret.spec.value_ref).await?.ok_or_else(|| {
+            anyhow::anyhow!("the values of secret {:?} are missing from backend {:?}", secret.name, secret.spec.backend)
+        })?;
+        let value = data.remove(&reference.key).ok_or_else(|| {
+            ApiError::Conflict(format!("secret {:?} has no key {:?}, which llm {:?} uses", secret.name, reference.key, llm.name))
+        })?;
+        Ok(Some(value))
+    }
+}

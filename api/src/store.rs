@@ -1,0 +1,144 @@
+//! Opening the store a database URL names: the connection pools, our migrations, the event
+//! repositories for the three aggregates, and the projector that keeps the read models.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cqrs_es::CqrsFramework;
+use cqrs_es::persist::PersistedEventStore;
+use domain::llm::Llm;
+use domain::secret::Secret;
+use domain::secret_backend::SecretBackend;
+use postgres_es::PostgresEventRepository;
+use projections::projector::ProjectorConfig;
+use projections::{Database, Dialect, EventLog, Projector, ProjectorHandle};
+use sqlite_es::SqliteEventRepository;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::event_repository::EventRepository;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+pub type Cqrs<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
+
+/// Everything that reads or writes the database.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Database,
+    pub log: EventLog,
+    pub projector: ProjectorHandle,
+    pub llms: Arc<Cqrs<Llm>>,
+    pub secrets: Arc<Cqrs<Secret>>,
+    pub secret_backends: Arc<Cqrs<SecretBackend>>,
+}
+
+enum WritePool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl WritePool {
+    /// A cqrs-es framework for `A` over this store. Queries are not dispatched in process:
+    /// the projector reads the log, so every replica sees every write.
+    fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self) -> Cqrs<A> {
+        CqrsFramework::new(PersistedEventStore::new_event_store(self.repository()), vec![], ())
+    }
+
+    fn repository(&self) -> EventRepository {
+        match self {
+            WritePool::Sqlite(pool) => EventRepository::Sqlite(SqliteEventRepository::new(pool.clone())),
+            WritePool::Postgres(pool) => EventRepository::Postgres(PostgresEventRepository::new(pool.clone())),
+        }
+    }
+}
+
+/// Hides the password of a database URL, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`), applies migrations and starts the
+    /// projector.
+    pub async fn open(url: &str, projector: ProjectorConfig) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let shown = redact_url(url);
+        let (write, dialect) = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("parsing the database URL {shown}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("opening the SQLite database {shown}"))?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .with_context(|| format!("applying migrations to {shown}"))?;
+            (WritePool::Sqlite(pool), Dialect::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .with_context(|| format!("applying migrations to {shown}"))?;
+            (WritePool::Postgres(pool), Dialect::Postgres)
+        } else {
+            anyhow::bail!("unsupported database URL {shown}: use sqlite://PATH or postgres://…");
+        };
+        let any = AnyPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .with_context(|| format!("opening the read-model pool on {shown}"))?;
+        let db = Database { pool: any, dialect };
+        let projector = Projector::start(db.clone(), projector)
+            .await
+            .context("starting the projector")?;
+        Ok(Store {
+            log: EventLog::new(db.clone()),
+            db,
+            projector,
+            llms: Arc::new(write.framework()),
+            secrets: Arc::new(write.framework()),
+            secret_backends: Arc::new(write.framework()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_from_messages() {
+        assert_eq!(redact_url("postgres://u:hunter2@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

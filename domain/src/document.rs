@@ -1,0 +1,209 @@
+//! The flat resource document shared by the API, `get -o yaml|json` and `apply -f`:
+//! `kind`, `name`, the kind's spec fields, and read-only fields (`resourceVersion`, `createdAt`,
+//! `updatedAt`) that are accepted and ignored on input so that what `get` prints can be applied.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::name::ResourceName;
+use crate::validation::ValidationErrors;
+
+/// The resource kinds mcpd serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Llm,
+    Secret,
+    SecretBackend,
+}
+
+impl Kind {
+    /// The singular, lower-case name used in documents and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Llm => "llm",
+            Kind::Secret => "secret",
+            Kind::SecretBackend => "secretbackend",
+        }
+    }
+
+    /// Accepts the singular or plural name in any case, as `kind:` in a document may use.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "llm" | "llms" => Some(Kind::Llm),
+            "secret" | "secrets" => Some(Kind::Secret),
+            "secretbackend" | "secretbackends" => Some(Kind::SecretBackend),
+            _ => None,
+        }
+    }
+
+    /// Fields the server owns: accepted in input, ignored.
+    fn read_only_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Secret => &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion"],
+            Kind::Llm | Kind::SecretBackend => &["resourceVersion", "createdAt", "updatedAt"],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind's spec input: loose enough to deserialize anything plausible, so that validation can
+/// report every bad field at once.
+pub trait SpecInput: DeserializeOwned {
+    type Spec;
+    const KIND: Kind;
+    fn validate(self, errors: &mut ValidationErrors) -> Option<Self::Spec>;
+}
+
+/// Parses and validates a whole document; `url_name` is the name in the URL, if any.
+pub fn parse_valid<I: SpecInput>(
+    value: Value,
+    url_name: Option<&str>,
+) -> Result<Result<(ResourceName, I::Spec), ValidationErrors>, ShapeError> {
+    let Parsed { name, spec, mut errors } = parse::<I>(I::KIND, value)?;
+    let name = resolve_name(&mut errors, name, url_name);
+    let spec = spec.validate(&mut errors);
+    Ok(match (name, spec) {
+        (Some(name), Some(spec)) if errors.is_empty() => Ok((name, spec)),
+        _ => Err(errors),
+    })
+}
+
+/// A document whose JSON shape is wrong: not an object, an unknown field, a wrong type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+/// A document split into its envelope and the kind's spec input.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    pub name: Option<String>,
+    pub spec: T,
+    /// Errors found in the envelope (`kind`), reported together with the spec's.
+    pub errors: ValidationErrors,
+}
+
+/// Splits `value` into envelope and spec, rejecting unknown fields and wrong types by path.
+pub fn parse<T: DeserializeOwned>(kind: Kind, value: Value) -> Result<Parsed<T>, ShapeError> {
+    let Value::Object(mut fields) = value else {
+        return Err(ShapeError::NotAnObject);
+    };
+    let mut errors = ValidationErrors::default();
+    match fields.remove("kind") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if Kind::parse(&k) == Some(kind) => {}
+        Some(other) => errors.add("kind", format!("must be {kind:?} for this endpoint, not {other}", kind = kind.as_str())),
+    }
+    let name = match fields.remove("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) => Some(n),
+        Some(_) => {
+            return Err(ShapeError::Field {
+                path: "name".into(),
+                message: "invalid type: expected a string".into(),
+            });
+        }
+    };
+    for field in kind.read_only_fields() {
+        fields.remove(*field);
+    }
+    let spec = serde_path_to_error::deserialize(Value::Object(Map::from_iter(fields))).map_err(
+        |e: serde_path_to_error::Error<serde_json::Error>| {
+            let path = e.path().to_string();
+            ShapeError::Field {
+                path: if path == "." { "spec".into() } else { format!("spec.{path}") },
+                message: e.into_inner().to_string(),
+            }
+        },
+    )?;
+    Ok(Parsed { name, spec, errors })
+}
+
+/// Resolves a document's name against the one in the URL (if any): the name is required when
+/// the URL has none, and must match it when both are given.
+pub fn resolve_name(
+    errors: &mut ValidationErrors,
+    body_name: Option<String>,
+    url_name: Option<&str>,
+) -> Option<ResourceName> {
+    let raw = match (body_name, url_name) {
+        (Some(body), Some(url)) if body != url => {
+            errors.add("name", format!("{body:?} does not match {url:?} in the URL"));
+            return None;
+        }
+        (Some(body), _) => body,
+        (None, Some(url)) => url.to_owned(),
+        (None, None) => {
+            errors.add("name", "is required");
+            return None;
+        }
+    };
+    match ResourceName::parse(&raw) {
+        Ok(name) => Some(name),
+        Err(message) => {
+            errors.add("name", message);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        #[allow(dead_code)]
+        model: Option<String>,
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = parse::<Input>(Kind::Llm, json!({"name": "a", "modle": "x"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `modle`"), "{err}");
+    }
+
+    #[test]
+    fn kind_may_be_plural_and_any_case_but_must_match() {
+        let ok = parse::<Input>(Kind::Llm, json!({"kind": "LLMs", "name": "a"})).unwrap();
+        assert!(ok.errors.is_empty());
+        let bad = parse::<Input>(Kind::Llm, json!({"kind": "secret", "name": "a"})).unwrap();
+        assert_eq!(bad.errors.0[0].field, "kind");
+    }
+
+    #[test]
+    fn read_only_fields_are_ignored() {
+        let doc = json!({"name": "a", "resourceVersion": 3, "createdAt": "x", "updatedAt": "y"});
+        assert!(parse::<Input>(Kind::Llm, doc).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_their_path() {
+        let err = parse::<Input>(Kind::Llm, json!({"model": 5})).unwrap_err();
+        assert!(err.to_string().starts_with("spec.model: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn name_must_match_the_url() {
+        let mut errors = ValidationErrors::default();
+        assert!(resolve_name(&mut errors, Some("a".into()), Some("b")).is_none());
+        assert!(resolve_name(&mut errors, None, None).is_none());
+        assert!(resolve_name(&mut errors, Some("Bad_Name".into()), None).is_none());
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["name", "name", "name"]);
+    }
+}

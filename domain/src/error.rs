@@ -1,0 +1,37 @@
+//! How a domain error is classified, so the API can map every aggregate's errors onto one set of
+//! HTTP statuses without knowing each rule.
+
+/// The class of a rejected command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request itself is wrong: a field, a reference that does not resolve.
+    Invalid,
+    /// The resource the command addresses does not exist.
+    NotFound,
+    /// The request is well-formed but clashes with the current state.
+    Conflict,
+}
+
+/// Implemented by every aggregate error.
+pub trait Classified {
+    fn class(&self) -> ErrorClass;
+    /// The document field at fault, for `Invalid` errors that concern one field.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Lists names for a conflict message, bounded so a message stays readable.
+pub fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}

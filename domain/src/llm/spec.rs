@@ -1,0 +1,231 @@
+//! The Llm spec as clients send it (`LlmInput`, loose, so every bad field can be reported at
+//! once) and as the domain keeps it (`LlmSpec`, valid by construction).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Kind, SpecInput};
+use crate::name::ResourceName;
+use crate::secret::check_key_name;
+use crate::validation::{ValidationErrors, check_http_url};
+
+/// The provider an Llm talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmType {
+    Anthropic,
+    Openai,
+    Deepseek,
+    Vllm,
+    Ollama,
+    GeminiCli,
+}
+
+impl LlmType {
+    pub const NAMES: [&'static str; 6] = ["anthropic", "openai", "deepseek", "vllm", "ollama", "gemini-cli"];
+    const ALL: [LlmType; 6] = [
+        LlmType::Anthropic,
+        LlmType::Openai,
+        LlmType::Deepseek,
+        LlmType::Vllm,
+        LlmType::Ollama,
+        LlmType::GeminiCli,
+    ];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == raw).map(|i| Self::ALL[i])
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|t| *t == self).unwrap_or_default()]
+    }
+
+    /// Hosted providers always need a key; self-hosted ones may run keyless.
+    pub fn requires_api_key(self) -> bool {
+        matches!(self, LlmType::Anthropic | LlmType::Openai | LlmType::Deepseek)
+    }
+
+    /// Self-hosted providers have no well-known endpoint.
+    pub fn requires_url(self) -> bool {
+        matches!(self, LlmType::Vllm | LlmType::Ollama)
+    }
+}
+
+/// Which class of work an Llm is meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Fast,
+    Heavy,
+}
+
+impl Tier {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "fast" => Some(Tier::Fast),
+            "heavy" => Some(Tier::Heavy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Heavy => "heavy",
+        }
+    }
+}
+
+/// A key inside a Secret: `{name: anthropic, key: API_KEY}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    pub name: ResourceName,
+    pub key: String,
+}
+
+/// A validated Llm spec, as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmSpec {
+    #[serde(rename = "type")]
+    pub provider: LlmType,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub tier: Tier,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_ref: Option<SecretKeyRef>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// `apiKeyRef` as sent by a client.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRefInput {
+    /// The Secret's name.
+    pub name: Option<String>,
+    /// The key inside the Secret.
+    pub key: Option<String>,
+}
+
+/// An Llm document's spec fields as a client sends them.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LlmInput {
+    /// anthropic | openai | deepseek | vllm | ollama | gemini-cli
+    #[serde(rename = "type")]
+    pub provider: Option<String>,
+    /// The provider's model id, e.g. `claude-haiku-4-5`.
+    pub model: Option<String>,
+    /// The endpoint; required for vllm and ollama.
+    pub url: Option<String>,
+    /// fast | heavy
+    pub tier: Option<String>,
+    pub description: Option<String>,
+    /// The Secret key holding the API key; required for anthropic, openai and deepseek.
+    pub api_key_ref: Option<SecretKeyRefInput>,
+    /// Free-form string settings passed through to clients.
+    pub extra: Option<BTreeMap<String, String>>,
+}
+
+impl SpecInput for LlmInput {
+    type Spec = LlmSpec;
+    const KIND: Kind = Kind::Llm;
+
+    /// Validates every field, reporting all failures at once, into `errors`.
+    fn validate(self, errors: &mut ValidationErrors) -> Option<LlmSpec> {
+        let provider = errors.one_of("spec.type", self.provider, &LlmType::NAMES, LlmType::parse);
+        let model = errors.required("spec.model", self.model);
+        let tier = errors.one_of("spec.tier", self.tier, &["fast", "heavy"], Tier::parse);
+        let url = self.url.filter(|u| !u.is_empty());
+        if let Some(url) = &url {
+            check_http_url(errors, "spec.url", url);
+        } else if provider.is_some_and(LlmType::requires_url) {
+            errors.add("spec.url", format!("is required for type {}", provider.map_or("", LlmType::as_str)));
+        }
+        let api_key_ref = match self.api_key_ref {
+            None => {
+                if let Some(p) = provider.filter(|p| p.requires_api_key()) {
+                    errors.add("spec.apiKeyRef", format!("is required for type {}", p.as_str()));
+                }
+                None
+            }
+            Some(r) => {
+                let name = errors.required("spec.apiKeyRef.name", r.name).and_then(|n| {
+                    ResourceName::parse(&n)
+                        .map_err(|m| errors.add("spec.apiKeyRef.name", m))
+                        .ok()
+                });
+                let key = errors
+                    .required("spec.apiKeyRef.key", r.key)
+                    .filter(|k| check_key_name(errors, "spec.apiKeyRef.key", k));
+                name.zip(key).map(|(name, key)| SecretKeyRef { name, key })
+            }
+        };
+        let extra = self.extra.unwrap_or_default();
+        let description = self.description.unwrap_or_default();
+        Some(LlmSpec {
+            provider: provider?,
+            model: model?,
+            url,
+            tier: tier?,
+            description,
+            api_key_ref,
+            extra,
+        })
+        .filter(|_| errors.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(errors: &ValidationErrors) -> Vec<&str> {
+        errors.0.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let mut errors = ValidationErrors::default();
+        let input = LlmInput {
+            provider: Some("anthropic".into()),
+            tier: Some("medium".into()),
+            url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(input.validate(&mut errors).is_none());
+        assert_eq!(fields(&errors), ["spec.model", "spec.tier", "spec.url", "spec.apiKeyRef"]);
+        assert_eq!(errors.0[1].message, "must be one of fast, heavy");
+    }
+
+    #[test]
+    fn self_hosted_types_need_a_url_but_no_key() {
+        let mut errors = ValidationErrors::default();
+        let input = LlmInput {
+            provider: Some("ollama".into()),
+            model: Some("llama3".into()),
+            tier: Some("fast".into()),
+            ..Default::default()
+        };
+        assert!(input.clone().validate(&mut errors).is_none());
+        assert_eq!(fields(&errors), ["spec.url"]);
+
+        let mut errors = ValidationErrors::default();
+        let with_url = LlmInput { url: Some("http://127.0.0.1:11434".into()), ..input };
+        let spec = with_url.validate(&mut errors).expect("valid");
+        assert_eq!(spec.api_key_ref, None);
+    }
+
+    #[test]
+    fn type_names_round_trip() {
+        for name in LlmType::NAMES {
+            assert_eq!(LlmType::parse(name).map(LlmType::as_str), Some(name));
+        }
+    }
+}

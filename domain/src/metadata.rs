@@ -1,0 +1,34 @@
+//! The metadata every event carries: who, when, which request, through which entry point.
+//! It is stored in the event log's `metadata` column and is the audit trail; it never holds a
+//! secret value.
+
+use std::collections::HashMap;
+
+pub const ACTOR: &str = "actor";
+pub const REQUEST_ID: &str = "request_id";
+pub const RECORDED_AT: &str = "recorded_at";
+pub const SOURCE: &str = "source";
+
+/// The actor recorded until authentication exists.
+pub const ANONYMOUS: &str = "anonymous";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMetadata {
+    pub actor: String,
+    pub request_id: String,
+    /// RFC 3339, UTC.
+    pub recorded_at: String,
+    /// The entry point: `api`, `startup`, …
+    pub source: String,
+}
+
+impl EventMetadata {
+    pub fn into_map(self) -> HashMap<String, String> {
+        HashMap::from([
+            (ACTOR.to_owned(), self.actor),
+            (REQUEST_ID.to_owned(), self.request_id),
+            (RECORDED_AT.to_owned(), self.recorded_at),
+            (SOURCE.to_owned(), self.source),
+        ])
+    }
+}

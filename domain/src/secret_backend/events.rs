@@ -1,0 +1,26 @@
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::secret_backend::SecretBackendSpec;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SecretBackendEvent {
+    SecretBackendCreated { spec: SecretBackendSpec },
+    SecretBackendUpdated { spec: SecretBackendSpec },
+    SecretBackendDeleted {},
+}
+
+impl DomainEvent for SecretBackendEvent {
+    fn event_type(&self) -> String {
+        match self {
+            SecretBackendEvent::SecretBackendCreated { .. } => "SecretBackendCreated",
+            SecretBackendEvent::SecretBackendUpdated { .. } => "SecretBackendUpdated",
+            SecretBackendEvent::SecretBackendDeleted { .. } => "SecretBackendDeleted",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,156 @@
+//! Reading the event log in commit order, by global position.
+//!
+//! SQLite: one writer at a time, so `position` order is commit order. PostgreSQL: rows are read
+//! only once their transaction is older than every transaction still running, ordered by
+//! `(transaction_id, position)`; a transaction that took a position early and commits late is
+//! therefore read after the ones that committed before it, never skipped.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Database, DbResult, Dialect};
+
+/// A point in the log's commit order. On SQLite `transaction_id` is always 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub transaction_id: i64,
+    pub position: i64,
+}
+
+/// One event as stored, with its place in the log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: HashMap<String, String>,
+    /// The time the row was written, RFC 3339 UTC.
+    pub recorded_at: String,
+}
+
+const SQLITE_COLUMNS: &str = "0 AS transaction_id, position, aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata, recorded_at";
+const POSTGRES_COLUMNS: &str = "transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, payload::text AS payload, metadata::text AS metadata, \
+     to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS recorded_at";
+
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    db: Database,
+}
+
+impl EventLog {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Up to `limit` events after `after`, in commit order.
+    pub async fn read_after(&self, after: Position, limit: i64) -> DbResult<Vec<StoredEvent>> {
+        let rows = match self.db.dialect {
+            Dialect::Sqlite => {
+                sqlx::query(&format!(
+                    "SELECT {SQLITE_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+                ))
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(&self.db.pool)
+                .await?
+            }
+            Dialect::Postgres => {
+                sqlx::query(&format!(
+                    "SELECT {POSTGRES_COLUMNS} FROM events \
+                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, position LIMIT $3"
+                ))
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(&self.db.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every event of one aggregate, oldest first.
+    pub async fn aggregate_history(&self, aggregate_type: &str, aggregate_id: &str) -> DbResult<Vec<StoredEvent>> {
+        let columns = self.columns();
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        ))
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Where the latest event of one aggregate sits in the log, if it has any.
+    pub async fn latest_position_of(&self, aggregate_type: &str, aggregate_id: &str) -> DbResult<Option<Position>> {
+        let txid = match self.db.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "transaction_id::text::bigint",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {txid} AS transaction_id, position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1"
+        ))
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Position {
+                transaction_id: r.try_get("transaction_id")?,
+                position: r.try_get("position")?,
+            })
+        })
+        .transpose()
+    }
+
+    fn columns(&self) -> &'static str {
+        match self.db.dialect {
+            Dialect::Sqlite => SQLITE_COLUMNS,
+            Dialect::Postgres => POSTGRES_COLUMNS,
+        }
+    }
+}
+
+fn decode(row: &AnyRow) -> DbResult<StoredEvent> {
+    let json = |column: &str| -> DbResult<Value> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(e),
+        })
+    };
+    let metadata = match json("metadata")? {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    Ok(StoredEvent {
+        position: Position {
+            transaction_id: row.try_get("transaction_id")?,
+            position: row.try_get("position")?,
+        },
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: json("payload")?,
+        metadata,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

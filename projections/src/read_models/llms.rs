@@ -1,0 +1,115 @@
+//! The `llms` table: one row per live Llm, with the referenced secret in its own columns so
+//! "which Llms use this Secret" is an indexed query.
+
+use std::collections::BTreeMap;
+
+use domain::ResourceName;
+use domain::llm::{LlmEvent, LlmSpec, LlmType, SecretKeyRef, Tier};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{ApplyError, Record, corrupt, payload};
+use crate::db::{Database, DbResult};
+use crate::log::StoredEvent;
+
+pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
+    match payload::<LlmEvent>(event)? {
+        LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => {
+            let (secret, key) = spec
+                .api_key_ref
+                .as_ref()
+                .map(|r| (r.name.as_str().to_owned(), r.key.clone()))
+                .unzip();
+            sqlx::query(
+                "INSERT INTO llms (name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
+                                   resource_version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                 ON CONFLICT (name) DO UPDATE SET type = excluded.type, model = excluded.model, url = excluded.url, \
+                   tier = excluded.tier, description = excluded.description, \
+                   api_key_secret = excluded.api_key_secret, api_key_key = excluded.api_key_key, \
+                   extra = excluded.extra, resource_version = excluded.resource_version, \
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&event.aggregate_id)
+            .bind(spec.provider.as_str())
+            .bind(&spec.model)
+            .bind(spec.url.as_deref())
+            .bind(spec.tier.as_str())
+            .bind(&spec.description)
+            .bind(secret)
+            .bind(key)
+            .bind(serde_json::to_string(&spec.extra).expect("a string map serialises"))
+            .bind(event.sequence)
+            .bind(&event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        LlmEvent::LlmDeleted {} => {
+            sqlx::query("DELETE FROM llms WHERE name = $1")
+                .bind(&event.aggregate_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
+                       resource_version, created_at, updated_at";
+
+fn decode(row: &AnyRow) -> DbResult<Record<LlmSpec>> {
+    let provider: String = row.try_get("type")?;
+    let tier: String = row.try_get("tier")?;
+    let secret: Option<String> = row.try_get("api_key_secret")?;
+    let key: Option<String> = row.try_get("api_key_key")?;
+    let extra: String = row.try_get("extra")?;
+    let api_key_ref = match secret.zip(key) {
+        Some((secret, key)) => Some(SecretKeyRef {
+            name: ResourceName::parse(&secret).map_err(|_| corrupt("api_key_secret", &secret))?,
+            key,
+        }),
+        None => None,
+    };
+    Ok(Record {
+        name: row.try_get("name")?,
+        spec: LlmSpec {
+            provider: LlmType::parse(&provider).ok_or_else(|| corrupt("type", &provider))?,
+            model: row.try_get("model")?,
+            url: row.try_get("url")?,
+            tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
+            description: row.try_get("description")?,
+            api_key_ref,
+            extra: serde_json::from_str::<BTreeMap<String, String>>(&extra).map_err(|_| corrupt("extra", &extra))?,
+        },
+        resource_version: row.try_get("resource_version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Every Llm, by name.
+pub async fn list(db: &Database) -> DbResult<Vec<Record<LlmSpec>>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM llms ORDER BY name"))
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub async fn get(db: &Database, name: &str) -> DbResult<Option<Record<LlmSpec>>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM llms WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// The Llms whose apiKeyRef names `secret`, with the key each uses, by Llm name.
+pub async fn using_secret(db: &Database, secret: &str) -> DbResult<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT name, api_key_key FROM llms WHERE api_key_secret = $1 ORDER BY name")
+        .bind(secret)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("api_key_key")?)))
+        .collect()
+}

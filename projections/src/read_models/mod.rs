@@ -1,0 +1,89 @@
+//! The read models: one table per resource kind, maintained from the log by the projector and
+//! queried by the API. Each module owns its table's SQL: how an event changes rows, and the
+//! queries lists, reads and reference checks need.
+
+pub mod llms;
+pub mod secret_backends;
+pub mod secrets;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::log::StoredEvent;
+
+/// One resource as a read model holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record<S> {
+    pub name: String,
+    pub spec: S,
+    pub resource_version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An event a projection could not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("event {event_type} of {aggregate_type} {aggregate_id:?} at sequence {sequence} has a payload this version cannot read: {source}")]
+    Payload {
+        event_type: String,
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        source: serde_json::Error,
+    },
+    #[error("writing the read model")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The projections mcpd maintains, each with its own table and checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadModel {
+    SecretBackends,
+    Secrets,
+    Llms,
+}
+
+impl ReadModel {
+    pub const ALL: [ReadModel; 3] = [ReadModel::SecretBackends, ReadModel::Secrets, ReadModel::Llms];
+
+    /// The checkpoint's name; also the table's.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadModel::SecretBackends => "secret_backends",
+            ReadModel::Secrets => "secrets",
+            ReadModel::Llms => "llms",
+        }
+    }
+
+    /// Applies one event if it concerns this read model; others pass through untouched.
+    pub async fn apply(self, conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
+        match (self, event.aggregate_type.as_str()) {
+            (ReadModel::Llms, domain::llm::AGGREGATE_TYPE) => llms::apply(conn, event).await,
+            (ReadModel::Secrets, domain::secret::AGGREGATE_TYPE) => secrets::apply(conn, event).await,
+            (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => {
+                secret_backends::apply(conn, event).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Decodes an event's payload into the kind's event type, naming the event on failure.
+pub(crate) fn payload<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ApplyError> {
+    serde_json::from_value(event.payload.clone()).map_err(|source| ApplyError::Payload {
+        event_type: event.event_type.clone(),
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        source,
+    })
+}
+
+/// A column holding a value this version does not understand.
+pub(crate) fn corrupt(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unexpected value {value:?}").into(),
+    }
+}

@@ -1,0 +1,116 @@
+//! The `secrets` table: key names, data version and where the values are; never the values.
+
+use domain::ResourceName;
+use domain::secret::SecretEvent;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{ApplyError, Record, corrupt, payload};
+use crate::db::{Database, DbResult};
+use crate::log::StoredEvent;
+
+/// What the read model knows of a Secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretState {
+    pub backend: ResourceName,
+    pub description: String,
+    pub keys: Vec<String>,
+    pub data_version: i64,
+    /// Where the backend keeps the current values; internal, not part of the document.
+    #[serde(skip)]
+    pub value_ref: String,
+}
+
+pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
+    match payload::<SecretEvent>(event)? {
+        SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref } => {
+            sqlx::query(
+                "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, resource_version, \
+                                      created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                 ON CONFLICT (name) DO UPDATE SET backend = excluded.backend, description = excluded.description, \
+                   keys = excluded.keys, data_version = excluded.data_version, value_ref = excluded.value_ref, \
+                   resource_version = excluded.resource_version, created_at = excluded.created_at, \
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&event.aggregate_id)
+            .bind(backend.as_str())
+            .bind(&description)
+            .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
+            .bind(data_version as i64)
+            .bind(&value_ref)
+            .bind(event.sequence)
+            .bind(&event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SecretEvent::SecretUpdated { description, keys, data_version, value_ref, .. } => {
+            sqlx::query(
+                "UPDATE secrets SET description = $2, keys = $3, data_version = $4, value_ref = $5, \
+                   resource_version = $6, updated_at = $7 WHERE name = $1",
+            )
+            .bind(&event.aggregate_id)
+            .bind(&description)
+            .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
+            .bind(data_version as i64)
+            .bind(&value_ref)
+            .bind(event.sequence)
+            .bind(&event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SecretEvent::SecretDeleted {} => {
+            sqlx::query("DELETE FROM secrets WHERE name = $1")
+                .bind(&event.aggregate_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "name, backend, description, keys, data_version, value_ref, resource_version, created_at, updated_at";
+
+fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
+    let backend: String = row.try_get("backend")?;
+    let keys: String = row.try_get("keys")?;
+    Ok(Record {
+        name: row.try_get("name")?,
+        spec: SecretState {
+            backend: ResourceName::parse(&backend).map_err(|_| corrupt("backend", &backend))?,
+            description: row.try_get("description")?,
+            keys: serde_json::from_str(&keys).map_err(|_| corrupt("keys", &keys))?,
+            data_version: row.try_get("data_version")?,
+            value_ref: row.try_get("value_ref")?,
+        },
+        resource_version: row.try_get("resource_version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub async fn list(db: &Database) -> DbResult<Vec<Record<SecretState>>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secrets ORDER BY name"))
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub async fn get(db: &Database, name: &str) -> DbResult<Option<Record<SecretState>>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM secrets WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// The secrets stored on `backend`, by name.
+pub async fn on_backend(db: &Database, backend: &str) -> DbResult<Vec<String>> {
+    let rows = sqlx::query("SELECT name FROM secrets WHERE backend = $1 ORDER BY name")
+        .bind(backend)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|r| r.try_get("name")).collect()
+}

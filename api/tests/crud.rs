@@ -1,0 +1,256 @@
+//! Every verb on every kind: the happy paths, 404s, 409s on duplicates and stale If-Match, and
+//! read-your-writes.
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::json;
+
+use crate::support::{StoreKind, TestApp, llm, secret};
+
+crate::on_both_stores!(
+    the_default_backend_is_seeded_at_first_start,
+    llm_lifecycle,
+    secret_lifecycle,
+    secret_backend_lifecycle,
+    missing_resources_are_404,
+    duplicate_create_is_409,
+    stale_if_match_is_409,
+    writes_are_readable_at_once,
+    concurrent_creates_of_one_name_let_exactly_one_through,
+);
+
+async fn the_default_backend_is_seeded_at_first_start(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let r = t.get("/api/v1/secretbackends").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["name"], "default");
+    assert_eq!(items[0]["type"], "plaintext");
+    assert_eq!(items[0]["isDefault"], true);
+
+    // A restart does not seed it twice.
+    let again = t.reopen().await;
+    drop(again);
+    let r = t.get("/api/v1/secretbackends/default").await;
+    assert_eq!(r.body["resourceVersion"], 1);
+}
+
+async fn llm_lifecycle(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await;
+
+    let created = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.headers[header::LOCATION], "/api/v1/llms/claude-fast");
+    assert_eq!(created.headers[header::ETAG], "\"1\"");
+    assert_eq!(created.body["kind"], "llm");
+    assert_eq!(created.body["model"], "claude-haiku-4-5");
+    assert_eq!(created.body["apiKeyRef"], json!({"name": "anthropic", "key": "API_KEY"}));
+    assert_eq!(created.body["resourceVersion"], 1);
+    assert!(created.body["createdAt"].as_str().unwrap().starts_with("20"));
+
+    let read = t.get("/api/v1/llms/claude-fast").await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body, created.body);
+    let list = t.get("/api/v1/llms").await;
+    assert_eq!(list.body["items"], json!([created.body]));
+
+    let mut heavy = llm("claude-fast", "anthropic");
+    heavy["tier"] = json!("heavy");
+    heavy["extra"] = json!({"maxTokens": "4096"});
+    let updated = t.put("/api/v1/llms/claude-fast", heavy.clone()).await;
+    assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
+    assert_eq!(updated.body["tier"], "heavy");
+    assert_eq!(updated.body["extra"], json!({"maxTokens": "4096"}));
+    assert_eq!(updated.body["resourceVersion"], 2);
+    assert_eq!(updated.body["createdAt"], created.body["createdAt"]);
+
+    // Replacing with the same spec records nothing.
+    let same = t.put("/api/v1/llms/claude-fast", heavy).await;
+    assert_eq!(same.status, StatusCode::OK);
+    assert_eq!(same.body["resourceVersion"], 2);
+
+    let deleted = t.delete("/api/v1/llms/claude-fast").await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/llms/claude-fast").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get("/api/v1/llms").await.body["items"], json!([]));
+
+    // A deleted name can be created again; its history continues.
+    let again = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["resourceVersion"], 4);
+    assert_eq!(again.body["tier"], "fast");
+}
+
+async fn secret_lifecycle(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let created = t
+        .post("/api/v1/secrets", json!({"name": "openai", "description": "team key", "data": {"API_KEY": "sk-a", "ORG": "org-1"}}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.body["backend"], "default");
+    assert_eq!(created.body["keys"], json!(["API_KEY", "ORG"]));
+    assert_eq!(created.body["dataVersion"], 1);
+    assert!(created.body.get("data").is_none(), "values are not returned unless asked for");
+
+    let plain = t.get("/api/v1/secrets/openai").await;
+    assert!(plain.body.get("data").is_none());
+    let revealed = t.get("/api/v1/secrets/openai?reveal=true").await;
+    assert_eq!(revealed.body["data"], json!({"API_KEY": "sk-a", "ORG": "org-1"}));
+    let listed = t.get("/api/v1/secrets").await;
+    assert!(listed.body["items"][0].get("data").is_none());
+    let listed = t.get("/api/v1/secrets?reveal=true").await;
+    assert_eq!(listed.body["items"][0]["data"]["ORG"], "org-1");
+
+    let updated = t.put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}})).await;
+    assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
+    assert_eq!(updated.body["keys"], json!(["API_KEY"]));
+    assert_eq!(updated.body["dataVersion"], 2);
+    assert_eq!(t.get("/api/v1/secrets/openai?reveal=true").await.body["data"], json!({"API_KEY": "sk-b"}));
+
+    // Without `data` the values stay as they are.
+    let described = t.put("/api/v1/secrets/openai", json!({"description": "rotated"})).await;
+    assert_eq!(described.body["description"], "rotated");
+    assert_eq!(described.body["dataVersion"], 2);
+    assert_eq!(described.body["resourceVersion"], 3);
+    assert_eq!(t.get("/api/v1/secrets/openai?reveal=true").await.body["data"], json!({"API_KEY": "sk-b"}));
+
+    assert_eq!(t.delete("/api/v1/secrets/openai").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/secrets/openai").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn secret_backend_lifecycle(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let created = t
+        .post("/api/v1/secretbackends", json!({"kind": "SecretBackend", "name": "archive", "type": "plaintext"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.body["isDefault"], false);
+    let updated = t
+        .put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"}))
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
+    assert_eq!(updated.body["description"], "old keys");
+    let names: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["archive", "default"]);
+
+    // A secret can be put on it explicitly.
+    let s = t.post("/api/v1/secrets", json!({"name": "old", "backend": "archive", "data": {"K": "v"}})).await;
+    assert_eq!(s.body["backend"], "archive");
+    t.delete("/api/v1/secrets/old").await;
+
+    assert_eq!(t.delete("/api/v1/secretbackends/archive").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/secretbackends/archive").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn missing_resources_are_404(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let bodies = [
+        ("llms", llm("nope", "anthropic")),
+        ("secrets", json!({"data": {}})),
+        ("secretbackends", json!({"type": "plaintext"})),
+    ];
+    for (collection, body) in bodies {
+        let path = format!("/api/v1/{collection}/nope");
+        let r = t.get(&path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "GET {path}");
+        assert_eq!(r.body["error"]["code"], "NotFound");
+        assert!(r.message().contains("\"nope\" not found"), "{}", r.message());
+        assert_eq!(t.put(&path, body).await.status, StatusCode::NOT_FOUND, "PUT {path}");
+        assert_eq!(t.delete(&path).await.status, StatusCode::NOT_FOUND, "DELETE {path}");
+        // A name that could never exist is simply not found.
+        assert_eq!(t.delete(&format!("/api/v1/{collection}/Not_A_Name")).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(t.get("/api/v1/widgets").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.call(Method::PATCH, "/api/v1/llms/x", None, None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn duplicate_create_is_409(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let cases = [
+        ("/api/v1/llms", llm("claude-fast", "anthropic"), "llm \"claude-fast\" already exists"),
+        ("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-other"), "secret \"anthropic\" already exists"),
+        ("/api/v1/secretbackends", json!({"name": "default", "type": "plaintext", "isDefault": true}), "already exists"),
+    ];
+    for (path, body, message) in cases {
+        let r = t.post(path, body).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{path}");
+        assert!(r.message().contains(message), "{}", r.message());
+    }
+    // The losing create changed nothing.
+    let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
+    assert_eq!(revealed.body["data"]["API_KEY"], "sk-ant-seed");
+}
+
+async fn stale_if_match_is_409(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let mut body = llm("claude-fast", "anthropic");
+    body["model"] = json!("claude-sonnet-4-5");
+
+    let ok = t.call(Method::PUT, "/api/v1/llms/claude-fast", Some(body.clone()), Some("\"1\"")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    assert_eq!(ok.body["resourceVersion"], 2);
+
+    body["model"] = json!("claude-opus-4-5");
+    let stale = t.call(Method::PUT, "/api/v1/llms/claude-fast", Some(body), Some("\"1\"")).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert!(stale.message().contains("is at resourceVersion 2, not 1"), "{}", stale.message());
+    assert_eq!(t.get("/api/v1/llms/claude-fast").await.body["model"], "claude-sonnet-4-5");
+
+    let stale = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("1")).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    let bad = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("yesterday")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let stale = t.call(Method::DELETE, "/api/v1/secrets/anthropic", None, Some("\"9\"")).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    let ok = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("W/\"2\"")).await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+}
+
+async fn writes_are_readable_at_once(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await;
+    for i in 0..25 {
+        let name = format!("llm-{i}");
+        assert_eq!(t.post("/api/v1/llms", llm(&name, "anthropic")).await.status, StatusCode::CREATED);
+        let read = t.get(&format!("/api/v1/llms/{name}")).await;
+        assert_eq!(read.status, StatusCode::OK, "{name} was not readable right after its 201");
+        assert_eq!(t.get("/api/v1/llms").await.body["items"].as_array().unwrap().len(), i + 1);
+        let mut changed = llm(&name, "anthropic");
+        changed["model"] = json!(format!("m-{i}"));
+        t.put(&format!("/api/v1/llms/{name}"), changed).await;
+        assert_eq!(t.get(&format!("/api/v1/llms/{name}")).await.body["model"], format!("m-{i}"));
+    }
+}
+
+async fn concurrent_creates_of_one_name_let_exactly_one_through(kind: StoreKind) {
+    let t = std::sync::Arc::new(TestApp::start(kind).await);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"name": "raced", "data": {"K": format!("v{i}")}});
+            (i, t.post("/api/v1/secrets", body).await.status)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, status) = task.await.unwrap();
+        match status {
+            StatusCode::CREATED => winners.push(i),
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    // The stored values are the winner's, not a loser's.
+    let revealed = t.get("/api/v1/secrets/raced?reveal=true").await;
+    assert_eq!(revealed.body["data"]["K"], format!("v{}", winners[0]));
+}

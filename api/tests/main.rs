@@ -1,0 +1,10 @@
+//! API tests: the production router in process, each test on a store of its own, every test
+//! run on SQLite and on PostgreSQL.
+
+mod support;
+
+mod crud;
+mod events;
+mod projection;
+mod references;
+mod validation;

@@ -30,7 +30,11 @@ pub struct RequestContext {
 impl RequestContext {
     /// Actions mcpd takes on its own behalf (seeding the default backend).
     pub fn system(source: &'static str) -> Self {
-        Self { actor: "mcpd".into(), request_id: uuid::Uuid::new_v4().to_string(), source }
+        Self {
+            actor: "mcpd".into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            source,
+        }
     }
 
     pub fn metadata(&self) -> EventMetadata {
@@ -67,7 +71,11 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .instrument(span.clone())
         .await;
     span.in_scope(|| {
-        tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "served");
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "served"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

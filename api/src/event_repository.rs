@@ -31,7 +31,10 @@ impl PersistedEventRepository for EventRepository {
         }
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self {
             Self::Sqlite(r) => r.get_snapshot::<A>(aggregate_id).await,
             Self::Postgres(r) => r.get_snapshot::<A>(aggregate_id).await,

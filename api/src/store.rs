@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_from_messages() {
-        assert_eq!(redact_url("postgres://u:hunter2@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }

@@ -8,14 +8,19 @@ use sqlx::Row;
 
 use crate::support::{StoreKind, TestApp, llm};
 
-crate::on_both_stores!(every_event_says_who_when_and_which_request, secret_values_never_reach_the_log_or_read_models);
+crate::on_both_stores!(
+    every_event_says_who_when_and_which_request,
+    secret_values_never_reach_the_log_or_read_models
+);
 
 async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let request = Request::post("/api/v1/secrets")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-request-id", "req-4711")
-        .body(Body::from(json!({"name": "anthropic", "data": {"API_KEY": "k"}}).to_string()))
+        .body(Body::from(
+            json!({"name": "anthropic", "data": {"API_KEY": "k"}}).to_string(),
+        ))
         .unwrap();
     let r = t.send(request).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -23,16 +28,36 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     t.delete("/api/v1/llms/claude-fast").await;
 
-    let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
+    let events = t
+        .app
+        .services
+        .store
+        .log
+        .read_after(Position::default(), 1000)
+        .await
+        .unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["SecretBackendCreated", "SecretCreated", "LlmCreated", "LlmDeleted"]);
-    assert!(events.windows(2).all(|w| w[0].position < w[1].position), "positions follow commit order");
+    assert_eq!(
+        types,
+        ["SecretBackendCreated", "SecretCreated", "LlmCreated", "LlmDeleted"]
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].position < w[1].position),
+        "positions follow commit order"
+    );
     let secret_created = &events[1];
     assert_eq!(secret_created.metadata["request_id"], "req-4711");
     assert_eq!(secret_created.metadata["actor"], "anonymous");
     assert_eq!(secret_created.metadata["source"], "api");
-    assert!(secret_created.metadata["recorded_at"].parse::<jiff::Timestamp>().is_ok());
-    assert_eq!(events[0].metadata["actor"], "mcpd", "the seeded backend is recorded as mcpd's own act");
+    assert!(
+        secret_created.metadata["recorded_at"]
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    assert_eq!(
+        events[0].metadata["actor"], "mcpd",
+        "the seeded backend is recorded as mcpd's own act"
+    );
     for event in &events {
         assert!(event.metadata.contains_key("request_id") && event.metadata.contains_key("recorded_at"));
     }
@@ -41,16 +66,36 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
 async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let values = ["sk-live-7f3a9c2e1d", "org-secret-55aa", "rotated-0b1c2d3e4f"];
-    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}})).await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}}),
+    )
+    .await;
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await;
+    t.put(
+        "/api/v1/secrets/anthropic",
+        json!({"data": {"API_KEY": values[2], "ORG": values[1]}}),
+    )
+    .await;
     // A refused update and a duplicate create carry values too.
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}})).await;
-    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0]}})).await;
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}}))
+        .await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "anthropic", "data": {"API_KEY": values[0]}}),
+    )
+    .await;
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
     assert_eq!(revealed.body["data"]["API_KEY"], values[2], "the values are stored");
 
-    let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
+    let events = t
+        .app
+        .services
+        .store
+        .log
+        .read_after(Position::default(), 1000)
+        .await
+        .unwrap();
     assert!(events.iter().any(|e| e.event_type == "SecretUpdated"));
     let mut haystack = String::new();
     for event in &events {
@@ -68,7 +113,10 @@ async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
         }
     }
     for value in values {
-        assert!(!haystack.contains(value), "{value} leaked into the event log or a read model");
+        assert!(
+            !haystack.contains(value),
+            "{value} leaked into the event log or a read model"
+        );
     }
     // Superseded and refused versions of the values do not linger in the value table either.
     let stored: Vec<String> = sqlx::query("SELECT data FROM plaintext_secret_values")

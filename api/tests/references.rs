@@ -22,7 +22,12 @@ async fn an_llm_needs_its_secret_and_key(kind: StoreKind) {
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
-    assert!(r.message().contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"), "{}", r.message());
+    assert!(
+        r.message()
+            .contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"),
+        "{}",
+        r.message()
+    );
 
     t.post("/api/v1/secrets", secret("anthropic", "OTHER", "v")).await;
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
@@ -40,27 +45,54 @@ async fn a_secret_in_use_cannot_be_deleted(kind: StoreKind) {
     assert_eq!(t.get("/api/v1/secrets/anthropic").await.status, StatusCode::OK);
 
     t.delete("/api/v1/llms/claude-fast").await;
-    assert_eq!(t.delete("/api/v1/secrets/anthropic").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        t.delete("/api/v1/secrets/anthropic").await.status,
+        StatusCode::NO_CONTENT
+    );
 }
 
 async fn a_key_in_use_cannot_be_dropped(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;
-    let r = t.put("/api/v1/secrets/anthropic", json!({"data": {"NEW_KEY": "v"}})).await;
+    let r = t
+        .put("/api/v1/secrets/anthropic", json!({"data": {"NEW_KEY": "v"}}))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.message().contains("key \"API_KEY\" of secret \"anthropic\" is used by llm \"claude-fast\""));
+    assert!(
+        r.message()
+            .contains("key \"API_KEY\" of secret \"anthropic\" is used by llm \"claude-fast\"")
+    );
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
-    assert_eq!(revealed.body["data"], json!({"API_KEY": "sk-ant-seed"}), "the refused update wrote nothing");
+    assert_eq!(
+        revealed.body["data"],
+        json!({"API_KEY": "sk-ant-seed"}),
+        "the refused update wrote nothing"
+    );
 }
 
 async fn a_backend_holding_secrets_cannot_be_deleted(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await;
-    t.post("/api/v1/secrets", json!({"name": "old-a", "backend": "archive", "data": {}})).await;
-    t.post("/api/v1/secrets", json!({"name": "old-b", "backend": "archive", "data": {}})).await;
+    t.post(
+        "/api/v1/secretbackends",
+        json!({"name": "archive", "type": "plaintext"}),
+    )
+    .await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "old-a", "backend": "archive", "data": {}}),
+    )
+    .await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "old-b", "backend": "archive", "data": {}}),
+    )
+    .await;
     let r = t.delete("/api/v1/secretbackends/archive").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(r.message(), "secretbackend \"archive\" still holds secret \"old-a\", \"old-b\"");
+    assert_eq!(
+        r.message(),
+        "secretbackend \"archive\" still holds secret \"old-a\", \"old-b\""
+    );
 }
 
 async fn the_default_backend_stays(kind: StoreKind) {
@@ -68,9 +100,19 @@ async fn the_default_backend_stays(kind: StoreKind) {
     let r = t.delete("/api/v1/secretbackends/default").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.message().contains("is the default"), "{}", r.message());
-    let r = t.put("/api/v1/secretbackends/default", json!({"type": "plaintext", "isDefault": false})).await;
+    let r = t
+        .put(
+            "/api/v1/secretbackends/default",
+            json!({"type": "plaintext", "isDefault": false}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = t.post("/api/v1/secretbackends", json!({"name": "second", "type": "plaintext", "isDefault": true})).await;
+    let r = t
+        .post(
+            "/api/v1/secretbackends",
+            json!({"name": "second", "type": "plaintext", "isDefault": true}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.message().contains("\"default\" is the default"), "{}", r.message());
     let defaults: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
@@ -85,11 +127,17 @@ async fn the_default_backend_stays(kind: StoreKind) {
 
 async fn a_secret_needs_an_existing_backend(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "nowhere", "data": {"K": "v"}})).await;
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "s", "backend": "nowhere", "data": {"K": "v"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.fields(), ["spec.backend"]);
     assert_eq!(t.get("/api/v1/secrets").await.body["items"], json!([]));
-    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}})).await;
+    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}}))
+        .await;
     let r = t.put("/api/v1/secrets/s", json!({"backend": "nowhere"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message().contains("is a migration"), "{}", r.message());
@@ -97,11 +145,17 @@ async fn a_secret_needs_an_existing_backend(kind: StoreKind) {
 
 async fn self_hosted_llms_may_be_keyless(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    let body = json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "fast", "url": "http://127.0.0.1:11434"});
+    let body =
+        json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "fast", "url": "http://127.0.0.1:11434"});
     let r = t.post("/api/v1/llms", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert!(r.body.get("apiKeyRef").is_none());
-    let r = t.post("/api/v1/llms", json!({"name": "cli", "type": "gemini-cli", "model": "gemini-2.5-pro", "tier": "heavy"})).await;
+    let r = t
+        .post(
+            "/api/v1/llms",
+            json!({"name": "cli", "type": "gemini-cli", "model": "gemini-2.5-pro", "tier": "heavy"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
@@ -112,11 +166,16 @@ async fn resolve_api_key_reads_through_the_backend(kind: StoreKind) {
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-seed");
 
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": "sk-ant-rotated"}})).await;
+    t.put(
+        "/api/v1/secrets/anthropic",
+        json!({"data": {"API_KEY": "sk-ant-rotated"}}),
+    )
+    .await;
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-rotated");
 
-    let body = json!({"name": "local", "type": "vllm", "model": "qwen", "tier": "fast", "url": "http://127.0.0.1:8000"});
+    let body =
+        json!({"name": "local", "type": "vllm", "model": "qwen", "tier": "fast", "url": "http://127.0.0.1:8000"});
     t.post("/api/v1/llms", body).await;
     assert!(services.resolve_api_key("local").await.unwrap().is_none());
     assert!(services.resolve_api_key("missing").await.is_err());

@@ -34,7 +34,11 @@ impl TestDb {
             StoreKind::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("mcpd.db").display());
-                TestDb { url, postgres_name: None, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    postgres_name: None,
+                    _dir: Some(dir),
+                }
             }
             StoreKind::Postgres => {
                 let admin = postgres_admin_url();
@@ -48,7 +52,11 @@ impl TestDb {
                     .expect("creating the test database");
                 let base = admin.split('?').next().unwrap_or(&admin);
                 let base = &base[..base.rfind('/').expect("a database URL has a path")];
-                TestDb { url: format!("{base}/{name}"), postgres_name: Some(name), _dir: None }
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: None,
+                }
             }
         }
     }
@@ -61,7 +69,10 @@ impl Drop for TestDb {
         };
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -85,7 +96,11 @@ impl Reply {
     pub fn fields(&self) -> Vec<String> {
         self.body["error"]["details"]
             .as_array()
-            .map(|d| d.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|d| {
+                d.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -109,15 +124,23 @@ impl TestApp {
 
     /// Another mcpd on the same database, as after a restart.
     pub async fn reopen(&self) -> App {
-        App::open(&self.db.url, Duration::from_secs(10)).await.expect("mcpd restarts")
+        App::open(&self.db.url, Duration::from_secs(10))
+            .await
+            .expect("mcpd restarts")
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.router().oneshot(request).await.expect("the router answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
         Reply { status, headers, body }
     }
 
@@ -153,7 +176,9 @@ impl TestApp {
 
     /// Creates `anthropic` with an API key, and `claude-fast` using it.
     pub async fn seed_llm(&self) {
-        let r = self.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-ant-seed")).await;
+        let r = self
+            .post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-ant-seed"))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let r = self.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

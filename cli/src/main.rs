@@ -5,7 +5,11 @@
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "mcpctl", version, about = "Manage LLMs, secrets and secret backends on an mcpd server")]
+#[command(
+    name = "mcpctl",
+    version,
+    about = "Manage LLMs, secrets and secret backends on an mcpd server"
+)]
 struct Cli {}
 
 fn main() {

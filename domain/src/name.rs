@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 /// an alphanumeric (RFC 1123 label).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
-
 pub struct ResourceName(String);
 
 impl ResourceName {

@@ -30,11 +30,7 @@ impl ValidationErrors {
 
     /// `Ok(value)` when nothing failed, otherwise every collected error.
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Self> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(self)
-        }
+        if self.0.is_empty() { Ok(value()) } else { Err(self) }
     }
 
     /// A required string field: reports it as missing or blank, returns it otherwise.
@@ -81,9 +77,7 @@ impl std::error::Error for ValidationErrors {}
 
 /// A URL that mcpd can call: absolute, http or https, with a host.
 pub fn check_http_url(errors: &mut ValidationErrors, field: &str, url: &str) {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => {}
         _ => errors.add(field, "must be an absolute http:// or https:// URL"),

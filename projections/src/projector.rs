@@ -71,7 +71,10 @@ impl ProjectorHandle {
         }
         let stopped = self.stopped.lock().expect("projector status lock");
         match stopped.iter().next() {
-            Some((name, error)) => Err(WaitError::Stopped { name, error: error.clone() }),
+            Some((name, error)) => Err(WaitError::Stopped {
+                name,
+                error: error.clone(),
+            }),
             None => Err(WaitError::TimedOut(timeout)),
         }
     }
@@ -110,7 +113,12 @@ impl Projector {
             stopped: stopped.clone(),
         };
         let task = tokio::spawn(projector.run());
-        Ok(ProjectorHandle { wake, projected: receiver, stopped, task: Arc::new(task) })
+        Ok(ProjectorHandle {
+            wake,
+            projected: receiver,
+            stopped,
+            task: Arc::new(task),
+        })
     }
 
     async fn run(mut self) {
@@ -130,7 +138,10 @@ impl Projector {
 
     fn running(&self) -> Vec<ReadModel> {
         let stopped = self.stopped.lock().expect("projector status lock");
-        ReadModel::ALL.into_iter().filter(|m| !stopped.contains_key(m.name())).collect()
+        ReadModel::ALL
+            .into_iter()
+            .filter(|m| !stopped.contains_key(m.name()))
+            .collect()
     }
 
     /// Projects one batch; true when the log may hold more right away.
@@ -154,7 +165,10 @@ impl Projector {
                 Err(poison) => {
                     let error = error_chain(&poison);
                     tracing::error!(read_model = model.name(), %error, "read model stopped at an event it cannot apply");
-                    self.stopped.lock().expect("projector status lock").insert(model.name(), error);
+                    self.stopped
+                        .lock()
+                        .expect("projector status lock")
+                        .insert(model.name(), error);
                 }
             }
         }
@@ -203,7 +217,10 @@ async fn load_checkpoints(db: &Database) -> DbResult<HashMap<&'static str, Posit
             .await?;
         checkpoints.insert(
             model.name(),
-            Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? },
+            Position {
+                transaction_id: row.try_get("transaction_id")?,
+                position: row.try_get("position")?,
+            },
         );
     }
     Ok(checkpoints)

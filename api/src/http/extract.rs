@@ -57,9 +57,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             return Ok(IfMatch(None));
         }
         let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-        bare.parse()
-            .map(|v| IfMatch(Some(v)))
-            .map_err(|_| ApiError::BadRequest(format!("If-Match must be a resourceVersion such as \"3\", not {text:?}")))
+        bare.parse().map(|v| IfMatch(Some(v))).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "If-Match must be a resourceVersion such as \"3\", not {text:?}"
+            ))
+        })
     }
 }
 
@@ -78,7 +80,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Reveal {
                 reveal = match value {
                     "true" | "1" | "" => true,
                     "false" | "0" => false,
-                    other => return Err(ApiError::BadRequest(format!("reveal must be true or false, not {other:?}"))),
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "reveal must be true or false, not {other:?}"
+                        )));
+                    }
                 };
             }
         }

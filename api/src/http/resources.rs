@@ -52,7 +52,11 @@ pub trait ResourceKind: Send + Sync + 'static {
     type Spec: Serialize + Send;
     fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
-    fn create(s: &Services, ctx: &RequestContext, body: Value) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
     fn replace(
         s: &Services,
         ctx: &RequestContext,
@@ -77,7 +81,11 @@ fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Respons
 }
 
 async fn list<K: ResourceKind>(State(s): State<Services>, Reveal(reveal): Reveal) -> Answer<Response> {
-    let items: Vec<Value> = K::list(&s, reveal).await?.iter().map(|r| document(K::KIND, r)).collect();
+    let items: Vec<Value> = K::list(&s, reveal)
+        .await?
+        .iter()
+        .map(|r| document(K::KIND, r))
+        .collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -110,7 +118,10 @@ async fn replace<K: ResourceKind>(
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    Ok(one::<K>(StatusCode::OK, &K::replace(&s, &ctx, &name, body, expected).await?))
+    Ok(one::<K>(
+        StatusCode::OK,
+        &K::replace(&s, &ctx, &name, body, expected).await?,
+    ))
 }
 
 async fn delete<K: ResourceKind>(
@@ -128,7 +139,10 @@ pub fn routes<K: ResourceKind>() -> Router<Services> {
     let collection = format!("/api/v1/{}s", K::KIND.as_str());
     Router::new()
         .route(&collection, get(list::<K>).post(create::<K>))
-        .route(&format!("{collection}/{{name}}"), get(read::<K>).put(replace::<K>).delete(delete::<K>))
+        .route(
+            &format!("{collection}/{{name}}"),
+            get(read::<K>).put(replace::<K>).delete(delete::<K>),
+        )
 }
 
 pub struct Llms;
@@ -148,7 +162,13 @@ impl ResourceKind for Llms {
     async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
         s.create_llm(ctx, body).await
     }
-    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        v: Option<u64>,
+    ) -> Answer<Record<Self::Spec>> {
         s.replace_llm(ctx, name, body, v).await
     }
     async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
@@ -169,7 +189,13 @@ impl ResourceKind for Secrets {
     async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
         s.create_secret(ctx, body).await
     }
-    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        v: Option<u64>,
+    ) -> Answer<Record<Self::Spec>> {
         s.replace_secret(ctx, name, body, v).await
     }
     async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
@@ -190,7 +216,13 @@ impl ResourceKind for SecretBackends {
     async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
         s.create_secret_backend(ctx, body).await
     }
-    async fn replace(s: &Services, ctx: &RequestContext, name: &str, body: Value, v: Option<u64>) -> Answer<Record<Self::Spec>> {
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        v: Option<u64>,
+    ) -> Answer<Record<Self::Spec>> {
         s.replace_secret_backend(ctx, name, body, v).await
     }
     async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {

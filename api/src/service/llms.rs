@@ -32,7 +32,11 @@ impl Services {
     pub async fn create_llm(&self, ctx: &RequestContext, body: Value) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
-        let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
+        let command = LlmCommand::CreateLlm {
+            name: name.clone(),
+            spec,
+            referenced_secret_keys,
+        };
         self.execute(&self.store.llms, ctx, &name, command).await?;
         self.get_llm(name.as_str()).await
     }
@@ -46,14 +50,27 @@ impl Services {
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
-        let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
+        let command = LlmCommand::UpdateLlm {
+            name: name.clone(),
+            spec,
+            referenced_secret_keys,
+            expected_version,
+        };
         self.execute(&self.store.llms, ctx, &name, command).await?;
         self.get_llm(name.as_str()).await
     }
 
-    pub async fn delete_llm(&self, ctx: &RequestContext, name: &str, expected_version: Option<u64>) -> Result<(), ApiError> {
+    pub async fn delete_llm(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ApiError> {
         let name = url_name(Kind::Llm, name)?;
-        let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
+        let command = LlmCommand::DeleteLlm {
+            name: name.clone(),
+            expected_version,
+        };
         self.execute(&self.store.llms, ctx, &name, command).await
     }
 
@@ -64,14 +81,28 @@ impl Services {
         let Some(reference) = llm.spec.api_key_ref else {
             return Ok(None);
         };
-        let secret = secrets::get(&self.store.db, reference.name.as_str()).await?.ok_or_else(|| {
-            ApiError::Conflict(format!("llm {:?} refers to secret {:?}, which does not exist", llm.name, reference.name))
-        })?;
-        let mut data = plaintext::get(&self.store.db, &secret.spec.value_ref).await?.ok_or_else(|| {
-            anyhow::anyhow!("the values of secret {:?} are missing from backend {:?}", secret.name, secret.spec.backend)
-        })?;
+        let secret = secrets::get(&self.store.db, reference.name.as_str())
+            .await?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "llm {:?} refers to secret {:?}, which does not exist",
+                    llm.name, reference.name
+                ))
+            })?;
+        let mut data = plaintext::get(&self.store.db, &secret.spec.value_ref)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the values of secret {:?} are missing from backend {:?}",
+                    secret.name,
+                    secret.spec.backend
+                )
+            })?;
         let value = data.remove(&reference.key).ok_or_else(|| {
-            ApiError::Conflict(format!("secret {:?} has no key {:?}, which llm {:?} uses", secret.name, reference.key, llm.name))
+            ApiError::Conflict(format!(
+                "secret {:?} has no key {:?}, which llm {:?} uses",
+                secret.name, reference.key, llm.name
+            ))
         })?;
         Ok(Some(value))
     }

@@ -54,9 +54,13 @@ impl Services {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
             return Ok(());
         };
-        self.store.projector.wait_for(position, self.projection_wait).await.map_err(|e| {
-            ApiError::Unavailable(format!("the change to {aggregate_type} {name:?} was recorded, but {e}"))
-        })
+        self.store
+            .projector
+            .wait_for(position, self.projection_wait)
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!("the change to {aggregate_type} {name:?} was recorded, but {e}"))
+            })
     }
 }
 
@@ -64,7 +68,10 @@ impl Services {
 pub fn parse_document<I: SpecInput>(body: Value, url_name: Option<&str>) -> Result<(ResourceName, I::Spec), ApiError> {
     match parse_valid::<I>(body, url_name) {
         Ok(Ok(parsed)) => Ok(parsed),
-        Ok(Err(errors)) => Err(ApiError::Invalid { kind: I::KIND.as_str(), errors }),
+        Ok(Err(errors)) => Err(ApiError::Invalid {
+            kind: I::KIND.as_str(),
+            errors,
+        }),
         Err(shape) => Err(ApiError::MalformedBody(shape.to_string())),
     }
 }

@@ -1,8 +1,8 @@
+use domain::ResourceName;
 use domain::document::Kind;
 use domain::secret_backend::{
     DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendInput, SecretBackendSpec,
 };
-use domain::ResourceName;
 use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
@@ -28,7 +28,11 @@ impl Services {
     ) -> Result<Record<SecretBackendSpec>, ApiError> {
         let (name, spec) = parse_document::<SecretBackendInput>(body, None)?;
         let current_default = secret_backends::current_default(&self.store.db).await?;
-        let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, current_default };
+        let command = SecretBackendCommand::CreateSecretBackend {
+            name: name.clone(),
+            spec,
+            current_default,
+        };
         self.execute(&self.store.secret_backends, ctx, &name, command).await?;
         self.get_secret_backend(name.as_str()).await
     }
@@ -42,8 +46,12 @@ impl Services {
     ) -> Result<Record<SecretBackendSpec>, ApiError> {
         let (name, spec) = parse_document::<SecretBackendInput>(body, Some(name))?;
         let current_default = secret_backends::current_default(&self.store.db).await?;
-        let command =
-            SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, current_default, expected_version };
+        let command = SecretBackendCommand::UpdateSecretBackend {
+            name: name.clone(),
+            spec,
+            current_default,
+            expected_version,
+        };
         self.execute(&self.store.secret_backends, ctx, &name, command).await?;
         self.get_secret_backend(name.as_str()).await
     }
@@ -56,7 +64,11 @@ impl Services {
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::SecretBackend, name)?;
         let secrets_held = secrets::on_backend(&self.store.db, name.as_str()).await?;
-        let command = SecretBackendCommand::DeleteSecretBackend { name: name.clone(), secrets_held, expected_version };
+        let command = SecretBackendCommand::DeleteSecretBackend {
+            name: name.clone(),
+            secrets_held,
+            expected_version,
+        };
         self.execute(&self.store.secret_backends, ctx, &name, command).await
     }
 
@@ -64,9 +76,15 @@ impl Services {
     /// lets one creation through, and any later start finds it there.
     pub async fn seed_default_backend(&self) -> Result<(), ApiError> {
         let name = ResourceName::parse(DEFAULT_BACKEND).expect("the default backend's name is valid");
-        let ever_existed = self.store.log.latest_position_of(domain::secret_backend::AGGREGATE_TYPE, DEFAULT_BACKEND).await?;
+        let ever_existed = self
+            .store
+            .log
+            .latest_position_of(domain::secret_backend::AGGREGATE_TYPE, DEFAULT_BACKEND)
+            .await?;
         if ever_existed.is_some() {
-            return self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await;
+            return self
+                .await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
+                .await;
         }
         let spec = SecretBackendSpec {
             backend_type: domain::secret_backend::BackendType::Plaintext,
@@ -74,15 +92,25 @@ impl Services {
             is_default: true,
             config: None,
         };
-        let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, current_default: None };
+        let command = SecretBackendCommand::CreateSecretBackend {
+            name: name.clone(),
+            spec,
+            current_default: None,
+        };
         let ctx = RequestContext::system("startup");
-        match self.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
+        match self
+            .execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command)
+            .await
+        {
             Ok(()) => {
                 tracing::info!("created the default plaintext secret backend");
                 Ok(())
             }
             // Another mcpd started at the same moment and seeded it.
-            Err(ApiError::Conflict(_)) => self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await,
+            Err(ApiError::Conflict(_)) => {
+                self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
+                    .await
+            }
             Err(e) => Err(e),
         }
     }

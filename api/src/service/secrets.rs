@@ -43,13 +43,21 @@ impl Services {
     async fn view(&self, record: Record<SecretState>, reveal: bool) -> Result<Record<SecretView>, ApiError> {
         let data = if reveal {
             let values = self.read_values(&record).await?;
-            Some(values.iter().map(|(k, v)| (k.clone(), v.expose_secret().to_owned())).collect())
+            Some(
+                values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
+                    .collect(),
+            )
         } else {
             None
         };
         Ok(Record {
             name: record.name,
-            spec: SecretView { state: record.spec, data },
+            spec: SecretView {
+                state: record.spec,
+                data,
+            },
             resource_version: record.resource_version,
             created_at: record.created_at,
             updated_at: record.updated_at,
@@ -59,7 +67,11 @@ impl Services {
     async fn read_values(&self, record: &Record<SecretState>) -> Result<SecretData, ApiError> {
         let values = plaintext::get(&self.store.db, &record.spec.value_ref).await?;
         Ok(values.ok_or_else(|| {
-            anyhow::anyhow!("the values of secret {:?} are missing from backend {:?}", record.name, record.spec.backend)
+            anyhow::anyhow!(
+                "the values of secret {:?} are missing from backend {:?}",
+                record.name,
+                record.spec.backend
+            )
         })?)
     }
 
@@ -78,7 +90,10 @@ impl Services {
             && backend.spec.backend_type != BackendType::Plaintext
         {
             let mut errors = ValidationErrors::default();
-            errors.add("spec.backend", format!("backend {name:?} is of a type this version cannot store values on"));
+            errors.add(
+                "spec.backend",
+                format!("backend {name:?} is of a type this version cannot store values on"),
+            );
             return Err(ApiError::Invalid { kind: "secret", errors });
         }
         Ok((name, backend.is_some()))
@@ -94,13 +109,21 @@ impl Services {
         let (backend, backend_exists) = self.backend_for(&spec).await?;
         let data = spec.data.unwrap_or_default();
         let keys: Vec<String> = data.keys().cloned().collect();
-        let value_ref = if backend_exists { plaintext::put(&self.store.db, name.as_str(), &data).await? } else { String::new() };
+        let value_ref = if backend_exists {
+            plaintext::put(&self.store.db, name.as_str(), &data).await?
+        } else {
+            String::new()
+        };
         let command = SecretCommand::CreateSecret {
             name: name.clone(),
             backend,
             backend_exists,
             description: spec.description,
-            data: NewSecretData { changed_keys: keys.clone(), keys, value_ref: value_ref.clone() },
+            data: NewSecretData {
+                changed_keys: keys.clone(),
+                keys,
+                value_ref: value_ref.clone(),
+            },
         };
         if let Err(e) = self.execute(&self.store.secrets, ctx, &name, command).await {
             if matches!(e, ApiError::Invalid { .. } | ApiError::Conflict(_)) && !value_ref.is_empty() {
@@ -131,7 +154,11 @@ impl Services {
                     None
                 } else {
                     let value_ref = plaintext::put(&self.store.db, name.as_str(), &new).await?;
-                    Some(NewSecretData { keys: new.keys().cloned().collect(), changed_keys: changed, value_ref })
+                    Some(NewSecretData {
+                        keys: new.keys().cloned().collect(),
+                        changed_keys: changed,
+                        value_ref,
+                    })
                 }
             }
         };
@@ -157,7 +184,9 @@ impl Services {
                 }
             }
             Err(e) => {
-                if let (Some(new_ref), ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)) = (&new_ref, &e) {
+                if let (Some(new_ref), ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)) =
+                    (&new_ref, &e)
+                {
                     plaintext::delete(&self.store.db, new_ref).await?;
                 }
                 return Err(e);
@@ -166,7 +195,12 @@ impl Services {
         self.get_secret(name.as_str(), false).await
     }
 
-    pub async fn delete_secret(&self, ctx: &RequestContext, name: &str, expected_version: Option<u64>) -> Result<(), ApiError> {
+    pub async fn delete_secret(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ApiError> {
         let name = url_name(Kind::Secret, name)?;
         let current = secrets::get(&self.store.db, name.as_str()).await?;
         let referencing_llms = llms::using_secret(&self.store.db, name.as_str())
@@ -174,7 +208,11 @@ impl Services {
             .into_iter()
             .map(|(llm, _)| llm)
             .collect();
-        let command = SecretCommand::DeleteSecret { name: name.clone(), referencing_llms, expected_version };
+        let command = SecretCommand::DeleteSecret {
+            name: name.clone(),
+            referencing_llms,
+            expected_version,
+        };
         self.execute(&self.store.secrets, ctx, &name, command).await?;
         if let Some(current) = current {
             plaintext::delete(&self.store.db, &current.spec.value_ref).await?;

@@ -21,7 +21,11 @@ pub enum LlmError {
     #[error("llm {0:?} not found")]
     NotFound(ResourceName),
     #[error("llm {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
+    StaleVersion {
+        name: ResourceName,
+        expected: u64,
+        actual: u64,
+    },
     #[error("secret {0:?} named by spec.apiKeyRef does not exist")]
     SecretNotFound(ResourceName),
     #[error("secret {secret:?} has no key {key:?} (spec.apiKeyRef)")]
@@ -83,14 +87,23 @@ impl Aggregate for Llm {
 
     async fn handle(&mut self, command: LlmCommand, _: &(), sink: &EventSink<Self>) -> Result<(), LlmError> {
         let event = match command {
-            LlmCommand::CreateLlm { name, spec, referenced_secret_keys } => {
+            LlmCommand::CreateLlm {
+                name,
+                spec,
+                referenced_secret_keys,
+            } => {
                 if self.spec.is_some() {
                     return Err(LlmError::AlreadyExists(name));
                 }
                 Self::check_reference(&spec, referenced_secret_keys)?;
                 LlmEvent::LlmCreated { spec }
             }
-            LlmCommand::UpdateLlm { name, spec, referenced_secret_keys, expected_version } => {
+            LlmCommand::UpdateLlm {
+                name,
+                spec,
+                referenced_secret_keys,
+                expected_version,
+            } => {
                 if *self.live(&name, expected_version)? == spec {
                     return Ok(());
                 }
@@ -150,11 +163,20 @@ mod tests {
     }
 
     fn create(model: &str) -> LlmCommand {
-        LlmCommand::CreateLlm { name: name(), spec: spec(model), referenced_secret_keys: keys() }
+        LlmCommand::CreateLlm {
+            name: name(),
+            spec: spec(model),
+            referenced_secret_keys: keys(),
+        }
     }
 
     fn update(model: &str, expected_version: Option<u64>) -> LlmCommand {
-        LlmCommand::UpdateLlm { name: name(), spec: spec(model), referenced_secret_keys: keys(), expected_version }
+        LlmCommand::UpdateLlm {
+            name: name(),
+            spec: spec(model),
+            referenced_secret_keys: keys(),
+            expected_version,
+        }
     }
 
     fn created(model: &str) -> LlmEvent {
@@ -163,7 +185,10 @@ mod tests {
 
     #[test]
     fn create_on_nothing_records_creation() {
-        Given::with(()).given_no_previous_events().when(create("m")).then_expect_events(vec![created("m")]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(create("m"))
+            .then_expect_events(vec![created("m")]);
     }
 
     #[test]
@@ -184,7 +209,11 @@ mod tests {
 
     #[test]
     fn create_needs_the_referenced_secret() {
-        let command = LlmCommand::CreateLlm { name: name(), spec: spec("m"), referenced_secret_keys: None };
+        let command = LlmCommand::CreateLlm {
+            name: name(),
+            spec: spec("m"),
+            referenced_secret_keys: None,
+        };
         Given::with(())
             .given_no_previous_events()
             .when(command)
@@ -198,10 +227,13 @@ mod tests {
             spec: spec("m"),
             referenced_secret_keys: Some(vec!["OTHER".into()]),
         };
-        Given::with(()).given_no_previous_events().when(command).then_expect_error(LlmError::SecretKeyNotFound {
-            secret: ResourceName::parse("anthropic").unwrap(),
-            key: "API_KEY".into(),
-        });
+        Given::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(LlmError::SecretKeyNotFound {
+                secret: ResourceName::parse("anthropic").unwrap(),
+                key: "API_KEY".into(),
+            });
     }
 
     #[test]
@@ -214,7 +246,10 @@ mod tests {
 
     #[test]
     fn update_to_the_same_spec_records_nothing() {
-        Given::with(()).given(vec![created("m")]).when(update("m", None)).then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![created("m")])
+            .when(update("m", None))
+            .then_expect_events(vec![]);
     }
 
     #[test]
@@ -222,19 +257,29 @@ mod tests {
         Given::with(())
             .given(vec![created("m"), LlmEvent::LlmUpdated { spec: spec("n") }])
             .when(update("o", Some(1)))
-            .then_expect_error(LlmError::StaleVersion { name: name(), expected: 1, actual: 2 });
+            .then_expect_error(LlmError::StaleVersion {
+                name: name(),
+                expected: 1,
+                actual: 2,
+            });
     }
 
     #[test]
     fn update_of_a_missing_llm_is_not_found() {
-        Given::with(()).given_no_previous_events().when(update("m", None)).then_expect_error(LlmError::NotFound(name()));
+        Given::with(())
+            .given_no_previous_events()
+            .when(update("m", None))
+            .then_expect_error(LlmError::NotFound(name()));
     }
 
     #[test]
     fn delete_records_deletion() {
         Given::with(())
             .given(vec![created("m")])
-            .when(LlmCommand::DeleteLlm { name: name(), expected_version: Some(1) })
+            .when(LlmCommand::DeleteLlm {
+                name: name(),
+                expected_version: Some(1),
+            })
             .then_expect_events(vec![LlmEvent::LlmDeleted {}]);
     }
 
@@ -242,7 +287,10 @@ mod tests {
     fn delete_of_a_deleted_llm_is_not_found() {
         Given::with(())
             .given(vec![created("m"), LlmEvent::LlmDeleted {}])
-            .when(LlmCommand::DeleteLlm { name: name(), expected_version: None })
+            .when(LlmCommand::DeleteLlm {
+                name: name(),
+                expected_version: None,
+            })
             .then_expect_error(LlmError::NotFound(name()));
     }
 
@@ -250,7 +298,14 @@ mod tests {
     fn delete_with_stale_version_is_a_conflict() {
         Given::with(())
             .given(vec![created("m")])
-            .when(LlmCommand::DeleteLlm { name: name(), expected_version: Some(7) })
-            .then_expect_error(LlmError::StaleVersion { name: name(), expected: 7, actual: 1 });
+            .when(LlmCommand::DeleteLlm {
+                name: name(),
+                expected_version: Some(7),
+            })
+            .then_expect_error(LlmError::StaleVersion {
+                name: name(),
+                expected: 7,
+                actual: 1,
+            });
     }
 }

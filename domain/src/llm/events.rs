@@ -6,9 +6,13 @@ use crate::llm::LlmSpec;
 /// What happened to an Llm. Who and when live in the event metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LlmEvent {
-    LlmCreated { spec: LlmSpec },
+    LlmCreated {
+        spec: LlmSpec,
+    },
     /// The spec was replaced as a whole.
-    LlmUpdated { spec: LlmSpec },
+    LlmUpdated {
+        spec: LlmSpec,
+    },
     LlmDeleted {},
 }
 

@@ -25,21 +25,28 @@ pub enum LlmType {
 
 impl LlmType {
     pub const NAMES: [&'static str; 6] = ["anthropic", "openai", "deepseek", "vllm", "ollama", "gemini-cli"];
-    const ALL: [LlmType; 6] = [
-        LlmType::Anthropic,
-        LlmType::Openai,
-        LlmType::Deepseek,
-        LlmType::Vllm,
-        LlmType::Ollama,
-        LlmType::GeminiCli,
-    ];
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::NAMES.iter().position(|n| *n == raw).map(|i| Self::ALL[i])
+        match raw {
+            "anthropic" => Some(LlmType::Anthropic),
+            "openai" => Some(LlmType::Openai),
+            "deepseek" => Some(LlmType::Deepseek),
+            "vllm" => Some(LlmType::Vllm),
+            "ollama" => Some(LlmType::Ollama),
+            "gemini-cli" => Some(LlmType::GeminiCli),
+            _ => None,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|t| *t == self).unwrap_or_default()]
+        match self {
+            LlmType::Anthropic => "anthropic",
+            LlmType::Openai => "openai",
+            LlmType::Deepseek => "deepseek",
+            LlmType::Vllm => "vllm",
+            LlmType::Ollama => "ollama",
+            LlmType::GeminiCli => "gemini-cli",
+        }
     }
 
     /// Hosted providers always need a key; self-hosted ones may run keyless.
@@ -146,7 +153,10 @@ impl SpecInput for LlmInput {
         if let Some(url) = &url {
             check_http_url(errors, "spec.url", url);
         } else if provider.is_some_and(LlmType::requires_url) {
-            errors.add("spec.url", format!("is required for type {}", provider.map_or("", LlmType::as_str)));
+            errors.add(
+                "spec.url",
+                format!("is required for type {}", provider.map_or("", LlmType::as_str)),
+            );
         }
         let api_key_ref = match self.api_key_ref {
             None => {
@@ -200,7 +210,10 @@ mod tests {
             ..Default::default()
         };
         assert!(input.validate(&mut errors).is_none());
-        assert_eq!(fields(&errors), ["spec.model", "spec.tier", "spec.url", "spec.apiKeyRef"]);
+        assert_eq!(
+            fields(&errors),
+            ["spec.model", "spec.tier", "spec.url", "spec.apiKeyRef"]
+        );
         assert_eq!(errors.0[1].message, "must be one of fast, heavy");
     }
 
@@ -217,7 +230,10 @@ mod tests {
         assert_eq!(fields(&errors), ["spec.url"]);
 
         let mut errors = ValidationErrors::default();
-        let with_url = LlmInput { url: Some("http://127.0.0.1:11434".into()), ..input };
+        let with_url = LlmInput {
+            url: Some("http://127.0.0.1:11434".into()),
+            ..input
+        };
         let spec = with_url.validate(&mut errors).expect("valid");
         assert_eq!(spec.api_key_ref, None);
     }

@@ -29,15 +29,27 @@ pub enum SecretError {
     #[error("secret {0:?} not found")]
     NotFound(ResourceName),
     #[error("secret {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
+    StaleVersion {
+        name: ResourceName,
+        expected: u64,
+        actual: u64,
+    },
     #[error("secretbackend {0:?} does not exist")]
     BackendNotFound(ResourceName),
     #[error("secret {name:?} is on backend {current:?}; moving it to {requested:?} is a migration, not an update")]
-    BackendChanged { name: ResourceName, current: ResourceName, requested: ResourceName },
+    BackendChanged {
+        name: ResourceName,
+        current: ResourceName,
+        requested: ResourceName,
+    },
     #[error("secret {name:?} is used by llm {llms}", llms = name_list(.llms))]
     InUse { name: ResourceName, llms: Vec<String> },
     #[error("key {key:?} of secret {name:?} is used by llm {llms}", llms = name_list(.llms))]
-    KeyInUse { name: ResourceName, key: String, llms: Vec<String> },
+    KeyInUse {
+        name: ResourceName,
+        key: String,
+        llms: Vec<String>,
+    },
 }
 
 impl Classified for SecretError {
@@ -77,8 +89,16 @@ impl Secret {
     fn check_key_uses(name: &ResourceName, keys: &[String], uses: &[KeyUse]) -> Result<(), SecretError> {
         let dropped = uses.iter().find(|u| !keys.contains(&u.key));
         if let Some(dropped) = dropped {
-            let llms = uses.iter().filter(|u| u.key == dropped.key).map(|u| u.llm.clone()).collect();
-            return Err(SecretError::KeyInUse { name: name.clone(), key: dropped.key.clone(), llms });
+            let llms = uses
+                .iter()
+                .filter(|u| u.key == dropped.key)
+                .map(|u| u.llm.clone())
+                .collect();
+            return Err(SecretError::KeyInUse {
+                name: name.clone(),
+                key: dropped.key.clone(),
+                llms,
+            });
         }
         Ok(())
     }
@@ -93,7 +113,13 @@ impl Aggregate for Secret {
 
     async fn handle(&mut self, command: SecretCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SecretError> {
         let event = match command {
-            SecretCommand::CreateSecret { name, backend, backend_exists, description, data } => {
+            SecretCommand::CreateSecret {
+                name,
+                backend,
+                backend_exists,
+                description,
+                data,
+            } => {
                 if self.live.is_some() {
                     return Err(SecretError::AlreadyExists(name));
                 }
@@ -108,10 +134,21 @@ impl Aggregate for Secret {
                     value_ref: data.value_ref,
                 }
             }
-            SecretCommand::UpdateSecret { name, backend, description, data, key_uses, expected_version } => {
+            SecretCommand::UpdateSecret {
+                name,
+                backend,
+                description,
+                data,
+                key_uses,
+                expected_version,
+            } => {
                 let live = self.live(&name, expected_version)?;
                 if let Some(requested) = backend.filter(|b| *b != live.backend) {
-                    return Err(SecretError::BackendChanged { name, current: live.backend.clone(), requested });
+                    return Err(SecretError::BackendChanged {
+                        name,
+                        current: live.backend.clone(),
+                        requested,
+                    });
                 }
                 let (keys, changed_keys, data_version, value_ref) = match data {
                     Some(data) => {
@@ -123,12 +160,25 @@ impl Aggregate for Secret {
                 if changed_keys.is_empty() && description == live.description {
                     return Ok(());
                 }
-                SecretEvent::SecretUpdated { description, keys, changed_keys, data_version, value_ref }
+                SecretEvent::SecretUpdated {
+                    description,
+                    keys,
+                    changed_keys,
+                    data_version,
+                    value_ref,
+                }
             }
-            SecretCommand::DeleteSecret { name, referencing_llms, expected_version } => {
+            SecretCommand::DeleteSecret {
+                name,
+                referencing_llms,
+                expected_version,
+            } => {
                 self.live(&name, expected_version)?;
                 if !referencing_llms.is_empty() {
-                    return Err(SecretError::InUse { name, llms: referencing_llms });
+                    return Err(SecretError::InUse {
+                        name,
+                        llms: referencing_llms,
+                    });
                 }
                 SecretEvent::SecretDeleted {}
             }
@@ -140,10 +190,28 @@ impl Aggregate for Secret {
     fn apply(&mut self, event: SecretEvent) {
         self.version += 1;
         match event {
-            SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref } => {
-                self.live = Some(LiveSecret { backend, description, keys, data_version, value_ref });
+            SecretEvent::SecretCreated {
+                backend,
+                description,
+                keys,
+                data_version,
+                value_ref,
+            } => {
+                self.live = Some(LiveSecret {
+                    backend,
+                    description,
+                    keys,
+                    data_version,
+                    value_ref,
+                });
             }
-            SecretEvent::SecretUpdated { description, keys, data_version, value_ref, .. } => {
+            SecretEvent::SecretUpdated {
+                description,
+                keys,
+                data_version,
+                value_ref,
+                ..
+            } => {
                 if let Some(live) = &mut self.live {
                     live.description = description;
                     live.keys = keys;
@@ -210,7 +278,10 @@ mod tests {
 
     #[test]
     fn create_records_keys_but_no_values() {
-        Given::with(()).given_no_previous_events().when(create(true)).then_expect_events(vec![created()]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(create(true))
+            .then_expect_events(vec![created()]);
     }
 
     #[test]
@@ -245,25 +316,32 @@ mod tests {
 
     #[test]
     fn description_only_update_keeps_data() {
-        Given::with(()).given(vec![created()]).when(update(None, "prod key", vec![])).then_expect_events(vec![
-            SecretEvent::SecretUpdated {
+        Given::with(())
+            .given(vec![created()])
+            .when(update(None, "prod key", vec![]))
+            .then_expect_events(vec![SecretEvent::SecretUpdated {
                 description: "prod key".into(),
                 keys: vec!["API_KEY".into()],
                 changed_keys: vec![],
                 data_version: 1,
                 value_ref: "r1".into(),
-            },
-        ]);
+            }]);
     }
 
     #[test]
     fn update_that_changes_nothing_records_nothing() {
-        Given::with(()).given(vec![created()]).when(update(None, "", vec![])).then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![created()])
+            .when(update(None, "", vec![]))
+            .then_expect_events(vec![]);
     }
 
     #[test]
     fn update_cannot_drop_a_key_an_llm_uses() {
-        let uses = vec![KeyUse { llm: "claude-fast".into(), key: "API_KEY".into() }];
+        let uses = vec![KeyUse {
+            llm: "claude-fast".into(),
+            key: "API_KEY".into(),
+        }];
         Given::with(())
             .given(vec![created()])
             .when(update(Some(data(&["OTHER"], &["API_KEY", "OTHER"], "r2")), "", uses))
@@ -284,11 +362,14 @@ mod tests {
             key_uses: vec![],
             expected_version: None,
         };
-        Given::with(()).given(vec![created()]).when(command).then_expect_error(SecretError::BackendChanged {
-            name: n("anthropic"),
-            current: n("default"),
-            requested: n("bao"),
-        });
+        Given::with(())
+            .given(vec![created()])
+            .when(command)
+            .then_expect_error(SecretError::BackendChanged {
+                name: n("anthropic"),
+                current: n("default"),
+                requested: n("bao"),
+            });
     }
 
     #[test]
@@ -314,20 +395,32 @@ mod tests {
 
     #[test]
     fn delete_with_stale_version_is_a_conflict() {
-        let command =
-            SecretCommand::DeleteSecret { name: n("anthropic"), referencing_llms: vec![], expected_version: Some(2) };
-        Given::with(()).given(vec![created()]).when(command).then_expect_error(SecretError::StaleVersion {
+        let command = SecretCommand::DeleteSecret {
             name: n("anthropic"),
-            expected: 2,
-            actual: 1,
-        });
+            referencing_llms: vec![],
+            expected_version: Some(2),
+        };
+        Given::with(())
+            .given(vec![created()])
+            .when(command)
+            .then_expect_error(SecretError::StaleVersion {
+                name: n("anthropic"),
+                expected: 2,
+                actual: 1,
+            });
     }
 
     #[test]
     fn delete_then_create_again() {
-        let delete =
-            SecretCommand::DeleteSecret { name: n("anthropic"), referencing_llms: vec![], expected_version: Some(1) };
-        Given::with(()).given(vec![created()]).when(delete).then_expect_events(vec![SecretEvent::SecretDeleted {}]);
+        let delete = SecretCommand::DeleteSecret {
+            name: n("anthropic"),
+            referencing_llms: vec![],
+            expected_version: Some(1),
+        };
+        Given::with(())
+            .given(vec![created()])
+            .when(delete)
+            .then_expect_events(vec![SecretEvent::SecretDeleted {}]);
         Given::with(())
             .given(vec![created(), SecretEvent::SecretDeleted {}])
             .when(create(true))

@@ -39,7 +39,9 @@ pub struct SecretSpec {
 pub fn check_key_name(errors: &mut ValidationErrors, field: &str, key: &str) -> bool {
     let ok = !key.is_empty()
         && key.len() <= 253
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
         errors.add(field, "must be 1-253 letters, digits, '-', '_' or '.'");
     }
@@ -51,9 +53,10 @@ impl SpecInput for SecretInput {
     const KIND: Kind = Kind::Secret;
 
     fn validate(self, errors: &mut ValidationErrors) -> Option<SecretSpec> {
-        let backend = self.backend.filter(|b| !b.is_empty()).and_then(|b| {
-            ResourceName::parse(&b).map_err(|m| errors.add("spec.backend", m)).ok()
-        });
+        let backend = self
+            .backend
+            .filter(|b| !b.is_empty())
+            .and_then(|b| ResourceName::parse(&b).map_err(|m| errors.add("spec.backend", m)).ok());
         if let Some(data) = &self.data {
             for key in data.keys() {
                 check_key_name(errors, &format!("spec.data.{key}"), key);

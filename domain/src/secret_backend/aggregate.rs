@@ -20,7 +20,11 @@ pub enum SecretBackendError {
     #[error("secretbackend {0:?} not found")]
     NotFound(ResourceName),
     #[error("secretbackend {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
+    StaleVersion {
+        name: ResourceName,
+        expected: u64,
+        actual: u64,
+    },
     #[error("secretbackend {current:?} is the default; making {name:?} the default instead is not supported yet")]
     DefaultTaken { name: ResourceName, current: String },
     #[error("secretbackend {0:?} is the default and must stay so until another backend becomes the default")]
@@ -52,7 +56,10 @@ impl Classified for SecretBackendError {
 
 impl SecretBackend {
     fn live(&self, name: &ResourceName, expected: Option<u64>) -> Result<&SecretBackendSpec, SecretBackendError> {
-        let spec = self.spec.as_ref().ok_or_else(|| SecretBackendError::NotFound(name.clone()))?;
+        let spec = self
+            .spec
+            .as_ref()
+            .ok_or_else(|| SecretBackendError::NotFound(name.clone()))?;
         match expected {
             Some(expected) if expected != self.version => Err(SecretBackendError::StaleVersion {
                 name: name.clone(),
@@ -70,9 +77,10 @@ impl SecretBackend {
         current_default: Option<String>,
     ) -> Result<(), SecretBackendError> {
         match current_default {
-            Some(current) if spec.is_default && current != name.as_str() => {
-                Err(SecretBackendError::DefaultTaken { name: name.clone(), current })
-            }
+            Some(current) if spec.is_default && current != name.as_str() => Err(SecretBackendError::DefaultTaken {
+                name: name.clone(),
+                current,
+            }),
             _ => Ok(()),
         }
     }
@@ -92,14 +100,23 @@ impl Aggregate for SecretBackend {
         sink: &EventSink<Self>,
     ) -> Result<(), SecretBackendError> {
         let event = match command {
-            SecretBackendCommand::CreateSecretBackend { name, spec, current_default } => {
+            SecretBackendCommand::CreateSecretBackend {
+                name,
+                spec,
+                current_default,
+            } => {
                 if self.spec.is_some() {
                     return Err(SecretBackendError::AlreadyExists(name));
                 }
                 Self::check_default_claim(&name, &spec, current_default)?;
                 SecretBackendEvent::SecretBackendCreated { spec }
             }
-            SecretBackendCommand::UpdateSecretBackend { name, spec, current_default, expected_version } => {
+            SecretBackendCommand::UpdateSecretBackend {
+                name,
+                spec,
+                current_default,
+                expected_version,
+            } => {
                 let live = self.live(&name, expected_version)?;
                 if *live == spec {
                     return Ok(());
@@ -113,12 +130,19 @@ impl Aggregate for SecretBackend {
                 Self::check_default_claim(&name, &spec, current_default)?;
                 SecretBackendEvent::SecretBackendUpdated { spec }
             }
-            SecretBackendCommand::DeleteSecretBackend { name, secrets_held, expected_version } => {
+            SecretBackendCommand::DeleteSecretBackend {
+                name,
+                secrets_held,
+                expected_version,
+            } => {
                 if self.live(&name, expected_version)?.is_default {
                     return Err(SecretBackendError::DeleteDefault(name));
                 }
                 if !secrets_held.is_empty() {
-                    return Err(SecretBackendError::InUse { name, secrets: secrets_held });
+                    return Err(SecretBackendError::InUse {
+                        name,
+                        secrets: secrets_held,
+                    });
                 }
                 SecretBackendEvent::SecretBackendDeleted {}
             }
@@ -169,7 +193,9 @@ mod tests {
     }
 
     fn created(is_default: bool) -> SecretBackendEvent {
-        SecretBackendEvent::SecretBackendCreated { spec: spec(is_default, "") }
+        SecretBackendEvent::SecretBackendCreated {
+            spec: spec(is_default, ""),
+        }
     }
 
     fn update(is_default: bool, description: &str) -> SecretBackendCommand {
@@ -202,7 +228,10 @@ mod tests {
         Given::with(())
             .given_no_previous_events()
             .when(create("other", true, Some("default")))
-            .then_expect_error(SecretBackendError::DefaultTaken { name: n("other"), current: "default".into() });
+            .then_expect_error(SecretBackendError::DefaultTaken {
+                name: n("other"),
+                current: "default".into(),
+            });
     }
 
     #[test]
@@ -218,7 +247,9 @@ mod tests {
         Given::with(())
             .given(vec![created(true)])
             .when(update(true, "in the database"))
-            .then_expect_events(vec![SecretBackendEvent::SecretBackendUpdated { spec: spec(true, "in the database") }]);
+            .then_expect_events(vec![SecretBackendEvent::SecretBackendUpdated {
+                spec: spec(true, "in the database"),
+            }]);
     }
 
     #[test]
@@ -260,6 +291,9 @@ mod tests {
 
     #[test]
     fn delete_of_a_missing_backend_is_not_found() {
-        Given::with(()).given_no_previous_events().when(delete(&[])).then_expect_error(SecretBackendError::NotFound(n("archive")));
+        Given::with(())
+            .given_no_previous_events()
+            .when(delete(&[]))
+            .then_expect_error(SecretBackendError::NotFound(n("archive")));
     }
 }

@@ -1,8 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{SecretKeyRef, SecretKeyRefInput};
 use crate::document::{Kind, SpecInput};
+use crate::llm::{SecretKeyRef, SecretKeyRefInput};
 use crate::name::ResourceName;
 use crate::secret::check_key_name;
 use crate::validation::{ValidationErrors, check_http_url};
@@ -98,11 +98,13 @@ impl OpenBaoConfigInput {
                 None
             }
             Some(r) => {
-                let name = errors.required("spec.config.tokenSecretRef.name", r.name).and_then(|n| {
-                    ResourceName::parse(&n)
-                        .map_err(|m| errors.add("spec.config.tokenSecretRef.name", m))
-                        .ok()
-                });
+                let name = errors
+                    .required("spec.config.tokenSecretRef.name", r.name)
+                    .and_then(|n| {
+                        ResourceName::parse(&n)
+                            .map_err(|m| errors.add("spec.config.tokenSecretRef.name", m))
+                            .ok()
+                    });
                 let key = errors
                     .required("spec.config.tokenSecretRef.key", r.key)
                     .filter(|k| check_key_name(errors, "spec.config.tokenSecretRef.key", k));
@@ -111,7 +113,10 @@ impl OpenBaoConfigInput {
         };
         let mount = self.mount.unwrap_or_else(|| "secret".into());
         if mount.is_empty() || mount.starts_with('/') || mount.ends_with('/') {
-            errors.add("spec.config.mount", "must be a mount path without leading or trailing '/'");
+            errors.add(
+                "spec.config.mount",
+                "must be a mount path without leading or trailing '/'",
+            );
         }
         Some(OpenBaoConfig {
             url: url?,
@@ -128,7 +133,12 @@ impl SpecInput for SecretBackendInput {
     const KIND: Kind = Kind::SecretBackend;
 
     fn validate(self, errors: &mut ValidationErrors) -> Option<SecretBackendSpec> {
-        let backend_type = errors.one_of("spec.type", self.backend_type, &["plaintext", "openbao"], BackendType::parse);
+        let backend_type = errors.one_of(
+            "spec.type",
+            self.backend_type,
+            &["plaintext", "openbao"],
+            BackendType::parse,
+        );
         let config = match (backend_type, self.config) {
             (Some(BackendType::Plaintext), Some(_)) => {
                 errors.add("spec.config", "plaintext backends take no config");
@@ -142,7 +152,10 @@ impl SpecInput for SecretBackendInput {
                 let config = config.validate(errors);
                 // The driver arrives with the backends work; until then nothing could store
                 // values on such a backend, so none may be created.
-                errors.add("spec.type", "openbao backends are not available in this version of mcpd yet");
+                errors.add(
+                    "spec.type",
+                    "openbao backends are not available in this version of mcpd yet",
+                );
                 config
             }
             _ => None,
@@ -168,7 +181,10 @@ mod tests {
         let mut errors = ValidationErrors::default();
         assert!(input.validate(&mut errors).is_none());
         let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["spec.config.url", "spec.config.tokenSecretRef.key", "spec.type"]);
+        assert_eq!(
+            fields,
+            ["spec.config.url", "spec.config.tokenSecretRef.key", "spec.type"]
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub struct Record<S> {
 /// An event a projection could not apply.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("event {event_type} of {aggregate_type} {aggregate_id:?} at sequence {sequence} has a payload this version cannot read: {source}")]
+    #[error(
+        "event {event_type} of {aggregate_type} {aggregate_id:?} at sequence {sequence} has a payload this version cannot read: {source}"
+    )]
     Payload {
         event_type: String,
         aggregate_type: String,

@@ -25,7 +25,13 @@ pub struct SecretState {
 
 pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
     match payload::<SecretEvent>(event)? {
-        SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref } => {
+        SecretEvent::SecretCreated {
+            backend,
+            description,
+            keys,
+            data_version,
+            value_ref,
+        } => {
             sqlx::query(
                 "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, resource_version, \
                                       created_at, updated_at) \
@@ -46,7 +52,13 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             .execute(&mut *conn)
             .await?;
         }
-        SecretEvent::SecretUpdated { description, keys, data_version, value_ref, .. } => {
+        SecretEvent::SecretUpdated {
+            description,
+            keys,
+            data_version,
+            value_ref,
+            ..
+        } => {
             sqlx::query(
                 "UPDATE secrets SET description = $2, keys = $3, data_version = $4, value_ref = $5, \
                    resource_version = $6, updated_at = $7 WHERE name = $1",
@@ -71,7 +83,8 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
     Ok(())
 }
 
-const COLUMNS: &str = "name, backend, description, keys, data_version, value_ref, resource_version, created_at, updated_at";
+const COLUMNS: &str =
+    "name, backend, description, keys, data_version, value_ref, resource_version, created_at, updated_at";
 
 fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
     let backend: String = row.try_get("backend")?;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, API (on SQLite and PostgreSQL) and end-to-end tests.
+#
+# PostgreSQL: the server named by DATABASE_URL, else the one at 127.0.0.1:5432; when neither
+# answers, a throwaway cluster is created in a temp dir for this run (installing the server
+# from Debian's packages first if it is missing). The PostgreSQL half is never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+pg_answers() {
+    command -v psql >/dev/null 2>&1 && psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+}
+
+throwaway_postgres() {
+    local bindir
+    bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$bindir" ]; then
+        log "installing PostgreSQL from Debian's packages"
+        if [ "$(id -u)" -eq 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        else
+            sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        fi
+        bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    local dir port run
+    dir=$(mktemp -d /tmp/mcpd-pg.XXXXXX)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    run=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$dir"
+        run=(runuser -u postgres --)
+    fi
+    log "starting a throwaway PostgreSQL on 127.0.0.1:$port ($dir)"
+    "${run[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
+    "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300" start >/dev/null
+    trap '"${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    pg_answers "$DATABASE_URL" || { echo "DATABASE_URL=$DATABASE_URL does not answer" >&2; exit 1; }
+elif pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+else
+    throwaway_postgres
+fi
+log "PostgreSQL for the tests: ${DATABASE_URL%%@*}@${DATABASE_URL#*@}"
+
+log "building mcpd and mcpctl (the end-to-end tests run the binaries)"
+cargo build --workspace --bins --locked
+
+log "running the test suite"
+cargo test --workspace --locked "$@"

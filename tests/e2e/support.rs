@@ -1,0 +1,279 @@
+//! `TestServer`: the real `mcpd` binary on a free port, a temp data dir, a real database; stopped
+//! (SIGKILL) when dropped. Its stderr is kept in a file so tests can read the logs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+#[derive(Debug, Clone, Copy)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Where `cargo build` put the binaries: next to this test's `deps/` directory.
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(format!("{}_BIN", name.to_uppercase())) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    /// `None` for the embedded default (no --database-url at all).
+    pub database_url: Option<String>,
+    postgres_name: Option<String>,
+    pub port: u16,
+    child: Option<Child>,
+    starts: usize,
+    env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestServer {
+    pub async fn start(kind: StoreKind) -> TestServer {
+        Self::start_with_env(kind, &[]).await
+    }
+
+    pub async fn start_with_env(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
+        let (database_url, postgres_name) = match kind {
+            StoreKind::Sqlite => (None, None),
+            StoreKind::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("mcpd_e2e_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let base = admin.split('?').next().unwrap();
+                (
+                    Some(format!("{}/{name}", &base[..base.rfind('/').unwrap()])),
+                    Some(name),
+                )
+            }
+        };
+        let mut server = TestServer {
+            dir: tempfile::tempdir().unwrap(),
+            database_url,
+            postgres_name,
+            port: free_port(),
+            child: None,
+            starts: 0,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The URL tests use to look into the store directly.
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir().join("mcpd.db").display()),
+        }
+    }
+
+    pub fn log_path(&self, start: usize) -> PathBuf {
+        self.dir.path().join(format!("mcpd-{start}.log"))
+    }
+
+    /// Everything every run of mcpd wrote to stderr.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default())
+            .collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Starts mcpd (again) on the same data, and waits until it answers.
+    pub async fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
+        let mut command = Command::new(binary("mcpd"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("MCPD_DATABASE_URL")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().expect("mcpd starts"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mcpd exited with {status} at start:\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcpd did not answer within 60 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (waits up to 30 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("mcpd is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("mcpd did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<(u16, Value)> {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await.expect("mcpd answers")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body))
+            .await
+            .expect("mcpd answers")
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body))
+            .await
+            .expect("mcpd answers")
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, None)
+            .await
+            .expect("mcpd answers")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs each listed `async fn(StoreKind)` as one test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::support::StoreKind::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::support::StoreKind::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -37,7 +37,8 @@ throwaway_postgres() {
     "${run[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
     "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
         -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300" start >/dev/null
-    trap '"${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+    # Expanded now: the trap runs after this function's locals are gone.
+    trap "${run[*]} $bindir/pg_ctl -D $dir/data -m immediate stop >/dev/null 2>&1 || true; rm -rf $dir" EXIT
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 

@@ -122,6 +122,20 @@ impl TestApp {
         TestApp { app, db }
     }
 
+    /// A second mcpd on the same database, as another replica would be; the database stays
+    /// owned by `self`.
+    pub async fn replica(&self) -> TestApp {
+        let db = TestDb {
+            url: self.db.url.clone(),
+            postgres_name: None,
+            _dir: None,
+        };
+        TestApp {
+            app: self.reopen().await,
+            db,
+        }
+    }
+
     /// Another mcpd on the same database, as after a restart.
     pub async fn reopen(&self) -> App {
         App::open(&self.db.url, Duration::from_secs(10))

@@ -14,6 +14,7 @@ crate::on_both_stores!(
     type_errors_under_data_do_not_echo_the_value,
     what_get_returns_can_be_put_back,
     openbao_backends_are_refused_for_now,
+    each_kind_publishes_its_document_schema,
 );
 
 async fn every_bad_field_is_listed(kind: StoreKind) {
@@ -156,4 +157,19 @@ async fn openbao_backends_are_refused_for_now(kind: StoreKind) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.fields(), ["spec.type"]);
     assert!(r.message().contains("not available"), "{}", r.message());
+}
+
+async fn each_kind_publishes_its_document_schema(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    for (kind, field) in [
+        ("llm", "apiKeyRef"),
+        ("secrets", "data"),
+        ("secretbackend", "isDefault"),
+    ] {
+        let r = t.get(&format!("/api/v1/schemas/{kind}")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body["properties"].get(field).is_some(), "{kind}: {:?}", r.body);
+        assert!(r.body["properties"].get("name").is_some());
+    }
+    assert_eq!(t.get("/api/v1/schemas/widget").await.status, StatusCode::NOT_FOUND);
 }

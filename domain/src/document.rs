@@ -75,6 +75,30 @@ pub fn parse_valid<I: SpecInput>(
     })
 }
 
+/// The JSON Schema of a kind's whole document: the spec input's schema plus the envelope
+/// (`kind`, `name`) and the read-only fields the server fills in.
+pub fn document_schema<I: SpecInput + schemars::JsonSchema>() -> Value {
+    let mut schema = Value::from(schemars::schema_for!(I));
+    let kind = I::KIND;
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        let mut envelope = Map::new();
+        envelope.insert(
+            "kind".into(),
+            serde_json::json!({"type": "string", "description": format!("{kind}; optional when the URL names the kind")}),
+        );
+        envelope.insert(
+            "name".into(),
+            serde_json::json!({"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}),
+        );
+        for field in kind.read_only_fields() {
+            envelope.insert((*field).into(), serde_json::json!({"readOnly": true}));
+        }
+        envelope.extend(std::mem::take(properties));
+        *properties = envelope;
+    }
+    schema
+}
+
 /// A document whose JSON shape is wrong: not an object, an unknown field, a wrong type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
@@ -202,6 +226,18 @@ mod tests {
     fn wrong_types_name_their_path() {
         let err = parse::<Input>(Kind::Llm, json!({"model": 5})).unwrap_err();
         assert!(err.to_string().starts_with("spec.model: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn the_document_schema_has_envelope_and_spec_fields() {
+        let schema = document_schema::<crate::llm::LlmInput>();
+        let properties = schema["properties"].as_object().unwrap();
+        let names: Vec<_> = properties.keys().map(String::as_str).collect();
+        assert_eq!(&names[..2], ["kind", "name"]);
+        for field in ["type", "model", "tier", "apiKeyRef", "extra", "resourceVersion"] {
+            assert!(properties.contains_key(field), "{field} missing from {names:?}");
+        }
+        assert_eq!(schema["additionalProperties"], false);
     }
 
     #[test]

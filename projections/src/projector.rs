@@ -158,8 +158,12 @@ impl Projector {
                 continue;
             };
             match self.apply(model, last, &pending).await {
-                Ok(()) => {
+                Ok(true) => {
                     self.checkpoints.insert(model.name(), last);
+                }
+                Ok(false) => {
+                    let reached = load_checkpoint(&self.db, model).await?;
+                    self.checkpoints.insert(model.name(), reached);
                 }
                 Err(ApplyError::Database(e)) => return Err(e),
                 Err(poison) => {
@@ -180,12 +184,16 @@ impl Projector {
     }
 
     /// Applies `events` to one read model and moves its checkpoint, in one transaction.
-    async fn apply(&self, model: ReadModel, last: Position, events: &[&StoredEvent]) -> Result<(), ApplyError> {
+    /// Returns `false`, having changed nothing, when another process has already moved the
+    /// checkpoint past `last`.
+    async fn apply(&self, model: ReadModel, last: Position, events: &[&StoredEvent]) -> Result<bool, ApplyError> {
         let mut tx = self.db.pool.begin().await?;
-        // The checkpoint is written first so that, on SQLite, the transaction takes the write
-        // lock at once instead of failing to upgrade a read lock later.
-        sqlx::query(
-            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 WHERE name = $1",
+        // The checkpoint is written first: on SQLite the transaction takes the write lock at
+        // once instead of failing to upgrade a read lock later, and on PostgreSQL a second
+        // process working on the same read model waits here, then finds the checkpoint moved.
+        let moved = sqlx::query(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
+             WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
         )
         .bind(model.name())
         .bind(last.transaction_id)
@@ -193,11 +201,15 @@ impl Projector {
         .bind(events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default())
         .execute(&mut *tx)
         .await?;
+        if moved.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         for event in events {
             model.apply(&mut tx, event).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -211,19 +223,20 @@ async fn load_checkpoints(db: &Database) -> DbResult<HashMap<&'static str, Posit
         .bind(model.name())
         .execute(&db.pool)
         .await?;
-        let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1")
-            .bind(model.name())
-            .fetch_one(&db.pool)
-            .await?;
-        checkpoints.insert(
-            model.name(),
-            Position {
-                transaction_id: row.try_get("transaction_id")?,
-                position: row.try_get("position")?,
-            },
-        );
+        checkpoints.insert(model.name(), load_checkpoint(db, model).await?);
     }
     Ok(checkpoints)
+}
+
+async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult<Position> {
+    let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1")
+        .bind(model.name())
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(Position {
+        transaction_id: row.try_get("transaction_id")?,
+        position: row.try_get("position")?,
+    })
 }
 
 /// An error with its causes, for logs.

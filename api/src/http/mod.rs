@@ -14,10 +14,25 @@ use crate::service::Services;
 
 pub use resources::document;
 
+/// `GET /api/v1/schemas/{kind}`: the JSON Schema of a kind's document (singular or plural).
+async fn schema(
+    axum::extract::Path(kind): axum::extract::Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use domain::document::{Kind, document_schema};
+    let schema = match Kind::parse(&kind) {
+        Some(Kind::Llm) => document_schema::<domain::llm::LlmInput>(),
+        Some(Kind::Secret) => document_schema::<domain::secret::SecretInput>(),
+        Some(Kind::SecretBackend) => document_schema::<domain::secret_backend::SecretBackendInput>(),
+        None => return Err(ApiError::NotFound(format!("no resource kind {kind:?}"))),
+    };
+    Ok(axum::Json(schema))
+}
+
 /// The whole API, as production serves it and tests call it.
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/schemas/{kind}", get(schema))
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())

@@ -55,4 +55,12 @@ log "building mcpd and mcpctl (the end-to-end tests run the binaries)"
 cargo build --workspace --bins --locked
 
 log "running the test suite"
-cargo test --workspace --locked "$@"
+output=$(mktemp)
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$output" || status=$?
+# One closing line for the whole run: cargo prints one "test result" per test binary, and the
+# last of them is often a crate's empty doc-test run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$output"
+rm -f "$output"
+exit "$status"

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{StoreKind, TestApp, llm, secret};
 
-crate::on_both_stores!(
+testkit::on_both_stores!(
     the_default_backend_is_seeded_at_first_start,
     llm_lifecycle,
     secret_lifecycle,

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::support::{StoreKind, TestApp, llm};
 
-crate::on_both_stores!(
+testkit::on_both_stores!(
     every_event_says_who_when_and_which_request,
     secret_values_never_reach_the_log_or_read_models
 );

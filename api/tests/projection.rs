@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::{StoreKind, TestApp, llm, secret};
 
-crate::on_both_stores!(
+testkit::on_both_stores!(
     a_projector_behind_the_log_catches_up_on_start,
     replaying_from_scratch_rebuilds_the_same_read_models,
     two_processes_on_one_database_read_their_own_and_each_others_writes,
@@ -68,43 +68,20 @@ async fn a_projector_behind_the_log_catches_up_on_start(kind: StoreKind) {
         .await
         .unwrap();
 
-    let restarted = TestApp {
+    let restarted = settle(TestApp {
         app: t.reopen().await,
         db: t.db,
-    };
-    // Reads wait for nothing: give the projector its first rounds through a write's wait.
-    restarted.post("/api/v1/secrets", secret("late", "K", "v")).await;
-    restarted.delete("/api/v1/secrets/late").await;
-    let after = everything(&restarted).await;
-    assert_eq!(after, before);
+    })
+    .await;
+    assert_eq!(everything(&restarted).await, before);
 }
 
 async fn replaying_from_scratch_rebuilds_the_same_read_models(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     populate(&t).await;
     let before = everything(&t).await;
-    t.app.services.store.projector.shutdown();
-
-    let pool = &t.app.services.store.db.pool;
-    for table in ["llms", "secrets", "secret_backends"] {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    sqlx::query("UPDATE projection_checkpoints SET transaction_id = 0, position = 0")
-        .execute(pool)
-        .await
-        .unwrap();
-
-    let restarted = TestApp {
-        app: t.reopen().await,
-        db: t.db,
-    };
-    restarted.post("/api/v1/secrets", secret("late", "K", "v")).await;
-    restarted.delete("/api/v1/secrets/late").await;
-    let after = everything(&restarted).await;
-    assert_eq!(after, before);
+    let replayed = replay_from_scratch(t).await;
+    assert_eq!(everything(&replayed).await, before);
 }
 
 async fn two_processes_on_one_database_read_their_own_and_each_others_writes(kind: StoreKind) {
@@ -133,9 +110,16 @@ async fn two_processes_on_one_database_read_their_own_and_each_others_writes(kin
     assert_eq!(everything(&b).await, seen_by_a);
 
     // Both projectors worked on the same tables; a replay from scratch agrees with them.
-    a.app.services.store.projector.shutdown();
     b.app.services.store.projector.shutdown();
-    let pool = &a.app.services.store.db.pool;
+    let replayed = replay_from_scratch(a).await;
+    assert_eq!(everything(&replayed).await, seen_by_a);
+}
+
+/// Stops `t`'s projector, empties every read model and its checkpoint, and starts mcpd again
+/// on the same store: the read models are then a replay of the whole log.
+async fn replay_from_scratch(t: TestApp) -> TestApp {
+    t.app.services.store.projector.shutdown();
+    let pool = &t.app.services.store.db.pool;
     for table in ["llms", "secrets", "secret_backends"] {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(pool)
@@ -146,11 +130,17 @@ async fn two_processes_on_one_database_read_their_own_and_each_others_writes(kin
         .execute(pool)
         .await
         .unwrap();
-    let replayed = TestApp {
-        app: a.reopen().await,
-        db: a.db,
-    };
-    replayed.post("/api/v1/secrets", secret("late", "K", "v")).await;
-    replayed.delete("/api/v1/secrets/late").await;
-    assert_eq!(everything(&replayed).await, seen_by_a);
+    settle(TestApp {
+        app: t.reopen().await,
+        db: t.db,
+    })
+    .await
+}
+
+/// Reads do not wait for the projector; a write does, and the log is projected in order, so
+/// after one write the read models hold everything before it.
+async fn settle(t: TestApp) -> TestApp {
+    t.post("/api/v1/secrets", secret("late", "K", "v")).await;
+    t.delete("/api/v1/secrets/late").await;
+    t
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{StoreKind, TestApp, llm, secret};
 
-crate::on_both_stores!(
+testkit::on_both_stores!(
     an_llm_needs_its_secret_and_key,
     a_secret_in_use_cannot_be_deleted,
     a_key_in_use_cannot_be_dropped,

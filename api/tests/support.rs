@@ -1,5 +1,5 @@
-//! The test harness: a real store per test (a SQLite file in a temp dir, or a PostgreSQL
-//! database of its own, dropped afterwards), the production router called in process.
+//! The test harness: the production app on a store of its own (see `testkit`), its router
+//! called in process.
 
 use std::time::Duration;
 
@@ -7,83 +7,9 @@ use api::App;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 use tower::ServiceExt;
 
-#[derive(Debug, Clone, Copy)]
-pub enum StoreKind {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server tests create their databases on.
-pub fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database that exists for one test.
-pub struct TestDb {
-    pub url: String,
-    postgres_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    pub async fn new(kind: StoreKind) -> TestDb {
-        match kind {
-            StoreKind::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("mcpd.db").display());
-                TestDb {
-                    url,
-                    postgres_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            StoreKind::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("mcpd_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("connecting to PostgreSQL at {admin}: {e}"));
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut conn)
-                    .await
-                    .expect("creating the test database");
-                let base = admin.split('?').next().unwrap_or(&admin);
-                let base = &base[..base.rfind('/').expect("a database URL has a path")];
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    postgres_name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.postgres_name.take() else {
-            return;
-        };
-        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use testkit::{StoreKind, TestDb};
 
 pub struct Reply {
     pub status: StatusCode,
@@ -125,14 +51,9 @@ impl TestApp {
     /// A second mcpd on the same database, as another replica would be; the database stays
     /// owned by `self`.
     pub async fn replica(&self) -> TestApp {
-        let db = TestDb {
-            url: self.db.url.clone(),
-            postgres_name: None,
-            _dir: None,
-        };
         TestApp {
             app: self.reopen().await,
-            db,
+            db: self.db.share(),
         }
     }
 
@@ -211,27 +132,4 @@ pub fn llm(name: &str, secret: &str) -> Value {
         "tier": "fast",
         "apiKeyRef": {"name": secret, "key": "API_KEY"},
     })
-}
-
-/// Runs each listed `async fn(StoreKind)` as one test on SQLite and one on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($crate::support::StoreKind::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($crate::support::StoreKind::Postgres).await
-                }
-            )*
-        }
-    };
 }

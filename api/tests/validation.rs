@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::{StoreKind, TestApp, llm};
 
-crate::on_both_stores!(
+testkit::on_both_stores!(
     every_bad_field_is_listed,
     malformed_bodies_get_clear_statuses,
     unknown_fields_are_named,

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Connection};
 
 use crate::support::{StoreKind, TestServer};
 
-crate::on_both_stores!(killed_mid_write_loses_no_acknowledged_write);
+testkit::on_both_stores!(killed_mid_write_loses_no_acknowledged_write);
 
 async fn snapshot(server: &TestServer) -> Value {
     let mut out = serde_json::Map::new();

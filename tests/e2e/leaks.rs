@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Connection, Row};
 
 use crate::support::{StoreKind, TestServer};
 
-crate::on_both_stores!(secret_values_never_reach_logs_or_events);
+testkit::on_both_stores!(secret_values_never_reach_logs_or_events);
 
 async fn secret_values_never_reach_logs_or_events(kind: StoreKind) {
     let server = TestServer::start_with_env(kind, &[("MCPD_LOG", "debug")]).await;

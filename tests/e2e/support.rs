@@ -6,13 +6,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 
-#[derive(Debug, Clone, Copy)]
-pub enum StoreKind {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::StoreKind;
+use testkit::TestDb;
 
 /// Where `cargo build` put the binaries: next to this test's `deps/` directory.
 pub fn binary(name: &str) -> PathBuf {
@@ -30,15 +26,11 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-pub fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 pub struct TestServer {
-    pub dir: tempfile::TempDir,
+    /// The store; on SQLite only its temp dir is used, mcpd creates its embedded default there.
+    db: TestDb,
     /// `None` for the embedded default (no --database-url at all).
     pub database_url: Option<String>,
-    postgres_name: Option<String>,
     pub port: u16,
     child: Option<Child>,
     starts: usize,
@@ -60,27 +52,11 @@ impl TestServer {
     }
 
     pub async fn start_with_env(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
-        let (database_url, postgres_name) = match kind {
-            StoreKind::Sqlite => (None, None),
-            StoreKind::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("mcpd_e2e_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable");
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let base = admin.split('?').next().unwrap();
-                (
-                    Some(format!("{}/{name}", &base[..base.rfind('/').unwrap()])),
-                    Some(name),
-                )
-            }
-        };
+        let db = TestDb::new(kind).await;
+        let database_url = (kind == StoreKind::Postgres).then(|| db.url.clone());
         let mut server = TestServer {
-            dir: tempfile::tempdir().unwrap(),
+            db,
             database_url,
-            postgres_name,
             port: free_port(),
             child: None,
             starts: 0,
@@ -95,7 +71,7 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.db.dir.path().join("data")
     }
 
     /// The URL tests use to look into the store directly.
@@ -107,7 +83,7 @@ impl TestServer {
     }
 
     pub fn log_path(&self, start: usize) -> PathBuf {
-        self.dir.path().join(format!("mcpd-{start}.log"))
+        self.db.dir.path().join(format!("mcpd-{start}.log"))
     }
 
     /// Everything every run of mcpd wrote to stderr.
@@ -235,45 +211,5 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
-        let Some(name) = self.postgres_name.take() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
-}
-
-/// Runs each listed `async fn(StoreKind)` as one test on SQLite and one on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($crate::support::StoreKind::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($crate::support::StoreKind::Postgres).await
-                }
-            )*
-        }
-    };
 }

@@ -1,0 +1,117 @@
+//! Test support shared by the API and end-to-end suites: a real database per test (a SQLite
+//! file in a temp dir, or a PostgreSQL database of its own, dropped afterwards), and the macro
+//! that runs one test body on both stores.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use sqlx::{Connection, PgConnection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on: `DATABASE_URL`, else the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    /// The temp dir holding the SQLite file (also a scratch dir for the test on PostgreSQL).
+    pub dir: tempfile::TempDir,
+    postgres_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(kind: StoreKind) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match kind {
+            StoreKind::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("mcpd.db").display()),
+                dir,
+                postgres_name: None,
+            },
+            StoreKind::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("mcpd_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("connecting to PostgreSQL at {admin}: {e}"));
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("creating the test database");
+                let base = admin.split('?').next().unwrap_or(&admin);
+                let base = &base[..base.rfind('/').expect("a database URL has a path")];
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    postgres_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Another handle on the same database that does not drop it.
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_name: None,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async; a short-lived runtime on its own thread does the clean-up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs each listed `async fn(StoreKind)` as one test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::StoreKind::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::StoreKind::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cqrs_es::CqrsFramework;
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use domain::llm::Llm;
 use domain::secret::Secret;
 use domain::secret_backend::SecretBackend;
@@ -36,8 +37,10 @@ pub struct Store {
     pub llms: Arc<Cqrs<Llm>>,
     pub secrets: Arc<Cqrs<Secret>>,
     pub secret_backends: Arc<Cqrs<SecretBackend>>,
+    write: WritePool,
 }
 
+#[derive(Clone)]
 enum WritePool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
@@ -127,7 +130,31 @@ impl Store {
             llms: Arc::new(write.framework()),
             secrets: Arc::new(write.framework()),
             secret_backends: Arc::new(write.framework()),
+            write,
         })
+    }
+
+    /// Runs `command` against aggregate `name` as it is now, without recording anything:
+    /// the events it would produce, and the aggregate's sequence before them.
+    pub async fn rehearse<A>(
+        &self,
+        name: &str,
+        command: A::Command,
+    ) -> Result<(Vec<A::Event>, u64), AggregateError<A::Error>>
+    where
+        A: cqrs_es::Aggregate<Services = ()>,
+    {
+        let store: PersistedEventStore<EventRepository, A> =
+            PersistedEventStore::new_event_store(self.write.repository());
+        let mut context = store.load_aggregate(name).await?;
+        let sequence = context.current_sequence as u64;
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        Ok((sink.collect().await, sequence))
     }
 }
 

@@ -9,6 +9,8 @@ use sqlx::Row;
 use crate::support::{StoreKind, TestApp, llm};
 
 testkit::on_both_stores!(
+    a_dry_run_checks_every_rule_and_records_nothing,
+    history_lists_every_change_with_its_actor,
     every_event_says_who_when_and_which_request,
     secret_values_never_reach_the_log_or_read_models
 );
@@ -128,4 +130,114 @@ async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
         .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert!(!stored[0].contains(values[0]));
+}
+
+async fn counts(t: &TestApp) -> (usize, i64) {
+    let events = t
+        .app
+        .services
+        .store
+        .log
+        .read_after(Position::default(), 10_000)
+        .await
+        .unwrap()
+        .len();
+    let values: i64 = sqlx::query("SELECT COUNT(*) AS n FROM plaintext_secret_values")
+        .fetch_one(&t.app.services.store.db.pool)
+        .await
+        .unwrap()
+        .get("n");
+    (events, values)
+}
+
+async fn a_dry_run_checks_every_rule_and_records_nothing(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let before = counts(&t).await;
+
+    let r = t
+        .post(
+            "/api/v1/secrets?dryRun=true",
+            json!({"name": "openai", "data": {"API_KEY": "sk-dry"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["keys"], json!(["API_KEY"]));
+    assert_eq!(r.body["resourceVersion"], 1);
+    assert_eq!(t.get("/api/v1/secrets/openai").await.status, StatusCode::NOT_FOUND);
+
+    let r = t.post("/api/v1/llms?dryRun=true", llm("gpt", "openai")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "references are checked too");
+    assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
+
+    let mut heavy = llm("claude-fast", "anthropic");
+    heavy["tier"] = json!("heavy");
+    let r = t.put("/api/v1/llms/claude-fast?dryRun=true", heavy).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["tier"], "heavy");
+    assert_eq!(r.body["resourceVersion"], 2, "the version it would have");
+    let r = t
+        .put("/api/v1/llms/claude-fast?dryRun=true", llm("claude-fast", "anthropic"))
+        .await;
+    assert_eq!(r.body["resourceVersion"], 1, "an unchanged spec would record nothing");
+
+    let r = t
+        .put(
+            "/api/v1/secrets/anthropic?dryRun=true",
+            json!({"data": {"API_KEY": "sk-new"}}),
+        )
+        .await;
+    assert_eq!(r.body["dataVersion"], 2);
+    let r = t
+        .call(
+            axum::http::Method::DELETE,
+            "/api/v1/secrets/anthropic?dryRun=true",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "still used by the llm");
+    let r = t
+        .call(
+            axum::http::Method::DELETE,
+            "/api/v1/llms/claude-fast?dryRun=true",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    assert_eq!(counts(&t).await, before, "no event and no value was written");
+    let llm_now = t.get("/api/v1/llms/claude-fast").await;
+    assert_eq!(
+        (llm_now.body["tier"].clone(), llm_now.body["resourceVersion"].clone()),
+        (json!("fast"), json!(1))
+    );
+    let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
+    assert_eq!(revealed.body["data"]["API_KEY"], "sk-ant-seed");
+}
+
+async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let mut heavy = llm("claude-fast", "anthropic");
+    heavy["tier"] = json!("heavy");
+    t.put("/api/v1/llms/claude-fast", heavy).await;
+    t.delete("/api/v1/llms/claude-fast").await;
+
+    let r = t.get("/api/v1/llms/claude-fast/history").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.body["items"].as_array().unwrap();
+    let types: Vec<_> = items.iter().map(|i| i["eventType"].as_str().unwrap()).collect();
+    assert_eq!(types, ["LlmCreated", "LlmUpdated", "LlmDeleted"]);
+    assert_eq!(items[1]["resourceVersion"], 2);
+    assert_eq!(items[1]["actor"], "anonymous");
+    assert!(items[1]["recordedAt"].as_str().unwrap().starts_with("20"));
+    assert!(items[1].get("spec").is_none() && items[1].get("payload").is_none());
+    assert_eq!(
+        t.get("/api/v1/secrets/never-was/history").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let version = t.get("/version").await;
+    assert_eq!(version.body["version"], env!("CARGO_PKG_VERSION"));
 }

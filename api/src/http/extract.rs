@@ -1,5 +1,5 @@
 //! Request extractors that answer bad input with the API's JSON errors: the JSON body (415, 413,
-//! 422), `If-Match` (400), and the `reveal` query flag (400).
+//! 422), `If-Match` (400), and the `reveal` and `dryRun` query flags (400).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -65,6 +65,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// A boolean query flag such as `?reveal=true`: `true`, `1` or bare means yes.
+fn query_flag(parts: &Parts, name: &str) -> Result<bool, ApiError> {
+    let query = parts.uri.query().unwrap_or_default();
+    let mut flag = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        if key == name {
+            flag = match value {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{name} must be true or false, not {other:?}"
+                    )));
+                }
+            };
+        }
+    }
+    Ok(flag)
+}
+
 /// `?reveal=true` asks for secret values.
 pub struct Reveal(pub bool);
 
@@ -72,22 +93,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Reveal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or_default();
-        let mut reveal = false;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-            if key == "reveal" {
-                reveal = match value {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    other => {
-                        return Err(ApiError::BadRequest(format!(
-                            "reveal must be true or false, not {other:?}"
-                        )));
-                    }
-                };
-            }
-        }
-        Ok(Reveal(reveal))
+        query_flag(parts, "reveal").map(Reveal)
+    }
+}
+
+/// `?dryRun=true`: validate and check every rule, record nothing, answer with what would be.
+pub struct DryRun(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for DryRun {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        query_flag(parts, "dryRun").map(DryRun)
     }
 }

@@ -32,6 +32,10 @@ async fn schema(
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/version",
+            get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }),
+        )
         .route("/api/v1/schemas/{kind}", get(schema))
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())

@@ -14,7 +14,7 @@ use projections::read_models::Record;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::extract::{IfMatch, JsonBody, Reveal};
+use super::extract::{DryRun, IfMatch, JsonBody, Reveal};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::service::Services;
@@ -56,6 +56,7 @@ pub trait ResourceKind: Send + Sync + 'static {
         s: &Services,
         ctx: &RequestContext,
         body: Value,
+        dry_run: bool,
     ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
     fn replace(
         s: &Services,
@@ -63,12 +64,14 @@ pub trait ResourceKind: Send + Sync + 'static {
         name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
     fn delete(
         s: &Services,
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> impl Future<Output = Answer<()>> + Send;
 }
 
@@ -100,9 +103,10 @@ async fn read<K: ResourceKind>(
 async fn create<K: ResourceKind>(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    let record = K::create(&s, &ctx, body).await?;
+    let record = K::create(&s, &ctx, body, dry_run).await?;
     let mut response = one::<K>(StatusCode::CREATED, &record);
     let location = format!("/api/v1/{}s/{}", K::KIND.as_str(), record.name);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -116,12 +120,11 @@ async fn replace<K: ResourceKind>(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
     IfMatch(expected): IfMatch,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    Ok(one::<K>(
-        StatusCode::OK,
-        &K::replace(&s, &ctx, &name, body, expected).await?,
-    ))
+    let record = K::replace(&s, &ctx, &name, body, expected, dry_run).await?;
+    Ok(one::<K>(StatusCode::OK, &record))
 }
 
 async fn delete<K: ResourceKind>(
@@ -129,12 +132,19 @@ async fn delete<K: ResourceKind>(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
     IfMatch(expected): IfMatch,
+    DryRun(dry_run): DryRun,
 ) -> Answer<StatusCode> {
-    K::delete(&s, &ctx, &name, expected).await?;
+    K::delete(&s, &ctx, &name, expected, dry_run).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET|POST /api/v1/{kind}s` and `GET|PUT|DELETE /api/v1/{kind}s/{name}`.
+/// `GET /api/v1/{kind}s/{name}/history`: the resource's events, oldest first (who, when, what).
+async fn history<K: ResourceKind>(State(s): State<Services>, Path(name): Path<String>) -> Answer<Response> {
+    let events = s.history(K::KIND, &name).await?;
+    Ok(Json(json!({ "items": events })).into_response())
+}
+
+/// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history.
 pub fn routes<K: ResourceKind>() -> Router<Services> {
     let collection = format!("/api/v1/{}s", K::KIND.as_str());
     Router::new()
@@ -143,6 +153,7 @@ pub fn routes<K: ResourceKind>() -> Router<Services> {
             &format!("{collection}/{{name}}"),
             get(read::<K>).put(replace::<K>).delete(delete::<K>),
         )
+        .route(&format!("{collection}/{{name}}/history"), get(history::<K>))
 }
 
 pub struct Llms;
@@ -159,8 +170,8 @@ impl ResourceKind for Llms {
     async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
         s.get_llm(name).await
     }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
-        s.create_llm(ctx, body).await
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
+        s.create_llm(ctx, body, dry).await
     }
     async fn replace(
         s: &Services,
@@ -168,11 +179,12 @@ impl ResourceKind for Llms {
         name: &str,
         body: Value,
         v: Option<u64>,
+        dry: bool,
     ) -> Answer<Record<Self::Spec>> {
-        s.replace_llm(ctx, name, body, v).await
+        s.replace_llm(ctx, name, body, v, dry).await
     }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
-        s.delete_llm(ctx, name, v).await
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
+        s.delete_llm(ctx, name, v, dry).await
     }
 }
 
@@ -186,8 +198,8 @@ impl ResourceKind for Secrets {
     async fn get(s: &Services, name: &str, reveal: bool) -> Answer<Record<Self::Spec>> {
         s.get_secret(name, reveal).await
     }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
-        s.create_secret(ctx, body).await
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
+        s.create_secret(ctx, body, dry).await
     }
     async fn replace(
         s: &Services,
@@ -195,11 +207,12 @@ impl ResourceKind for Secrets {
         name: &str,
         body: Value,
         v: Option<u64>,
+        dry: bool,
     ) -> Answer<Record<Self::Spec>> {
-        s.replace_secret(ctx, name, body, v).await
+        s.replace_secret(ctx, name, body, v, dry).await
     }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
-        s.delete_secret(ctx, name, v).await
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
+        s.delete_secret(ctx, name, v, dry).await
     }
 }
 
@@ -213,8 +226,8 @@ impl ResourceKind for SecretBackends {
     async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
         s.get_secret_backend(name).await
     }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value) -> Answer<Record<Self::Spec>> {
-        s.create_secret_backend(ctx, body).await
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
+        s.create_secret_backend(ctx, body, dry).await
     }
     async fn replace(
         s: &Services,
@@ -222,10 +235,11 @@ impl ResourceKind for SecretBackends {
         name: &str,
         body: Value,
         v: Option<u64>,
+        dry: bool,
     ) -> Answer<Record<Self::Spec>> {
-        s.replace_secret_backend(ctx, name, body, v).await
+        s.replace_secret_backend(ctx, name, body, v, dry).await
     }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>) -> Answer<()> {
-        s.delete_secret_backend(ctx, name, v).await
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
+        s.delete_secret_backend(ctx, name, v, dry).await
     }
 }

@@ -1,10 +1,11 @@
+use domain::ResourceName;
 use domain::document::Kind;
-use domain::llm::{LlmCommand, LlmInput, LlmSpec};
+use domain::llm::{Llm, LlmCommand, LlmEvent, LlmInput, LlmSpec};
 use projections::read_models::{Record, llms, secrets};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::{Services, parse_document, url_name};
+use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::plaintext;
@@ -29,7 +30,12 @@ impl Services {
         Ok(secret.map(|s| s.spec.keys))
     }
 
-    pub async fn create_llm(&self, ctx: &RequestContext, body: Value) -> Result<Record<LlmSpec>, ApiError> {
+    pub async fn create_llm(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
         let command = LlmCommand::CreateLlm {
@@ -37,8 +43,7 @@ impl Services {
             spec,
             referenced_secret_keys,
         };
-        self.execute(&self.store.llms, ctx, &name, command).await?;
-        self.get_llm(name.as_str()).await
+        self.run_llm(ctx, &name, command, dry_run).await
     }
 
     pub async fn replace_llm(
@@ -47,6 +52,7 @@ impl Services {
         name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
@@ -56,8 +62,28 @@ impl Services {
             referenced_secret_keys,
             expected_version,
         };
-        self.execute(&self.store.llms, ctx, &name, command).await?;
-        self.get_llm(name.as_str()).await
+        self.run_llm(ctx, &name, command, dry_run).await
+    }
+
+    /// Executes (or, for a dry run, rehearses) `command` and answers with the resulting Llm.
+    async fn run_llm(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: LlmCommand,
+        dry_run: bool,
+    ) -> Result<Record<LlmSpec>, ApiError> {
+        if !dry_run {
+            self.execute(&self.store.llms, ctx, name, command).await?;
+            return self.get_llm(name.as_str()).await;
+        }
+        let (events, sequence) = self.rehearse::<Llm>(name, command).await?;
+        let current = llms::get(&self.store.db, name.as_str()).await?;
+        preview(name, current, sequence, events, |_, event| match event {
+            LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => Some(spec),
+            LlmEvent::LlmDeleted {} => None,
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("llm {:?} not found", name.as_str())))
     }
 
     pub async fn delete_llm(
@@ -65,12 +91,16 @@ impl Services {
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::Llm, name)?;
         let command = LlmCommand::DeleteLlm {
             name: name.clone(),
             expected_version,
         };
+        if dry_run {
+            return self.rehearse::<Llm>(&name, command).await.map(drop);
+        }
         self.execute(&self.store.llms, ctx, &name, command).await
     }
 

@@ -12,6 +12,9 @@ use cqrs_es::Aggregate;
 use domain::ResourceName;
 use domain::document::{Kind, SpecInput, parse_valid};
 use domain::error::Classified;
+use domain::metadata;
+use projections::read_models::Record;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::RequestContext;
@@ -19,6 +22,18 @@ use crate::error::ApiError;
 use crate::store::{Cqrs, Store};
 
 pub use secrets::SecretView;
+
+/// One line of a resource's history; the event's payload is not part of it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub resource_version: i64,
+    pub event_type: String,
+    pub recorded_at: String,
+    pub actor: String,
+    pub request_id: String,
+    pub source: String,
+}
 
 #[derive(Clone)]
 pub struct Services {
@@ -50,6 +65,47 @@ impl Services {
         self.await_projection(A::TYPE, name).await
     }
 
+    /// One resource's events, oldest first: what happened, when, and who did it. A resource
+    /// that never existed is not found; a deleted one still has its history.
+    pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<HistoryEntry>, ApiError> {
+        let aggregate_type = match kind {
+            Kind::Llm => domain::llm::AGGREGATE_TYPE,
+            Kind::Secret => domain::secret::AGGREGATE_TYPE,
+            Kind::SecretBackend => domain::secret_backend::AGGREGATE_TYPE,
+        };
+        let events = self.store.log.aggregate_history(aggregate_type, name).await?;
+        if events.is_empty() {
+            return Err(ApiError::NotFound(format!("{kind} {name:?} not found")));
+        }
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let field = |key: &str| e.metadata.get(key).cloned().unwrap_or_default();
+                HistoryEntry {
+                    resource_version: e.sequence,
+                    event_type: e.event_type.clone(),
+                    recorded_at: e.recorded_at.clone(),
+                    actor: field(metadata::ACTOR),
+                    request_id: field(metadata::REQUEST_ID),
+                    source: field(metadata::SOURCE),
+                }
+            })
+            .collect())
+    }
+
+    /// Runs `command` without recording it: the events it would produce, and the
+    /// aggregate's sequence (resourceVersion) before them.
+    async fn rehearse<A>(&self, name: &ResourceName, command: A::Command) -> Result<(Vec<A::Event>, u64), ApiError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Error: Classified + Send + Sync + 'static,
+    {
+        self.store
+            .rehearse::<A>(name.as_str(), command)
+            .await
+            .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))
+    }
+
     async fn await_projection(&self, aggregate_type: &'static str, name: &ResourceName) -> Result<(), ApiError> {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
             return Ok(());
@@ -74,6 +130,33 @@ pub fn parse_document<I: SpecInput>(body: Value, url_name: Option<&str>) -> Resu
         }),
         Err(shape) => Err(ApiError::MalformedBody(shape.to_string())),
     }
+}
+
+/// A record as a dry run says it would be after `events`, starting from `current` at
+/// `sequence`; `fold` applies one event's content to the spec.
+fn preview<S: Clone, E>(
+    name: &ResourceName,
+    current: Option<Record<S>>,
+    sequence: u64,
+    events: Vec<E>,
+    fold: impl Fn(Option<S>, E) -> Option<S>,
+) -> Option<Record<S>> {
+    let now = jiff::Timestamp::now().to_string();
+    let mut record = current;
+    for (i, event) in events.into_iter().enumerate() {
+        let version = (sequence + 1 + i as u64) as i64;
+        record = match fold(record.as_ref().map(|r| r.spec.clone()), event) {
+            None => None,
+            Some(spec) => Some(Record {
+                name: name.to_string(),
+                spec,
+                resource_version: version,
+                created_at: record.map_or_else(|| now.clone(), |r| r.created_at),
+                updated_at: now.clone(),
+            }),
+        };
+    }
+    record
 }
 
 /// A name from a URL: anything that is not a valid name cannot exist.

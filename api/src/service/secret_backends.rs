@@ -1,12 +1,12 @@
 use domain::ResourceName;
 use domain::document::Kind;
 use domain::secret_backend::{
-    DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendInput, SecretBackendSpec,
+    DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendEvent, SecretBackendInput, SecretBackendSpec,
 };
 use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
-use super::{Services, parse_document, url_name};
+use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
@@ -25,6 +25,7 @@ impl Services {
         &self,
         ctx: &RequestContext,
         body: Value,
+        dry_run: bool,
     ) -> Result<Record<SecretBackendSpec>, ApiError> {
         let (name, spec) = parse_document::<SecretBackendInput>(body, None)?;
         let current_default = secret_backends::current_default(&self.store.db).await?;
@@ -33,8 +34,7 @@ impl Services {
             spec,
             current_default,
         };
-        self.execute(&self.store.secret_backends, ctx, &name, command).await?;
-        self.get_secret_backend(name.as_str()).await
+        self.run_secret_backend(ctx, &name, command, dry_run).await
     }
 
     pub async fn replace_secret_backend(
@@ -43,6 +43,7 @@ impl Services {
         name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<Record<SecretBackendSpec>, ApiError> {
         let (name, spec) = parse_document::<SecretBackendInput>(body, Some(name))?;
         let current_default = secret_backends::current_default(&self.store.db).await?;
@@ -52,8 +53,30 @@ impl Services {
             current_default,
             expected_version,
         };
-        self.execute(&self.store.secret_backends, ctx, &name, command).await?;
-        self.get_secret_backend(name.as_str()).await
+        self.run_secret_backend(ctx, &name, command, dry_run).await
+    }
+
+    /// Executes (or, for a dry run, rehearses) `command` and answers with the resulting backend.
+    async fn run_secret_backend(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: SecretBackendCommand,
+        dry_run: bool,
+    ) -> Result<Record<SecretBackendSpec>, ApiError> {
+        if !dry_run {
+            self.execute(&self.store.secret_backends, ctx, name, command).await?;
+            return self.get_secret_backend(name.as_str()).await;
+        }
+        let (events, sequence) = self.rehearse::<SecretBackend>(name, command).await?;
+        let current = secret_backends::get(&self.store.db, name.as_str()).await?;
+        preview(name, current, sequence, events, |_, event| match event {
+            SecretBackendEvent::SecretBackendCreated { spec } | SecretBackendEvent::SecretBackendUpdated { spec } => {
+                Some(spec)
+            }
+            SecretBackendEvent::SecretBackendDeleted {} => None,
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("secretbackend {:?} not found", name.as_str())))
     }
 
     pub async fn delete_secret_backend(
@@ -61,6 +84,7 @@ impl Services {
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::SecretBackend, name)?;
         let secrets_held = secrets::on_backend(&self.store.db, name.as_str()).await?;
@@ -69,6 +93,9 @@ impl Services {
             secrets_held,
             expected_version,
         };
+        if dry_run {
+            return self.rehearse::<SecretBackend>(&name, command).await.map(drop);
+        }
         self.execute(&self.store.secret_backends, ctx, &name, command).await
     }
 

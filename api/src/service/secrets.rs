@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use domain::document::Kind;
-use domain::secret::{KeyUse, NewSecretData, SecretCommand, SecretData, SecretInput, SecretSpec};
+use domain::secret::{KeyUse, NewSecretData, Secret, SecretCommand, SecretData, SecretEvent, SecretInput, SecretSpec};
 use domain::secret_backend::BackendType;
 use domain::{ResourceName, ValidationErrors};
 use projections::read_models::secrets::SecretState;
@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Services, parse_document, url_name};
+use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::plaintext;
@@ -99,7 +99,12 @@ impl Services {
         Ok((name, backend.is_some()))
     }
 
-    pub async fn create_secret(&self, ctx: &RequestContext, body: Value) -> Result<Record<SecretView>, ApiError> {
+    pub async fn create_secret(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Record<SecretView>, ApiError> {
         let (name, spec) = parse_document::<SecretInput>(body, None).map_err(redact_value_errors)?;
         // Checked before the values are written, so a duplicate create writes nothing; the
         // aggregate still decides under concurrency.
@@ -109,29 +114,25 @@ impl Services {
         let (backend, backend_exists) = self.backend_for(&spec).await?;
         let data = spec.data.unwrap_or_default();
         let keys: Vec<String> = data.keys().cloned().collect();
-        let value_ref = if backend_exists {
+        let value_ref = if backend_exists && !dry_run {
             plaintext::put(&self.store.db, name.as_str(), &data).await?
         } else {
             String::new()
+        };
+        let data = NewSecretData {
+            changed_keys: keys.clone(),
+            keys,
+            value_ref: value_ref.clone(),
         };
         let command = SecretCommand::CreateSecret {
             name: name.clone(),
             backend,
             backend_exists,
             description: spec.description,
-            data: NewSecretData {
-                changed_keys: keys.clone(),
-                keys,
-                value_ref: value_ref.clone(),
-            },
+            data,
         };
-        if let Err(e) = self.execute(&self.store.secrets, ctx, &name, command).await {
-            if matches!(e, ApiError::Invalid { .. } | ApiError::Conflict(_)) && !value_ref.is_empty() {
-                plaintext::delete(&self.store.db, &value_ref).await?;
-            }
-            return Err(e);
-        }
-        self.get_secret(name.as_str(), false).await
+        self.run_secret(ctx, &name, command, dry_run, Some(&value_ref), None)
+            .await
     }
 
     pub async fn replace_secret(
@@ -140,6 +141,7 @@ impl Services {
         name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<Record<SecretView>, ApiError> {
         let (name, spec) = parse_document::<SecretInput>(body, Some(name)).map_err(redact_value_errors)?;
         let current = secrets::get(&self.store.db, name.as_str())
@@ -153,7 +155,11 @@ impl Services {
                 if changed.is_empty() {
                     None
                 } else {
-                    let value_ref = plaintext::put(&self.store.db, name.as_str(), &new).await?;
+                    let value_ref = if dry_run {
+                        String::new()
+                    } else {
+                        plaintext::put(&self.store.db, name.as_str(), &new).await?
+                    };
                     Some(NewSecretData {
                         keys: new.keys().cloned().collect(),
                         changed_keys: changed,
@@ -176,18 +182,71 @@ impl Services {
             key_uses,
             expected_version,
         };
-        match self.execute(&self.store.secrets, ctx, &name, command).await {
+        let superseded = new_ref.is_some().then_some(current.spec.value_ref.as_str());
+        self.run_secret(ctx, &name, command, dry_run, new_ref.as_deref(), superseded)
+            .await
+    }
+
+    /// Executes (or rehearses) `command`. `written` is the value version this request wrote,
+    /// removed again if the command is refused; `superseded` the one it replaces, removed once
+    /// the event naming the new one is recorded.
+    async fn run_secret(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: SecretCommand,
+        dry_run: bool,
+        written: Option<&str>,
+        superseded: Option<&str>,
+    ) -> Result<Record<SecretView>, ApiError> {
+        if dry_run {
+            let (events, sequence) = self.rehearse::<Secret>(name, command).await?;
+            let current = secrets::get(&self.store.db, name.as_str()).await?;
+            let record = preview(name, current, sequence, events, |state, event| match event {
+                SecretEvent::SecretCreated {
+                    backend,
+                    description,
+                    keys,
+                    data_version,
+                    value_ref,
+                } => Some(SecretState {
+                    backend,
+                    description,
+                    keys,
+                    data_version: data_version as i64,
+                    value_ref,
+                }),
+                SecretEvent::SecretUpdated {
+                    description,
+                    keys,
+                    data_version,
+                    value_ref,
+                    ..
+                } => state.map(|s| SecretState {
+                    description,
+                    keys,
+                    data_version: data_version as i64,
+                    value_ref,
+                    ..s
+                }),
+                SecretEvent::SecretDeleted {} => None,
+            })
+            .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
+            return self.view(record, false).await;
+        }
+        match self.execute(&self.store.secrets, ctx, name, command).await {
             Ok(()) => {
-                if new_ref.is_some() {
-                    // The old version is superseded by the event just recorded.
-                    plaintext::delete(&self.store.db, &current.spec.value_ref).await?;
+                if let Some(superseded) = superseded {
+                    plaintext::delete(&self.store.db, superseded).await?;
                 }
             }
             Err(e) => {
-                if let (Some(new_ref), ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)) =
-                    (&new_ref, &e)
-                {
-                    plaintext::delete(&self.store.db, new_ref).await?;
+                let refused = matches!(
+                    e,
+                    ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)
+                );
+                if let Some(written) = written.filter(|w| refused && !w.is_empty()) {
+                    plaintext::delete(&self.store.db, written).await?;
                 }
                 return Err(e);
             }
@@ -200,6 +259,7 @@ impl Services {
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::Secret, name)?;
         let current = secrets::get(&self.store.db, name.as_str()).await?;
@@ -213,6 +273,9 @@ impl Services {
             referencing_llms,
             expected_version,
         };
+        if dry_run {
+            return self.rehearse::<Secret>(&name, command).await.map(drop);
+        }
         self.execute(&self.store.secrets, ctx, &name, command).await?;
         if let Some(current) = current {
             plaintext::delete(&self.store.db, &current.spec.value_ref).await?;

@@ -35,7 +35,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_DATA_DIR", default_value = "./mcpd-data")]
     pub data_dir: PathBuf,
 
-    /// How long a write waits for the read models to show it before answering 503.
+    /// How long a write waits for the read models to show it; past that it answers 202 Accepted.
     #[arg(long, env = "MCPD_PROJECTION_WAIT_MS", default_value_t = 5000)]
     pub projection_wait_ms: u64,
 

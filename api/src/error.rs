@@ -40,9 +40,11 @@ pub enum ApiError {
     /// 422: the body is not valid JSON, or not the shape this resource takes.
     #[error("{0}")]
     MalformedBody(String),
-    /// 503: the change was recorded, but the read models have not caught up within the bound.
+    /// 202: not a failure of the request. The change was recorded, but the read models did not
+    /// show it within the bound (`--projection-wait-ms`); it becomes readable once they catch up.
+    /// Not a 5xx: a client that retried would repeat a change that already happened.
     #[error("{0}")]
-    Unavailable(String),
+    Lagging(String),
     /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -58,7 +60,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Lagging(_) => StatusCode::ACCEPTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,7 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MalformedBody(_) => "MalformedBody",
-            ApiError::Unavailable(_) => "Unavailable",
+            ApiError::Lagging(_) => "Lagging",
             ApiError::Internal(_) => "Internal",
         }
     }

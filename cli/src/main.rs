@@ -1,17 +1,130 @@
-//! mcpctl: the kubectl-style CLI for mcpd. The verbs arrive with the CLI work; today it only
-//! says what it is.
+//! mcpctl: the kubectl-style CLI for mcpd. Parsing comes first and nothing heavy runs before
+//! it: a short-lived process should start fast.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "mcpctl",
-    version,
-    about = "Manage LLMs, secrets and secret backends on an mcpd server"
-)]
-struct Cli {}
+/// `print!`, likewise.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
 
-fn main() {
-    Cli::parse();
+mod apply;
+mod args;
+mod client;
+mod config;
+mod create;
+mod documents;
+mod get;
+mod kind;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command, ConfigCommand};
+use crate::client::Client;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        // The reader went away (`mcpctl get llms | head -1`): not a failure of ours.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let connect = || -> anyhow::Result<Client> { Client::new(config::server(cli.server.clone())?, cli.retry_timeout) };
+    let ok = |success: bool| if success { 0 } else { 1 };
+    Ok(match cli.command {
+        Command::Create(create) => {
+            create::run(&connect()?, create)?;
+            0
+        }
+        Command::Get {
+            kind,
+            names,
+            output,
+            reveal,
+        } => ok(get::get(&connect()?, kind, &names, output, reveal)?),
+        Command::Describe { kind, name } => {
+            get::describe(&connect()?, kind, &name)?;
+            0
+        }
+        Command::Delete {
+            kind,
+            names,
+            filename,
+            ignore_not_found,
+        } => ok(apply::delete(&connect()?, kind, &names, &filename, ignore_not_found)?),
+        Command::Apply { filename, dry_run } => ok(apply::apply(&connect()?, &filename, dry_run)?),
+        Command::Diff { filename } => match apply::diff(&connect()?, &filename) {
+            Ok(code) => code,
+            Err(error) => {
+                // diff's own convention: above 1 is an error.
+                eprintln!("Error: {error:#}");
+                2
+            }
+        },
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mcpctl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            0
+        }
+        Command::Version => {
+            out!("Client Version: {}", env!("CARGO_PKG_VERSION"));
+            let client = connect()?;
+            let server = client.get("/version")?.into_success()?;
+            out!("Server Version: {}", server["version"].as_str().unwrap_or("unknown"));
+            out!("Server: {}", client.base);
+            0
+        }
+        Command::Config(ConfigCommand::SetServer { url }) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("the server URL must start with http:// or https://, not {url:?}");
+            }
+            let mut config = config::load()?;
+            config.server = Some(url.trim_end_matches('/').to_owned());
+            let path = config::save(&config)?;
+            out!(
+                "server set to {} in {}",
+                config.server.unwrap_or_default(),
+                path.display()
+            );
+            0
+        }
+        Command::Config(ConfigCommand::View) => {
+            let config = config::load()?;
+            let shown = serde_json::json!({
+                "path": config::path()?.display().to_string(),
+                "server": config::server(cli.server)?,
+                "fromFile": config,
+            });
+            out!("{}", serde_json::to_string_pretty(&shown)?);
+            0
+        }
+    })
 }

@@ -38,7 +38,7 @@ pub struct HistoryEntry {
 #[derive(Clone)]
 pub struct Services {
     pub store: Store,
-    /// How long a write waits for the read models before answering 503.
+    /// How long a write waits for the read models before answering 202 instead.
     pub projection_wait: Duration,
 }
 
@@ -114,9 +114,7 @@ impl Services {
             .projector
             .wait_for(position, self.projection_wait)
             .await
-            .map_err(|e| {
-                ApiError::Unavailable(format!("the change to {aggregate_type} {name:?} was recorded, but {e}"))
-            })
+            .map_err(|e| ApiError::Lagging(format!("the change to {aggregate_type} {name:?} was recorded, but {e}")))
     }
 }
 

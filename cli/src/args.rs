@@ -1,0 +1,224 @@
+//! The command line, with clap derive. Every command's `--help` ends with examples.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpctl",
+    version,
+    about = "Manage LLMs, secrets and secret backends on an mcpd server",
+    after_help = "Examples:\n  mcpctl get llms\n  mcpctl apply -f catalogue.yaml\n  mcpctl describe secret anthropic"
+)]
+pub struct Cli {
+    /// mcpd's URL; overrides the config file (default http://127.0.0.1:3100).
+    #[arg(long, global = true, env = "MCPCTL_SERVER")]
+    pub server: Option<String>,
+
+    /// How long to keep retrying when mcpd is restarting or rate-limits (e.g. 10s, 500ms, 0s).
+    #[arg(long, global = true, env = "MCPCTL_RETRY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub retry_timeout: std::time::Duration,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let parsed: jiff::SignedDuration = raw
+        .parse()
+        .map_err(|e| format!("{raw:?} is not a duration such as 10s: {e}"))?;
+    std::time::Duration::try_from(parsed).map_err(|_| format!("{raw:?} must not be negative"))
+}
+
+/// Resource kinds, with kubectl-style aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    #[value(name = "llm", alias = "llms")]
+    Llm,
+    #[value(name = "secret", alias = "secrets")]
+    Secret,
+    #[value(name = "secretbackend", aliases = ["secretbackends", "sb"])]
+    SecretBackend,
+    /// Every kind, in dependency order (`get` only): `get all -o yaml --reveal` is a backup.
+    #[value(name = "all")]
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+    Name,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Apply for real.
+    None,
+    /// Print what would happen; only reads from mcpd.
+    Client,
+    /// Have mcpd check every document and rule without recording anything.
+    Server,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create one resource from flags.
+    #[command(subcommand)]
+    Create(Create),
+
+    /// List resources, or show the named ones.
+    #[command(
+        after_help = "Examples:\n  mcpctl get llms\n  mcpctl get sb -o wide\n  mcpctl get secret anthropic -o yaml --reveal\n  mcpctl get all -o yaml --reveal > backup.yaml"
+    )]
+    Get {
+        #[arg(ignore_case = true)]
+        kind: Kind,
+        names: Vec<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        /// Include secret values (secrets only).
+        #[arg(long)]
+        reveal: bool,
+    },
+
+    /// Show one resource in detail: its fields, what refers to it, and its history.
+    #[command(after_help = "Examples:\n  mcpctl describe llm claude-fast\n  mcpctl describe secret anthropic")]
+    Describe {
+        #[arg(ignore_case = true)]
+        kind: Kind,
+        name: String,
+    },
+
+    /// Delete resources by name, or those listed in files.
+    #[command(
+        after_help = "Examples:\n  mcpctl delete llm claude-fast\n  mcpctl delete -f catalogue.yaml --ignore-not-found"
+    )]
+    Delete {
+        /// The kind, then names; omit both with -f.
+        #[arg(ignore_case = true, required_unless_present = "filename")]
+        kind: Option<Kind>,
+        names: Vec<String>,
+        /// Files or directories of documents to delete (in reverse dependency order), or `-`.
+        #[arg(short = 'f', long = "filename", conflicts_with = "kind")]
+        filename: Vec<PathBuf>,
+        /// Treat a resource that does not exist as deleted.
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
+
+    /// Create or update resources from YAML or JSON documents.
+    #[command(
+        after_help = "Examples:\n  mcpctl apply -f catalogue.yaml\n  mcpctl apply -f ./catalogue/ --dry-run=server\n  mcpctl get llms -o yaml | mcpctl apply -f -"
+    )]
+    Apply {
+        /// Files or directories (*.yaml, *.yml, *.json), or `-` for standard input.
+        #[arg(short = 'f', long = "filename", required = true)]
+        filename: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+        dry_run: DryRun,
+    },
+
+    /// Show what apply would change, as a unified diff; exit 1 when something would change.
+    #[command(after_help = "Examples:\n  mcpctl diff -f catalogue.yaml")]
+    Diff {
+        #[arg(short = 'f', long = "filename", required = true)]
+        filename: Vec<PathBuf>,
+    },
+
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  source <(mcpctl completion bash)\n  mcpctl completion fish > ~/.config/fish/completions/mcpctl.fish"
+    )]
+    Completion { shell: clap_complete::Shell },
+
+    /// Print the client's and the server's versions.
+    Version,
+
+    /// Show or change the client configuration (~/.mcpctl/config.json, or $MCPCTL_CONFIG).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set the mcpd URL mcpctl talks to.
+    #[command(after_help = "Examples:\n  mcpctl config set-server http://mcpd.internal:3100")]
+    SetServer { url: String },
+    /// Print the configuration in use.
+    View,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Create {
+    /// Create a secret backend.
+    #[command(visible_aliases = ["secretbackends", "sb"], after_help = "Examples:\n  mcpctl create secretbackend archive --type plaintext")]
+    Secretbackend(CreateSecretBackend),
+    /// Create a secret from literal values, standard input, or an env file.
+    #[command(
+        alias = "secrets",
+        after_help = "Examples:\n  mcpctl create secret anthropic --data API_KEY=sk-ant-...\n  pass show anthropic | mcpctl create secret anthropic --data API_KEY=-\n  mcpctl create secret openai --from-env-file openai.env --backend archive"
+    )]
+    Secret(CreateSecret),
+    /// Create an Llm.
+    #[command(
+        alias = "llms",
+        after_help = "Examples:\n  mcpctl create llm claude-fast --type anthropic --model claude-haiku-4-5 --tier fast --api-key-ref anthropic/API_KEY\n  mcpctl create llm local --type ollama --model llama3 --tier fast --url http://127.0.0.1:11434"
+    )]
+    Llm(CreateLlm),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSecretBackend {
+    pub name: String,
+    /// plaintext (openbao arrives with the backends work).
+    #[arg(long = "type", value_parser = ["plaintext", "openbao"])]
+    pub backend_type: String,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Make it the backend new secrets go to.
+    #[arg(long)]
+    pub default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSecret {
+    pub name: String,
+    /// KEY=VALUE; KEY=- reads the value from standard input. Repeatable.
+    #[arg(long = "data")]
+    pub data: Vec<String>,
+    /// A file of KEY=VALUE lines (blank lines and # comments are skipped).
+    #[arg(long)]
+    pub from_env_file: Option<PathBuf>,
+    /// The backend holding the values; the default backend when omitted.
+    #[arg(long)]
+    pub backend: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateLlm {
+    pub name: String,
+    #[arg(long = "type", value_parser = ["anthropic", "openai", "deepseek", "vllm", "ollama", "gemini-cli"])]
+    pub llm_type: String,
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, value_parser = ["fast", "heavy"])]
+    pub tier: String,
+    /// SECRET/KEY holding the API key.
+    #[arg(long)]
+    pub api_key_ref: Option<String>,
+    /// The endpoint (required for vllm and ollama).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// k=v settings passed through to clients. Repeatable.
+    #[arg(long)]
+    pub extra: Vec<String>,
+}

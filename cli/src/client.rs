@@ -1,0 +1,155 @@
+//! mcpd's HTTP API as the CLI uses it. Requests that meet a restarting server (connection
+//! refused), a rate limit (429) or an unavailable one (503) are retried with exponential
+//! backoff and jitter, honouring `Retry-After`, within a bounded time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use reqwest::Method;
+use reqwest::blocking::{Client as Http, Response};
+use serde_json::Value;
+
+const MAX_ATTEMPTS: u32 = 8;
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+pub struct Client {
+    pub base: String,
+    http: Http,
+    retry_timeout: Duration,
+}
+
+/// A status and a JSON body (`Null` when the body is empty or not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The server's own words for a failure.
+    pub fn error_message(&self) -> String {
+        match self.body["error"]["message"].as_str() {
+            Some(message) => message.to_owned(),
+            None => format!("mcpd answered HTTP {}", self.status),
+        }
+    }
+
+    /// The body of a successful reply, or the server's message as the error.
+    pub fn into_success(self) -> anyhow::Result<Value> {
+        if self.is_success() {
+            Ok(self.body)
+        } else {
+            bail!(self.error_message())
+        }
+    }
+}
+
+impl Client {
+    pub fn new(base: String, retry_timeout: Duration) -> anyhow::Result<Client> {
+        let http = Http::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("mcpctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("setting up the HTTP client")?;
+        Ok(Client {
+            base,
+            http,
+            retry_timeout,
+        })
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.send(Method::GET, path, None)
+    }
+
+    pub fn send(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
+        let started = Instant::now();
+        let url = format!("{}{path}", self.base);
+        for attempt in 1.. {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let (problem, retry_after) = match request.send() {
+                Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {
+                    let retry_after = retry_after(&response);
+                    (format!("mcpd answered {}", response.status()), retry_after)
+                }
+                Ok(response) => return read(response),
+                Err(e) if e.is_connect() => (format!("cannot reach mcpd at {}: {}", self.base, root_cause(&e)), None),
+                Err(e) if e.is_timeout() => bail!("mcpd at {} did not answer {method} {path} in time", self.base),
+                Err(e) => bail!("cannot reach mcpd at {}: {}", self.base, root_cause(&e)),
+            };
+            let delay = retry_after.unwrap_or_else(|| backoff(attempt));
+            if attempt >= MAX_ATTEMPTS || started.elapsed() + delay > self.retry_timeout {
+                if attempt == 1 {
+                    bail!(problem);
+                }
+                bail!(
+                    "{problem} (gave up after {attempt} attempts in {:.1}s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            std::thread::sleep(delay);
+        }
+        unreachable!("the retry loop returns or fails")
+    }
+}
+
+fn read(response: Response) -> anyhow::Result<Reply> {
+    let status = response.status().as_u16();
+    let text = response.text().context("reading mcpd's answer")?;
+    Ok(Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    })
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by mcpd or common proxies).
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// 200 ms, 400 ms, 800 ms, … capped at 5 s, each scaled by a random factor in [0.5, 1.5) so
+/// that many clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_DELAY.saturating_mul(1 << (attempt - 1).min(10)).min(MAX_DELAY);
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// The innermost cause, which is where the useful words are ("connection refused").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = source.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return "connection refused".into();
+        }
+        source = next;
+    }
+    source.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 1..20 {
+            let delay = backoff(attempt);
+            assert!(
+                delay >= Duration::from_millis(100) && delay < Duration::from_millis(7500),
+                "{delay:?}"
+            );
+        }
+        assert!(backoff(1) < Duration::from_millis(300));
+    }
+}

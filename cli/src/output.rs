@@ -1,0 +1,208 @@
+//! Printing resources: aligned tables (`table`, `wide`), documents (`json`, `yaml`) that `apply
+//! -f` takes back, and `kind/name` lines.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde_json::Value;
+use tabwriter::TabWriter;
+
+use crate::args::{Kind, Output};
+
+/// Prints `docs`; `single` when exactly one named resource was asked for (printed as one
+/// document rather than a list).
+pub fn print(kind: Kind, docs: &[Value], output: Output, single: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json if single => writeln!(out, "{}", serde_json::to_string_pretty(&docs[0])?)?,
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(docs)?)?,
+        Output::Yaml => out.write_all(yaml_documents(docs)?.as_bytes())?,
+        Output::Name => {
+            for doc in docs {
+                writeln!(out, "{}/{}", text(&doc["kind"]), text(&doc["name"]))?;
+            }
+        }
+        Output::Table | Output::Wide => {
+            if docs.is_empty() {
+                eprintln!("No resources found.");
+                return Ok(());
+            }
+            out.write_all(table(kind, docs, output == Output::Wide)?.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Documents as multi-document YAML.
+pub fn yaml_documents(docs: &[Value]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            text.push_str("---\n");
+        }
+        text.push_str(&yaml_serde::to_string(doc).context("writing YAML")?);
+    }
+    Ok(text)
+}
+
+/// Aligned columns, kubectl style.
+pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
+    let mut headers: Vec<&str> = match kind {
+        Kind::Llm => vec!["NAME", "TYPE", "MODEL", "TIER", "API KEY", "AGE"],
+        Kind::Secret => vec!["NAME", "BACKEND", "KEYS", "AGE"],
+        Kind::SecretBackend | Kind::All => vec!["NAME", "TYPE", "DEFAULT", "AGE"],
+    };
+    if wide {
+        headers.extend(match kind {
+            Kind::Llm => ["URL", "EXTRA", "VERSION", "DESCRIPTION"].as_slice(),
+            Kind::Secret => ["DATA VERSION", "VERSION", "DESCRIPTION"].as_slice(),
+            Kind::SecretBackend | Kind::All => ["URL", "VERSION", "DESCRIPTION"].as_slice(),
+        });
+    }
+    let mut rows = vec![headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for doc in docs {
+        let age = age(&doc["createdAt"]);
+        let mut row = match kind {
+            Kind::Llm => vec![
+                text(&doc["name"]),
+                text(&doc["type"]),
+                text(&doc["model"]),
+                text(&doc["tier"]),
+                key_ref(&doc["apiKeyRef"]),
+                age,
+            ],
+            Kind::Secret => vec![text(&doc["name"]), text(&doc["backend"]), list(&doc["keys"]), age],
+            Kind::SecretBackend | Kind::All => vec![
+                text(&doc["name"]),
+                text(&doc["type"]),
+                if doc["isDefault"] == Value::Bool(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                age,
+            ],
+        };
+        if wide {
+            row.extend(match kind {
+                Kind::Llm => vec![
+                    or_none(text(&doc["url"])),
+                    or_none(pairs(&doc["extra"])),
+                    text(&doc["resourceVersion"]),
+                    text(&doc["description"]),
+                ],
+                Kind::Secret => {
+                    vec![
+                        text(&doc["dataVersion"]),
+                        text(&doc["resourceVersion"]),
+                        text(&doc["description"]),
+                    ]
+                }
+                Kind::SecretBackend | Kind::All => vec![
+                    or_none(text(&doc["config"]["url"])),
+                    text(&doc["resourceVersion"]),
+                    text(&doc["description"]),
+                ],
+            });
+        }
+        rows.push(row);
+    }
+    let mut writer = TabWriter::new(Vec::new()).padding(3);
+    for row in rows {
+        // Tabs and newlines inside a cell would break the columns.
+        let cells: Vec<String> = row.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+        writeln!(writer, "{}", cells.join("\t"))?;
+    }
+    let bytes = writer.into_inner().context("aligning the table")?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect())
+}
+
+/// A JSON value as plain text: strings without quotes, null as empty.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn or_none(s: String) -> String {
+    if s.is_empty() { "<none>".into() } else { s }
+}
+
+pub fn key_ref(value: &Value) -> String {
+    match (value["name"].as_str(), value["key"].as_str()) {
+        (Some(name), Some(key)) => format!("{name}/{key}"),
+        _ => "<none>".into(),
+    }
+}
+
+pub fn list(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+pub fn pairs(value: &Value) -> String {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Time since an RFC 3339 timestamp, kubectl style: 45s, 12m, 3h, 4d, 2y.
+pub fn age(value: &Value) -> String {
+    let Some(then) = value.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()) else {
+        return "<unknown>".into();
+    };
+    let seconds = jiff::Timestamp::now().duration_since(then).as_secs().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s if s < 365 * 86400 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (365 * 86400)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tables_align_their_columns() {
+        let docs = [
+            json!({"name": "claude-fast", "type": "anthropic", "model": "claude-haiku-4-5", "tier": "fast",
+                   "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}, "createdAt": jiff::Timestamp::now().to_string()}),
+            json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "heavy", "createdAt": "bad"}),
+        ];
+        let table = table(Kind::Llm, &docs, false).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let column = lines[0].find("MODEL").unwrap();
+        assert_eq!(lines[1].find("claude-haiku-4-5"), Some(column));
+        assert_eq!(lines[2].find("llama3"), Some(column));
+        assert!(lines[1].contains("anthropic/API_KEY") && lines[2].contains("<none>"));
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let ago = |s: i64| json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string());
+        assert_eq!(age(&ago(5)), "5s");
+        assert_eq!(age(&ago(600)), "10m");
+        assert_eq!(age(&ago(5 * 3600)), "5h");
+        assert_eq!(age(&ago(3 * 86400)), "3d");
+    }
+}

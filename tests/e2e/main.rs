@@ -1,8 +1,11 @@
-//! End-to-end tests: the built `mcpd` binary, started and killed like a user or an operator
-//! would, against a real SQLite file or PostgreSQL database.
+//! End-to-end tests: the built `mcpd` and `mcpctl` binaries, run, driven and killed as a user or
+//! an operator would, against a real SQLite file or PostgreSQL database.
 
+mod ctl;
 mod support;
 
+mod cli;
+mod cli_client;
 mod crash;
 mod leaks;
 mod quick_start;

@@ -1,0 +1,206 @@
+//! mcpctl on its own: retries against a stub that rate-limits, completions, configuration, and
+//! the README's walkthrough run as written.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::ctl::Ctl;
+use crate::support::{StoreKind, TestServer, binary};
+
+/// A stub HTTP server for faults mcpd does not produce on demand: it answers request `n`
+/// (from 0) with `answer(n)` and counts the requests.
+async fn stub(answer: fn(usize) -> String) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => request.extend_from_slice(&buffer[..read]),
+                }
+            }
+            let _ = socket.write_all(answer(n).as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, count)
+}
+
+fn response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_retried_honouring_retry_after() {
+    let (url, count) = stub(|n| match n {
+        0 | 1 => response("429 Too Many Requests", "Retry-After: 1\r\n", ""),
+        _ => response("200 OK", "Content-Type: application/json\r\n", r#"{"items": []}"#),
+    })
+    .await;
+    let ctl = Ctl::for_url(&url);
+    let run = tokio::task::spawn_blocking(move || {
+        let mut command = ctl.command(&["get", "llms"]);
+        command.env("MCPCTL_RETRY_TIMEOUT", "20s");
+        command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "No resources found.\n");
+    assert_eq!(count.load(Ordering::SeqCst), 3, "two 429s, then the answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_bounded_and_then_fail_clearly() {
+    let (url, count) = stub(|_| response("503 Service Unavailable", "", "")).await;
+    let ctl = Ctl::for_url(&url);
+    let run = tokio::task::spawn_blocking(move || {
+        let mut command = ctl.command(&["get", "llms"]);
+        command.env("MCPCTL_RETRY_TIMEOUT", "1s");
+        command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("Error: mcpd answered 503 Service Unavailable (gave up after"),
+        "{stderr}"
+    );
+    let attempts = count.load(Ordering::SeqCst);
+    assert!((2..=8).contains(&attempts), "{attempts} attempts");
+}
+
+#[test]
+fn completion_scripts_generate_for_every_shell() {
+    let ctl = Ctl::for_url("http://127.0.0.1:9");
+    for shell in ["bash", "zsh", "fish"] {
+        let run = ctl.run(&["completion", shell]).ok();
+        assert!(run.stdout.contains("mcpctl") && run.stdout.contains("apply"), "{shell}");
+        if shell == "bash" {
+            let script = ctl.file("mcpctl.bash", &run.stdout);
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(script)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let bad = ctl.run(&["completion", "powerpoint"]);
+    assert_eq!(bad.code, 2);
+}
+
+#[test]
+fn the_config_file_is_private_and_names_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctl = Ctl::for_url("unused");
+    let mut set = ctl.command(&["config", "set-server", "http://mcpd.example:3100/"]);
+    set.env_remove("MCPCTL_SERVER");
+    assert!(set.output().unwrap().status.success());
+    let mode = std::fs::metadata(&ctl.config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut view = ctl.command(&["config", "view"]);
+    view.env_remove("MCPCTL_SERVER");
+    let shown: serde_json::Value = serde_json::from_slice(&view.output().unwrap().stdout).unwrap();
+    assert_eq!(shown["server"], "http://mcpd.example:3100");
+    let bad = ctl.run(&["config", "set-server", "mcpd:3100"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("must start with http://"), "{}", bad.stderr);
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let ctl = Ctl::for_url("unused");
+    for command in [
+        vec!["get"],
+        vec!["describe"],
+        vec!["delete"],
+        vec!["apply"],
+        vec!["diff"],
+        vec!["completion"],
+        vec!["create", "secret"],
+        vec!["create", "llm"],
+        vec!["create", "secretbackend"],
+        vec!["config", "set-server"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let help = ctl.run(&args).ok().stdout;
+        assert!(help.contains("Examples:\n  "), "{command:?} has no example:\n{help}");
+    }
+}
+
+/// The README's first-steps walkthrough, run as a newcomer would paste it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("the README marks its walkthrough");
+    let end = readme
+        .find("<!-- walkthrough:end -->")
+        .expect("the walkthrough has an end");
+    let script: String = readme[start..end]
+        .lines()
+        .skip_while(|l| !l.starts_with("```sh"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(script.contains("mcpctl apply"), "{script}");
+
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let ctl = Ctl::new(&server);
+    let bin_dir = binary("mcpctl").parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg("-euo")
+            .arg("pipefail")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path);
+        command
+            .env("MCPCTL_SERVER", &ctl.server)
+            .env("MCPCTL_CONFIG", &ctl.config)
+            .current_dir(ctl.dir())
+            .stdin(std::process::Stdio::null());
+        let output = command.output().unwrap();
+        (output, ctl)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(
+        output.status.success(),
+        "the walkthrough failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (_, llms) = server.get("/api/v1/llms").await;
+    assert!(
+        !llms["items"].as_array().unwrap().is_empty(),
+        "the walkthrough creates llms"
+    );
+}

@@ -137,6 +137,7 @@ pub enum Command {
     Completion { shell: clap_complete::Shell },
 
     /// Print the client's and the server's versions.
+    #[command(after_help = "Examples:\n  mcpctl version\n  mcpctl --server http://mcpd.internal:3100 version")]
     Version,
 
     /// Show or change the client configuration (~/.mcpctl/config.json, or $MCPCTL_CONFIG).
@@ -150,6 +151,7 @@ pub enum ConfigCommand {
     #[command(after_help = "Examples:\n  mcpctl config set-server http://mcpd.internal:3100")]
     SetServer { url: String },
     /// Print the configuration in use.
+    #[command(after_help = "Examples:\n  mcpctl config view")]
     View,
 }
 

@@ -9,6 +9,7 @@ use domain::error::{Classified, ErrorClass};
 use domain::{FieldError, ValidationErrors};
 use serde_json::json;
 
+use crate::backends::BackendError;
 use crate::context::current_request_id;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,12 @@ pub enum ApiError {
     /// Not a 5xx: a client that retried would repeat a change that already happened.
     #[error("{0}")]
     Lagging(String),
+    /// 502: a secret backend answered, but not as it should (permission denied, an error).
+    #[error("{0}")]
+    BadGateway(String),
+    /// 503: a secret backend cannot be reached (down, hung past its timeout, sealed).
+    #[error("{0}")]
+    BackendUnavailable(String),
     /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -61,6 +68,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Lagging(_) => StatusCode::ACCEPTED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +85,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MalformedBody(_) => "MalformedBody",
             ApiError::Lagging(_) => "Lagging",
+            ApiError::BadGateway(_) => "BackendFailed",
+            ApiError::BackendUnavailable(_) => "BackendUnavailable",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -100,6 +111,21 @@ impl ApiError {
                 "{kind} {name:?} was changed by another request at the same time; retry"
             )),
             other => ApiError::Internal(anyhow::Error::new(other).context(format!("writing {kind} {name:?}"))),
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::Unreachable { .. } | BackendError::TimedOut { .. } | BackendError::Sealed { .. } => {
+                ApiError::BackendUnavailable(error.to_string())
+            }
+            BackendError::PermissionDenied { .. } | BackendError::Failed { .. } | BackendError::Token { .. } => {
+                ApiError::BadGateway(error.to_string())
+            }
+            BackendError::Conflict { .. } | BackendError::Foreign { .. } => ApiError::Conflict(error.to_string()),
+            BackendError::Internal(e) => ApiError::Internal(e.context("calling a secret backend")),
         }
     }
 }

@@ -2,12 +2,12 @@
 //! calls [`serve`]; tests build the same [`App`] and router.
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod event_repository;
 pub mod http;
-pub mod plaintext;
 pub mod service;
 pub mod store;
 

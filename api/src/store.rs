@@ -9,6 +9,7 @@ use anyhow::Context;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
+use domain::default_backend::DefaultBackend;
 use domain::llm::Llm;
 use domain::secret::Secret;
 use domain::secret_backend::SecretBackend;
@@ -37,6 +38,7 @@ pub struct Store {
     pub llms: Arc<Cqrs<Llm>>,
     pub secrets: Arc<Cqrs<Secret>>,
     pub secret_backends: Arc<Cqrs<SecretBackend>>,
+    pub default_backend: Arc<Cqrs<DefaultBackend>>,
     write: WritePool,
 }
 
@@ -130,6 +132,7 @@ impl Store {
             llms: Arc::new(write.framework()),
             secrets: Arc::new(write.framework()),
             secret_backends: Arc::new(write.framework()),
+            default_backend: Arc::new(write.framework()),
             write,
         })
     }

@@ -41,13 +41,19 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["SecretBackendCreated", "SecretCreated", "LlmCreated", "LlmDeleted"]
+        [
+            "SecretBackendCreated",
+            "DefaultBackendSet",
+            "SecretCreated",
+            "LlmCreated",
+            "LlmDeleted"
+        ]
     );
     assert!(
         events.windows(2).all(|w| w[0].position < w[1].position),
         "positions follow commit order"
     );
-    let secret_created = &events[1];
+    let secret_created = &events[2];
     assert_eq!(secret_created.metadata["request_id"], "req-4711");
     assert_eq!(secret_created.metadata["actor"], "anonymous");
     assert_eq!(secret_created.metadata["source"], "api");

@@ -11,7 +11,7 @@ testkit::on_both_stores!(
     a_secret_in_use_cannot_be_deleted,
     a_key_in_use_cannot_be_dropped,
     a_backend_holding_secrets_cannot_be_deleted,
-    the_default_backend_stays,
+    the_default_flag_moves_and_one_default_always_remains,
     a_secret_needs_an_existing_backend,
     self_hosted_llms_may_be_keyless,
     resolve_api_key_reads_through_the_backend,
@@ -95,7 +95,17 @@ async fn a_backend_holding_secrets_cannot_be_deleted(kind: StoreKind) {
     );
 }
 
-async fn the_default_backend_stays(kind: StoreKind) {
+async fn defaults(t: &TestApp) -> Vec<String> {
+    t.get("/api/v1/secretbackends").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["isDefault"] == true)
+        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let r = t.delete("/api/v1/secretbackends/default").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
@@ -107,22 +117,55 @@ async fn the_default_backend_stays(kind: StoreKind) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        r.message()
+            .contains("stays so until another backend becomes the default"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        t.get("/api/v1/secretbackends/default").await.body["resourceVersion"],
+        1,
+        "the refused update changed nothing"
+    );
+
+    // Creating a backend with isDefault moves the flag; secrets without a backend follow it.
     let r = t
         .post(
             "/api/v1/secretbackends",
             json!({"name": "second", "type": "plaintext", "isDefault": true}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.message().contains("\"default\" is the default"), "{}", r.message());
-    let defaults: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["isDefault"] == true)
-        .map(|b| b["name"].clone())
-        .collect();
-    assert_eq!(defaults, [json!("default")]);
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["isDefault"], true);
+    assert_eq!(defaults(&t).await, ["second"]);
+    let s = t
+        .post("/api/v1/secrets", json!({"name": "follows", "data": {"K": "v"}}))
+        .await;
+    assert_eq!(s.body["backend"], "second");
+
+    // And an update moves it back; the old default may then go.
+    let r = t
+        .put(
+            "/api/v1/secretbackends/default",
+            json!({"type": "plaintext", "description": "db", "isDefault": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(defaults(&t).await, ["default"]);
+    t.delete("/api/v1/secrets/follows").await;
+    assert_eq!(
+        t.delete("/api/v1/secretbackends/second").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = t
+        .post(
+            "/api/v1/secretbackends?dryRun=true",
+            json!({"name": "third", "type": "plaintext", "isDefault": true}),
+        )
+        .await;
+    assert_eq!(r.body["isDefault"], true, "a dry run shows the flag it would set");
+    assert_eq!(defaults(&t).await, ["default"], "and sets nothing");
 }
 
 async fn a_secret_needs_an_existing_backend(kind: StoreKind) {

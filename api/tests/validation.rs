@@ -13,7 +13,7 @@ testkit::on_both_stores!(
     unknown_fields_are_named,
     type_errors_under_data_do_not_echo_the_value,
     what_get_returns_can_be_put_back,
-    openbao_backends_are_refused_for_now,
+    an_openbao_token_must_be_a_plaintext_secret_key,
     each_kind_publishes_its_document_schema,
 );
 
@@ -149,14 +149,41 @@ async fn what_get_returns_can_be_put_back(kind: StoreKind) {
     }
 }
 
-async fn openbao_backends_are_refused_for_now(kind: StoreKind) {
+async fn an_openbao_token_must_be_a_plaintext_secret_key(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    let body = json!({"name": "bao", "type": "openbao", "config": {"url": "http://127.0.0.1:8200",
-                      "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
-    let r = t.post("/api/v1/secretbackends", body).await;
+    let bao = |key: &str| {
+        json!({"name": "bao", "type": "openbao", "config": {"url": "http://127.0.0.1:8200",
+               "tokenSecretRef": {"name": "bao-token", "key": key}}})
+    };
+    let r = t.post("/api/v1/secretbackends", bao("token")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.fields(), ["spec.type"]);
-    assert!(r.message().contains("not available"), "{}", r.message());
+    assert_eq!(r.fields(), ["spec.config.tokenSecretRef.name"]);
+    assert!(
+        r.message().contains("token secret \"bao-token\" does not exist"),
+        "{}",
+        r.message()
+    );
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "bao-token", "data": {"token": "s.x"}}),
+    )
+    .await;
+    let r = t.post("/api/v1/secretbackends", bao("other")).await;
+    assert_eq!(r.fields(), ["spec.config.tokenSecretRef.key"]);
+    let r = t.post("/api/v1/secretbackends", bao("token")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["config"]["mount"], "secret");
+    assert_eq!(r.body["config"]["pathPrefix"], "mcpd/");
+    assert_eq!(r.body["config"]["timeoutSeconds"], 10);
+
+    // The token's secret cannot go, nor lose the key, while the backend depends on it.
+    let r = t.delete("/api/v1/secrets/bao-token").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.message(), "secret \"bao-token\" is used by secretbackend \"bao\"");
+    let r = t
+        .put("/api/v1/secrets/bao-token", json!({"data": {"renamed": "s.x"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
 }
 
 async fn each_kind_publishes_its_document_schema(kind: StoreKind) {

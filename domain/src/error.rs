@@ -35,3 +35,13 @@ pub fn name_list(names: &[String]) -> String {
     }
     out
 }
+
+/// Lists already-formatted referrers (`llm "x"`), bounded like [`name_list`].
+pub fn user_list(users: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut out = users.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if users.len() > SHOWN {
+        out.push_str(&format!(" and {} more", users.len() - SHOWN));
+    }
+    out
+}

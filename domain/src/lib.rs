@@ -3,6 +3,7 @@
 //! other aggregates (does the referenced secret exist?) arrive inside the commands.
 #![forbid(unsafe_code)]
 
+pub mod default_backend;
 pub mod document;
 pub mod error;
 pub mod llm;

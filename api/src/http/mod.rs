@@ -14,6 +14,16 @@ use crate::service::Services;
 
 pub use resources::document;
 
+/// `GET /api/v1/secretbackends/{name}/health`: is the backend reachable and does it let mcpd in?
+/// Always 200 for an existing backend; the body says `ok`, `unreachable`, `sealed`,
+/// `permission denied` or `error`, with a message.
+async fn backend_health(
+    axum::extract::State(s): axum::extract::State<Services>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::Json<crate::backends::Health>, ApiError> {
+    Ok(axum::Json(s.secret_backend_health(&name).await?))
+}
+
 /// `GET /api/v1/schemas/{kind}`: the JSON Schema of a kind's document (singular or plural).
 async fn schema(
     axum::extract::Path(kind): axum::extract::Path<String>,
@@ -37,6 +47,7 @@ pub fn router(services: Services) -> Router {
             get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }),
         )
         .route("/api/v1/schemas/{kind}", get(schema))
+        .route("/api/v1/secretbackends/{name}/health", get(backend_health))
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())

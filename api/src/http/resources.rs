@@ -218,7 +218,7 @@ impl ResourceKind for Secrets {
 
 impl ResourceKind for SecretBackends {
     const KIND: Kind = Kind::SecretBackend;
-    type Spec = domain::secret_backend::SecretBackendSpec;
+    type Spec = projections::read_models::secret_backends::BackendState;
 
     async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
         s.list_secret_backends().await

@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::plaintext;
 
 impl Services {
     pub async fn list_llms(&self) -> Result<Vec<Record<LlmSpec>>, ApiError> {
@@ -119,15 +118,7 @@ impl Services {
                     llm.name, reference.name
                 ))
             })?;
-        let mut data = plaintext::get(&self.store.db, &secret.spec.value_ref)
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the values of secret {:?} are missing from backend {:?}",
-                    secret.name,
-                    secret.spec.backend
-                )
-            })?;
+        let mut data = self.read_values(&secret).await?;
         let value = data.remove(&reference.key).ok_or_else(|| {
             ApiError::Conflict(format!(
                 "secret {:?} has no key {:?}, which llm {:?} uses",

@@ -6,6 +6,8 @@ mod llms;
 mod secret_backends;
 mod secrets;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
@@ -13,10 +15,11 @@ use domain::ResourceName;
 use domain::document::{Kind, SpecInput, parse_valid};
 use domain::error::Classified;
 use domain::metadata;
-use projections::read_models::Record;
+use projections::read_models::{self, Record};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backends::{self, SecretBackendDriver};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::store::{Cqrs, Store};
@@ -40,11 +43,40 @@ pub struct Services {
     pub store: Store,
     /// How long a write waits for the read models before answering 202 instead.
     pub projection_wait: Duration,
+    /// Shared by every backend driver; each call sets its own timeout.
+    http: reqwest::Client,
+    /// One driver per backend, kept while the backend's resourceVersion stays (so an openbao
+    /// driver keeps its cached token), rebuilt when the backend changes.
+    drivers: Arc<Mutex<HashMap<String, CachedDriver>>>,
 }
+
+/// A driver and the backend resourceVersion it was built for.
+type CachedDriver = (i64, Arc<dyn SecretBackendDriver>);
 
 impl Services {
     pub fn new(store: Store, projection_wait: Duration) -> Self {
-        Self { store, projection_wait }
+        Self {
+            store,
+            projection_wait,
+            http: reqwest::Client::new(),
+            drivers: Arc::default(),
+        }
+    }
+
+    /// The driver of backend `name`.
+    pub async fn driver(&self, name: &str) -> Result<Arc<dyn SecretBackendDriver>, ApiError> {
+        let backend = read_models::secret_backends::get(&self.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("secretbackend {name:?} not found")))?;
+        let mut drivers = self.drivers.lock().expect("driver cache lock");
+        if let Some((version, driver)) = drivers.get(name)
+            && *version == backend.resource_version
+        {
+            return Ok(driver.clone());
+        }
+        let driver = backends::driver(&self.store.db, &self.http, &backend);
+        drivers.insert(name.to_owned(), (backend.resource_version, driver.clone()));
+        Ok(driver)
     }
 
     /// Executes `command` on aggregate `name`, then waits until the read models include it.

@@ -1,24 +1,57 @@
+use std::time::Duration;
+
+use cqrs_es::AggregateError;
 use domain::ResourceName;
+use domain::default_backend::{self, DefaultBackend, DefaultBackendCommand};
 use domain::document::Kind;
 use domain::secret_backend::{
-    DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendEvent, SecretBackendInput, SecretBackendSpec,
+    BackendType, DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendEvent, SecretBackendInput,
+    SecretBackendRequest, SecretBackendSpec, TokenSecret,
 };
+use projections::read_models::secret_backends::BackendState;
 use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
 use super::{Services, parse_document, preview, url_name};
+use crate::backends::Health;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
+/// How often a move of the default flag is retried when other moves win the race.
+const DEFAULT_MOVE_ATTEMPTS: usize = 100;
+
 impl Services {
-    pub async fn list_secret_backends(&self) -> Result<Vec<Record<SecretBackendSpec>>, ApiError> {
+    pub async fn list_secret_backends(&self) -> Result<Vec<Record<BackendState>>, ApiError> {
         Ok(secret_backends::list(&self.store.db).await?)
     }
 
-    pub async fn get_secret_backend(&self, name: &str) -> Result<Record<SecretBackendSpec>, ApiError> {
+    pub async fn get_secret_backend(&self, name: &str) -> Result<Record<BackendState>, ApiError> {
         secret_backends::get(&self.store.db, name)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("secretbackend {name:?} not found")))
+    }
+
+    /// Pings the backend: reachable, unsealed, and accepting mcpd's token?
+    pub async fn secret_backend_health(&self, name: &str) -> Result<Health, ApiError> {
+        let driver = self.driver(name).await?;
+        Ok(driver.health().await)
+    }
+
+    /// What the write side knows of the token secret an openbao spec names.
+    async fn token_secret(&self, spec: &SecretBackendSpec) -> Result<TokenSecret, ApiError> {
+        let Some(reference) = spec.config.as_ref().map(|c| &c.token_secret_ref) else {
+            return Ok(TokenSecret::NotNeeded);
+        };
+        let Some(secret) = secrets::get(&self.store.db, reference.name.as_str()).await? else {
+            return Ok(TokenSecret::Missing);
+        };
+        let backend = secret_backends::get(&self.store.db, secret.spec.backend.as_str()).await?;
+        if backend.is_none_or(|b| b.spec.spec.backend_type != BackendType::Plaintext) {
+            return Ok(TokenSecret::NotPlaintext {
+                backend: secret.spec.backend.to_string(),
+            });
+        }
+        Ok(TokenSecret::Keys(secret.spec.keys))
     }
 
     pub async fn create_secret_backend(
@@ -26,15 +59,15 @@ impl Services {
         ctx: &RequestContext,
         body: Value,
         dry_run: bool,
-    ) -> Result<Record<SecretBackendSpec>, ApiError> {
-        let (name, spec) = parse_document::<SecretBackendInput>(body, None)?;
-        let current_default = secret_backends::current_default(&self.store.db).await?;
+    ) -> Result<Record<BackendState>, ApiError> {
+        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
+        let token_secret = self.token_secret(&spec).await?;
         let command = SecretBackendCommand::CreateSecretBackend {
             name: name.clone(),
             spec,
-            current_default,
+            token_secret,
         };
-        self.run_secret_backend(ctx, &name, command, dry_run).await
+        self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
     }
 
     pub async fn replace_secret_backend(
@@ -44,39 +77,91 @@ impl Services {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Result<Record<SecretBackendSpec>, ApiError> {
-        let (name, spec) = parse_document::<SecretBackendInput>(body, Some(name))?;
-        let current_default = secret_backends::current_default(&self.store.db).await?;
+    ) -> Result<Record<BackendState>, ApiError> {
+        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
+        let token_secret = self.token_secret(&spec).await?;
         let command = SecretBackendCommand::UpdateSecretBackend {
             name: name.clone(),
             spec,
-            current_default,
+            token_secret,
             expected_version,
         };
-        self.run_secret_backend(ctx, &name, command, dry_run).await
+        self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
     }
 
-    /// Executes (or, for a dry run, rehearses) `command` and answers with the resulting backend.
+    /// Executes (or rehearses) `command`, then what the document asks of the default flag.
+    /// The flag is checked first, so a refused `isDefault: false` changes nothing at all.
     async fn run_secret_backend(
         &self,
         ctx: &RequestContext,
         name: &ResourceName,
         command: SecretBackendCommand,
+        is_default: Option<bool>,
         dry_run: bool,
-    ) -> Result<Record<SecretBackendSpec>, ApiError> {
-        if !dry_run {
-            self.execute(&self.store.secret_backends, ctx, name, command).await?;
-            return self.get_secret_backend(name.as_str()).await;
+    ) -> Result<Record<BackendState>, ApiError> {
+        let flag = match is_default {
+            None => None,
+            Some(true) => Some(DefaultBackendCommand::SetDefaultBackend {
+                to: name.clone(),
+                to_exists: true,
+            }),
+            Some(false) => Some(DefaultBackendCommand::KeepNotDefault { name: name.clone() }),
+        };
+        let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
+        if let Some(flag) = &flag {
+            self.rehearse::<DefaultBackend>(&singleton, flag.clone()).await?;
         }
-        let (events, sequence) = self.rehearse::<SecretBackend>(name, command).await?;
-        let current = secret_backends::get(&self.store.db, name.as_str()).await?;
-        preview(name, current, sequence, events, |_, event| match event {
-            SecretBackendEvent::SecretBackendCreated { spec } | SecretBackendEvent::SecretBackendUpdated { spec } => {
-                Some(spec)
+        if dry_run {
+            let (events, sequence) = self.rehearse::<SecretBackend>(name, command).await?;
+            let current = secret_backends::get(&self.store.db, name.as_str()).await?;
+            let was_default = current.as_ref().is_some_and(|c| c.spec.is_default);
+            return preview(name, current, sequence, events, |_, event| match event {
+                SecretBackendEvent::SecretBackendCreated { spec }
+                | SecretBackendEvent::SecretBackendUpdated { spec } => Some(BackendState {
+                    spec,
+                    is_default: is_default.unwrap_or(was_default),
+                }),
+                SecretBackendEvent::SecretBackendDeleted {} => None,
+            })
+            .ok_or_else(|| ApiError::NotFound(format!("secretbackend {:?} not found", name.as_str())));
+        }
+        self.execute(&self.store.secret_backends, ctx, name, command).await?;
+        if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {
+            self.move_default(ctx, to).await?;
+        }
+        self.get_secret_backend(name.as_str()).await
+    }
+
+    /// Makes `to` the default. Every move is an event in the one `defaultbackend` stream; when
+    /// concurrent moves clash there, this one is retried on the new state, so all of them land
+    /// in some order and exactly one backend ends up the default.
+    async fn move_default(&self, ctx: &RequestContext, to: ResourceName) -> Result<(), ApiError> {
+        let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
+        for attempt in 0..DEFAULT_MOVE_ATTEMPTS {
+            let to_exists = secret_backends::get(&self.store.db, to.as_str()).await?.is_some();
+            let command = DefaultBackendCommand::SetDefaultBackend {
+                to: to.clone(),
+                to_exists,
+            };
+            let result = self
+                .store
+                .default_backend
+                .execute_with_metadata(default_backend::AGGREGATE_ID, command, ctx.metadata().into_map())
+                .await;
+            match result {
+                Ok(()) => return self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await,
+                Err(AggregateError::AggregateConflict) => {
+                    // Jittered, so the losers of one race do not all meet again in the next.
+                    let pause = fastrand::u64(1..=(5 + 2 * attempt as u64).min(50));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(ApiError::from_command(default_backend::AGGREGATE_TYPE, to.as_str(), e)),
             }
-            SecretBackendEvent::SecretBackendDeleted {} => None,
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("secretbackend {:?} not found", name.as_str())))
+        }
+        Err(ApiError::Conflict(format!(
+            "secretbackend {:?} could not be made the default: too many concurrent changes; retry",
+            to.as_str()
+        )))
     }
 
     pub async fn delete_secret_backend(
@@ -87,9 +172,11 @@ impl Services {
         dry_run: bool,
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::SecretBackend, name)?;
+        let is_default = secret_backends::current_default(&self.store.db).await?.as_deref() == Some(name.as_str());
         let secrets_held = secrets::on_backend(&self.store.db, name.as_str()).await?;
         let command = SecretBackendCommand::DeleteSecretBackend {
             name: name.clone(),
+            is_default,
             secrets_held,
             expected_version,
         };
@@ -99,46 +186,48 @@ impl Services {
         self.execute(&self.store.secret_backends, ctx, &name, command).await
     }
 
-    /// Creates the `default` plaintext backend on first start. Safe to race: the event store
-    /// lets one creation through, and any later start finds it there.
+    /// Creates the `default` plaintext backend and makes it the default on first start. Safe to
+    /// race: the event store lets one creation through, and any later start finds it there.
     pub async fn seed_default_backend(&self) -> Result<(), ApiError> {
         let name = ResourceName::parse(DEFAULT_BACKEND).expect("the default backend's name is valid");
+        let ctx = RequestContext::system("startup");
         let ever_existed = self
             .store
             .log
             .latest_position_of(domain::secret_backend::AGGREGATE_TYPE, DEFAULT_BACKEND)
             .await?;
-        if ever_existed.is_some() {
-            return self
-                .await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
-                .await;
-        }
-        let spec = SecretBackendSpec {
-            backend_type: domain::secret_backend::BackendType::Plaintext,
-            description: "values stored in mcpd's own database".into(),
-            is_default: true,
-            config: None,
-        };
-        let command = SecretBackendCommand::CreateSecretBackend {
-            name: name.clone(),
-            spec,
-            current_default: None,
-        };
-        let ctx = RequestContext::system("startup");
-        match self
-            .execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!("created the default plaintext secret backend");
-                Ok(())
+        if ever_existed.is_none() {
+            let spec = SecretBackendSpec {
+                backend_type: BackendType::Plaintext,
+                description: "values stored in mcpd's own database".into(),
+                config: None,
+            };
+            let command = SecretBackendCommand::CreateSecretBackend {
+                name: name.clone(),
+                spec,
+                token_secret: TokenSecret::NotNeeded,
+            };
+            match self
+                .execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command)
+                .await
+            {
+                Ok(()) => tracing::info!("created the default plaintext secret backend"),
+                // Another mcpd started at the same moment and seeded it.
+                Err(ApiError::Conflict(_)) => {}
+                Err(e) => return Err(e),
             }
-            // Another mcpd started at the same moment and seeded it.
-            Err(ApiError::Conflict(_)) => {
-                self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
-                    .await
-            }
-            Err(e) => Err(e),
         }
+        let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
+        let default_ever_set = self
+            .store
+            .log
+            .latest_position_of(default_backend::AGGREGATE_TYPE, default_backend::AGGREGATE_ID)
+            .await?;
+        if default_ever_set.is_none() {
+            self.move_default(&ctx, name.clone()).await?;
+        }
+        self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
+            .await?;
+        self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
     }
 }

@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use domain::ResourceName;
 use domain::document::Kind;
 use domain::secret::{KeyUse, NewSecretData, Secret, SecretCommand, SecretData, SecretEvent, SecretInput, SecretSpec};
-use domain::secret_backend::BackendType;
-use domain::{ResourceName, ValidationErrors};
 use projections::read_models::secrets::SecretState;
 use projections::read_models::{Record, llms, secret_backends, secrets};
 use secrecy::ExposeSecret;
@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Services, parse_document, preview, url_name};
+use crate::backends::{SecretBackendDriver, Written};
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::plaintext;
 
 /// A Secret as the API shows it: key names always, values only when asked to reveal them.
 #[derive(Debug, Serialize)]
@@ -64,19 +64,24 @@ impl Services {
         })
     }
 
-    async fn read_values(&self, record: &Record<SecretState>) -> Result<SecretData, ApiError> {
-        let values = plaintext::get(&self.store.db, &record.spec.value_ref).await?;
-        Ok(values.ok_or_else(|| {
-            anyhow::anyhow!(
-                "the values of secret {:?} are missing from backend {:?}",
+    /// The current values of a secret, read through its backend.
+    pub(crate) async fn read_values(&self, record: &Record<SecretState>) -> Result<SecretData, ApiError> {
+        let driver = self.driver(record.spec.backend.as_str()).await?;
+        let values = driver.get(&record.name, &record.spec.value_ref).await?;
+        values.ok_or_else(|| {
+            ApiError::BadGateway(format!(
+                "the values of secret {:?} are missing from secretbackend {:?}",
                 record.name,
-                record.spec.backend
-            )
-        })?)
+                record.spec.backend.as_str()
+            ))
+        })
     }
 
-    /// The backend a new secret goes to, checked to be one that can store values.
-    async fn backend_for(&self, spec: &SecretSpec) -> Result<(ResourceName, bool), ApiError> {
+    /// The backend a new secret goes to (named, else the default), and its driver when it exists.
+    async fn backend_for(
+        &self,
+        spec: &SecretSpec,
+    ) -> Result<(ResourceName, Option<Arc<dyn SecretBackendDriver>>), ApiError> {
         let name = match &spec.backend {
             Some(name) => name.clone(),
             None => {
@@ -85,18 +90,34 @@ impl Services {
                 ResourceName::parse(&default).map_err(|m| anyhow::anyhow!("default backend {default:?}: {m}"))?
             }
         };
-        let backend = secret_backends::get(&self.store.db, name.as_str()).await?;
-        if let Some(backend) = &backend
-            && backend.spec.backend_type != BackendType::Plaintext
-        {
-            let mut errors = ValidationErrors::default();
-            errors.add(
-                "spec.backend",
-                format!("backend {name:?} is of a type this version cannot store values on"),
-            );
-            return Err(ApiError::Invalid { kind: "secret", errors });
-        }
-        Ok((name, backend.is_some()))
+        let driver = match self.driver(name.as_str()).await {
+            Ok(driver) => Some(driver),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok((name, driver))
+    }
+
+    /// Everything that uses a key of `secret`: Llms' API keys and openbao backends' tokens.
+    async fn key_uses(&self, secret: &str) -> Result<Vec<KeyUse>, ApiError> {
+        let mut uses: Vec<KeyUse> = llms::using_secret(&self.store.db, secret)
+            .await?
+            .into_iter()
+            .map(|(llm, key)| KeyUse {
+                user: format!("llm {llm:?}"),
+                key,
+            })
+            .collect();
+        uses.extend(
+            secret_backends::using_token_secret(&self.store.db, secret)
+                .await?
+                .into_iter()
+                .map(|(backend, key)| KeyUse {
+                    user: format!("secretbackend {backend:?}"),
+                    key,
+                }),
+        );
+        Ok(uses)
     }
 
     pub async fn create_secret(
@@ -111,27 +132,32 @@ impl Services {
         if secrets::get(&self.store.db, name.as_str()).await?.is_some() {
             return Err(ApiError::Conflict(format!("secret {:?} already exists", name.as_str())));
         }
-        let (backend, backend_exists) = self.backend_for(&spec).await?;
+        let (backend, driver) = self.backend_for(&spec).await?;
         let data = spec.data.unwrap_or_default();
         let keys: Vec<String> = data.keys().cloned().collect();
-        let value_ref = if backend_exists && !dry_run {
-            plaintext::put(&self.store.db, name.as_str(), &data).await?
-        } else {
-            String::new()
+        // The values go to the backend before the event that records them.
+        let written = match &driver {
+            Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data).await?),
+            _ => None,
         };
+        let (value_ref, external_ref) = written
+            .clone()
+            .map(|w| (w.value_ref, w.external_ref))
+            .unwrap_or_default();
         let data = NewSecretData {
             changed_keys: keys.clone(),
             keys,
-            value_ref: value_ref.clone(),
+            value_ref,
+            external_ref,
         };
         let command = SecretCommand::CreateSecret {
             name: name.clone(),
+            backend_exists: driver.is_some(),
             backend,
-            backend_exists,
             description: spec.description,
             data,
         };
-        self.run_secret(ctx, &name, command, dry_run, Some(&value_ref), None)
+        self.run_secret(ctx, &name, command, dry_run, driver.zip(written), None)
             .await
     }
 
@@ -147,6 +173,8 @@ impl Services {
         let current = secrets::get(&self.store.db, name.as_str())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
+        let driver = self.driver(current.spec.backend.as_str()).await?;
+        let mut written = None;
         let data = match spec.data {
             None => None,
             Some(new) => {
@@ -155,49 +183,52 @@ impl Services {
                 if changed.is_empty() {
                     None
                 } else {
-                    let value_ref = if dry_run {
-                        String::new()
+                    let Written {
+                        value_ref,
+                        external_ref,
+                    } = if dry_run {
+                        Written {
+                            value_ref: String::new(),
+                            external_ref: current.spec.external_ref.clone(),
+                        }
                     } else {
-                        plaintext::put(&self.store.db, name.as_str(), &new).await?
+                        let w = driver.put(name.as_str(), &new).await?;
+                        written = Some(w.clone());
+                        w
                     };
                     Some(NewSecretData {
                         keys: new.keys().cloned().collect(),
                         changed_keys: changed,
                         value_ref,
+                        external_ref,
                     })
                 }
             }
         };
-        let key_uses = llms::using_secret(&self.store.db, name.as_str())
-            .await?
-            .into_iter()
-            .map(|(llm, key)| KeyUse { llm, key })
-            .collect();
-        let new_ref = data.as_ref().map(|d| d.value_ref.clone());
         let command = SecretCommand::UpdateSecret {
             name: name.clone(),
             backend: spec.backend,
             description: spec.description,
             data,
-            key_uses,
+            key_uses: self.key_uses(name.as_str()).await?,
             expected_version,
         };
-        let superseded = new_ref.is_some().then_some(current.spec.value_ref.as_str());
-        self.run_secret(ctx, &name, command, dry_run, new_ref.as_deref(), superseded)
+        let superseded = written.is_some().then(|| current.spec.value_ref.clone());
+        self.run_secret(ctx, &name, command, dry_run, written.map(|w| (driver, w)), superseded)
             .await
     }
 
-    /// Executes (or rehearses) `command`. `written` is the value version this request wrote,
-    /// removed again if the command is refused; `superseded` the one it replaces, removed once
-    /// the event naming the new one is recorded.
+    /// Executes (or rehearses) `command`. `written` is the version this request wrote, removed
+    /// again if the command is refused; `superseded` the one it replaces, removed once the event
+    /// naming the new one is recorded.
     async fn run_secret(
         &self,
         ctx: &RequestContext,
         name: &ResourceName,
         command: SecretCommand,
         dry_run: bool,
-        written: Option<&str>,
-        superseded: Option<&str>,
+        written: Option<(Arc<dyn SecretBackendDriver>, Written)>,
+        superseded: Option<String>,
     ) -> Result<Record<SecretView>, ApiError> {
         if dry_run {
             let (events, sequence) = self.rehearse::<Secret>(name, command).await?;
@@ -209,24 +240,28 @@ impl Services {
                     keys,
                     data_version,
                     value_ref,
+                    external_ref,
                 } => Some(SecretState {
                     backend,
                     description,
                     keys,
                     data_version: data_version as i64,
                     value_ref,
+                    external_ref,
                 }),
                 SecretEvent::SecretUpdated {
                     description,
                     keys,
                     data_version,
                     value_ref,
+                    external_ref,
                     ..
                 } => state.map(|s| SecretState {
                     description,
                     keys,
                     data_version: data_version as i64,
                     value_ref,
+                    external_ref,
                     ..s
                 }),
                 SecretEvent::SecretDeleted {} => None,
@@ -236,8 +271,11 @@ impl Services {
         }
         match self.execute(&self.store.secrets, ctx, name, command).await {
             Ok(()) => {
-                if let Some(superseded) = superseded {
-                    plaintext::delete(&self.store.db, superseded).await?;
+                if let (Some((driver, _)), Some(old)) = (&written, superseded) {
+                    // Best effort: the new version is recorded; an old one left behind is garbage.
+                    if let Err(e) = driver.discard(name.as_str(), &old).await {
+                        tracing::warn!(secret = name.as_str(), error = %e, "could not remove a superseded version of the values");
+                    }
                 }
             }
             Err(e) => {
@@ -245,8 +283,8 @@ impl Services {
                     e,
                     ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)
                 );
-                if let Some(written) = written.filter(|w| refused && !w.is_empty()) {
-                    plaintext::delete(&self.store.db, written).await?;
+                if let (true, Some((driver, written))) = (refused, &written) {
+                    driver.discard(name.as_str(), &written.value_ref).await?;
                 }
                 return Err(e);
             }
@@ -263,14 +301,16 @@ impl Services {
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::Secret, name)?;
         let current = secrets::get(&self.store.db, name.as_str()).await?;
-        let referencing_llms = llms::using_secret(&self.store.db, name.as_str())
+        let mut users: Vec<String> = self
+            .key_uses(name.as_str())
             .await?
             .into_iter()
-            .map(|(llm, _)| llm)
+            .map(|u| u.user)
             .collect();
+        users.dedup();
         let command = SecretCommand::DeleteSecret {
             name: name.clone(),
-            referencing_llms,
+            users,
             expected_version,
         };
         if dry_run {
@@ -278,7 +318,9 @@ impl Services {
         }
         self.execute(&self.store.secrets, ctx, &name, command).await?;
         if let Some(current) = current {
-            plaintext::delete(&self.store.db, &current.spec.value_ref).await?;
+            // The secret is gone from the log; its values follow.
+            let driver = self.driver(current.spec.backend.as_str()).await?;
+            driver.delete(name.as_str(), &current.spec.value_ref).await?;
         }
         Ok(())
     }

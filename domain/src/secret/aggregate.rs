@@ -2,9 +2,9 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Classified, ErrorClass, name_list};
+use crate::error::{Classified, ErrorClass, user_list};
 use crate::name::ResourceName;
-use crate::secret::{KeyUse, SecretCommand, SecretEvent};
+use crate::secret::{KeyUse, NewSecretData, SecretCommand, SecretEvent};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LiveSecret {
@@ -13,6 +13,8 @@ struct LiveSecret {
     keys: Vec<String>,
     data_version: u64,
     value_ref: String,
+    #[serde(default)]
+    external_ref: Option<String>,
 }
 
 /// One Secret's write-side state; `version` counts the events applied (the resourceVersion).
@@ -42,13 +44,13 @@ pub enum SecretError {
         current: ResourceName,
         requested: ResourceName,
     },
-    #[error("secret {name:?} is used by llm {llms}", llms = name_list(.llms))]
-    InUse { name: ResourceName, llms: Vec<String> },
-    #[error("key {key:?} of secret {name:?} is used by llm {llms}", llms = name_list(.llms))]
+    #[error("secret {name:?} is used by {users}", users = user_list(.users))]
+    InUse { name: ResourceName, users: Vec<String> },
+    #[error("key {key:?} of secret {name:?} is used by {users}", users = user_list(.users))]
     KeyInUse {
         name: ResourceName,
         key: String,
-        llms: Vec<String>,
+        users: Vec<String>,
     },
 }
 
@@ -85,19 +87,18 @@ impl Secret {
         }
     }
 
-    /// Rejects new keys that drop a key some Llm still uses.
+    /// Rejects new keys that drop a key something still uses.
     fn check_key_uses(name: &ResourceName, keys: &[String], uses: &[KeyUse]) -> Result<(), SecretError> {
-        let dropped = uses.iter().find(|u| !keys.contains(&u.key));
-        if let Some(dropped) = dropped {
-            let llms = uses
+        if let Some(dropped) = uses.iter().find(|u| !keys.contains(&u.key)) {
+            let users = uses
                 .iter()
                 .filter(|u| u.key == dropped.key)
-                .map(|u| u.llm.clone())
+                .map(|u| u.user.clone())
                 .collect();
             return Err(SecretError::KeyInUse {
                 name: name.clone(),
                 key: dropped.key.clone(),
-                llms,
+                users,
             });
         }
         Ok(())
@@ -126,12 +127,19 @@ impl Aggregate for Secret {
                 if !backend_exists {
                     return Err(SecretError::BackendNotFound(backend));
                 }
+                let NewSecretData {
+                    keys,
+                    value_ref,
+                    external_ref,
+                    ..
+                } = data;
                 SecretEvent::SecretCreated {
                     backend,
                     description,
-                    keys: data.keys,
+                    keys,
                     data_version: 1,
-                    value_ref: data.value_ref,
+                    value_ref,
+                    external_ref,
                 }
             }
             SecretCommand::UpdateSecret {
@@ -150,35 +158,47 @@ impl Aggregate for Secret {
                         requested,
                     });
                 }
-                let (keys, changed_keys, data_version, value_ref) = match data {
+                let (data, data_version) = match data {
                     Some(data) => {
                         Self::check_key_uses(&name, &data.keys, &key_uses)?;
-                        (data.keys, data.changed_keys, live.data_version + 1, data.value_ref)
+                        (data, live.data_version + 1)
                     }
-                    None => (live.keys.clone(), vec![], live.data_version, live.value_ref.clone()),
+                    None => (
+                        NewSecretData {
+                            keys: live.keys.clone(),
+                            changed_keys: vec![],
+                            value_ref: live.value_ref.clone(),
+                            external_ref: live.external_ref.clone(),
+                        },
+                        live.data_version,
+                    ),
                 };
-                if changed_keys.is_empty() && description == live.description {
+                if data.changed_keys.is_empty() && description == live.description {
                     return Ok(());
                 }
+                let NewSecretData {
+                    keys,
+                    changed_keys,
+                    value_ref,
+                    external_ref,
+                } = data;
                 SecretEvent::SecretUpdated {
                     description,
                     keys,
                     changed_keys,
                     data_version,
                     value_ref,
+                    external_ref,
                 }
             }
             SecretCommand::DeleteSecret {
                 name,
-                referencing_llms,
+                users,
                 expected_version,
             } => {
                 self.live(&name, expected_version)?;
-                if !referencing_llms.is_empty() {
-                    return Err(SecretError::InUse {
-                        name,
-                        llms: referencing_llms,
-                    });
+                if !users.is_empty() {
+                    return Err(SecretError::InUse { name, users });
                 }
                 SecretEvent::SecretDeleted {}
             }
@@ -196,6 +216,7 @@ impl Aggregate for Secret {
                 keys,
                 data_version,
                 value_ref,
+                external_ref,
             } => {
                 self.live = Some(LiveSecret {
                     backend,
@@ -203,6 +224,7 @@ impl Aggregate for Secret {
                     keys,
                     data_version,
                     value_ref,
+                    external_ref,
                 });
             }
             SecretEvent::SecretUpdated {
@@ -210,6 +232,7 @@ impl Aggregate for Secret {
                 keys,
                 data_version,
                 value_ref,
+                external_ref,
                 ..
             } => {
                 if let Some(live) = &mut self.live {
@@ -217,6 +240,7 @@ impl Aggregate for Secret {
                     live.keys = keys;
                     live.data_version = data_version;
                     live.value_ref = value_ref;
+                    live.external_ref = external_ref;
                 }
             }
             SecretEvent::SecretDeleted {} => self.live = None,
@@ -229,7 +253,6 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::secret::NewSecretData;
 
     type Given = TestFramework<Secret>;
 
@@ -242,6 +265,7 @@ mod tests {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             changed_keys: changed.iter().map(|k| k.to_string()).collect(),
             value_ref: value_ref.into(),
+            external_ref: None,
         }
     }
 
@@ -262,6 +286,7 @@ mod tests {
             keys: vec!["API_KEY".into()],
             data_version: 1,
             value_ref: "r1".into(),
+            external_ref: None,
         }
     }
 
@@ -276,12 +301,36 @@ mod tests {
         }
     }
 
+    fn delete(users: &[&str], expected_version: Option<u64>) -> SecretCommand {
+        SecretCommand::DeleteSecret {
+            name: n("anthropic"),
+            users: users.iter().map(|u| u.to_string()).collect(),
+            expected_version,
+        }
+    }
+
     #[test]
     fn create_records_keys_but_no_values() {
         Given::with(())
             .given_no_previous_events()
             .when(create(true))
             .then_expect_events(vec![created()]);
+    }
+
+    #[test]
+    fn create_on_an_external_backend_records_where_the_values_are() {
+        let mut command = create(true);
+        if let SecretCommand::CreateSecret { data, .. } = &mut command {
+            data.external_ref = Some("secret/data/mcpd/anthropic".into());
+        }
+        let event = Given::with(())
+            .given_no_previous_events()
+            .when(command)
+            .inspect_result()
+            .unwrap();
+        assert!(
+            matches!(&event[0], SecretEvent::SecretCreated { external_ref: Some(r), .. } if r == "secret/data/mcpd/anthropic")
+        );
     }
 
     #[test]
@@ -311,6 +360,7 @@ mod tests {
                 changed_keys: vec!["ORG".into()],
                 data_version: 2,
                 value_ref: "r2".into(),
+                external_ref: None,
             }]);
     }
 
@@ -325,6 +375,7 @@ mod tests {
                 changed_keys: vec![],
                 data_version: 1,
                 value_ref: "r1".into(),
+                external_ref: None,
             }]);
     }
 
@@ -337,19 +388,23 @@ mod tests {
     }
 
     #[test]
-    fn update_cannot_drop_a_key_an_llm_uses() {
-        let uses = vec![KeyUse {
-            llm: "claude-fast".into(),
-            key: "API_KEY".into(),
-        }];
+    fn update_cannot_drop_a_key_in_use() {
+        let uses = vec![
+            KeyUse {
+                user: "llm \"claude-fast\"".into(),
+                key: "API_KEY".into(),
+            },
+            KeyUse {
+                user: "secretbackend \"bao\"".into(),
+                key: "API_KEY".into(),
+            },
+        ];
         Given::with(())
             .given(vec![created()])
             .when(update(Some(data(&["OTHER"], &["API_KEY", "OTHER"], "r2")), "", uses))
-            .then_expect_error(SecretError::KeyInUse {
-                name: n("anthropic"),
-                key: "API_KEY".into(),
-                llms: vec!["claude-fast".into()],
-            });
+            .then_expect_error_message(
+                "key \"API_KEY\" of secret \"anthropic\" is used by llm \"claude-fast\", secretbackend \"bao\"",
+            );
     }
 
     #[test]
@@ -381,28 +436,18 @@ mod tests {
     }
 
     #[test]
-    fn delete_of_a_referenced_secret_names_the_llms() {
-        let command = SecretCommand::DeleteSecret {
-            name: n("anthropic"),
-            referencing_llms: vec!["claude-fast".into()],
-            expected_version: None,
-        };
+    fn delete_of_a_secret_in_use_names_its_users() {
         Given::with(())
             .given(vec![created()])
-            .when(command)
+            .when(delete(&["llm \"claude-fast\""], None))
             .then_expect_error_message("secret \"anthropic\" is used by llm \"claude-fast\"");
     }
 
     #[test]
     fn delete_with_stale_version_is_a_conflict() {
-        let command = SecretCommand::DeleteSecret {
-            name: n("anthropic"),
-            referencing_llms: vec![],
-            expected_version: Some(2),
-        };
         Given::with(())
             .given(vec![created()])
-            .when(command)
+            .when(delete(&[], Some(2)))
             .then_expect_error(SecretError::StaleVersion {
                 name: n("anthropic"),
                 expected: 2,
@@ -412,14 +457,9 @@ mod tests {
 
     #[test]
     fn delete_then_create_again() {
-        let delete = SecretCommand::DeleteSecret {
-            name: n("anthropic"),
-            referencing_llms: vec![],
-            expected_version: Some(1),
-        };
         Given::with(())
             .given(vec![created()])
-            .when(delete)
+            .when(delete(&[], Some(1)))
             .then_expect_events(vec![SecretEvent::SecretDeleted {}]);
         Given::with(())
             .given(vec![created(), SecretEvent::SecretDeleted {}])

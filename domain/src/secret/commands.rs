@@ -7,14 +7,17 @@ pub struct NewSecretData {
     pub keys: Vec<String>,
     /// Keys added, removed or given a different value.
     pub changed_keys: Vec<String>,
-    /// Where the backend keeps this version of the values.
+    /// Which version of the values the backend holds for this write (for reads).
     pub value_ref: String,
+    /// Where an external backend keeps the values (`secret/data/mcpd/anthropic`).
+    pub external_ref: Option<String>,
 }
 
-/// An Llm that uses one key of the secret.
+/// Something that uses one key of the secret: an Llm's API key, an openbao backend's token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUse {
-    pub llm: String,
+    /// As messages name it: `llm "claude-fast"`, `secretbackend "bao"`.
+    pub user: String,
     pub key: String,
 }
 
@@ -35,14 +38,14 @@ pub enum SecretCommand {
         description: String,
         /// `None` keeps the current values.
         data: Option<NewSecretData>,
-        /// Every key of this secret some Llm refers to.
+        /// Every key of this secret something refers to.
         key_uses: Vec<KeyUse>,
         expected_version: Option<u64>,
     },
     DeleteSecret {
         name: ResourceName,
-        /// Llms whose apiKeyRef names this secret.
-        referencing_llms: Vec<String>,
+        /// What still refers to this secret (`llm "x"`, `secretbackend "bao"`).
+        users: Vec<String>,
         expected_version: Option<u64>,
     },
 }

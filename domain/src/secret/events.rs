@@ -14,6 +14,9 @@ pub enum SecretEvent {
         keys: Vec<String>,
         data_version: u64,
         value_ref: String,
+        /// Where an external backend keeps the values; absent for plaintext.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_ref: Option<String>,
     },
     SecretUpdated {
         description: String,
@@ -22,6 +25,8 @@ pub enum SecretEvent {
         changed_keys: Vec<String>,
         data_version: u64,
         value_ref: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_ref: Option<String>,
     },
     SecretDeleted {},
 }

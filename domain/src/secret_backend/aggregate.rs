@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Classified, ErrorClass, name_list};
 use crate::name::ResourceName;
-use crate::secret_backend::{SecretBackendCommand, SecretBackendEvent, SecretBackendSpec};
+use crate::secret_backend::{SecretBackendCommand, SecretBackendEvent, SecretBackendSpec, TokenSecret};
 
 /// One SecretBackend's write-side state; `version` counts the events applied.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -25,23 +25,28 @@ pub enum SecretBackendError {
         expected: u64,
         actual: u64,
     },
-    #[error("secretbackend {current:?} is the default; making {name:?} the default instead is not supported yet")]
-    DefaultTaken { name: ResourceName, current: String },
-    #[error("secretbackend {0:?} is the default and must stay so until another backend becomes the default")]
-    DefaultRequired(ResourceName),
-    #[error("secretbackend {0:?} is the default and cannot be deleted")]
+    #[error("secretbackend {0:?} is the default and cannot be deleted; make another backend the default first")]
     DeleteDefault(ResourceName),
     #[error("secretbackend {name:?} still holds secret {secrets}", secrets = name_list(.secrets))]
     InUse { name: ResourceName, secrets: Vec<String> },
     #[error("the type of secretbackend {0:?} cannot be changed")]
     TypeChanged(ResourceName),
+    #[error("token secret {0:?} does not exist")]
+    TokenSecretMissing(ResourceName),
+    #[error("token secret {secret:?} is on backend {backend:?}; the token must be on a plaintext backend")]
+    TokenSecretNotPlaintext { secret: ResourceName, backend: String },
+    #[error("token secret {secret:?} has no key {key:?}")]
+    TokenKeyMissing { secret: ResourceName, key: String },
 }
 
 impl Classified for SecretBackendError {
     fn class(&self) -> ErrorClass {
         match self {
             SecretBackendError::NotFound(_) => ErrorClass::NotFound,
-            SecretBackendError::TypeChanged(_) => ErrorClass::Invalid,
+            SecretBackendError::TypeChanged(_)
+            | SecretBackendError::TokenSecretMissing(_)
+            | SecretBackendError::TokenSecretNotPlaintext { .. }
+            | SecretBackendError::TokenKeyMissing { .. } => ErrorClass::Invalid,
             _ => ErrorClass::Conflict,
         }
     }
@@ -49,6 +54,10 @@ impl Classified for SecretBackendError {
     fn field(&self) -> Option<&'static str> {
         match self {
             SecretBackendError::TypeChanged(_) => Some("spec.type"),
+            SecretBackendError::TokenSecretMissing(_) | SecretBackendError::TokenSecretNotPlaintext { .. } => {
+                Some("spec.config.tokenSecretRef.name")
+            }
+            SecretBackendError::TokenKeyMissing { .. } => Some("spec.config.tokenSecretRef.key"),
             _ => None,
         }
     }
@@ -70,18 +79,25 @@ impl SecretBackend {
         }
     }
 
-    /// Until moving the default flag exists, a backend may only claim it while no other has it.
-    fn check_default_claim(
-        name: &ResourceName,
-        spec: &SecretBackendSpec,
-        current_default: Option<String>,
-    ) -> Result<(), SecretBackendError> {
-        match current_default {
-            Some(current) if spec.is_default && current != name.as_str() => Err(SecretBackendError::DefaultTaken {
-                name: name.clone(),
-                current,
+    /// An openbao backend's token must be a key of a secret on a plaintext backend: the trust
+    /// root has to be readable without any other backend.
+    fn check_token(spec: &SecretBackendSpec, token: TokenSecret) -> Result<(), SecretBackendError> {
+        let Some(reference) = spec.config.as_ref().map(|c| &c.token_secret_ref) else {
+            return Ok(());
+        };
+        match token {
+            TokenSecret::NotNeeded | TokenSecret::Missing => {
+                Err(SecretBackendError::TokenSecretMissing(reference.name.clone()))
+            }
+            TokenSecret::NotPlaintext { backend } => Err(SecretBackendError::TokenSecretNotPlaintext {
+                secret: reference.name.clone(),
+                backend,
             }),
-            _ => Ok(()),
+            TokenSecret::Keys(keys) if !keys.contains(&reference.key) => Err(SecretBackendError::TokenKeyMissing {
+                secret: reference.name.clone(),
+                key: reference.key.clone(),
+            }),
+            TokenSecret::Keys(_) => Ok(()),
         }
     }
 }
@@ -103,18 +119,18 @@ impl Aggregate for SecretBackend {
             SecretBackendCommand::CreateSecretBackend {
                 name,
                 spec,
-                current_default,
+                token_secret,
             } => {
                 if self.spec.is_some() {
                     return Err(SecretBackendError::AlreadyExists(name));
                 }
-                Self::check_default_claim(&name, &spec, current_default)?;
+                Self::check_token(&spec, token_secret)?;
                 SecretBackendEvent::SecretBackendCreated { spec }
             }
             SecretBackendCommand::UpdateSecretBackend {
                 name,
                 spec,
-                current_default,
+                token_secret,
                 expected_version,
             } => {
                 let live = self.live(&name, expected_version)?;
@@ -124,18 +140,17 @@ impl Aggregate for SecretBackend {
                 if live.backend_type != spec.backend_type {
                     return Err(SecretBackendError::TypeChanged(name));
                 }
-                if live.is_default && !spec.is_default {
-                    return Err(SecretBackendError::DefaultRequired(name));
-                }
-                Self::check_default_claim(&name, &spec, current_default)?;
+                Self::check_token(&spec, token_secret)?;
                 SecretBackendEvent::SecretBackendUpdated { spec }
             }
             SecretBackendCommand::DeleteSecretBackend {
                 name,
+                is_default,
                 secrets_held,
                 expected_version,
             } => {
-                if self.live(&name, expected_version)?.is_default {
+                self.live(&name, expected_version)?;
+                if is_default {
                     return Err(SecretBackendError::DeleteDefault(name));
                 }
                 if !secrets_held.is_empty() {
@@ -167,7 +182,8 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::secret_backend::BackendType;
+    use crate::llm::SecretKeyRef;
+    use crate::secret_backend::{BackendType, OpenBaoConfig};
 
     type Given = TestFramework<SecretBackend>;
 
@@ -175,117 +191,150 @@ mod tests {
         ResourceName::parse(s).unwrap()
     }
 
-    fn spec(is_default: bool, description: &str) -> SecretBackendSpec {
+    fn spec(description: &str) -> SecretBackendSpec {
         SecretBackendSpec {
             backend_type: BackendType::Plaintext,
             description: description.into(),
-            is_default,
             config: None,
         }
     }
 
-    fn create(name: &str, is_default: bool, current_default: Option<&str>) -> SecretBackendCommand {
+    fn bao() -> SecretBackendSpec {
+        SecretBackendSpec {
+            backend_type: BackendType::Openbao,
+            description: String::new(),
+            config: Some(OpenBaoConfig {
+                url: "http://127.0.0.1:8200".into(),
+                mount: "secret".into(),
+                path_prefix: "mcpd/".into(),
+                namespace: None,
+                token_secret_ref: SecretKeyRef {
+                    name: n("bao-token"),
+                    key: "token".into(),
+                },
+                timeout_seconds: 10,
+                soft_delete: false,
+            }),
+        }
+    }
+
+    fn create(name: &str, spec: SecretBackendSpec, token_secret: TokenSecret) -> SecretBackendCommand {
         SecretBackendCommand::CreateSecretBackend {
             name: n(name),
-            spec: spec(is_default, ""),
-            current_default: current_default.map(String::from),
+            spec,
+            token_secret,
         }
     }
 
-    fn created(is_default: bool) -> SecretBackendEvent {
-        SecretBackendEvent::SecretBackendCreated {
-            spec: spec(is_default, ""),
-        }
+    fn created(spec: SecretBackendSpec) -> SecretBackendEvent {
+        SecretBackendEvent::SecretBackendCreated { spec }
     }
 
-    fn update(is_default: bool, description: &str) -> SecretBackendCommand {
+    fn update(spec: SecretBackendSpec) -> SecretBackendCommand {
         SecretBackendCommand::UpdateSecretBackend {
-            name: n("default"),
-            spec: spec(is_default, description),
-            current_default: Some("default".into()),
+            name: n("archive"),
+            spec,
+            token_secret: TokenSecret::NotNeeded,
             expected_version: None,
         }
     }
 
-    fn delete(secrets_held: &[&str]) -> SecretBackendCommand {
+    fn delete(is_default: bool, secrets_held: &[&str]) -> SecretBackendCommand {
         SecretBackendCommand::DeleteSecretBackend {
             name: n("archive"),
+            is_default,
             secrets_held: secrets_held.iter().map(|s| s.to_string()).collect(),
             expected_version: None,
         }
     }
 
     #[test]
-    fn the_first_backend_becomes_the_default() {
+    fn a_plaintext_backend_is_created() {
         Given::with(())
             .given_no_previous_events()
-            .when(create("default", true, None))
-            .then_expect_events(vec![created(true)]);
+            .when(create("archive", spec(""), TokenSecret::NotNeeded))
+            .then_expect_events(vec![created(spec(""))]);
     }
 
     #[test]
-    fn a_second_default_is_refused_naming_the_current_one() {
+    fn an_openbao_backend_needs_its_token_on_plaintext() {
+        let keys = TokenSecret::Keys(vec!["token".into()]);
         Given::with(())
             .given_no_previous_events()
-            .when(create("other", true, Some("default")))
-            .then_expect_error(SecretBackendError::DefaultTaken {
-                name: n("other"),
-                current: "default".into(),
+            .when(create("bao", bao(), keys))
+            .then_expect_events(vec![created(bao())]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(create("bao", bao(), TokenSecret::Missing))
+            .then_expect_error(SecretBackendError::TokenSecretMissing(n("bao-token")));
+        Given::with(())
+            .given_no_previous_events()
+            .when(create(
+                "bao",
+                bao(),
+                TokenSecret::NotPlaintext {
+                    backend: "other-bao".into(),
+                },
+            ))
+            .then_expect_error_message(
+                "token secret \"bao-token\" is on backend \"other-bao\"; the token must be on a plaintext backend",
+            );
+        Given::with(())
+            .given_no_previous_events()
+            .when(create("bao", bao(), TokenSecret::Keys(vec!["other".into()])))
+            .then_expect_error(SecretBackendError::TokenKeyMissing {
+                secret: n("bao-token"),
+                key: "token".into(),
             });
     }
 
     #[test]
     fn create_on_a_live_backend_is_a_conflict() {
         Given::with(())
-            .given(vec![created(false)])
-            .when(create("archive", false, Some("default")))
+            .given(vec![created(spec(""))])
+            .when(create("archive", spec(""), TokenSecret::NotNeeded))
             .then_expect_error(SecretBackendError::AlreadyExists(n("archive")));
     }
 
     #[test]
     fn update_changes_the_description() {
         Given::with(())
-            .given(vec![created(true)])
-            .when(update(true, "in the database"))
+            .given(vec![created(spec(""))])
+            .when(update(spec("old keys")))
             .then_expect_events(vec![SecretBackendEvent::SecretBackendUpdated {
-                spec: spec(true, "in the database"),
+                spec: spec("old keys"),
             }]);
     }
 
     #[test]
-    fn the_default_cannot_be_unset() {
+    fn the_type_cannot_change() {
         Given::with(())
-            .given(vec![created(true)])
-            .when(update(false, ""))
-            .then_expect_error(SecretBackendError::DefaultRequired(n("default")));
+            .given(vec![created(spec(""))])
+            .when(update(bao()))
+            .then_expect_error(SecretBackendError::TypeChanged(n("archive")));
     }
 
     #[test]
     fn the_default_cannot_be_deleted() {
-        let command = SecretBackendCommand::DeleteSecretBackend {
-            name: n("default"),
-            secrets_held: vec![],
-            expected_version: None,
-        };
         Given::with(())
-            .given(vec![created(true)])
-            .when(command)
-            .then_expect_error(SecretBackendError::DeleteDefault(n("default")));
+            .given(vec![created(spec(""))])
+            .when(delete(true, &[]))
+            .then_expect_error(SecretBackendError::DeleteDefault(n("archive")));
     }
 
     #[test]
     fn a_backend_holding_secrets_cannot_be_deleted() {
         Given::with(())
-            .given(vec![created(false)])
-            .when(delete(&["anthropic", "openai"]))
+            .given(vec![created(spec(""))])
+            .when(delete(false, &["anthropic", "openai"]))
             .then_expect_error_message("secretbackend \"archive\" still holds secret \"anthropic\", \"openai\"");
     }
 
     #[test]
     fn an_empty_backend_is_deleted() {
         Given::with(())
-            .given(vec![created(false)])
-            .when(delete(&[]))
+            .given(vec![created(spec(""))])
+            .when(delete(false, &[]))
             .then_expect_events(vec![SecretBackendEvent::SecretBackendDeleted {}]);
     }
 
@@ -293,7 +342,7 @@ mod tests {
     fn delete_of_a_missing_backend_is_not_found() {
         Given::with(())
             .given_no_previous_events()
-            .when(delete(&[]))
+            .when(delete(false, &[]))
             .then_expect_error(SecretBackendError::NotFound(n("archive")));
     }
 }

@@ -20,7 +20,10 @@ impl DomainEvent for SecretBackendEvent {
         .to_owned()
     }
 
+    /// 2: the spec no longer carries `isDefault` (the `defaultbackend` aggregate does). A
+    /// version-1 payload with `isDefault: true` still marks its backend the default when
+    /// projected.
     fn event_version(&self) -> String {
-        "1".to_owned()
+        "2".to_owned()
     }
 }

@@ -1,6 +1,6 @@
 //! The `SecretBackend` resource: where Secret values are stored. `plaintext` keeps them in
-//! mcpd's own database; `openbao` (OpenBao / Vault KV v2) is shaped here and gets its driver in
-//! the backends work. Exactly one backend is the default for new secrets.
+//! mcpd's own database; `openbao` in an OpenBao / Vault KV v2 server, authenticating with a
+//! token kept in a plaintext secret. Which backend is the default lives in `default_backend`.
 
 /// The aggregate type in the event log.
 pub const AGGREGATE_TYPE: &str = "secretbackend";
@@ -12,8 +12,11 @@ mod spec;
 
 pub use aggregate::{SecretBackend, SecretBackendError};
 pub use commands::SecretBackendCommand;
+pub use commands::TokenSecret;
 pub use events::SecretBackendEvent;
-pub use spec::{BackendType, OpenBaoConfig, OpenBaoConfigInput, SecretBackendInput, SecretBackendSpec};
+pub use spec::{
+    BackendType, OpenBaoConfig, OpenBaoConfigInput, SecretBackendInput, SecretBackendRequest, SecretBackendSpec,
+};
 
 /// The backend seeded at first start.
 pub const DEFAULT_BACKEND: &str = "default";

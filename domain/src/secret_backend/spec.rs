@@ -44,8 +44,26 @@ pub struct OpenBaoConfig {
     pub namespace: Option<String>,
     /// The plaintext secret key holding the OpenBao token.
     pub token_secret_ref: SecretKeyRef,
+    /// Bound on every call to the server.
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u64,
+    /// Delete only marks the latest version deleted instead of removing every version.
+    #[serde(default)]
+    pub soft_delete: bool,
 }
 
+fn default_timeout_seconds() -> u64 {
+    OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS
+}
+
+impl OpenBaoConfig {
+    pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
+    pub const MAX_TIMEOUT_SECONDS: u64 = 60;
+}
+
+/// A validated SecretBackend spec, as events carry it. Which backend is the default is not
+/// part of it: that is the `defaultbackend` aggregate's one fact, so that exactly one backend
+/// holds it whatever the concurrency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretBackendSpec {
@@ -53,10 +71,16 @@ pub struct SecretBackendSpec {
     pub backend_type: BackendType,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
-    pub is_default: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<OpenBaoConfig>,
+}
+
+/// A backend document's spec and what it asks of the default flag: `Some(true)` make it the
+/// default, `Some(false)` it must not be the default, `None` leave the flag as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretBackendRequest {
+    pub spec: SecretBackendSpec,
+    pub is_default: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -70,6 +94,10 @@ pub struct OpenBaoConfigInput {
     /// Sent as `X-Vault-Namespace`.
     pub namespace: Option<String>,
     pub token_secret_ref: Option<SecretKeyRefInput>,
+    /// Seconds each call to the server may take (1-60); 10 when omitted.
+    pub timeout_seconds: Option<u64>,
+    /// Mark deleted secrets' latest version deleted instead of removing every version.
+    pub soft_delete: Option<bool>,
 }
 
 /// A SecretBackend document's spec fields as a client sends them.
@@ -118,21 +146,37 @@ impl OpenBaoConfigInput {
                 "must be a mount path without leading or trailing '/'",
             );
         }
+        let timeout_seconds = self.timeout_seconds.unwrap_or(OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS);
+        if !(1..=OpenBaoConfig::MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {
+            errors.add(
+                "spec.config.timeoutSeconds",
+                format!("must be 1 to {}", OpenBaoConfig::MAX_TIMEOUT_SECONDS),
+            );
+        }
+        let path_prefix = self.path_prefix.unwrap_or_else(|| "mcpd/".into());
+        if path_prefix.starts_with('/') || path_prefix.contains("..") || path_prefix.contains("//") {
+            errors.add(
+                "spec.config.pathPrefix",
+                "must be a relative path such as mcpd/ or teams/ml/",
+            );
+        }
         Some(OpenBaoConfig {
-            url: url?,
+            url: url?.trim_end_matches('/').to_owned(),
             mount,
-            path_prefix: self.path_prefix.unwrap_or_else(|| "mcpd/".into()),
+            path_prefix,
             namespace: self.namespace.filter(|n| !n.is_empty()),
             token_secret_ref: token_secret_ref?,
+            timeout_seconds,
+            soft_delete: self.soft_delete.unwrap_or(false),
         })
     }
 }
 
 impl SpecInput for SecretBackendInput {
-    type Spec = SecretBackendSpec;
+    type Spec = SecretBackendRequest;
     const KIND: Kind = Kind::SecretBackend;
 
-    fn validate(self, errors: &mut ValidationErrors) -> Option<SecretBackendSpec> {
+    fn validate(self, errors: &mut ValidationErrors) -> Option<SecretBackendRequest> {
         let backend_type = errors.one_of(
             "spec.type",
             self.backend_type,
@@ -148,23 +192,16 @@ impl SpecInput for SecretBackendInput {
                 errors.add("spec.config", "is required for type openbao");
                 None
             }
-            (Some(BackendType::Openbao), Some(config)) => {
-                let config = config.validate(errors);
-                // The driver arrives with the backends work; until then nothing could store
-                // values on such a backend, so none may be created.
-                errors.add(
-                    "spec.type",
-                    "openbao backends are not available in this version of mcpd yet",
-                );
-                config
-            }
+            (Some(BackendType::Openbao), Some(config)) => config.validate(errors),
             _ => None,
         };
-        errors.is_empty().then(|| SecretBackendSpec {
-            backend_type: backend_type.unwrap_or(BackendType::Plaintext),
-            description: self.description.unwrap_or_default(),
-            is_default: self.is_default.unwrap_or(false),
-            config,
+        errors.is_empty().then(|| SecretBackendRequest {
+            spec: SecretBackendSpec {
+                backend_type: backend_type.unwrap_or(BackendType::Plaintext),
+                description: self.description.unwrap_or_default(),
+                config,
+            },
+            is_default: self.is_default,
         })
     }
 }
@@ -181,10 +218,35 @@ mod tests {
         let mut errors = ValidationErrors::default();
         assert!(input.validate(&mut errors).is_none());
         let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.config.url", "spec.config.tokenSecretRef.key"]);
+    }
+
+    #[test]
+    fn openbao_config_gets_its_defaults() {
+        let input: SecretBackendInput = serde_json::from_str(
+            r#"{"type": "openbao", "isDefault": true, "config": {"url": "http://127.0.0.1:8200/", "tokenSecretRef": {"name": "t", "key": "token"}}}"#,
+        )
+        .unwrap();
+        let mut errors = ValidationErrors::default();
+        let request = input.validate(&mut errors).unwrap_or_else(|| panic!("{errors}"));
+        let config = request.spec.config.unwrap();
         assert_eq!(
-            fields,
-            ["spec.config.url", "spec.config.tokenSecretRef.key", "spec.type"]
+            (config.url.as_str(), config.mount.as_str(), config.path_prefix.as_str()),
+            ("http://127.0.0.1:8200", "secret", "mcpd/")
         );
+        assert_eq!((config.timeout_seconds, config.soft_delete), (10, false));
+        assert_eq!(request.is_default, Some(true));
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        let input: SecretBackendInput = serde_json::from_str(
+            r#"{"type": "openbao", "config": {"url": "http://h", "timeoutSeconds": 600, "tokenSecretRef": {"name": "t", "key": "k"}}}"#,
+        )
+        .unwrap();
+        let mut errors = ValidationErrors::default();
+        assert!(input.validate(&mut errors).is_none());
+        assert_eq!(errors.0[0].field, "spec.config.timeoutSeconds");
     }
 
     #[test]

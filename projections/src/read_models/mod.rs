@@ -66,6 +66,9 @@ impl ReadModel {
             (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => {
                 secret_backends::apply(conn, event).await
             }
+            (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
+                secret_backends::apply_default(conn, event).await
+            }
             _ => Ok(()),
         }
     }

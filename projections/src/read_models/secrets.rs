@@ -18,9 +18,12 @@ pub struct SecretState {
     pub description: String,
     pub keys: Vec<String>,
     pub data_version: i64,
-    /// Where the backend keeps the current values; internal, not part of the document.
+    /// Which version of the values is current; internal, not part of the document.
     #[serde(skip)]
     pub value_ref: String,
+    /// Where an external backend keeps the values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
 }
 
 pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
@@ -31,15 +34,16 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             keys,
             data_version,
             value_ref,
+            external_ref,
         } => {
             sqlx::query(
-                "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, resource_version, \
-                                      created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, external_ref, \
+                                      resource_version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
                  ON CONFLICT (name) DO UPDATE SET backend = excluded.backend, description = excluded.description, \
                    keys = excluded.keys, data_version = excluded.data_version, value_ref = excluded.value_ref, \
-                   resource_version = excluded.resource_version, created_at = excluded.created_at, \
-                   updated_at = excluded.updated_at",
+                   external_ref = excluded.external_ref, resource_version = excluded.resource_version, \
+                   created_at = excluded.created_at, updated_at = excluded.updated_at",
             )
             .bind(&event.aggregate_id)
             .bind(backend.as_str())
@@ -47,6 +51,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
             .bind(data_version as i64)
             .bind(&value_ref)
+            .bind(external_ref)
             .bind(event.sequence)
             .bind(&event.recorded_at)
             .execute(&mut *conn)
@@ -57,17 +62,19 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             keys,
             data_version,
             value_ref,
+            external_ref,
             ..
         } => {
             sqlx::query(
                 "UPDATE secrets SET description = $2, keys = $3, data_version = $4, value_ref = $5, \
-                   resource_version = $6, updated_at = $7 WHERE name = $1",
+                   external_ref = $6, resource_version = $7, updated_at = $8 WHERE name = $1",
             )
             .bind(&event.aggregate_id)
             .bind(&description)
             .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
             .bind(data_version as i64)
             .bind(&value_ref)
+            .bind(external_ref)
             .bind(event.sequence)
             .bind(&event.recorded_at)
             .execute(&mut *conn)
@@ -84,7 +91,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
 }
 
 const COLUMNS: &str =
-    "name, backend, description, keys, data_version, value_ref, resource_version, created_at, updated_at";
+    "name, backend, description, keys, data_version, value_ref, external_ref, resource_version, created_at, updated_at";
 
 fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
     let backend: String = row.try_get("backend")?;
@@ -97,6 +104,7 @@ fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
             keys: serde_json::from_str(&keys).map_err(|_| corrupt("keys", &keys))?,
             data_version: row.try_get("data_version")?,
             value_ref: row.try_get("value_ref")?,
+            external_ref: row.try_get("external_ref")?,
         },
         resource_version: row.try_get("resource_version")?,
         created_at: row.try_get("created_at")?,

@@ -1,0 +1,400 @@
+//! The `openbao` backend: values in an OpenBao (or HashiCorp Vault) KV v2 mount, over plain
+//! HTTP. A secret lives at `{mount}/data/{pathPrefix}{name}`; each write is a new KV version,
+//! written with check-and-set on the version read just before, and the version number is the
+//! `value_ref` reads pin. Paths mcpd writes carry `custom_metadata.managed-by = mcpd`, so mcpd
+//! never overwrites data it did not write, yet can reclaim a version it wrote and never
+//! recorded (a crash between the write and the event).
+//!
+//! The token is a key of a secret on a plaintext backend. It is cached, read again when that
+//! secret's values change, and once more when OpenBao answers 403 (it may have been rotated
+//! out of band). It is sent only in the `X-Vault-Token` header: never logged, never in an error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use domain::secret::SecretData;
+use domain::secret_backend::OpenBaoConfig;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use projections::Database;
+use projections::read_models::secrets;
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::{BackendError, BackendResult, Health, SecretBackendDriver, Written, plaintext};
+
+const MANAGED_BY: &str = "managed-by";
+const MCPD: &str = "mcpd";
+
+pub struct OpenBaoDriver {
+    backend: String,
+    config: OpenBaoConfig,
+    http: reqwest::Client,
+    db: Database,
+    /// The token and the `value_ref` of the token secret it was read from.
+    token: Mutex<Option<(String, SecretString)>>,
+}
+
+/// One answer from OpenBao.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl OpenBaoDriver {
+    pub fn new(backend: &str, config: OpenBaoConfig, http: reqwest::Client, db: Database) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            config,
+            http,
+            db,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// `{mount}/{kind}/{pathPrefix}{secret}`, as shown in messages and `externalRef`.
+    pub fn location(&self, kind: &str, secret: &str) -> String {
+        format!("{}/{kind}/{}{secret}", self.config.mount, self.config.path_prefix)
+    }
+
+    fn url(&self, kind: &str, secret: Option<&str>) -> BackendResult<Url> {
+        let mut url = Url::parse(&self.config.url).map_err(|e| BackendError::Unreachable {
+            backend: self.backend.clone(),
+            cause: format!("invalid url: {e}"),
+        })?;
+        {
+            let mut segments = url.path_segments_mut().map_err(|_| BackendError::Unreachable {
+                backend: self.backend.clone(),
+                cause: "the url cannot have a path".into(),
+            })?;
+            segments.pop_if_empty().push("v1");
+            if let Some(secret) = secret {
+                segments.extend(self.config.mount.split('/').filter(|s| !s.is_empty()));
+                segments.push(kind);
+                segments.extend(self.config.path_prefix.split('/').filter(|s| !s.is_empty()));
+                segments.push(secret);
+            } else {
+                segments.extend(kind.split('/'));
+            }
+        }
+        Ok(url)
+    }
+
+    /// The token, from the cache unless the token secret changed or `refresh` is asked.
+    async fn token(&self, refresh: bool) -> BackendResult<SecretString> {
+        let reference = &self.config.token_secret_ref;
+        let fail = |reason: String| BackendError::Token {
+            backend: self.backend.clone(),
+            reason,
+        };
+        let secret = secrets::get(&self.db, reference.name.as_str())
+            .await
+            .map_err(|e| BackendError::Internal(e.into()))?
+            .ok_or_else(|| fail(format!("token secret {:?} does not exist", reference.name)))?;
+        let mut cached = self.token.lock().await;
+        if let Some((value_ref, token)) = cached.as_ref()
+            && !refresh
+            && *value_ref == secret.spec.value_ref
+        {
+            return Ok(token.clone());
+        }
+        let mut data = plaintext::get(&self.db, &secret.spec.value_ref)
+            .await?
+            .ok_or_else(|| fail(format!("the values of token secret {:?} are missing", reference.name)))?;
+        let token = data.remove(&reference.key).ok_or_else(|| {
+            fail(format!(
+                "token secret {:?} has no key {:?}",
+                reference.name, reference.key
+            ))
+        })?;
+        *cached = Some((secret.spec.value_ref, token.clone()));
+        Ok(token)
+    }
+
+    /// One call, bounded by the backend's timeout. A 403 is retried once with the token read
+    /// afresh; other failures become [`BackendError`]s naming the backend and `path`.
+    async fn call(&self, method: Method, url: Url, body: Option<&Value>, path: &str) -> BackendResult<Answer> {
+        for attempt in 0..2 {
+            let token = self.token(attempt > 0).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(Duration::from_secs(self.config.timeout_seconds))
+                .header("X-Vault-Token", token.expose_secret());
+            if let Some(namespace) = &self.config.namespace {
+                request = request.header("X-Vault-Namespace", namespace);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = self.send(request).await?;
+            match answer.status {
+                StatusCode::FORBIDDEN if attempt == 0 => continue,
+                StatusCode::FORBIDDEN => {
+                    return Err(BackendError::PermissionDenied {
+                        backend: self.backend.clone(),
+                        path: path.to_owned(),
+                    });
+                }
+                status if status == StatusCode::SERVICE_UNAVAILABLE && errors(&answer.body).contains("sealed") => {
+                    return Err(BackendError::Sealed {
+                        backend: self.backend.clone(),
+                    });
+                }
+                status if status.is_server_error() => {
+                    return Err(BackendError::Failed {
+                        backend: self.backend.clone(),
+                        path: path.to_owned(),
+                        status: status.as_u16(),
+                        message: errors(&answer.body),
+                    });
+                }
+                _ => return Ok(answer),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> BackendResult<Answer> {
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.transport_error(&e))?;
+        Ok(Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> BackendError {
+        if error.is_timeout() {
+            return BackendError::TimedOut {
+                backend: self.backend.clone(),
+                seconds: self.config.timeout_seconds,
+            };
+        }
+        BackendError::Unreachable {
+            backend: self.backend.clone(),
+            cause: root_cause(error),
+        }
+    }
+
+    fn unexpected(&self, path: &str, answer: &Answer) -> BackendError {
+        BackendError::Failed {
+            backend: self.backend.clone(),
+            path: path.to_owned(),
+            status: answer.status.as_u16(),
+            message: errors(&answer.body),
+        }
+    }
+
+    /// The path's current version and whether mcpd wrote it; `None` when nothing is there.
+    async fn metadata(&self, secret: &str) -> BackendResult<Option<(u64, bool)>> {
+        let path = self.location("metadata", secret);
+        let answer = self
+            .call(Method::GET, self.url("metadata", Some(secret))?, None, &path)
+            .await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let data = &answer.body["data"];
+                let version = data["current_version"].as_u64().unwrap_or(0);
+                let ours = data["custom_metadata"][MANAGED_BY] == MCPD;
+                Ok(Some((version, ours)))
+            }
+            _ => Err(self.unexpected(&path, &answer)),
+        }
+    }
+
+    /// Writes `data` with check-and-set on `cas`; the new version.
+    pub async fn write(&self, secret: &str, data: &SecretData, cas: u64) -> BackendResult<u64> {
+        let path = self.location("data", secret);
+        let values: BTreeMap<&str, &str> = data.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
+        let body = json!({"data": values, "options": {"cas": cas}});
+        let answer = self
+            .call(Method::POST, self.url("data", Some(secret))?, Some(&body), &path)
+            .await?;
+        if answer.status == StatusCode::BAD_REQUEST && errors(&answer.body).contains("check-and-set") {
+            return Err(BackendError::Conflict {
+                backend: self.backend.clone(),
+                path,
+            });
+        }
+        if !answer.status.is_success() {
+            return Err(self.unexpected(&path, &answer));
+        }
+        answer.body["data"]["version"]
+            .as_u64()
+            .ok_or_else(|| self.unexpected(&path, &answer))
+    }
+
+    async fn mark_managed(&self, secret: &str) -> BackendResult<()> {
+        let path = self.location("metadata", secret);
+        let body = json!({"custom_metadata": {MANAGED_BY: MCPD}});
+        let answer = self
+            .call(Method::POST, self.url("metadata", Some(secret))?, Some(&body), &path)
+            .await?;
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(self.unexpected(&path, &answer))
+        }
+    }
+}
+
+impl SecretBackendDriver for OpenBaoDriver {
+    fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
+        async move {
+            let cas = match self.metadata(secret).await? {
+                None => 0,
+                Some((version, true)) => version,
+                Some((_, false)) => {
+                    return Err(BackendError::Foreign {
+                        backend: self.backend.clone(),
+                        path: self.location("data", secret),
+                    });
+                }
+            };
+            let version = self.write(secret, data, cas).await?;
+            if cas == 0 {
+                self.mark_managed(secret).await?;
+            }
+            Ok(Written {
+                value_ref: version.to_string(),
+                external_ref: Some(self.location("data", secret)),
+            })
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>> {
+        async move {
+            let path = self.location("data", secret);
+            let mut url = self.url("data", Some(secret))?;
+            url.query_pairs_mut().append_pair("version", value_ref);
+            let answer = self.call(Method::GET, url, None, &path).await?;
+            if answer.status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !answer.status.is_success() {
+                return Err(self.unexpected(&path, &answer));
+            }
+            let Some(values) = answer.body["data"]["data"].as_object() else {
+                return Ok(None);
+            };
+            let mut data = SecretData::new();
+            for (key, value) in values {
+                // A value that is not a string was not written by mcpd; its content is not shown.
+                let value = value.as_str().ok_or_else(|| BackendError::Failed {
+                    backend: self.backend.clone(),
+                    path: path.clone(),
+                    status: answer.status.as_u16(),
+                    message: format!("the value of key {key:?} is not a string"),
+                })?;
+                data.insert(key.clone(), SecretString::from(value.to_owned()));
+            }
+            Ok(Some(data))
+        }
+        .boxed()
+    }
+
+    fn discard<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        async move {
+            if self.config.soft_delete {
+                return Ok(());
+            }
+            let Ok(version) = value_ref.parse::<u64>() else {
+                return Ok(());
+            };
+            let path = self.location("destroy", secret);
+            let body = json!({"versions": [version]});
+            let answer = self
+                .call(Method::POST, self.url("destroy", Some(secret))?, Some(&body), &path)
+                .await?;
+            if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+                Ok(())
+            } else {
+                Err(self.unexpected(&path, &answer))
+            }
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, secret: &'a str, _: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        async move {
+            // Soft delete marks the latest version deleted and keeps the history; otherwise the
+            // metadata goes, and every version with it.
+            let kind = if self.config.soft_delete { "data" } else { "metadata" };
+            let path = self.location(kind, secret);
+            let answer = self
+                .call(Method::DELETE, self.url(kind, Some(secret))?, None, &path)
+                .await?;
+            if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+                Ok(())
+            } else {
+                Err(self.unexpected(&path, &answer))
+            }
+        }
+        .boxed()
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        async move {
+            // sys/health needs no token: it tells reachability and sealing.
+            let url = match self.url("sys/health", None) {
+                Ok(url) => url,
+                Err(e) => return Health::from_error(&e),
+            };
+            let request = self
+                .http
+                .get(url)
+                .timeout(Duration::from_secs(self.config.timeout_seconds));
+            match self.send(request).await {
+                Err(e) => return Health::from_error(&e),
+                Ok(answer) if answer.body["sealed"] == true => {
+                    return Health::from_error(&BackendError::Sealed {
+                        backend: self.backend.clone(),
+                    });
+                }
+                Ok(_) => {}
+            }
+            // The token: is it accepted at all?
+            let lookup = match self.url("auth/token/lookup-self", None) {
+                Ok(url) => url,
+                Err(e) => return Health::from_error(&e),
+            };
+            match self.call(Method::GET, lookup, None, "auth/token/lookup-self").await {
+                Ok(answer) if answer.status.is_success() => {
+                    Health::ok(format!("reachable at {}, token accepted", self.config.url))
+                }
+                Ok(answer) => Health::from_error(&self.unexpected("auth/token/lookup-self", &answer)),
+                Err(e) => Health::from_error(&e),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// OpenBao's `errors` list, joined; never includes request data.
+fn errors(body: &Value) -> String {
+    body["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "no error message".into())
+}
+
+/// The innermost cause of a transport error ("connection refused").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = source.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return "connection refused".into();
+        }
+        source = next;
+    }
+    source.to_string()
+}

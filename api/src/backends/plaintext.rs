@@ -1,0 +1,101 @@
+//! The `plaintext` backend: values in mcpd's own database, in a mutable table outside the event
+//! log. Each write is a new row under a fresh `value_ref`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use domain::secret::SecretData;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use projections::Database;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
+
+use super::{BackendResult, Health, SecretBackendDriver, Written};
+
+pub struct PlaintextDriver {
+    db: Database,
+}
+
+impl PlaintextDriver {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+impl SecretBackendDriver for PlaintextDriver {
+    fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
+        async move {
+            Ok(Written {
+                value_ref: put(&self.db, secret, data).await?,
+                external_ref: None,
+            })
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, _: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>> {
+        async move { Ok(get(&self.db, value_ref).await?) }.boxed()
+    }
+
+    fn discard<'a>(&'a self, _: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        async move { Ok(delete(&self.db, value_ref).await?) }.boxed()
+    }
+
+    fn delete<'a>(&'a self, _: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        async move { Ok(delete(&self.db, value_ref).await?) }.boxed()
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        async move {
+            match sqlx::query("SELECT 1 AS one").fetch_one(&self.db.pool).await {
+                Ok(_) => Health::ok("values are stored in mcpd's database"),
+                Err(e) => Health {
+                    status: "error",
+                    message: format!("mcpd's database: {e}"),
+                },
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Writes a new version of `secret`'s values and returns where they are.
+pub async fn put(db: &Database, secret: &str, data: &SecretData) -> anyhow::Result<String> {
+    let value_ref = uuid::Uuid::new_v4().to_string();
+    let exposed: BTreeMap<&str, &str> = data.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
+    let text = serde_json::to_string(&exposed)?;
+    sqlx::query("INSERT INTO plaintext_secret_values (value_ref, secret, data) VALUES ($1, $2, $3)")
+        .bind(&value_ref)
+        .bind(secret)
+        .bind(text)
+        .execute(&db.pool)
+        .await
+        .with_context(|| format!("storing the values of secret {secret:?}"))?;
+    Ok(value_ref)
+}
+
+/// Reads the values stored under `value_ref`.
+pub async fn get(db: &Database, value_ref: &str) -> anyhow::Result<Option<SecretData>> {
+    let row = sqlx::query("SELECT data FROM plaintext_secret_values WHERE value_ref = $1")
+        .bind(value_ref)
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let text: String = row.try_get("data")?;
+    // The parse error is dropped on purpose: serde's messages can quote the input.
+    let map: BTreeMap<String, String> = serde_json::from_str(&text)
+        .map_err(|_| anyhow::anyhow!("the stored values under {value_ref} are not a JSON string map"))?;
+    Ok(Some(map.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect()))
+}
+
+/// Deletes the values stored under `value_ref`, if any.
+pub async fn delete(db: &Database, value_ref: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM plaintext_secret_values WHERE value_ref = $1")
+        .bind(value_ref)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod crud;
 mod events;
+mod openbao;
 mod projection;
 mod references;
 mod validation;

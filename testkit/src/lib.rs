@@ -3,6 +3,8 @@
 //! that runs one test body on both stores.
 #![forbid(unsafe_code)]
 
+pub mod openbao;
+
 use std::path::PathBuf;
 
 use sqlx::{Connection, PgConnection};

@@ -1,0 +1,514 @@
+//! Secrets on an `openbao` backend, against a real OpenBao dev server: values live in OpenBao
+//! and nowhere in our store; failures are clear and record nothing; the token rotates without
+//! a restart; the default flag survives a crowd.
+
+use std::sync::Arc;
+
+use api::backends::openbao::OpenBaoDriver;
+use api::backends::{BackendError, SecretBackendDriver};
+use axum::http::StatusCode;
+use domain::llm::SecretKeyRef;
+use domain::secret_backend::OpenBaoConfig;
+use projections::Position;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sqlx::Row;
+use testkit::openbao::OpenBao;
+
+use crate::support::{StoreKind, TestApp, llm};
+
+testkit::on_both_stores!(
+    values_live_in_openbao_and_nowhere_in_our_store,
+    a_failed_write_to_openbao_records_nothing,
+    permission_denied_names_the_backend_never_the_token,
+    the_token_rotates_without_a_restart,
+    a_stopped_server_answers_503_and_changes_nothing,
+    a_sealed_server_answers_503,
+    a_hung_server_is_cut_off_by_the_timeout,
+    the_driver_pins_versions_and_refuses_lost_updates,
+);
+
+fn shared_bao() -> &'static OpenBao {
+    tokio::task::block_in_place(testkit::openbao::shared)
+}
+
+fn prefix() -> String {
+    format!("t{}/", uuid::Uuid::new_v4().simple())
+}
+
+fn backend(name: &str, addr: &str, prefix: &str, extra: Value) -> Value {
+    let mut config =
+        json!({"url": addr, "pathPrefix": prefix, "tokenSecretRef": {"name": "bao-token", "key": "token"}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        config[k] = v.clone();
+    }
+    json!({"name": name, "type": "openbao", "config": config})
+}
+
+/// An app with a `bao` backend on `server` under a fresh prefix, its token in `bao-token`.
+async fn app_with_bao(kind: StoreKind, server: &OpenBao) -> (TestApp, String) {
+    let t = TestApp::start(kind).await;
+    let prefix = prefix();
+    let token = server.token_for_prefix(&prefix).await;
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "bao-token", "data": {"token": token}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = t
+        .post(
+            "/api/v1/secretbackends",
+            backend("bao", &server.addr, &prefix, json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    (t, prefix)
+}
+
+async fn event_types(t: &TestApp) -> Vec<String> {
+    let events = t
+        .app
+        .services
+        .store
+        .log
+        .read_after(Position::default(), 10_000)
+        .await
+        .unwrap();
+    events.into_iter().map(|e| e.event_type).collect()
+}
+
+async fn database_text(t: &TestApp) -> String {
+    let pool = &t.app.services.store.db.pool;
+    let mut text = String::new();
+    for query in [
+        "SELECT data AS t FROM plaintext_secret_values",
+        "SELECT keys || value_ref AS t FROM secrets",
+    ] {
+        for row in sqlx::query(query).fetch_all(pool).await.unwrap() {
+            text.push_str(&row.get::<String, _>("t"));
+        }
+    }
+    for event in t
+        .app
+        .services
+        .store
+        .log
+        .read_after(Position::default(), 10_000)
+        .await
+        .unwrap()
+    {
+        text.push_str(&event.payload.to_string());
+        text.push_str(&format!("{:?}", event.metadata));
+    }
+    text
+}
+
+async fn values_live_in_openbao_and_nowhere_in_our_store(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server).await;
+    let health = t.get("/api/v1/secretbackends/bao/health").await;
+    assert_eq!(health.body["status"], "ok", "{:?}", health.body);
+
+    let values = json!({"API_KEY": "sk-bao-Ünïcode \"quoted\"\nline2", "org.id-x_2": "org-7"});
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "anthropic", "backend": "bao", "data": values}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["externalRef"], format!("secret/data/{prefix}anthropic"));
+    assert_eq!(
+        t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"],
+        values
+    );
+    assert_eq!(
+        server.read(&format!("{prefix}anthropic")).await,
+        Some(values.clone()),
+        "the values are in OpenBao"
+    );
+    let ours = database_text(&t).await;
+    assert!(
+        !ours.contains("sk-bao-") && !ours.contains("org-7"),
+        "the values are not in our store"
+    );
+
+    // An Llm's key resolves through OpenBao.
+    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
+    let key = t.app.services.resolve_api_key("claude-fast").await.unwrap().unwrap();
+    assert_eq!(key.expose_secret(), values["API_KEY"].as_str().unwrap());
+
+    // Overwrite: a new version, read back; the old one does not linger.
+    let rotated = json!({"API_KEY": "sk-bao-rotated", "org.id-x_2": "org-7"});
+    let r = t
+        .put("/api/v1/secrets/anthropic", json!({"backend": "bao", "data": rotated}))
+        .await;
+    assert_eq!((r.status, r.body["dataVersion"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(
+        t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"],
+        rotated
+    );
+    let (_, old) = server
+        .root(
+            reqwest::Method::GET,
+            &format!("secret/data/{prefix}anthropic?version=1"),
+            None,
+        )
+        .await;
+    assert!(old["data"]["data"].is_null(), "version 1 was destroyed: {old}");
+
+    // Delete removes every version from OpenBao.
+    t.delete("/api/v1/llms/claude-fast").await;
+    assert_eq!(
+        t.delete("/api/v1/secrets/anthropic").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        !server.exists(&format!("{prefix}anthropic")).await,
+        "no version lingers"
+    );
+    // And the name can be used again.
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "anthropic", "backend": "bao", "data": {"K": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+async fn a_failed_write_to_openbao_records_nothing(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server).await;
+    // Data mcpd did not write sits at the path: it is not overwritten.
+    server
+        .root(
+            reqwest::Method::POST,
+            &format!("secret/data/{prefix}foreign"),
+            Some(json!({"data": {"x": "theirs"}})),
+        )
+        .await;
+    let before = event_types(&t).await;
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "foreign", "backend": "bao", "data": {"K": "mine"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(r.message().contains("holds data mcpd did not write"), "{}", r.message());
+    assert_eq!(
+        server.read(&format!("{prefix}foreign")).await,
+        Some(json!({"x": "theirs"}))
+    );
+    assert_eq!(
+        event_types(&t).await,
+        before,
+        "no event for a write that did not happen"
+    );
+    assert_eq!(t.get("/api/v1/secrets/foreign").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
+    let server = shared_bao();
+    let t = TestApp::start(kind).await;
+    // A token whose policy covers another prefix only.
+    let token = server.token_for_prefix("somewhere-else/").await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "bao-token", "data": {"token": token}}),
+    )
+    .await;
+    t.post(
+        "/api/v1/secretbackends",
+        backend("locked", &server.addr, &prefix(), json!({})),
+    )
+    .await;
+    let before = event_types(&t).await;
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "s", "backend": "locked", "data": {"K": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
+    assert!(
+        r.message().contains("secretbackend \"locked\"") && r.message().contains("permission denied"),
+        "{}",
+        r.message()
+    );
+    assert!(!r.body.to_string().contains(&token), "the token is never in an answer");
+    assert_eq!(event_types(&t).await, before);
+    let health = t.get("/api/v1/secretbackends/locked/health").await;
+    assert_eq!(
+        health.body["status"], "ok",
+        "the token itself is valid: {:?}",
+        health.body
+    );
+
+    // A token OpenBao does not know at all.
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": "s.not-a-token"}}))
+        .await;
+    let health = t.get("/api/v1/secretbackends/locked/health").await;
+    assert_eq!(health.body["status"], "permission denied", "{:?}", health.body);
+    assert!(!health.body.to_string().contains("s.not-a-token"));
+}
+
+async fn the_token_rotates_without_a_restart(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server).await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "s", "backend": "bao", "data": {"K": "v1"}}),
+    )
+    .await;
+    let old = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Rotate: a new token in the token secret, then the old one revoked.
+    let new = server.token_for_prefix(&prefix).await;
+    let r = t
+        .put("/api/v1/secrets/bao-token", json!({"data": {"token": new}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    server
+        .root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": old})))
+        .await;
+    assert_eq!(
+        t.get("/api/v1/secrets/s?reveal=true").await.body["data"]["K"],
+        "v1",
+        "read with the new token"
+    );
+    let r = t.put("/api/v1/secrets/s", json!({"data": {"K": "v2"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // Revoked behind mcpd's back: a 403, a fresh read of the token secret, still 403: a clear 502.
+    server
+        .root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": new})))
+        .await;
+    let r = t.get("/api/v1/secrets/s?reveal=true").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
+    assert!(r.message().contains("permission denied"), "{}", r.message());
+}
+
+async fn a_stopped_server_answers_503_and_changes_nothing(kind: StoreKind) {
+    let mut server = tokio::task::block_in_place(OpenBao::start);
+    let (t, _) = app_with_bao(kind, &server).await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "s", "backend": "bao", "data": {"K": "v"}}),
+    )
+    .await;
+    tokio::task::block_in_place(|| server.stop());
+
+    let before = event_types(&t).await;
+    let r = t.get("/api/v1/secrets/s?reveal=true").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(
+        r.message().starts_with("secretbackend \"bao\" is unreachable"),
+        "{}",
+        r.message()
+    );
+    let r = t.put("/api/v1/secrets/s", json!({"data": {"K": "v2"}})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "t", "backend": "bao", "data": {"K": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(event_types(&t).await, before, "nothing was recorded");
+    assert_eq!(t.get("/api/v1/secrets/s").await.body["dataVersion"], 1);
+    assert_eq!(
+        t.get("/api/v1/secretbackends/bao/health").await.body["status"],
+        "unreachable"
+    );
+}
+
+async fn a_sealed_server_answers_503(kind: StoreKind) {
+    let server = tokio::task::block_in_place(OpenBao::start);
+    let (t, _) = app_with_bao(kind, &server).await;
+    let (status, _) = server.root(reqwest::Method::PUT, "sys/seal", None).await;
+    assert!(status < 300);
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "s", "backend": "bao", "data": {"K": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.message(), "secretbackend \"bao\" is sealed");
+    assert_eq!(
+        t.get("/api/v1/secretbackends/bao/health").await.body["status"],
+        "sealed"
+    );
+}
+
+async fn a_hung_server_is_cut_off_by_the_timeout(kind: StoreKind) {
+    // A stub for a fault the real server does not produce on demand: it accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().await.push(socket);
+        }
+    });
+    let t = TestApp::start(kind).await;
+    t.post(
+        "/api/v1/secrets",
+        json!({"name": "bao-token", "data": {"token": "s.x"}}),
+    )
+    .await;
+    let r = t
+        .post(
+            "/api/v1/secretbackends",
+            backend("hung", &addr, "p/", json!({"timeoutSeconds": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let before = event_types(&t).await;
+    let r = t
+        .post(
+            "/api/v1/secrets",
+            json!({"name": "s", "backend": "hung", "data": {"K": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.message(), "secretbackend \"hung\" did not answer within 1s");
+    assert_eq!(event_types(&t).await, before);
+    assert_eq!(
+        t.get("/api/v1/secretbackends/hung/health").await.body["status"],
+        "unreachable"
+    );
+}
+
+async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server).await;
+    let config = OpenBaoConfig {
+        url: server.addr.clone(),
+        mount: "secret".into(),
+        path_prefix: format!("{prefix}teams/ml/"),
+        namespace: None,
+        token_secret_ref: SecretKeyRef {
+            name: domain::ResourceName::parse("bao-token").unwrap(),
+            key: "token".into(),
+        },
+        timeout_seconds: 5,
+        soft_delete: false,
+    };
+    let driver = OpenBaoDriver::new("bao", config, reqwest::Client::new(), t.app.services.store.db.clone());
+    let data = |v: &str| {
+        [("KEY".to_owned(), SecretString::from(v.to_owned()))]
+            .into_iter()
+            .collect()
+    };
+
+    let first = driver.put("svc", &data("one")).await.unwrap();
+    assert_eq!(
+        first.external_ref.as_deref(),
+        Some(format!("secret/data/{prefix}teams/ml/svc").as_str())
+    );
+    let second = driver.put("svc", &data("two")).await.unwrap();
+    assert_ne!(first.value_ref, second.value_ref);
+    let read = |r: &str| {
+        let driver = &driver;
+        let r = r.to_owned();
+        async move {
+            driver
+                .get("svc", &r)
+                .await
+                .unwrap()
+                .map(|d| d["KEY"].expose_secret().to_owned())
+        }
+    };
+    assert_eq!(
+        read(&first.value_ref).await.as_deref(),
+        Some("one"),
+        "reads are pinned to a version"
+    );
+    assert_eq!(read(&second.value_ref).await.as_deref(), Some("two"));
+
+    // Check-and-set: a write based on a stale version is refused, the newer data stays.
+    let stale: u64 = first.value_ref.parse().unwrap();
+    let err = driver.write("svc", &data("lost"), stale).await.unwrap_err();
+    assert!(matches!(err, BackendError::Conflict { .. }), "{err}");
+    assert_eq!(
+        server.read(&format!("{prefix}teams/ml/svc")).await,
+        Some(json!({"KEY": "two"}))
+    );
+
+    driver.discard("svc", &first.value_ref).await.unwrap();
+    assert_eq!(read(&first.value_ref).await, None);
+    driver.delete("svc", &second.value_ref).await.unwrap();
+    assert!(!server.exists(&format!("{prefix}teams/ml/svc")).await);
+    assert_eq!(read(&second.value_ref).await, None);
+}
+
+/// 50 requests from two mcpd processes on one PostgreSQL, each making some backend the
+/// default: afterwards exactly one is, and the defaultbackend stream is one unbroken chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_is_unique_under_fifty_concurrent_moves() {
+    let a = Arc::new(TestApp::start(StoreKind::Postgres).await);
+    let b = Arc::new(a.replica().await);
+    let names: Vec<String> = (0..5).map(|i| format!("backend-{i}")).collect();
+    for name in &names {
+        a.post("/api/v1/secretbackends", json!({"name": name, "type": "plaintext"}))
+            .await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let name = names[i % names.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            app.put(
+                &format!("/api/v1/secretbackends/{name}"),
+                json!({"type": "plaintext", "isDefault": true}),
+            )
+            .await
+            .status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    let defaults: Vec<String> = a.get("/api/v1/secretbackends").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["isDefault"] == true)
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+
+    let history = a
+        .app
+        .services
+        .store
+        .log
+        .aggregate_history("defaultbackend", "default")
+        .await
+        .unwrap();
+    let mut previous: Option<String> = None;
+    for event in &history {
+        let moved = &event.payload["DefaultBackendSet"];
+        assert_eq!(
+            moved["from"].as_str().map(String::from),
+            previous,
+            "each move starts where the last ended"
+        );
+        previous = moved["to"].as_str().map(String::from);
+    }
+    assert_eq!(
+        previous.as_deref(),
+        Some(defaults[0].as_str()),
+        "the events tell the same story"
+    );
+}

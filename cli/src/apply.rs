@@ -61,11 +61,10 @@ fn apply_one(client: &Client, doc: &Document, dry_run: DryRun) -> anyhow::Result
             let after = client
                 .send(Method::PUT, &format!("{path}{query}"), Some(&doc.body))?
                 .into_success()?;
-            if after["resourceVersion"] == current["resourceVersion"] {
-                "unchanged"
-            } else {
-                "configured"
-            }
+            // The default flag lives outside the backend's own history (its resourceVersion).
+            let same =
+                after["resourceVersion"] == current["resourceVersion"] && after["isDefault"] == current["isDefault"];
+            if same { "unchanged" } else { "configured" }
         }
     })
 }
@@ -81,7 +80,7 @@ fn current(client: &Client, path: &str, reveal: bool) -> anyhow::Result<Option<V
 
 /// Whether applying `desired` over `current` would change nothing, judged on the client: every
 /// field given must match, and every field left out must be empty on the server (a left-out
-/// `backend` or `data` means "keep what is there").
+/// `backend`, `data` or `isDefault` means "keep what is there").
 fn same_spec(desired: &Value, current: &Value) -> bool {
     let skip = |key: &str| READ_ONLY.contains(&key) || matches!(key, "kind" | "name");
     let empty = |v: &Value| match v {
@@ -103,7 +102,9 @@ fn same_spec(desired: &Value, current: &Value) -> bool {
         });
     let omitted_empty = current
         .iter()
-        .filter(|(k, _)| !skip(k) && !desired.contains_key(*k) && !matches!(k.as_str(), "backend" | "data"))
+        .filter(|(k, _)| {
+            !skip(k) && !desired.contains_key(*k) && !matches!(k.as_str(), "backend" | "data" | "isDefault")
+        })
         .all(|(_, v)| empty(v));
     given_match && omitted_empty
 }

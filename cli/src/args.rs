@@ -158,7 +158,7 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum Create {
     /// Create a secret backend.
-    #[command(visible_aliases = ["secretbackends", "sb"], after_help = "Examples:\n  mcpctl create secretbackend archive --type plaintext")]
+    #[command(visible_aliases = ["secretbackends", "sb"], after_help = "Examples:\n  mcpctl create secretbackend archive --type plaintext\n  mcpctl create secret bao-token --data token=-\n  mcpctl create secretbackend bao --type openbao --url http://127.0.0.1:8200 --token-secret bao-token/token --default")]
     Secretbackend(CreateSecretBackend),
     /// Create a secret from literal values, standard input, or an env file.
     #[command(
@@ -177,14 +177,35 @@ pub enum Create {
 #[derive(Debug, Args)]
 pub struct CreateSecretBackend {
     pub name: String,
-    /// plaintext (openbao arrives with the backends work).
+    /// plaintext (values in mcpd's database) or openbao (OpenBao / Vault KV v2).
     #[arg(long = "type", value_parser = ["plaintext", "openbao"])]
     pub backend_type: String,
     #[arg(long)]
     pub description: Option<String>,
-    /// Make it the backend new secrets go to.
+    /// Make it the backend new secrets go to (the flag moves from the current default).
     #[arg(long)]
     pub default: bool,
+    /// openbao: the server's URL, e.g. http://127.0.0.1:8200.
+    #[arg(long, required_if_eq("backend_type", "openbao"))]
+    pub url: Option<String>,
+    /// openbao: SECRET/KEY of a plaintext secret holding the token.
+    #[arg(long, required_if_eq("backend_type", "openbao"))]
+    pub token_secret: Option<String>,
+    /// openbao: the KV v2 mount (default secret).
+    #[arg(long)]
+    pub mount: Option<String>,
+    /// openbao: prefix of every secret's path under the mount (default mcpd/).
+    #[arg(long)]
+    pub path_prefix: Option<String>,
+    /// openbao: sent as X-Vault-Namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// openbao: seconds each call may take (default 10).
+    #[arg(long)]
+    pub timeout_seconds: Option<u64>,
+    /// openbao: on delete, mark the latest version deleted instead of removing every version.
+    #[arg(long)]
+    pub soft_delete: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use crate::client::Client;
 
 pub fn run(client: &Client, create: Create) -> anyhow::Result<()> {
     let (kind, body) = match create {
-        Create::Secretbackend(args) => (Kind::SecretBackend, secret_backend(args)),
+        Create::Secretbackend(args) => (Kind::SecretBackend, secret_backend(args)?),
         Create::Secret(args) => (Kind::Secret, secret(args)?),
         Create::Llm(args) => (Kind::Llm, llm(args)?),
     };
@@ -26,12 +26,39 @@ pub fn run(client: &Client, create: Create) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn secret_backend(args: CreateSecretBackend) -> Value {
-    let mut body = json!({"name": args.name, "type": args.backend_type, "isDefault": args.default});
+fn secret_backend(args: CreateSecretBackend) -> anyhow::Result<Value> {
+    let mut body = json!({"name": args.name, "type": args.backend_type});
+    if args.default {
+        body["isDefault"] = json!(true);
+    }
     if let Some(description) = args.description {
         body["description"] = json!(description);
     }
-    body
+    if args.backend_type == "openbao" {
+        let mut config = json!({"url": args.url});
+        if let Some(reference) = &args.token_secret {
+            let Some((name, key)) = reference.split_once('/') else {
+                bail!("--token-secret {reference:?} must be SECRET/KEY");
+            };
+            config["tokenSecretRef"] = json!({"name": name, "key": key});
+        }
+        let optional = [
+            ("mount", args.mount.map(Value::from)),
+            ("pathPrefix", args.path_prefix.map(Value::from)),
+            ("namespace", args.namespace.map(Value::from)),
+            ("timeoutSeconds", args.timeout_seconds.map(Value::from)),
+            ("softDelete", args.soft_delete.then_some(Value::Bool(true))),
+        ];
+        for (field, value) in optional {
+            if let Some(value) = value {
+                config[field] = value;
+            }
+        }
+        body["config"] = config;
+    } else if args.url.is_some() || args.token_secret.is_some() || args.mount.is_some() || args.path_prefix.is_some() {
+        bail!("--url, --token-secret, --mount and --path-prefix apply to --type openbao only");
+    }
+    Ok(body)
 }
 
 fn secret(args: CreateSecret) -> anyhow::Result<Value> {

@@ -92,6 +92,12 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
                     fields.push(("Config", format!("{key}={value}")));
                 }
             }
+            // describe pings the backend: can mcpd reach it and is it let in?
+            let health = client.get(&format!("{}/{name}/health", kind.path()))?.into_success()?;
+            fields.push((
+                "Reachability",
+                format!("{} ({})", text(&health["status"]), text(&health["message"])),
+            ));
         }
     }
     fields.extend([

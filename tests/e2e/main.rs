@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod cli_client;
+mod cli_openbao;
 mod crash;
 mod leaks;
 mod quick_start;

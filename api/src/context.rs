@@ -30,11 +30,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// Actions mcpd takes on its own behalf (seeding the default backend).
     pub fn system(source: &'static str) -> Self {
-        Self {
-            actor: "mcpd".into(),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            source,
-        }
+        Self { actor: "mcpd".into(), request_id: uuid::Uuid::new_v4().to_string(), source }
     }
 
     pub fn metadata(&self) -> EventMetadata {
@@ -66,10 +62,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     });
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(request))
-        .instrument(span.clone())
-        .await;
+    let mut response = REQUEST_ID.scope(request_id.clone(), next.run(request)).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -16,10 +16,7 @@ use crate::context::current_request_id;
 pub enum ApiError {
     /// 400: fields failed validation; every one is listed in `details`.
     #[error("invalid {kind}: {errors}")]
-    Invalid {
-        kind: &'static str,
-        errors: ValidationErrors,
-    },
+    Invalid { kind: &'static str, errors: ValidationErrors },
     /// 400: a header or query parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -107,9 +104,9 @@ impl ApiError {
                     ApiError::Invalid { kind, errors }
                 }
             },
-            AggregateError::AggregateConflict => ApiError::Conflict(format!(
-                "{kind} {name:?} was changed by another request at the same time; retry"
-            )),
+            AggregateError::AggregateConflict => {
+                ApiError::Conflict(format!("{kind} {name:?} was changed by another request at the same time; retry"))
+            }
             other => ApiError::Internal(anyhow::Error::new(other).context(format!("writing {kind} {name:?}"))),
         }
     }
@@ -143,10 +140,7 @@ impl IntoResponse for ApiError {
         let (message, details): (String, &[FieldError]) = match &self {
             ApiError::Internal(error) => {
                 tracing::error!(request_id = %request_id, error = format!("{error:#}"), "request failed");
-                (
-                    format!("internal error; quote request id {request_id} when reporting it"),
-                    &[],
-                )
+                (format!("internal error; quote request id {request_id} when reporting it"), &[])
             }
             ApiError::Invalid { errors, .. } => (self.to_string(), &errors.0),
             _ => (self.to_string(), &[]),
@@ -155,9 +149,7 @@ impl IntoResponse for ApiError {
             json!({"error": {"code": self.code(), "message": message, "details": details, "requestId": request_id}});
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::MethodNotAllowed = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
         }
         response
     }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod error;
 pub mod event_repository;
 pub mod http;
+pub mod migration;
 pub mod service;
 pub mod store;
 
@@ -34,6 +35,10 @@ impl App {
             .seed_default_backend()
             .await
             .map_err(|e| anyhow::anyhow!("seeding the default secret backend: {e}"))?;
+        services
+            .resume_unfinished_migrations()
+            .await
+            .map_err(|e| anyhow::anyhow!("resuming unfinished migrations: {e}"))?;
         Ok(App { services })
     }
 
@@ -56,15 +61,10 @@ pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = database_url(&args)?;
     let app = App::open(&url, args.projection_wait()).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
-    axum::serve(listener, app.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(listener, app.router()).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())

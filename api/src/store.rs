@@ -11,6 +11,7 @@ use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use domain::default_backend::DefaultBackend;
 use domain::llm::Llm;
+use domain::migration::MigrationRun;
 use domain::secret::Secret;
 use domain::secret_backend::SecretBackend;
 use postgres_es::PostgresEventRepository;
@@ -39,6 +40,7 @@ pub struct Store {
     pub secrets: Arc<Cqrs<Secret>>,
     pub secret_backends: Arc<Cqrs<SecretBackend>>,
     pub default_backend: Arc<Cqrs<DefaultBackend>>,
+    pub migrations: Arc<Cqrs<MigrationRun>>,
     write: WritePool,
 }
 
@@ -95,10 +97,7 @@ impl Store {
                 .connect_with(options)
                 .await
                 .with_context(|| format!("opening the SQLite database {shown}"))?;
-            SQLITE_MIGRATIONS
-                .run(&pool)
-                .await
-                .with_context(|| format!("applying migrations to {shown}"))?;
+            SQLITE_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
             (WritePool::Sqlite(pool), Dialect::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -107,10 +106,7 @@ impl Store {
                 .connect(url)
                 .await
                 .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
-            POSTGRES_MIGRATIONS
-                .run(&pool)
-                .await
-                .with_context(|| format!("applying migrations to {shown}"))?;
+            POSTGRES_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
             (WritePool::Postgres(pool), Dialect::Postgres)
         } else {
             anyhow::bail!("unsupported database URL {shown}: use sqlite://PATH or postgres://…");
@@ -122,9 +118,7 @@ impl Store {
             .await
             .with_context(|| format!("opening the read-model pool on {shown}"))?;
         let db = Database { pool: any, dialect };
-        let projector = Projector::start(db.clone(), projector)
-            .await
-            .context("starting the projector")?;
+        let projector = Projector::start(db.clone(), projector).await.context("starting the projector")?;
         Ok(Store {
             log: EventLog::new(db.clone()),
             db,
@@ -133,6 +127,7 @@ impl Store {
             secrets: Arc::new(write.framework()),
             secret_backends: Arc::new(write.framework()),
             default_backend: Arc::new(write.framework()),
+            migrations: Arc::new(write.framework()),
             write,
         })
     }
@@ -152,11 +147,7 @@ impl Store {
         let mut context = store.load_aggregate(name).await?;
         let sequence = context.current_sequence as u64;
         let sink = EventSink::default();
-        context
-            .aggregate
-            .handle(command, &(), &sink)
-            .await
-            .map_err(AggregateError::UserError)?;
+        context.aggregate.handle(command, &(), &sink).await.map_err(AggregateError::UserError)?;
         Ok((sink.collect().await, sequence))
     }
 }
@@ -167,10 +158,7 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_from_messages() {
-        assert_eq!(
-            redact_url("postgres://u:hunter2@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact_url("postgres://u:hunter2@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }

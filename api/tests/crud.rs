@@ -45,10 +45,7 @@ async fn llm_lifecycle(kind: StoreKind) {
     assert_eq!(created.headers[header::ETAG], "\"1\"");
     assert_eq!(created.body["kind"], "llm");
     assert_eq!(created.body["model"], "claude-haiku-4-5");
-    assert_eq!(
-        created.body["apiKeyRef"],
-        json!({"name": "anthropic", "key": "API_KEY"})
-    );
+    assert_eq!(created.body["apiKeyRef"], json!({"name": "anthropic", "key": "API_KEY"}));
     assert_eq!(created.body["resourceVersion"], 1);
     assert!(created.body["createdAt"].as_str().unwrap().starts_with("20"));
 
@@ -97,10 +94,7 @@ async fn secret_lifecycle(kind: StoreKind) {
     assert_eq!(created.body["backend"], "default");
     assert_eq!(created.body["keys"], json!(["API_KEY", "ORG"]));
     assert_eq!(created.body["dataVersion"], 1);
-    assert!(
-        created.body.get("data").is_none(),
-        "values are not returned unless asked for"
-    );
+    assert!(created.body.get("data").is_none(), "values are not returned unless asked for");
 
     let plain = t.get("/api/v1/secrets/openai").await;
     assert!(plain.body.get("data").is_none());
@@ -111,29 +105,19 @@ async fn secret_lifecycle(kind: StoreKind) {
     let listed = t.get("/api/v1/secrets?reveal=true").await;
     assert_eq!(listed.body["items"][0]["data"]["ORG"], "org-1");
 
-    let updated = t
-        .put(
-            "/api/v1/secrets/openai",
-            json!({"description": "team key", "data": {"API_KEY": "sk-b"}}),
-        )
-        .await;
+    let updated =
+        t.put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}})).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["keys"], json!(["API_KEY"]));
     assert_eq!(updated.body["dataVersion"], 2);
-    assert_eq!(
-        t.get("/api/v1/secrets/openai?reveal=true").await.body["data"],
-        json!({"API_KEY": "sk-b"})
-    );
+    assert_eq!(t.get("/api/v1/secrets/openai?reveal=true").await.body["data"], json!({"API_KEY": "sk-b"}));
 
     // Without `data` the values stay as they are.
     let described = t.put("/api/v1/secrets/openai", json!({"description": "rotated"})).await;
     assert_eq!(described.body["description"], "rotated");
     assert_eq!(described.body["dataVersion"], 2);
     assert_eq!(described.body["resourceVersion"], 3);
-    assert_eq!(
-        t.get("/api/v1/secrets/openai?reveal=true").await.body["data"],
-        json!({"API_KEY": "sk-b"})
-    );
+    assert_eq!(t.get("/api/v1/secrets/openai?reveal=true").await.body["data"], json!({"API_KEY": "sk-b"}));
 
     assert_eq!(t.delete("/api/v1/secrets/openai").await.status, StatusCode::NO_CONTENT);
     assert_eq!(t.get("/api/v1/secrets/openai").await.status, StatusCode::NOT_FOUND);
@@ -142,19 +126,12 @@ async fn secret_lifecycle(kind: StoreKind) {
 async fn secret_backend_lifecycle(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let created = t
-        .post(
-            "/api/v1/secretbackends",
-            json!({"kind": "SecretBackend", "name": "archive", "type": "plaintext"}),
-        )
+        .post("/api/v1/secretbackends", json!({"kind": "SecretBackend", "name": "archive", "type": "plaintext"}))
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.body["isDefault"], false);
-    let updated = t
-        .put(
-            "/api/v1/secretbackends/archive",
-            json!({"type": "plaintext", "description": "old keys"}),
-        )
-        .await;
+    let updated =
+        t.put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"})).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["description"], "old keys");
     let names: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
@@ -166,23 +143,12 @@ async fn secret_backend_lifecycle(kind: StoreKind) {
     assert_eq!(names, ["archive", "default"]);
 
     // A secret can be put on it explicitly.
-    let s = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "old", "backend": "archive", "data": {"K": "v"}}),
-        )
-        .await;
+    let s = t.post("/api/v1/secrets", json!({"name": "old", "backend": "archive", "data": {"K": "v"}})).await;
     assert_eq!(s.body["backend"], "archive");
     t.delete("/api/v1/secrets/old").await;
 
-    assert_eq!(
-        t.delete("/api/v1/secretbackends/archive").await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        t.get("/api/v1/secretbackends/archive").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(t.delete("/api/v1/secretbackends/archive").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/secretbackends/archive").await.status, StatusCode::NOT_FOUND);
 }
 
 async fn missing_resources_are_404(kind: StoreKind) {
@@ -201,32 +167,18 @@ async fn missing_resources_are_404(kind: StoreKind) {
         assert_eq!(t.put(&path, body).await.status, StatusCode::NOT_FOUND, "PUT {path}");
         assert_eq!(t.delete(&path).await.status, StatusCode::NOT_FOUND, "DELETE {path}");
         // A name that could never exist is simply not found.
-        assert_eq!(
-            t.delete(&format!("/api/v1/{collection}/Not_A_Name")).await.status,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(t.delete(&format!("/api/v1/{collection}/Not_A_Name")).await.status, StatusCode::NOT_FOUND);
     }
     assert_eq!(t.get("/api/v1/widgets").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        t.call(Method::PATCH, "/api/v1/llms/x", None, None).await.status,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    assert_eq!(t.call(Method::PATCH, "/api/v1/llms/x", None, None).await.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 async fn duplicate_create_is_409(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;
     let cases = [
-        (
-            "/api/v1/llms",
-            llm("claude-fast", "anthropic"),
-            "llm \"claude-fast\" already exists",
-        ),
-        (
-            "/api/v1/secrets",
-            secret("anthropic", "API_KEY", "sk-other"),
-            "secret \"anthropic\" already exists",
-        ),
+        ("/api/v1/llms", llm("claude-fast", "anthropic"), "llm \"claude-fast\" already exists"),
+        ("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-other"), "secret \"anthropic\" already exists"),
         (
             "/api/v1/secretbackends",
             json!({"name": "default", "type": "plaintext", "isDefault": true}),
@@ -249,47 +201,23 @@ async fn stale_if_match_is_409(kind: StoreKind) {
     let mut body = llm("claude-fast", "anthropic");
     body["model"] = json!("claude-sonnet-4-5");
 
-    let ok = t
-        .call(
-            Method::PUT,
-            "/api/v1/llms/claude-fast",
-            Some(body.clone()),
-            Some("\"1\""),
-        )
-        .await;
+    let ok = t.call(Method::PUT, "/api/v1/llms/claude-fast", Some(body.clone()), Some("\"1\"")).await;
     assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
     assert_eq!(ok.body["resourceVersion"], 2);
 
     body["model"] = json!("claude-opus-4-5");
-    let stale = t
-        .call(Method::PUT, "/api/v1/llms/claude-fast", Some(body), Some("\"1\""))
-        .await;
+    let stale = t.call(Method::PUT, "/api/v1/llms/claude-fast", Some(body), Some("\"1\"")).await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
-    assert!(
-        stale.message().contains("is at resourceVersion 2, not 1"),
-        "{}",
-        stale.message()
-    );
-    assert_eq!(
-        t.get("/api/v1/llms/claude-fast").await.body["model"],
-        "claude-sonnet-4-5"
-    );
+    assert!(stale.message().contains("is at resourceVersion 2, not 1"), "{}", stale.message());
+    assert_eq!(t.get("/api/v1/llms/claude-fast").await.body["model"], "claude-sonnet-4-5");
 
-    let stale = t
-        .call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("1"))
-        .await;
+    let stale = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("1")).await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
-    let bad = t
-        .call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("yesterday"))
-        .await;
+    let bad = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("yesterday")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    let stale = t
-        .call(Method::DELETE, "/api/v1/secrets/anthropic", None, Some("\"9\""))
-        .await;
+    let stale = t.call(Method::DELETE, "/api/v1/secrets/anthropic", None, Some("\"9\"")).await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
-    let ok = t
-        .call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("W/\"2\""))
-        .await;
+    let ok = t.call(Method::DELETE, "/api/v1/llms/claude-fast", None, Some("W/\"2\"")).await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT);
 }
 
@@ -298,27 +226,14 @@ async fn writes_are_readable_at_once(kind: StoreKind) {
     t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await;
     for i in 0..25 {
         let name = format!("llm-{i}");
-        assert_eq!(
-            t.post("/api/v1/llms", llm(&name, "anthropic")).await.status,
-            StatusCode::CREATED
-        );
+        assert_eq!(t.post("/api/v1/llms", llm(&name, "anthropic")).await.status, StatusCode::CREATED);
         let read = t.get(&format!("/api/v1/llms/{name}")).await;
-        assert_eq!(
-            read.status,
-            StatusCode::OK,
-            "{name} was not readable right after its 201"
-        );
-        assert_eq!(
-            t.get("/api/v1/llms").await.body["items"].as_array().unwrap().len(),
-            i + 1
-        );
+        assert_eq!(read.status, StatusCode::OK, "{name} was not readable right after its 201");
+        assert_eq!(t.get("/api/v1/llms").await.body["items"].as_array().unwrap().len(), i + 1);
         let mut changed = llm(&name, "anthropic");
         changed["model"] = json!(format!("m-{i}"));
         t.put(&format!("/api/v1/llms/{name}"), changed).await;
-        assert_eq!(
-            t.get(&format!("/api/v1/llms/{name}")).await.body["model"],
-            format!("m-{i}")
-        );
+        assert_eq!(t.get(&format!("/api/v1/llms/{name}")).await.body["model"], format!("m-{i}"));
     }
 }
 

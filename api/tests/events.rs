@@ -20,9 +20,7 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let request = Request::post("/api/v1/secrets")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-request-id", "req-4711")
-        .body(Body::from(
-            json!({"name": "anthropic", "data": {"API_KEY": "k"}}).to_string(),
-        ))
+        .body(Body::from(json!({"name": "anthropic", "data": {"API_KEY": "k"}}).to_string()))
         .unwrap();
     let r = t.send(request).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -30,42 +28,16 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     t.delete("/api/v1/llms/claude-fast").await;
 
-    let events = t
-        .app
-        .services
-        .store
-        .log
-        .read_after(Position::default(), 1000)
-        .await
-        .unwrap();
+    let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(
-        types,
-        [
-            "SecretBackendCreated",
-            "DefaultBackendSet",
-            "SecretCreated",
-            "LlmCreated",
-            "LlmDeleted"
-        ]
-    );
-    assert!(
-        events.windows(2).all(|w| w[0].position < w[1].position),
-        "positions follow commit order"
-    );
+    assert_eq!(types, ["SecretBackendCreated", "DefaultBackendSet", "SecretCreated", "LlmCreated", "LlmDeleted"]);
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position), "positions follow commit order");
     let secret_created = &events[2];
     assert_eq!(secret_created.metadata["request_id"], "req-4711");
     assert_eq!(secret_created.metadata["actor"], "anonymous");
     assert_eq!(secret_created.metadata["source"], "api");
-    assert!(
-        secret_created.metadata["recorded_at"]
-            .parse::<jiff::Timestamp>()
-            .is_ok()
-    );
-    assert_eq!(
-        events[0].metadata["actor"], "mcpd",
-        "the seeded backend is recorded as mcpd's own act"
-    );
+    assert!(secret_created.metadata["recorded_at"].parse::<jiff::Timestamp>().is_ok());
+    assert_eq!(events[0].metadata["actor"], "mcpd", "the seeded backend is recorded as mcpd's own act");
     for event in &events {
         assert!(event.metadata.contains_key("request_id") && event.metadata.contains_key("recorded_at"));
     }
@@ -74,36 +46,16 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
 async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let values = ["sk-live-7f3a9c2e1d", "org-secret-55aa", "rotated-0b1c2d3e4f"];
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}}),
-    )
-    .await;
+    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}})).await;
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    t.put(
-        "/api/v1/secrets/anthropic",
-        json!({"data": {"API_KEY": values[2], "ORG": values[1]}}),
-    )
-    .await;
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await;
     // A refused update and a duplicate create carry values too.
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}}))
-        .await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "anthropic", "data": {"API_KEY": values[0]}}),
-    )
-    .await;
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}})).await;
+    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0]}})).await;
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
     assert_eq!(revealed.body["data"]["API_KEY"], values[2], "the values are stored");
 
-    let events = t
-        .app
-        .services
-        .store
-        .log
-        .read_after(Position::default(), 1000)
-        .await
-        .unwrap();
+    let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
     assert!(events.iter().any(|e| e.event_type == "SecretUpdated"));
     let mut haystack = String::new();
     for event in &events {
@@ -121,10 +73,7 @@ async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
         }
     }
     for value in values {
-        assert!(
-            !haystack.contains(value),
-            "{value} leaked into the event log or a read model"
-        );
+        assert!(!haystack.contains(value), "{value} leaked into the event log or a read model");
     }
     // Superseded and refused versions of the values do not linger in the value table either.
     let stored: Vec<String> = sqlx::query("SELECT data FROM plaintext_secret_values")
@@ -139,15 +88,7 @@ async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
 }
 
 async fn counts(t: &TestApp) -> (usize, i64) {
-    let events = t
-        .app
-        .services
-        .store
-        .log
-        .read_after(Position::default(), 10_000)
-        .await
-        .unwrap()
-        .len();
+    let events = t.app.services.store.log.read_after(Position::default(), 10_000).await.unwrap().len();
     let values: i64 = sqlx::query("SELECT COUNT(*) AS n FROM plaintext_secret_values")
         .fetch_one(&t.app.services.store.db.pool)
         .await
@@ -161,12 +102,7 @@ async fn a_dry_run_checks_every_rule_and_records_nothing(kind: StoreKind) {
     t.seed_llm().await;
     let before = counts(&t).await;
 
-    let r = t
-        .post(
-            "/api/v1/secrets?dryRun=true",
-            json!({"name": "openai", "data": {"API_KEY": "sk-dry"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets?dryRun=true", json!({"name": "openai", "data": {"API_KEY": "sk-dry"}})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["keys"], json!(["API_KEY"]));
     assert_eq!(r.body["resourceVersion"], 1);
@@ -182,43 +118,19 @@ async fn a_dry_run_checks_every_rule_and_records_nothing(kind: StoreKind) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["tier"], "heavy");
     assert_eq!(r.body["resourceVersion"], 2, "the version it would have");
-    let r = t
-        .put("/api/v1/llms/claude-fast?dryRun=true", llm("claude-fast", "anthropic"))
-        .await;
+    let r = t.put("/api/v1/llms/claude-fast?dryRun=true", llm("claude-fast", "anthropic")).await;
     assert_eq!(r.body["resourceVersion"], 1, "an unchanged spec would record nothing");
 
-    let r = t
-        .put(
-            "/api/v1/secrets/anthropic?dryRun=true",
-            json!({"data": {"API_KEY": "sk-new"}}),
-        )
-        .await;
+    let r = t.put("/api/v1/secrets/anthropic?dryRun=true", json!({"data": {"API_KEY": "sk-new"}})).await;
     assert_eq!(r.body["dataVersion"], 2);
-    let r = t
-        .call(
-            axum::http::Method::DELETE,
-            "/api/v1/secrets/anthropic?dryRun=true",
-            None,
-            None,
-        )
-        .await;
+    let r = t.call(axum::http::Method::DELETE, "/api/v1/secrets/anthropic?dryRun=true", None, None).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "still used by the llm");
-    let r = t
-        .call(
-            axum::http::Method::DELETE,
-            "/api/v1/llms/claude-fast?dryRun=true",
-            None,
-            None,
-        )
-        .await;
+    let r = t.call(axum::http::Method::DELETE, "/api/v1/llms/claude-fast?dryRun=true", None, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 
     assert_eq!(counts(&t).await, before, "no event and no value was written");
     let llm_now = t.get("/api/v1/llms/claude-fast").await;
-    assert_eq!(
-        (llm_now.body["tier"].clone(), llm_now.body["resourceVersion"].clone()),
-        (json!("fast"), json!(1))
-    );
+    assert_eq!((llm_now.body["tier"].clone(), llm_now.body["resourceVersion"].clone()), (json!("fast"), json!(1)));
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
     assert_eq!(revealed.body["data"]["API_KEY"], "sk-ant-seed");
 }
@@ -240,10 +152,7 @@ async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
     assert_eq!(items[1]["actor"], "anonymous");
     assert!(items[1]["recordedAt"].as_str().unwrap().starts_with("20"));
     assert!(items[1].get("spec").is_none() && items[1].get("payload").is_none());
-    assert_eq!(
-        t.get("/api/v1/secrets/never-was/history").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(t.get("/api/v1/secrets/never-was/history").await.status, StatusCode::NOT_FOUND);
     let version = t.get("/version").await;
     assert_eq!(version.body["version"], env!("CARGO_PKG_VERSION"));
 }

@@ -50,55 +50,27 @@ async fn app_with_bao(kind: StoreKind, server: &OpenBao) -> (TestApp, String) {
     let t = TestApp::start(kind).await;
     let prefix = prefix();
     let token = server.token_for_prefix(&prefix).await;
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "bao-token", "data": {"token": token}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = t
-        .post(
-            "/api/v1/secretbackends",
-            backend("bao", &server.addr, &prefix, json!({})),
-        )
-        .await;
+    let r = t.post("/api/v1/secretbackends", backend("bao", &server.addr, &prefix, json!({}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     (t, prefix)
 }
 
 async fn event_types(t: &TestApp) -> Vec<String> {
-    let events = t
-        .app
-        .services
-        .store
-        .log
-        .read_after(Position::default(), 10_000)
-        .await
-        .unwrap();
+    let events = t.app.services.store.log.read_after(Position::default(), 10_000).await.unwrap();
     events.into_iter().map(|e| e.event_type).collect()
 }
 
 async fn database_text(t: &TestApp) -> String {
     let pool = &t.app.services.store.db.pool;
     let mut text = String::new();
-    for query in [
-        "SELECT data AS t FROM plaintext_secret_values",
-        "SELECT keys || value_ref AS t FROM secrets",
-    ] {
+    for query in ["SELECT data AS t FROM plaintext_secret_values", "SELECT keys || value_ref AS t FROM secrets"] {
         for row in sqlx::query(query).fetch_all(pool).await.unwrap() {
             text.push_str(&row.get::<String, _>("t"));
         }
     }
-    for event in t
-        .app
-        .services
-        .store
-        .log
-        .read_after(Position::default(), 10_000)
-        .await
-        .unwrap()
-    {
+    for event in t.app.services.store.log.read_after(Position::default(), 10_000).await.unwrap() {
         text.push_str(&event.payload.to_string());
         text.push_str(&format!("{:?}", event.metadata));
     }
@@ -112,28 +84,13 @@ async fn values_live_in_openbao_and_nowhere_in_our_store(kind: StoreKind) {
     assert_eq!(health.body["status"], "ok", "{:?}", health.body);
 
     let values = json!({"API_KEY": "sk-bao-Ünïcode \"quoted\"\nline2", "org.id-x_2": "org-7"});
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "anthropic", "backend": "bao", "data": values}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "anthropic", "backend": "bao", "data": values})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["externalRef"], format!("secret/data/{prefix}anthropic"));
-    assert_eq!(
-        t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"],
-        values
-    );
-    assert_eq!(
-        server.read(&format!("{prefix}anthropic")).await,
-        Some(values.clone()),
-        "the values are in OpenBao"
-    );
+    assert_eq!(t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"], values);
+    assert_eq!(server.read(&format!("{prefix}anthropic")).await, Some(values.clone()), "the values are in OpenBao");
     let ours = database_text(&t).await;
-    assert!(
-        !ours.contains("sk-bao-") && !ours.contains("org-7"),
-        "the values are not in our store"
-    );
+    assert!(!ours.contains("sk-bao-") && !ours.contains("org-7"), "the values are not in our store");
 
     // An Llm's key resolves through OpenBao.
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
@@ -142,40 +99,18 @@ async fn values_live_in_openbao_and_nowhere_in_our_store(kind: StoreKind) {
 
     // Overwrite: a new version, read back; the old one does not linger.
     let rotated = json!({"API_KEY": "sk-bao-rotated", "org.id-x_2": "org-7"});
-    let r = t
-        .put("/api/v1/secrets/anthropic", json!({"backend": "bao", "data": rotated}))
-        .await;
+    let r = t.put("/api/v1/secrets/anthropic", json!({"backend": "bao", "data": rotated})).await;
     assert_eq!((r.status, r.body["dataVersion"].clone()), (StatusCode::OK, json!(2)));
-    assert_eq!(
-        t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"],
-        rotated
-    );
-    let (_, old) = server
-        .root(
-            reqwest::Method::GET,
-            &format!("secret/data/{prefix}anthropic?version=1"),
-            None,
-        )
-        .await;
+    assert_eq!(t.get("/api/v1/secrets/anthropic?reveal=true").await.body["data"], rotated);
+    let (_, old) = server.root(reqwest::Method::GET, &format!("secret/data/{prefix}anthropic?version=1"), None).await;
     assert!(old["data"]["data"].is_null(), "version 1 was destroyed: {old}");
 
     // Delete removes every version from OpenBao.
     t.delete("/api/v1/llms/claude-fast").await;
-    assert_eq!(
-        t.delete("/api/v1/secrets/anthropic").await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert!(
-        !server.exists(&format!("{prefix}anthropic")).await,
-        "no version lingers"
-    );
+    assert_eq!(t.delete("/api/v1/secrets/anthropic").await.status, StatusCode::NO_CONTENT);
+    assert!(!server.exists(&format!("{prefix}anthropic")).await, "no version lingers");
     // And the name can be used again.
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "anthropic", "backend": "bao", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "anthropic", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
@@ -184,30 +119,14 @@ async fn a_failed_write_to_openbao_records_nothing(kind: StoreKind) {
     let (t, prefix) = app_with_bao(kind, server).await;
     // Data mcpd did not write sits at the path: it is not overwritten.
     server
-        .root(
-            reqwest::Method::POST,
-            &format!("secret/data/{prefix}foreign"),
-            Some(json!({"data": {"x": "theirs"}})),
-        )
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}foreign"), Some(json!({"data": {"x": "theirs"}})))
         .await;
     let before = event_types(&t).await;
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "foreign", "backend": "bao", "data": {"K": "mine"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "foreign", "backend": "bao", "data": {"K": "mine"}})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     assert!(r.message().contains("holds data mcpd did not write"), "{}", r.message());
-    assert_eq!(
-        server.read(&format!("{prefix}foreign")).await,
-        Some(json!({"x": "theirs"}))
-    );
-    assert_eq!(
-        event_types(&t).await,
-        before,
-        "no event for a write that did not happen"
-    );
+    assert_eq!(server.read(&format!("{prefix}foreign")).await, Some(json!({"x": "theirs"})));
+    assert_eq!(event_types(&t).await, before, "no event for a write that did not happen");
     assert_eq!(t.get("/api/v1/secrets/foreign").await.status, StatusCode::NOT_FOUND);
 }
 
@@ -216,23 +135,10 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     // A token whose policy covers another prefix only.
     let token = server.token_for_prefix("somewhere-else/").await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "bao-token", "data": {"token": token}}),
-    )
-    .await;
-    t.post(
-        "/api/v1/secretbackends",
-        backend("locked", &server.addr, &prefix(), json!({})),
-    )
-    .await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    t.post("/api/v1/secretbackends", backend("locked", &server.addr, &prefix(), json!({}))).await;
     let before = event_types(&t).await;
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "s", "backend": "locked", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "locked", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
     assert!(
         r.message().contains("secretbackend \"locked\"") && r.message().contains("permission denied"),
@@ -242,15 +148,10 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
     assert!(!r.body.to_string().contains(&token), "the token is never in an answer");
     assert_eq!(event_types(&t).await, before);
     let health = t.get("/api/v1/secretbackends/locked/health").await;
-    assert_eq!(
-        health.body["status"], "ok",
-        "the token itself is valid: {:?}",
-        health.body
-    );
+    assert_eq!(health.body["status"], "ok", "the token itself is valid: {:?}", health.body);
 
     // A token OpenBao does not know at all.
-    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": "s.not-a-token"}}))
-        .await;
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": "s.not-a-token"}})).await;
     let health = t.get("/api/v1/secretbackends/locked/health").await;
     assert_eq!(health.body["status"], "permission denied", "{:?}", health.body);
     assert!(!health.body.to_string().contains("s.not-a-token"));
@@ -259,37 +160,20 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
 async fn the_token_rotates_without_a_restart(kind: StoreKind) {
     let server = shared_bao();
     let (t, prefix) = app_with_bao(kind, server).await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "s", "backend": "bao", "data": {"K": "v1"}}),
-    )
-    .await;
-    let old = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v1"}})).await;
+    let old = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"].as_str().unwrap().to_owned();
 
     // Rotate: a new token in the token secret, then the old one revoked.
     let new = server.token_for_prefix(&prefix).await;
-    let r = t
-        .put("/api/v1/secrets/bao-token", json!({"data": {"token": new}}))
-        .await;
+    let r = t.put("/api/v1/secrets/bao-token", json!({"data": {"token": new}})).await;
     assert_eq!(r.status, StatusCode::OK);
-    server
-        .root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": old})))
-        .await;
-    assert_eq!(
-        t.get("/api/v1/secrets/s?reveal=true").await.body["data"]["K"],
-        "v1",
-        "read with the new token"
-    );
+    server.root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": old}))).await;
+    assert_eq!(t.get("/api/v1/secrets/s?reveal=true").await.body["data"]["K"], "v1", "read with the new token");
     let r = t.put("/api/v1/secrets/s", json!({"data": {"K": "v2"}})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
     // Revoked behind mcpd's back: a 403, a fresh read of the token secret, still 403: a clear 502.
-    server
-        .root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": new})))
-        .await;
+    server.root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": new}))).await;
     let r = t.get("/api/v1/secrets/s?reveal=true").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
     assert!(r.message().contains("permission denied"), "{}", r.message());
@@ -298,36 +182,20 @@ async fn the_token_rotates_without_a_restart(kind: StoreKind) {
 async fn a_stopped_server_answers_503_and_changes_nothing(kind: StoreKind) {
     let mut server = tokio::task::block_in_place(OpenBao::start);
     let (t, _) = app_with_bao(kind, &server).await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "s", "backend": "bao", "data": {"K": "v"}}),
-    )
-    .await;
+    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v"}})).await;
     tokio::task::block_in_place(|| server.stop());
 
     let before = event_types(&t).await;
     let r = t.get("/api/v1/secrets/s?reveal=true").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
-    assert!(
-        r.message().starts_with("secretbackend \"bao\" is unreachable"),
-        "{}",
-        r.message()
-    );
+    assert!(r.message().starts_with("secretbackend \"bao\" is unreachable"), "{}", r.message());
     let r = t.put("/api/v1/secrets/s", json!({"data": {"K": "v2"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "t", "backend": "bao", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "t", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(event_types(&t).await, before, "nothing was recorded");
     assert_eq!(t.get("/api/v1/secrets/s").await.body["dataVersion"], 1);
-    assert_eq!(
-        t.get("/api/v1/secretbackends/bao/health").await.body["status"],
-        "unreachable"
-    );
+    assert_eq!(t.get("/api/v1/secretbackends/bao/health").await.body["status"], "unreachable");
 }
 
 async fn a_sealed_server_answers_503(kind: StoreKind) {
@@ -335,18 +203,10 @@ async fn a_sealed_server_answers_503(kind: StoreKind) {
     let (t, _) = app_with_bao(kind, &server).await;
     let (status, _) = server.root(reqwest::Method::PUT, "sys/seal", None).await;
     assert!(status < 300);
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "s", "backend": "bao", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert_eq!(r.message(), "secretbackend \"bao\" is sealed");
-    assert_eq!(
-        t.get("/api/v1/secretbackends/bao/health").await.body["status"],
-        "sealed"
-    );
+    assert_eq!(t.get("/api/v1/secretbackends/bao/health").await.body["status"], "sealed");
 }
 
 async fn a_hung_server_is_cut_off_by_the_timeout(kind: StoreKind) {
@@ -361,32 +221,15 @@ async fn a_hung_server_is_cut_off_by_the_timeout(kind: StoreKind) {
         }
     });
     let t = TestApp::start(kind).await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "bao-token", "data": {"token": "s.x"}}),
-    )
-    .await;
-    let r = t
-        .post(
-            "/api/v1/secretbackends",
-            backend("hung", &addr, "p/", json!({"timeoutSeconds": 1})),
-        )
-        .await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": "s.x"}})).await;
+    let r = t.post("/api/v1/secretbackends", backend("hung", &addr, "p/", json!({"timeoutSeconds": 1}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let before = event_types(&t).await;
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "s", "backend": "hung", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "hung", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert_eq!(r.message(), "secretbackend \"hung\" did not answer within 1s");
     assert_eq!(event_types(&t).await, before);
-    assert_eq!(
-        t.get("/api/v1/secretbackends/hung/health").await.body["status"],
-        "unreachable"
-    );
+    assert_eq!(t.get("/api/v1/secretbackends/hung/health").await.body["status"], "unreachable");
 }
 
 async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
@@ -397,53 +240,30 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
         mount: "secret".into(),
         path_prefix: format!("{prefix}teams/ml/"),
         namespace: None,
-        token_secret_ref: SecretKeyRef {
-            name: domain::ResourceName::parse("bao-token").unwrap(),
-            key: "token".into(),
-        },
+        token_secret_ref: SecretKeyRef { name: domain::ResourceName::parse("bao-token").unwrap(), key: "token".into() },
         timeout_seconds: 5,
         soft_delete: false,
     };
     let driver = OpenBaoDriver::new("bao", config, reqwest::Client::new(), t.app.services.store.db.clone());
-    let data = |v: &str| {
-        [("KEY".to_owned(), SecretString::from(v.to_owned()))]
-            .into_iter()
-            .collect()
-    };
+    let data = |v: &str| [("KEY".to_owned(), SecretString::from(v.to_owned()))].into_iter().collect();
 
     let first = driver.put("svc", &data("one")).await.unwrap();
-    assert_eq!(
-        first.external_ref.as_deref(),
-        Some(format!("secret/data/{prefix}teams/ml/svc").as_str())
-    );
+    assert_eq!(first.external_ref.as_deref(), Some(format!("secret/data/{prefix}teams/ml/svc").as_str()));
     let second = driver.put("svc", &data("two")).await.unwrap();
     assert_ne!(first.value_ref, second.value_ref);
     let read = |r: &str| {
         let driver = &driver;
         let r = r.to_owned();
-        async move {
-            driver
-                .get("svc", &r)
-                .await
-                .unwrap()
-                .map(|d| d["KEY"].expose_secret().to_owned())
-        }
+        async move { driver.get("svc", &r).await.unwrap().map(|d| d["KEY"].expose_secret().to_owned()) }
     };
-    assert_eq!(
-        read(&first.value_ref).await.as_deref(),
-        Some("one"),
-        "reads are pinned to a version"
-    );
+    assert_eq!(read(&first.value_ref).await.as_deref(), Some("one"), "reads are pinned to a version");
     assert_eq!(read(&second.value_ref).await.as_deref(), Some("two"));
 
     // Check-and-set: a write based on a stale version is refused, the newer data stays.
     let stale: u64 = first.value_ref.parse().unwrap();
     let err = driver.write("svc", &data("lost"), stale).await.unwrap_err();
     assert!(matches!(err, BackendError::Conflict { .. }), "{err}");
-    assert_eq!(
-        server.read(&format!("{prefix}teams/ml/svc")).await,
-        Some(json!({"KEY": "two"}))
-    );
+    assert_eq!(server.read(&format!("{prefix}teams/ml/svc")).await, Some(json!({"KEY": "two"})));
 
     driver.discard("svc", &first.value_ref).await.unwrap();
     assert_eq!(read(&first.value_ref).await, None);
@@ -460,20 +280,16 @@ async fn the_default_is_unique_under_fifty_concurrent_moves() {
     let b = Arc::new(a.replica().await);
     let names: Vec<String> = (0..5).map(|i| format!("backend-{i}")).collect();
     for name in &names {
-        a.post("/api/v1/secretbackends", json!({"name": name, "type": "plaintext"}))
-            .await;
+        a.post("/api/v1/secretbackends", json!({"name": name, "type": "plaintext"})).await;
     }
     let mut tasks = Vec::new();
     for i in 0..50 {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
         let name = names[i % names.len()].clone();
         tasks.push(tokio::spawn(async move {
-            app.put(
-                &format!("/api/v1/secretbackends/{name}"),
-                json!({"type": "plaintext", "isDefault": true}),
-            )
-            .await
-            .status
+            app.put(&format!("/api/v1/secretbackends/{name}"), json!({"type": "plaintext", "isDefault": true}))
+                .await
+                .status
         }));
     }
     for task in tasks {
@@ -488,27 +304,12 @@ async fn the_default_is_unique_under_fifty_concurrent_moves() {
         .collect();
     assert_eq!(defaults.len(), 1, "{defaults:?}");
 
-    let history = a
-        .app
-        .services
-        .store
-        .log
-        .aggregate_history("defaultbackend", "default")
-        .await
-        .unwrap();
+    let history = a.app.services.store.log.aggregate_history("defaultbackend", "default").await.unwrap();
     let mut previous: Option<String> = None;
     for event in &history {
         let moved = &event.payload["DefaultBackendSet"];
-        assert_eq!(
-            moved["from"].as_str().map(String::from),
-            previous,
-            "each move starts where the last ended"
-        );
+        assert_eq!(moved["from"].as_str().map(String::from), previous, "each move starts where the last ended");
         previous = moved["to"].as_str().map(String::from);
     }
-    assert_eq!(
-        previous.as_deref(),
-        Some(defaults[0].as_str()),
-        "the events tell the same story"
-    );
+    assert_eq!(previous.as_deref(), Some(defaults[0].as_str()), "the events tell the same story");
 }

@@ -16,28 +16,16 @@ testkit::on_both_stores!(
 async fn everything(t: &TestApp) -> Value {
     let mut out = serde_json::Map::new();
     for kind in ["llms", "secrets", "secretbackends"] {
-        out.insert(
-            kind.into(),
-            t.get(&format!("/api/v1/{kind}")).await.body["items"].clone(),
-        );
+        out.insert(kind.into(), t.get(&format!("/api/v1/{kind}")).await.body["items"].clone());
     }
     Value::Object(out)
 }
 
 async fn populate(t: &TestApp) {
-    t.post(
-        "/api/v1/secretbackends",
-        json!({"name": "archive", "type": "plaintext"}),
-    )
-    .await;
+    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await;
     for i in 0..5 {
-        t.post(
-            "/api/v1/secrets",
-            secret(&format!("key-{i}"), "API_KEY", &format!("v{i}")),
-        )
-        .await;
-        t.post("/api/v1/llms", llm(&format!("llm-{i}"), &format!("key-{i}")))
-            .await;
+        t.post("/api/v1/secrets", secret(&format!("key-{i}"), "API_KEY", &format!("v{i}"))).await;
+        t.post("/api/v1/llms", llm(&format!("llm-{i}"), &format!("key-{i}"))).await;
     }
     let mut heavy = llm("llm-0", "key-0");
     heavy["tier"] = json!("heavy");
@@ -59,20 +47,13 @@ async fn a_projector_behind_the_log_catches_up_on_start(kind: StoreKind) {
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM llms WHERE name = 'llm-1'")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM llms WHERE name = 'llm-1'").execute(pool).await.unwrap();
     sqlx::query("UPDATE llms SET tier = 'fast', resource_version = 1 WHERE name = 'llm-0'")
         .execute(pool)
         .await
         .unwrap();
 
-    let restarted = settle(TestApp {
-        app: t.reopen().await,
-        db: t.db,
-    })
-    .await;
+    let restarted = settle(TestApp { app: t.reopen().await, db: t.db }).await;
     assert_eq!(everything(&restarted).await, before);
 }
 
@@ -97,14 +78,8 @@ async fn two_processes_on_one_database_read_their_own_and_each_others_writes(kin
         assert_eq!(reader.get(&format!("/api/v1/llms/{name}")).await.status, StatusCode::OK);
         let mut heavy = llm(&name, "shared");
         heavy["tier"] = json!("heavy");
-        assert_eq!(
-            reader.put(&format!("/api/v1/llms/{name}"), heavy).await.status,
-            StatusCode::OK
-        );
-        assert_eq!(
-            writer.get(&format!("/api/v1/llms/{name}")).await.body["resourceVersion"],
-            2
-        );
+        assert_eq!(reader.put(&format!("/api/v1/llms/{name}"), heavy).await.status, StatusCode::OK);
+        assert_eq!(writer.get(&format!("/api/v1/llms/{name}")).await.body["resourceVersion"], 2);
     }
     let seen_by_a = everything(&a).await;
     assert_eq!(everything(&b).await, seen_by_a);
@@ -121,20 +96,10 @@ async fn replay_from_scratch(t: TestApp) -> TestApp {
     t.app.services.store.projector.shutdown();
     let pool = &t.app.services.store.db.pool;
     for table in ["llms", "secrets", "secret_backends"] {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::query(&format!("DELETE FROM {table}")).execute(pool).await.unwrap();
     }
-    sqlx::query("UPDATE projection_checkpoints SET transaction_id = 0, position = 0")
-        .execute(pool)
-        .await
-        .unwrap();
-    settle(TestApp {
-        app: t.reopen().await,
-        db: t.db,
-    })
-    .await
+    sqlx::query("UPDATE projection_checkpoints SET transaction_id = 0, position = 0").execute(pool).await.unwrap();
+    settle(TestApp { app: t.reopen().await, db: t.db }).await
 }
 
 /// Reads do not wait for the projector; a write does, and the log is projected in order, so

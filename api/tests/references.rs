@@ -22,12 +22,7 @@ async fn an_llm_needs_its_secret_and_key(kind: StoreKind) {
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
-    assert!(
-        r.message()
-            .contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"),
-        "{}",
-        r.message()
-    );
+    assert!(r.message().contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"), "{}", r.message());
 
     t.post("/api/v1/secrets", secret("anthropic", "OTHER", "v")).await;
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
@@ -45,54 +40,27 @@ async fn a_secret_in_use_cannot_be_deleted(kind: StoreKind) {
     assert_eq!(t.get("/api/v1/secrets/anthropic").await.status, StatusCode::OK);
 
     t.delete("/api/v1/llms/claude-fast").await;
-    assert_eq!(
-        t.delete("/api/v1/secrets/anthropic").await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(t.delete("/api/v1/secrets/anthropic").await.status, StatusCode::NO_CONTENT);
 }
 
 async fn a_key_in_use_cannot_be_dropped(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;
-    let r = t
-        .put("/api/v1/secrets/anthropic", json!({"data": {"NEW_KEY": "v"}}))
-        .await;
+    let r = t.put("/api/v1/secrets/anthropic", json!({"data": {"NEW_KEY": "v"}})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(
-        r.message()
-            .contains("key \"API_KEY\" of secret \"anthropic\" is used by llm \"claude-fast\"")
-    );
+    assert!(r.message().contains("key \"API_KEY\" of secret \"anthropic\" is used by llm \"claude-fast\""));
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
-    assert_eq!(
-        revealed.body["data"],
-        json!({"API_KEY": "sk-ant-seed"}),
-        "the refused update wrote nothing"
-    );
+    assert_eq!(revealed.body["data"], json!({"API_KEY": "sk-ant-seed"}), "the refused update wrote nothing");
 }
 
 async fn a_backend_holding_secrets_cannot_be_deleted(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post(
-        "/api/v1/secretbackends",
-        json!({"name": "archive", "type": "plaintext"}),
-    )
-    .await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "old-a", "backend": "archive", "data": {}}),
-    )
-    .await;
-    t.post(
-        "/api/v1/secrets",
-        json!({"name": "old-b", "backend": "archive", "data": {}}),
-    )
-    .await;
+    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await;
+    t.post("/api/v1/secrets", json!({"name": "old-a", "backend": "archive", "data": {}})).await;
+    t.post("/api/v1/secrets", json!({"name": "old-b", "backend": "archive", "data": {}})).await;
     let r = t.delete("/api/v1/secretbackends/archive").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(
-        r.message(),
-        "secretbackend \"archive\" still holds secret \"old-a\", \"old-b\""
-    );
+    assert_eq!(r.message(), "secretbackend \"archive\" still holds secret \"old-a\", \"old-b\"");
 }
 
 async fn defaults(t: &TestApp) -> Vec<String> {
@@ -110,19 +78,9 @@ async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) 
     let r = t.delete("/api/v1/secretbackends/default").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.message().contains("is the default"), "{}", r.message());
-    let r = t
-        .put(
-            "/api/v1/secretbackends/default",
-            json!({"type": "plaintext", "isDefault": false}),
-        )
-        .await;
+    let r = t.put("/api/v1/secretbackends/default", json!({"type": "plaintext", "isDefault": false})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(
-        r.message()
-            .contains("stays so until another backend becomes the default"),
-        "{}",
-        r.message()
-    );
+    assert!(r.message().contains("stays so until another backend becomes the default"), "{}", r.message());
     assert_eq!(
         t.get("/api/v1/secretbackends/default").await.body["resourceVersion"],
         1,
@@ -130,39 +88,23 @@ async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) 
     );
 
     // Creating a backend with isDefault moves the flag; secrets without a backend follow it.
-    let r = t
-        .post(
-            "/api/v1/secretbackends",
-            json!({"name": "second", "type": "plaintext", "isDefault": true}),
-        )
-        .await;
+    let r = t.post("/api/v1/secretbackends", json!({"name": "second", "type": "plaintext", "isDefault": true})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["isDefault"], true);
     assert_eq!(defaults(&t).await, ["second"]);
-    let s = t
-        .post("/api/v1/secrets", json!({"name": "follows", "data": {"K": "v"}}))
-        .await;
+    let s = t.post("/api/v1/secrets", json!({"name": "follows", "data": {"K": "v"}})).await;
     assert_eq!(s.body["backend"], "second");
 
     // And an update moves it back; the old default may then go.
     let r = t
-        .put(
-            "/api/v1/secretbackends/default",
-            json!({"type": "plaintext", "description": "db", "isDefault": true}),
-        )
+        .put("/api/v1/secretbackends/default", json!({"type": "plaintext", "description": "db", "isDefault": true}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(defaults(&t).await, ["default"]);
     t.delete("/api/v1/secrets/follows").await;
-    assert_eq!(
-        t.delete("/api/v1/secretbackends/second").await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(t.delete("/api/v1/secretbackends/second").await.status, StatusCode::NO_CONTENT);
     let r = t
-        .post(
-            "/api/v1/secretbackends?dryRun=true",
-            json!({"name": "third", "type": "plaintext", "isDefault": true}),
-        )
+        .post("/api/v1/secretbackends?dryRun=true", json!({"name": "third", "type": "plaintext", "isDefault": true}))
         .await;
     assert_eq!(r.body["isDefault"], true, "a dry run shows the flag it would set");
     assert_eq!(defaults(&t).await, ["default"], "and sets nothing");
@@ -170,17 +112,11 @@ async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) 
 
 async fn a_secret_needs_an_existing_backend(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    let r = t
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "s", "backend": "nowhere", "data": {"K": "v"}}),
-        )
-        .await;
+    let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "nowhere", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.fields(), ["spec.backend"]);
     assert_eq!(t.get("/api/v1/secrets").await.body["items"], json!([]));
-    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}}))
-        .await;
+    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}})).await;
     let r = t.put("/api/v1/secrets/s", json!({"backend": "nowhere"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message().contains("is a migration"), "{}", r.message());
@@ -194,10 +130,7 @@ async fn self_hosted_llms_may_be_keyless(kind: StoreKind) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert!(r.body.get("apiKeyRef").is_none());
     let r = t
-        .post(
-            "/api/v1/llms",
-            json!({"name": "cli", "type": "gemini-cli", "model": "gemini-2.5-pro", "tier": "heavy"}),
-        )
+        .post("/api/v1/llms", json!({"name": "cli", "type": "gemini-cli", "model": "gemini-2.5-pro", "tier": "heavy"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
@@ -209,11 +142,7 @@ async fn resolve_api_key_reads_through_the_backend(kind: StoreKind) {
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-seed");
 
-    t.put(
-        "/api/v1/secrets/anthropic",
-        json!({"data": {"API_KEY": "sk-ant-rotated"}}),
-    )
-    .await;
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": "sk-ant-rotated"}})).await;
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-rotated");
 

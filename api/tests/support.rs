@@ -22,11 +22,7 @@ impl Reply {
     pub fn fields(&self) -> Vec<String> {
         self.body["error"]["details"]
             .as_array()
-            .map(|d| {
-                d.iter()
-                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
+            .map(|d| d.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -51,31 +47,20 @@ impl TestApp {
     /// A second mcpd on the same database, as another replica would be; the database stays
     /// owned by `self`.
     pub async fn replica(&self) -> TestApp {
-        TestApp {
-            app: self.reopen().await,
-            db: self.db.share(),
-        }
+        TestApp { app: self.reopen().await, db: self.db.share() }
     }
 
     /// Another mcpd on the same database, as after a restart.
     pub async fn reopen(&self) -> App {
-        App::open(&self.db.url, Duration::from_secs(10))
-            .await
-            .expect("mcpd restarts")
+        App::open(&self.db.url, Duration::from_secs(10)).await.expect("mcpd restarts")
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.router().oneshot(request).await.expect("the router answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
         Reply { status, headers, body }
     }
 
@@ -85,9 +70,7 @@ impl TestApp {
             request = request.header(header::IF_MATCH, v);
         }
         let request = match body {
-            Some(body) => request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
+            Some(body) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
             None => request.body(Body::empty()),
         };
         self.send(request.expect("request")).await
@@ -111,9 +94,7 @@ impl TestApp {
 
     /// Creates `anthropic` with an API key, and `claude-fast` using it.
     pub async fn seed_llm(&self) {
-        let r = self
-            .post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-ant-seed"))
-            .await;
+        let r = self.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-ant-seed")).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let r = self.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

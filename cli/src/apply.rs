@@ -45,9 +45,7 @@ fn apply_one(client: &Client, doc: &Document, dry_run: DryRun) -> anyhow::Result
     Ok(match (current, dry_run) {
         (None, DryRun::Client) => "created",
         (None, _) => {
-            client
-                .send(Method::POST, &format!("{}{query}", doc.kind.path()), Some(&doc.body))?
-                .into_success()?;
+            client.send(Method::POST, &format!("{}{query}", doc.kind.path()), Some(&doc.body))?.into_success()?;
             "created"
         }
         (Some(current), DryRun::Client) => {
@@ -58,9 +56,7 @@ fn apply_one(client: &Client, doc: &Document, dry_run: DryRun) -> anyhow::Result
             }
         }
         (Some(current), _) => {
-            let after = client
-                .send(Method::PUT, &format!("{path}{query}"), Some(&doc.body))?
-                .into_success()?;
+            let after = client.send(Method::PUT, &format!("{path}{query}"), Some(&doc.body))?.into_success()?;
             // The default flag lives outside the backend's own history (its resourceVersion).
             let same =
                 after["resourceVersion"] == current["resourceVersion"] && after["isDefault"] == current["isDefault"];
@@ -93,13 +89,10 @@ fn same_spec(desired: &Value, current: &Value) -> bool {
     let (Some(desired), Some(current)) = (desired.as_object(), current.as_object()) else {
         return false;
     };
-    let given_match = desired
-        .iter()
-        .filter(|(k, _)| !skip(k))
-        .all(|(k, v)| match current.get(k) {
-            Some(c) => c == v || (empty(c) && empty(v)),
-            None => empty(v),
-        });
+    let given_match = desired.iter().filter(|(k, _)| !skip(k)).all(|(k, v)| match current.get(k) {
+        Some(c) => c == v || (empty(c) && empty(v)),
+        None => empty(v),
+    });
     let omitted_empty = current
         .iter()
         .filter(|(k, _)| {
@@ -119,11 +112,7 @@ pub fn diff(client: &Client, paths: &[PathBuf]) -> anyhow::Result<u8> {
         let path = format!("{}/{}", doc.kind.path(), doc.name);
         let result = current(client, &path, false).and_then(|live| {
             let merged = match &live {
-                None => client.send(
-                    Method::POST,
-                    &format!("{}?dryRun=true", doc.kind.path()),
-                    Some(&doc.body),
-                ),
+                None => client.send(Method::POST, &format!("{}?dryRun=true", doc.kind.path()), Some(&doc.body)),
                 Some(_) => client.send(Method::PUT, &format!("{path}?dryRun=true"), Some(&doc.body)),
             }?
             .into_success()?;
@@ -217,14 +206,8 @@ mod tests {
             &json!({"kind": "llm", "name": "a", "type": "openai", "model": "m", "tier": "fast"}),
             &current
         ));
-        assert!(!same_spec(
-            &json!({"name": "a", "type": "openai", "model": "n", "tier": "fast"}),
-            &current
-        ));
+        assert!(!same_spec(&json!({"name": "a", "type": "openai", "model": "n", "tier": "fast"}), &current));
         let described = json!({"type": "openai", "model": "m", "tier": "fast", "description": "x"});
-        assert!(!same_spec(
-            &json!({"type": "openai", "model": "m", "tier": "fast"}),
-            &described
-        ));
+        assert!(!same_spec(&json!({"type": "openai", "model": "m", "tier": "fast"}), &described));
     }
 }

@@ -25,9 +25,8 @@ pub struct Cli {
 }
 
 fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
-    let parsed: jiff::SignedDuration = raw
-        .parse()
-        .map_err(|e| format!("{raw:?} is not a duration such as 10s: {e}"))?;
+    let parsed: jiff::SignedDuration =
+        raw.parse().map_err(|e| format!("{raw:?} is not a duration such as 10s: {e}"))?;
     std::time::Duration::try_from(parsed).map_err(|_| format!("{raw:?} must not be negative"))
 }
 

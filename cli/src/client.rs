@@ -40,11 +40,7 @@ impl Reply {
 
     /// The body of a successful reply, or the server's message as the error.
     pub fn into_success(self) -> anyhow::Result<Value> {
-        if self.is_success() {
-            Ok(self.body)
-        } else {
-            bail!(self.error_message())
-        }
+        if self.is_success() { Ok(self.body) } else { bail!(self.error_message()) }
     }
 }
 
@@ -55,11 +51,7 @@ impl Client {
             .user_agent(concat!("mcpctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("setting up the HTTP client")?;
-        Ok(Client {
-            base,
-            http,
-            retry_timeout,
-        })
+        Ok(Client { base, http, retry_timeout })
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -89,10 +81,7 @@ impl Client {
                 if attempt == 1 {
                     bail!(problem);
                 }
-                bail!(
-                    "{problem} (gave up after {attempt} attempts in {:.1}s)",
-                    started.elapsed().as_secs_f64()
-                );
+                bail!("{problem} (gave up after {attempt} attempts in {:.1}s)", started.elapsed().as_secs_f64());
             }
             std::thread::sleep(delay);
         }
@@ -103,10 +92,7 @@ impl Client {
 fn read(response: Response) -> anyhow::Result<Reply> {
     let status = response.status().as_u16();
     let text = response.text().context("reading mcpd's answer")?;
-    Ok(Reply {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    })
+    Ok(Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by mcpd or common proxies).
@@ -145,10 +131,7 @@ mod tests {
     fn backoff_grows_and_stays_bounded() {
         for attempt in 1..20 {
             let delay = backoff(attempt);
-            assert!(
-                delay >= Duration::from_millis(100) && delay < Duration::from_millis(7500),
-                "{delay:?}"
-            );
+            assert!(delay >= Duration::from_millis(100) && delay < Duration::from_millis(7500), "{delay:?}");
         }
         assert!(backoff(1) < Duration::from_millis(300));
     }

@@ -18,11 +18,7 @@ pub fn run(client: &Client, create: Create) -> anyhow::Result<()> {
         Create::Llm(args) => (Kind::Llm, llm(args)?),
     };
     let created = client.send(Method::POST, &kind.path(), Some(&body))?.into_success()?;
-    out!(
-        "{}/{} created",
-        kind.singular(),
-        created["name"].as_str().unwrap_or_default()
-    );
+    out!("{}/{} created", kind.singular(), created["name"].as_str().unwrap_or_default());
     Ok(())
 }
 
@@ -128,9 +124,7 @@ fn split_pair<'a>(pair: &'a str, flag: &str, shape: &str) -> anyhow::Result<(&'a
 /// A value piped in: everything on standard input, less one trailing newline.
 fn read_stdin_value() -> anyhow::Result<String> {
     let mut value = String::new();
-    std::io::stdin()
-        .read_to_string(&mut value)
-        .context("reading the value from standard input")?;
+    std::io::stdin().read_to_string(&mut value).context("reading the value from standard input")?;
     if value.ends_with('\n') {
         value.pop();
         if value.ends_with('\r') {
@@ -155,10 +149,8 @@ fn read_env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
             bail!("{}:{}: expected KEY=VALUE", path.display(), number + 1);
         };
         let value = value.trim();
-        let unquoted = ['"', '\'']
-            .iter()
-            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-            .unwrap_or(value);
+        let unquoted =
+            ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value);
         pairs.push((key.trim().to_owned(), unquoted.to_owned()));
     }
     Ok(pairs)

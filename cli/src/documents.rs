@@ -35,9 +35,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Document>> {
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading standard input")?;
+            std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
             let json = text.trim_start().starts_with(['{', '[']);
             documents.extend(parse("<stdin>", &text, json)?);
         } else if path.is_dir() {
@@ -57,21 +55,14 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Document>> {
     if documents.is_empty() {
         bail!(
             "no resource documents found in {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(documents)
 }
 
 fn extension(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
+    path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<Document>> {
@@ -95,11 +86,7 @@ pub fn parse(file: &str, text: &str, json: bool) -> anyhow::Result<Vec<Document>
     for top in tops {
         expand(file, top, &mut bodies)?;
     }
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| check(format!("{file}: document {}", i + 1), body))
-        .collect()
+    bodies.into_iter().enumerate().map(|(i, body)| check(format!("{file}: document {}", i + 1), body)).collect()
 }
 
 /// Flattens arrays and the grouped form into single documents.
@@ -141,12 +128,7 @@ fn check(source: String, body: Value) -> anyhow::Result<Document> {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
         _ => bail!("{source}: name is required"),
     };
-    Ok(Document {
-        source,
-        kind,
-        name,
-        body,
-    })
+    Ok(Document { source, kind, name, body })
 }
 
 #[cfg(test)]
@@ -159,12 +141,7 @@ mod tests {
 
     #[test]
     fn multi_document_yaml() {
-        let docs = parse(
-            "f.yaml",
-            "kind: llm\nname: a\n---\nkind: Secrets\nname: b\n---\n",
-            false,
-        )
-        .unwrap();
+        let docs = parse("f.yaml", "kind: llm\nname: a\n---\nkind: Secrets\nname: b\n---\n", false).unwrap();
         assert_eq!(ids(&docs), ["llm/a", "secret/b"]);
         assert_eq!(docs[1].source, "f.yaml: document 2");
     }

@@ -19,11 +19,7 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
         bail!("name resources of one kind: mcpctl get llm NAME");
     }
     let query = |kind: Kind| {
-        if reveal && kind == Kind::Secret {
-            "?reveal=true"
-        } else {
-            ""
-        }
+        if reveal && kind == Kind::Secret { "?reveal=true" } else { "" }
     };
     if names.is_empty() {
         let mut all = Vec::new();
@@ -94,23 +90,14 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             }
             // describe pings the backend: can mcpd reach it and is it let in?
             let health = client.get(&format!("{}/{name}/health", kind.path()))?.into_success()?;
-            fields.push((
-                "Reachability",
-                format!("{} ({})", text(&health["status"]), text(&health["message"])),
-            ));
+            fields.push(("Reachability", format!("{} ({})", text(&health["status"]), text(&health["message"]))));
         }
     }
     fields.extend([
         ("Description", none_if_empty(text(&doc["description"]))),
         ("Resource Version", text(&doc["resourceVersion"])),
-        (
-            "Created",
-            format!("{} ({} ago)", text(&doc["createdAt"]), age(&doc["createdAt"])),
-        ),
-        (
-            "Updated",
-            format!("{} ({} ago)", text(&doc["updatedAt"]), age(&doc["updatedAt"])),
-        ),
+        ("Created", format!("{} ({} ago)", text(&doc["createdAt"]), age(&doc["createdAt"]))),
+        ("Updated", format!("{} ({} ago)", text(&doc["updatedAt"]), age(&doc["updatedAt"]))),
     ]);
 
     let mut out = TabWriter::new(std::io::stdout().lock()).padding(1);
@@ -119,15 +106,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     }
     let (label, referrers) = referrers(client, kind, name)?;
     if let Some(label) = label {
-        writeln!(
-            out,
-            "{label}:\t{}",
-            if referrers.is_empty() {
-                "<none>".into()
-            } else {
-                referrers.join(", ")
-            }
-        )?;
+        writeln!(out, "{label}:\t{}", if referrers.is_empty() { "<none>".into() } else { referrers.join(", ") })?;
     }
     out.flush()?;
     drop(out);

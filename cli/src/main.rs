@@ -49,10 +49,9 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    error
+        .chain()
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -63,22 +62,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             create::run(&connect()?, create)?;
             0
         }
-        Command::Get {
-            kind,
-            names,
-            output,
-            reveal,
-        } => ok(get::get(&connect()?, kind, &names, output, reveal)?),
+        Command::Get { kind, names, output, reveal } => ok(get::get(&connect()?, kind, &names, output, reveal)?),
         Command::Describe { kind, name } => {
             get::describe(&connect()?, kind, &name)?;
             0
         }
-        Command::Delete {
-            kind,
-            names,
-            filename,
-            ignore_not_found,
-        } => ok(apply::delete(&connect()?, kind, &names, &filename, ignore_not_found)?),
+        Command::Delete { kind, names, filename, ignore_not_found } => {
+            ok(apply::delete(&connect()?, kind, &names, &filename, ignore_not_found)?)
+        }
         Command::Apply { filename, dry_run } => ok(apply::apply(&connect()?, &filename, dry_run)?),
         Command::Diff { filename } => match apply::diff(&connect()?, &filename) {
             Ok(code) => code,
@@ -109,11 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut config = config::load()?;
             config.server = Some(url.trim_end_matches('/').to_owned());
             let path = config::save(&config)?;
-            out!(
-                "server set to {} in {}",
-                config.server.unwrap_or_default(),
-                path.display()
-            );
+            out!("server set to {} in {}", config.server.unwrap_or_default(), path.display());
             0
         }
         Command::Config(ConfigCommand::View) => {

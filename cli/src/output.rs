@@ -75,12 +75,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
             Kind::SecretBackend | Kind::All => vec![
                 text(&doc["name"]),
                 text(&doc["type"]),
-                if doc["isDefault"] == Value::Bool(true) {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .into(),
+                if doc["isDefault"] == Value::Bool(true) { "yes" } else { "no" }.into(),
                 age,
             ],
         };
@@ -93,17 +88,11 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                     text(&doc["description"]),
                 ],
                 Kind::Secret => {
-                    vec![
-                        text(&doc["dataVersion"]),
-                        text(&doc["resourceVersion"]),
-                        text(&doc["description"]),
-                    ]
+                    vec![text(&doc["dataVersion"]), text(&doc["resourceVersion"]), text(&doc["description"])]
                 }
-                Kind::SecretBackend | Kind::All => vec![
-                    or_none(text(&doc["config"]["url"])),
-                    text(&doc["resourceVersion"]),
-                    text(&doc["description"]),
-                ],
+                Kind::SecretBackend | Kind::All => {
+                    vec![or_none(text(&doc["config"]["url"])), text(&doc["resourceVersion"]), text(&doc["description"])]
+                }
             });
         }
         rows.push(row);
@@ -115,10 +104,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
         writeln!(writer, "{}", cells.join("\t"))?;
     }
     let bytes = writer.into_inner().context("aligning the table")?;
-    Ok(String::from_utf8_lossy(&bytes)
-        .lines()
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect())
+    Ok(String::from_utf8_lossy(&bytes).lines().map(|l| format!("{}\n", l.trim_end())).collect())
 }
 
 /// A JSON value as plain text: strings without quotes, null as empty.
@@ -142,21 +128,13 @@ pub fn key_ref(value: &Value) -> String {
 }
 
 pub fn list(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
+    value.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default()
 }
 
 pub fn pairs(value: &Value) -> String {
     value
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", text(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", text(v))).collect::<Vec<_>>().join(","))
         .unwrap_or_default()
 }
 

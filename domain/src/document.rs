@@ -126,19 +126,15 @@ pub fn parse<T: DeserializeOwned>(kind: Kind, value: Value) -> Result<Parsed<T>,
     match fields.remove("kind") {
         None | Some(Value::Null) => {}
         Some(Value::String(k)) if Kind::parse(&k) == Some(kind) => {}
-        Some(other) => errors.add(
-            "kind",
-            format!("must be {kind:?} for this endpoint, not {other}", kind = kind.as_str()),
-        ),
+        Some(other) => {
+            errors.add("kind", format!("must be {kind:?} for this endpoint, not {other}", kind = kind.as_str()))
+        }
     }
     let name = match fields.remove("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) => Some(n),
         Some(_) => {
-            return Err(ShapeError::Field {
-                path: "name".into(),
-                message: "invalid type: expected a string".into(),
-            });
+            return Err(ShapeError::Field { path: "name".into(), message: "invalid type: expected a string".into() });
         }
     };
     for field in kind.read_only_fields() {
@@ -148,11 +144,7 @@ pub fn parse<T: DeserializeOwned>(kind: Kind, value: Value) -> Result<Parsed<T>,
         |e: serde_path_to_error::Error<serde_json::Error>| {
             let path = e.path().to_string();
             ShapeError::Field {
-                path: if path == "." {
-                    "spec".into()
-                } else {
-                    format!("spec.{path}")
-                },
+                path: if path == "." { "spec".into() } else { format!("spec.{path}") },
                 message: e.into_inner().to_string(),
             }
         },

@@ -24,12 +24,7 @@ pub trait Classified {
 /// Lists names for a conflict message, bounded so a message stays readable.
 pub fn name_list(names: &[String]) -> String {
     const SHOWN: usize = 10;
-    let mut out = names
-        .iter()
-        .take(SHOWN)
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut out = names.iter().take(SHOWN).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
     if names.len() > SHOWN {
         out.push_str(&format!(" and {} more", names.len() - SHOWN));
     }

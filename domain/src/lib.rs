@@ -8,6 +8,7 @@ pub mod document;
 pub mod error;
 pub mod llm;
 pub mod metadata;
+pub mod migration;
 pub mod name;
 pub mod secret;
 pub mod secret_backend;

@@ -19,10 +19,7 @@ impl ResourceName {
         if raw.len() > 63 {
             return Err("must be at most 63 characters");
         }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err("must consist of lower-case letters, digits and '-'");
         }
         if raw.starts_with('-') || raw.ends_with('-') {

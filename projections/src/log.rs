@@ -107,13 +107,8 @@ impl EventLog {
         .bind(aggregate_id)
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|r| {
-            Ok(Position {
-                transaction_id: r.try_get("transaction_id")?,
-                position: r.try_get("position")?,
-            })
-        })
-        .transpose()
+        row.map(|r| Ok(Position { transaction_id: r.try_get("transaction_id")?, position: r.try_get("position")? }))
+            .transpose()
     }
 
     fn columns(&self) -> &'static str {
@@ -127,23 +122,17 @@ impl EventLog {
 fn decode(row: &AnyRow) -> DbResult<StoredEvent> {
     let json = |column: &str| -> DbResult<Value> {
         let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: Box::new(e),
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
     };
     let metadata = match json("metadata")? {
-        Value::Object(map) => map
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect(),
+        Value::Object(map) => {
+            map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+        }
         _ => HashMap::new(),
     };
     Ok(StoredEvent {
-        position: Position {
-            transaction_id: row.try_get("transaction_id")?,
-            position: row.try_get("position")?,
-        },
+        position: Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? },
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,

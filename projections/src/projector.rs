@@ -25,10 +25,7 @@ pub struct ProjectorConfig {
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 500,
-            poll_interval: Duration::from_millis(200),
-        }
+        Self { batch_size: 500, poll_interval: Duration::from_millis(200) }
     }
 }
 
@@ -71,10 +68,7 @@ impl ProjectorHandle {
         }
         let stopped = self.stopped.lock().expect("projector status lock");
         match stopped.iter().next() {
-            Some((name, error)) => Err(WaitError::Stopped {
-                name,
-                error: error.clone(),
-            }),
+            Some((name, error)) => Err(WaitError::Stopped { name, error: error.clone() }),
             None => Err(WaitError::TimedOut(timeout)),
         }
     }
@@ -113,12 +107,7 @@ impl Projector {
             stopped: stopped.clone(),
         };
         let task = tokio::spawn(projector.run());
-        Ok(ProjectorHandle {
-            wake,
-            projected: receiver,
-            stopped,
-            task: Arc::new(task),
-        })
+        Ok(ProjectorHandle { wake, projected: receiver, stopped, task: Arc::new(task) })
     }
 
     async fn run(mut self) {
@@ -138,10 +127,7 @@ impl Projector {
 
     fn running(&self) -> Vec<ReadModel> {
         let stopped = self.stopped.lock().expect("projector status lock");
-        ReadModel::ALL
-            .into_iter()
-            .filter(|m| !stopped.contains_key(m.name()))
-            .collect()
+        ReadModel::ALL.into_iter().filter(|m| !stopped.contains_key(m.name())).collect()
     }
 
     /// Projects one batch; true when the log may hold more right away.
@@ -169,10 +155,7 @@ impl Projector {
                 Err(poison) => {
                     let error = error_chain(&poison);
                     tracing::error!(read_model = model.name(), %error, "read model stopped at an event it cannot apply");
-                    self.stopped
-                        .lock()
-                        .expect("projector status lock")
-                        .insert(model.name(), error);
+                    self.stopped.lock().expect("projector status lock").insert(model.name(), error);
                 }
             }
         }
@@ -233,10 +216,7 @@ async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult<Position> 
         .bind(model.name())
         .fetch_one(&db.pool)
         .await?;
-    Ok(Position {
-        transaction_id: row.try_get("transaction_id")?,
-        position: row.try_get("position")?,
-    })
+    Ok(Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? })
 }
 
 /// An error with its causes, for logs.

@@ -32,11 +32,9 @@ impl TestDb {
     pub async fn new(kind: StoreKind) -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match kind {
-            StoreKind::Sqlite => TestDb {
-                url: format!("sqlite://{}", dir.path().join("mcpd.db").display()),
-                dir,
-                postgres_name: None,
-            },
+            StoreKind::Sqlite => {
+                TestDb { url: format!("sqlite://{}", dir.path().join("mcpd.db").display()), dir, postgres_name: None }
+            }
             StoreKind::Postgres => {
                 let admin = postgres_admin_url();
                 let name = format!("mcpd_test_{}", uuid::Uuid::new_v4().simple());
@@ -49,22 +47,14 @@ impl TestDb {
                     .expect("creating the test database");
                 let base = admin.split('?').next().unwrap_or(&admin);
                 let base = &base[..base.rfind('/').expect("a database URL has a path")];
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    dir,
-                    postgres_name: Some(name),
-                }
+                TestDb { url: format!("{base}/{name}"), dir, postgres_name: Some(name) }
             }
         }
     }
 
     /// Another handle on the same database that does not drop it.
     pub fn share(&self) -> TestDb {
-        TestDb {
-            url: self.url.clone(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            postgres_name: None,
-        }
+        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), postgres_name: None }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -79,10 +69,7 @@ impl Drop for TestDb {
         };
         // Drop runs outside async; a short-lived runtime on its own thread does the clean-up.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

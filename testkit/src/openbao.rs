@@ -32,11 +32,7 @@ pub fn shared() -> &'static OpenBao {
 impl OpenBao {
     /// Starts a dev server of this test's own; it stops when dropped.
     pub fn start() -> OpenBao {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let root_token = format!("root-{}", uuid::Uuid::new_v4().simple());
         let script = format!(
             "{bao} server -dev -dev-root-token-id={root_token} -dev-listen-address=127.0.0.1:{port} >/dev/null 2>&1 &
@@ -52,17 +48,10 @@ impl OpenBao {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting the OpenBao dev server (is `bao` installed? scripts/test.sh installs it)");
-        let server = OpenBao {
-            addr: format!("http://127.0.0.1:{port}"),
-            root_token,
-            watchdog: Some(watchdog),
-        };
+        let server = OpenBao { addr: format!("http://127.0.0.1:{port}"), root_token, watchdog: Some(watchdog) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "the OpenBao dev server did not answer within 30 s on port {port}"
-            );
+            assert!(Instant::now() < deadline, "the OpenBao dev server did not answer within 30 s on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -86,10 +75,7 @@ impl OpenBao {
     /// Stops the server (SIGTERM to its watchdog, which takes the server down with it).
     pub fn stop(&mut self) {
         if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(watchdog.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(watchdog.id().to_string()).status();
             let _ = watchdog.wait();
         }
     }
@@ -111,13 +97,8 @@ impl OpenBao {
     /// A new token holding only `policy` (HCL).
     pub async fn token_with_policy(&self, policy: &str) -> String {
         let name = format!("p-{}", uuid::Uuid::new_v4().simple());
-        let (status, _) = self
-            .root(
-                reqwest::Method::PUT,
-                &format!("sys/policies/acl/{name}"),
-                Some(json!({"policy": policy})),
-            )
-            .await;
+        let (status, _) =
+            self.root(reqwest::Method::PUT, &format!("sys/policies/acl/{name}"), Some(json!({"policy": policy}))).await;
         assert!(status < 300, "writing policy {name}: {status}");
         let (status, body) = self
             .root(
@@ -127,10 +108,7 @@ impl OpenBao {
             )
             .await;
         assert!(status < 300, "creating a token: {status} {body}");
-        body["auth"]["client_token"]
-            .as_str()
-            .expect("a client token")
-            .to_owned()
+        body["auth"]["client_token"].as_str().expect("a client token").to_owned()
     }
 
     /// A token that may do everything mcpd needs under `secret/.../{prefix}`.
@@ -145,18 +123,13 @@ impl OpenBao {
 
     /// The latest data at `secret/data/{path}`, if any (read with the root token).
     pub async fn read(&self, path: &str) -> Option<Value> {
-        let (status, body) = self
-            .root(reqwest::Method::GET, &format!("secret/data/{path}"), None)
-            .await;
+        let (status, body) = self.root(reqwest::Method::GET, &format!("secret/data/{path}"), None).await;
         (status == 200).then(|| body["data"]["data"].clone())
     }
 
     /// Whether any metadata (any version) exists at `path`.
     pub async fn exists(&self, path: &str) -> bool {
-        self.root(reqwest::Method::GET, &format!("secret/metadata/{path}"), None)
-            .await
-            .0
-            == 200
+        self.root(reqwest::Method::GET, &format!("secret/metadata/{path}"), None).await.0 == 200
     }
 }
 

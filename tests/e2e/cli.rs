@@ -20,28 +20,16 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
     let env = ctl.file("openai.env", "# team key\nAPI_KEY=sk-from-file\nexport ORG=\"org-1\"\n");
 
     assert_eq!(
-        ctl.run(&[
-            "create",
-            "sb",
-            "archive",
-            "--type",
-            "plaintext",
-            "--description",
-            "old keys"
-        ])
-        .ok()
-        .stdout,
+        ctl.run(&["create", "sb", "archive", "--type", "plaintext", "--description", "old keys"]).ok().stdout,
         "secretbackend/archive created\n"
     );
-    ctl.run(&["create", "secret", "anthropic", "--data", "API_KEY=sk-ant-1"])
-        .ok();
+    ctl.run(&["create", "secret", "anthropic", "--data", "API_KEY=sk-ant-1"]).ok();
     let piped = ctl.run_with_stdin(
         &["create", "secret", "piped", "--data", "TOKEN=-", "--backend", "archive"],
         Some("from-stdin\n"),
     );
     assert_eq!(piped.ok().stdout, "secret/piped created\n");
-    ctl.run(&["create", "secret", "openai", "--from-env-file", env.to_str().unwrap()])
-        .ok();
+    ctl.run(&["create", "secret", "openai", "--from-env-file", env.to_str().unwrap()]).ok();
     let llm = [
         "create",
         "llm",
@@ -89,16 +77,9 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
     // Tables: kubectl-style headers and aligned columns.
     let llms = ctl.run(&["get", "llms"]).ok();
     let lines = llms.lines();
-    assert_eq!(
-        lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "TYPE", "MODEL", "TIER", "API", "KEY", "AGE"]
-    );
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "TYPE", "MODEL", "TIER", "API", "KEY", "AGE"]);
     assert_eq!(lines[1].find("claude-haiku-4-5"), lines[0].find("MODEL"));
-    assert!(
-        lines[1].contains("anthropic/API_KEY") && lines[2].contains("<none>"),
-        "{}",
-        llms.stdout
-    );
+    assert!(lines[1].contains("anthropic/API_KEY") && lines[2].contains("<none>"), "{}", llms.stdout);
     let wide = ctl.run(&["get", "llm", "-o", "wide"]).ok();
     assert!(
         wide.lines()[0].contains("URL")
@@ -106,16 +87,10 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
             && wide.stdout.contains("http://127.0.0.1:11434")
     );
     let secrets = ctl.run(&["get", "secrets"]).ok();
-    assert_eq!(
-        secrets.lines()[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "BACKEND", "KEYS", "AGE"]
-    );
+    assert_eq!(secrets.lines()[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "BACKEND", "KEYS", "AGE"]);
     assert!(secrets.stdout.contains("API_KEY,ORG"));
     let backends = ctl.run(&["get", "sb"]).ok();
-    assert_eq!(
-        backends.lines()[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "TYPE", "DEFAULT", "AGE"]
-    );
+    assert_eq!(backends.lines()[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "TYPE", "DEFAULT", "AGE"]);
     assert!(backends.lines()[2].starts_with("default") && backends.lines()[2].contains("yes"));
 
     // Documents and names.
@@ -147,18 +122,12 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
     }
     assert!(!described.contains("sk-ant-1"));
     let described = ctl.run(&["describe", "sb", "archive"]).ok().stdout;
-    assert!(
-        described.contains("Holds:") && described.contains("secret/piped"),
-        "{described}"
-    );
+    assert!(described.contains("Holds:") && described.contains("secret/piped"), "{described}");
 
     // delete, and what a missing resource looks like.
     let refused = ctl.run(&["delete", "secret", "anthropic"]);
     assert_eq!(refused.code, 1);
-    assert_eq!(
-        refused.stderr,
-        "Error: secret \"anthropic\" is used by llm \"claude-fast\"\n"
-    );
+    assert_eq!(refused.stderr, "Error: secret \"anthropic\" is used by llm \"claude-fast\"\n");
     assert_eq!(
         ctl.run(&["delete", "llm", "claude-fast", "local"]).ok().lines(),
         ["llm/claude-fast deleted", "llm/local deleted"]
@@ -171,15 +140,9 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
     assert_eq!(ctl.run(&["delete", "llm", "claude-fast"]).code, 1);
     assert_eq!(ctl.run(&["delete", "llm", "claude-fast", "--ignore-not-found"]).code, 0);
     let empty = ctl.run(&["get", "llms"]).ok();
-    assert_eq!(
-        (empty.stdout.as_str(), empty.stderr.as_str()),
-        ("", "No resources found.\n")
-    );
+    assert_eq!((empty.stdout.as_str(), empty.stderr.as_str()), ("", "No resources found.\n"));
     let version = ctl.run(&["version"]).ok().stdout;
-    assert!(
-        version.contains(&format!("Server Version: {}", env!("CARGO_PKG_VERSION"))),
-        "{version}"
-    );
+    assert!(version.contains(&format!("Server Version: {}", env!("CARGO_PKG_VERSION"))), "{version}");
 }
 
 const CATALOGUE: &str = "\
@@ -206,53 +169,22 @@ async fn apply_takes_every_document_form_in_dependency_order(kind: StoreKind) {
     // The llm comes first in the file, its secret and backend after it: applied in dependency order.
     let file = ctl.file("catalogue.yaml", CATALOGUE);
     let applied = ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok();
-    assert_eq!(
-        applied.lines(),
-        [
-            "secretbackend/archive created",
-            "secret/openai created",
-            "llm/gpt created"
-        ]
-    );
+    assert_eq!(applied.lines(), ["secretbackend/archive created", "secret/openai created", "llm/gpt created"]);
     let again = ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok();
-    assert_eq!(
-        again.lines(),
-        [
-            "secretbackend/archive unchanged",
-            "secret/openai unchanged",
-            "llm/gpt unchanged"
-        ]
-    );
+    assert_eq!(again.lines(), ["secretbackend/archive unchanged", "secret/openai unchanged", "llm/gpt unchanged"]);
     let changed = ctl.file("catalogue.yaml", &CATALOGUE.replace("gpt-5-mini", "gpt-5"));
     let changed = ctl.run(&["apply", "-f", changed.to_str().unwrap()]).ok();
-    assert_eq!(
-        changed.lines(),
-        [
-            "secretbackend/archive unchanged",
-            "secret/openai unchanged",
-            "llm/gpt configured"
-        ]
-    );
+    assert_eq!(changed.lines(), ["secretbackend/archive unchanged", "secret/openai unchanged", "llm/gpt configured"]);
     assert_eq!(server.get("/api/v1/llms/gpt").await.1["model"], "gpt-5");
 
     // A JSON array, the grouped form, a directory of both kinds of file, and standard input.
-    let array = ctl.file(
-        "docs/1-array.json",
-        r#"[{"kind": "secret", "name": "from-json", "data": {"K": "v"}}]"#,
-    );
+    let array = ctl.file("docs/1-array.json", r#"[{"kind": "secret", "name": "from-json", "data": {"K": "v"}}]"#);
     let grouped = "secrets:\n- name: grouped\n  data: {K: v}\nllms:\n- name: local\n  type: ollama\n  model: llama3\n  tier: fast\n  url: http://127.0.0.1:11434\n";
     ctl.file("docs/2-grouped.yml", grouped);
     ctl.file("docs/ignored.txt", "not a document");
     let dir = array.parent().unwrap().to_str().unwrap().to_owned();
     let applied = ctl.run(&["apply", "-f", &dir]).ok();
-    assert_eq!(
-        applied.lines(),
-        [
-            "secret/from-json created",
-            "secret/grouped created",
-            "llm/local created"
-        ]
-    );
+    assert_eq!(applied.lines(), ["secret/from-json created", "secret/grouped created", "llm/local created"]);
     let stdin = ctl.run_with_stdin(
         &["apply", "-f", "-"],
         Some("{\"kind\": \"secretbackend\", \"name\": \"piped\", \"type\": \"plaintext\"}"),
@@ -261,57 +193,27 @@ async fn apply_takes_every_document_form_in_dependency_order(kind: StoreKind) {
 
     // delete -f goes in reverse dependency order.
     let deleted = ctl.run(&["delete", "-f", file.to_str().unwrap()]).ok();
-    assert_eq!(
-        deleted.lines(),
-        [
-            "llm/gpt deleted",
-            "secret/openai deleted",
-            "secretbackend/archive deleted"
-        ]
-    );
+    assert_eq!(deleted.lines(), ["llm/gpt deleted", "secret/openai deleted", "secretbackend/archive deleted"]);
 }
 
 async fn exported_documents_apply_back_unchanged_and_recreate_a_server(kind: StoreKind) {
     let server = TestServer::start(kind).await;
     let ctl = Ctl::new(&server);
-    ctl.run(&["apply", "-f", ctl.file("c.yaml", CATALOGUE).to_str().unwrap()])
-        .ok();
-    ctl.run(&[
-        "create",
-        "secret",
-        "anthropic",
-        "--data",
-        "API_KEY=sk-ant",
-        "--description",
-        "prod",
-    ])
-    .ok();
+    ctl.run(&["apply", "-f", ctl.file("c.yaml", CATALOGUE).to_str().unwrap()]).ok();
+    ctl.run(&["create", "secret", "anthropic", "--data", "API_KEY=sk-ant", "--description", "prod"]).ok();
 
     let llms = ctl.run(&["get", "llms", "-o", "yaml"]).ok().stdout;
     let file = ctl.file("llms.yaml", &llms);
-    assert_eq!(
-        ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok().lines(),
-        ["llm/gpt unchanged"]
-    );
+    assert_eq!(ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok().lines(), ["llm/gpt unchanged"]);
     let json = ctl.file("all.json", &ctl.run(&["get", "all", "-o", "json"]).ok().stdout);
     let unchanged = ctl.run(&["apply", "-f", json.to_str().unwrap()]).ok();
-    assert!(
-        unchanged.lines().iter().all(|l| l.ends_with(" unchanged")),
-        "{}",
-        unchanged.stdout
-    );
+    assert!(unchanged.lines().iter().all(|l| l.ends_with(" unchanged")), "{}", unchanged.stdout);
 
     // Without --reveal a secret document has no data, and applying it keeps the values.
-    assert_eq!(
-        server.get("/api/v1/secrets/anthropic?reveal=true").await.1["data"]["API_KEY"],
-        "sk-ant"
-    );
+    assert_eq!(server.get("/api/v1/secrets/anthropic?reveal=true").await.1["data"]["API_KEY"], "sk-ant");
 
     // With --reveal the export recreates everything on an empty server.
-    let backup = ctl.file(
-        "backup.yaml",
-        &ctl.run(&["get", "all", "-o", "yaml", "--reveal"]).ok().stdout,
-    );
+    let backup = ctl.file("backup.yaml", &ctl.run(&["get", "all", "-o", "yaml", "--reveal"]).ok().stdout);
     let fresh = TestServer::start(kind).await;
     let fresh_ctl = Ctl::new(&fresh);
     let restored = fresh_ctl.run(&["apply", "-f", backup.to_str().unwrap()]).ok();
@@ -327,11 +229,7 @@ async fn exported_documents_apply_back_unchanged_and_recreate_a_server(kind: Sto
     for kind in ["llms", "secrets?reveal=true", "secretbackends"] {
         let (_, old) = server.get(&format!("/api/v1/{kind}")).await;
         let (_, new) = fresh.get(&format!("/api/v1/{kind}")).await;
-        assert_eq!(
-            comparable(new["items"].clone()),
-            comparable(old["items"].clone()),
-            "{kind}"
-        );
+        assert_eq!(comparable(new["items"].clone()), comparable(old["items"].clone()), "{kind}");
     }
 }
 
@@ -339,37 +237,20 @@ async fn dry_runs_change_nothing(kind: StoreKind) {
     let server = TestServer::start(kind).await;
     let ctl = Ctl::new(&server);
     let file = ctl.file("c.yaml", CATALOGUE);
-    let client = ctl
-        .run(&["apply", "-f", file.to_str().unwrap(), "--dry-run=client"])
-        .ok();
+    let client = ctl.run(&["apply", "-f", file.to_str().unwrap(), "--dry-run=client"]).ok();
     assert_eq!(
         client.lines(),
-        [
-            "secretbackend/archive created (dry run)",
-            "secret/openai created (dry run)",
-            "llm/gpt created (dry run)"
-        ]
+        ["secretbackend/archive created (dry run)", "secret/openai created (dry run)", "llm/gpt created (dry run)"]
     );
     let backend_only = ctl.file("sb.yaml", "kind: secretbackend\nname: archive\ntype: plaintext\n");
-    let server_dry = ctl
-        .run(&["apply", "-f", backend_only.to_str().unwrap(), "--dry-run=server"])
-        .ok();
+    let server_dry = ctl.run(&["apply", "-f", backend_only.to_str().unwrap(), "--dry-run=server"]).ok();
     assert_eq!(server_dry.stdout, "secretbackend/archive created (server dry run)\n");
-    for path in [
-        "/api/v1/llms/gpt",
-        "/api/v1/secrets/openai",
-        "/api/v1/secretbackends/archive",
-    ] {
+    for path in ["/api/v1/llms/gpt", "/api/v1/secrets/openai", "/api/v1/secretbackends/archive"] {
         assert_eq!(server.get(path).await.0, 404, "{path} exists after a dry run");
     }
 
     ctl.run(&["apply", "-f", file.to_str().unwrap()]).ok();
-    let changed = ctl.file(
-        "c.yaml",
-        &CATALOGUE
-            .replace("gpt-5-mini", "gpt-5")
-            .replace("sk-openai", "sk-rotated"),
-    );
+    let changed = ctl.file("c.yaml", &CATALOGUE.replace("gpt-5-mini", "gpt-5").replace("sk-openai", "sk-rotated"));
     for mode in ["--dry-run=client", "--dry-run=server"] {
         let run = ctl.run(&["apply", "-f", changed.to_str().unwrap(), mode]).ok();
         assert!(
@@ -377,31 +258,18 @@ async fn dry_runs_change_nothing(kind: StoreKind) {
             "{mode}: {}",
             run.stdout
         );
-        assert!(
-            run.stdout.contains("secretbackend/archive unchanged"),
-            "{mode}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.contains("secretbackend/archive unchanged"), "{mode}: {}", run.stdout);
     }
     assert_eq!(server.get("/api/v1/llms/gpt").await.1["model"], "gpt-5-mini");
-    assert_eq!(
-        server.get("/api/v1/secrets/openai?reveal=true").await.1["data"]["API_KEY"],
-        "sk-openai"
-    );
+    assert_eq!(server.get("/api/v1/secrets/openai?reveal=true").await.1["data"]["API_KEY"], "sk-openai");
     let (_, history) = server.get("/api/v1/llms/gpt/history").await;
     assert_eq!(history["items"].as_array().unwrap().len(), 1, "no event was recorded");
     // A server dry run checks references: an llm whose secret does not exist is refused.
-    let dangling = ctl.file(
-        "d.yaml",
-        "kind: llm\nname: x\ntype: openai\nmodel: m\ntier: fast\napiKeyRef: {name: nope, key: K}\n",
-    );
+    let dangling =
+        ctl.file("d.yaml", "kind: llm\nname: x\ntype: openai\nmodel: m\ntier: fast\napiKeyRef: {name: nope, key: K}\n");
     let refused = ctl.run(&["apply", "-f", dangling.to_str().unwrap(), "--dry-run=server"]);
     assert_eq!(refused.code, 1);
-    assert!(
-        refused.stderr.contains("spec.apiKeyRef.name: secret \"nope\""),
-        "{}",
-        refused.stderr
-    );
+    assert!(refused.stderr.contains("spec.apiKeyRef.name: secret \"nope\""), "{}", refused.stderr);
 }
 
 async fn diff_shows_what_apply_would_change(kind: StoreKind) {
@@ -414,20 +282,9 @@ async fn diff_shows_what_apply_would_change(kind: StoreKind) {
     let changed = ctl.file("c.yaml", &CATALOGUE.replace("gpt-5-mini", "gpt-5"));
     let diff = ctl.run(&["diff", "-f", changed.to_str().unwrap()]);
     assert_eq!(diff.code, 1, "{}", diff.stderr);
-    assert!(
-        diff.stdout.contains("--- live/llm/gpt") && diff.stdout.contains("+++ merged/llm/gpt"),
-        "{}",
-        diff.stdout
-    );
-    assert!(
-        diff.stdout.contains("-model: gpt-5-mini\n+model: gpt-5\n"),
-        "{}",
-        diff.stdout
-    );
-    assert!(
-        !diff.stdout.contains("secret/openai"),
-        "an unchanged secret is not shown"
-    );
+    assert!(diff.stdout.contains("--- live/llm/gpt") && diff.stdout.contains("+++ merged/llm/gpt"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("-model: gpt-5-mini\n+model: gpt-5\n"), "{}", diff.stdout);
+    assert!(!diff.stdout.contains("secret/openai"), "an unchanged secret is not shown");
     assert_eq!(server.get("/api/v1/llms/gpt").await.1["model"], "gpt-5-mini");
     let broken = ctl.run(&["diff", "-f", "missing.yaml"]);
     assert_eq!(broken.code, 2);
@@ -438,21 +295,9 @@ async fn bad_input_is_reported_with_file_document_and_field(kind: StoreKind) {
     let ctl = Ctl::new(&server);
     let good_then_bad = "kind: secret\nname: fine\ndata: {K: v}\n---\nkind: widget\nname: w\n";
     let cases = [
-        (
-            "missing.yaml",
-            None,
-            "Error: cannot read missing.yaml: No such file or directory",
-        ),
-        (
-            "broken.yaml",
-            Some("kind: llm\nname: [unclosed\n"),
-            "Error: broken.yaml: document 1: invalid YAML",
-        ),
-        (
-            "kinds.yaml",
-            Some(good_then_bad),
-            "Error: kinds.yaml: document 2: unknown kind \"widget\"",
-        ),
+        ("missing.yaml", None, "Error: cannot read missing.yaml: No such file or directory"),
+        ("broken.yaml", Some("kind: llm\nname: [unclosed\n"), "Error: broken.yaml: document 1: invalid YAML"),
+        ("kinds.yaml", Some(good_then_bad), "Error: kinds.yaml: document 2: unknown kind \"widget\""),
     ];
     for (name, content, expected) in cases {
         if let Some(content) = content {
@@ -463,21 +308,13 @@ async fn bad_input_is_reported_with_file_document_and_field(kind: StoreKind) {
         assert!(run.stderr.starts_with(expected), "{name}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"));
     }
-    assert_eq!(
-        server.get("/api/v1/secrets/fine").await.0,
-        404,
-        "nothing is applied from a file with a bad document"
-    );
+    assert_eq!(server.get("/api/v1/secrets/fine").await.0, 404, "nothing is applied from a file with a bad document");
 
-    let fields = ctl.file(
-        "fields.yaml",
-        "kind: llm\nname: x\ntype: openai\nmodle: gpt\ntier: medium\n",
-    );
+    let fields = ctl.file("fields.yaml", "kind: llm\nname: x\ntype: openai\nmodle: gpt\ntier: medium\n");
     let run = ctl.run(&["apply", "-f", fields.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr
-            .contains("fields.yaml: document 1 (llm/x): spec.modle: unknown field `modle`"),
+        run.stderr.contains("fields.yaml: document 1 (llm/x): spec.modle: unknown field `modle`"),
         "{}",
         run.stderr
     );
@@ -492,11 +329,7 @@ async fn bad_input_is_reported_with_file_document_and_field(kind: StoreKind) {
     );
 
     // Server down: a plain message and a failure status, after a bounded retry.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = Ctl::for_url(&format!("http://127.0.0.1:{closed}"));
     let mut command = down.command(&["get", "llms"]);
     command.env("MCPCTL_RETRY_TIMEOUT", "300ms");
@@ -504,9 +337,7 @@ async fn bad_input_is_reported_with_file_document_and_field(kind: StoreKind) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr.starts_with(&format!(
-            "Error: cannot reach mcpd at http://127.0.0.1:{closed}: connection refused"
-        )),
+        stderr.starts_with(&format!("Error: cannot reach mcpd at http://127.0.0.1:{closed}: connection refused")),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

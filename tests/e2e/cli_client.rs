@@ -39,10 +39,7 @@ async fn stub(answer: fn(usize) -> String) -> (String, Arc<AtomicUsize>) {
 }
 
 fn response(status: &str, headers: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,10 +75,7 @@ async fn retries_are_bounded_and_then_fail_clearly() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr.starts_with("Error: mcpd answered 503 Service Unavailable (gave up after"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("Error: mcpd answered 503 Service Unavailable (gave up after"), "{stderr}");
     let attempts = count.load(Ordering::SeqCst);
     assert!((2..=8).contains(&attempts), "{attempts} attempts");
 }
@@ -94,16 +88,8 @@ fn completion_scripts_generate_for_every_shell() {
         assert!(run.stdout.contains("mcpctl") && run.stdout.contains("apply"), "{shell}");
         if shell == "bash" {
             let script = ctl.file("mcpctl.bash", &run.stdout);
-            let check = std::process::Command::new("bash")
-                .arg("-n")
-                .arg(script)
-                .output()
-                .unwrap();
-            assert!(
-                check.status.success(),
-                "bash -n: {}",
-                String::from_utf8_lossy(&check.stderr)
-            );
+            let check = std::process::Command::new("bash").arg("-n").arg(script).output().unwrap();
+            assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
         }
     }
     let bad = ctl.run(&["completion", "powerpoint"]);
@@ -154,12 +140,8 @@ fn every_command_has_help_with_an_example() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walkthrough_runs_as_written() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("the README marks its walkthrough");
-    let end = readme
-        .find("<!-- walkthrough:end -->")
-        .expect("the walkthrough has an end");
+    let start = readme.find("<!-- walkthrough:start -->").expect("the README marks its walkthrough");
+    let end = readme.find("<!-- walkthrough:end -->").expect("the walkthrough has an end");
     let script: String = readme[start..end]
         .lines()
         .skip_while(|l| !l.starts_with("```sh"))
@@ -175,12 +157,7 @@ async fn the_readme_walkthrough_runs_as_written() {
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let output = tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new("bash");
-        command
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(&script)
-            .env("PATH", path);
+        command.arg("-euo").arg("pipefail").arg("-c").arg(&script).env("PATH", path);
         command
             .env("MCPCTL_SERVER", &ctl.server)
             .env("MCPCTL_CONFIG", &ctl.config)
@@ -199,8 +176,5 @@ async fn the_readme_walkthrough_runs_as_written() {
         String::from_utf8_lossy(&output.stderr)
     );
     let (_, llms) = server.get("/api/v1/llms").await;
-    assert!(
-        !llms["items"].as_array().unwrap().is_empty(),
-        "the walkthrough creates llms"
-    );
+    assert!(!llms["items"].as_array().unwrap().is_empty(), "the walkthrough creates llms");
 }

@@ -23,10 +23,7 @@ async fn snapshot(server: &TestServer) -> Value {
 
 /// One client: creates a secret and an Llm using it, over and over, until mcpd goes away.
 async fn writer(base: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>>) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     for i in 0.. {
         let secret = format!("s{id}-{i}");
         let value = format!("value-{id}-{i}");
@@ -47,9 +44,7 @@ async fn writer(base: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>
 async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     let mut server = TestServer::start(kind).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..3)
-        .map(|id| tokio::spawn(writer(server.url(""), id, acked.clone())))
-        .collect();
+    let writers: Vec<_> = (0..3).map(|id| tokio::spawn(writer(server.url(""), id, acked.clone()))).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 60 {
         assert!(Instant::now() < deadline, "the writers made no progress");
@@ -64,10 +59,7 @@ async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     server.spawn().await;
     for (path, value) in &acked {
         let (status, body) = server.get(&format!("/api/v1/{path}?reveal=true")).await;
-        assert_eq!(
-            status, 200,
-            "{path} was acknowledged before the kill but is gone after it"
-        );
+        assert_eq!(status, 200, "{path} was acknowledged before the kill but is gone after it");
         if !value.is_empty() {
             assert_eq!(body["data"]["API_KEY"], *value, "{path} lost its value");
         }
@@ -79,21 +71,13 @@ async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&server.store_url()).await.unwrap();
     for table in ["llms", "secrets", "secret_backends"] {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut conn).await.unwrap();
     }
-    sqlx::query("UPDATE projection_checkpoints SET transaction_id = 0, position = 0")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE projection_checkpoints SET transaction_id = 0, position = 0").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     server.spawn().await;
     // Reads do not wait for the projector; a write does, and the log is projected in order.
-    let (status, _) = server
-        .post("/api/v1/secrets", json!({"name": "after-replay", "data": {}}))
-        .await;
+    let (status, _) = server.post("/api/v1/secrets", json!({"name": "after-replay", "data": {}})).await;
     assert_eq!(status, 201);
     server.delete("/api/v1/secrets/after-replay").await;
     assert_eq!(snapshot(&server).await, before);

@@ -40,11 +40,7 @@ impl Ctl {
 
     pub fn for_url(url: &str) -> Ctl {
         let dir = tempfile::tempdir().unwrap();
-        Ctl {
-            server: url.to_owned(),
-            config: dir.path().join("config.json"),
-            dir,
-        }
+        Ctl { server: url.to_owned(), config: dir.path().join("config.json"), dir }
     }
 
     /// A file in this client's scratch directory.

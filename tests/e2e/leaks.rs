@@ -12,46 +12,20 @@ async fn secret_values_never_reach_logs_or_events(kind: StoreKind) {
     let values = ["sk-proj-Zq81LmX04", "org-9f8e7d6c5b", "sk-rotated-AA11BB22", "48151623"];
 
     let (status, _) = server
-        .post(
-            "/api/v1/secrets",
-            json!({"name": "openai", "data": {"API_KEY": values[0], "ORG": values[1]}}),
-        )
+        .post("/api/v1/secrets", json!({"name": "openai", "data": {"API_KEY": values[0], "ORG": values[1]}}))
         .await;
     assert_eq!(status, 201);
     let llm = json!({"name": "gpt", "type": "openai", "model": "gpt-5", "tier": "heavy",
                      "apiKeyRef": {"name": "openai", "key": "API_KEY"}});
     assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
     assert_eq!(
-        server
-            .put(
-                "/api/v1/secrets/openai",
-                json!({"data": {"API_KEY": values[2], "ORG": values[1]}})
-            )
-            .await
-            .0,
+        server.put("/api/v1/secrets/openai", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await.0,
         200
     );
     // Refused writes carry values too: a duplicate, a dropped key in use, a non-string value.
-    assert_eq!(
-        server
-            .post(
-                "/api/v1/secrets",
-                json!({"name": "openai", "data": {"API_KEY": values[0]}})
-            )
-            .await
-            .0,
-        409
-    );
-    assert_eq!(
-        server
-            .put("/api/v1/secrets/openai", json!({"data": {"X": values[0]}}))
-            .await
-            .0,
-        409
-    );
-    let (status, body) = server
-        .post("/api/v1/secrets", json!({"name": "pin", "data": {"PIN": 48151623}}))
-        .await;
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "openai", "data": {"API_KEY": values[0]}})).await.0, 409);
+    assert_eq!(server.put("/api/v1/secrets/openai", json!({"data": {"X": values[0]}})).await.0, 409);
+    let (status, body) = server.post("/api/v1/secrets", json!({"name": "pin", "data": {"PIN": 48151623}})).await;
     assert_eq!(status, 422);
     assert!(!body.to_string().contains(values[3]));
     let (_, revealed) = server.get("/api/v1/secrets/openai?reveal=true").await;
@@ -65,13 +39,8 @@ async fn secret_values_never_reach_logs_or_events(kind: StoreKind) {
         StoreKind::Sqlite => "SELECT payload || metadata AS t FROM events",
         StoreKind::Postgres => "SELECT payload::text || metadata::text AS t FROM events",
     };
-    let events: String = sqlx::query(query)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>("t"))
-        .collect();
+    let events: String =
+        sqlx::query(query).fetch_all(&mut conn).await.unwrap().iter().map(|r| r.get::<String, _>("t")).collect();
     assert!(events.contains("SecretUpdated"), "the scan sees the events: {events}");
     for value in values {
         assert!(!logs.contains(value), "{value} leaked into the logs");

@@ -18,11 +18,7 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` before the end-to-end tests",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the end-to-end tests", path.display());
     path
 }
 
@@ -39,11 +35,7 @@ pub struct TestServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl TestServer {
@@ -61,10 +53,7 @@ impl TestServer {
             child: None,
             starts: 0,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         };
         server.spawn().await;
         server
@@ -88,9 +77,7 @@ impl TestServer {
 
     /// Everything every run of mcpd wrote to stderr.
     pub fn logs(&self) -> String {
-        (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default())
-            .collect()
+        (1..=self.starts).map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default()).collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,11 +117,7 @@ impl TestServer {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("mcpd exited with {status} at start:\n{}", self.logs());
             }
-            assert!(
-                Instant::now() < deadline,
-                "mcpd did not answer within 60 s:\n{}",
-                self.logs()
-            );
+            assert!(Instant::now() < deadline, "mcpd did not answer within 60 s:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -150,11 +133,7 @@ impl TestServer {
     /// SIGTERM, then the exit status (waits up to 30 s).
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("mcpd is running");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -190,21 +169,15 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(body))
-            .await
-            .expect("mcpd answers")
+        self.send(reqwest::Method::POST, path, Some(body)).await.expect("mcpd answers")
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::PUT, path, Some(body))
-            .await
-            .expect("mcpd answers")
+        self.send(reqwest::Method::PUT, path, Some(body)).await.expect("mcpd answers")
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::DELETE, path, None)
-            .await
-            .expect("mcpd answers")
+        self.send(reqwest::Method::DELETE, path, None).await.expect("mcpd answers")
     }
 }
 

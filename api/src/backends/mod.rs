@@ -41,12 +41,7 @@ pub enum BackendError {
     #[error("secretbackend {backend:?} denied access to {path} (permission denied; check the token's policy)")]
     PermissionDenied { backend: String, path: String },
     #[error("secretbackend {backend:?} answered {status} for {path}: {message}")]
-    Failed {
-        backend: String,
-        path: String,
-        status: u16,
-        message: String,
-    },
+    Failed { backend: String, path: String, status: u16, message: String },
     #[error("secretbackend {backend:?}: {path} was changed by another writer at the same time; retry")]
     Conflict { backend: String, path: String },
     #[error("secretbackend {backend:?}: {path} holds data mcpd did not write; refusing to overwrite it")]
@@ -68,10 +63,7 @@ pub struct Health {
 
 impl Health {
     pub fn ok(message: impl Into<String>) -> Health {
-        Health {
-            status: "ok",
-            message: message.into(),
-        }
+        Health { status: "ok", message: message.into() }
     }
 
     pub fn from_error(error: &BackendError) -> Health {
@@ -81,10 +73,7 @@ impl Health {
             BackendError::PermissionDenied { .. } | BackendError::Token { .. } => "permission denied",
             _ => "error",
         };
-        Health {
-            status,
-            message: error.to_string(),
-        }
+        Health { status, message: error.to_string() }
     }
 }
 
@@ -108,12 +97,9 @@ pub trait SecretBackendDriver: Send + Sync {
 /// The driver for one backend row.
 pub fn driver(db: &Database, http: &reqwest::Client, backend: &Record<BackendState>) -> Arc<dyn SecretBackendDriver> {
     match (backend.spec.spec.backend_type, &backend.spec.spec.config) {
-        (BackendType::Openbao, Some(config)) => Arc::new(openbao::OpenBaoDriver::new(
-            &backend.name,
-            config.clone(),
-            http.clone(),
-            db.clone(),
-        )),
+        (BackendType::Openbao, Some(config)) => {
+            Arc::new(openbao::OpenBaoDriver::new(&backend.name, config.clone(), http.clone(), db.clone()))
+        }
         _ => Arc::new(plaintext::PlaintextDriver::new(db.clone())),
     }
 }

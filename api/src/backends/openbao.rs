@@ -45,13 +45,7 @@ struct Answer {
 
 impl OpenBaoDriver {
     pub fn new(backend: &str, config: OpenBaoConfig, http: reqwest::Client, db: Database) -> Self {
-        Self {
-            backend: backend.to_owned(),
-            config,
-            http,
-            db,
-            token: Mutex::new(None),
-        }
+        Self { backend: backend.to_owned(), config, http, db, token: Mutex::new(None) }
     }
 
     /// `{mount}/{kind}/{pathPrefix}{secret}`, as shown in messages and `externalRef`.
@@ -85,10 +79,7 @@ impl OpenBaoDriver {
     /// The token, from the cache unless the token secret changed or `refresh` is asked.
     async fn token(&self, refresh: bool) -> BackendResult<SecretString> {
         let reference = &self.config.token_secret_ref;
-        let fail = |reason: String| BackendError::Token {
-            backend: self.backend.clone(),
-            reason,
-        };
+        let fail = |reason: String| BackendError::Token { backend: self.backend.clone(), reason };
         let secret = secrets::get(&self.db, reference.name.as_str())
             .await
             .map_err(|e| BackendError::Internal(e.into()))?
@@ -103,12 +94,9 @@ impl OpenBaoDriver {
         let mut data = plaintext::get(&self.db, &secret.spec.value_ref)
             .await?
             .ok_or_else(|| fail(format!("the values of token secret {:?} are missing", reference.name)))?;
-        let token = data.remove(&reference.key).ok_or_else(|| {
-            fail(format!(
-                "token secret {:?} has no key {:?}",
-                reference.name, reference.key
-            ))
-        })?;
+        let token = data
+            .remove(&reference.key)
+            .ok_or_else(|| fail(format!("token secret {:?} has no key {:?}", reference.name, reference.key)))?;
         *cached = Some((secret.spec.value_ref, token.clone()));
         Ok(token)
     }
@@ -139,9 +127,7 @@ impl OpenBaoDriver {
                     });
                 }
                 status if status == StatusCode::SERVICE_UNAVAILABLE && errors(&answer.body).contains("sealed") => {
-                    return Err(BackendError::Sealed {
-                        backend: self.backend.clone(),
-                    });
+                    return Err(BackendError::Sealed { backend: self.backend.clone() });
                 }
                 status if status.is_server_error() => {
                     return Err(BackendError::Failed {
@@ -161,23 +147,14 @@ impl OpenBaoDriver {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| self.transport_error(&e))?;
-        Ok(Answer {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        })
+        Ok(Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> BackendError {
         if error.is_timeout() {
-            return BackendError::TimedOut {
-                backend: self.backend.clone(),
-                seconds: self.config.timeout_seconds,
-            };
+            return BackendError::TimedOut { backend: self.backend.clone(), seconds: self.config.timeout_seconds };
         }
-        BackendError::Unreachable {
-            backend: self.backend.clone(),
-            cause: root_cause(error),
-        }
+        BackendError::Unreachable { backend: self.backend.clone(), cause: root_cause(error) }
     }
 
     fn unexpected(&self, path: &str, answer: &Answer) -> BackendError {
@@ -192,9 +169,7 @@ impl OpenBaoDriver {
     /// The path's current version and whether mcpd wrote it; `None` when nothing is there.
     async fn metadata(&self, secret: &str) -> BackendResult<Option<(u64, bool)>> {
         let path = self.location("metadata", secret);
-        let answer = self
-            .call(Method::GET, self.url("metadata", Some(secret))?, None, &path)
-            .await?;
+        let answer = self.call(Method::GET, self.url("metadata", Some(secret))?, None, &path).await?;
         match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
@@ -212,34 +187,21 @@ impl OpenBaoDriver {
         let path = self.location("data", secret);
         let values: BTreeMap<&str, &str> = data.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
         let body = json!({"data": values, "options": {"cas": cas}});
-        let answer = self
-            .call(Method::POST, self.url("data", Some(secret))?, Some(&body), &path)
-            .await?;
+        let answer = self.call(Method::POST, self.url("data", Some(secret))?, Some(&body), &path).await?;
         if answer.status == StatusCode::BAD_REQUEST && errors(&answer.body).contains("check-and-set") {
-            return Err(BackendError::Conflict {
-                backend: self.backend.clone(),
-                path,
-            });
+            return Err(BackendError::Conflict { backend: self.backend.clone(), path });
         }
         if !answer.status.is_success() {
             return Err(self.unexpected(&path, &answer));
         }
-        answer.body["data"]["version"]
-            .as_u64()
-            .ok_or_else(|| self.unexpected(&path, &answer))
+        answer.body["data"]["version"].as_u64().ok_or_else(|| self.unexpected(&path, &answer))
     }
 
     async fn mark_managed(&self, secret: &str) -> BackendResult<()> {
         let path = self.location("metadata", secret);
         let body = json!({"custom_metadata": {MANAGED_BY: MCPD}});
-        let answer = self
-            .call(Method::POST, self.url("metadata", Some(secret))?, Some(&body), &path)
-            .await?;
-        if answer.status.is_success() {
-            Ok(())
-        } else {
-            Err(self.unexpected(&path, &answer))
-        }
+        let answer = self.call(Method::POST, self.url("metadata", Some(secret))?, Some(&body), &path).await?;
+        if answer.status.is_success() { Ok(()) } else { Err(self.unexpected(&path, &answer)) }
     }
 }
 
@@ -260,10 +222,7 @@ impl SecretBackendDriver for OpenBaoDriver {
             if cas == 0 {
                 self.mark_managed(secret).await?;
             }
-            Ok(Written {
-                value_ref: version.to_string(),
-                external_ref: Some(self.location("data", secret)),
-            })
+            Ok(Written { value_ref: version.to_string(), external_ref: Some(self.location("data", secret)) })
         }
         .boxed()
     }
@@ -309,9 +268,7 @@ impl SecretBackendDriver for OpenBaoDriver {
             };
             let path = self.location("destroy", secret);
             let body = json!({"versions": [version]});
-            let answer = self
-                .call(Method::POST, self.url("destroy", Some(secret))?, Some(&body), &path)
-                .await?;
+            let answer = self.call(Method::POST, self.url("destroy", Some(secret))?, Some(&body), &path).await?;
             if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
                 Ok(())
             } else {
@@ -327,9 +284,7 @@ impl SecretBackendDriver for OpenBaoDriver {
             // metadata goes, and every version with it.
             let kind = if self.config.soft_delete { "data" } else { "metadata" };
             let path = self.location(kind, secret);
-            let answer = self
-                .call(Method::DELETE, self.url(kind, Some(secret))?, None, &path)
-                .await?;
+            let answer = self.call(Method::DELETE, self.url(kind, Some(secret))?, None, &path).await?;
             if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
                 Ok(())
             } else {
@@ -346,16 +301,11 @@ impl SecretBackendDriver for OpenBaoDriver {
                 Ok(url) => url,
                 Err(e) => return Health::from_error(&e),
             };
-            let request = self
-                .http
-                .get(url)
-                .timeout(Duration::from_secs(self.config.timeout_seconds));
+            let request = self.http.get(url).timeout(Duration::from_secs(self.config.timeout_seconds));
             match self.send(request).await {
                 Err(e) => return Health::from_error(&e),
                 Ok(answer) if answer.body["sealed"] == true => {
-                    return Health::from_error(&BackendError::Sealed {
-                        backend: self.backend.clone(),
-                    });
+                    return Health::from_error(&BackendError::Sealed { backend: self.backend.clone() });
                 }
                 Ok(_) => {}
             }

@@ -25,13 +25,7 @@ impl PlaintextDriver {
 
 impl SecretBackendDriver for PlaintextDriver {
     fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
-        async move {
-            Ok(Written {
-                value_ref: put(&self.db, secret, data).await?,
-                external_ref: None,
-            })
-        }
-        .boxed()
+        async move { Ok(Written { value_ref: put(&self.db, secret, data).await?, external_ref: None }) }.boxed()
     }
 
     fn get<'a>(&'a self, _: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>> {
@@ -50,10 +44,7 @@ impl SecretBackendDriver for PlaintextDriver {
         async move {
             match sqlx::query("SELECT 1 AS one").fetch_one(&self.db.pool).await {
                 Ok(_) => Health::ok("values are stored in mcpd's database"),
-                Err(e) => Health {
-                    status: "error",
-                    message: format!("mcpd's database: {e}"),
-                },
+                Err(e) => Health { status: "error", message: format!("mcpd's database: {e}") },
             }
         }
         .boxed()
@@ -93,9 +84,6 @@ pub async fn get(db: &Database, value_ref: &str) -> anyhow::Result<Option<Secret
 
 /// Deletes the values stored under `value_ref`, if any.
 pub async fn delete(db: &Database, value_ref: &str) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM plaintext_secret_values WHERE value_ref = $1")
-        .bind(value_ref)
-        .execute(&db.pool)
-        .await?;
+    sqlx::query("DELETE FROM plaintext_secret_values WHERE value_ref = $1").bind(value_ref).execute(&db.pool).await?;
     Ok(())
 }

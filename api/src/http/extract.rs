@@ -58,9 +58,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         }
         let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
         bare.parse().map(|v| IfMatch(Some(v))).map_err(|_| {
-            ApiError::BadRequest(format!(
-                "If-Match must be a resourceVersion such as \"3\", not {text:?}"
-            ))
+            ApiError::BadRequest(format!("If-Match must be a resourceVersion such as \"3\", not {text:?}"))
         })
     }
 }
@@ -76,9 +74,7 @@ fn query_flag(parts: &Parts, name: &str) -> Result<bool, ApiError> {
                 "true" | "1" | "" => true,
                 "false" | "0" => false,
                 other => {
-                    return Err(ApiError::BadRequest(format!(
-                        "{name} must be true or false, not {other:?}"
-                    )));
+                    return Err(ApiError::BadRequest(format!("{name} must be true or false, not {other:?}")));
                 }
             };
         }

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the request-context middleware, body limits and JSON fallbacks.
 
 pub mod extract;
+mod migrations;
 mod resources;
 
 use axum::Router;
@@ -42,12 +43,12 @@ async fn schema(
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/version",
-            get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }),
-        )
+        .route("/version", get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }))
         .route("/api/v1/schemas/{kind}", get(schema))
         .route("/api/v1/secretbackends/{name}/health", get(backend_health))
+        .route("/api/v1/secrets/migrate", axum::routing::post(migrations::migrate))
+        .route("/api/v1/migrations", get(migrations::list))
+        .route("/api/v1/migrations/{id}", get(migrations::get))
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())

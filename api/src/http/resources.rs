@@ -84,11 +84,7 @@ fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Respons
 }
 
 async fn list<K: ResourceKind>(State(s): State<Services>, Reveal(reveal): Reveal) -> Answer<Response> {
-    let items: Vec<Value> = K::list(&s, reveal)
-        .await?
-        .iter()
-        .map(|r| document(K::KIND, r))
-        .collect();
+    let items: Vec<Value> = K::list(&s, reveal).await?.iter().map(|r| document(K::KIND, r)).collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -149,10 +145,7 @@ pub fn routes<K: ResourceKind>() -> Router<Services> {
     let collection = format!("/api/v1/{}s", K::KIND.as_str());
     Router::new()
         .route(&collection, get(list::<K>).post(create::<K>))
-        .route(
-            &format!("{collection}/{{name}}"),
-            get(read::<K>).put(replace::<K>).delete(delete::<K>),
-        )
+        .route(&format!("{collection}/{{name}}"), get(read::<K>).put(replace::<K>).delete(delete::<K>))
         .route(&format!("{collection}/{{name}}/history"), get(history::<K>))
 }
 

@@ -15,9 +15,7 @@ impl Services {
     }
 
     pub async fn get_llm(&self, name: &str) -> Result<Record<LlmSpec>, ApiError> {
-        llms::get(&self.store.db, name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("llm {name:?} not found")))
+        llms::get(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("llm {name:?} not found")))
     }
 
     /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
@@ -37,11 +35,7 @@ impl Services {
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
-        let command = LlmCommand::CreateLlm {
-            name: name.clone(),
-            spec,
-            referenced_secret_keys,
-        };
+        let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
         self.run_llm(ctx, &name, command, dry_run).await
     }
 
@@ -55,12 +49,7 @@ impl Services {
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
         let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
-        let command = LlmCommand::UpdateLlm {
-            name: name.clone(),
-            spec,
-            referenced_secret_keys,
-            expected_version,
-        };
+        let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
         self.run_llm(ctx, &name, command, dry_run).await
     }
 
@@ -93,10 +82,7 @@ impl Services {
         dry_run: bool,
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::Llm, name)?;
-        let command = LlmCommand::DeleteLlm {
-            name: name.clone(),
-            expected_version,
-        };
+        let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
         if dry_run {
             return self.rehearse::<Llm>(&name, command).await.map(drop);
         }
@@ -110,14 +96,12 @@ impl Services {
         let Some(reference) = llm.spec.api_key_ref else {
             return Ok(None);
         };
-        let secret = secrets::get(&self.store.db, reference.name.as_str())
-            .await?
-            .ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "llm {:?} refers to secret {:?}, which does not exist",
-                    llm.name, reference.name
-                ))
-            })?;
+        let secret = secrets::get(&self.store.db, reference.name.as_str()).await?.ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "llm {:?} refers to secret {:?}, which does not exist",
+                llm.name, reference.name
+            ))
+        })?;
         let mut data = self.read_values(&secret).await?;
         let value = data.remove(&reference.key).ok_or_else(|| {
             ApiError::Conflict(format!(

@@ -48,6 +48,8 @@ pub struct Services {
     /// One driver per backend, kept while the backend's resourceVersion stays (so an openbao
     /// driver keeps its cached token), rebuilt when the backend changes.
     drivers: Arc<Mutex<HashMap<String, CachedDriver>>>,
+    /// One migration runs at a time in this process.
+    pub(crate) migration_slot: crate::migration::MigrationSlot,
 }
 
 /// A driver and the backend resourceVersion it was built for.
@@ -60,6 +62,7 @@ impl Services {
             projection_wait,
             http: reqwest::Client::new(),
             drivers: Arc::default(),
+            migration_slot: Arc::default(),
         }
     }
 
@@ -80,7 +83,7 @@ impl Services {
     }
 
     /// Executes `command` on aggregate `name`, then waits until the read models include it.
-    async fn execute<A>(
+    pub(crate) async fn execute<A>(
         &self,
         cqrs: &Cqrs<A>,
         ctx: &RequestContext,
@@ -154,10 +157,7 @@ impl Services {
 pub fn parse_document<I: SpecInput>(body: Value, url_name: Option<&str>) -> Result<(ResourceName, I::Spec), ApiError> {
     match parse_valid::<I>(body, url_name) {
         Ok(Ok(parsed)) => Ok(parsed),
-        Ok(Err(errors)) => Err(ApiError::Invalid {
-            kind: I::KIND.as_str(),
-            errors,
-        }),
+        Ok(Err(errors)) => Err(ApiError::Invalid { kind: I::KIND.as_str(), errors }),
         Err(shape) => Err(ApiError::MalformedBody(shape.to_string())),
     }
 }

@@ -47,9 +47,7 @@ impl Services {
         };
         let backend = secret_backends::get(&self.store.db, secret.spec.backend.as_str()).await?;
         if backend.is_none_or(|b| b.spec.spec.backend_type != BackendType::Plaintext) {
-            return Ok(TokenSecret::NotPlaintext {
-                backend: secret.spec.backend.to_string(),
-            });
+            return Ok(TokenSecret::NotPlaintext { backend: secret.spec.backend.to_string() });
         }
         Ok(TokenSecret::Keys(secret.spec.keys))
     }
@@ -62,11 +60,7 @@ impl Services {
     ) -> Result<Record<BackendState>, ApiError> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
         let token_secret = self.token_secret(&spec).await?;
-        let command = SecretBackendCommand::CreateSecretBackend {
-            name: name.clone(),
-            spec,
-            token_secret,
-        };
+        let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, token_secret };
         self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
     }
 
@@ -80,12 +74,8 @@ impl Services {
     ) -> Result<Record<BackendState>, ApiError> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
         let token_secret = self.token_secret(&spec).await?;
-        let command = SecretBackendCommand::UpdateSecretBackend {
-            name: name.clone(),
-            spec,
-            token_secret,
-            expected_version,
-        };
+        let command =
+            SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, token_secret, expected_version };
         self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
     }
 
@@ -101,10 +91,7 @@ impl Services {
     ) -> Result<Record<BackendState>, ApiError> {
         let flag = match is_default {
             None => None,
-            Some(true) => Some(DefaultBackendCommand::SetDefaultBackend {
-                to: name.clone(),
-                to_exists: true,
-            }),
+            Some(true) => Some(DefaultBackendCommand::SetDefaultBackend { to: name.clone(), to_exists: true }),
             Some(false) => Some(DefaultBackendCommand::KeepNotDefault { name: name.clone() }),
         };
         let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
@@ -117,10 +104,9 @@ impl Services {
             let was_default = current.as_ref().is_some_and(|c| c.spec.is_default);
             return preview(name, current, sequence, events, |_, event| match event {
                 SecretBackendEvent::SecretBackendCreated { spec }
-                | SecretBackendEvent::SecretBackendUpdated { spec } => Some(BackendState {
-                    spec,
-                    is_default: is_default.unwrap_or(was_default),
-                }),
+                | SecretBackendEvent::SecretBackendUpdated { spec } => {
+                    Some(BackendState { spec, is_default: is_default.unwrap_or(was_default) })
+                }
                 SecretBackendEvent::SecretBackendDeleted {} => None,
             })
             .ok_or_else(|| ApiError::NotFound(format!("secretbackend {:?} not found", name.as_str())));
@@ -139,10 +125,7 @@ impl Services {
         let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
         for attempt in 0..DEFAULT_MOVE_ATTEMPTS {
             let to_exists = secret_backends::get(&self.store.db, to.as_str()).await?.is_some();
-            let command = DefaultBackendCommand::SetDefaultBackend {
-                to: to.clone(),
-                to_exists,
-            };
+            let command = DefaultBackendCommand::SetDefaultBackend { to: to.clone(), to_exists };
             let result = self
                 .store
                 .default_backend
@@ -191,11 +174,8 @@ impl Services {
     pub async fn seed_default_backend(&self) -> Result<(), ApiError> {
         let name = ResourceName::parse(DEFAULT_BACKEND).expect("the default backend's name is valid");
         let ctx = RequestContext::system("startup");
-        let ever_existed = self
-            .store
-            .log
-            .latest_position_of(domain::secret_backend::AGGREGATE_TYPE, DEFAULT_BACKEND)
-            .await?;
+        let ever_existed =
+            self.store.log.latest_position_of(domain::secret_backend::AGGREGATE_TYPE, DEFAULT_BACKEND).await?;
         if ever_existed.is_none() {
             let spec = SecretBackendSpec {
                 backend_type: BackendType::Plaintext,
@@ -207,10 +187,7 @@ impl Services {
                 spec,
                 token_secret: TokenSecret::NotNeeded,
             };
-            match self
-                .execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command)
-                .await
-            {
+            match self.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
                 Ok(()) => tracing::info!("created the default plaintext secret backend"),
                 // Another mcpd started at the same moment and seeded it.
                 Err(ApiError::Conflict(_)) => {}
@@ -218,16 +195,12 @@ impl Services {
             }
         }
         let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
-        let default_ever_set = self
-            .store
-            .log
-            .latest_position_of(default_backend::AGGREGATE_TYPE, default_backend::AGGREGATE_ID)
-            .await?;
+        let default_ever_set =
+            self.store.log.latest_position_of(default_backend::AGGREGATE_TYPE, default_backend::AGGREGATE_ID).await?;
         if default_ever_set.is_none() {
             self.move_default(&ctx, name.clone()).await?;
         }
-        self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name)
-            .await?;
+        self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
         self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
     }
 }

@@ -43,21 +43,13 @@ impl Services {
     async fn view(&self, record: Record<SecretState>, reveal: bool) -> Result<Record<SecretView>, ApiError> {
         let data = if reveal {
             let values = self.read_values(&record).await?;
-            Some(
-                values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
-                    .collect(),
-            )
+            Some(values.iter().map(|(k, v)| (k.clone(), v.expose_secret().to_owned())).collect())
         } else {
             None
         };
         Ok(Record {
             name: record.name,
-            spec: SecretView {
-                state: record.spec,
-                data,
-            },
+            spec: SecretView { state: record.spec, data },
             resource_version: record.resource_version,
             created_at: record.created_at,
             updated_at: record.updated_at,
@@ -103,19 +95,13 @@ impl Services {
         let mut uses: Vec<KeyUse> = llms::using_secret(&self.store.db, secret)
             .await?
             .into_iter()
-            .map(|(llm, key)| KeyUse {
-                user: format!("llm {llm:?}"),
-                key,
-            })
+            .map(|(llm, key)| KeyUse { user: format!("llm {llm:?}"), key })
             .collect();
         uses.extend(
             secret_backends::using_token_secret(&self.store.db, secret)
                 .await?
                 .into_iter()
-                .map(|(backend, key)| KeyUse {
-                    user: format!("secretbackend {backend:?}"),
-                    key,
-                }),
+                .map(|(backend, key)| KeyUse { user: format!("secretbackend {backend:?}"), key }),
         );
         Ok(uses)
     }
@@ -140,16 +126,9 @@ impl Services {
             Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data).await?),
             _ => None,
         };
-        let (value_ref, external_ref) = written
-            .clone()
-            .map(|w| (w.value_ref, w.external_ref))
-            .unwrap_or_default();
-        let data = NewSecretData {
-            changed_keys: keys.clone(),
-            keys,
-            value_ref,
-            external_ref,
-        };
+        let (value_ref, external_ref) = written.clone().map(|w| (w.value_ref, w.external_ref)).unwrap_or_default();
+        let data =
+            NewSecretData { changed_keys: keys.clone(), keys, value_ref, external_ref, backend: backend.clone() };
         let command = SecretCommand::CreateSecret {
             name: name.clone(),
             backend_exists: driver.is_some(),
@@ -157,8 +136,7 @@ impl Services {
             description: spec.description,
             data,
         };
-        self.run_secret(ctx, &name, command, dry_run, driver.zip(written), None)
-            .await
+        self.run_secret(ctx, &name, command, dry_run, driver.zip(written), None).await
     }
 
     pub async fn replace_secret(
@@ -183,14 +161,8 @@ impl Services {
                 if changed.is_empty() {
                     None
                 } else {
-                    let Written {
-                        value_ref,
-                        external_ref,
-                    } = if dry_run {
-                        Written {
-                            value_ref: String::new(),
-                            external_ref: current.spec.external_ref.clone(),
-                        }
+                    let Written { value_ref, external_ref } = if dry_run {
+                        Written { value_ref: String::new(), external_ref: current.spec.external_ref.clone() }
                     } else {
                         let w = driver.put(name.as_str(), &new).await?;
                         written = Some(w.clone());
@@ -201,6 +173,7 @@ impl Services {
                         changed_keys: changed,
                         value_ref,
                         external_ref,
+                        backend: current.spec.backend.clone(),
                     })
                 }
             }
@@ -214,8 +187,7 @@ impl Services {
             expected_version,
         };
         let superseded = written.is_some().then(|| current.spec.value_ref.clone());
-        self.run_secret(ctx, &name, command, dry_run, written.map(|w| (driver, w)), superseded)
-            .await
+        self.run_secret(ctx, &name, command, dry_run, written.map(|w| (driver, w)), superseded).await
     }
 
     /// Executes (or rehearses) `command`. `written` is the version this request wrote, removed
@@ -234,37 +206,30 @@ impl Services {
             let (events, sequence) = self.rehearse::<Secret>(name, command).await?;
             let current = secrets::get(&self.store.db, name.as_str()).await?;
             let record = preview(name, current, sequence, events, |state, event| match event {
-                SecretEvent::SecretCreated {
-                    backend,
-                    description,
-                    keys,
-                    data_version,
-                    value_ref,
-                    external_ref,
-                } => Some(SecretState {
-                    backend,
-                    description,
-                    keys,
-                    data_version: data_version as i64,
-                    value_ref,
-                    external_ref,
-                }),
-                SecretEvent::SecretUpdated {
-                    description,
-                    keys,
-                    data_version,
-                    value_ref,
-                    external_ref,
-                    ..
-                } => state.map(|s| SecretState {
-                    description,
-                    keys,
-                    data_version: data_version as i64,
-                    value_ref,
-                    external_ref,
-                    ..s
-                }),
+                SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref, external_ref } => {
+                    Some(SecretState {
+                        backend,
+                        description,
+                        keys,
+                        data_version: data_version as i64,
+                        value_ref,
+                        external_ref,
+                    })
+                }
+                SecretEvent::SecretUpdated { description, keys, data_version, value_ref, external_ref, .. } => state
+                    .map(|s| SecretState {
+                        description,
+                        keys,
+                        data_version: data_version as i64,
+                        value_ref,
+                        external_ref,
+                        ..s
+                    }),
                 SecretEvent::SecretDeleted {} => None,
+                // Migrations do not come through this path.
+                SecretEvent::SecretMigrated { .. }
+                | SecretEvent::SecretSourceDeleted { .. }
+                | SecretEvent::SecretSourceDeleteFailed { .. } => state,
             })
             .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
             return self.view(record, false).await;
@@ -279,10 +244,7 @@ impl Services {
                 }
             }
             Err(e) => {
-                let refused = matches!(
-                    e,
-                    ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_)
-                );
+                let refused = matches!(e, ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_));
                 if let (true, Some((driver, written))) = (refused, &written) {
                     driver.discard(name.as_str(), &written.value_ref).await?;
                 }
@@ -301,18 +263,9 @@ impl Services {
     ) -> Result<(), ApiError> {
         let name = url_name(Kind::Secret, name)?;
         let current = secrets::get(&self.store.db, name.as_str()).await?;
-        let mut users: Vec<String> = self
-            .key_uses(name.as_str())
-            .await?
-            .into_iter()
-            .map(|u| u.user)
-            .collect();
+        let mut users: Vec<String> = self.key_uses(name.as_str()).await?.into_iter().map(|u| u.user).collect();
         users.dedup();
-        let command = SecretCommand::DeleteSecret {
-            name: name.clone(),
-            users,
-            expected_version,
-        };
+        let command = SecretCommand::DeleteSecret { name: name.clone(), users, expected_version };
         if dry_run {
             return self.rehearse::<Secret>(&name, command).await.map(drop);
         }

@@ -22,10 +22,7 @@ pub enum DefaultBackendCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all_fields = "camelCase")]
 pub enum DefaultBackendEvent {
-    DefaultBackendSet {
-        from: Option<ResourceName>,
-        to: ResourceName,
-    },
+    DefaultBackendSet { from: Option<ResourceName>, to: ResourceName },
 }
 
 impl DomainEvent for DefaultBackendEvent {
@@ -76,10 +73,7 @@ impl Aggregate for DefaultBackend {
                 if self.current.as_ref() == Some(&to) {
                     return Ok(());
                 }
-                let event = DefaultBackendEvent::DefaultBackendSet {
-                    from: self.current.clone(),
-                    to,
-                };
+                let event = DefaultBackendEvent::DefaultBackendSet { from: self.current.clone(), to };
                 sink.write(event, self).await;
                 Ok(())
             }
@@ -111,17 +105,11 @@ mod tests {
     }
 
     fn set(to: &str) -> DefaultBackendCommand {
-        DefaultBackendCommand::SetDefaultBackend {
-            to: n(to),
-            to_exists: true,
-        }
+        DefaultBackendCommand::SetDefaultBackend { to: n(to), to_exists: true }
     }
 
     fn moved(from: Option<&str>, to: &str) -> DefaultBackendEvent {
-        DefaultBackendEvent::DefaultBackendSet {
-            from: from.map(n),
-            to: n(to),
-        }
+        DefaultBackendEvent::DefaultBackendSet { from: from.map(n), to: n(to) }
     }
 
     #[test]
@@ -142,20 +130,14 @@ mod tests {
 
     #[test]
     fn setting_the_current_default_records_nothing() {
-        Given::with(())
-            .given(vec![moved(None, "default")])
-            .when(set("default"))
-            .then_expect_events(vec![]);
+        Given::with(()).given(vec![moved(None, "default")]).when(set("default")).then_expect_events(vec![]);
     }
 
     #[test]
     fn a_missing_backend_cannot_be_the_default() {
         Given::with(())
             .given(vec![moved(None, "default")])
-            .when(DefaultBackendCommand::SetDefaultBackend {
-                to: n("nope"),
-                to_exists: false,
-            })
+            .when(DefaultBackendCommand::SetDefaultBackend { to: n("nope"), to_exists: false })
             .then_expect_error(DefaultBackendError::BackendNotFound(n("nope")));
     }
 

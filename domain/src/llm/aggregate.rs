@@ -21,11 +21,7 @@ pub enum LlmError {
     #[error("llm {0:?} not found")]
     NotFound(ResourceName),
     #[error("llm {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion {
-        name: ResourceName,
-        expected: u64,
-        actual: u64,
-    },
+    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
     #[error("secret {0:?} named by spec.apiKeyRef does not exist")]
     SecretNotFound(ResourceName),
     #[error("secret {secret:?} has no key {key:?} (spec.apiKeyRef)")]
@@ -57,10 +53,7 @@ impl Llm {
         };
         let keys = keys.ok_or_else(|| LlmError::SecretNotFound(reference.name.clone()))?;
         if !keys.contains(&reference.key) {
-            return Err(LlmError::SecretKeyNotFound {
-                secret: reference.name.clone(),
-                key: reference.key.clone(),
-            });
+            return Err(LlmError::SecretKeyNotFound { secret: reference.name.clone(), key: reference.key.clone() });
         }
         Ok(())
     }
@@ -68,11 +61,9 @@ impl Llm {
     fn live(&self, name: &ResourceName, expected: Option<u64>) -> Result<&LlmSpec, LlmError> {
         let spec = self.spec.as_ref().ok_or_else(|| LlmError::NotFound(name.clone()))?;
         match expected {
-            Some(expected) if expected != self.version => Err(LlmError::StaleVersion {
-                name: name.clone(),
-                expected,
-                actual: self.version,
-            }),
+            Some(expected) if expected != self.version => {
+                Err(LlmError::StaleVersion { name: name.clone(), expected, actual: self.version })
+            }
             _ => Ok(spec),
         }
     }
@@ -87,23 +78,14 @@ impl Aggregate for Llm {
 
     async fn handle(&mut self, command: LlmCommand, _: &(), sink: &EventSink<Self>) -> Result<(), LlmError> {
         let event = match command {
-            LlmCommand::CreateLlm {
-                name,
-                spec,
-                referenced_secret_keys,
-            } => {
+            LlmCommand::CreateLlm { name, spec, referenced_secret_keys } => {
                 if self.spec.is_some() {
                     return Err(LlmError::AlreadyExists(name));
                 }
                 Self::check_reference(&spec, referenced_secret_keys)?;
                 LlmEvent::LlmCreated { spec }
             }
-            LlmCommand::UpdateLlm {
-                name,
-                spec,
-                referenced_secret_keys,
-                expected_version,
-            } => {
+            LlmCommand::UpdateLlm { name, spec, referenced_secret_keys, expected_version } => {
                 if *self.live(&name, expected_version)? == spec {
                     return Ok(());
                 }
@@ -150,10 +132,7 @@ mod tests {
             url: None,
             tier: Tier::Fast,
             description: String::new(),
-            api_key_ref: Some(SecretKeyRef {
-                name: ResourceName::parse("anthropic").unwrap(),
-                key: "API_KEY".into(),
-            }),
+            api_key_ref: Some(SecretKeyRef { name: ResourceName::parse("anthropic").unwrap(), key: "API_KEY".into() }),
             extra: BTreeMap::new(),
         }
     }
@@ -163,20 +142,11 @@ mod tests {
     }
 
     fn create(model: &str) -> LlmCommand {
-        LlmCommand::CreateLlm {
-            name: name(),
-            spec: spec(model),
-            referenced_secret_keys: keys(),
-        }
+        LlmCommand::CreateLlm { name: name(), spec: spec(model), referenced_secret_keys: keys() }
     }
 
     fn update(model: &str, expected_version: Option<u64>) -> LlmCommand {
-        LlmCommand::UpdateLlm {
-            name: name(),
-            spec: spec(model),
-            referenced_secret_keys: keys(),
-            expected_version,
-        }
+        LlmCommand::UpdateLlm { name: name(), spec: spec(model), referenced_secret_keys: keys(), expected_version }
     }
 
     fn created(model: &str) -> LlmEvent {
@@ -185,18 +155,12 @@ mod tests {
 
     #[test]
     fn create_on_nothing_records_creation() {
-        Given::with(())
-            .given_no_previous_events()
-            .when(create("m"))
-            .then_expect_events(vec![created("m")]);
+        Given::with(()).given_no_previous_events().when(create("m")).then_expect_events(vec![created("m")]);
     }
 
     #[test]
     fn create_on_a_live_llm_is_a_conflict() {
-        Given::with(())
-            .given(vec![created("m")])
-            .when(create("m"))
-            .then_expect_error(LlmError::AlreadyExists(name()));
+        Given::with(()).given(vec![created("m")]).when(create("m")).then_expect_error(LlmError::AlreadyExists(name()));
     }
 
     #[test]
@@ -209,11 +173,7 @@ mod tests {
 
     #[test]
     fn create_needs_the_referenced_secret() {
-        let command = LlmCommand::CreateLlm {
-            name: name(),
-            spec: spec("m"),
-            referenced_secret_keys: None,
-        };
+        let command = LlmCommand::CreateLlm { name: name(), spec: spec("m"), referenced_secret_keys: None };
         Given::with(())
             .given_no_previous_events()
             .when(command)
@@ -222,18 +182,12 @@ mod tests {
 
     #[test]
     fn create_needs_the_referenced_key() {
-        let command = LlmCommand::CreateLlm {
-            name: name(),
-            spec: spec("m"),
-            referenced_secret_keys: Some(vec!["OTHER".into()]),
-        };
-        Given::with(())
-            .given_no_previous_events()
-            .when(command)
-            .then_expect_error(LlmError::SecretKeyNotFound {
-                secret: ResourceName::parse("anthropic").unwrap(),
-                key: "API_KEY".into(),
-            });
+        let command =
+            LlmCommand::CreateLlm { name: name(), spec: spec("m"), referenced_secret_keys: Some(vec!["OTHER".into()]) };
+        Given::with(()).given_no_previous_events().when(command).then_expect_error(LlmError::SecretKeyNotFound {
+            secret: ResourceName::parse("anthropic").unwrap(),
+            key: "API_KEY".into(),
+        });
     }
 
     #[test]
@@ -246,10 +200,7 @@ mod tests {
 
     #[test]
     fn update_to_the_same_spec_records_nothing() {
-        Given::with(())
-            .given(vec![created("m")])
-            .when(update("m", None))
-            .then_expect_events(vec![]);
+        Given::with(()).given(vec![created("m")]).when(update("m", None)).then_expect_events(vec![]);
     }
 
     #[test]
@@ -257,11 +208,7 @@ mod tests {
         Given::with(())
             .given(vec![created("m"), LlmEvent::LlmUpdated { spec: spec("n") }])
             .when(update("o", Some(1)))
-            .then_expect_error(LlmError::StaleVersion {
-                name: name(),
-                expected: 1,
-                actual: 2,
-            });
+            .then_expect_error(LlmError::StaleVersion { name: name(), expected: 1, actual: 2 });
     }
 
     #[test]
@@ -276,10 +223,7 @@ mod tests {
     fn delete_records_deletion() {
         Given::with(())
             .given(vec![created("m")])
-            .when(LlmCommand::DeleteLlm {
-                name: name(),
-                expected_version: Some(1),
-            })
+            .when(LlmCommand::DeleteLlm { name: name(), expected_version: Some(1) })
             .then_expect_events(vec![LlmEvent::LlmDeleted {}]);
     }
 
@@ -287,10 +231,7 @@ mod tests {
     fn delete_of_a_deleted_llm_is_not_found() {
         Given::with(())
             .given(vec![created("m"), LlmEvent::LlmDeleted {}])
-            .when(LlmCommand::DeleteLlm {
-                name: name(),
-                expected_version: None,
-            })
+            .when(LlmCommand::DeleteLlm { name: name(), expected_version: None })
             .then_expect_error(LlmError::NotFound(name()));
     }
 
@@ -298,14 +239,7 @@ mod tests {
     fn delete_with_stale_version_is_a_conflict() {
         Given::with(())
             .given(vec![created("m")])
-            .when(LlmCommand::DeleteLlm {
-                name: name(),
-                expected_version: Some(7),
-            })
-            .then_expect_error(LlmError::StaleVersion {
-                name: name(),
-                expected: 7,
-                actual: 1,
-            });
+            .when(LlmCommand::DeleteLlm { name: name(), expected_version: Some(7) })
+            .then_expect_error(LlmError::StaleVersion { name: name(), expected: 7, actual: 1 });
     }
 }

@@ -153,10 +153,7 @@ impl SpecInput for LlmInput {
         if let Some(url) = &url {
             check_http_url(errors, "spec.url", url);
         } else if provider.is_some_and(LlmType::requires_url) {
-            errors.add(
-                "spec.url",
-                format!("is required for type {}", provider.map_or("", LlmType::as_str)),
-            );
+            errors.add("spec.url", format!("is required for type {}", provider.map_or("", LlmType::as_str)));
         }
         let api_key_ref = match self.api_key_ref {
             None => {
@@ -166,11 +163,9 @@ impl SpecInput for LlmInput {
                 None
             }
             Some(r) => {
-                let name = errors.required("spec.apiKeyRef.name", r.name).and_then(|n| {
-                    ResourceName::parse(&n)
-                        .map_err(|m| errors.add("spec.apiKeyRef.name", m))
-                        .ok()
-                });
+                let name = errors
+                    .required("spec.apiKeyRef.name", r.name)
+                    .and_then(|n| ResourceName::parse(&n).map_err(|m| errors.add("spec.apiKeyRef.name", m)).ok());
                 let key = errors
                     .required("spec.apiKeyRef.key", r.key)
                     .filter(|k| check_key_name(errors, "spec.apiKeyRef.key", k));
@@ -179,16 +174,8 @@ impl SpecInput for LlmInput {
         };
         let extra = self.extra.unwrap_or_default();
         let description = self.description.unwrap_or_default();
-        Some(LlmSpec {
-            provider: provider?,
-            model: model?,
-            url,
-            tier: tier?,
-            description,
-            api_key_ref,
-            extra,
-        })
-        .filter(|_| errors.is_empty())
+        Some(LlmSpec { provider: provider?, model: model?, url, tier: tier?, description, api_key_ref, extra })
+            .filter(|_| errors.is_empty())
     }
 }
 
@@ -210,10 +197,7 @@ mod tests {
             ..Default::default()
         };
         assert!(input.validate(&mut errors).is_none());
-        assert_eq!(
-            fields(&errors),
-            ["spec.model", "spec.tier", "spec.url", "spec.apiKeyRef"]
-        );
+        assert_eq!(fields(&errors), ["spec.model", "spec.tier", "spec.url", "spec.apiKeyRef"]);
         assert_eq!(errors.0[1].message, "must be one of fast, heavy");
     }
 
@@ -230,10 +214,7 @@ mod tests {
         assert_eq!(fields(&errors), ["spec.url"]);
 
         let mut errors = ValidationErrors::default();
-        let with_url = LlmInput {
-            url: Some("http://127.0.0.1:11434".into()),
-            ..input
-        };
+        let with_url = LlmInput { url: Some("http://127.0.0.1:11434".into()), ..input };
         let spec = with_url.validate(&mut errors).expect("valid");
         assert_eq!(spec.api_key_ref, None);
     }

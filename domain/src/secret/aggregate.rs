@@ -31,27 +31,19 @@ pub enum SecretError {
     #[error("secret {0:?} not found")]
     NotFound(ResourceName),
     #[error("secret {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion {
-        name: ResourceName,
-        expected: u64,
-        actual: u64,
-    },
+    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
     #[error("secretbackend {0:?} does not exist")]
     BackendNotFound(ResourceName),
     #[error("secret {name:?} is on backend {current:?}; moving it to {requested:?} is a migration, not an update")]
-    BackendChanged {
-        name: ResourceName,
-        current: ResourceName,
-        requested: ResourceName,
-    },
+    BackendChanged { name: ResourceName, current: ResourceName, requested: ResourceName },
     #[error("secret {name:?} is used by {users}", users = user_list(.users))]
     InUse { name: ResourceName, users: Vec<String> },
     #[error("key {key:?} of secret {name:?} is used by {users}", users = user_list(.users))]
-    KeyInUse {
-        name: ResourceName,
-        key: String,
-        users: Vec<String>,
-    },
+    KeyInUse { name: ResourceName, key: String, users: Vec<String> },
+    #[error("secret {name:?} is on backend {actual:?}, not {expected:?}; it was moved meanwhile, retry")]
+    NotOnBackend { name: ResourceName, expected: ResourceName, actual: ResourceName },
+    #[error("secret {name:?} changed (data version {actual}, copied {copied}); copy it again")]
+    DataChanged { name: ResourceName, copied: u64, actual: u64 },
 }
 
 impl Classified for SecretError {
@@ -62,7 +54,9 @@ impl Classified for SecretError {
             SecretError::AlreadyExists(_)
             | SecretError::StaleVersion { .. }
             | SecretError::InUse { .. }
-            | SecretError::KeyInUse { .. } => ErrorClass::Conflict,
+            | SecretError::KeyInUse { .. }
+            | SecretError::NotOnBackend { .. }
+            | SecretError::DataChanged { .. } => ErrorClass::Conflict,
         }
     }
 
@@ -78,11 +72,9 @@ impl Secret {
     fn live(&self, name: &ResourceName, expected: Option<u64>) -> Result<&LiveSecret, SecretError> {
         let live = self.live.as_ref().ok_or_else(|| SecretError::NotFound(name.clone()))?;
         match expected {
-            Some(expected) if expected != self.version => Err(SecretError::StaleVersion {
-                name: name.clone(),
-                expected,
-                actual: self.version,
-            }),
+            Some(expected) if expected != self.version => {
+                Err(SecretError::StaleVersion { name: name.clone(), expected, actual: self.version })
+            }
             _ => Ok(live),
         }
     }
@@ -90,16 +82,8 @@ impl Secret {
     /// Rejects new keys that drop a key something still uses.
     fn check_key_uses(name: &ResourceName, keys: &[String], uses: &[KeyUse]) -> Result<(), SecretError> {
         if let Some(dropped) = uses.iter().find(|u| !keys.contains(&u.key)) {
-            let users = uses
-                .iter()
-                .filter(|u| u.key == dropped.key)
-                .map(|u| u.user.clone())
-                .collect();
-            return Err(SecretError::KeyInUse {
-                name: name.clone(),
-                key: dropped.key.clone(),
-                users,
-            });
+            let users = uses.iter().filter(|u| u.key == dropped.key).map(|u| u.user.clone()).collect();
+            return Err(SecretError::KeyInUse { name: name.clone(), key: dropped.key.clone(), users });
         }
         Ok(())
     }
@@ -114,52 +98,30 @@ impl Aggregate for Secret {
 
     async fn handle(&mut self, command: SecretCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SecretError> {
         let event = match command {
-            SecretCommand::CreateSecret {
-                name,
-                backend,
-                backend_exists,
-                description,
-                data,
-            } => {
+            SecretCommand::CreateSecret { name, backend, backend_exists, description, data } => {
                 if self.live.is_some() {
                     return Err(SecretError::AlreadyExists(name));
                 }
                 if !backend_exists {
                     return Err(SecretError::BackendNotFound(backend));
                 }
-                let NewSecretData {
-                    keys,
-                    value_ref,
-                    external_ref,
-                    ..
-                } = data;
-                SecretEvent::SecretCreated {
-                    backend,
-                    description,
-                    keys,
-                    data_version: 1,
-                    value_ref,
-                    external_ref,
-                }
+                let NewSecretData { keys, value_ref, external_ref, .. } = data;
+                SecretEvent::SecretCreated { backend, description, keys, data_version: 1, value_ref, external_ref }
             }
-            SecretCommand::UpdateSecret {
-                name,
-                backend,
-                description,
-                data,
-                key_uses,
-                expected_version,
-            } => {
+            SecretCommand::UpdateSecret { name, backend, description, data, key_uses, expected_version } => {
                 let live = self.live(&name, expected_version)?;
                 if let Some(requested) = backend.filter(|b| *b != live.backend) {
-                    return Err(SecretError::BackendChanged {
-                        name,
-                        current: live.backend.clone(),
-                        requested,
-                    });
+                    return Err(SecretError::BackendChanged { name, current: live.backend.clone(), requested });
                 }
                 let (data, data_version) = match data {
                     Some(data) => {
+                        if data.backend != live.backend {
+                            return Err(SecretError::NotOnBackend {
+                                name,
+                                expected: data.backend,
+                                actual: live.backend.clone(),
+                            });
+                        }
                         Self::check_key_uses(&name, &data.keys, &key_uses)?;
                         (data, live.data_version + 1)
                     }
@@ -169,6 +131,7 @@ impl Aggregate for Secret {
                             changed_keys: vec![],
                             value_ref: live.value_ref.clone(),
                             external_ref: live.external_ref.clone(),
+                            backend: live.backend.clone(),
                         },
                         live.data_version,
                     ),
@@ -176,26 +139,32 @@ impl Aggregate for Secret {
                 if data.changed_keys.is_empty() && description == live.description {
                     return Ok(());
                 }
-                let NewSecretData {
-                    keys,
-                    changed_keys,
-                    value_ref,
-                    external_ref,
-                } = data;
-                SecretEvent::SecretUpdated {
-                    description,
-                    keys,
-                    changed_keys,
-                    data_version,
-                    value_ref,
-                    external_ref,
+                let NewSecretData { keys, changed_keys, value_ref, external_ref, .. } = data;
+                SecretEvent::SecretUpdated { description, keys, changed_keys, data_version, value_ref, external_ref }
+            }
+            SecretCommand::MigrateSecret { name, from, to, copied_data_version, value_ref, external_ref, run } => {
+                let live = self.live(&name, None)?;
+                if live.backend != from {
+                    return Err(SecretError::NotOnBackend { name, expected: from, actual: live.backend.clone() });
+                }
+                if live.data_version != copied_data_version {
+                    return Err(SecretError::DataChanged {
+                        name,
+                        copied: copied_data_version,
+                        actual: live.data_version,
+                    });
+                }
+                let source_value_ref = live.value_ref.clone();
+                SecretEvent::SecretMigrated { from, to, source_value_ref, value_ref, external_ref, run }
+            }
+            SecretCommand::RecordSourceCleanup { name, backend, outcome, run } => {
+                self.live(&name, None)?;
+                match outcome {
+                    Ok(()) => SecretEvent::SecretSourceDeleted { backend, run },
+                    Err(reason) => SecretEvent::SecretSourceDeleteFailed { backend, reason, run },
                 }
             }
-            SecretCommand::DeleteSecret {
-                name,
-                users,
-                expected_version,
-            } => {
+            SecretCommand::DeleteSecret { name, users, expected_version } => {
                 self.live(&name, expected_version)?;
                 if !users.is_empty() {
                     return Err(SecretError::InUse { name, users });
@@ -210,31 +179,10 @@ impl Aggregate for Secret {
     fn apply(&mut self, event: SecretEvent) {
         self.version += 1;
         match event {
-            SecretEvent::SecretCreated {
-                backend,
-                description,
-                keys,
-                data_version,
-                value_ref,
-                external_ref,
-            } => {
-                self.live = Some(LiveSecret {
-                    backend,
-                    description,
-                    keys,
-                    data_version,
-                    value_ref,
-                    external_ref,
-                });
+            SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref, external_ref } => {
+                self.live = Some(LiveSecret { backend, description, keys, data_version, value_ref, external_ref });
             }
-            SecretEvent::SecretUpdated {
-                description,
-                keys,
-                data_version,
-                value_ref,
-                external_ref,
-                ..
-            } => {
+            SecretEvent::SecretUpdated { description, keys, data_version, value_ref, external_ref, .. } => {
                 if let Some(live) = &mut self.live {
                     live.description = description;
                     live.keys = keys;
@@ -244,6 +192,14 @@ impl Aggregate for Secret {
                 }
             }
             SecretEvent::SecretDeleted {} => self.live = None,
+            SecretEvent::SecretMigrated { to, value_ref, external_ref, .. } => {
+                if let Some(live) = &mut self.live {
+                    live.backend = to;
+                    live.value_ref = value_ref;
+                    live.external_ref = external_ref;
+                }
+            }
+            SecretEvent::SecretSourceDeleted { .. } | SecretEvent::SecretSourceDeleteFailed { .. } => {}
         }
     }
 }
@@ -266,6 +222,7 @@ mod tests {
             changed_keys: changed.iter().map(|k| k.to_string()).collect(),
             value_ref: value_ref.into(),
             external_ref: None,
+            backend: n("default"),
         }
     }
 
@@ -311,10 +268,7 @@ mod tests {
 
     #[test]
     fn create_records_keys_but_no_values() {
-        Given::with(())
-            .given_no_previous_events()
-            .when(create(true))
-            .then_expect_events(vec![created()]);
+        Given::with(()).given_no_previous_events().when(create(true)).then_expect_events(vec![created()]);
     }
 
     #[test]
@@ -323,11 +277,7 @@ mod tests {
         if let SecretCommand::CreateSecret { data, .. } = &mut command {
             data.external_ref = Some("secret/data/mcpd/anthropic".into());
         }
-        let event = Given::with(())
-            .given_no_previous_events()
-            .when(command)
-            .inspect_result()
-            .unwrap();
+        let event = Given::with(()).given_no_previous_events().when(command).inspect_result().unwrap();
         assert!(
             matches!(&event[0], SecretEvent::SecretCreated { external_ref: Some(r), .. } if r == "secret/data/mcpd/anthropic")
         );
@@ -366,38 +316,28 @@ mod tests {
 
     #[test]
     fn description_only_update_keeps_data() {
-        Given::with(())
-            .given(vec![created()])
-            .when(update(None, "prod key", vec![]))
-            .then_expect_events(vec![SecretEvent::SecretUpdated {
+        Given::with(()).given(vec![created()]).when(update(None, "prod key", vec![])).then_expect_events(vec![
+            SecretEvent::SecretUpdated {
                 description: "prod key".into(),
                 keys: vec!["API_KEY".into()],
                 changed_keys: vec![],
                 data_version: 1,
                 value_ref: "r1".into(),
                 external_ref: None,
-            }]);
+            },
+        ]);
     }
 
     #[test]
     fn update_that_changes_nothing_records_nothing() {
-        Given::with(())
-            .given(vec![created()])
-            .when(update(None, "", vec![]))
-            .then_expect_events(vec![]);
+        Given::with(()).given(vec![created()]).when(update(None, "", vec![])).then_expect_events(vec![]);
     }
 
     #[test]
     fn update_cannot_drop_a_key_in_use() {
         let uses = vec![
-            KeyUse {
-                user: "llm \"claude-fast\"".into(),
-                key: "API_KEY".into(),
-            },
-            KeyUse {
-                user: "secretbackend \"bao\"".into(),
-                key: "API_KEY".into(),
-            },
+            KeyUse { user: "llm \"claude-fast\"".into(), key: "API_KEY".into() },
+            KeyUse { user: "secretbackend \"bao\"".into(), key: "API_KEY".into() },
         ];
         Given::with(())
             .given(vec![created()])
@@ -417,14 +357,11 @@ mod tests {
             key_uses: vec![],
             expected_version: None,
         };
-        Given::with(())
-            .given(vec![created()])
-            .when(command)
-            .then_expect_error(SecretError::BackendChanged {
-                name: n("anthropic"),
-                current: n("default"),
-                requested: n("bao"),
-            });
+        Given::with(()).given(vec![created()]).when(command).then_expect_error(SecretError::BackendChanged {
+            name: n("anthropic"),
+            current: n("default"),
+            requested: n("bao"),
+        });
     }
 
     #[test]
@@ -448,11 +385,92 @@ mod tests {
         Given::with(())
             .given(vec![created()])
             .when(delete(&[], Some(2)))
-            .then_expect_error(SecretError::StaleVersion {
+            .then_expect_error(SecretError::StaleVersion { name: n("anthropic"), expected: 2, actual: 1 });
+    }
+
+    fn migrate(from: &str, copied_data_version: u64) -> SecretCommand {
+        SecretCommand::MigrateSecret {
+            name: n("anthropic"),
+            from: n(from),
+            to: n("bao"),
+            copied_data_version,
+            value_ref: "7".into(),
+            external_ref: Some("secret/data/mcpd/anthropic".into()),
+            run: "run-1".into(),
+        }
+    }
+
+    fn migrated() -> SecretEvent {
+        SecretEvent::SecretMigrated {
+            from: n("default"),
+            to: n("bao"),
+            source_value_ref: "r1".into(),
+            value_ref: "7".into(),
+            external_ref: Some("secret/data/mcpd/anthropic".into()),
+            run: "run-1".into(),
+        }
+    }
+
+    #[test]
+    fn migration_flips_the_backend_and_remembers_the_source_copy() {
+        Given::with(()).given(vec![created()]).when(migrate("default", 1)).then_expect_events(vec![migrated()]);
+    }
+
+    #[test]
+    fn a_secret_already_moved_is_not_migrated_twice() {
+        Given::with(()).given(vec![created(), migrated()]).when(migrate("default", 1)).then_expect_error(
+            SecretError::NotOnBackend { name: n("anthropic"), expected: n("default"), actual: n("bao") },
+        );
+    }
+
+    #[test]
+    fn a_secret_updated_since_it_was_copied_is_copied_again() {
+        let updated = SecretEvent::SecretUpdated {
+            description: String::new(),
+            keys: vec!["API_KEY".into()],
+            changed_keys: vec!["API_KEY".into()],
+            data_version: 2,
+            value_ref: "r2".into(),
+            external_ref: None,
+        };
+        Given::with(())
+            .given(vec![created(), updated])
+            .when(migrate("default", 1))
+            .then_expect_error(SecretError::DataChanged { name: n("anthropic"), copied: 1, actual: 2 });
+    }
+
+    #[test]
+    fn an_update_written_to_the_old_backend_after_a_flip_is_refused() {
+        Given::with(())
+            .given(vec![created(), migrated()])
+            .when(update(Some(data(&["API_KEY"], &["API_KEY"], "r9")), "", vec![]))
+            .then_expect_error(SecretError::NotOnBackend {
                 name: n("anthropic"),
-                expected: 2,
-                actual: 1,
+                expected: n("default"),
+                actual: n("bao"),
             });
+    }
+
+    #[test]
+    fn source_cleanup_is_recorded_either_way() {
+        let cleanup = |outcome: Result<(), String>| SecretCommand::RecordSourceCleanup {
+            name: n("anthropic"),
+            backend: n("default"),
+            outcome,
+            run: "run-1".into(),
+        };
+        Given::with(())
+            .given(vec![created(), migrated()])
+            .when(cleanup(Ok(())))
+            .then_expect_events(vec![SecretEvent::SecretSourceDeleted { backend: n("default"), run: "run-1".into() }]);
+        Given::with(())
+            .given(vec![created(), migrated()])
+            .when(cleanup(Err("database down".into())))
+            .then_expect_events(vec![SecretEvent::SecretSourceDeleteFailed {
+                backend: n("default"),
+                reason: "database down".into(),
+                run: "run-1".into(),
+            }]);
     }
 
     #[test]

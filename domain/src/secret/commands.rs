@@ -11,6 +11,9 @@ pub struct NewSecretData {
     pub value_ref: String,
     /// Where an external backend keeps the values (`secret/data/mcpd/anthropic`).
     pub external_ref: Option<String>,
+    /// The backend the values were written to; it must still be the secret's when the event is
+    /// recorded (a migration may have moved the secret in between).
+    pub backend: ResourceName,
 }
 
 /// Something that uses one key of the secret: an Llm's API key, an openbao backend's token.
@@ -41,6 +44,28 @@ pub enum SecretCommand {
         /// Every key of this secret something refers to.
         key_uses: Vec<KeyUse>,
         expected_version: Option<u64>,
+    },
+    /// The flip of a migration: the values are already on `to`; from this event on, reads go
+    /// there. Refused if the secret is no longer on `from` or its data changed since it was
+    /// copied (the migration then copies again).
+    MigrateSecret {
+        name: ResourceName,
+        from: ResourceName,
+        to: ResourceName,
+        /// The data version that was copied.
+        copied_data_version: u64,
+        value_ref: String,
+        external_ref: Option<String>,
+        /// The migration run doing it.
+        run: String,
+    },
+    /// The outcome of removing the values from the source after a migration.
+    RecordSourceCleanup {
+        name: ResourceName,
+        backend: ResourceName,
+        /// `Err(reason)` when the delete failed.
+        outcome: Result<(), String>,
+        run: String,
     },
     DeleteSecret {
         name: ResourceName,

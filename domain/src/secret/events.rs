@@ -29,6 +29,29 @@ pub enum SecretEvent {
         external_ref: Option<String>,
     },
     SecretDeleted {},
+    /// The values were copied to `to` and reads go there from now on. `sourceValueRef` is what
+    /// is left on `from` until `SecretSourceDeleted`.
+    SecretMigrated {
+        from: ResourceName,
+        to: ResourceName,
+        source_value_ref: String,
+        value_ref: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_ref: Option<String>,
+        run: String,
+    },
+    /// The values were removed from the source backend after a migration.
+    SecretSourceDeleted {
+        backend: ResourceName,
+        run: String,
+    },
+    /// Removing them failed; the secret is fully usable on its new backend, the source copy
+    /// remains and a re-run of the migration tries again.
+    SecretSourceDeleteFailed {
+        backend: ResourceName,
+        reason: String,
+        run: String,
+    },
 }
 
 impl DomainEvent for SecretEvent {
@@ -37,6 +60,9 @@ impl DomainEvent for SecretEvent {
             SecretEvent::SecretCreated { .. } => "SecretCreated",
             SecretEvent::SecretUpdated { .. } => "SecretUpdated",
             SecretEvent::SecretDeleted { .. } => "SecretDeleted",
+            SecretEvent::SecretMigrated { .. } => "SecretMigrated",
+            SecretEvent::SecretSourceDeleted { .. } => "SecretSourceDeleted",
+            SecretEvent::SecretSourceDeleteFailed { .. } => "SecretSourceDeleteFailed",
         }
         .to_owned()
     }

@@ -39,9 +39,7 @@ pub struct SecretSpec {
 pub fn check_key_name(errors: &mut ValidationErrors, field: &str, key: &str) -> bool {
     let ok = !key.is_empty()
         && key.len() <= 253
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
         errors.add(field, "must be 1-253 letters, digits, '-', '_' or '.'");
     }

@@ -20,11 +20,7 @@ pub enum SecretBackendError {
     #[error("secretbackend {0:?} not found")]
     NotFound(ResourceName),
     #[error("secretbackend {name:?} is at resourceVersion {actual}, not {expected}")]
-    StaleVersion {
-        name: ResourceName,
-        expected: u64,
-        actual: u64,
-    },
+    StaleVersion { name: ResourceName, expected: u64, actual: u64 },
     #[error("secretbackend {0:?} is the default and cannot be deleted; make another backend the default first")]
     DeleteDefault(ResourceName),
     #[error("secretbackend {name:?} still holds secret {secrets}", secrets = name_list(.secrets))]
@@ -65,16 +61,11 @@ impl Classified for SecretBackendError {
 
 impl SecretBackend {
     fn live(&self, name: &ResourceName, expected: Option<u64>) -> Result<&SecretBackendSpec, SecretBackendError> {
-        let spec = self
-            .spec
-            .as_ref()
-            .ok_or_else(|| SecretBackendError::NotFound(name.clone()))?;
+        let spec = self.spec.as_ref().ok_or_else(|| SecretBackendError::NotFound(name.clone()))?;
         match expected {
-            Some(expected) if expected != self.version => Err(SecretBackendError::StaleVersion {
-                name: name.clone(),
-                expected,
-                actual: self.version,
-            }),
+            Some(expected) if expected != self.version => {
+                Err(SecretBackendError::StaleVersion { name: name.clone(), expected, actual: self.version })
+            }
             _ => Ok(spec),
         }
     }
@@ -89,14 +80,12 @@ impl SecretBackend {
             TokenSecret::NotNeeded | TokenSecret::Missing => {
                 Err(SecretBackendError::TokenSecretMissing(reference.name.clone()))
             }
-            TokenSecret::NotPlaintext { backend } => Err(SecretBackendError::TokenSecretNotPlaintext {
-                secret: reference.name.clone(),
-                backend,
-            }),
-            TokenSecret::Keys(keys) if !keys.contains(&reference.key) => Err(SecretBackendError::TokenKeyMissing {
-                secret: reference.name.clone(),
-                key: reference.key.clone(),
-            }),
+            TokenSecret::NotPlaintext { backend } => {
+                Err(SecretBackendError::TokenSecretNotPlaintext { secret: reference.name.clone(), backend })
+            }
+            TokenSecret::Keys(keys) if !keys.contains(&reference.key) => {
+                Err(SecretBackendError::TokenKeyMissing { secret: reference.name.clone(), key: reference.key.clone() })
+            }
             TokenSecret::Keys(_) => Ok(()),
         }
     }
@@ -116,23 +105,14 @@ impl Aggregate for SecretBackend {
         sink: &EventSink<Self>,
     ) -> Result<(), SecretBackendError> {
         let event = match command {
-            SecretBackendCommand::CreateSecretBackend {
-                name,
-                spec,
-                token_secret,
-            } => {
+            SecretBackendCommand::CreateSecretBackend { name, spec, token_secret } => {
                 if self.spec.is_some() {
                     return Err(SecretBackendError::AlreadyExists(name));
                 }
                 Self::check_token(&spec, token_secret)?;
                 SecretBackendEvent::SecretBackendCreated { spec }
             }
-            SecretBackendCommand::UpdateSecretBackend {
-                name,
-                spec,
-                token_secret,
-                expected_version,
-            } => {
+            SecretBackendCommand::UpdateSecretBackend { name, spec, token_secret, expected_version } => {
                 let live = self.live(&name, expected_version)?;
                 if *live == spec {
                     return Ok(());
@@ -143,21 +123,13 @@ impl Aggregate for SecretBackend {
                 Self::check_token(&spec, token_secret)?;
                 SecretBackendEvent::SecretBackendUpdated { spec }
             }
-            SecretBackendCommand::DeleteSecretBackend {
-                name,
-                is_default,
-                secrets_held,
-                expected_version,
-            } => {
+            SecretBackendCommand::DeleteSecretBackend { name, is_default, secrets_held, expected_version } => {
                 self.live(&name, expected_version)?;
                 if is_default {
                     return Err(SecretBackendError::DeleteDefault(name));
                 }
                 if !secrets_held.is_empty() {
-                    return Err(SecretBackendError::InUse {
-                        name,
-                        secrets: secrets_held,
-                    });
+                    return Err(SecretBackendError::InUse { name, secrets: secrets_held });
                 }
                 SecretBackendEvent::SecretBackendDeleted {}
             }
@@ -192,11 +164,7 @@ mod tests {
     }
 
     fn spec(description: &str) -> SecretBackendSpec {
-        SecretBackendSpec {
-            backend_type: BackendType::Plaintext,
-            description: description.into(),
-            config: None,
-        }
+        SecretBackendSpec { backend_type: BackendType::Plaintext, description: description.into(), config: None }
     }
 
     fn bao() -> SecretBackendSpec {
@@ -208,10 +176,7 @@ mod tests {
                 mount: "secret".into(),
                 path_prefix: "mcpd/".into(),
                 namespace: None,
-                token_secret_ref: SecretKeyRef {
-                    name: n("bao-token"),
-                    key: "token".into(),
-                },
+                token_secret_ref: SecretKeyRef { name: n("bao-token"), key: "token".into() },
                 timeout_seconds: 10,
                 soft_delete: false,
             }),
@@ -219,11 +184,7 @@ mod tests {
     }
 
     fn create(name: &str, spec: SecretBackendSpec, token_secret: TokenSecret) -> SecretBackendCommand {
-        SecretBackendCommand::CreateSecretBackend {
-            name: n(name),
-            spec,
-            token_secret,
-        }
+        SecretBackendCommand::CreateSecretBackend { name: n(name), spec, token_secret }
     }
 
     fn created(spec: SecretBackendSpec) -> SecretBackendEvent {
@@ -269,23 +230,14 @@ mod tests {
             .then_expect_error(SecretBackendError::TokenSecretMissing(n("bao-token")));
         Given::with(())
             .given_no_previous_events()
-            .when(create(
-                "bao",
-                bao(),
-                TokenSecret::NotPlaintext {
-                    backend: "other-bao".into(),
-                },
-            ))
+            .when(create("bao", bao(), TokenSecret::NotPlaintext { backend: "other-bao".into() }))
             .then_expect_error_message(
                 "token secret \"bao-token\" is on backend \"other-bao\"; the token must be on a plaintext backend",
             );
         Given::with(())
             .given_no_previous_events()
             .when(create("bao", bao(), TokenSecret::Keys(vec!["other".into()])))
-            .then_expect_error(SecretBackendError::TokenKeyMissing {
-                secret: n("bao-token"),
-                key: "token".into(),
-            });
+            .then_expect_error(SecretBackendError::TokenKeyMissing { secret: n("bao-token"), key: "token".into() });
     }
 
     #[test]
@@ -301,9 +253,7 @@ mod tests {
         Given::with(())
             .given(vec![created(spec(""))])
             .when(update(spec("old keys")))
-            .then_expect_events(vec![SecretBackendEvent::SecretBackendUpdated {
-                spec: spec("old keys"),
-            }]);
+            .then_expect_events(vec![SecretBackendEvent::SecretBackendUpdated { spec: spec("old keys") }]);
     }
 
     #[test]

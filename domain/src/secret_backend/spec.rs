@@ -126,13 +126,9 @@ impl OpenBaoConfigInput {
                 None
             }
             Some(r) => {
-                let name = errors
-                    .required("spec.config.tokenSecretRef.name", r.name)
-                    .and_then(|n| {
-                        ResourceName::parse(&n)
-                            .map_err(|m| errors.add("spec.config.tokenSecretRef.name", m))
-                            .ok()
-                    });
+                let name = errors.required("spec.config.tokenSecretRef.name", r.name).and_then(|n| {
+                    ResourceName::parse(&n).map_err(|m| errors.add("spec.config.tokenSecretRef.name", m)).ok()
+                });
                 let key = errors
                     .required("spec.config.tokenSecretRef.key", r.key)
                     .filter(|k| check_key_name(errors, "spec.config.tokenSecretRef.key", k));
@@ -141,24 +137,15 @@ impl OpenBaoConfigInput {
         };
         let mount = self.mount.unwrap_or_else(|| "secret".into());
         if mount.is_empty() || mount.starts_with('/') || mount.ends_with('/') {
-            errors.add(
-                "spec.config.mount",
-                "must be a mount path without leading or trailing '/'",
-            );
+            errors.add("spec.config.mount", "must be a mount path without leading or trailing '/'");
         }
         let timeout_seconds = self.timeout_seconds.unwrap_or(OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS);
         if !(1..=OpenBaoConfig::MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {
-            errors.add(
-                "spec.config.timeoutSeconds",
-                format!("must be 1 to {}", OpenBaoConfig::MAX_TIMEOUT_SECONDS),
-            );
+            errors.add("spec.config.timeoutSeconds", format!("must be 1 to {}", OpenBaoConfig::MAX_TIMEOUT_SECONDS));
         }
         let path_prefix = self.path_prefix.unwrap_or_else(|| "mcpd/".into());
         if path_prefix.starts_with('/') || path_prefix.contains("..") || path_prefix.contains("//") {
-            errors.add(
-                "spec.config.pathPrefix",
-                "must be a relative path such as mcpd/ or teams/ml/",
-            );
+            errors.add("spec.config.pathPrefix", "must be a relative path such as mcpd/ or teams/ml/");
         }
         Some(OpenBaoConfig {
             url: url?.trim_end_matches('/').to_owned(),
@@ -177,12 +164,7 @@ impl SpecInput for SecretBackendInput {
     const KIND: Kind = Kind::SecretBackend;
 
     fn validate(self, errors: &mut ValidationErrors) -> Option<SecretBackendRequest> {
-        let backend_type = errors.one_of(
-            "spec.type",
-            self.backend_type,
-            &["plaintext", "openbao"],
-            BackendType::parse,
-        );
+        let backend_type = errors.one_of("spec.type", self.backend_type, &["plaintext", "openbao"], BackendType::parse);
         let config = match (backend_type, self.config) {
             (Some(BackendType::Plaintext), Some(_)) => {
                 errors.add("spec.config", "plaintext backends take no config");

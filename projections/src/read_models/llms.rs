@@ -15,11 +15,7 @@ use crate::log::StoredEvent;
 pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
     match payload::<LlmEvent>(event)? {
         LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => {
-            let (secret, key) = spec
-                .api_key_ref
-                .as_ref()
-                .map(|r| (r.name.as_str().to_owned(), r.key.clone()))
-                .unzip();
+            let (secret, key) = spec.api_key_ref.as_ref().map(|r| (r.name.as_str().to_owned(), r.key.clone())).unzip();
             sqlx::query(
                 "INSERT INTO llms (name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
                                    resource_version, created_at, updated_at) \
@@ -45,10 +41,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             .await?;
         }
         LlmEvent::LlmDeleted {} => {
-            sqlx::query("DELETE FROM llms WHERE name = $1")
-                .bind(&event.aggregate_id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("DELETE FROM llms WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
         }
     }
     Ok(())
@@ -89,17 +82,13 @@ fn decode(row: &AnyRow) -> DbResult<Record<LlmSpec>> {
 
 /// Every Llm, by name.
 pub async fn list(db: &Database) -> DbResult<Vec<Record<LlmSpec>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM llms ORDER BY name"))
-        .fetch_all(&db.pool)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM llms ORDER BY name")).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 
 pub async fn get(db: &Database, name: &str) -> DbResult<Option<Record<LlmSpec>>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM llms WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM llms WHERE name = $1")).bind(name).fetch_optional(&db.pool).await?;
     row.as_ref().map(decode).transpose()
 }
 
@@ -109,7 +98,5 @@ pub async fn using_secret(db: &Database, secret: &str) -> DbResult<Vec<(String, 
         .bind(secret)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("name")?, r.try_get("api_key_key")?)))
-        .collect()
+    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("api_key_key")?))).collect()
 }

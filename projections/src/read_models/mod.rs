@@ -3,6 +3,7 @@
 //! queries lists, reads and reference checks need.
 
 pub mod llms;
+pub mod migrations;
 pub mod secret_backends;
 pub mod secrets;
 
@@ -44,10 +45,12 @@ pub enum ReadModel {
     SecretBackends,
     Secrets,
     Llms,
+    Migrations,
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 3] = [ReadModel::SecretBackends, ReadModel::Secrets, ReadModel::Llms];
+    pub const ALL: [ReadModel; 4] =
+        [ReadModel::SecretBackends, ReadModel::Secrets, ReadModel::Llms, ReadModel::Migrations];
 
     /// The checkpoint's name; also the table's.
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl ReadModel {
             ReadModel::SecretBackends => "secret_backends",
             ReadModel::Secrets => "secrets",
             ReadModel::Llms => "llms",
+            ReadModel::Migrations => "migrations",
         }
     }
 
@@ -66,6 +70,7 @@ impl ReadModel {
             (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => {
                 secret_backends::apply(conn, event).await
             }
+            (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::apply(conn, event).await,
             (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
                 secret_backends::apply_default(conn, event).await
             }
@@ -87,8 +92,5 @@ pub(crate) fn payload<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Re
 
 /// A column holding a value this version does not understand.
 pub(crate) fn corrupt(column: &str, value: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: format!("unexpected value {value:?}").into(),
-    }
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: format!("unexpected value {value:?}").into() }
 }

@@ -23,10 +23,7 @@ pub struct BackendState {
 pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
     match payload::<SecretBackendEvent>(event)? {
         SecretBackendEvent::SecretBackendCreated { spec } | SecretBackendEvent::SecretBackendUpdated { spec } => {
-            let config = spec
-                .config
-                .as_ref()
-                .map(|c| serde_json::to_string(c).expect("a config serialises"));
+            let config = spec.config.as_ref().map(|c| serde_json::to_string(c).expect("a config serialises"));
             let (token_secret, token_key) = spec
                 .config
                 .as_ref()
@@ -107,9 +104,7 @@ fn decode(row: &AnyRow) -> DbResult<Record<BackendState>> {
 }
 
 pub async fn list(db: &Database) -> DbResult<Vec<Record<BackendState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secret_backends ORDER BY name"))
-        .fetch_all(&db.pool)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secret_backends ORDER BY name")).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 
@@ -135,7 +130,5 @@ pub async fn using_token_secret(db: &Database, secret: &str) -> DbResult<Vec<(St
         .bind(secret)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("name")?, r.try_get("token_key")?)))
-        .collect()
+    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("token_key")?))).collect()
 }

@@ -28,14 +28,7 @@ pub struct SecretState {
 
 pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
     match payload::<SecretEvent>(event)? {
-        SecretEvent::SecretCreated {
-            backend,
-            description,
-            keys,
-            data_version,
-            value_ref,
-            external_ref,
-        } => {
+        SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref, external_ref } => {
             sqlx::query(
                 "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, external_ref, \
                                       resource_version, created_at, updated_at) \
@@ -57,14 +50,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             .execute(&mut *conn)
             .await?;
         }
-        SecretEvent::SecretUpdated {
-            description,
-            keys,
-            data_version,
-            value_ref,
-            external_ref,
-            ..
-        } => {
+        SecretEvent::SecretUpdated { description, keys, data_version, value_ref, external_ref, .. } => {
             sqlx::query(
                 "UPDATE secrets SET description = $2, keys = $3, data_version = $4, value_ref = $5, \
                    external_ref = $6, resource_version = $7, updated_at = $8 WHERE name = $1",
@@ -80,11 +66,30 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
             .execute(&mut *conn)
             .await?;
         }
-        SecretEvent::SecretDeleted {} => {
-            sqlx::query("DELETE FROM secrets WHERE name = $1")
+        SecretEvent::SecretMigrated { to, value_ref, external_ref, .. } => {
+            sqlx::query(
+                "UPDATE secrets SET backend = $2, value_ref = $3, external_ref = $4, resource_version = $5, \
+                   updated_at = $6 WHERE name = $1",
+            )
+            .bind(&event.aggregate_id)
+            .bind(to.as_str())
+            .bind(&value_ref)
+            .bind(external_ref)
+            .bind(event.sequence)
+            .bind(&event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SecretEvent::SecretSourceDeleted { .. } | SecretEvent::SecretSourceDeleteFailed { .. } => {
+            sqlx::query("UPDATE secrets SET resource_version = $2, updated_at = $3 WHERE name = $1")
                 .bind(&event.aggregate_id)
+                .bind(event.sequence)
+                .bind(&event.recorded_at)
                 .execute(&mut *conn)
                 .await?;
+        }
+        SecretEvent::SecretDeleted {} => {
+            sqlx::query("DELETE FROM secrets WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
         }
     }
     Ok(())
@@ -113,9 +118,7 @@ fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
 }
 
 pub async fn list(db: &Database) -> DbResult<Vec<Record<SecretState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secrets ORDER BY name"))
-        .fetch_all(&db.pool)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secrets ORDER BY name")).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

@@ -1,0 +1,68 @@
+//! `POST /api/v1/secrets/migrate` (progress as NDJSON) and the migration runs' read side.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{Value, json};
+
+use super::extract::JsonBody;
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::migration::{MigrationRequest, ndjson};
+use crate::service::Services;
+
+/// Starts a migration and streams its progress, one JSON object per line. The run goes on if
+/// the client disconnects; `GET /api/v1/migrations/{id}` shows how it ended.
+pub async fn migrate(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let request: MigrationRequest = serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::MalformedBody(format!("{path}: {}", e.into_inner()))
+    })?;
+    let progress = s.start_migration(&ctx, request).await?;
+    let mut response = Body::from_stream(ndjson(progress)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
+}
+
+fn document(record: &projections::read_models::Record<projections::read_models::migrations::MigrationState>) -> Value {
+    let mut doc = json!({"kind": "migration", "name": record.name});
+    if let (Some(doc), Ok(Value::Object(state))) = (doc.as_object_mut(), serde_json::to_value(&record.spec)) {
+        doc.extend(state);
+        doc.insert("resourceVersion".into(), json!(record.resource_version));
+        doc.insert("createdAt".into(), json!(record.created_at));
+        doc.insert("updatedAt".into(), json!(record.updated_at));
+    }
+    doc
+}
+
+pub async fn list(State(s): State<Services>) -> Result<Json<Value>, ApiError> {
+    let runs = projections::read_models::migrations::list(&s.store.db).await?;
+    Ok(Json(json!({"items": runs.iter().map(document).collect::<Vec<_>>()})))
+}
+
+/// One run, with its history: every event of the run (what it moved, skipped, why it stopped).
+pub async fn get(State(s): State<Services>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = projections::read_models::migrations::get(&s.store.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("migration {id:?} not found")))?;
+    let events = s.store.log.aggregate_history(domain::migration::AGGREGATE_TYPE, &id).await?;
+    let history: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            // The payload is `{EventType: {...}}`; the inner object is what happened.
+            let detail = e.payload.as_object().and_then(|m| m.values().next().cloned()).unwrap_or(Value::Null);
+            json!({"resourceVersion": e.sequence, "eventType": e.event_type, "recordedAt": e.recorded_at,
+                   "actor": e.metadata.get("actor"), "detail": detail})
+        })
+        .collect();
+    let mut doc = document(&run);
+    doc["history"] = Value::Array(history);
+    Ok(Json(doc))
+}

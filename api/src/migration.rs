@@ -1,0 +1,431 @@
+//! Moving secrets between backends, server-side. Each secret moves on its own: read from the
+//! source, write to the destination, record `SecretMigrated` (the flip: reads go to the
+//! destination from then on), then remove the source copy and record that too. The run itself
+//! is a `migration` aggregate; which secrets are already moved is read from the secrets' own
+//! histories, so a run interrupted at any instant is finished by running it again, and runs
+//! left unfinished by a crash are resumed at start-up.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use domain::ResourceName;
+use domain::migration::{MigrationCommand, MigrationRun, SkippedSecret};
+use domain::secret::{SecretCommand, SecretEvent};
+use projections::read_models::{migrations, secret_backends, secrets};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::backends::SecretBackendDriver;
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::service::Services;
+
+/// How many secrets' outcomes one `MigrationProgressed` event records.
+const PROGRESS_BATCH: usize = 25;
+/// How often one secret is copied again when it keeps changing under the migration.
+const COPY_ATTEMPTS: usize = 5;
+
+/// `POST /api/v1/secrets/migrate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationRequest {
+    pub from: String,
+    pub to: String,
+    /// Only these secrets; all on `from` when omitted.
+    pub names: Option<Vec<String>>,
+    #[serde(default)]
+    pub keep_source: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One line of the progress stream (NDJSON).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Progress {
+    Started { run: String, from: String, to: String, total: usize, dry_run: bool },
+    /// `outcome`: migrated, skipped, failed, or (dry run) wouldMigrate.
+    Secret { name: String, outcome: &'static str, message: Option<String> },
+    Finished { run: String, status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String> },
+}
+
+enum Outcome {
+    Moved,
+    Skipped(String),
+}
+
+/// What a migration run needs to go on.
+#[derive(Clone)]
+struct Run {
+    id: ResourceName,
+    from: ResourceName,
+    to: ResourceName,
+    names: Option<Vec<String>>,
+    keep_source: bool,
+}
+
+impl Services {
+    /// Starts a run (or, for a dry run, plans one) and returns its progress stream. The run goes
+    /// on server-side whether or not anyone reads the stream.
+    pub async fn start_migration(
+        &self,
+        ctx: &RequestContext,
+        request: MigrationRequest,
+    ) -> Result<mpsc::Receiver<Progress>, ApiError> {
+        let mut errors = domain::ValidationErrors::default();
+        let mut backend = |field: &str, raw: &str| match ResourceName::parse(raw) {
+            Ok(name) => Some(name),
+            Err(m) => {
+                errors.add(field, m);
+                None
+            }
+        };
+        let (from, to) = (backend("from", &request.from), backend("to", &request.to));
+        let names = request.names.clone().map(|n| n.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        for name in names.iter().flatten() {
+            if ResourceName::parse(name).is_err() {
+                errors.add("names", format!("{name:?} is not a secret name"));
+            }
+        }
+        let (Some(from), Some(to)) = (from, to) else {
+            return Err(ApiError::Invalid { kind: "migration", errors });
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid { kind: "migration", errors });
+        }
+        if from == to {
+            errors.add("to", "must differ from `from`");
+            return Err(ApiError::Invalid { kind: "migration", errors });
+        }
+        for backend in [&from, &to] {
+            if secret_backends::get(&self.store.db, backend.as_str()).await?.is_none() {
+                return Err(ApiError::NotFound(format!("secretbackend {:?} not found", backend.as_str())));
+            }
+        }
+        let id = ResourceName::parse(&format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+            .expect("a valid run id");
+        let run = Run { id, from, to, names, keep_source: request.keep_source };
+        let (tx, rx) = mpsc::channel(1024);
+        if request.dry_run {
+            self.plan(&run, tx).await?;
+            return Ok(rx);
+        }
+        let guard = self.migration_slot.clone().try_lock_owned().map_err(|_| {
+            ApiError::Conflict("another migration is running in this mcpd; wait for it, or see mcpctl get migrations".into())
+        })?;
+        let command = MigrationCommand::StartMigration {
+            id: run.id.clone(),
+            from: run.from.clone(),
+            to: run.to.clone(),
+            names: run.names.clone(),
+            keep_source: run.keep_source,
+        };
+        self.execute_run(ctx, &run.id, command).await?;
+        let services = self.clone();
+        let ctx = RequestContext { source: "migration", ..ctx.clone() };
+        tokio::spawn(async move {
+            let _slot = guard;
+            services.run_migration(&ctx, run, Some(tx)).await;
+        });
+        Ok(rx)
+    }
+
+    /// Picks up every run a crash left unfinished. Called at start-up; runs in the background.
+    pub async fn resume_unfinished_migrations(&self) -> Result<(), ApiError> {
+        let unfinished = migrations::unfinished(&self.store.db).await?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        let services = self.clone();
+        tokio::spawn(async move {
+            let _slot = services.migration_slot.clone().lock_owned().await;
+            for record in unfinished {
+                let (Ok(id), Ok(from), Ok(to)) = (
+                    ResourceName::parse(&record.name),
+                    ResourceName::parse(&record.spec.from),
+                    ResourceName::parse(&record.spec.to),
+                ) else {
+                    continue;
+                };
+                let ctx = RequestContext::system("migration");
+                let resume = MigrationCommand::ResumeMigration { id: id.clone(), reason: "mcpd restarted".into() };
+                if let Err(e) = services.execute_run(&ctx, &id, resume).await {
+                    tracing::warn!(run = %id, error = %e, "could not resume a migration");
+                    continue;
+                }
+                tracing::info!(run = %id, from = %from, to = %to, "resuming an interrupted migration");
+                let run = Run { id, from, to, names: record.spec.names, keep_source: record.spec.keep_source };
+                services.run_migration(&ctx, run, None).await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn execute_run(&self, ctx: &RequestContext, id: &ResourceName, command: MigrationCommand) -> Result<(), ApiError> {
+        self.execute::<MigrationRun>(&self.store.migrations, ctx, id, command).await
+    }
+
+    /// The secrets a run looks at: those named, or every secret on either backend (the ones on
+    /// the destination may still have a source copy to remove).
+    async fn candidates(&self, run: &Run) -> Result<Vec<String>, ApiError> {
+        if let Some(names) = &run.names {
+            return Ok(names.clone());
+        }
+        let mut names = secrets::on_backend(&self.store.db, run.from.as_str()).await?;
+        names.extend(secrets::on_backend(&self.store.db, run.to.as_str()).await?);
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// A dry run: what would move, without a write or an event.
+    async fn plan(&self, run: &Run, tx: mpsc::Sender<Progress>) -> Result<(), ApiError> {
+        let candidates = self.candidates(run).await?;
+        let mut lines = Vec::new();
+        let (mut moved, mut skipped) = (0, 0);
+        for name in &candidates {
+            let (outcome, message) = match secrets::get(&self.store.db, name).await? {
+                None => ("skipped", Some("not found".to_owned())),
+                Some(s) if s.spec.backend == run.from => ("wouldMigrate", None),
+                Some(s) if s.spec.backend == run.to => {
+                    if run.names.is_none() {
+                        continue;
+                    }
+                    ("skipped", Some(format!("already on {}", run.to)))
+                }
+                Some(s) => ("skipped", Some(format!("on backend {}", s.spec.backend))),
+            };
+            if outcome == "wouldMigrate" { moved += 1 } else { skipped += 1 }
+            lines.push(Progress::Secret { name: name.clone(), outcome, message });
+        }
+        let run_id = "(dry run)".to_owned();
+        let _ = tx
+            .send(Progress::Started { run: run_id.clone(), from: run.from.to_string(), to: run.to.to_string(), total: lines.len(), dry_run: true })
+            .await;
+        for line in lines {
+            let _ = tx.send(line).await;
+        }
+        let _ = tx.send(Progress::Finished { run: run_id, status: "planned", moved, skipped, failed: 0, error: None }).await;
+        Ok(())
+    }
+
+    /// Runs (or resumes) `run` to its end, reporting to `tx` if someone listens.
+    async fn run_migration(&self, ctx: &RequestContext, run: Run, tx: Option<mpsc::Sender<Progress>>) {
+        let report = |line: Progress| {
+            let tx = tx.clone();
+            async move {
+                if let Some(tx) = tx {
+                    // A client that went away does not stop the run.
+                    let _ = tx.send(line).await;
+                }
+            }
+        };
+        let finish = |status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>| Progress::Finished {
+            run: run.id.to_string(),
+            status,
+            moved,
+            skipped,
+            failed,
+            error,
+        };
+        let drivers = async { Ok::<_, ApiError>((self.driver(run.from.as_str()).await?, self.driver(run.to.as_str()).await?)) };
+        let (candidates, (source, destination)) = match (self.candidates(&run).await, drivers.await) {
+            (Ok(candidates), Ok(drivers)) => (candidates, drivers),
+            (Err(e), _) | (_, Err(e)) => {
+                let reason = e.to_string();
+                let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: None, reason: reason.clone() };
+                let _ = self.execute_run(ctx, &run.id, fail).await;
+                report(finish("failed", 0, 0, 0, Some(reason))).await;
+                return;
+            }
+        };
+        report(Progress::Started {
+            run: run.id.to_string(),
+            from: run.from.to_string(),
+            to: run.to.to_string(),
+            total: candidates.len(),
+            dry_run: false,
+        })
+        .await;
+        let (mut moved, mut skipped) = (Vec::new(), Vec::new());
+        let (mut moved_total, mut skipped_total) = (0u64, 0u64);
+        for name in candidates {
+            let outcome = self.migrate_one(ctx, &run, &name, source.as_ref(), destination.as_ref()).await;
+            match outcome {
+                Ok(Outcome::Moved) => {
+                    moved_total += 1;
+                    moved.push(name.clone());
+                    report(Progress::Secret { name, outcome: "migrated", message: None }).await;
+                }
+                Ok(Outcome::Skipped(reason)) if run.names.is_none() && reason.starts_with("already on") => {}
+                Ok(Outcome::Skipped(reason)) => {
+                    skipped_total += 1;
+                    skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
+                    report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
+                }
+                Err(reason) => {
+                    self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+                    let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: Some(name.clone()), reason: reason.clone() };
+                    if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
+                        tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
+                    }
+                    report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
+                    let error = format!("stopped at secret {name:?}: {reason}");
+                    report(finish("failed", moved_total, skipped_total, 1, Some(error))).await;
+                    return;
+                }
+            }
+            if moved.len() + skipped.len() >= PROGRESS_BATCH {
+                self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+            }
+        }
+        self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+        let complete = MigrationCommand::CompleteMigration { id: run.id.clone(), moved: moved_total, skipped: skipped_total, failed: 0 };
+        if let Err(e) = self.execute_run(ctx, &run.id, complete).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record the completion of a migration");
+        }
+        report(finish("completed", moved_total, skipped_total, 0, None)).await;
+    }
+
+    async fn record_progress(&self, ctx: &RequestContext, run: &Run, moved: &mut Vec<String>, skipped: &mut Vec<SkippedSecret>) {
+        let command = MigrationCommand::RecordProgress {
+            id: run.id.clone(),
+            moved: std::mem::take(moved),
+            skipped: std::mem::take(skipped),
+        };
+        if let Err(e) = self.execute_run(ctx, &run.id, command).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
+        }
+    }
+
+    /// Moves one secret; `Err` is the reason the run must stop here.
+    async fn migrate_one(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        name: &str,
+        source: &dyn SecretBackendDriver,
+        destination: &dyn SecretBackendDriver,
+    ) -> Result<Outcome, String> {
+        let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
+        for _ in 0..COPY_ATTEMPTS {
+            let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
+                return Ok(Outcome::Skipped("not found".into()));
+            };
+            if record.spec.backend == run.to {
+                return self.finish_moved(ctx, run, &secret_name, source).await;
+            }
+            if record.spec.backend != run.from {
+                return Ok(Outcome::Skipped(format!("on backend {}", record.spec.backend)));
+            }
+            let values = source
+                .get(name, &record.spec.value_ref)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("its values are missing from {}", run.from))?;
+            // Written before the flip; a crash in between leaves a copy that the next attempt
+            // writes over.
+            let written = destination.put(name, &values).await.map_err(|e| e.to_string())?;
+            let flip = SecretCommand::MigrateSecret {
+                name: secret_name.clone(),
+                from: run.from.clone(),
+                to: run.to.clone(),
+                copied_data_version: record.spec.data_version as u64,
+                value_ref: written.value_ref.clone(),
+                external_ref: written.external_ref.clone(),
+                run: run.id.to_string(),
+            };
+            match self.execute(&self.store.secrets, ctx, &secret_name, flip).await {
+                Ok(()) => {
+                    if !run.keep_source {
+                        self.remove_source(ctx, run, &secret_name, source, &record.spec.value_ref).await;
+                    }
+                    return Ok(Outcome::Moved);
+                }
+                // Changed or moved meanwhile: drop this copy and look again.
+                Err(ApiError::Conflict(_)) => {
+                    let _ = destination.discard(name, &written.value_ref).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("it kept changing; gave up after {COPY_ATTEMPTS} copies"))
+    }
+
+    /// A secret already on the destination: if a migration from this source left its source
+    /// copy behind (a crash between the flip and the clean-up), remove it now.
+    async fn finish_moved(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        name: &ResourceName,
+        source: &dyn SecretBackendDriver,
+    ) -> Result<Outcome, String> {
+        let history = self
+            .store
+            .log
+            .aggregate_history(domain::secret::AGGREGATE_TYPE, name.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut pending: Option<(String, String)> = None;
+        for event in history {
+            match serde_json::from_value::<SecretEvent>(event.payload) {
+                Ok(SecretEvent::SecretMigrated { from, source_value_ref, run: by, .. }) if from == run.from => {
+                    pending = Some((source_value_ref, by));
+                }
+                Ok(SecretEvent::SecretSourceDeleted { .. }) | Ok(SecretEvent::SecretMigrated { .. }) => pending = None,
+                _ => {}
+            }
+        }
+        match pending {
+            Some((source_ref, by)) => {
+                if !run.keep_source {
+                    self.remove_source(ctx, run, name, source, &source_ref).await;
+                }
+                // Moved by this very run before an interruption: it counts as moved.
+                if by == run.id.as_str() {
+                    return Ok(Outcome::Moved);
+                }
+                Ok(Outcome::Skipped(format!("already on {}", run.to)))
+            }
+            None => Ok(Outcome::Skipped(format!("already on {}", run.to))),
+        }
+    }
+
+    /// Removes the source copy, best effort, and records how that went on the secret.
+    async fn remove_source(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        name: &ResourceName,
+        source: &dyn SecretBackendDriver,
+        value_ref: &str,
+    ) {
+        let outcome = source.delete(name.as_str(), value_ref).await.map_err(|e| e.to_string());
+        if let Err(reason) = &outcome {
+            tracing::warn!(secret = %name, %reason, "the source copy of a migrated secret could not be removed");
+        }
+        let record = SecretCommand::RecordSourceCleanup {
+            name: name.clone(),
+            backend: run.from.clone(),
+            outcome,
+            run: run.id.to_string(),
+        };
+        if let Err(e) = self.execute(&self.store.secrets, ctx, name, record).await {
+            tracing::warn!(secret = %name, error = %e, "could not record the clean-up of a migrated secret");
+        }
+    }
+}
+
+/// For handlers: the stream's lines as NDJSON.
+pub fn ndjson(rx: mpsc::Receiver<Progress>) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        let mut text = serde_json::to_string(&line).expect("progress serialises");
+        text.push('\n');
+        Some((Ok(text), rx))
+    })
+}
+
+/// Shared so the handlers and the runner agree on one slot per process.
+pub type MigrationSlot = Arc<tokio::sync::Mutex<()>>;

@@ -43,10 +43,27 @@ pub struct MigrationRequest {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Progress {
-    Started { run: String, from: String, to: String, total: usize, dry_run: bool },
+    Started {
+        run: String,
+        from: String,
+        to: String,
+        total: usize,
+        dry_run: bool,
+    },
     /// `outcome`: migrated, skipped, failed, or (dry run) wouldMigrate.
-    Secret { name: String, outcome: &'static str, message: Option<String> },
-    Finished { run: String, status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String> },
+    Secret {
+        name: String,
+        outcome: &'static str,
+        message: Option<String>,
+    },
+    Finished {
+        run: String,
+        status: &'static str,
+        moved: u64,
+        skipped: u64,
+        failed: u64,
+        error: Option<String>,
+    },
 }
 
 enum Outcome {
@@ -81,7 +98,8 @@ impl Services {
             }
         };
         let (from, to) = (backend("from", &request.from), backend("to", &request.to));
-        let names = request.names.clone().map(|n| n.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        let names =
+            request.names.clone().map(|n| n.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
         for name in names.iter().flatten() {
             if ResourceName::parse(name).is_err() {
                 errors.add("names", format!("{name:?} is not a secret name"));
@@ -111,7 +129,9 @@ impl Services {
             return Ok(rx);
         }
         let guard = self.migration_slot.clone().try_lock_owned().map_err(|_| {
-            ApiError::Conflict("another migration is running in this mcpd; wait for it, or see mcpctl get migrations".into())
+            ApiError::Conflict(
+                "another migration is running in this mcpd; wait for it, or see mcpctl get migrations".into(),
+            )
         })?;
         let command = MigrationCommand::StartMigration {
             id: run.id.clone(),
@@ -161,7 +181,12 @@ impl Services {
         Ok(())
     }
 
-    async fn execute_run(&self, ctx: &RequestContext, id: &ResourceName, command: MigrationCommand) -> Result<(), ApiError> {
+    async fn execute_run(
+        &self,
+        ctx: &RequestContext,
+        id: &ResourceName,
+        command: MigrationCommand,
+    ) -> Result<(), ApiError> {
         self.execute::<MigrationRun>(&self.store.migrations, ctx, id, command).await
     }
 
@@ -186,7 +211,16 @@ impl Services {
         for name in &candidates {
             let (outcome, message) = match secrets::get(&self.store.db, name).await? {
                 None => ("skipped", Some("not found".to_owned())),
-                Some(s) if s.spec.backend == run.from => ("wouldMigrate", None),
+                Some(s) if s.spec.backend == run.from => match self.pinned_by(name, &run.to).await?.as_slice() {
+                    [] => ("wouldMigrate", None),
+                    backends => (
+                        "skipped",
+                        Some(format!(
+                            "holds the token of secretbackend {}; it stays on plaintext",
+                            backends.join(", ")
+                        )),
+                    ),
+                },
                 Some(s) if s.spec.backend == run.to => {
                     if run.names.is_none() {
                         continue;
@@ -195,17 +229,29 @@ impl Services {
                 }
                 Some(s) => ("skipped", Some(format!("on backend {}", s.spec.backend))),
             };
-            if outcome == "wouldMigrate" { moved += 1 } else { skipped += 1 }
+            if outcome == "wouldMigrate" {
+                moved += 1
+            } else {
+                skipped += 1
+            }
             lines.push(Progress::Secret { name: name.clone(), outcome, message });
         }
         let run_id = "(dry run)".to_owned();
         let _ = tx
-            .send(Progress::Started { run: run_id.clone(), from: run.from.to_string(), to: run.to.to_string(), total: lines.len(), dry_run: true })
+            .send(Progress::Started {
+                run: run_id.clone(),
+                from: run.from.to_string(),
+                to: run.to.to_string(),
+                total: lines.len(),
+                dry_run: true,
+            })
             .await;
         for line in lines {
             let _ = tx.send(line).await;
         }
-        let _ = tx.send(Progress::Finished { run: run_id, status: "planned", moved, skipped, failed: 0, error: None }).await;
+        let _ = tx
+            .send(Progress::Finished { run: run_id, status: "planned", moved, skipped, failed: 0, error: None })
+            .await;
         Ok(())
     }
 
@@ -220,15 +266,11 @@ impl Services {
                 }
             }
         };
-        let finish = |status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>| Progress::Finished {
-            run: run.id.to_string(),
-            status,
-            moved,
-            skipped,
-            failed,
-            error,
+        let finish = |status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>| {
+            Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
         };
-        let drivers = async { Ok::<_, ApiError>((self.driver(run.from.as_str()).await?, self.driver(run.to.as_str()).await?)) };
+        let drivers =
+            async { Ok::<_, ApiError>((self.driver(run.from.as_str()).await?, self.driver(run.to.as_str()).await?)) };
         let (candidates, (source, destination)) = match (self.candidates(&run).await, drivers.await) {
             (Ok(candidates), Ok(drivers)) => (candidates, drivers),
             (Err(e), _) | (_, Err(e)) => {
@@ -265,11 +307,16 @@ impl Services {
                 }
                 Err(reason) => {
                     self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
-                    let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: Some(name.clone()), reason: reason.clone() };
+                    let fail = MigrationCommand::FailMigration {
+                        id: run.id.clone(),
+                        secret: Some(name.clone()),
+                        reason: reason.clone(),
+                    };
                     if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
                         tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
                     }
-                    report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
+                    report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) })
+                        .await;
                     let error = format!("stopped at secret {name:?}: {reason}");
                     report(finish("failed", moved_total, skipped_total, 1, Some(error))).await;
                     return;
@@ -280,14 +327,25 @@ impl Services {
             }
         }
         self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
-        let complete = MigrationCommand::CompleteMigration { id: run.id.clone(), moved: moved_total, skipped: skipped_total, failed: 0 };
+        let complete = MigrationCommand::CompleteMigration {
+            id: run.id.clone(),
+            moved: moved_total,
+            skipped: skipped_total,
+            failed: 0,
+        };
         if let Err(e) = self.execute_run(ctx, &run.id, complete).await {
             tracing::warn!(run = %run.id, error = %e, "could not record the completion of a migration");
         }
         report(finish("completed", moved_total, skipped_total, 0, None)).await;
     }
 
-    async fn record_progress(&self, ctx: &RequestContext, run: &Run, moved: &mut Vec<String>, skipped: &mut Vec<SkippedSecret>) {
+    async fn record_progress(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        moved: &mut Vec<String>,
+        skipped: &mut Vec<SkippedSecret>,
+    ) {
         let command = MigrationCommand::RecordProgress {
             id: run.id.clone(),
             moved: std::mem::take(moved),
@@ -318,6 +376,13 @@ impl Services {
             if record.spec.backend != run.from {
                 return Ok(Outcome::Skipped(format!("on backend {}", record.spec.backend)));
             }
+            let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
+            if !pinned_by.is_empty() {
+                let backends = pinned_by.join(", ");
+                return Ok(Outcome::Skipped(format!(
+                    "holds the token of secretbackend {backends}; it stays on plaintext"
+                )));
+            }
             let values = source
                 .get(name, &record.spec.value_ref)
                 .await
@@ -334,6 +399,7 @@ impl Services {
                 value_ref: written.value_ref.clone(),
                 external_ref: written.external_ref.clone(),
                 run: run.id.to_string(),
+                pinned_by,
             };
             match self.execute(&self.store.secrets, ctx, &secret_name, flip).await {
                 Ok(()) => {
@@ -350,6 +416,16 @@ impl Services {
             }
         }
         Err(format!("it kept changing; gave up after {COPY_ATTEMPTS} copies"))
+    }
+
+    /// The openbao backends whose token `secret` holds, if moving it to `to` would take it off
+    /// plaintext (the token's secret is the trust root and has to stay readable without them).
+    async fn pinned_by(&self, secret: &str, to: &ResourceName) -> Result<Vec<String>, ApiError> {
+        let destination = secret_backends::get(&self.store.db, to.as_str()).await?;
+        if destination.is_some_and(|d| d.spec.spec.backend_type == domain::secret_backend::BackendType::Plaintext) {
+            return Ok(vec![]);
+        }
+        Ok(secret_backends::using_token_secret(&self.store.db, secret).await?.into_iter().map(|(b, _)| b).collect())
     }
 
     /// A secret already on the destination: if a migration from this source left its source

@@ -5,6 +5,7 @@ mod support;
 
 mod crud;
 mod events;
+mod migration;
 mod openbao;
 mod projection;
 mod references;

@@ -1,11 +1,11 @@
 //! `POST /api/v1/secrets/migrate` (progress as NDJSON) and the migration runs' read side.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use serde_json::{Value, json};
 
 use super::extract::JsonBody;

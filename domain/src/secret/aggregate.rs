@@ -42,6 +42,8 @@ pub enum SecretError {
     KeyInUse { name: ResourceName, key: String, users: Vec<String> },
     #[error("secret {name:?} is on backend {actual:?}, not {expected:?}; it was moved meanwhile, retry")]
     NotOnBackend { name: ResourceName, expected: ResourceName, actual: ResourceName },
+    #[error("secret {name:?} holds the token of secretbackend {backends}; it stays on a plaintext backend", backends = crate::error::name_list(.backends))]
+    Pinned { name: ResourceName, backends: Vec<String> },
     #[error("secret {name:?} changed (data version {actual}, copied {copied}); copy it again")]
     DataChanged { name: ResourceName, copied: u64, actual: u64 },
 }
@@ -56,6 +58,7 @@ impl Classified for SecretError {
             | SecretError::InUse { .. }
             | SecretError::KeyInUse { .. }
             | SecretError::NotOnBackend { .. }
+            | SecretError::Pinned { .. }
             | SecretError::DataChanged { .. } => ErrorClass::Conflict,
         }
     }
@@ -142,8 +145,20 @@ impl Aggregate for Secret {
                 let NewSecretData { keys, changed_keys, value_ref, external_ref, .. } = data;
                 SecretEvent::SecretUpdated { description, keys, changed_keys, data_version, value_ref, external_ref }
             }
-            SecretCommand::MigrateSecret { name, from, to, copied_data_version, value_ref, external_ref, run } => {
+            SecretCommand::MigrateSecret {
+                name,
+                from,
+                to,
+                copied_data_version,
+                value_ref,
+                external_ref,
+                run,
+                pinned_by,
+            } => {
                 let live = self.live(&name, None)?;
+                if !pinned_by.is_empty() {
+                    return Err(SecretError::Pinned { name, backends: pinned_by });
+                }
                 if live.backend != from {
                     return Err(SecretError::NotOnBackend { name, expected: from, actual: live.backend.clone() });
                 }
@@ -397,6 +412,7 @@ mod tests {
             value_ref: "7".into(),
             external_ref: Some("secret/data/mcpd/anthropic".into()),
             run: "run-1".into(),
+            pinned_by: vec![],
         }
     }
 
@@ -414,6 +430,17 @@ mod tests {
     #[test]
     fn migration_flips_the_backend_and_remembers_the_source_copy() {
         Given::with(()).given(vec![created()]).when(migrate("default", 1)).then_expect_events(vec![migrated()]);
+    }
+
+    #[test]
+    fn a_token_secret_stays_on_plaintext() {
+        let mut command = migrate("default", 1);
+        if let SecretCommand::MigrateSecret { pinned_by, .. } = &mut command {
+            pinned_by.push("bao".into());
+        }
+        Given::with(()).given(vec![created()]).when(command).then_expect_error_message(
+            "secret \"anthropic\" holds the token of secretbackend \"bao\"; it stays on a plaintext backend",
+        );
     }
 
     #[test]

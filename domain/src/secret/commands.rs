@@ -58,6 +58,9 @@ pub enum SecretCommand {
         external_ref: Option<String>,
         /// The migration run doing it.
         run: String,
+        /// Openbao backends whose token this secret holds, when `to` is not plaintext: such a
+        /// secret is the trust root and must stay on plaintext.
+        pinned_by: Vec<String>,
     },
     /// The outcome of removing the values from the source after a migration.
     RecordSourceCleanup {

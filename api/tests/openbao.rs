@@ -265,6 +265,15 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
     assert!(matches!(err, BackendError::Conflict { .. }), "{err}");
     assert_eq!(server.read(&format!("{prefix}teams/ml/svc")).await, Some(json!({"KEY": "two"})));
 
+    // A crash after the marker (or after an unrecorded write) leaves a path mcpd reclaims.
+    let crashed = format!("secret/metadata/{prefix}teams/ml/crashed");
+    server.root(reqwest::Method::POST, &crashed, Some(json!({"custom_metadata": {"managed-by": "mcpd"}}))).await;
+    let reclaimed = driver.put("crashed", &data("after a crash")).await.unwrap();
+    assert_eq!(
+        driver.get("crashed", &reclaimed.value_ref).await.unwrap().map(|d| d["KEY"].expose_secret().to_owned()),
+        Some("after a crash".to_owned())
+    );
+
     driver.discard("svc", &first.value_ref).await.unwrap();
     assert_eq!(read(&first.value_ref).await, None);
     driver.delete("svc", &second.value_ref).await.unwrap();

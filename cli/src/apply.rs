@@ -165,6 +165,7 @@ pub fn delete(
 ) -> anyhow::Result<bool> {
     let targets: Vec<(Kind, String)> = match kind {
         Some(Kind::All) => anyhow::bail!("delete names resources of one kind, or use -f FILE"),
+        Some(Kind::Migration) => anyhow::bail!("migration runs are history; they are not deleted"),
         Some(kind) => {
             if names.is_empty() {
                 anyhow::bail!("name the {} to delete, or use -f FILE", kind.singular());

@@ -42,6 +42,9 @@ pub enum Kind {
     /// Every kind, in dependency order (`get` only): `get all -o yaml --reveal` is a backup.
     #[value(name = "all")]
     All,
+    /// Secret migration runs (`get` and `describe` only).
+    #[value(name = "migration", alias = "migrations")]
+    Migration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +125,10 @@ pub enum Command {
         dry_run: DryRun,
     },
 
+    /// Move secrets from one backend to another, server-side, resumably.
+    #[command(subcommand)]
+    Migrate(Migrate),
+
     /// Show what apply would change, as a unified diff; exit 1 when something would change.
     #[command(after_help = "Examples:\n  mcpctl diff -f catalogue.yaml")]
     Diff {
@@ -142,6 +149,31 @@ pub enum Command {
     /// Show or change the client configuration (~/.mcpctl/config.json, or $MCPCTL_CONFIG).
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Migrate {
+    /// Move every secret (or the named ones) from one backend to another. mcpd runs the
+    /// migration and keeps going if this command is interrupted; run it again to finish an
+    /// interrupted one.
+    #[command(
+        after_help = "Examples:\n  mcpctl migrate secrets --from default --to bao --dry-run\n  mcpctl migrate secrets --from default --to bao\n  mcpctl migrate secrets --from bao --to default --names anthropic,openai --keep-source\n  mcpctl get migrations"
+    )]
+    Secrets {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Only these secrets (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// Leave the values on the source backend too.
+        #[arg(long)]
+        keep_source: bool,
+        /// List what would move; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,6 +89,33 @@ impl Client {
     }
 }
 
+impl Client {
+    /// POSTs `body` and returns the answer as a stream to read as it arrives. Only a server that
+    /// cannot be reached yet is retried: a request that got through may have started something.
+    pub fn stream(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        let started = Instant::now();
+        let url = format!("{}{path}", self.base);
+        for attempt in 1.. {
+            // No overall timeout: the answer lasts as long as the work it reports on.
+            let request = self.http.post(&url).json(body).timeout(Duration::from_secs(24 * 3600));
+            match request.send() {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => bail!(read(response)?.error_message()),
+                Err(e) if e.is_connect() => {
+                    let problem = format!("cannot reach mcpd at {}: {}", self.base, root_cause(&e));
+                    let delay = backoff(attempt);
+                    if attempt >= MAX_ATTEMPTS || started.elapsed() + delay > self.retry_timeout {
+                        bail!(problem);
+                    }
+                    std::thread::sleep(delay);
+                }
+                Err(e) => bail!("cannot reach mcpd at {}: {}", self.base, root_cause(&e)),
+            }
+        }
+        unreachable!("the retry loop returns or fails")
+    }
+}
+
 fn read(response: Response) -> anyhow::Result<Reply> {
     let status = response.status().as_u16();
     let text = response.text().context("reading mcpd's answer")?;

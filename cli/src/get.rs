@@ -80,6 +80,18 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             ("Data Version", text(&doc["dataVersion"])),
         ]),
         Kind::All => {}
+        Kind::Migration => fields.extend([
+            ("From", text(&doc["from"])),
+            ("To", text(&doc["to"])),
+            ("Names", none_if_empty(list(&doc["names"]))),
+            ("Keep Source", text(&doc["keepSource"])),
+            ("Status", text(&doc["status"])),
+            ("Moved", text(&doc["moved"])),
+            ("Skipped", text(&doc["skipped"])),
+            ("Failed", text(&doc["failed"])),
+            ("Resumed", text(&doc["resumed"])),
+            ("Last Error", none_if_empty(text(&doc["lastError"]))),
+        ]),
         Kind::SecretBackend => {
             fields.extend([("Type", text(&doc["type"])), ("Default", text(&doc["isDefault"]))]);
             if let Some(config) = doc["config"].as_object() {
@@ -93,8 +105,10 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             fields.push(("Reachability", format!("{} ({})", text(&health["status"]), text(&health["message"]))));
         }
     }
+    if kind != Kind::Migration {
+        fields.push(("Description", none_if_empty(text(&doc["description"]))));
+    }
     fields.extend([
-        ("Description", none_if_empty(text(&doc["description"]))),
         ("Resource Version", text(&doc["resourceVersion"])),
         ("Created", format!("{} ({} ago)", text(&doc["createdAt"]), age(&doc["createdAt"]))),
         ("Updated", format!("{} ({} ago)", text(&doc["updatedAt"]), age(&doc["updatedAt"]))),
@@ -111,6 +125,22 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
+    if kind == Kind::Migration {
+        // A run's history is what it did: what moved, what was skipped and why, where it stopped.
+        out!("History:");
+        let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
+        writeln!(out, "  AGE\tEVENT\tDETAIL")?;
+        for event in doc["history"].as_array().into_iter().flatten() {
+            let mut detail = event["detail"].to_string();
+            if detail.len() > 160 {
+                let cut = (0..=157).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
+                detail = format!("{}...", &detail[..cut]);
+            }
+            writeln!(out, "  {}\t{}\t{detail}", age(&event["recordedAt"]), text(&event["eventType"]))?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
     let history = client.get(&format!("{}/{name}/history", kind.path()))?.into_success()?;
     let events = history["items"].as_array().cloned().unwrap_or_default();
     out!("Events:");
@@ -136,7 +166,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
 fn referrers(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(Option<&'static str>, Vec<String>)> {
     // (label, the kind that refers, the field path in its documents that holds the name)
     let (label, collection, field) = match kind {
-        Kind::Llm | Kind::All => return Ok((None, vec![])),
+        Kind::Llm | Kind::All | Kind::Migration => return Ok((None, vec![])),
         Kind::Secret => ("Used By", Kind::Llm, ["apiKeyRef", "name"].as_slice()),
         Kind::SecretBackend => ("Holds", Kind::Secret, ["backend"].as_slice()),
     };

@@ -10,6 +10,7 @@ impl Kind {
             Kind::Secret => "secret",
             Kind::SecretBackend => "secretbackend",
             Kind::All => "all",
+            Kind::Migration => "migration",
         }
     }
 
@@ -41,7 +42,7 @@ impl Kind {
         match self {
             Kind::SecretBackend => 0,
             Kind::Secret => 1,
-            Kind::Llm | Kind::All => 2,
+            Kind::Llm | Kind::All | Kind::Migration => 2,
         }
     }
 }

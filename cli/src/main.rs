@@ -26,6 +26,7 @@ mod create;
 mod documents;
 mod get;
 mod kind;
+mod migrate;
 mod output;
 
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ok(apply::delete(&connect()?, kind, &names, &filename, ignore_not_found)?)
         }
         Command::Apply { filename, dry_run } => ok(apply::apply(&connect()?, &filename, dry_run)?),
+        Command::Migrate(args::Migrate::Secrets { from, to, names, keep_source, dry_run }) => {
+            let request = migrate::Request { from, to, names, keep_source, dry_run };
+            ok(migrate::secrets(&connect()?, request)?)
+        }
         Command::Diff { filename } => match apply::diff(&connect()?, &filename) {
             Ok(code) => code,
             Err(error) => {

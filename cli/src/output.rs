@@ -51,12 +51,14 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
         Kind::Llm => vec!["NAME", "TYPE", "MODEL", "TIER", "API KEY", "AGE"],
         Kind::Secret => vec!["NAME", "BACKEND", "KEYS", "AGE"],
         Kind::SecretBackend | Kind::All => vec!["NAME", "TYPE", "DEFAULT", "AGE"],
+        Kind::Migration => vec!["NAME", "FROM", "TO", "STATUS", "MOVED", "SKIPPED", "FAILED", "AGE"],
     };
     if wide {
         headers.extend(match kind {
             Kind::Llm => ["URL", "EXTRA", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::Secret => ["DATA VERSION", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::SecretBackend | Kind::All => ["URL", "VERSION", "DESCRIPTION"].as_slice(),
+            Kind::Migration => ["RESUMED", "KEEP SOURCE", "ERROR"].as_slice(),
         });
     }
     let mut rows = vec![headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
@@ -78,6 +80,16 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 if doc["isDefault"] == Value::Bool(true) { "yes" } else { "no" }.into(),
                 age,
             ],
+            Kind::Migration => vec![
+                text(&doc["name"]),
+                text(&doc["from"]),
+                text(&doc["to"]),
+                text(&doc["status"]),
+                text(&doc["moved"]),
+                text(&doc["skipped"]),
+                text(&doc["failed"]),
+                age,
+            ],
         };
         if wide {
             row.extend(match kind {
@@ -92,6 +104,9 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 }
                 Kind::SecretBackend | Kind::All => {
                     vec![or_none(text(&doc["config"]["url"])), text(&doc["resourceVersion"]), text(&doc["description"])]
+                }
+                Kind::Migration => {
+                    vec![text(&doc["resumed"]), text(&doc["keepSource"]), or_none(text(&doc["lastError"]))]
                 }
             });
         }

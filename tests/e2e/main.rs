@@ -9,4 +9,5 @@ mod cli_client;
 mod cli_openbao;
 mod crash;
 mod leaks;
+mod migration;
 mod quick_start;

@@ -209,7 +209,12 @@ impl SecretBackendDriver for OpenBaoDriver {
     fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
         async move {
             let cas = match self.metadata(secret).await? {
-                None => 0,
+                None => {
+                    // The marker goes first: a crash right after it leaves a path that is
+                    // visibly mcpd's (and empty), never data that looks like someone else's.
+                    self.mark_managed(secret).await?;
+                    0
+                }
                 Some((version, true)) => version,
                 Some((_, false)) => {
                     return Err(BackendError::Foreign {
@@ -219,9 +224,6 @@ impl SecretBackendDriver for OpenBaoDriver {
                 }
             };
             let version = self.write(secret, data, cas).await?;
-            if cas == 0 {
-                self.mark_managed(secret).await?;
-            }
             Ok(Written { value_ref: version.to_string(), external_ref: Some(self.location("data", secret)) })
         }
         .boxed()

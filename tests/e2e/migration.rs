@@ -1,0 +1,171 @@
+//! Migrations against the real mcpd binary and a real OpenBao: SIGKILL at random points while
+//! 300 secrets move, restarts that resume the run, and the end state checked value by value.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::ctl::Ctl;
+use crate::support::{StoreKind, TestServer};
+
+testkit::on_both_stores!(killed_mid_migration_resumes_and_loses_nothing);
+
+/// A pseudo-random number in `range`, printed so a failing run can be told apart.
+fn random_point(range: std::ops::Range<u64>) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    range.start + nanos % (range.end - range.start)
+}
+
+async fn setup_bao(server: &TestServer) -> String {
+    let bao = tokio::task::block_in_place(testkit::openbao::shared);
+    let prefix = format!("kill{}/", random_point(0..u64::MAX / 2));
+    let token = bao.token_for_prefix(&prefix).await;
+    server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    let backend = json!({"name": "bao", "type": "openbao", "config": {"url": bao.addr, "pathPrefix": prefix,
+                         "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
+    let (status, body) = server.post("/api/v1/secretbackends", backend).await;
+    assert_eq!(status, 201, "{body}");
+    prefix
+}
+
+async fn run_status(server: &TestServer, run: &str) -> Value {
+    server.get(&format!("/api/v1/migrations/{run}")).await.1
+}
+
+async fn killed_mid_migration_resumes_and_loses_nothing(kind: StoreKind) {
+    let mut server = TestServer::start(kind).await;
+    setup_bao(&server).await;
+    let mut secrets = Vec::new();
+    for i in 0..300 {
+        let (name, value) = (format!("k-{i:03}"), format!("original-{i}-{}", random_point(0..1_000_000)));
+        let (status, _) = server.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
+        assert_eq!(status, 201);
+        secrets.push((name, value));
+    }
+
+    // Kill 1: while the client is still reading the progress stream.
+    let first_kill = random_point(20..150);
+    let mut response = server
+        .http
+        .post(server.url("/api/v1/secrets/migrate"))
+        .json(&json!({"from": "default", "to": "bao"}))
+        .send()
+        .await
+        .unwrap();
+    let (mut buffer, mut run, mut migrated) = (String::new(), String::new(), 0u64);
+    'reading: while let Some(chunk) = response.chunk().await.unwrap() {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: Value = serde_json::from_str(&buffer[..end]).unwrap();
+            buffer.drain(..=end);
+            if line["type"] == "started" {
+                run = line["run"].as_str().unwrap().to_owned();
+            }
+            if line["outcome"] == "migrated" {
+                migrated += 1;
+                if migrated == first_kill {
+                    server.kill9();
+                    break 'reading;
+                }
+            }
+        }
+    }
+    eprintln!("killed after {migrated} secrets (run {run})");
+    assert_eq!(migrated, first_kill, "the run was still going when it was killed");
+
+    // Kill 2: during the resumption mcpd starts by itself.
+    server.spawn().await;
+    let second_kill = first_kill + random_point(25..100);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = run_status(&server, &run).await;
+        if status["status"] != "running" || status["moved"].as_u64().unwrap_or(0) >= second_kill {
+            eprintln!("second kill at {} moved, status {}", status["moved"], status["status"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resumed run made no progress: {status}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+
+    // Then let it finish.
+    server.spawn().await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let finished = loop {
+        let status = run_status(&server, &run).await;
+        if status["status"] != "running" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert!(finished["resumed"].as_u64().unwrap() >= 1, "{finished}");
+    let history: Vec<&str> =
+        finished["history"].as_array().unwrap().iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    assert_eq!(history.first(), Some(&"MigrationStarted"));
+    assert!(history.contains(&"MigrationResumed"), "the interruption and resumption are on record: {history:?}");
+    assert_eq!(history.last(), Some(&"MigrationCompleted"));
+
+    // Every secret reads back its original value, from OpenBao.
+    let (_, all) = server.get("/api/v1/secrets?reveal=true").await;
+    let all: std::collections::HashMap<String, Value> =
+        all["items"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_owned(), s.clone())).collect();
+    for (name, value) in &secrets {
+        assert_eq!(all[name]["backend"], "bao", "{name}");
+        assert_eq!(all[name]["data"]["API_KEY"], *value, "{name} lost its value");
+    }
+
+    // Exactly one effective flip each, and no value left on the source.
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&server.store_url()).await.unwrap();
+    let flips = sqlx::query(
+        "SELECT aggregate_id, COUNT(*) AS n FROM events WHERE event_type = 'SecretMigrated' GROUP BY aggregate_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(flips.len(), 300);
+    assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
+    let left = sqlx::query("SELECT COUNT(*) AS n FROM plaintext_secret_values WHERE secret <> 'bao-token'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get::<i64, _>("n");
+    assert_eq!(left, 0, "values left on the source backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcpctl_migrates_and_shows_the_runs() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    setup_bao(&server).await;
+    let ctl = Ctl::new(&server);
+    for i in 0..3 {
+        ctl.run(&["create", "secret", &format!("s{i}"), "--data", &format!("K=v{i}")]).ok();
+    }
+    let dry = ctl.run(&["migrate", "secrets", "--from", "default", "--to", "bao", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("secret/s0 would migrate default -> bao"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("secret/bao-token skipped: holds the token of secretbackend bao"), "{}", dry.stdout);
+    assert!(dry.stdout.ends_with("would migrate 3, skipped 1, failed 0 (dry run)\n"), "{}", dry.stdout);
+
+    let run = ctl.run(&["migrate", "secrets", "--from", "default", "--to", "bao", "--names", "s0,s2"]).ok();
+    let lines = run.lines();
+    assert_eq!(&lines[..2], ["secret/s0 migrated default -> bao", "secret/s2 migrated default -> bao"]);
+    assert!(lines[2].starts_with("migrated 2, skipped 0, failed 0 (run run-"), "{}", run.stdout);
+    let id = lines[2].trim_end_matches(')').rsplit(' ').next().unwrap().to_owned();
+
+    let table = ctl.run(&["get", "migrations"]).ok().stdout;
+    assert!(
+        table.lines().next().unwrap().starts_with("NAME") && table.contains(&id) && table.contains("completed"),
+        "{table}"
+    );
+    let described = ctl.run(&["describe", "migration", &id]).ok().stdout;
+    for expected in ["Status:", "completed", "MigrationStarted", "MigrationProgressed", "\"s0\"", "MigrationCompleted"]
+    {
+        assert!(described.contains(expected), "{expected} missing:\n{described}");
+    }
+    let refused = ctl.run(&["migrate", "secrets", "--from", "default", "--to", "nowhere"]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(refused.stderr, "Error: secretbackend \"nowhere\" not found\n");
+}

@@ -62,8 +62,11 @@ if [ -z "${BAO_BIN:-}" ]; then
     fi
     BAO_BIN=$(command -v bao || true)
     if [ -z "$BAO_BIN" ]; then
-        # A --user install puts its scripts outside the PATH.
-        BAO_BIN="$(python3 -m site --user-base)/bin/bao"
+        # The interpreter's scripts directory may not be on the PATH (pyenv without a rehash,
+        # a --user install).
+        for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" "$(python3 -m site --user-base)/bin"; do
+            if [ -x "$dir/bao" ]; then BAO_BIN="$dir/bao"; break; fi
+        done
     fi
     export BAO_BIN
 fi

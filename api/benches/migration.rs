@@ -53,7 +53,8 @@ async fn migration(bao: &OpenBao, kind: StoreKind) -> Duration {
             .await
             .unwrap();
     }
-    let request = MigrationRequest { from: "default".into(), to: "bao".into(), names: None, keep_source: false, dry_run: false };
+    let request =
+        MigrationRequest { from: "default".into(), to: "bao".into(), names: None, keep_source: false, dry_run: false };
     let started = Instant::now();
     let mut progress = s.start_migration(&ctx, request).await.unwrap();
     let mut moved = 0;

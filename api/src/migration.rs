@@ -351,7 +351,7 @@ impl Services {
             moved: std::mem::take(moved),
             skipped: std::mem::take(skipped),
         };
-        if let Err(e) = self.execute_run(ctx, &run.id, command).await {
+        if let Err(e) = self.record::<MigrationRun>(&self.store.migrations, ctx, &run.id, command).await {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
         }
     }
@@ -487,7 +487,7 @@ impl Services {
             outcome,
             run: run.id.to_string(),
         };
-        if let Err(e) = self.execute(&self.store.secrets, ctx, name, record).await {
+        if let Err(e) = self.record(&self.store.secrets, ctx, name, record).await {
             tracing::warn!(secret = %name, error = %e, "could not record the clean-up of a migrated secret");
         }
     }

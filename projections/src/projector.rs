@@ -143,6 +143,13 @@ impl Projector {
             let Some(last) = pending.last().map(|e| e.position) else {
                 continue;
             };
+            if !pending.iter().any(|e| model.handles(&e.aggregate_type)) {
+                // Nothing here for this read model: it has reached `last` without a write. Its
+                // stored checkpoint stays behind, which costs a re-scan after a restart, never a
+                // missed event; writing it would cost a commit per read model per event.
+                self.checkpoints.insert(model.name(), last);
+                continue;
+            }
             match self.apply(model, last, &pending).await {
                 Ok(true) => {
                     self.checkpoints.insert(model.name(), last);

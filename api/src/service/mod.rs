@@ -94,10 +94,28 @@ impl Services {
         A: Aggregate,
         A::Error: Classified + Send + Sync + 'static,
     {
+        self.record(cqrs, ctx, name, command).await?;
+        self.await_projection(A::TYPE, name).await
+    }
+
+    /// Executes `command` without waiting for the read models: for records nobody reads back
+    /// at once (a migration's clean-up and progress), where the wait is pure latency.
+    pub(crate) async fn record<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: A::Command,
+    ) -> Result<(), ApiError>
+    where
+        A: Aggregate,
+        A::Error: Classified + Send + Sync + 'static,
+    {
         cqrs.execute_with_metadata(name.as_str(), command, ctx.metadata().into_map())
             .await
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
-        self.await_projection(A::TYPE, name).await
+        self.store.projector.wake();
+        Ok(())
     }
 
     /// One resource's events, oldest first: what happened, when, and who did it. A resource

@@ -62,6 +62,19 @@ impl ReadModel {
         }
     }
 
+    /// Whether events of `aggregate_type` change this read model.
+    pub fn handles(self, aggregate_type: &str) -> bool {
+        match self {
+            ReadModel::Llms => aggregate_type == domain::llm::AGGREGATE_TYPE,
+            ReadModel::Secrets => aggregate_type == domain::secret::AGGREGATE_TYPE,
+            ReadModel::SecretBackends => {
+                aggregate_type == domain::secret_backend::AGGREGATE_TYPE
+                    || aggregate_type == domain::default_backend::AGGREGATE_TYPE
+            }
+            ReadModel::Migrations => aggregate_type == domain::migration::AGGREGATE_TYPE,
+        }
+    }
+
     /// Applies one event if it concerns this read model; others pass through untouched.
     pub async fn apply(self, conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
         match (self, event.aggregate_type.as_str()) {

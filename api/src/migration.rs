@@ -71,6 +71,21 @@ enum Outcome {
     Skipped(String),
 }
 
+/// A secret copied to the destination, its flip rehearsed and ready to record.
+struct Copy {
+    name: ResourceName,
+    /// What stays on the source until the clean-up.
+    source_ref: String,
+    written: crate::backends::Written,
+    events: Vec<SecretEvent>,
+    sequence: u64,
+}
+
+enum Copied {
+    Done(Outcome),
+    ToFlip(Copy),
+}
+
 /// What a migration run needs to go on.
 #[derive(Clone)]
 struct Run {
@@ -291,35 +306,40 @@ impl Services {
         .await;
         let (mut moved, mut skipped) = (Vec::new(), Vec::new());
         let (mut moved_total, mut skipped_total) = (0u64, 0u64);
-        for name in candidates {
-            let outcome = self.migrate_one(ctx, &run, &name, source.as_ref(), destination.as_ref()).await;
-            match outcome {
-                Ok(Outcome::Moved) => {
-                    moved_total += 1;
-                    moved.push(name.clone());
-                    report(Progress::Secret { name, outcome: "migrated", message: None }).await;
-                }
-                Ok(Outcome::Skipped(reason)) if run.names.is_none() && reason.starts_with("already on") => {}
-                Ok(Outcome::Skipped(reason)) => {
-                    skipped_total += 1;
-                    skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
-                    report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
-                }
-                Err(reason) => {
-                    self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
-                    let fail = MigrationCommand::FailMigration {
-                        id: run.id.clone(),
-                        secret: Some(name.clone()),
-                        reason: reason.clone(),
-                    };
-                    if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
-                        tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
+        for chunk in candidates.chunks(PROGRESS_BATCH) {
+            for (name, outcome) in self.migrate_chunk(ctx, &run, chunk, source.as_ref(), destination.as_ref()).await {
+                match outcome {
+                    Ok(Outcome::Moved) => {
+                        moved_total += 1;
+                        moved.push(name.clone());
+                        report(Progress::Secret { name, outcome: "migrated", message: None }).await;
                     }
-                    report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) })
+                    Ok(Outcome::Skipped(reason)) if run.names.is_none() && reason.starts_with("already on") => {}
+                    Ok(Outcome::Skipped(reason)) => {
+                        skipped_total += 1;
+                        skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
+                        report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
+                    }
+                    Err(reason) => {
+                        self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+                        let fail = MigrationCommand::FailMigration {
+                            id: run.id.clone(),
+                            secret: Some(name.clone()),
+                            reason: reason.clone(),
+                        };
+                        if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
+                            tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
+                        }
+                        report(Progress::Secret {
+                            name: name.clone(),
+                            outcome: "failed",
+                            message: Some(reason.clone()),
+                        })
                         .await;
-                    let error = format!("stopped at secret {name:?}: {reason}");
-                    report(finish("failed", moved_total, skipped_total, 1, Some(error))).await;
-                    return;
+                        let error = format!("stopped at secret {name:?}: {reason}");
+                        report(finish("failed", moved_total, skipped_total, 1, Some(error))).await;
+                        return;
+                    }
                 }
             }
             if moved.len() + skipped.len() >= PROGRESS_BATCH {
@@ -353,6 +373,172 @@ impl Services {
         };
         if let Err(e) = self.record::<MigrationRun>(&self.store.migrations, ctx, &run.id, command).await {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
+        }
+    }
+
+    /// Moves a batch of secrets: each is read and written to the destination on its own, then
+    /// all their flips are recorded in one commit (one fsync instead of one per secret), the run
+    /// waits until readers see them, and the source copies go. Outcomes come back in order; the
+    /// list ends at the first secret the run must stop at.
+    async fn migrate_chunk(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        names: &[String],
+        source: &dyn SecretBackendDriver,
+        destination: &dyn SecretBackendDriver,
+    ) -> Vec<(String, Result<Outcome, String>)> {
+        let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
+        let mut copies = Vec::new();
+        for name in names {
+            match self.copy_one(ctx, run, name, source, destination).await {
+                Ok(Copied::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
+                Ok(Copied::ToFlip(copy)) => {
+                    outcomes.push((name.clone(), None));
+                    copies.push(copy);
+                }
+                Err(reason) => {
+                    outcomes.push((name.clone(), Some(Err(reason))));
+                    break;
+                }
+            }
+        }
+        if !copies.is_empty() {
+            let items = copies.iter().map(|c| (c.name.to_string(), c.sequence, c.events.clone())).collect();
+            let flipped =
+                match self.store.append_batch::<domain::secret::Secret>(items, ctx.metadata().into_map()).await {
+                    Ok(()) => {
+                        let last = &copies[copies.len() - 1].name;
+                        self.await_projection(domain::secret::AGGREGATE_TYPE, last).await.map_err(|e| e.to_string())
+                    }
+                    Err(cqrs_es::AggregateError::AggregateConflict) => {
+                        // One of them changed meanwhile: move these one at a time instead.
+                        for copy in &copies {
+                            let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
+                            let outcome = self.migrate_one(ctx, run, copy.name.as_str(), source, destination).await;
+                            if let Some(slot) = outcomes.iter_mut().find(|(n, _)| n == copy.name.as_str()) {
+                                slot.1 = Some(outcome);
+                            }
+                        }
+                        copies.clear();
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+            match flipped {
+                Ok(()) => {
+                    if !run.keep_source {
+                        self.remove_sources(ctx, run, &copies, source).await;
+                    }
+                    for (_, outcome) in outcomes.iter_mut().filter(|(_, o)| o.is_none()) {
+                        *outcome = Some(Ok(Outcome::Moved));
+                    }
+                }
+                Err(reason) => {
+                    // Recorded or not, the run stops at the first of them; a re-run sorts it out
+                    // from the secrets' histories.
+                    let first = outcomes.iter().position(|(_, o)| o.is_none()).unwrap_or(0);
+                    outcomes.truncate(first + 1);
+                    outcomes[first].1 = Some(Err(reason));
+                }
+            }
+        }
+        let mut done = Vec::new();
+        for (name, outcome) in outcomes {
+            let Some(outcome) = outcome else { break };
+            let stop = outcome.is_err();
+            done.push((name, outcome));
+            if stop {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Reads one secret from the source and writes it to the destination, ready to flip; or
+    /// settles it at once (skipped, already moved, copied and flipped the slow way).
+    async fn copy_one(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        name: &str,
+        source: &dyn SecretBackendDriver,
+        destination: &dyn SecretBackendDriver,
+    ) -> Result<Copied, String> {
+        let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
+        let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
+            return Ok(Copied::Done(Outcome::Skipped("not found".into())));
+        };
+        if record.spec.backend == run.to {
+            return self.finish_moved(ctx, run, &secret_name, source).await.map(Copied::Done);
+        }
+        if record.spec.backend != run.from {
+            return Ok(Copied::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
+        }
+        let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
+        if !pinned_by.is_empty() {
+            let backends = pinned_by.join(", ");
+            return Ok(Copied::Done(Outcome::Skipped(format!(
+                "holds the token of secretbackend {backends}; it stays on plaintext"
+            ))));
+        }
+        let values = source
+            .get(name, &record.spec.value_ref)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("its values are missing from {}", run.from))?;
+        let written = destination.put(name, &values).await.map_err(|e| e.to_string())?;
+        let flip = SecretCommand::MigrateSecret {
+            name: secret_name.clone(),
+            from: run.from.clone(),
+            to: run.to.clone(),
+            copied_data_version: record.spec.data_version as u64,
+            value_ref: written.value_ref.clone(),
+            external_ref: written.external_ref.clone(),
+            run: run.id.to_string(),
+            pinned_by,
+        };
+        match self.rehearse::<domain::secret::Secret>(&secret_name, flip).await {
+            Ok((events, sequence)) => Ok(Copied::ToFlip(Copy {
+                name: secret_name,
+                source_ref: record.spec.value_ref,
+                written,
+                events,
+                sequence,
+            })),
+            Err(ApiError::Conflict(_)) => {
+                let _ = destination.discard(name, &written.value_ref).await;
+                self.migrate_one(ctx, run, name, source, destination).await.map(Copied::Done)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
+    async fn remove_sources(&self, ctx: &RequestContext, run: &Run, copies: &[Copy], source: &dyn SecretBackendDriver) {
+        let mut records = Vec::new();
+        let items: Vec<(String, String)> = copies.iter().map(|c| (c.name.to_string(), c.source_ref.clone())).collect();
+        let outcomes = source.delete_many(&items).await;
+        for (copy, outcome) in copies.iter().zip(outcomes) {
+            let outcome = outcome.map_err(|e| e.to_string());
+            if let Err(reason) = &outcome {
+                tracing::warn!(secret = %copy.name, %reason, "the source copy of a migrated secret could not be removed");
+            }
+            let command = SecretCommand::RecordSourceCleanup {
+                name: copy.name.clone(),
+                backend: run.from.clone(),
+                outcome,
+                run: run.id.to_string(),
+            };
+            match self.rehearse::<domain::secret::Secret>(&copy.name, command).await {
+                Ok((events, sequence)) => records.push((copy.name.to_string(), sequence, events)),
+                Err(e) => tracing::warn!(secret = %copy.name, error = %e, "could not record a source clean-up"),
+            }
+        }
+        if let Err(e) = self.store.append_batch::<domain::secret::Secret>(records, ctx.metadata().into_map()).await {
+            // The secrets are fully usable on the destination; a re-run finds the clean-ups
+            // missing from their histories and does them again.
+            tracing::warn!(run = %run.id, error = %e, "could not record the source clean-ups of a batch");
         }
     }
 

@@ -132,6 +132,44 @@ impl Store {
         })
     }
 
+    /// Appends events to many aggregates of one type in one transaction: all or none. Each item
+    /// is (aggregate id, its sequence before, the events). A concurrent write to any of them
+    /// makes the whole batch an `AggregateConflict` and nothing is written. For a migration's
+    /// flips, so that a batch of secrets costs one commit instead of one each.
+    pub async fn append_batch<A>(
+        &self,
+        items: Vec<(String, u64, Vec<A::Event>)>,
+        metadata: std::collections::HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>>
+    where
+        A: cqrs_es::Aggregate,
+    {
+        use cqrs_es::DomainEvent;
+        use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+        let metadata = serde_json::to_value(&metadata).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        let mut serialized = Vec::new();
+        for (id, sequence, events) in items {
+            for (i, event) in events.into_iter().enumerate() {
+                let payload = serde_json::to_value(&event).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+                serialized.push(SerializedEvent::new(
+                    id.clone(),
+                    sequence as usize + 1 + i,
+                    A::TYPE.to_owned(),
+                    event.event_type(),
+                    event.event_version(),
+                    payload,
+                    metadata.clone(),
+                ));
+            }
+        }
+        if serialized.is_empty() {
+            return Ok(());
+        }
+        self.write.repository().persist::<A>(&serialized, None).await?;
+        self.projector.wake();
+        Ok(())
+    }
+
     /// Runs `command` against aggregate `name` as it is now, without recording anything:
     /// the events it would produce, and the aggregate's sequence before them.
     pub async fn rehearse<A>(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use domain::secret::SecretData;
 use domain::secret_backend::BackendType;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use projections::Database;
 use projections::read_models::Record;
@@ -90,6 +91,18 @@ pub trait SecretBackendDriver: Send + Sync {
     fn discard<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>>;
     /// Removes what is stored for a deleted secret.
     fn delete<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>>;
+    /// Removes what is stored for several deleted or migrated secrets (name, value_ref); one
+    /// outcome each. Drivers that can do it in one round trip override this.
+    fn delete_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<()>>> {
+        async move {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for (secret, value_ref) in items {
+                outcomes.push(self.delete(secret, value_ref).await);
+            }
+            outcomes
+        }
+        .boxed()
+    }
     /// Whether the backend is reachable and lets mcpd in.
     fn health(&self) -> BoxFuture<'_, Health>;
 }

@@ -40,6 +40,26 @@ impl SecretBackendDriver for PlaintextDriver {
         async move { Ok(delete(&self.db, value_ref).await?) }.boxed()
     }
 
+    fn delete_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<()>>> {
+        async move {
+            // One statement, one commit, for a whole batch.
+            let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("DELETE FROM plaintext_secret_values WHERE value_ref IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for (_, value_ref) in items {
+                query = query.bind(value_ref);
+            }
+            match query.execute(&self.db.pool).await {
+                Ok(_) => items.iter().map(|_| Ok(())).collect(),
+                Err(e) => {
+                    let reason = format!("deleting values from mcpd's database: {e}");
+                    items.iter().map(|_| Err(anyhow::anyhow!(reason.clone()).into())).collect()
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn health(&self) -> BoxFuture<'_, Health> {
         async move {
             match sqlx::query("SELECT 1 AS one").fetch_one(&self.db.pool).await {

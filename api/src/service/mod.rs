@@ -148,7 +148,11 @@ impl Services {
 
     /// Runs `command` without recording it: the events it would produce, and the
     /// aggregate's sequence (resourceVersion) before them.
-    async fn rehearse<A>(&self, name: &ResourceName, command: A::Command) -> Result<(Vec<A::Event>, u64), ApiError>
+    pub(crate) async fn rehearse<A>(
+        &self,
+        name: &ResourceName,
+        command: A::Command,
+    ) -> Result<(Vec<A::Event>, u64), ApiError>
     where
         A: Aggregate<Services = ()>,
         A::Error: Classified + Send + Sync + 'static,
@@ -159,7 +163,11 @@ impl Services {
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))
     }
 
-    async fn await_projection(&self, aggregate_type: &'static str, name: &ResourceName) -> Result<(), ApiError> {
+    pub(crate) async fn await_projection(
+        &self,
+        aggregate_type: &'static str,
+        name: &ResourceName,
+    ) -> Result<(), ApiError> {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
             return Ok(());
         };

@@ -20,6 +20,7 @@ testkit::on_both_stores!(
     names_keep_source_and_dry_run,
     a_concurrent_update_during_a_migration_is_not_lost,
     an_openbao_outage_stops_the_run_and_a_rerun_finishes_it,
+    a_failed_source_delete_is_recorded_and_retried_by_the_next_run,
 );
 
 fn shared_bao() -> &'static OpenBao {
@@ -298,4 +299,50 @@ async fn an_openbao_outage_stops_the_run_and_a_rerun_finishes_it(kind: StoreKind
         assert_eq!(now[name], ("bao".to_owned(), value.clone()), "{name}");
     }
     assert_eq!(plaintext_rows(&t).await, 0);
+}
+
+async fn a_failed_source_delete_is_recorded_and_retried_by_the_next_run(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server, &server.addr).await;
+    for i in 0..3 {
+        let r = t
+            .post(
+                "/api/v1/secrets",
+                json!({"name": format!("s-{i}"), "backend": "bao", "data": {"K": format!("v{i}")}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    // Rotate to a token that may read but not delete.
+    let full = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"].clone();
+    let read_only = server
+        .token_with_policy(&format!(
+            "path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\"] }}\n"
+        ))
+        .await;
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": read_only}})).await;
+
+    let lines = migrate(&t, json!({"from": "bao", "to": "default"})).await;
+    assert_eq!(summary(&lines)["status"], "completed", "{lines:?}");
+    assert_eq!(summary(&lines)["moved"], 3);
+    let now = revealed(&t).await;
+    for i in 0..3 {
+        assert_eq!(now[&format!("s-{i}")], ("default".to_owned(), format!("v{i}")), "usable on the destination");
+        assert!(server.exists(&format!("{prefix}s-{i}")).await, "the source copy could not go");
+    }
+    let history = t.app.services.store.log.aggregate_history("secret", "s-1").await.unwrap();
+    let failed = history.iter().find(|e| e.event_type == "SecretSourceDeleteFailed").expect("the failure is on record");
+    let reason = failed.payload["SecretSourceDeleteFailed"]["reason"].as_str().unwrap();
+    assert!(reason.contains("permission denied"), "{reason}");
+
+    // With a token that may delete again, the next run of the same command cleans up.
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": full}})).await;
+    let lines = migrate(&t, json!({"from": "bao", "to": "default"})).await;
+    assert_eq!(summary(&lines)["status"], "completed", "{lines:?}");
+    for i in 0..3 {
+        assert!(!server.exists(&format!("{prefix}s-{i}")).await, "s-{i} is cleaned up by the re-run");
+    }
+    let history = t.app.services.store.log.aggregate_history("secret", "s-1").await.unwrap();
+    assert_eq!(history.last().unwrap().event_type, "SecretSourceDeleted");
 }

@@ -5,7 +5,30 @@ use sqlx::{AnyConnection, Connection, Row};
 
 use crate::support::{StoreKind, TestServer};
 
-testkit::on_both_stores!(secret_values_never_reach_logs_or_events);
+testkit::on_both_stores!(secret_values_never_reach_logs_or_events, openbao_tokens_and_values_never_reach_the_logs);
+
+async fn openbao_tokens_and_values_never_reach_the_logs(kind: StoreKind) {
+    let bao = tokio::task::block_in_place(testkit::openbao::shared);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("leak{nanos}/");
+    let token = bao.token_for_prefix(&prefix).await;
+    let server = TestServer::start_with_env(kind, &[("MCPD_LOG", "trace")]).await;
+    server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    let backend = json!({"name": "bao", "type": "openbao", "config": {"url": bao.addr, "pathPrefix": prefix,
+                         "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
+    assert_eq!(server.post("/api/v1/secretbackends", backend).await.0, 201);
+    let value = "sk-only-in-openbao-4242";
+    assert_eq!(
+        server.post("/api/v1/secrets", json!({"name": "k", "backend": "bao", "data": {"K": value}})).await.0,
+        201
+    );
+    assert_eq!(server.get("/api/v1/secrets/k?reveal=true").await.1["data"]["K"], value);
+    server.get("/api/v1/secretbackends/bao/health").await;
+    let logs = server.logs();
+    assert!(logs.contains("hyper_util::client"), "trace logs cover the HTTP client's work: {logs}");
+    assert!(!logs.contains(&token), "the OpenBao token leaked into the logs");
+    assert!(!logs.contains(value), "a value leaked into the logs");
+}
 
 async fn secret_values_never_reach_logs_or_events(kind: StoreKind) {
     let server = TestServer::start_with_env(kind, &[("MCPD_LOG", "debug")]).await;

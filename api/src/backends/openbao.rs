@@ -110,7 +110,7 @@ impl OpenBaoDriver {
                 .http
                 .request(method.clone(), url.clone())
                 .timeout(Duration::from_secs(self.config.timeout_seconds))
-                .header("X-Vault-Token", token.expose_secret());
+                .header("X-Vault-Token", sensitive(&token)?);
             if let Some(namespace) = &self.config.namespace {
                 request = request.header("X-Vault-Namespace", namespace);
             }
@@ -326,6 +326,14 @@ impl SecretBackendDriver for OpenBaoDriver {
         }
         .boxed()
     }
+}
+
+/// The token as a header value marked sensitive, so HTTP libraries never print it.
+fn sensitive(token: &SecretString) -> BackendResult<reqwest::header::HeaderValue> {
+    let mut value = reqwest::header::HeaderValue::from_str(token.expose_secret())
+        .map_err(|_| anyhow::anyhow!("the token holds characters a header cannot carry"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// OpenBao's `errors` list, joined; never includes request data.

@@ -128,6 +128,8 @@ fn every_command_has_help_with_an_example() {
         vec!["create", "llm"],
         vec!["create", "secretbackend"],
         vec!["config", "set-server"],
+        vec!["migrate", "secrets"],
+        vec!["version"],
     ] {
         let mut args = command.clone();
         args.push("--help");

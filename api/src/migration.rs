@@ -71,16 +71,25 @@ enum Outcome {
     Skipped(String),
 }
 
-/// A secret copied to the destination, its flip rehearsed and ready to record.
+/// A secret copied to the destination, with its flip (rehearsed for a batch commit).
 struct Copy {
     name: ResourceName,
     /// What stays on the source until the clean-up.
     source_ref: String,
     written: crate::backends::Written,
+    flip: SecretCommand,
+    /// The flip's events and the sequence before them, once rehearsed.
     events: Vec<SecretEvent>,
     sequence: u64,
 }
 
+/// A secret looked at: settled, or copied and waiting for its flip.
+enum Prepared {
+    Done(Outcome),
+    Copied(Copy),
+}
+
+/// A secret of a batch: settled, or copied with its flip rehearsed.
 enum Copied {
     Done(Outcome),
     ToFlip(Copy),
@@ -455,8 +464,8 @@ impl Services {
         done
     }
 
-    /// Reads one secret from the source and writes it to the destination, ready to flip; or
-    /// settles it at once (skipped, already moved, copied and flipped the slow way).
+    /// Copies one secret and rehearses its flip for a batch commit; or settles it at once
+    /// (skipped, already moved, or, when it changed under the copy, moved the slow way).
     async fn copy_one(
         &self,
         ctx: &RequestContext,
@@ -465,20 +474,49 @@ impl Services {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Copied, String> {
+        let mut copy = match self.copy(ctx, run, name, source, destination).await? {
+            Prepared::Done(outcome) => return Ok(Copied::Done(outcome)),
+            Prepared::Copied(copy) => copy,
+        };
+        match self.rehearse::<domain::secret::Secret>(&copy.name, copy.flip.clone()).await {
+            Ok((events, sequence)) => {
+                copy.events = events;
+                copy.sequence = sequence;
+                Ok(Copied::ToFlip(copy))
+            }
+            Err(ApiError::Conflict(_)) => {
+                let _ = destination.discard(name, &copy.written.value_ref).await;
+                self.migrate_one(ctx, run, name, source, destination).await.map(Copied::Done)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Looks at one secret: settles it if there is nothing to copy, otherwise reads it from the
+    /// source and writes it to the destination (before any flip: a crash in between leaves a
+    /// copy that the next attempt writes over).
+    async fn copy(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        name: &str,
+        source: &dyn SecretBackendDriver,
+        destination: &dyn SecretBackendDriver,
+    ) -> Result<Prepared, String> {
         let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
         let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
-            return Ok(Copied::Done(Outcome::Skipped("not found".into())));
+            return Ok(Prepared::Done(Outcome::Skipped("not found".into())));
         };
         if record.spec.backend == run.to {
-            return self.finish_moved(ctx, run, &secret_name, source).await.map(Copied::Done);
+            return self.finish_moved(ctx, run, &secret_name, source).await.map(Prepared::Done);
         }
         if record.spec.backend != run.from {
-            return Ok(Copied::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
+            return Ok(Prepared::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
         }
         let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
         if !pinned_by.is_empty() {
             let backends = pinned_by.join(", ");
-            return Ok(Copied::Done(Outcome::Skipped(format!(
+            return Ok(Prepared::Done(Outcome::Skipped(format!(
                 "holds the token of secretbackend {backends}; it stays on plaintext"
             ))));
         }
@@ -498,20 +536,14 @@ impl Services {
             run: run.id.to_string(),
             pinned_by,
         };
-        match self.rehearse::<domain::secret::Secret>(&secret_name, flip).await {
-            Ok((events, sequence)) => Ok(Copied::ToFlip(Copy {
-                name: secret_name,
-                source_ref: record.spec.value_ref,
-                written,
-                events,
-                sequence,
-            })),
-            Err(ApiError::Conflict(_)) => {
-                let _ = destination.discard(name, &written.value_ref).await;
-                self.migrate_one(ctx, run, name, source, destination).await.map(Copied::Done)
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(Prepared::Copied(Copy {
+            name: secret_name,
+            source_ref: record.spec.value_ref,
+            written,
+            flip,
+            events: Vec::new(),
+            sequence: 0,
+        }))
     }
 
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
@@ -542,7 +574,8 @@ impl Services {
         }
     }
 
-    /// Moves one secret; `Err` is the reason the run must stop here.
+    /// Moves one secret on its own, copying again while it changes under the copy; `Err` is
+    /// the reason the run must stop here.
     async fn migrate_one(
         &self,
         ctx: &RequestContext,
@@ -551,52 +584,21 @@ impl Services {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Outcome, String> {
-        let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
         for _ in 0..COPY_ATTEMPTS {
-            let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
-                return Ok(Outcome::Skipped("not found".into()));
+            let copy = match self.copy(ctx, run, name, source, destination).await? {
+                Prepared::Done(outcome) => return Ok(outcome),
+                Prepared::Copied(copy) => copy,
             };
-            if record.spec.backend == run.to {
-                return self.finish_moved(ctx, run, &secret_name, source).await;
-            }
-            if record.spec.backend != run.from {
-                return Ok(Outcome::Skipped(format!("on backend {}", record.spec.backend)));
-            }
-            let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
-            if !pinned_by.is_empty() {
-                let backends = pinned_by.join(", ");
-                return Ok(Outcome::Skipped(format!(
-                    "holds the token of secretbackend {backends}; it stays on plaintext"
-                )));
-            }
-            let values = source
-                .get(name, &record.spec.value_ref)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("its values are missing from {}", run.from))?;
-            // Written before the flip; a crash in between leaves a copy that the next attempt
-            // writes over.
-            let written = destination.put(name, &values).await.map_err(|e| e.to_string())?;
-            let flip = SecretCommand::MigrateSecret {
-                name: secret_name.clone(),
-                from: run.from.clone(),
-                to: run.to.clone(),
-                copied_data_version: record.spec.data_version as u64,
-                value_ref: written.value_ref.clone(),
-                external_ref: written.external_ref.clone(),
-                run: run.id.to_string(),
-                pinned_by,
-            };
-            match self.execute(&self.store.secrets, ctx, &secret_name, flip).await {
+            match self.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
                 Ok(()) => {
                     if !run.keep_source {
-                        self.remove_source(ctx, run, &secret_name, source, &record.spec.value_ref).await;
+                        self.remove_source(ctx, run, &copy.name, source, &copy.source_ref).await;
                     }
                     return Ok(Outcome::Moved);
                 }
                 // Changed or moved meanwhile: drop this copy and look again.
                 Err(ApiError::Conflict(_)) => {
-                    let _ = destination.discard(name, &written.value_ref).await;
+                    let _ = destination.discard(name, &copy.written.value_ref).await;
                 }
                 Err(e) => return Err(e.to_string()),
             }

@@ -84,15 +84,9 @@ struct Copy {
 }
 
 /// A secret looked at: settled, or copied and waiting for its flip.
-enum Prepared {
+enum Step {
     Done(Outcome),
-    Copied(Copy),
-}
-
-/// A secret of a batch: settled, or copied with its flip rehearsed.
-enum Copied {
-    Done(Outcome),
-    ToFlip(Copy),
+    Copied(Box<Copy>),
 }
 
 /// What a migration run needs to go on.
@@ -401,8 +395,8 @@ impl Services {
         let mut copies = Vec::new();
         for name in names {
             match self.copy_one(ctx, run, name, source, destination).await {
-                Ok(Copied::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
-                Ok(Copied::ToFlip(copy)) => {
+                Ok(Step::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
+                Ok(Step::Copied(copy)) => {
                     outcomes.push((name.clone(), None));
                     copies.push(copy);
                 }
@@ -473,20 +467,20 @@ impl Services {
         name: &str,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Copied, String> {
+    ) -> Result<Step, String> {
         let mut copy = match self.copy(ctx, run, name, source, destination).await? {
-            Prepared::Done(outcome) => return Ok(Copied::Done(outcome)),
-            Prepared::Copied(copy) => copy,
+            Step::Done(outcome) => return Ok(Step::Done(outcome)),
+            Step::Copied(copy) => copy,
         };
         match self.rehearse::<domain::secret::Secret>(&copy.name, copy.flip.clone()).await {
             Ok((events, sequence)) => {
                 copy.events = events;
                 copy.sequence = sequence;
-                Ok(Copied::ToFlip(copy))
+                Ok(Step::Copied(copy))
             }
             Err(ApiError::Conflict(_)) => {
                 let _ = destination.discard(name, &copy.written.value_ref).await;
-                self.migrate_one(ctx, run, name, source, destination).await.map(Copied::Done)
+                self.migrate_one(ctx, run, name, source, destination).await.map(Step::Done)
             }
             Err(e) => Err(e.to_string()),
         }
@@ -502,21 +496,21 @@ impl Services {
         name: &str,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Step, String> {
         let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
         let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
-            return Ok(Prepared::Done(Outcome::Skipped("not found".into())));
+            return Ok(Step::Done(Outcome::Skipped("not found".into())));
         };
         if record.spec.backend == run.to {
-            return self.finish_moved(ctx, run, &secret_name, source).await.map(Prepared::Done);
+            return self.finish_moved(ctx, run, &secret_name, source).await.map(Step::Done);
         }
         if record.spec.backend != run.from {
-            return Ok(Prepared::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
+            return Ok(Step::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
         }
         let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
         if !pinned_by.is_empty() {
             let backends = pinned_by.join(", ");
-            return Ok(Prepared::Done(Outcome::Skipped(format!(
+            return Ok(Step::Done(Outcome::Skipped(format!(
                 "holds the token of secretbackend {backends}; it stays on plaintext"
             ))));
         }
@@ -536,18 +530,24 @@ impl Services {
             run: run.id.to_string(),
             pinned_by,
         };
-        Ok(Prepared::Copied(Copy {
+        Ok(Step::Copied(Box::new(Copy {
             name: secret_name,
             source_ref: record.spec.value_ref,
             written,
             flip,
             events: Vec::new(),
             sequence: 0,
-        }))
+        })))
     }
 
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
-    async fn remove_sources(&self, ctx: &RequestContext, run: &Run, copies: &[Copy], source: &dyn SecretBackendDriver) {
+    async fn remove_sources(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        copies: &[Box<Copy>],
+        source: &dyn SecretBackendDriver,
+    ) {
         let mut records = Vec::new();
         let items: Vec<(String, String)> = copies.iter().map(|c| (c.name.to_string(), c.source_ref.clone())).collect();
         let outcomes = source.delete_many(&items).await;
@@ -586,8 +586,8 @@ impl Services {
     ) -> Result<Outcome, String> {
         for _ in 0..COPY_ATTEMPTS {
             let copy = match self.copy(ctx, run, name, source, destination).await? {
-                Prepared::Done(outcome) => return Ok(outcome),
-                Prepared::Copied(copy) => copy,
+                Step::Done(outcome) => return Ok(outcome),
+                Step::Copied(copy) => copy,
             };
             match self.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
                 Ok(()) => {

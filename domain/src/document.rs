@@ -58,6 +58,9 @@ impl fmt::Display for Kind {
 pub trait SpecInput: DeserializeOwned {
     type Spec;
     const KIND: Kind;
+    /// Spec fields holding secret values. serde's type errors quote the offending value, so an
+    /// error under one of these names the path only.
+    const SECRET_FIELDS: &'static [&'static str] = &[];
     fn validate(self, errors: &mut ValidationErrors) -> Option<Self::Spec>;
 }
 
@@ -66,7 +69,14 @@ pub fn parse_valid<I: SpecInput>(
     value: Value,
     url_name: Option<&str>,
 ) -> Result<Result<(ResourceName, I::Spec), ValidationErrors>, ShapeError> {
-    let Parsed { name, spec, mut errors } = parse::<I>(I::KIND, value)?;
+    let Parsed { name, spec, mut errors } = parse::<I>(I::KIND, value).map_err(|error| match error {
+        ShapeError::Field { path, .. }
+            if I::SECRET_FIELDS.iter().any(|f| path == format!("spec.{f}") || path.starts_with(&format!("spec.{f}."))) =>
+        {
+            ShapeError::Field { path, message: "values must be strings".into() }
+        }
+        other => other,
+    })?;
     let name = resolve_name(&mut errors, name, url_name);
     let spec = spec.validate(&mut errors);
     Ok(match (name, spec) {

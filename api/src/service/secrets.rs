@@ -112,7 +112,7 @@ impl Services {
         body: Value,
         dry_run: bool,
     ) -> Result<Record<SecretView>, ApiError> {
-        let (name, spec) = parse_document::<SecretInput>(body, None).map_err(redact_value_errors)?;
+        let (name, spec) = parse_document::<SecretInput>(body, None)?;
         // Checked before the values are written, so a duplicate create writes nothing; the
         // aggregate still decides under concurrency.
         if secrets::get(&self.store.db, name.as_str()).await?.is_some() {
@@ -147,7 +147,7 @@ impl Services {
         expected_version: Option<u64>,
         dry_run: bool,
     ) -> Result<Record<SecretView>, ApiError> {
-        let (name, spec) = parse_document::<SecretInput>(body, Some(name)).map_err(redact_value_errors)?;
+        let (name, spec) = parse_document::<SecretInput>(body, Some(name))?;
         let current = secrets::get(&self.store.db, name.as_str())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
@@ -289,15 +289,4 @@ fn changed_keys(old: &SecretData, new: &SecretData) -> Vec<String> {
     changed.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
     changed.sort();
     changed
-}
-
-/// serde's type errors quote the offending value; under `data` that value may be a secret.
-fn redact_value_errors(error: ApiError) -> ApiError {
-    match error {
-        ApiError::MalformedBody(message) if message.starts_with("spec.data") => {
-            let path = message.split(':').next().unwrap_or("spec.data").to_owned();
-            ApiError::MalformedBody(format!("{path}: values must be strings"))
-        }
-        other => other,
-    }
 }

@@ -49,6 +49,7 @@ pub fn check_key_name(errors: &mut ValidationErrors, field: &str, key: &str) -> 
 impl SpecInput for SecretInput {
     type Spec = SecretSpec;
     const KIND: Kind = Kind::Secret;
+    const SECRET_FIELDS: &'static [&'static str] = &["data"];
 
     fn validate(self, errors: &mut ValidationErrors) -> Option<SecretSpec> {
         let backend = self

@@ -97,6 +97,9 @@ struct Run {
     to: ResourceName,
     names: Option<Vec<String>>,
     keep_source: bool,
+    /// Secret -> the openbao backends whose token it holds, when `to` is not plaintext: those
+    /// secrets stay where they are. Read once when the run starts.
+    pins: Arc<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Services {
@@ -140,7 +143,8 @@ impl Services {
         }
         let id = ResourceName::parse(&format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
             .expect("a valid run id");
-        let run = Run { id, from, to, names, keep_source: request.keep_source };
+        let pins = Arc::new(self.token_pins(&to).await?);
+        let run = Run { id, from, to, names, keep_source: request.keep_source, pins };
         let (tx, rx) = mpsc::channel(1024);
         if request.dry_run {
             self.plan(&run, tx).await?;
@@ -192,7 +196,14 @@ impl Services {
                     continue;
                 }
                 tracing::info!(run = %id, from = %from, to = %to, "resuming an interrupted migration");
-                let run = Run { id, from, to, names: record.spec.names, keep_source: record.spec.keep_source };
+                let pins = match services.token_pins(&to).await {
+                    Ok(pins) => Arc::new(pins),
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %e, "could not resume a migration");
+                        continue;
+                    }
+                };
+                let run = Run { id, from, to, names: record.spec.names, keep_source: record.spec.keep_source, pins };
                 services.run_migration(&ctx, run, None).await;
             }
         });
@@ -229,7 +240,7 @@ impl Services {
         for name in &candidates {
             let (outcome, message) = match secrets::get(&self.store.db, name).await? {
                 None => ("skipped", Some("not found".to_owned())),
-                Some(s) if s.spec.backend == run.from => match self.pinned_by(name, &run.to).await?.as_slice() {
+                Some(s) if s.spec.backend == run.from => match self.pinned_by(name, run).as_slice() {
                     [] => ("wouldMigrate", None),
                     backends => (
                         "skipped",
@@ -507,7 +518,7 @@ impl Services {
         if record.spec.backend != run.from {
             return Ok(Step::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
         }
-        let pinned_by = self.pinned_by(name, &run.to).await.map_err(|e| e.to_string())?;
+        let pinned_by = self.pinned_by(name, run);
         if !pinned_by.is_empty() {
             let backends = pinned_by.join(", ");
             return Ok(Step::Done(Outcome::Skipped(format!(
@@ -606,14 +617,26 @@ impl Services {
         Err(format!("it kept changing; gave up after {COPY_ATTEMPTS} copies"))
     }
 
-    /// The openbao backends whose token `secret` holds, if moving it to `to` would take it off
-    /// plaintext (the token's secret is the trust root and has to stay readable without them).
-    async fn pinned_by(&self, secret: &str, to: &ResourceName) -> Result<Vec<String>, ApiError> {
+    /// Secret -> the openbao backends whose token it holds, if moving secrets to `to` would take
+    /// them off plaintext (a token's secret is the trust root and has to stay readable without
+    /// those backends); empty when `to` is plaintext.
+    async fn token_pins(&self, to: &ResourceName) -> Result<std::collections::HashMap<String, Vec<String>>, ApiError> {
+        let mut pins = std::collections::HashMap::<String, Vec<String>>::new();
         let destination = secret_backends::get(&self.store.db, to.as_str()).await?;
         if destination.is_some_and(|d| d.spec.spec.backend_type == domain::secret_backend::BackendType::Plaintext) {
-            return Ok(vec![]);
+            return Ok(pins);
         }
-        Ok(secret_backends::using_token_secret(&self.store.db, secret).await?.into_iter().map(|(b, _)| b).collect())
+        for backend in secret_backends::list(&self.store.db).await? {
+            if let Some(config) = &backend.spec.spec.config {
+                pins.entry(config.token_secret_ref.name.to_string()).or_default().push(backend.name);
+            }
+        }
+        Ok(pins)
+    }
+
+    /// The backends that pin `secret` to plaintext for this run.
+    fn pinned_by(&self, secret: &str, run: &Run) -> Vec<String> {
+        run.pins.get(secret).cloned().unwrap_or_default()
     }
 
     /// A secret already on the destination: if a migration from this source left its source

@@ -71,7 +71,9 @@ pub fn parse_valid<I: SpecInput>(
 ) -> Result<Result<(ResourceName, I::Spec), ValidationErrors>, ShapeError> {
     let Parsed { name, spec, mut errors } = parse::<I>(I::KIND, value).map_err(|error| match error {
         ShapeError::Field { path, .. }
-            if I::SECRET_FIELDS.iter().any(|f| path == format!("spec.{f}") || path.starts_with(&format!("spec.{f}."))) =>
+            if I::SECRET_FIELDS
+                .iter()
+                .any(|f| path == format!("spec.{f}") || path.starts_with(&format!("spec.{f}."))) =>
         {
             ShapeError::Field { path, message: "values must be strings".into() }
         }

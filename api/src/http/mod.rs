@@ -13,8 +13,6 @@ use crate::context::request_context;
 use crate::error::ApiError;
 use crate::service::Services;
 
-pub use resources::document;
-
 /// `GET /api/v1/secretbackends/{name}/health`: is the backend reachable and does it let mcpd in?
 /// Always 200 for an existing backend; the body says `ok`, `unreachable`, `sealed`,
 /// `permission denied` or `error`, with a message.

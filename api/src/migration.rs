@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use domain::ResourceName;
 use domain::migration::{MigrationCommand, MigrationRun, SkippedSecret};
-use domain::secret::{SecretCommand, SecretEvent};
-use projections::read_models::{migrations, secret_backends, secrets};
+use domain::secret::{Secret, SecretCommand, SecretEvent};
+use projections::read_models::secrets::SecretState;
+use projections::read_models::{Record, migrations, secret_backends, secrets};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -78,9 +79,11 @@ struct Copy {
     source_ref: String,
     written: crate::backends::Written,
     flip: SecretCommand,
-    /// The flip's events and the sequence before them, once rehearsed.
+    /// Once rehearsed: the flip's events, the sequence before them, and the secret with them
+    /// applied (where its clean-up is rehearsed next).
     events: Vec<SecretEvent>,
     sequence: u64,
+    aggregate: Secret,
 }
 
 /// A secret looked at: settled, or copied and waiting for its flip.
@@ -404,8 +407,25 @@ impl Services {
     ) -> Vec<(String, Result<Outcome, String>)> {
         let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
         let mut copies = Vec::new();
+        let mut records = match secrets::get_many(&self.store.db, names).await {
+            Ok(records) => records,
+            Err(e) => return vec![(names[0].clone(), Err(e.to_string()))],
+        };
+        let to_copy: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                records.get(*n).is_some_and(|r| r.spec.backend == run.from) && self.pinned_by(n, run).is_empty()
+            })
+            .cloned()
+            .collect();
+        if !to_copy.is_empty()
+            && let Err(e) = destination.prepare(&to_copy).await
+        {
+            // Each copy then does it for itself, and the run stops at the first that fails.
+            tracing::debug!(run = %run.id, error = %e, "could not prepare the destination for a batch");
+        }
         for name in names {
-            match self.copy_one(ctx, run, name, source, destination).await {
+            match self.copy_one(ctx, run, name, records.remove(name), source, destination).await {
                 Ok(Step::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
                 Ok(Step::Copied(copy)) => {
                     outcomes.push((name.clone(), None));
@@ -476,17 +496,25 @@ impl Services {
         ctx: &RequestContext,
         run: &Run,
         name: &str,
+        record: Option<Record<SecretState>>,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Step, String> {
-        let mut copy = match self.copy(ctx, run, name, source, destination).await? {
-            Step::Done(outcome) => return Ok(Step::Done(outcome)),
-            Step::Copied(copy) => copy,
+        let mut copy = match self.copy(ctx, run, name, record, source, destination).await? {
+            Some(Step::Done(outcome)) => return Ok(Step::Done(outcome)),
+            Some(Step::Copied(copy)) => copy,
+            // Changed since the batch was read: moved on its own, the slow way.
+            None => return self.migrate_one(ctx, run, name, source, destination).await.map(Step::Done),
         };
-        match self.rehearse::<domain::secret::Secret>(&copy.name, copy.flip.clone()).await {
-            Ok((events, sequence)) => {
+        let (mut aggregate, sequence) = self.store.load::<Secret>(name).await.map_err(|e| e.to_string())?;
+        let decided = crate::store::decide(&mut aggregate, copy.flip.clone()).await.map_err(|e| {
+            ApiError::from_command(domain::secret::AGGREGATE_TYPE, name, cqrs_es::AggregateError::UserError(e))
+        });
+        match decided {
+            Ok(events) => {
                 copy.events = events;
                 copy.sequence = sequence;
+                copy.aggregate = aggregate;
                 Ok(Step::Copied(copy))
             }
             Err(ApiError::Conflict(_)) => {
@@ -497,40 +525,45 @@ impl Services {
         }
     }
 
-    /// Looks at one secret: settles it if there is nothing to copy, otherwise reads it from the
-    /// source and writes it to the destination (before any flip: a crash in between leaves a
-    /// copy that the next attempt writes over).
+    /// Looks at one secret (`record`, as read just before): settles it if there is nothing to
+    /// copy, otherwise reads it from the source and writes it to the destination (before any
+    /// flip: a crash in between leaves a copy that the next attempt writes over). `None` when
+    /// the secret changed since `record` was read.
     async fn copy(
         &self,
         ctx: &RequestContext,
         run: &Run,
         name: &str,
+        record: Option<Record<SecretState>>,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Step, String> {
+    ) -> Result<Option<Step>, String> {
         let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
-        let Some(record) = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())? else {
-            return Ok(Step::Done(Outcome::Skipped("not found".into())));
+        let Some(record) = record else {
+            return Ok(Some(Step::Done(Outcome::Skipped("not found".into()))));
         };
         if record.spec.backend == run.to {
-            return self.finish_moved(ctx, run, &secret_name, source).await.map(Step::Done);
+            return self.finish_moved(ctx, run, &secret_name, source).await.map(|o| Some(Step::Done(o)));
         }
         if record.spec.backend != run.from {
-            return Ok(Step::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend))));
+            return Ok(Some(Step::Done(Outcome::Skipped(format!("on backend {}", record.spec.backend)))));
         }
         let pinned_by = self.pinned_by(name, run);
         if !pinned_by.is_empty() {
             let backends = pinned_by.join(", ");
-            return Ok(Step::Done(Outcome::Skipped(format!(
+            return Ok(Some(Step::Done(Outcome::Skipped(format!(
                 "holds the token of secretbackend {backends}; it stays on plaintext"
-            ))));
+            )))));
         }
-        let values = source
-            .get(name, &record.spec.value_ref)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("its values are missing from {}", run.from))?;
-        let written = destination.put(name, &values).await.map_err(|e| e.to_string())?;
+        let Some(values) = source.get(name, &record.spec.value_ref).await.map_err(|e| e.to_string())? else {
+            // Superseded since `record` was read (an update removes the old version)?
+            let now = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
+            if now.is_some_and(|now| now.resource_version != record.resource_version) {
+                return Ok(None);
+            }
+            return Err(format!("its values are missing from {}", run.from));
+        };
+        let written = destination.put(name, &values, None).await.map_err(|e| e.to_string())?;
         let flip = SecretCommand::MigrateSecret {
             name: secret_name.clone(),
             from: run.from.clone(),
@@ -541,14 +574,15 @@ impl Services {
             run: run.id.to_string(),
             pinned_by,
         };
-        Ok(Step::Copied(Box::new(Copy {
+        Ok(Some(Step::Copied(Box::new(Copy {
             name: secret_name,
             source_ref: record.spec.value_ref,
             written,
             flip,
             events: Vec::new(),
             sequence: 0,
-        })))
+            aggregate: Secret::default(),
+        }))))
     }
 
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
@@ -573,8 +607,10 @@ impl Services {
                 outcome,
                 run: run.id.to_string(),
             };
-            match self.rehearse::<domain::secret::Secret>(&copy.name, command).await {
-                Ok((events, sequence)) => records.push((copy.name.to_string(), sequence, events)),
+            // Rehearsed on the secret as the flip left it: no need to load it again.
+            let mut aggregate = copy.aggregate.clone();
+            match crate::store::decide(&mut aggregate, command).await {
+                Ok(events) => records.push((copy.name.to_string(), copy.sequence + copy.events.len() as u64, events)),
                 Err(e) => tracing::warn!(secret = %copy.name, error = %e, "could not record a source clean-up"),
             }
         }
@@ -596,9 +632,11 @@ impl Services {
         destination: &dyn SecretBackendDriver,
     ) -> Result<Outcome, String> {
         for _ in 0..COPY_ATTEMPTS {
-            let copy = match self.copy(ctx, run, name, source, destination).await? {
-                Step::Done(outcome) => return Ok(outcome),
-                Step::Copied(copy) => copy,
+            let record = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
+            let copy = match self.copy(ctx, run, name, record, source, destination).await? {
+                Some(Step::Done(outcome)) => return Ok(outcome),
+                Some(Step::Copied(copy)) => copy,
+                None => continue,
             };
             match self.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
                 Ok(()) => {

@@ -180,14 +180,33 @@ impl Store {
     where
         A: cqrs_es::Aggregate<Services = ()>,
     {
+        let (mut aggregate, sequence) = self.load::<A>(name).await?;
+        let events = decide(&mut aggregate, command).await.map_err(AggregateError::UserError)?;
+        Ok((events, sequence))
+    }
+
+    /// Aggregate `name` as it is now, and its sequence.
+    pub async fn load<A>(&self, name: &str) -> Result<(A, u64), AggregateError<A::Error>>
+    where
+        A: cqrs_es::Aggregate,
+    {
         let store: PersistedEventStore<EventRepository, A> =
             PersistedEventStore::new_event_store(self.write.repository());
-        let mut context = store.load_aggregate(name).await?;
+        let context = store.load_aggregate(name).await?;
         let sequence = context.current_sequence as u64;
-        let sink = EventSink::default();
-        context.aggregate.handle(command, &(), &sink).await.map_err(AggregateError::UserError)?;
-        Ok((sink.collect().await, sequence))
+        Ok((context.aggregate, sequence))
     }
+}
+
+/// Runs `command` against `aggregate` in memory: the events it produces, already applied to
+/// `aggregate`. Nothing is recorded.
+pub async fn decide<A>(aggregate: &mut A, command: A::Command) -> Result<Vec<A::Event>, A::Error>
+where
+    A: cqrs_es::Aggregate<Services = ()>,
+{
+    let sink = EventSink::default();
+    aggregate.handle(command, &(), &sink).await?;
+    Ok(sink.collect().await)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::support::{StoreKind, TestApp, llm};
 
 testkit::on_both_stores!(
     values_live_in_openbao_and_nowhere_in_our_store,
+    paths_are_claimed_before_a_write_and_foreign_ones_never,
     a_failed_write_to_openbao_records_nothing,
     permission_denied_names_the_backend_never_the_token,
     the_token_rotates_without_a_restart,
@@ -247,9 +248,9 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
     let driver = OpenBaoDriver::new("bao", config, reqwest::Client::new(), t.app.services.store.db.clone());
     let data = |v: &str| [("KEY".to_owned(), SecretString::from(v.to_owned()))].into_iter().collect();
 
-    let first = driver.put("svc", &data("one")).await.unwrap();
+    let first = driver.put("svc", &data("one"), None).await.unwrap();
     assert_eq!(first.external_ref.as_deref(), Some(format!("secret/data/{prefix}teams/ml/svc").as_str()));
-    let second = driver.put("svc", &data("two")).await.unwrap();
+    let second = driver.put("svc", &data("two"), Some(&first.value_ref)).await.unwrap();
     assert_ne!(first.value_ref, second.value_ref);
     let read = |r: &str| {
         let driver = &driver;
@@ -265,10 +266,10 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
     assert!(matches!(err, BackendError::Conflict { .. }), "{err}");
     assert_eq!(server.read(&format!("{prefix}teams/ml/svc")).await, Some(json!({"KEY": "two"})));
 
-    // A crash after the marker (or after an unrecorded write) leaves a path mcpd reclaims.
+    // A path marked by an earlier mcpd (the `managed-by` marker) is taken back.
     let crashed = format!("secret/metadata/{prefix}teams/ml/crashed");
     server.root(reqwest::Method::POST, &crashed, Some(json!({"custom_metadata": {"managed-by": "mcpd"}}))).await;
-    let reclaimed = driver.put("crashed", &data("after a crash")).await.unwrap();
+    let reclaimed = driver.put("crashed", &data("after a crash"), None).await.unwrap();
     assert_eq!(
         driver.get("crashed", &reclaimed.value_ref).await.unwrap().map(|d| d["KEY"].expose_secret().to_owned()),
         Some("after a crash".to_owned())
@@ -279,6 +280,52 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
     driver.delete("svc", &second.value_ref).await.unwrap();
     assert!(!server.exists(&format!("{prefix}teams/ml/svc")).await);
     assert_eq!(read(&second.value_ref).await, None);
+}
+
+/// Which paths are mcpd's is kept in its database: a batch is claimed in one go after one LIST,
+/// a claimed path holding a version nobody recorded (a crash after the write) is written over,
+/// a path with someone else's data is never claimed nor written, and a deleted path's claim goes.
+async fn paths_are_claimed_before_a_write_and_foreign_ones_never(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server).await;
+    let driver = t.app.services.driver("bao").await.unwrap();
+    let data = |v: &str| [("KEY".to_owned(), SecretString::from(v.to_owned()))].into_iter().collect();
+    let claims = || async {
+        let rows = sqlx::query("SELECT secret FROM openbao_claims WHERE backend = 'bao' ORDER BY secret")
+            .fetch_all(&t.app.services.store.db.pool)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>("secret")).collect::<Vec<_>>()
+    };
+    server
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}theirs"), Some(json!({"data": {"x": "theirs"}})))
+        .await;
+
+    let batch: Vec<String> = ["fresh", "crashed", "theirs"].map(str::to_owned).to_vec();
+    driver.prepare(&batch).await.unwrap();
+    assert_eq!(claims().await, ["crashed", "fresh"], "only empty paths are claimed");
+
+    // A write whose event was never recorded (mcpd died), then the next attempt: written over.
+    let lost = driver.put("crashed", &data("first attempt"), None).await.unwrap();
+    let again = driver.put("crashed", &data("second attempt"), None).await.unwrap();
+    assert_ne!(lost.value_ref, again.value_ref);
+    assert_eq!(server.read(&format!("{prefix}crashed")).await, Some(json!({"KEY": "second attempt"})));
+
+    let err = driver.put("theirs", &data("mine"), None).await.unwrap_err();
+    assert!(matches!(err, BackendError::Foreign { .. }), "{err}");
+    assert_eq!(server.read(&format!("{prefix}theirs")).await, Some(json!({"x": "theirs"})));
+    assert_eq!(claims().await, ["crashed", "fresh"]);
+
+    // Deleted: the claim goes with the path, and data someone writes there later is theirs.
+    let fresh = driver.put("fresh", &data("v"), None).await.unwrap();
+    driver.delete("fresh", &fresh.value_ref).await.unwrap();
+    assert_eq!(claims().await, ["crashed"]);
+    server
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}fresh"), Some(json!({"data": {"x": "later"}})))
+        .await;
+    let err = driver.put("fresh", &data("mine"), None).await.unwrap_err();
+    assert!(matches!(err, BackendError::Foreign { .. }), "{err}");
+    assert_eq!(server.read(&format!("{prefix}fresh")).await, Some(json!({"x": "later"})));
 }
 
 /// 50 requests from two mcpd processes on one PostgreSQL, each making some backend the

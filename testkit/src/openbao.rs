@@ -114,8 +114,8 @@ impl OpenBao {
     /// A token that may do everything mcpd needs under `secret/.../{prefix}`.
     pub async fn token_for_prefix(&self, prefix: &str) -> String {
         self.token_with_policy(&format!(
-            "path \"secret/data/{prefix}*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
-             path \"secret/metadata/{prefix}*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
+            "path \"secret/data/{prefix}*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}\n\
+             path \"secret/metadata/{prefix}*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}\n\
              path \"secret/destroy/{prefix}*\" {{ capabilities = [\"update\"] }}\n"
         ))
         .await

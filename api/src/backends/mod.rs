@@ -82,8 +82,20 @@ pub type BackendResult<T> = Result<T, BackendError>;
 
 /// One backend's store of secret values.
 pub trait SecretBackendDriver: Send + Sync {
-    /// Stores a new version of `secret`'s values.
-    fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>>;
+    /// Stores a new version of `secret`'s values. `current` is the version mcpd last recorded
+    /// for it on this backend, if any.
+    fn put<'a>(
+        &'a self,
+        secret: &'a str,
+        data: &'a SecretData,
+        current: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Written>>;
+    /// Gets ready to write new versions of several secrets (a migration's batch): a driver with
+    /// per-secret set-up does it for all of them at once, so each `put` is cheaper.
+    fn prepare<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        let _ = secrets;
+        async { Ok(()) }.boxed()
+    }
     /// Reads the version `value_ref` names; `None` when it is gone.
     fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>>;
     /// Removes one version no event refers to any longer (superseded, or written for a

@@ -1,15 +1,20 @@
 //! The `openbao` backend: values in an OpenBao (or HashiCorp Vault) KV v2 mount, over plain
 //! HTTP. A secret lives at `{mount}/data/{pathPrefix}{name}`; each write is a new KV version,
 //! written with check-and-set on the version read just before, and the version number is the
-//! `value_ref` reads pin. Paths mcpd writes carry `custom_metadata.managed-by = mcpd`, so mcpd
-//! never overwrites data it did not write, yet can reclaim a version it wrote and never
-//! recorded (a crash between the write and the event).
+//! `value_ref` reads pin.
+//!
+//! mcpd never overwrites data it did not write, yet takes back a path it wrote and never
+//! recorded (a crash between the write and the event). Which paths are mcpd's is kept in mcpd's
+//! own database (`openbao_claims`): a path is claimed once it was seen empty and before the
+//! first write to it, so writing a new version of a claimed path is one call (check-and-set).
+//! A migration claims a whole batch of paths at once, after one LIST of the prefix. Paths that
+//! carry the `managed-by: mcpd` marker (written by earlier versions) count as mcpd's too.
 //!
 //! The token is a key of a secret on a plaintext backend. It is cached, read again when that
 //! secret's values change, and once more when OpenBao answers 403 (it may have been rotated
 //! out of band). It is sent only in the `X-Vault-Token` header: never logged, never in an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use domain::secret::SecretData;
@@ -34,7 +39,12 @@ pub struct OpenBaoDriver {
     http: reqwest::Client,
     db: Database,
     /// The token and the `value_ref` of the token secret it was read from.
-    token: Mutex<Option<(String, SecretString)>>,
+    token: Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    value_ref: String,
+    token: SecretString,
 }
 
 /// One answer from OpenBao.
@@ -85,11 +95,11 @@ impl OpenBaoDriver {
             .map_err(|e| BackendError::Internal(e.into()))?
             .ok_or_else(|| fail(format!("token secret {:?} does not exist", reference.name)))?;
         let mut cached = self.token.lock().await;
-        if let Some((value_ref, token)) = cached.as_ref()
+        if let Some(cached) = cached.as_mut()
             && !refresh
-            && *value_ref == secret.spec.value_ref
+            && cached.value_ref == secret.spec.value_ref
         {
-            return Ok(token.clone());
+            return Ok(cached.token.clone());
         }
         let mut data = plaintext::get(&self.db, &secret.spec.value_ref)
             .await?
@@ -97,7 +107,7 @@ impl OpenBaoDriver {
         let token = data
             .remove(&reference.key)
             .ok_or_else(|| fail(format!("token secret {:?} has no key {:?}", reference.name, reference.key)))?;
-        *cached = Some((secret.spec.value_ref, token.clone()));
+        *cached = Some(CachedToken { value_ref: secret.spec.value_ref, token: token.clone() });
         Ok(token)
     }
 
@@ -197,34 +207,152 @@ impl OpenBaoDriver {
         answer.body["data"]["version"].as_u64().ok_or_else(|| self.unexpected(&path, &answer))
     }
 
-    async fn mark_managed(&self, secret: &str) -> BackendResult<()> {
-        let path = self.location("metadata", secret);
-        let body = json!({"custom_metadata": {MANAGED_BY: MCPD}});
-        let answer = self.call(Method::POST, self.url("metadata", Some(secret))?, Some(&body), &path).await?;
-        if answer.status.is_success() { Ok(()) } else { Err(self.unexpected(&path, &answer)) }
+    /// The secrets' paths under the prefix (one LIST); `None` when the token may not list them.
+    async fn listed(&self) -> BackendResult<Option<BTreeSet<String>>> {
+        let mut url = self.url("metadata", Some(""))?;
+        url.query_pairs_mut().append_pair("list", "true");
+        let path = self.location("metadata", "");
+        let answer = match self.call(Method::GET, url, None, &path).await {
+            Err(BackendError::PermissionDenied { .. }) => return Ok(None),
+            answer => answer?,
+        };
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(Some(BTreeSet::new())),
+            status if status.is_success() => Ok(Some(
+                answer.body["data"]["keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            )),
+            _ => Err(self.unexpected(&path, &answer)),
+        }
+    }
+
+    /// Where a secret's path is, for `openbao_claims`: another server, namespace or mount is
+    /// another path.
+    fn claim_key(&self, secret: &str) -> String {
+        let server = self.config.url.trim_end_matches('/');
+        let namespace = self.config.namespace.as_deref().unwrap_or("");
+        format!("{server} {namespace} {}", self.location("data", secret))
+    }
+
+    /// Which of `secrets` have claimed paths.
+    async fn claimed(&self, secrets: &[&str]) -> BackendResult<BTreeSet<String>> {
+        if secrets.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: BTreeMap<String, &str> = secrets.iter().map(|s| (self.claim_key(s), *s)).collect();
+        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT location FROM openbao_claims WHERE location IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for key in keys.keys() {
+            query = query.bind(key);
+        }
+        let rows = query.fetch_all(&self.db.pool).await.map_err(|e| BackendError::Internal(e.into()))?;
+        Ok(rows.iter().filter_map(|key| keys.get(key)).map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Claims the paths of `secrets`, in one commit.
+    async fn claim(&self, secrets: &[&str]) -> BackendResult<()> {
+        if secrets.is_empty() {
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now().to_string();
+        let rows: Vec<String> =
+            (0..secrets.len()).map(|i| format!("(${}, $1, ${}, $2)", 3 + 2 * i, 4 + 2 * i)).collect();
+        let sql = format!(
+            "INSERT INTO openbao_claims (location, backend, secret, claimed_at) VALUES {} \
+             ON CONFLICT (location) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(&self.backend).bind(now);
+        for secret in secrets {
+            query = query.bind(self.claim_key(secret)).bind(*secret);
+        }
+        query.execute(&self.db.pool).await.map_err(|e| BackendError::Internal(e.into()))?;
+        Ok(())
+    }
+
+    /// Gives up the claim on `secret`'s path (it is gone, or it was never mcpd's).
+    async fn unclaim(&self, secret: &str) -> BackendResult<()> {
+        sqlx::query("DELETE FROM openbao_claims WHERE location = $1")
+            .bind(self.claim_key(secret))
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| BackendError::Internal(e.into()))?;
+        Ok(())
+    }
+
+    /// Writes to a path that is mcpd's: check-and-set on `cas` (the version mcpd last recorded),
+    /// and when a version mcpd never recorded is there (a crash after a write), on that one.
+    async fn write_owned(&self, secret: &str, data: &SecretData, cas: u64) -> BackendResult<u64> {
+        match self.write(secret, data, cas).await {
+            Err(BackendError::Conflict { .. }) => {
+                let current = self.metadata(secret).await?.map_or(0, |(version, _)| version);
+                self.write(secret, data, current).await
+            }
+            written => written,
+        }
     }
 }
 
 impl SecretBackendDriver for OpenBaoDriver {
-    fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
+    fn put<'a>(
+        &'a self,
+        secret: &'a str,
+        data: &'a SecretData,
+        current: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Written>> {
         async move {
-            let cas = match self.metadata(secret).await? {
-                None => {
-                    // The marker goes first: a crash right after it leaves a path that is
-                    // visibly mcpd's (and empty), never data that looks like someone else's.
-                    self.mark_managed(secret).await?;
-                    0
+            let foreign =
+                || BackendError::Foreign { backend: self.backend.clone(), path: self.location("data", secret) };
+            let version = if self.claimed(&[secret]).await?.is_empty() {
+                match self.metadata(secret).await? {
+                    None => {
+                        // The claim goes first: a crash right after it leaves a path that is
+                        // mcpd's (and empty), never data that looks like someone else's.
+                        self.claim(&[secret]).await?;
+                        match self.write(secret, data, 0).await {
+                            Err(BackendError::Conflict { .. }) => {
+                                // Someone else wrote there between the look and the write.
+                                self.unclaim(secret).await?;
+                                return Err(foreign());
+                            }
+                            written => written?,
+                        }
+                    }
+                    Some((version, true)) => {
+                        self.claim(&[secret]).await?;
+                        self.write_owned(secret, data, version).await?
+                    }
+                    Some((_, false)) => return Err(foreign()),
                 }
-                Some((version, true)) => version,
-                Some((_, false)) => {
-                    return Err(BackendError::Foreign {
-                        backend: self.backend.clone(),
-                        path: self.location("data", secret),
-                    });
-                }
+            } else {
+                self.write_owned(secret, data, current.and_then(|v| v.parse().ok()).unwrap_or(0)).await?
             };
-            let version = self.write(secret, data, cas).await?;
             Ok(Written { value_ref: version.to_string(), external_ref: Some(self.location("data", secret)) })
+        }
+        .boxed()
+    }
+
+    fn prepare<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        async move {
+            let names: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let claimed = self.claimed(&names).await?;
+            let unclaimed: Vec<&str> = names.into_iter().filter(|s| !claimed.contains(*s)).collect();
+            if unclaimed.is_empty() {
+                return Ok(());
+            }
+            // One LIST tells which paths are empty; those are claimed in one commit. The others
+            // (and all of them, when the token may not list) are looked at one by one in `put`.
+            let Some(existing) = self.listed().await? else {
+                return Ok(());
+            };
+            let empty: Vec<&str> = unclaimed.into_iter().filter(|s| !existing.contains(*s)).collect();
+            self.claim(&empty).await
         }
         .boxed()
     }
@@ -287,11 +415,14 @@ impl SecretBackendDriver for OpenBaoDriver {
             let kind = if self.config.soft_delete { "data" } else { "metadata" };
             let path = self.location(kind, secret);
             let answer = self.call(Method::DELETE, self.url(kind, Some(secret))?, None, &path).await?;
-            if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
-                Ok(())
-            } else {
-                Err(self.unexpected(&path, &answer))
+            if !(answer.status.is_success() || answer.status == StatusCode::NOT_FOUND) {
+                return Err(self.unexpected(&path, &answer));
             }
+            if !self.config.soft_delete {
+                // The path is gone: whatever is written there next is someone's new data.
+                self.unclaim(secret).await?;
+            }
+            Ok(())
         }
         .boxed()
     }

@@ -24,7 +24,12 @@ impl PlaintextDriver {
 }
 
 impl SecretBackendDriver for PlaintextDriver {
-    fn put<'a>(&'a self, secret: &'a str, data: &'a SecretData) -> BoxFuture<'a, BackendResult<Written>> {
+    fn put<'a>(
+        &'a self,
+        secret: &'a str,
+        data: &'a SecretData,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Written>> {
         async move { Ok(Written { value_ref: put(&self.db, secret, data).await?, external_ref: None }) }.boxed()
     }
 

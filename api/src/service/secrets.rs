@@ -123,7 +123,7 @@ impl Services {
         let keys: Vec<String> = data.keys().cloned().collect();
         // The values go to the backend before the event that records them.
         let written = match &driver {
-            Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data).await?),
+            Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data, None).await?),
             _ => None,
         };
         let (value_ref, external_ref) = written.clone().map(|w| (w.value_ref, w.external_ref)).unwrap_or_default();
@@ -164,7 +164,7 @@ impl Services {
                     let Written { value_ref, external_ref } = if dry_run {
                         Written { value_ref: String::new(), external_ref: current.spec.external_ref.clone() }
                     } else {
-                        let w = driver.put(name.as_str(), &new).await?;
+                        let w = driver.put(name.as_str(), &new, Some(&current.spec.value_ref)).await?;
                         written = Some(w.clone());
                         w
                     };

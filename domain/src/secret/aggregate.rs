@@ -18,7 +18,7 @@ struct LiveSecret {
 }
 
 /// One Secret's write-side state; `version` counts the events applied (the resourceVersion).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Secret {
     version: u64,
     live: Option<LiveSecret>,

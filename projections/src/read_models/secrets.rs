@@ -130,6 +130,24 @@ pub async fn get(db: &Database, name: &str) -> DbResult<Option<Record<SecretStat
     row.as_ref().map(decode).transpose()
 }
 
+/// Several secrets by name, in one query; names that do not exist are missing from the map.
+pub async fn get_many(
+    db: &Database,
+    names: &[String],
+) -> DbResult<std::collections::HashMap<String, Record<SecretState>>> {
+    if names.is_empty() {
+        return Ok(Default::default());
+    }
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT {COLUMNS} FROM secrets WHERE name IN ({})", placeholders.join(", "));
+    let mut query = sqlx::query(&sql);
+    for name in names {
+        query = query.bind(name);
+    }
+    let rows = query.fetch_all(&db.pool).await?;
+    rows.iter().map(|row| decode(row).map(|record| (record.name.clone(), record))).collect()
+}
+
 /// The secrets stored on `backend`, by name.
 pub async fn on_backend(db: &Database, backend: &str) -> DbResult<Vec<String>> {
     let rows = sqlx::query("SELECT name FROM secrets WHERE backend = $1 ORDER BY name")

@@ -86,6 +86,19 @@ struct Copy {
     aggregate: Secret,
 }
 
+/// A batch between its copies and its flips: outcomes in order (`None`: copied, flip pending).
+struct Batch {
+    outcomes: Vec<(String, Option<Result<Outcome, String>>)>,
+    copies: Vec<Box<Copy>>,
+}
+
+impl Batch {
+    /// Whether a secret of the batch stopped the run.
+    fn stopped(&self) -> bool {
+        self.outcomes.iter().any(|(_, o)| matches!(o, Some(Err(_))))
+    }
+}
+
 /// A secret looked at: settled, or copied and waiting for its flip.
 enum Step {
     Done(Outcome),
@@ -323,8 +336,32 @@ impl Services {
         .await;
         let (mut moved, mut skipped) = (Vec::new(), Vec::new());
         let (mut moved_total, mut skipped_total) = (0u64, 0u64);
-        for chunk in candidates.chunks(PROGRESS_BATCH) {
-            for (name, outcome) in self.migrate_chunk(ctx, &run, chunk, source.as_ref(), destination.as_ref()).await {
+        let (source, destination) = (source.as_ref(), destination.as_ref());
+        // A pipeline of two: while one batch's flips are committed and its source copies
+        // removed, the next batch is copied. Copies still happen one at a time, and never after
+        // a copy that failed.
+        let mut chunks = candidates.chunks(PROGRESS_BATCH);
+        let mut in_flight: Option<Batch> = None;
+        loop {
+            let next = match &in_flight {
+                Some(batch) if batch.stopped() => None,
+                _ => chunks.next(),
+            };
+            let (settled, copied) = tokio::join!(
+                async {
+                    match in_flight.take() {
+                        Some(batch) => Some(self.settle(ctx, &run, batch, source, destination).await),
+                        None => None,
+                    }
+                },
+                async {
+                    match next {
+                        Some(names) => Some(self.copy_chunk(ctx, &run, names, source, destination).await),
+                        None => None,
+                    }
+                },
+            );
+            for (name, outcome) in settled.into_iter().flatten() {
                 match outcome {
                     Ok(Outcome::Moved) => {
                         moved_total += 1;
@@ -338,6 +375,12 @@ impl Services {
                         report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
                     }
                     Err(reason) => {
+                        if let Some(abandoned) = copied {
+                            // Copied but never to be flipped: not left behind as orphaned versions.
+                            for copy in abandoned.copies {
+                                let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
+                            }
+                        }
                         self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
                         let fail = MigrationCommand::FailMigration {
                             id: run.id.clone(),
@@ -361,6 +404,10 @@ impl Services {
             }
             if moved.len() + skipped.len() >= PROGRESS_BATCH {
                 self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+            }
+            match copied {
+                Some(batch) => in_flight = Some(batch),
+                None => break,
             }
         }
         self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
@@ -393,23 +440,22 @@ impl Services {
         }
     }
 
-    /// Moves a batch of secrets: each is read and written to the destination on its own, then
-    /// all their flips are recorded in one commit (one fsync instead of one per secret), the run
-    /// waits until readers see them, and the source copies go. Outcomes come back in order; the
-    /// list ends at the first secret the run must stop at.
-    async fn migrate_chunk(
+    /// The first half of moving a batch: each secret is read and written to the destination on
+    /// its own (or settled at once), and its flip rehearsed. Stops at the first secret the run
+    /// must stop at.
+    async fn copy_chunk(
         &self,
         ctx: &RequestContext,
         run: &Run,
         names: &[String],
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Vec<(String, Result<Outcome, String>)> {
+    ) -> Batch {
         let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
         let mut copies = Vec::new();
         let mut records = match secrets::get_many(&self.store.db, names).await {
             Ok(records) => records,
-            Err(e) => return vec![(names[0].clone(), Err(e.to_string()))],
+            Err(e) => return Batch { outcomes: vec![(names[0].clone(), Some(Err(e.to_string())))], copies },
         };
         let to_copy: Vec<String> = names
             .iter()
@@ -437,6 +483,21 @@ impl Services {
                 }
             }
         }
+        Batch { outcomes, copies }
+    }
+
+    /// The second half: all the batch's flips are recorded in one commit (one fsync instead of
+    /// one per secret), the run waits until readers see them, and the source copies go.
+    /// Outcomes come back in order; the list ends at the first secret the run must stop at.
+    async fn settle(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        batch: Batch,
+        source: &dyn SecretBackendDriver,
+        destination: &dyn SecretBackendDriver,
+    ) -> Vec<(String, Result<Outcome, String>)> {
+        let Batch { mut outcomes, mut copies } = batch;
         if !copies.is_empty() {
             let items = copies.iter().map(|c| (c.name.to_string(), c.sequence, c.events.clone())).collect();
             let flipped =

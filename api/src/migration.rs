@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use domain::ResourceName;
 use domain::migration::{MigrationCommand, MigrationRun, SkippedSecret};
-use domain::secret::{Secret, SecretCommand, SecretEvent};
+use domain::secret::{Secret, SecretCommand, SecretData, SecretEvent};
 use projections::read_models::secrets::SecretState;
 use projections::read_models::{Record, migrations, secret_backends, secrets};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,12 @@ struct Copy {
     events: Vec<SecretEvent>,
     sequence: u64,
     aggregate: Secret,
+}
+
+/// A batch's values and aggregates, read in one go before its copies.
+struct Prefetched {
+    values: std::collections::HashMap<String, SecretData>,
+    aggregates: std::collections::HashMap<String, (Secret, u64)>,
 }
 
 /// A batch between its copies and its flips: outcomes in order (`None`: copied, flip pending).
@@ -470,8 +476,9 @@ impl Services {
             // Each copy then does it for itself, and the run stops at the first that fails.
             tracing::debug!(run = %run.id, error = %e, "could not prepare the destination for a batch");
         }
+        let mut prefetched = self.prefetch(&to_copy, &records, source).await;
         for name in names {
-            match self.copy_one(ctx, run, name, records.remove(name), source, destination).await {
+            match self.copy_one(ctx, run, name, records.remove(name), &mut prefetched, source, destination).await {
                 Ok(Step::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
                 Ok(Step::Copied(copy)) => {
                     outcomes.push((name.clone(), None));
@@ -558,16 +565,21 @@ impl Services {
         run: &Run,
         name: &str,
         record: Option<Record<SecretState>>,
+        prefetched: &mut Prefetched,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Step, String> {
-        let mut copy = match self.copy(ctx, run, name, record, source, destination).await? {
+        let values = prefetched.values.remove(name);
+        let mut copy = match self.copy(ctx, run, name, record, values, source, destination).await? {
             Some(Step::Done(outcome)) => return Ok(Step::Done(outcome)),
             Some(Step::Copied(copy)) => copy,
             // Changed since the batch was read: moved on its own, the slow way.
             None => return self.migrate_one(ctx, run, name, source, destination).await.map(Step::Done),
         };
-        let (mut aggregate, sequence) = self.store.load::<Secret>(name).await.map_err(|e| e.to_string())?;
+        let (mut aggregate, sequence) = match prefetched.aggregates.remove(name) {
+            Some(loaded) => loaded,
+            None => self.store.load::<Secret>(name).await.map_err(|e| e.to_string())?,
+        };
         let decided = crate::store::decide(&mut aggregate, copy.flip.clone()).await.map_err(|e| {
             ApiError::from_command(domain::secret::AGGREGATE_TYPE, name, cqrs_es::AggregateError::UserError(e))
         });
@@ -596,6 +608,7 @@ impl Services {
         run: &Run,
         name: &str,
         record: Option<Record<SecretState>>,
+        values: Option<SecretData>,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Option<Step>, String> {
@@ -616,7 +629,11 @@ impl Services {
                 "holds the token of secretbackend {backends}; it stays on plaintext"
             )))));
         }
-        let Some(values) = source.get(name, &record.spec.value_ref).await.map_err(|e| e.to_string())? else {
+        let values = match values {
+            Some(values) => Some(values),
+            None => source.get(name, &record.spec.value_ref).await.map_err(|e| e.to_string())?,
+        };
+        let Some(values) = values else {
             // Superseded since `record` was read (an update removes the old version)?
             let now = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
             if now.is_some_and(|now| now.resource_version != record.resource_version) {
@@ -644,6 +661,27 @@ impl Services {
             sequence: 0,
             aggregate: Secret::default(),
         }))))
+    }
+
+    /// What a batch's copies need, read for all of them at once: their values on the source and
+    /// their aggregates. Whatever is missing here (a failed read) is read again one by one.
+    async fn prefetch(
+        &self,
+        names: &[String],
+        records: &std::collections::HashMap<String, Record<SecretState>>,
+        source: &dyn SecretBackendDriver,
+    ) -> Prefetched {
+        let items: Vec<(String, String)> =
+            names.iter().filter_map(|n| records.get(n).map(|r| (n.clone(), r.spec.value_ref.clone()))).collect();
+        let values = source
+            .get_many(&items)
+            .await
+            .into_iter()
+            .zip(&items)
+            .filter_map(|(values, (name, _))| Some((name.clone(), values.ok()??)))
+            .collect();
+        let aggregates = self.store.load_many::<Secret>(names).await.unwrap_or_default();
+        Prefetched { values, aggregates }
     }
 
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
@@ -694,7 +732,7 @@ impl Services {
     ) -> Result<Outcome, String> {
         for _ in 0..COPY_ATTEMPTS {
             let record = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
-            let copy = match self.copy(ctx, run, name, record, source, destination).await? {
+            let copy = match self.copy(ctx, run, name, record, None, source, destination).await? {
                 Some(Step::Done(outcome)) => return Ok(outcome),
                 Some(Step::Copied(copy)) => copy,
                 None => continue,

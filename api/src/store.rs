@@ -185,6 +185,25 @@ impl Store {
         Ok((events, sequence))
     }
 
+    /// Several aggregates of one type as they are now, with their sequences, from one query
+    /// (instead of one per aggregate). Names without events come back as new aggregates.
+    pub async fn load_many<A>(&self, names: &[String]) -> anyhow::Result<std::collections::HashMap<String, (A, u64)>>
+    where
+        A: cqrs_es::Aggregate,
+    {
+        let mut loaded: std::collections::HashMap<String, (A, u64)> =
+            names.iter().map(|n| (n.clone(), (A::default(), 0))).collect();
+        for event in self.log.aggregate_histories(A::TYPE, names).await? {
+            let payload: A::Event = serde_json::from_value(event.payload)
+                .with_context(|| format!("event {} of {} {:?}", event.sequence, A::TYPE, event.aggregate_id))?;
+            if let Some((aggregate, sequence)) = loaded.get_mut(&event.aggregate_id) {
+                aggregate.apply(payload);
+                *sequence = event.sequence as u64;
+            }
+        }
+        Ok(loaded)
+    }
+
     /// Aggregate `name` as it is now, and its sequence.
     pub async fn load<A>(&self, name: &str) -> Result<(A, u64), AggregateError<A::Error>>
     where

@@ -93,6 +93,29 @@ impl EventLog {
         rows.iter().map(decode).collect()
     }
 
+    /// Every event of several aggregates of one type, in one query: by aggregate, oldest first.
+    pub async fn aggregate_histories(
+        &self,
+        aggregate_type: &str,
+        aggregate_ids: &[String],
+    ) -> DbResult<Vec<StoredEvent>> {
+        if aggregate_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = self.columns();
+        let placeholders: Vec<String> = (2..=aggregate_ids.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id IN ({}) \
+             ORDER BY aggregate_id, sequence",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(aggregate_type);
+        for id in aggregate_ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(&self.db.pool).await?.iter().map(decode).collect()
+    }
+
     /// Where the latest event of one aggregate sits in the log, if it has any.
     pub async fn latest_position_of(&self, aggregate_type: &str, aggregate_id: &str) -> DbResult<Option<Position>> {
         let txid = match self.db.dialect {

@@ -98,6 +98,18 @@ pub trait SecretBackendDriver: Send + Sync {
     }
     /// Reads the version `value_ref` names; `None` when it is gone.
     fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>>;
+    /// Reads several versions (name, value_ref), one outcome each. Drivers that can do it in one
+    /// round trip override this.
+    fn get_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<Option<SecretData>>>> {
+        async move {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for (secret, value_ref) in items {
+                outcomes.push(self.get(secret, value_ref).await);
+            }
+            outcomes
+        }
+        .boxed()
+    }
     /// Removes one version no event refers to any longer (superseded, or written for a
     /// refused command).
     fn discard<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>>;

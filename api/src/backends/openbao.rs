@@ -40,6 +40,8 @@ pub struct OpenBaoDriver {
     db: Database,
     /// The token and the `value_ref` of the token secret it was read from.
     token: Mutex<Option<CachedToken>>,
+    /// Secrets whose paths `prepare` just claimed: their next `put` skips looking the claim up.
+    just_claimed: std::sync::Mutex<BTreeSet<String>>,
 }
 
 struct CachedToken {
@@ -55,7 +57,14 @@ struct Answer {
 
 impl OpenBaoDriver {
     pub fn new(backend: &str, config: OpenBaoConfig, http: reqwest::Client, db: Database) -> Self {
-        Self { backend: backend.to_owned(), config, http, db, token: Mutex::new(None) }
+        Self {
+            backend: backend.to_owned(),
+            config,
+            http,
+            db,
+            token: Mutex::new(None),
+            just_claimed: Default::default(),
+        }
     }
 
     /// `{mount}/{kind}/{pathPrefix}{secret}`, as shown in messages and `externalRef`.
@@ -278,6 +287,7 @@ impl OpenBaoDriver {
 
     /// Gives up the claim on `secret`'s path (it is gone, or it was never mcpd's).
     async fn unclaim(&self, secret: &str) -> BackendResult<()> {
+        self.just_claimed.lock().expect("claims lock").remove(secret);
         sqlx::query("DELETE FROM openbao_claims WHERE location = $1")
             .bind(self.claim_key(secret))
             .execute(&self.db.pool)
@@ -309,7 +319,8 @@ impl SecretBackendDriver for OpenBaoDriver {
         async move {
             let foreign =
                 || BackendError::Foreign { backend: self.backend.clone(), path: self.location("data", secret) };
-            let version = if self.claimed(&[secret]).await?.is_empty() {
+            let just_claimed = self.just_claimed.lock().expect("claims lock").remove(secret);
+            let version = if !just_claimed && self.claimed(&[secret]).await?.is_empty() {
                 match self.metadata(secret).await? {
                     None => {
                         // The claim goes first: a crash right after it leaves a path that is
@@ -342,6 +353,7 @@ impl SecretBackendDriver for OpenBaoDriver {
         async move {
             let names: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let claimed = self.claimed(&names).await?;
+            *self.just_claimed.lock().expect("claims lock") = claimed.clone();
             let unclaimed: Vec<&str> = names.into_iter().filter(|s| !claimed.contains(*s)).collect();
             if unclaimed.is_empty() {
                 return Ok(());
@@ -352,7 +364,9 @@ impl SecretBackendDriver for OpenBaoDriver {
                 return Ok(());
             };
             let empty: Vec<&str> = unclaimed.into_iter().filter(|s| !existing.contains(*s)).collect();
-            self.claim(&empty).await
+            self.claim(&empty).await?;
+            self.just_claimed.lock().expect("claims lock").extend(empty.iter().map(|s| (*s).to_owned()));
+            Ok(())
         }
         .boxed()
     }

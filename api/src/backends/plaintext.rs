@@ -37,6 +37,20 @@ impl SecretBackendDriver for PlaintextDriver {
         async move { Ok(get(&self.db, value_ref).await?) }.boxed()
     }
 
+    fn get_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<Option<SecretData>>>> {
+        async move {
+            let refs: Vec<String> = items.iter().map(|(_, value_ref)| value_ref.clone()).collect();
+            match get_many(&self.db, &refs).await {
+                Ok(mut found) => items.iter().map(|(_, value_ref)| Ok(found.remove(value_ref))).collect(),
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    items.iter().map(|_| Err(anyhow::anyhow!(reason.clone()).into())).collect()
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn discard<'a>(&'a self, _: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
         async move { Ok(delete(&self.db, value_ref).await?) }.boxed()
     }
@@ -101,10 +115,38 @@ pub async fn get(db: &Database, value_ref: &str) -> anyhow::Result<Option<Secret
         return Ok(None);
     };
     let text: String = row.try_get("data")?;
+    Ok(Some(decode_values(value_ref, &text)?))
+}
+
+fn decode_values(value_ref: &str, text: &str) -> anyhow::Result<SecretData> {
     // The parse error is dropped on purpose: serde's messages can quote the input.
-    let map: BTreeMap<String, String> = serde_json::from_str(&text)
+    let map: BTreeMap<String, String> = serde_json::from_str(text)
         .map_err(|_| anyhow::anyhow!("the stored values under {value_ref} are not a JSON string map"))?;
-    Ok(Some(map.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect()))
+    Ok(map.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect())
+}
+
+/// The values stored under several `value_ref`s, in one query; missing ones are not in the map.
+pub async fn get_many(
+    db: &Database,
+    value_refs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, SecretData>> {
+    if value_refs.is_empty() {
+        return Ok(Default::default());
+    }
+    let placeholders: Vec<String> = (1..=value_refs.len()).map(|i| format!("${i}")).collect();
+    let sql =
+        format!("SELECT value_ref, data FROM plaintext_secret_values WHERE value_ref IN ({})", placeholders.join(", "));
+    let mut query = sqlx::query(&sql);
+    for value_ref in value_refs {
+        query = query.bind(value_ref);
+    }
+    let mut found = std::collections::HashMap::new();
+    for row in query.fetch_all(&db.pool).await? {
+        let value_ref: String = row.try_get("value_ref")?;
+        let text: String = row.try_get("data")?;
+        found.insert(value_ref.clone(), decode_values(&value_ref, &text)?);
+    }
+    Ok(found)
 }
 
 /// Deletes the values stored under `value_ref`, if any.

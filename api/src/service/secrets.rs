@@ -58,15 +58,24 @@ impl Services {
 
     /// The current values of a secret, read through its backend.
     pub(crate) async fn read_values(&self, record: &Record<SecretState>) -> Result<SecretData, ApiError> {
-        let driver = self.driver(record.spec.backend.as_str()).await?;
-        let values = driver.get(&record.name, &record.spec.value_ref).await?;
-        values.ok_or_else(|| {
-            ApiError::BadGateway(format!(
-                "the values of secret {:?} are missing from secretbackend {:?}",
-                record.name,
-                record.spec.backend.as_str()
-            ))
-        })
+        let mut record = std::borrow::Cow::Borrowed(record);
+        for _ in 0..3 {
+            let driver = self.driver(record.spec.backend.as_str()).await?;
+            if let Some(values) = driver.get(&record.name, &record.spec.value_ref).await? {
+                return Ok(values);
+            }
+            // A version superseded since the record was read (an update, or a migration that
+            // moved the secret and removed its source copy) is gone: read the secret again.
+            match secrets::get(&self.store.db, &record.name).await? {
+                Some(now) if now.resource_version != record.resource_version => record = std::borrow::Cow::Owned(now),
+                _ => break,
+            }
+        }
+        Err(ApiError::BadGateway(format!(
+            "the values of secret {:?} are missing from secretbackend {:?}",
+            record.name,
+            record.spec.backend.as_str()
+        )))
     }
 
     /// The backend a new secret goes to (named, else the default), and its driver when it exists.

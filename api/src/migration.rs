@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::service::Services;
 
 /// How many secrets' outcomes one `MigrationProgressed` event records.
-const PROGRESS_BATCH: usize = 25;
+const PROGRESS_BATCH: usize = 50;
 /// How often one secret is copied again when it keeps changing under the migration.
 const COPY_ATTEMPTS: usize = 5;
 

@@ -15,7 +15,7 @@
 //! out of band). It is sent only in the `X-Vault-Token` header: never logged, never in an error.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::secret::SecretData;
 use domain::secret_backend::OpenBaoConfig;
@@ -32,6 +32,8 @@ use super::{BackendError, BackendResult, Health, SecretBackendDriver, Written, p
 
 const MANAGED_BY: &str = "managed-by";
 const MCPD: &str = "mcpd";
+/// How long after `prepare` the token is used without reading its secret again.
+const BATCH_TOKEN_TRUST: Duration = Duration::from_secs(5);
 
 pub struct OpenBaoDriver {
     backend: String,
@@ -40,6 +42,9 @@ pub struct OpenBaoDriver {
     db: Database,
     /// The token and the `value_ref` of the token secret it was read from.
     token: Mutex<Option<CachedToken>>,
+    /// Set by `prepare`: until then the cached token is used without looking at its secret
+    /// again (a migration's batch; a token OpenBao refuses is still read again at once).
+    token_trusted_until: std::sync::Mutex<Option<Instant>>,
     /// Secrets whose paths `prepare` just claimed: their next `put` skips looking the claim up.
     just_claimed: std::sync::Mutex<BTreeSet<String>>,
 }
@@ -63,6 +68,7 @@ impl OpenBaoDriver {
             http,
             db,
             token: Mutex::new(None),
+            token_trusted_until: Default::default(),
             just_claimed: Default::default(),
         }
     }
@@ -99,6 +105,13 @@ impl OpenBaoDriver {
     async fn token(&self, refresh: bool) -> BackendResult<SecretString> {
         let reference = &self.config.token_secret_ref;
         let fail = |reason: String| BackendError::Token { backend: self.backend.clone(), reason };
+        let trusted = self.token_trusted_until.lock().expect("token lock").is_some_and(|until| Instant::now() < until);
+        if trusted
+            && !refresh
+            && let Some(cached) = self.token.lock().await.as_ref()
+        {
+            return Ok(cached.token.clone());
+        }
         let secret = secrets::get(&self.db, reference.name.as_str())
             .await
             .map_err(|e| BackendError::Internal(e.into()))?
@@ -351,6 +364,10 @@ impl SecretBackendDriver for OpenBaoDriver {
 
     fn prepare<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
         async move {
+            // The token is looked at once here, not before each of the batch's writes.
+            *self.token_trusted_until.lock().expect("token lock") = None;
+            self.token(false).await?;
+            *self.token_trusted_until.lock().expect("token lock") = Some(Instant::now() + BATCH_TOKEN_TRUST);
             let names: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let claimed = self.claimed(&names).await?;
             *self.just_claimed.lock().expect("claims lock") = claimed.clone();

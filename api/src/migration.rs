@@ -86,8 +86,16 @@ struct Copy {
     aggregate: Secret,
 }
 
-/// A batch's values and aggregates, read in one go before its copies.
+/// What is known of one secret before its copy: its read-model row (`None`: it does not exist)
+/// and, when read already, its values on the source.
+struct Known {
+    record: Option<Record<SecretState>>,
+    values: Option<SecretData>,
+}
+
+/// A batch's rows, values and aggregates, read in one go before its copies.
 struct Prefetched {
+    records: std::collections::HashMap<String, Record<SecretState>>,
     values: std::collections::HashMap<String, SecretData>,
     aggregates: std::collections::HashMap<String, (Secret, u64)>,
 }
@@ -95,7 +103,7 @@ struct Prefetched {
 /// A batch between its copies and its flips: outcomes in order (`None`: copied, flip pending).
 struct Batch {
     outcomes: Vec<(String, Option<Result<Outcome, String>>)>,
-    copies: Vec<Box<Copy>>,
+    copies: Vec<Copy>,
 }
 
 impl Batch {
@@ -459,7 +467,7 @@ impl Services {
     ) -> Batch {
         let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
         let mut copies = Vec::new();
-        let mut records = match secrets::get_many(&self.store.db, names).await {
+        let records = match secrets::get_many(&self.store.db, names).await {
             Ok(records) => records,
             Err(e) => return Batch { outcomes: vec![(names[0].clone(), Some(Err(e.to_string())))], copies },
         };
@@ -477,12 +485,13 @@ impl Services {
             tracing::debug!(run = %run.id, error = %e, "could not prepare the destination for a batch");
         }
         let mut prefetched = self.prefetch(&to_copy, &records, source).await;
+        prefetched.records = records;
         for name in names {
-            match self.copy_one(ctx, run, name, records.remove(name), &mut prefetched, source, destination).await {
+            match self.copy_one(ctx, run, name, &mut prefetched, source, destination).await {
                 Ok(Step::Done(outcome)) => outcomes.push((name.clone(), Some(Ok(outcome)))),
                 Ok(Step::Copied(copy)) => {
                     outcomes.push((name.clone(), None));
-                    copies.push(copy);
+                    copies.push(*copy);
                 }
                 Err(reason) => {
                     outcomes.push((name.clone(), Some(Err(reason))));
@@ -564,13 +573,12 @@ impl Services {
         ctx: &RequestContext,
         run: &Run,
         name: &str,
-        record: Option<Record<SecretState>>,
         prefetched: &mut Prefetched,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Step, String> {
-        let values = prefetched.values.remove(name);
-        let mut copy = match self.copy(ctx, run, name, record, values, source, destination).await? {
+        let known = Known { record: prefetched.records.remove(name), values: prefetched.values.remove(name) };
+        let mut copy = match self.copy(ctx, run, name, known, source, destination).await? {
             Some(Step::Done(outcome)) => return Ok(Step::Done(outcome)),
             Some(Step::Copied(copy)) => copy,
             // Changed since the batch was read: moved on its own, the slow way.
@@ -607,12 +615,12 @@ impl Services {
         ctx: &RequestContext,
         run: &Run,
         name: &str,
-        record: Option<Record<SecretState>>,
-        values: Option<SecretData>,
+        known: Known,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Option<Step>, String> {
         let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
+        let Known { record, values } = known;
         let Some(record) = record else {
             return Ok(Some(Step::Done(Outcome::Skipped("not found".into()))));
         };
@@ -681,17 +689,11 @@ impl Services {
             .filter_map(|(values, (name, _))| Some((name.clone(), values.ok()??)))
             .collect();
         let aggregates = self.store.load_many::<Secret>(names).await.unwrap_or_default();
-        Prefetched { values, aggregates }
+        Prefetched { records: Default::default(), values, aggregates }
     }
 
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
-    async fn remove_sources(
-        &self,
-        ctx: &RequestContext,
-        run: &Run,
-        copies: &[Box<Copy>],
-        source: &dyn SecretBackendDriver,
-    ) {
+    async fn remove_sources(&self, ctx: &RequestContext, run: &Run, copies: &[Copy], source: &dyn SecretBackendDriver) {
         let mut records = Vec::new();
         let items: Vec<(String, String)> = copies.iter().map(|c| (c.name.to_string(), c.source_ref.clone())).collect();
         let outcomes = source.delete_many(&items).await;
@@ -732,7 +734,7 @@ impl Services {
     ) -> Result<Outcome, String> {
         for _ in 0..COPY_ATTEMPTS {
             let record = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
-            let copy = match self.copy(ctx, run, name, record, None, source, destination).await? {
+            let copy = match self.copy(ctx, run, name, Known { record, values: None }, source, destination).await? {
                 Some(Step::Done(outcome)) => return Ok(outcome),
                 Some(Step::Copied(copy)) => copy,
                 None => continue,

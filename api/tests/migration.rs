@@ -21,6 +21,7 @@ testkit::on_both_stores!(
     a_concurrent_update_during_a_migration_is_not_lost,
     an_openbao_outage_stops_the_run_and_a_rerun_finishes_it,
     a_failed_source_delete_is_recorded_and_retried_by_the_next_run,
+    without_list_permission_a_migration_still_moves_and_never_overwrites_foreign_data,
 );
 
 fn shared_bao() -> &'static OpenBao {
@@ -345,4 +346,37 @@ async fn a_failed_source_delete_is_recorded_and_retried_by_the_next_run(kind: St
     }
     let history = t.app.services.store.log.aggregate_history("secret", "s-1").await.unwrap();
     assert_eq!(history.last().unwrap().event_type, "SecretSourceDeleted");
+}
+
+/// A token whose policy lacks `list`: the batch claim falls back to one metadata read per path.
+/// The secrets still move; a path someone else already wrote stops the run there, untouched.
+async fn without_list_permission_a_migration_still_moves_and_never_overwrites_foreign_data(kind: StoreKind) {
+    let server = shared_bao();
+    let (t, prefix) = app_with_bao(kind, server, &server.addr).await;
+    let no_list = server
+        .token_with_policy(&format!(
+            "path \"secret/data/{prefix}*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
+             path \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\", \"delete\"] }}\n"
+        ))
+        .await;
+    assert_eq!(t.put("/api/v1/secrets/bao-token", json!({"data": {"token": no_list}})).await.status, StatusCode::OK);
+    let secrets = create_secrets(&t, 30).await;
+    server
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}s-020"), Some(json!({"data": {"x": "theirs"}})))
+        .await;
+
+    let lines = migrate(&t, json!({"from": "default", "to": "bao"})).await;
+    let end = summary(&lines);
+    assert_eq!(end["status"], "failed", "{lines:?}");
+    assert_eq!(end["moved"], 20, "{lines:?}");
+    assert!(end["error"].as_str().unwrap().contains("holds data mcpd did not write"), "{end}");
+    assert_eq!(server.read(&format!("{prefix}s-020")).await, Some(json!({"x": "theirs"})), "foreign data untouched");
+    let now = revealed(&t).await;
+    for (i, (name, value)) in secrets.iter().enumerate() {
+        let backend = if i < 20 { "bao" } else { "default" };
+        assert_eq!(now[name], (backend.to_owned(), value.clone()), "{name}");
+    }
+    for (name, _) in &secrets[21..] {
+        assert!(!server.exists(&format!("{prefix}{name}")).await, "{name}: nothing after the failure is touched");
+    }
 }

@@ -46,7 +46,7 @@ async fn raw_writes(bao: &OpenBao, token: &str, prefix: &str) -> Duration {
 
 async fn migration(bao: &OpenBao, kind: StoreKind, round: usize) -> Duration {
     let db = TestDb::new(kind).await;
-    let app = App::open(&db.url, Duration::from_secs(30)).await.expect("mcpd starts");
+    let app = App::open(&db.url, Duration::from_secs(30), &Default::default()).await.expect("mcpd starts");
     let s = &app.services;
     let ctx = RequestContext::system("bench");
     let prefix = format!("bench-{}-{round}/", kind as u8);

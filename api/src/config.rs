@@ -39,6 +39,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_PROJECTION_WAIT_MS", default_value_t = 5000)]
     pub projection_wait_ms: u64,
 
+    /// The first admin's token, for an empty store (at least 32 characters); a random one is
+    /// made otherwise. Either way it is written to `admin-token` in the data directory.
+    #[arg(long, env = "MCPD_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "MCPD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -22,15 +22,27 @@ pub fn current_request_id() -> String {
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// The authenticated user (`mcpd` for its own actions, `anonymous` before authentication).
     pub actor: String,
     pub request_id: String,
     pub source: &'static str,
+    /// The id of the token the actor authenticated with.
+    pub token_id: String,
+    pub source_address: String,
+    pub user_agent: String,
 }
 
 impl RequestContext {
     /// Actions mcpd takes on its own behalf (seeding the default backend).
     pub fn system(source: &'static str) -> Self {
-        Self { actor: "mcpd".into(), request_id: uuid::Uuid::new_v4().to_string(), source }
+        Self {
+            actor: "mcpd".into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            source,
+            token_id: String::new(),
+            source_address: String::new(),
+            user_agent: String::new(),
+        }
     }
 
     pub fn metadata(&self) -> EventMetadata {
@@ -39,6 +51,9 @@ impl RequestContext {
             request_id: self.request_id.clone(),
             recorded_at: jiff::Timestamp::now().to_string(),
             source: self.source.to_owned(),
+            token_id: self.token_id.clone(),
+            source_address: self.source_address.clone(),
+            user_agent: self.user_agent.clone(),
         }
     }
 }
@@ -54,11 +69,25 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let source_address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string())
+        .unwrap_or_default();
+    let user_agent = request
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+        .unwrap_or_default();
     request.extensions_mut().insert(RequestContext {
-        // Authentication arrives with the RBAC work; the field is recorded from the start.
+        // Set by authentication once the token is checked.
         actor: ANONYMOUS.to_owned(),
         request_id: request_id.clone(),
         source: "api",
+        token_id: String::new(),
+        source_address,
+        user_agent,
     });
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();

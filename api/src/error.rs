@@ -20,6 +20,12 @@ pub enum ApiError {
     /// 400: a header or query parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no token, or one that is malformed, unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: a known caller without the permission this request needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the addressed resource or route does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +64,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -75,6 +83,8 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthenticated(_) => "Unauthenticated",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Conflict(_) => "Conflict",
@@ -150,6 +160,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::MethodNotAllowed = self {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+        }
+        if let ApiError::Unauthenticated(_) = self {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcpd\""));
         }
         response
     }

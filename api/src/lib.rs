@@ -2,6 +2,7 @@
 //! calls [`serve`]; tests build the same [`App`] and router.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod context;
@@ -28,13 +29,18 @@ pub struct App {
 }
 
 impl App {
-    pub async fn open(database_url: &str, projection_wait: std::time::Duration) -> anyhow::Result<App> {
+    pub async fn open(
+        database_url: &str,
+        projection_wait: std::time::Duration,
+        bootstrap: &service::Bootstrap,
+    ) -> anyhow::Result<App> {
         let store = Store::open(database_url, ProjectorConfig::default()).await?;
         let services = Services::new(store, projection_wait);
         services
             .seed_default_backend()
             .await
             .map_err(|e| anyhow::anyhow!("seeding the default secret backend: {e}"))?;
+        services.bootstrap(bootstrap).await.map_err(|e| anyhow::anyhow!("creating the first user: {e}"))?;
         services
             .resume_unfinished_migrations()
             .await
@@ -60,14 +66,33 @@ pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
 /// Runs mcpd until SIGINT or SIGTERM; requests in flight finish first.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = database_url(&args)?;
-    let app = App::open(&url, args.projection_wait()).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
+    let bootstrap = service::Bootstrap {
+        token: args.bootstrap_token.clone().map(secrecy::SecretString::from),
+        token_file: Some(args.data_dir.join("admin-token")),
+        // The embedded default on this machine: point mcpctl at it, unless it is configured.
+        client_config: if args.database_url.is_none() {
+            client_config_path().map(|path| (path, format!("http://{local}")))
+        } else {
+            None
+        },
+    };
+    let app = App::open(&url, args.projection_wait(), &bootstrap).await?;
     tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
-    axum::serve(listener, app.router()).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    let service = app.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())
+}
+
+/// Where mcpctl reads its config: `$MCPCTL_CONFIG`, else `~/.mcpctl/config.json`.
+fn client_config_path() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("MCPCTL_CONFIG") {
+        return Some(path.into());
+    }
+    std::env::home_dir().map(|home| home.join(".mcpctl").join("config.json"))
 }
 
 async fn shutdown_signal() {

@@ -41,6 +41,8 @@ pub struct Store {
     pub secret_backends: Arc<Cqrs<SecretBackend>>,
     pub default_backend: Arc<Cqrs<DefaultBackend>>,
     pub migrations: Arc<Cqrs<MigrationRun>>,
+    pub users: Arc<Cqrs<domain::user::User>>,
+    pub tokens: Arc<Cqrs<domain::token::Token>>,
     write: WritePool,
 }
 
@@ -128,6 +130,8 @@ impl Store {
             secret_backends: Arc::new(write.framework()),
             default_backend: Arc::new(write.framework()),
             migrations: Arc::new(write.framework()),
+            users: Arc::new(write.framework()),
+            tokens: Arc::new(write.framework()),
             write,
         })
     }

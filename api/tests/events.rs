@@ -20,6 +20,7 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let request = Request::post("/api/v1/secrets")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-request-id", "req-4711")
+        .header("user-agent", "events-test/1.0")
         .body(Body::from(json!({"name": "anthropic", "data": {"API_KEY": "k"}}).to_string()))
         .unwrap();
     let r = t.send(request).await;
@@ -30,11 +31,26 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
 
     let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["SecretBackendCreated", "DefaultBackendSet", "SecretCreated", "LlmCreated", "LlmDeleted"]);
+    assert_eq!(
+        types,
+        [
+            "SecretBackendCreated",
+            "DefaultBackendSet",
+            "UserCreated",
+            "TokenIssued",
+            "SecretCreated",
+            "LlmCreated",
+            "LlmDeleted"
+        ]
+    );
     assert!(events.windows(2).all(|w| w[0].position < w[1].position), "positions follow commit order");
-    let secret_created = &events[2];
+    assert_eq!((events[2].aggregate_id.as_str(), events[2].metadata["actor"].as_str()), ("admin", "mcpd"));
+    let admin_token = events[3].aggregate_id.clone();
+    let secret_created = &events[4];
     assert_eq!(secret_created.metadata["request_id"], "req-4711");
-    assert_eq!(secret_created.metadata["actor"], "anonymous");
+    assert_eq!(secret_created.metadata["actor"], "admin", "the authenticated user");
+    assert_eq!(secret_created.metadata["token_id"], admin_token);
+    assert_eq!(secret_created.metadata["user_agent"], "events-test/1.0");
     assert_eq!(secret_created.metadata["source"], "api");
     assert!(secret_created.metadata["recorded_at"].parse::<jiff::Timestamp>().is_ok());
     assert_eq!(events[0].metadata["actor"], "mcpd", "the seeded backend is recorded as mcpd's own act");
@@ -149,7 +165,7 @@ async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
     let types: Vec<_> = items.iter().map(|i| i["eventType"].as_str().unwrap()).collect();
     assert_eq!(types, ["LlmCreated", "LlmUpdated", "LlmDeleted"]);
     assert_eq!(items[1]["resourceVersion"], 2);
-    assert_eq!(items[1]["actor"], "anonymous");
+    assert_eq!(items[1]["actor"], "admin");
     assert!(items[1]["recordedAt"].as_str().unwrap().starts_with("20"));
     assert!(items[1].get("spec").is_none() && items[1].get("payload").is_none());
     assert_eq!(t.get("/api/v1/secrets/never-was/history").await.status, StatusCode::NOT_FOUND);

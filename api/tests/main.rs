@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod crud;
 mod events;
 mod migration;

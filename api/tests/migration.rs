@@ -60,6 +60,7 @@ async fn migrate(t: &TestApp, body: Value) -> Vec<Value> {
 async fn migrate_watching(t: &TestApp, body: Value, mut on_line: impl FnMut(&Value)) -> Vec<Value> {
     let request = Request::post("/api/v1/secrets/migrate")
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {}", testkit::ADMIN_TOKEN))
         .body(Body::from(body.to_string()))
         .unwrap();
     let response = t.app.router().oneshot(request).await.unwrap();

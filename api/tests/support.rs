@@ -31,6 +31,11 @@ impl Reply {
     }
 }
 
+/// Every test store starts with user `admin` holding [`testkit::ADMIN_TOKEN`].
+pub fn bootstrap() -> api::service::Bootstrap {
+    api::service::Bootstrap { token: Some(testkit::ADMIN_TOKEN.to_owned().into()), ..Default::default() }
+}
+
 /// The production app on a store of its own.
 pub struct TestApp {
     pub app: App,
@@ -40,7 +45,7 @@ pub struct TestApp {
 impl TestApp {
     pub async fn start(kind: StoreKind) -> TestApp {
         let db = TestDb::new(kind).await;
-        let app = App::open(&db.url, Duration::from_secs(10)).await.expect("mcpd starts");
+        let app = App::open(&db.url, Duration::from_secs(10), &bootstrap()).await.expect("mcpd starts");
         TestApp { app, db }
     }
 
@@ -52,15 +57,30 @@ impl TestApp {
 
     /// Another mcpd on the same database, as after a restart.
     pub async fn reopen(&self) -> App {
-        App::open(&self.db.url, Duration::from_secs(10)).await.expect("mcpd restarts")
+        App::open(&self.db.url, Duration::from_secs(10), &bootstrap()).await.expect("mcpd restarts")
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Reply {
+    /// Sends `request` as the bootstrap admin, unless it carries its own Authorization.
+    pub async fn send(&self, mut request: Request<Body>) -> Reply {
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            let value = format!("Bearer {}", testkit::ADMIN_TOKEN).parse().expect("a header value");
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        self.send_raw(request).await
+    }
+
+    /// Sends `request` exactly as it is.
+    pub async fn send_raw(&self, request: Request<Body>) -> Reply {
         let response = self.app.router().oneshot(request).await.expect("the router answers");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         Reply { status, headers, body }
     }
 
@@ -74,6 +94,19 @@ impl TestApp {
             None => request.body(Body::empty()),
         };
         self.send(request.expect("request")).await
+    }
+
+    /// `method path` with `token` (or none) instead of the admin's.
+    pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send_raw(request.expect("request")).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -16,6 +16,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "MCPCTL_SERVER")]
     pub server: Option<String>,
 
+    /// The bearer token to authenticate with; overrides the config file (see `mcpctl login`).
+    #[arg(long, global = true, env = "MCPCTL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     /// How long to keep retrying when mcpd is restarting or rate-limits (e.g. 10s, 500ms, 0s).
     #[arg(long, global = true, env = "MCPCTL_RETRY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub retry_timeout: std::time::Duration,
@@ -45,6 +49,12 @@ pub enum Kind {
     /// Secret migration runs (`get` and `describe` only).
     #[value(name = "migration", alias = "migrations")]
     Migration,
+    /// Users: who tokens authenticate.
+    #[value(name = "user", alias = "users")]
+    User,
+    /// API tokens, by id (`get`, `describe`, `delete` revokes).
+    #[value(name = "token", alias = "tokens")]
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +156,12 @@ pub enum Command {
     #[command(after_help = "Examples:\n  mcpctl version\n  mcpctl --server http://mcpd.internal:3100 version")]
     Version,
 
+    /// Store a token (and optionally the server) in the client config, after checking it works.
+    #[command(
+        after_help = "Examples:\n  mcpctl login --token \"$(cat mcpd-data/admin-token)\"\n  mcpctl login --token T --server https://mcpd.example.com"
+    )]
+    Login,
+
     /// Show or change the client configuration (~/.mcpctl/config.json, or $MCPCTL_CONFIG).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -203,6 +219,34 @@ pub enum Create {
         after_help = "Examples:\n  mcpctl create llm claude-fast --type anthropic --model claude-haiku-4-5 --tier fast --api-key-ref anthropic/API_KEY\n  mcpctl create llm local --type ollama --model llama3 --tier fast --url http://127.0.0.1:11434"
     )]
     Llm(CreateLlm),
+    /// Create a user (tokens authenticate as a user).
+    #[command(alias = "users", after_help = "Examples:\n  mcpctl create user alice --description \"SRE on call\"")]
+    User(CreateUser),
+    /// Issue an API token for a user. The token is printed once and never again.
+    #[command(
+        alias = "tokens",
+        after_help = "Examples:\n  mcpctl create token --user alice --expires 30d --description laptop\n  mcpctl create token --user ci --expires 2027-01-01T00:00:00Z"
+    )]
+    Token(CreateToken),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUser {
+    pub name: String,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateToken {
+    /// The user the token authenticates as.
+    #[arg(long)]
+    pub user: String,
+    /// A duration (30d, 12h, 90m) or an RFC 3339 time; never expires when omitted.
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,8 +45,17 @@ impl Reply {
 }
 
 impl Client {
-    pub fn new(base: String, retry_timeout: Duration) -> anyhow::Result<Client> {
+    pub fn new(base: String, retry_timeout: Duration, token: Option<&str>) -> anyhow::Result<Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| anyhow::anyhow!("the token holds characters an HTTP header cannot carry"))?;
+            // Never printed by the HTTP library's debug output.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = Http::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("mcpctl/", env!("CARGO_PKG_VERSION")))
             .build()

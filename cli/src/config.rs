@@ -1,5 +1,5 @@
 //! The client configuration: `~/.mcpctl/config.json` (or `$MCPCTL_CONFIG`), holding the server
-//! URL. Written with mode 0600: it will hold a token once authentication exists.
+//! URL and the token. Written with mode 0600.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:3100";
 pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 pub fn path() -> anyhow::Result<PathBuf> {
@@ -53,6 +55,14 @@ pub fn save(config: &Config) -> anyhow::Result<PathBuf> {
     file.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
     file.write_all(b"\n")?;
     Ok(path)
+}
+
+/// The token to send: `--token` / `MCPCTL_TOKEN`, else the config file.
+pub fn token(flag: Option<String>) -> anyhow::Result<Option<String>> {
+    Ok(match flag {
+        Some(token) => Some(token),
+        None => load()?.token,
+    })
 }
 
 /// The server to talk to: `--server` / `MCPCTL_SERVER`, else the config file, else the default.

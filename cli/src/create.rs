@@ -11,11 +11,29 @@ use serde_json::{Map, Value, json};
 use crate::args::{Create, CreateLlm, CreateSecret, CreateSecretBackend, Kind};
 use crate::client::Client;
 
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
 pub fn run(client: &Client, create: Create) -> anyhow::Result<()> {
     let (kind, body) = match create {
         Create::Secretbackend(args) => (Kind::SecretBackend, secret_backend(args)?),
         Create::Secret(args) => (Kind::Secret, secret(args)?),
         Create::Llm(args) => (Kind::Llm, llm(args)?),
+        Create::User(args) => {
+            (Kind::User, json!({"name": args.name, "description": args.description.unwrap_or_default()}))
+        }
+        Create::Token(args) => {
+            let mut body = json!({"user": args.user, "description": args.description.unwrap_or_default()});
+            if let Some(expires) = args.expires {
+                body["expires"] = json!(expires);
+            }
+            let issued = client.send(Method::POST, &Kind::Token.path(), Some(&body))?.into_success()?;
+            out!("token/{} created for user {}", text(&issued["name"]), text(&issued["user"]));
+            out!("{}", text(&issued["token"]));
+            eprintln!("This is the only time the token is shown: store it now (mcpctl login --token <token>).");
+            return Ok(());
+        }
     };
     let created = client.send(Method::POST, &kind.path(), Some(&body))?.into_success()?;
     out!("{}/{} created", kind.singular(), created["name"].as_str().unwrap_or_default());

@@ -80,6 +80,12 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             ("Data Version", text(&doc["dataVersion"])),
         ]),
         Kind::All => {}
+        Kind::User => {}
+        Kind::Token => fields.extend([
+            ("User", text(&doc["user"])),
+            ("Expires", none_if_empty(text(&doc["expiresAt"]))),
+            ("Last Used", none_if_empty(text(&doc["lastUsedAt"]))),
+        ]),
         Kind::Migration => fields.extend([
             ("From", text(&doc["from"])),
             ("To", text(&doc["to"])),
@@ -141,6 +147,9 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
+    if matches!(kind, Kind::User | Kind::Token) {
+        return Ok(());
+    }
     let history = client.get(&format!("{}/{name}/history", kind.path()))?.into_success()?;
     let events = history["items"].as_array().cloned().unwrap_or_default();
     out!("Events:");
@@ -166,7 +175,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
 fn referrers(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(Option<&'static str>, Vec<String>)> {
     // (label, the kind that refers, the field path in its documents that holds the name)
     let (label, collection, field) = match kind {
-        Kind::Llm | Kind::All | Kind::Migration => return Ok((None, vec![])),
+        Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => return Ok((None, vec![])),
         Kind::Secret => ("Used By", Kind::Llm, ["apiKeyRef", "name"].as_slice()),
         Kind::SecretBackend => ("Holds", Kind::Secret, ["backend"].as_slice()),
     };

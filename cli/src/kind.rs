@@ -11,6 +11,8 @@ impl Kind {
             Kind::SecretBackend => "secretbackend",
             Kind::All => "all",
             Kind::Migration => "migration",
+            Kind::User => "user",
+            Kind::Token => "token",
         }
     }
 
@@ -42,7 +44,7 @@ impl Kind {
         match self {
             Kind::SecretBackend => 0,
             Kind::Secret => 1,
-            Kind::Llm | Kind::All | Kind::Migration => 2,
+            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => 2,
         }
     }
 }

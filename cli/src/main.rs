@@ -56,7 +56,10 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let connect = || -> anyhow::Result<Client> { Client::new(config::server(cli.server.clone())?, cli.retry_timeout) };
+    let connect = || -> anyhow::Result<Client> {
+        let token = config::token(cli.token.clone())?;
+        Client::new(config::server(cli.server.clone())?, cli.retry_timeout, token.as_deref())
+    };
     let ok = |success: bool| if success { 0 } else { 1 };
     Ok(match cli.command {
         Command::Create(create) => {
@@ -98,6 +101,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out!("Server: {}", client.base);
             0
         }
+        Command::Login => {
+            let Some(login_token) = cli.token.clone() else {
+                anyhow::bail!("give the token to store: mcpctl login --token <token>");
+            };
+            let server = config::server(cli.server.clone())?;
+            let client = Client::new(server.clone(), cli.retry_timeout, Some(&login_token))?;
+            let me = client.get("/api/v1/whoami")?.into_success()?;
+            let mut config = config::load()?;
+            config.server = Some(server.clone());
+            config.token = Some(login_token.trim().to_owned());
+            let path = config::save(&config)?;
+            out!("logged in to {server} as {} (saved in {})", me["user"].as_str().unwrap_or("?"), path.display());
+            0
+        }
         Command::Config(ConfigCommand::SetServer { url }) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 anyhow::bail!("the server URL must start with http:// or https://, not {url:?}");
@@ -110,10 +127,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Config(ConfigCommand::View) => {
             let config = config::load()?;
+            let mut from_file = serde_json::to_value(&config)?;
+            if from_file.get("token").is_some() {
+                // The token is a credential: shown as present, never printed.
+                from_file["token"] = serde_json::json!("(hidden)");
+            }
             let shown = serde_json::json!({
                 "path": config::path()?.display().to_string(),
                 "server": config::server(cli.server)?,
-                "fromFile": config,
+                "fromFile": from_file,
             });
             out!("{}", serde_json::to_string_pretty(&shown)?);
             0

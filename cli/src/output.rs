@@ -52,6 +52,8 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
         Kind::Secret => vec!["NAME", "BACKEND", "KEYS", "AGE"],
         Kind::SecretBackend | Kind::All => vec!["NAME", "TYPE", "DEFAULT", "AGE"],
         Kind::Migration => vec!["NAME", "FROM", "TO", "STATUS", "MOVED", "SKIPPED", "FAILED", "AGE"],
+        Kind::User => vec!["NAME", "DESCRIPTION", "AGE"],
+        Kind::Token => vec!["ID", "USER", "EXPIRES", "LAST USED", "DESCRIPTION", "AGE"],
     };
     if wide {
         headers.extend(match kind {
@@ -59,6 +61,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
             Kind::Secret => ["DATA VERSION", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::SecretBackend | Kind::All => ["URL", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::Migration => ["RESUMED", "KEEP SOURCE", "ERROR"].as_slice(),
+            Kind::User | Kind::Token => ["VERSION"].as_slice(),
         });
     }
     let mut rows = vec![headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
@@ -90,6 +93,15 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 text(&doc["failed"]),
                 age,
             ],
+            Kind::User => vec![text(&doc["name"]), text(&doc["description"]), age],
+            Kind::Token => vec![
+                text(&doc["name"]),
+                text(&doc["user"]),
+                or_never(text(&doc["expiresAt"])),
+                or_never(text(&doc["lastUsedAt"])),
+                text(&doc["description"]),
+                age,
+            ],
         };
         if wide {
             row.extend(match kind {
@@ -108,6 +120,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 Kind::Migration => {
                     vec![text(&doc["resumed"]), text(&doc["keepSource"]), or_none(text(&doc["lastError"]))]
                 }
+                Kind::User | Kind::Token => vec![text(&doc["resourceVersion"])],
             });
         }
         rows.push(row);
@@ -120,6 +133,11 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
     }
     let bytes = writer.into_inner().context("aligning the table")?;
     Ok(String::from_utf8_lossy(&bytes).lines().map(|l| format!("{}\n", l.trim_end())).collect())
+}
+
+/// An empty time as `<never>`.
+fn or_never(text: String) -> String {
+    if text.is_empty() { "<never>".into() } else { text }
 }
 
 /// A JSON value as plain text: strings without quotes, null as empty.

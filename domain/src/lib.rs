@@ -12,6 +12,8 @@ pub mod migration;
 pub mod name;
 pub mod secret;
 pub mod secret_backend;
+pub mod token;
+pub mod user;
 pub mod validation;
 
 pub use error::ErrorClass;

@@ -8,6 +8,9 @@ pub const ACTOR: &str = "actor";
 pub const REQUEST_ID: &str = "request_id";
 pub const RECORDED_AT: &str = "recorded_at";
 pub const SOURCE: &str = "source";
+pub const TOKEN_ID: &str = "token_id";
+pub const SOURCE_ADDRESS: &str = "source_address";
+pub const USER_AGENT: &str = "user_agent";
 
 /// The actor recorded until authentication exists.
 pub const ANONYMOUS: &str = "anonymous";
@@ -20,6 +23,11 @@ pub struct EventMetadata {
     pub recorded_at: String,
     /// The entry point: `api`, `startup`, …
     pub source: String,
+    /// The token the actor authenticated with, by id; empty for mcpd's own actions.
+    pub token_id: String,
+    /// The client's address and `User-Agent`, when the request came over HTTP.
+    pub source_address: String,
+    pub user_agent: String,
 }
 
 impl EventMetadata {
@@ -29,6 +37,9 @@ impl EventMetadata {
             (REQUEST_ID.to_owned(), self.request_id),
             (RECORDED_AT.to_owned(), self.recorded_at),
             (SOURCE.to_owned(), self.source),
+            (TOKEN_ID.to_owned(), self.token_id),
+            (SOURCE_ADDRESS.to_owned(), self.source_address),
+            (USER_AGENT.to_owned(), self.user_agent),
         ])
     }
 }

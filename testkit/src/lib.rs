@@ -16,6 +16,9 @@ pub enum StoreKind {
 }
 
 /// The PostgreSQL server tests create their databases on: `DATABASE_URL`, else the local one.
+/// The first admin's token in every test store (`MCPD_BOOTSTRAP_TOKEN`).
+pub const ADMIN_TOKEN: &str = "mcpd-test-admin-token-0123456789abcdef0123";
+
 pub fn postgres_admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

@@ -116,7 +116,7 @@ async fn every_verb_works_for_every_kind(kind: StoreKind) {
         "llm/claude-fast",
         "Events:",
         "SecretCreated",
-        "anonymous",
+        "admin",
     ] {
         assert!(described.contains(expected), "{expected} missing from:\n{described}");
     }

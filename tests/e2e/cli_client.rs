@@ -155,14 +155,18 @@ async fn the_readme_walkthrough_runs_as_written() {
 
     let server = TestServer::start(StoreKind::Sqlite).await;
     let ctl = Ctl::new(&server);
+    let config = server.client_config();
+    assert!(config.exists(), "mcpd wrote a client config at its first start");
     let bin_dir = binary("mcpctl").parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let output = tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new("bash");
         command.arg("-euo").arg("pipefail").arg("-c").arg(&script).env("PATH", path);
+        // As on a fresh machine: mcpctl finds mcpd and its token in the config mcpd wrote.
         command
-            .env("MCPCTL_SERVER", &ctl.server)
-            .env("MCPCTL_CONFIG", &ctl.config)
+            .env_remove("MCPCTL_SERVER")
+            .env_remove("MCPCTL_TOKEN")
+            .env("MCPCTL_CONFIG", &config)
             .current_dir(ctl.dir())
             .stdin(std::process::Stdio::null());
         let output = command.output().unwrap();

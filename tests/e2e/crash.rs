@@ -28,13 +28,13 @@ async fn writer(base: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>
         let secret = format!("s{id}-{i}");
         let value = format!("value-{id}-{i}");
         let body = json!({"name": secret, "data": {"API_KEY": value}});
-        match http.post(format!("{base}/api/v1/secrets")).json(&body).send().await {
+        match http.post(format!("{base}/api/v1/secrets")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send().await {
             Ok(r) if r.status() == 201 => acked.lock().unwrap().push((format!("secrets/{secret}"), value)),
             _ => return,
         }
         let body = json!({"name": format!("l{id}-{i}"), "type": "openai", "model": "gpt-5-mini", "tier": "fast",
                           "apiKeyRef": {"name": secret, "key": "API_KEY"}});
-        match http.post(format!("{base}/api/v1/llms")).json(&body).send().await {
+        match http.post(format!("{base}/api/v1/llms")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send().await {
             Ok(r) if r.status() == 201 => acked.lock().unwrap().push((format!("llms/l{id}-{i}"), String::new())),
             _ => return,
         }

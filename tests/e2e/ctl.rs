@@ -31,6 +31,8 @@ pub struct Ctl {
     pub server: String,
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
+    /// Sent as `MCPCTL_TOKEN`; the bootstrap admin's unless changed, none when `None`.
+    pub token: Option<String>,
 }
 
 impl Ctl {
@@ -40,7 +42,12 @@ impl Ctl {
 
     pub fn for_url(url: &str) -> Ctl {
         let dir = tempfile::tempdir().unwrap();
-        Ctl { server: url.to_owned(), config: dir.path().join("config.json"), dir }
+        Ctl {
+            server: url.to_owned(),
+            config: dir.path().join("config.json"),
+            dir,
+            token: Some(testkit::ADMIN_TOKEN.to_owned()),
+        }
     }
 
     /// A file in this client's scratch directory.
@@ -62,6 +69,10 @@ impl Ctl {
             .env("MCPCTL_RETRY_TIMEOUT", "2s")
             .env_remove("RUST_BACKTRACE")
             .current_dir(self.dir.path());
+        match &self.token {
+            Some(token) => command.env("MCPCTL_TOKEN", token),
+            None => command.env_remove("MCPCTL_TOKEN"),
+        };
         command
     }
 

@@ -4,6 +4,7 @@
 mod ctl;
 mod support;
 
+mod auth;
 mod cli;
 mod cli_client;
 mod cli_openbao;

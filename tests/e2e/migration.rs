@@ -49,6 +49,7 @@ async fn killed_mid_migration_resumes_and_loses_nothing(kind: StoreKind) {
     let mut response = server
         .http
         .post(server.url("/api/v1/secrets/migrate"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
         .json(&json!({"from": "default", "to": "bao"}))
         .send()
         .await

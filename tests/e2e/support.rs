@@ -59,6 +59,12 @@ impl TestServer {
         server
     }
 
+    /// The client config mcpd writes at its first start on the embedded default (instead of
+    /// `~/.mcpctl/config.json`, which tests leave alone).
+    pub fn client_config(&self) -> PathBuf {
+        self.db.dir.path().join("client-config.json")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.db.dir.path().join("data")
     }
@@ -96,6 +102,9 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env_remove("MCPD_DATABASE_URL")
+            .env("MCPD_BOOTSTRAP_TOKEN", testkit::ADMIN_TOKEN)
+            // The client config mcpd writes for the embedded default goes here, not to ~/.mcpctl.
+            .env("MCPCTL_CONFIG", self.client_config())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -104,7 +113,12 @@ impl TestServer {
             command.arg("--database-url").arg(url);
         }
         for (k, v) in &self.env {
-            command.env(k, v);
+            // An empty value unsets a variable the harness sets by default.
+            if v.is_empty() {
+                command.env_remove(k);
+            } else {
+                command.env(k, v);
+            }
         }
         self.child = Some(command.spawn().expect("mcpd starts"));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -154,7 +168,7 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Result<(u16, Value)> {
-        let mut request = self.http.request(method, self.url(path));
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(testkit::ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }

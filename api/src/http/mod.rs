@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the request-context middleware, body limits and JSON fallbacks.
 
+mod access;
 pub mod extract;
 mod migrations;
 mod resources;
@@ -47,12 +48,14 @@ pub fn router(services: Services) -> Router {
         .route("/api/v1/secrets/migrate", axum::routing::post(migrations::migrate))
         .route("/api/v1/migrations", get(migrations::list))
         .route("/api/v1/migrations/{id}", get(migrations::get))
+        .merge(access::routes())
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(services.clone(), crate::auth::authenticate))
         .layer(middleware::from_fn(request_context))
         .with_state(services)
 }

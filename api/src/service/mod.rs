@@ -2,6 +2,7 @@
 //! aggregate needs from the read models), executes it with metadata, and waits until the read
 //! models show the change so the caller reads its own write.
 
+mod access;
 mod llms;
 mod secret_backends;
 mod secrets;
@@ -24,6 +25,7 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::store::{Cqrs, Store};
 
+pub use access::Bootstrap;
 pub use secrets::SecretView;
 
 /// One line of a resource's history; the event's payload is not part of it.
@@ -50,6 +52,8 @@ pub struct Services {
     drivers: Arc<Mutex<HashMap<String, CachedDriver>>>,
     /// One migration runs at a time in this process.
     pub(crate) migration_slot: crate::migration::MigrationSlot,
+    /// When tokens were last used, so that use is written at most once a minute.
+    pub(crate) usage: crate::auth::UsageLog,
 }
 
 /// A driver and the backend resourceVersion it was built for.
@@ -63,6 +67,7 @@ impl Services {
             http: reqwest::Client::new(),
             drivers: Arc::default(),
             migration_slot: Arc::default(),
+            usage: Default::default(),
         }
     }
 

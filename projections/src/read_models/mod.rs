@@ -6,6 +6,8 @@ pub mod llms;
 pub mod migrations;
 pub mod secret_backends;
 pub mod secrets;
+pub mod tokens;
+pub mod users;
 
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -46,11 +48,19 @@ pub enum ReadModel {
     Secrets,
     Llms,
     Migrations,
+    Users,
+    Tokens,
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 4] =
-        [ReadModel::SecretBackends, ReadModel::Secrets, ReadModel::Llms, ReadModel::Migrations];
+    pub const ALL: [ReadModel; 6] = [
+        ReadModel::SecretBackends,
+        ReadModel::Secrets,
+        ReadModel::Llms,
+        ReadModel::Migrations,
+        ReadModel::Users,
+        ReadModel::Tokens,
+    ];
 
     /// The checkpoint's name; also the table's.
     pub fn name(self) -> &'static str {
@@ -59,6 +69,8 @@ impl ReadModel {
             ReadModel::Secrets => "secrets",
             ReadModel::Llms => "llms",
             ReadModel::Migrations => "migrations",
+            ReadModel::Users => "users",
+            ReadModel::Tokens => "tokens",
         }
     }
 
@@ -72,6 +84,8 @@ impl ReadModel {
                     || aggregate_type == domain::default_backend::AGGREGATE_TYPE
             }
             ReadModel::Migrations => aggregate_type == domain::migration::AGGREGATE_TYPE,
+            ReadModel::Users => aggregate_type == domain::user::AGGREGATE_TYPE,
+            ReadModel::Tokens => aggregate_type == domain::token::AGGREGATE_TYPE,
         }
     }
 
@@ -84,6 +98,8 @@ impl ReadModel {
                 secret_backends::apply(conn, event).await
             }
             (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::apply(conn, event).await,
+            (ReadModel::Users, domain::user::AGGREGATE_TYPE) => users::apply(conn, event).await,
+            (ReadModel::Tokens, domain::token::AGGREGATE_TYPE) => tokens::apply(conn, event).await,
             (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
                 secret_backends::apply_default(conn, event).await
             }

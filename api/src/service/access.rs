@@ -1,0 +1,258 @@
+//! Users and tokens, and the bootstrap of an empty store.
+
+use std::path::PathBuf;
+
+use domain::ResourceName;
+use domain::token::{Token, TokenCommand};
+use domain::user::{BOOTSTRAP_ADMIN, User, UserCommand};
+use projections::read_models::tokens::TokenState;
+use projections::read_models::users::UserState;
+use projections::read_models::{Record, tokens, users};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Services;
+use crate::auth::{self, IssuedToken};
+use crate::context::RequestContext;
+use crate::error::ApiError;
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UserRequest {
+    #[serde(default)]
+    kind: Option<String>,
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TokenRequest {
+    user: String,
+    /// A duration (`30d`, `12h`, `90m`, `45s`) or an RFC 3339 time; never expires when absent.
+    #[serde(default)]
+    expires: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+/// What an empty store starts with; see [`Services::bootstrap`].
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    /// The admin's token; a fresh one when `None`.
+    pub token: Option<SecretString>,
+    /// Where to write the admin's token (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// A client config to write (server URL and token) if none exists there yet.
+    pub client_config: Option<(PathBuf, String)>,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))
+}
+
+fn name_of(field: &str, raw: &str, kind: &'static str) -> Result<ResourceName, ApiError> {
+    ResourceName::parse(raw).map_err(|m| {
+        let mut errors = domain::ValidationErrors::default();
+        errors.add(field, m);
+        ApiError::Invalid { kind, errors }
+    })
+}
+
+/// `30d`, `12h`, `90m`, `45s`, or an RFC 3339 time: when a new token expires.
+pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+    if let Ok(at) = raw.parse::<jiff::Timestamp>() {
+        return if at > now { Ok(at) } else { Err(format!("{raw:?} is in the past")) };
+    }
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{raw:?} is neither a duration (30d, 12h, 90m, 45s) nor an RFC 3339 time")),
+    };
+    let count: i64 = number.parse().map_err(|_| format!("{raw:?} is not a duration like 30d"))?;
+    if count <= 0 || count > 3650 * 86_400 / seconds {
+        return Err(format!("{raw:?} must be between 1s and 3650d"));
+    }
+    now.checked_add(jiff::SignedDuration::from_secs(count * seconds)).map_err(|e| e.to_string())
+}
+
+impl Services {
+    pub async fn list_users(&self) -> Result<Vec<Record<UserState>>, ApiError> {
+        Ok(users::list(&self.store.db).await?)
+    }
+
+    pub async fn get_user(&self, name: &str) -> Result<Record<UserState>, ApiError> {
+        users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))
+    }
+
+    pub async fn create_user(&self, ctx: &RequestContext, body: Value) -> Result<Record<UserState>, ApiError> {
+        let request: UserRequest = parse_body(body)?;
+        if let Some(kind) = &request.kind
+            && !kind.eq_ignore_ascii_case("user")
+        {
+            return Err(ApiError::MalformedBody(format!("kind {kind:?} does not belong at /api/v1/users")));
+        }
+        let name = name_of("name", &request.name, "user")?;
+        let command = UserCommand::CreateUser { name: name.clone(), description: request.description };
+        self.execute::<User>(&self.store.users, ctx, &name, command).await?;
+        self.get_user(name.as_str()).await
+    }
+
+    /// Deletes a user after revoking every token of theirs (so a user created again later under
+    /// the same name does not inherit them). The last user cannot go: nobody could log in.
+    pub async fn delete_user(&self, ctx: &RequestContext, name: &str) -> Result<(), ApiError> {
+        let name = name_of("name", name, "user")?;
+        self.get_user(name.as_str()).await?;
+        if users::list(&self.store.db).await?.len() <= 1 {
+            return Err(ApiError::Conflict(format!("user {:?} is the last user; nobody could log in", name.as_str())));
+        }
+        for token in tokens::list(&self.store.db).await?.into_iter().filter(|t| t.spec.user == name.as_str()) {
+            self.revoke_token(ctx, &token.name).await?;
+        }
+        self.execute::<User>(&self.store.users, ctx, &name, UserCommand::DeleteUser { name: name.clone() }).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<Record<TokenState>>, ApiError> {
+        Ok(tokens::list(&self.store.db).await?)
+    }
+
+    pub async fn get_token(&self, id: &str) -> Result<Record<TokenState>, ApiError> {
+        tokens::get(&self.store.db, id)
+            .await?
+            .filter(|t| !t.spec.revoked)
+            .ok_or_else(|| ApiError::NotFound(format!("token {id:?} not found")))
+    }
+
+    /// Issues a token; the token itself is in the answer and nowhere else.
+    pub async fn issue_token(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+    ) -> Result<(Record<TokenState>, SecretString), ApiError> {
+        let request: TokenRequest = parse_body(body)?;
+        let user = name_of("user", &request.user, "token")?;
+        let expires_at = match &request.expires {
+            None => None,
+            Some(raw) => Some(
+                expiry(raw, jiff::Timestamp::now())
+                    .map_err(|m| {
+                        let mut errors = domain::ValidationErrors::default();
+                        errors.add("expires", m);
+                        ApiError::Invalid { kind: "token", errors }
+                    })?
+                    .to_string(),
+            ),
+        };
+        let issued = auth::generate()?;
+        self.record_token(ctx, &issued, user, expires_at, request.description).await?;
+        Ok((self.get_token(&issued.id).await?, issued.token))
+    }
+
+    async fn record_token(
+        &self,
+        ctx: &RequestContext,
+        issued: &IssuedToken,
+        user: ResourceName,
+        expires_at: Option<String>,
+        description: String,
+    ) -> Result<(), ApiError> {
+        let user_exists = users::get(&self.store.db, user.as_str()).await?.is_some();
+        let id = name_of("id", &issued.id, "token")?;
+        let command = TokenCommand::IssueToken {
+            id: issued.id.clone(),
+            user,
+            user_exists,
+            hash: issued.hash.clone(),
+            expires_at,
+            description,
+        };
+        self.execute::<Token>(&self.store.tokens, ctx, &id, command).await
+    }
+
+    /// Revokes a token: the next request with it is refused.
+    pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
+        let name = ResourceName::parse(id).map_err(|_| ApiError::NotFound(format!("token {id:?} not found")))?;
+        self.execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() }).await
+    }
+
+    /// On the first start of an empty store: the `admin` user and a token for it, written where
+    /// `bootstrap` says. Later starts (and a deleted admin) change nothing.
+    pub async fn bootstrap(&self, bootstrap: &Bootstrap) -> Result<(), ApiError> {
+        if self.store.log.latest_position_of(domain::user::AGGREGATE_TYPE, BOOTSTRAP_ADMIN).await?.is_some() {
+            return Ok(());
+        }
+        let ctx = RequestContext::system("bootstrap");
+        let admin = ResourceName::parse(BOOTSTRAP_ADMIN).expect("a valid name");
+        let command = UserCommand::CreateUser { name: admin.clone(), description: "created at the first start".into() };
+        match self.execute::<User>(&self.store.users, &ctx, &admin, command).await {
+            Ok(()) => {}
+            // Another mcpd on the same store got there first.
+            Err(ApiError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let issued = match &bootstrap.token {
+            Some(token) => auth::adopt(token.clone())?,
+            None => auth::generate()?,
+        };
+        self.record_token(&ctx, &issued, admin, None, "the bootstrap admin token".into()).await?;
+        match &bootstrap.token_file {
+            Some(path) => {
+                write_private(path, &format!("{}\n", issued.token.expose_secret()))?;
+                tracing::info!(file = %path.display(), "created user admin; its token is in the file (mode 0600)");
+            }
+            None if bootstrap.token.is_some() => {
+                tracing::info!("created user admin with the token from MCPD_BOOTSTRAP_TOKEN")
+            }
+            None => tracing::warn!("created user admin, but its token was written nowhere"),
+        }
+        if let Some((path, server)) = &bootstrap.client_config
+            && !path.exists()
+        {
+            let config = serde_json::json!({"server": server, "token": issued.token.expose_secret()});
+            write_private(path, &serde_json::to_string_pretty(&config).expect("a config serialises"))?;
+            tracing::info!(file = %path.display(), "wrote a client config for mcpctl");
+        }
+        Ok(())
+    }
+}
+
+/// Writes `text` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // An existing file keeps its mode on open; make sure it is private.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry;
+
+    #[test]
+    fn expiry_takes_durations_and_times() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(expiry("30d", now).unwrap().to_string(), "2026-01-31T00:00:00Z");
+        assert_eq!(expiry("90m", now).unwrap().to_string(), "2026-01-01T01:30:00Z");
+        assert_eq!(expiry("2026-02-01T00:00:00Z", now).unwrap().to_string(), "2026-02-01T00:00:00Z");
+        assert!(expiry("2025-01-01T00:00:00Z", now).unwrap_err().contains("past"));
+        assert!(expiry("0d", now).is_err());
+        assert!(expiry("3w", now).is_err());
+        assert!(expiry("d", now).is_err());
+        assert!(expiry("99999d", now).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Authentication: every route but /healthz and /version needs a valid bearer token; users and
+//! tokens are event-sourced; a token exists in clear only in the answer that issued it.
+
+use axum::http::{Method, StatusCode};
+use projections::Position;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::support::{StoreKind, TestApp};
+
+testkit::on_both_stores!(
+    missing_malformed_unknown_expired_and_revoked_tokens_are_401,
+    users_and_tokens_are_resources_and_a_token_is_shown_once,
+    the_store_holds_no_token_in_clear,
+);
+
+async fn issue(t: &TestApp, user: &str, extra: serde_json::Value) -> (String, String) {
+    let mut body = json!({"user": user});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let r = t.post("/api/v1/tokens", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    (r.body["name"].as_str().unwrap().to_owned(), r.body["token"].as_str().unwrap().to_owned())
+}
+
+async fn missing_malformed_unknown_expired_and_revoked_tokens_are_401(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
+    let as_ = |token: Option<String>| {
+        let t = &t;
+        async move { t.call_as(token.as_deref(), Method::GET, "/api/v1/llms", None).await }
+    };
+
+    let r = as_(None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"mcpd\"");
+    assert!(r.message().contains("mcpctl login"), "{}", r.message());
+    let basic = t
+        .send_raw(
+            axum::http::Request::get("/api/v1/llms")
+                .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_(Some(String::new())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_(Some("mcpd_tok-0000000000000000_abcdef".into())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_(Some("x".repeat(64))).await.status, StatusCode::UNAUTHORIZED);
+
+    // A right id with a wrong secret is as unknown as anything else.
+    let (id, token) = issue(&t, "alice", json!({})).await;
+    assert_eq!(as_(Some(token.clone())).await.status, StatusCode::OK);
+    let forged = format!("mcpd_{id}_{}", "0".repeat(64));
+    assert_eq!(as_(Some(forged)).await.status, StatusCode::UNAUTHORIZED);
+
+    // Revoked: refused on the very next request.
+    assert_eq!(t.delete(&format!("/api/v1/tokens/{id}")).await.status, StatusCode::NO_CONTENT);
+    let r = as_(Some(token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.message(), "the token is not valid (unknown, expired or revoked)", "one answer whatever the reason");
+
+    // Expired.
+    let soon = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_millis(1500)).unwrap();
+    let (_, short_lived) = issue(&t, "alice", json!({"expires": soon.to_string()})).await;
+    assert_eq!(as_(Some(short_lived.clone())).await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(as_(Some(short_lived)).await.status, StatusCode::UNAUTHORIZED);
+
+    // A deleted user's tokens stop working, and do not come back with a new user of that name.
+    let (_, alices) = issue(&t, "alice", json!({})).await;
+    assert_eq!(t.delete("/api/v1/users/alice").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(as_(Some(alices.clone())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
+    assert_eq!(as_(Some(alices)).await.status, StatusCode::UNAUTHORIZED);
+
+    // Open routes.
+    assert_eq!(t.call_as(None, Method::GET, "/healthz", None).await.status, StatusCode::OK);
+    assert_eq!(t.call_as(None, Method::GET, "/version", None).await.status, StatusCode::OK);
+}
+
+async fn users_and_tokens_are_resources_and_a_token_is_shown_once(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let r = t.post("/api/v1/users", json!({"name": "alice", "description": "SRE"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!((r.body["kind"].clone(), r.body["description"].clone()), (json!("user"), json!("SRE")));
+    assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CONFLICT);
+    let bad = t.post("/api/v1/users", json!({"name": "Not A Name"})).await;
+    assert_eq!((bad.status, bad.fields()), (StatusCode::BAD_REQUEST, vec!["name".to_owned()]));
+    let users: Vec<_> =
+        t.get("/api/v1/users").await.body["items"].as_array().unwrap().iter().map(|u| u["name"].clone()).collect();
+    assert_eq!(users, [json!("admin"), json!("alice")]);
+
+    let (id, token) = issue(&t, "alice", json!({"expires": "30d", "description": "laptop"})).await;
+    assert!(token.starts_with(&format!("mcpd_{id}_")), "the id is part of the token");
+    let me = t.call_as(Some(&token), Method::GET, "/api/v1/whoami", None).await;
+    assert_eq!(me.body, json!({"user": "alice", "tokenId": id}));
+
+    let listed = t.get("/api/v1/tokens").await.body["items"].as_array().unwrap().clone();
+    let alices: Vec<_> = listed.iter().filter(|t| t["user"] == "alice").collect();
+    assert_eq!(alices.len(), 1);
+    let shown = alices[0];
+    assert_eq!(shown["name"], json!(id));
+    assert_eq!(shown["description"], "laptop");
+    assert!(shown["expiresAt"].as_str().unwrap().starts_with("20"));
+    assert!(shown.get("token").is_none() && shown.get("hash").is_none(), "{shown}");
+    let one = t.get(&format!("/api/v1/tokens/{id}")).await;
+    assert!(!one.body.to_string().contains(&token));
+
+    let r = t.post("/api/v1/tokens", json!({"user": "bob"})).await;
+    assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["user".to_owned()]));
+    let r = t.post("/api/v1/tokens", json!({"user": "alice", "expires": "3 weeks"})).await;
+    assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["expires".to_owned()]));
+    assert_eq!(t.delete("/api/v1/tokens/tok-nope").await.status, StatusCode::NOT_FOUND);
+
+    // The last user cannot be deleted: nobody could log in any more.
+    assert_eq!(t.delete("/api/v1/users/alice").await.status, StatusCode::NO_CONTENT);
+    let r = t.delete("/api/v1/users/admin").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+}
+
+async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.post("/api/v1/users", json!({"name": "alice"})).await;
+    let (_, token) = issue(&t, "alice", json!({})).await;
+    assert_eq!(t.call_as(Some(&token), Method::GET, "/api/v1/llms", None).await.status, StatusCode::OK);
+    t.app.services.store.projector.wait_for(Position::default(), std::time::Duration::from_secs(5)).await.ok();
+    let pool = &t.app.services.store.db.pool;
+    let mut text = String::new();
+    for query in [
+        "SELECT id || user_name || hash || description AS t FROM tokens",
+        "SELECT name || description AS t FROM users",
+        "SELECT id || last_used_at AS t FROM token_usage",
+    ] {
+        for row in sqlx::query(query).fetch_all(pool).await.unwrap() {
+            text.push_str(&row.get::<String, _>("t"));
+        }
+    }
+    for event in t.app.services.store.log.read_after(Position::default(), 10_000).await.unwrap() {
+        text.push_str(&event.payload.to_string());
+        text.push_str(&format!("{:?}", event.metadata));
+    }
+    let secret = token.rsplit_once('_').unwrap().1;
+    assert!(text.contains(&api::auth::hash(&token)), "the hash is what is kept");
+    assert!(!text.contains(secret), "the token's secret part is nowhere in the store");
+    assert!(!text.contains(testkit::ADMIN_TOKEN), "nor is the bootstrap token");
+}

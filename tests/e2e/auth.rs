@@ -1,0 +1,78 @@
+//! Authentication with the real binaries: the first start of an empty store makes an admin and
+//! a token, written where the README says; mcpctl logs in, manages users and tokens, and a
+//! revoked token stops working at once.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::ctl::Ctl;
+use crate::support::{StoreKind, TestServer};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
+    // No MCPD_BOOTSTRAP_TOKEN: mcpd makes one up.
+    let mut server = TestServer::start_with_env(StoreKind::Sqlite, &[("MCPD_BOOTSTRAP_TOKEN", "")]).await;
+    let token_file = server.data_dir().join("admin-token");
+    assert_eq!(mode(&token_file), 0o600, "only its owner may read the token file");
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    assert!(token.starts_with("mcpd_tok-") && token.len() > 64, "{token}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(server.client_config()).unwrap()).unwrap();
+    assert_eq!(written["token"], token.as_str());
+    assert_eq!(written["server"], server.url(""));
+    assert_eq!(mode(&server.client_config()), 0o600);
+    assert!(server.logs().contains("admin-token"), "mcpd says where the token is");
+    assert!(!server.logs().contains(&token), "but never prints it");
+
+    // A client with no token is refused, with a hint.
+    let mut ctl = Ctl::new(&server);
+    ctl.token = None;
+    let refused = ctl.run(&["get", "llms"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("mcpctl login"), "{}", refused.stderr);
+
+    // A wrong token is not stored.
+    let wrong = ctl.run(&["login", "--token", "mcpd_tok-0000000000000000_00"]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stdout);
+    assert!(!ctl.config.exists());
+    let login = ctl.run(&["login", "--token", &token]).ok();
+    assert!(login.stdout.contains("as admin"), "{}", login.stdout);
+    assert_eq!(mode(&ctl.config), 0o600);
+    ctl.run(&["get", "llms"]).ok();
+    let view = ctl.run(&["config", "view"]).ok();
+    assert!(!view.stdout.contains(&token) && view.stdout.contains("(hidden)"), "{}", view.stdout);
+
+    // Users and tokens from the CLI; the token is printed once.
+    ctl.run(&["create", "user", "alice", "--description", "SRE"]).ok();
+    let issued = ctl.run(&["create", "token", "--user", "alice", "--expires", "30d", "--description", "laptop"]).ok();
+    let lines = issued.lines();
+    let alices = lines[1].to_owned();
+    assert!(alices.starts_with("mcpd_tok-"), "{}", issued.stdout);
+    let id = lines[0].trim_start_matches("token/").split_whitespace().next().unwrap().to_owned();
+    let tokens = ctl.run(&["get", "tokens"]).ok().stdout;
+    assert!(tokens.contains(&id) && tokens.contains("alice") && tokens.contains("laptop"), "{tokens}");
+    assert!(!tokens.contains(&alices), "a listed token never shows the token");
+    let users = ctl.run(&["get", "users"]).ok().stdout;
+    assert!(users.contains("admin") && users.contains("alice"), "{users}");
+
+    let mut as_alice = Ctl::new(&server);
+    as_alice.token = Some(alices);
+    as_alice.run(&["get", "llms"]).ok();
+    ctl.run(&["delete", "token", &id]).ok();
+    let revoked = as_alice.run(&["get", "llms"]);
+    assert_eq!(revoked.code, 1, "revoked: refused on the very next request");
+    assert!(revoked.stderr.contains("not valid"), "{}", revoked.stderr);
+
+    // A restart changes nothing: same token, no second admin token.
+    server.terminate();
+    server.spawn().await;
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    ctl.run(&["get", "llms"]).ok();
+    let listed = ctl.run(&["get", "tokens"]).ok().stdout;
+    let admins = listed.lines().filter(|l| l.split_whitespace().nth(1) == Some("admin")).count();
+    assert_eq!(admins, 1, "{listed}");
+}

@@ -13,7 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use projections::read_models::{tokens, users};
+use domain::rbac::{Permissions, built_in};
+use projections::read_models::{rbac, tokens, users};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -153,11 +154,36 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
             }
         });
     }
+    let permissions = match permissions_of(&s, &user).await {
+        Ok(permissions) => permissions,
+        Err(e) => return e.into_response(),
+    };
     if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
         ctx.actor = user;
         ctx.token_id = token_id;
+        ctx.permissions = Arc::new(permissions);
     }
     next.run(request).await
+}
+
+/// The union of the roles bound to `user`. A binding naming a role that does not exist grants
+/// nothing.
+pub async fn permissions_of(s: &Services, user: &str) -> Result<Permissions, ApiError> {
+    let mut roles = Vec::new();
+    for binding in rbac::bindings(&s.store.db).await? {
+        if !binding.spec.users.iter().any(|u| u == user) {
+            continue;
+        }
+        match built_in(&binding.spec.role) {
+            Some(role) => roles.push(role),
+            None => {
+                if let Some(role) = rbac::role(&s.store.db, &binding.spec.role).await? {
+                    roles.push(role.spec);
+                }
+            }
+        }
+    }
+    Ok(Permissions::new(roles))
 }
 
 fn unauthenticated(message: &str) -> Response {

@@ -30,6 +30,8 @@ pub struct RequestContext {
     pub token_id: String,
     pub source_address: String,
     pub user_agent: String,
+    /// What the actor may do; everything for mcpd's own actions, nothing before authentication.
+    pub permissions: std::sync::Arc<domain::rbac::Permissions>,
 }
 
 impl RequestContext {
@@ -42,7 +44,43 @@ impl RequestContext {
             token_id: String::new(),
             source_address: String::new(),
             user_agent: String::new(),
+            permissions: std::sync::Arc::new(domain::rbac::Permissions::new(domain::rbac::built_in(
+                domain::rbac::ADMIN,
+            ))),
         }
+    }
+
+    /// May the actor `verb` the `resource` named `name` (`None`: the whole collection)?
+    pub fn may(&self, resource: &str, verb: &str, name: Option<&str>) -> bool {
+        self.permissions.allows(resource, verb, name)
+    }
+
+    /// 403 unless the actor may `verb` the `resource` named `name`.
+    pub fn require(&self, resource: &str, verb: &str, name: Option<&str>) -> Result<(), crate::error::ApiError> {
+        if self.may(resource, verb, name) {
+            return Ok(());
+        }
+        let target = match name {
+            Some(name) => format!("{resource} {name:?}"),
+            None => resource.to_owned(),
+        };
+        Err(crate::error::ApiError::Forbidden(format!("user {:?} may not {verb} {target}", self.actor)))
+    }
+
+    /// 403 unless the actor may see some of `resource` (a list is then filtered).
+    pub fn require_some(&self, resource: &str, verb: &str) -> Result<(), crate::error::ApiError> {
+        if self.permissions.allows_some(resource, verb) {
+            return Ok(());
+        }
+        Err(crate::error::ApiError::Forbidden(format!("user {:?} may not {verb} {resource}", self.actor)))
+    }
+
+    /// 403 unless the actor holds `operation` (`reveal:secrets`, `run:migrate-secrets`, …).
+    pub fn require_operation(&self, operation: &str) -> Result<(), crate::error::ApiError> {
+        if self.permissions.allows_operation(operation) {
+            return Ok(());
+        }
+        Err(crate::error::ApiError::Forbidden(format!("user {:?} may not {operation}", self.actor)))
     }
 
     pub fn metadata(&self) -> EventMetadata {
@@ -88,6 +126,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         token_id: String::new(),
         source_address,
         user_agent,
+        permissions: Default::default(),
     });
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();

@@ -43,6 +43,8 @@ pub struct Store {
     pub migrations: Arc<Cqrs<MigrationRun>>,
     pub users: Arc<Cqrs<domain::user::User>>,
     pub tokens: Arc<Cqrs<domain::token::Token>>,
+    pub roles: Arc<Cqrs<domain::rbac::Role>>,
+    pub role_bindings: Arc<Cqrs<domain::rbac::RoleBinding>>,
     write: WritePool,
 }
 
@@ -132,6 +134,8 @@ impl Store {
             migrations: Arc::new(write.framework()),
             users: Arc::new(write.framework()),
             tokens: Arc::new(write.framework()),
+            roles: Arc::new(write.framework()),
+            role_bindings: Arc::new(write.framework()),
             write,
         })
     }

@@ -27,6 +27,8 @@ async fn issue(t: &TestApp, user: &str, extra: serde_json::Value) -> (String, St
 async fn missing_malformed_unknown_expired_and_revoked_tokens_are_401(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
+    let binding = json!({"name": "alice-views", "role": "viewer", "users": ["alice"]});
+    assert_eq!(t.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
     let as_ = |token: Option<String>| {
         let t = &t;
         async move { t.call_as(token.as_deref(), Method::GET, "/api/v1/llms", None).await }
@@ -124,7 +126,7 @@ async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.post("/api/v1/users", json!({"name": "alice"})).await;
     let (_, token) = issue(&t, "alice", json!({})).await;
-    assert_eq!(t.call_as(Some(&token), Method::GET, "/api/v1/llms", None).await.status, StatusCode::OK);
+    assert_eq!(t.call_as(Some(&token), Method::GET, "/api/v1/whoami", None).await.status, StatusCode::OK);
     t.app.services.store.projector.wait_for(Position::default(), std::time::Duration::from_secs(5)).await.ok();
     let pool = &t.app.services.store.db.pool;
     let mut text = String::new();

@@ -38,6 +38,7 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
             "DefaultBackendSet",
             "UserCreated",
             "TokenIssued",
+            "RoleBindingCreated",
             "SecretCreated",
             "LlmCreated",
             "LlmDeleted"
@@ -46,7 +47,7 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     assert!(events.windows(2).all(|w| w[0].position < w[1].position), "positions follow commit order");
     assert_eq!((events[2].aggregate_id.as_str(), events[2].metadata["actor"].as_str()), ("admin", "mcpd"));
     let admin_token = events[3].aggregate_id.clone();
-    let secret_created = &events[4];
+    let secret_created = &events[5];
     assert_eq!(secret_created.metadata["request_id"], "req-4711");
     assert_eq!(secret_created.metadata["actor"], "admin", "the authenticated user");
     assert_eq!(secret_created.metadata["token_id"], admin_token);

@@ -9,5 +9,6 @@ mod events;
 mod migration;
 mod openbao;
 mod projection;
+mod rbac;
 mod references;
 mod validation;

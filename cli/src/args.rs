@@ -55,6 +55,12 @@ pub enum Kind {
     /// API tokens, by id (`get`, `describe`, `delete` revokes).
     #[value(name = "token", alias = "tokens")]
     Token,
+    /// Roles: the built-in admin, editor and viewer, and custom ones.
+    #[value(name = "role", alias = "roles")]
+    Role,
+    /// Role bindings: a role granted to users.
+    #[value(name = "rolebinding", aliases = ["rolebindings", "rb"])]
+    RoleBinding,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,6 +162,10 @@ pub enum Command {
     #[command(after_help = "Examples:\n  mcpctl version\n  mcpctl --server http://mcpd.internal:3100 version")]
     Version,
 
+    /// Questions about the current token.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+
     /// Store a token (and optionally the server) in the client config, after checking it works.
     #[command(
         after_help = "Examples:\n  mcpctl login --token \"$(cat mcpd-data/admin-token)\"\n  mcpctl login --token T --server https://mcpd.example.com"
@@ -190,6 +200,24 @@ pub enum Migrate {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// May the current token do this? Prints yes or no; exits 0 for yes, 1 for no.
+    #[command(
+        name = "can-i",
+        after_help = "Examples:\n  mcpctl auth can-i edit llms claude-fast\n  mcpctl auth can-i delete secrets\n  mcpctl auth can-i reveal:secrets"
+    )]
+    CanI {
+        /// view, create, edit or delete; or an operation such as reveal:secrets.
+        verb: String,
+        /// The kind (llms, secrets, …); omitted for an operation.
+        kind: Option<String>,
+        name: Option<String>,
+    },
+    /// Who the current token authenticates.
+    Whoami,
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +256,49 @@ pub enum Create {
         after_help = "Examples:\n  mcpctl create token --user alice --expires 30d --description laptop\n  mcpctl create token --user ci --expires 2027-01-01T00:00:00Z"
     )]
     Token(CreateToken),
+    /// Create a role from flags: verbs on resources (optionally only some names), or operations.
+    #[command(
+        alias = "roles",
+        after_help = "Examples:\n  mcpctl create role llm-editor --verb=view,edit --resource=llms\n  mcpctl create role claude-fast-editor --verb=view,edit --resource=llms --resource-name=claude-fast\n  mcpctl create role migrator --operation=run:migrate-secrets"
+    )]
+    Role(CreateRole),
+    /// Grant a role to users.
+    #[command(
+        alias = "rolebindings",
+        after_help = "Examples:\n  mcpctl create rolebinding alice-views --role=viewer --user=alice\n  mcpctl create rolebinding ops --role=editor --user=alice --user=bob"
+    )]
+    Rolebinding(CreateRoleBinding),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateRole {
+    pub name: String,
+    /// view, create, edit, delete (comma-separated or repeated).
+    #[arg(long = "verb", value_delimiter = ',')]
+    pub verbs: Vec<String>,
+    /// llms, secrets, secretbackends, users, tokens, rbac, migrations, audit.
+    #[arg(long = "resource", value_delimiter = ',')]
+    pub resources: Vec<String>,
+    /// Only these resources by name.
+    #[arg(long = "resource-name", value_delimiter = ',')]
+    pub resource_names: Vec<String>,
+    /// run:migrate-secrets, run:rebuild-projections, reveal:secrets, view:audit.
+    #[arg(long = "operation", value_delimiter = ',')]
+    pub operations: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateRoleBinding {
+    pub name: String,
+    #[arg(long)]
+    pub role: String,
+    /// A user to grant the role to (repeat, or comma-separate).
+    #[arg(long = "user", value_delimiter = ',', required = true)]
+    pub users: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Args)]

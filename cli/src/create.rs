@@ -23,6 +23,32 @@ pub fn run(client: &Client, create: Create) -> anyhow::Result<()> {
         Create::User(args) => {
             (Kind::User, json!({"name": args.name, "description": args.description.unwrap_or_default()}))
         }
+        Create::Role(args) => {
+            let mut rules = Vec::new();
+            if !args.resources.is_empty() || !args.verbs.is_empty() {
+                let mut rule = json!({"resources": args.resources, "verbs": args.verbs});
+                if !args.resource_names.is_empty() {
+                    rule["names"] = json!(args.resource_names);
+                }
+                rules.push(rule);
+            } else if !args.resource_names.is_empty() {
+                bail!("--resource-name needs --resource and --verb");
+            }
+            if !args.operations.is_empty() {
+                rules.push(json!({"operations": args.operations}));
+            }
+            if rules.is_empty() {
+                bail!("give --verb and --resource, or --operation");
+            }
+            (
+                Kind::Role,
+                json!({"name": args.name, "rules": rules, "description": args.description.unwrap_or_default()}),
+            )
+        }
+        Create::Rolebinding(args) => (
+            Kind::RoleBinding,
+            json!({"name": args.name, "role": args.role, "users": args.users, "description": args.description.unwrap_or_default()}),
+        ),
         Create::Token(args) => {
             let mut body = json!({"user": args.user, "description": args.description.unwrap_or_default()});
             if let Some(expires) = args.expires {

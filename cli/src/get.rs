@@ -81,6 +81,8 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         ]),
         Kind::All => {}
         Kind::User => {}
+        Kind::Role => fields.push(("Rules", crate::output::rules(&doc["rules"]))),
+        Kind::RoleBinding => fields.extend([("Role", text(&doc["role"])), ("Users", list(&doc["users"]))]),
         Kind::Token => fields.extend([
             ("User", text(&doc["user"])),
             ("Expires", none_if_empty(text(&doc["expiresAt"]))),
@@ -147,7 +149,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
-    if matches!(kind, Kind::User | Kind::Token) {
+    if matches!(kind, Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding) {
         return Ok(());
     }
     let history = client.get(&format!("{}/{name}/history", kind.path()))?.into_success()?;
@@ -175,7 +177,9 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
 fn referrers(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(Option<&'static str>, Vec<String>)> {
     // (label, the kind that refers, the field path in its documents that holds the name)
     let (label, collection, field) = match kind {
-        Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => return Ok((None, vec![])),
+        Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => {
+            return Ok((None, vec![]));
+        }
         Kind::Secret => ("Used By", Kind::Llm, ["apiKeyRef", "name"].as_slice()),
         Kind::SecretBackend => ("Holds", Kind::Secret, ["backend"].as_slice()),
     };

@@ -13,6 +13,8 @@ impl Kind {
             Kind::Migration => "migration",
             Kind::User => "user",
             Kind::Token => "token",
+            Kind::Role => "role",
+            Kind::RoleBinding => "rolebinding",
         }
     }
 
@@ -44,7 +46,7 @@ impl Kind {
         match self {
             Kind::SecretBackend => 0,
             Kind::Secret => 1,
-            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => 2,
+            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => 2,
         }
     }
 }

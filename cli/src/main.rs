@@ -101,6 +101,39 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out!("Server: {}", client.base);
             0
         }
+        Command::Auth(args::AuthCommand::CanI { verb, kind, name }) => {
+            let mut query = vec![("verb", verb.clone())];
+            if let Some(kind) = &kind {
+                // kubectl style: singular or plural, any case.
+                let resource = match kind.to_ascii_lowercase().trim_end_matches('s') {
+                    "llm" => "llms".to_owned(),
+                    "secret" => "secrets".to_owned(),
+                    "secretbackend" | "sb" => "secretbackends".to_owned(),
+                    "user" => "users".to_owned(),
+                    "token" => "tokens".to_owned(),
+                    "role" | "rolebinding" | "rbac" => "rbac".to_owned(),
+                    "migration" => "migrations".to_owned(),
+                    "audit" => "audit".to_owned(),
+                    other => anyhow::bail!("unknown kind {other:?}"),
+                };
+                query.push(("resource", resource));
+            } else if !verb.contains(':') {
+                anyhow::bail!("give a kind (mcpctl auth can-i {verb} llms), or an operation such as reveal:secrets");
+            }
+            if let Some(name) = name {
+                query.push(("name", name));
+            }
+            let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&query).finish();
+            let answer = connect()?.get(&format!("/api/v1/auth/can-i?{encoded}"))?.into_success()?;
+            let allowed = answer["allowed"] == serde_json::Value::Bool(true);
+            out!("{}", if allowed { "yes" } else { "no" });
+            ok(allowed)
+        }
+        Command::Auth(args::AuthCommand::Whoami) => {
+            let me = connect()?.get("/api/v1/whoami")?.into_success()?;
+            out!("{} (token {})", me["user"].as_str().unwrap_or("?"), me["tokenId"].as_str().unwrap_or("?"));
+            0
+        }
         Command::Login => {
             let Some(login_token) = cli.token.clone() else {
                 anyhow::bail!("give the token to store: mcpctl login --token <token>");

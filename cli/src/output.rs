@@ -54,6 +54,8 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
         Kind::Migration => vec!["NAME", "FROM", "TO", "STATUS", "MOVED", "SKIPPED", "FAILED", "AGE"],
         Kind::User => vec!["NAME", "DESCRIPTION", "AGE"],
         Kind::Token => vec!["ID", "USER", "EXPIRES", "LAST USED", "DESCRIPTION", "AGE"],
+        Kind::Role => vec!["NAME", "RULES", "DESCRIPTION"],
+        Kind::RoleBinding => vec!["NAME", "ROLE", "USERS", "AGE"],
     };
     if wide {
         headers.extend(match kind {
@@ -61,7 +63,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
             Kind::Secret => ["DATA VERSION", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::SecretBackend | Kind::All => ["URL", "VERSION", "DESCRIPTION"].as_slice(),
             Kind::Migration => ["RESUMED", "KEEP SOURCE", "ERROR"].as_slice(),
-            Kind::User | Kind::Token => ["VERSION"].as_slice(),
+            Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => ["VERSION"].as_slice(),
         });
     }
     let mut rows = vec![headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
@@ -102,6 +104,8 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 text(&doc["description"]),
                 age,
             ],
+            Kind::Role => vec![text(&doc["name"]), rules(&doc["rules"]), text(&doc["description"])],
+            Kind::RoleBinding => vec![text(&doc["name"]), text(&doc["role"]), list(&doc["users"]), age],
         };
         if wide {
             row.extend(match kind {
@@ -120,7 +124,7 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
                 Kind::Migration => {
                     vec![text(&doc["resumed"]), text(&doc["keepSource"]), or_none(text(&doc["lastError"]))]
                 }
-                Kind::User | Kind::Token => vec![text(&doc["resourceVersion"])],
+                Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => vec![text(&doc["resourceVersion"])],
             });
         }
         rows.push(row);
@@ -133,6 +137,33 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
     }
     let bytes = writer.into_inner().context("aligning the table")?;
     Ok(String::from_utf8_lossy(&bytes).lines().map(|l| format!("{}\n", l.trim_end())).collect())
+}
+
+/// A role's rules, one `verbs resources[names]` or operations each, `; `-separated.
+pub fn rules(value: &Value) -> String {
+    let joined = |v: &Value| v.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default();
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            let mut shown = String::new();
+            if rule["resources"].is_array() {
+                shown = format!("{} {}", joined(&rule["verbs"]), joined(&rule["resources"]));
+                if rule["names"].is_array() {
+                    shown.push_str(&format!("[{}]", joined(&rule["names"])));
+                }
+            }
+            if rule["operations"].is_array() {
+                if !shown.is_empty() {
+                    shown.push(' ');
+                }
+                shown.push_str(&joined(&rule["operations"]));
+            }
+            shown
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An empty time as `<never>`.

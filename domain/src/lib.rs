@@ -10,6 +10,7 @@ pub mod llm;
 pub mod metadata;
 pub mod migration;
 pub mod name;
+pub mod rbac;
 pub mod secret;
 pub mod secret_backend;
 pub mod token;

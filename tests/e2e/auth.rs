@@ -48,6 +48,13 @@ async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
 
     // Users and tokens from the CLI; the token is printed once.
     ctl.run(&["create", "user", "alice", "--description", "SRE"]).ok();
+    ctl.run(&["create", "role", "claude-fast-reader", "--verb=view", "--resource=llms", "--resource-name=claude-fast"])
+        .ok();
+    ctl.run(&["create", "rolebinding", "alice-reads", "--role=claude-fast-reader", "--user=alice"]).ok();
+    let roles = ctl.run(&["get", "roles"]).ok().stdout;
+    assert!(roles.contains("admin") && roles.contains("view llms[claude-fast]"), "{roles}");
+    let bindings = ctl.run(&["get", "rolebindings"]).ok().stdout;
+    assert!(bindings.contains("alice-reads") && bindings.contains("claude-fast-reader"), "{bindings}");
     let issued = ctl.run(&["create", "token", "--user", "alice", "--expires", "30d", "--description", "laptop"]).ok();
     let lines = issued.lines();
     let alices = lines[1].to_owned();
@@ -62,6 +69,14 @@ async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
     let mut as_alice = Ctl::new(&server);
     as_alice.token = Some(alices);
     as_alice.run(&["get", "llms"]).ok();
+    assert_eq!(as_alice.run(&["auth", "can-i", "view", "llms", "claude-fast"]).ok().stdout.trim(), "yes");
+    let no = as_alice.run(&["auth", "can-i", "edit", "llm", "claude-fast"]);
+    assert_eq!((no.code, no.stdout.trim()), (1, "no"));
+    assert_eq!(as_alice.run(&["auth", "can-i", "reveal:secrets"]).stdout.trim(), "no");
+    assert_eq!(ctl.run(&["auth", "can-i", "reveal:secrets"]).ok().stdout.trim(), "yes");
+    let denied = as_alice.run(&["get", "secrets"]);
+    assert_eq!(denied.code, 1);
+    assert!(denied.stderr.contains("may not view secrets"), "{}", denied.stderr);
     ctl.run(&["delete", "token", &id]).ok();
     let revoked = as_alice.run(&["get", "llms"]);
     assert_eq!(revoked.code, 1, "revoked: refused on the very next request");

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::extract::JsonBody;
+use super::extract::{IfMatch, JsonBody};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::service::Services;
@@ -28,12 +28,24 @@ fn document<S: Serialize>(kind: &str, record: &Record<S>) -> Value {
     doc
 }
 
-async fn list_users(State(s): State<Services>) -> Answer<Json<Value>> {
-    let items: Vec<Value> = s.list_users().await?.iter().map(|r| document("user", r)).collect();
-    Ok(Json(json!({"items": items})))
+/// The records of a list the caller may view, as documents.
+fn visible<S: Serialize>(ctx: &RequestContext, resource: &str, kind: &str, records: &[Record<S>]) -> Json<Value> {
+    let items: Vec<Value> =
+        records.iter().filter(|r| ctx.may(resource, "view", Some(&r.name))).map(|r| document(kind, r)).collect();
+    Json(json!({"items": items}))
 }
 
-async fn get_user(State(s): State<Services>, Path(name): Path<String>) -> Answer<Json<Value>> {
+async fn list_users(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
+    ctx.require_some("users", "view")?;
+    Ok(visible(&ctx, "users", "user", &s.list_users().await?))
+}
+
+async fn get_user(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Answer<Json<Value>> {
+    ctx.require("users", "view", Some(&name))?;
     Ok(Json(document("user", &s.get_user(&name).await?)))
 }
 
@@ -42,6 +54,7 @@ async fn create_user(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
+    ctx.require("users", "create", body.get("name").and_then(Value::as_str))?;
     let record = s.create_user(&ctx, body).await?;
     Ok((StatusCode::CREATED, Json(document("user", &record))).into_response())
 }
@@ -51,16 +64,22 @@ async fn delete_user(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
 ) -> Answer<StatusCode> {
+    ctx.require("users", "delete", Some(&name))?;
     s.delete_user(&ctx, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_tokens(State(s): State<Services>) -> Answer<Json<Value>> {
-    let items: Vec<Value> = s.list_tokens().await?.iter().map(|r| document("token", r)).collect();
-    Ok(Json(json!({"items": items})))
+async fn list_tokens(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
+    ctx.require_some("tokens", "view")?;
+    Ok(visible(&ctx, "tokens", "token", &s.list_tokens().await?))
 }
 
-async fn get_token(State(s): State<Services>, Path(id): Path<String>) -> Answer<Json<Value>> {
+async fn get_token(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Answer<Json<Value>> {
+    ctx.require("tokens", "view", Some(&id))?;
     Ok(Json(document("token", &s.get_token(&id).await?)))
 }
 
@@ -70,6 +89,7 @@ async fn issue_token(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
+    ctx.require("tokens", "create", None)?;
     let (record, token) = s.issue_token(&ctx, body).await?;
     let mut doc = document("token", &record);
     doc["token"] = json!(token.expose_secret());
@@ -81,6 +101,7 @@ async fn revoke_token(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Answer<StatusCode> {
+    ctx.require("tokens", "delete", Some(&id))?;
     s.revoke_token(&ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -97,4 +118,122 @@ pub fn routes() -> Router<Services> {
         .route("/api/v1/users/{name}", get(get_user).delete(delete_user))
         .route("/api/v1/tokens", get(list_tokens).post(issue_token))
         .route("/api/v1/tokens/{id}", get(get_token).delete(revoke_token))
+}
+
+async fn list_roles(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
+    ctx.require_some("rbac", "view")?;
+    Ok(visible(&ctx, "rbac", "role", &s.list_roles().await?))
+}
+
+async fn get_role(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Answer<Json<Value>> {
+    ctx.require("rbac", "view", Some(&name))?;
+    Ok(Json(document("role", &s.get_role(&name).await?)))
+}
+
+async fn create_role(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody,
+) -> Answer<Response> {
+    ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
+    let record = s.create_role(&ctx, body).await?;
+    Ok((StatusCode::CREATED, Json(document("role", &record))).into_response())
+}
+
+async fn replace_role(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Answer<Json<Value>> {
+    ctx.require("rbac", "edit", Some(&name))?;
+    Ok(Json(document("role", &s.replace_role(&ctx, &name, body, expected).await?)))
+}
+
+async fn delete_role(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Answer<StatusCode> {
+    ctx.require("rbac", "delete", Some(&name))?;
+    s.delete_role(&ctx, &name, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_bindings(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
+    ctx.require_some("rbac", "view")?;
+    Ok(visible(&ctx, "rbac", "rolebinding", &s.list_bindings().await?))
+}
+
+async fn get_binding(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Answer<Json<Value>> {
+    ctx.require("rbac", "view", Some(&name))?;
+    Ok(Json(document("rolebinding", &s.get_binding(&name).await?)))
+}
+
+async fn create_binding(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody,
+) -> Answer<Response> {
+    ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
+    let record = s.create_binding(&ctx, body).await?;
+    Ok((StatusCode::CREATED, Json(document("rolebinding", &record))).into_response())
+}
+
+async fn replace_binding(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Answer<Json<Value>> {
+    ctx.require("rbac", "edit", Some(&name))?;
+    Ok(Json(document("rolebinding", &s.replace_binding(&ctx, &name, body, expected).await?)))
+}
+
+async fn delete_binding(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Answer<StatusCode> {
+    ctx.require("rbac", "delete", Some(&name))?;
+    s.delete_binding(&ctx, &name, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+struct CanI {
+    verb: String,
+    resource: Option<String>,
+    name: Option<String>,
+}
+
+/// `GET /api/v1/auth/can-i?verb=edit&resource=llms&name=x` (or `?verb=reveal:secrets`): may the
+/// caller do it? Always 200; the answer is `allowed`.
+async fn can_i(
+    Extension(ctx): Extension<RequestContext>,
+    axum::extract::Query(q): axum::extract::Query<CanI>,
+) -> Json<Value> {
+    let allowed = crate::service::rbac::can(&ctx.permissions, &q.verb, q.resource.as_deref(), q.name.as_deref());
+    Json(json!({"allowed": allowed, "user": ctx.actor}))
+}
+
+pub fn rbac_routes() -> Router<Services> {
+    Router::new()
+        .route("/api/v1/auth/can-i", get(can_i))
+        .route("/api/v1/roles", get(list_roles).post(create_role))
+        .route("/api/v1/roles/{name}", get(get_role).put(replace_role).delete(delete_role))
+        .route("/api/v1/rolebindings", get(list_bindings).post(create_binding))
+        .route("/api/v1/rolebindings/{name}", get(get_binding).put(replace_binding).delete(delete_binding))
 }

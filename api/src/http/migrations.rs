@@ -21,6 +21,7 @@ pub async fn migrate(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    ctx.require_operation("run:migrate-secrets")?;
     let request: MigrationRequest = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         ApiError::MalformedBody(format!("{path}: {}", e.into_inner()))
@@ -42,13 +43,23 @@ fn document(record: &projections::read_models::Record<projections::read_models::
     doc
 }
 
-pub async fn list(State(s): State<Services>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Result<Json<Value>, ApiError> {
+    ctx.require_some("migrations", "view")?;
     let runs = projections::read_models::migrations::list(&s.store.db).await?;
-    Ok(Json(json!({"items": runs.iter().map(document).collect::<Vec<_>>()})))
+    let visible = runs.iter().filter(|r| ctx.may("migrations", "view", Some(&r.name)));
+    Ok(Json(json!({"items": visible.map(document).collect::<Vec<_>>()})))
 }
 
 /// One run, with its history: every event of the run (what it moved, skipped, why it stopped).
-pub async fn get(State(s): State<Services>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    ctx.require("migrations", "view", Some(&id))?;
     let run = projections::read_models::migrations::get(&s.store.db, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("migration {id:?} not found")))?;

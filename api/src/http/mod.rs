@@ -19,8 +19,10 @@ use crate::service::Services;
 /// `permission denied` or `error`, with a message.
 async fn backend_health(
     axum::extract::State(s): axum::extract::State<Services>,
+    axum::Extension(ctx): axum::Extension<crate::context::RequestContext>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<axum::Json<crate::backends::Health>, ApiError> {
+    ctx.require("secretbackends", "view", Some(&name))?;
     Ok(axum::Json(s.secret_backend_health(&name).await?))
 }
 
@@ -49,6 +51,7 @@ pub fn router(services: Services) -> Router {
         .route("/api/v1/migrations", get(migrations::list))
         .route("/api/v1/migrations/{id}", get(migrations::get))
         .merge(access::routes())
+        .merge(access::rbac_routes())
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())

@@ -49,6 +49,8 @@ type Answer<T> = Result<T, ApiError>;
 /// How one kind's routes reach its services.
 pub trait ResourceKind: Send + Sync + 'static {
     const KIND: Kind;
+    /// The resource RBAC rules name (`llms`, …).
+    const RESOURCE: &'static str;
     type Spec: Serialize + Send;
     fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
@@ -83,16 +85,36 @@ fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Respons
     response
 }
 
-async fn list<K: ResourceKind>(State(s): State<Services>, Reveal(reveal): Reveal) -> Answer<Response> {
-    let items: Vec<Value> = K::list(&s, reveal).await?.iter().map(|r| document(K::KIND, r)).collect();
+/// Values are shown only to a caller holding `reveal:secrets`.
+fn check_reveal<K: ResourceKind>(ctx: &RequestContext, reveal: bool) -> Answer<()> {
+    if reveal && K::KIND == Kind::Secret { ctx.require_operation("reveal:secrets") } else { Ok(()) }
+}
+
+/// A list shows what the caller may view: the whole collection, or the names a rule scopes.
+async fn list<K: ResourceKind>(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Reveal(reveal): Reveal,
+) -> Answer<Response> {
+    ctx.require_some(K::RESOURCE, "view")?;
+    check_reveal::<K>(&ctx, reveal)?;
+    let items: Vec<Value> = K::list(&s, reveal)
+        .await?
+        .iter()
+        .filter(|r| ctx.may(K::RESOURCE, "view", Some(&r.name)))
+        .map(|r| document(K::KIND, r))
+        .collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
 
 async fn read<K: ResourceKind>(
     State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
     Reveal(reveal): Reveal,
 ) -> Answer<Response> {
+    ctx.require(K::RESOURCE, "view", Some(&name))?;
+    check_reveal::<K>(&ctx, reveal)?;
     Ok(one::<K>(StatusCode::OK, &K::get(&s, &name, reveal).await?))
 }
 
@@ -102,6 +124,7 @@ async fn create<K: ResourceKind>(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
+    ctx.require(K::RESOURCE, "create", body.get("name").and_then(Value::as_str))?;
     let record = K::create(&s, &ctx, body, dry_run).await?;
     let mut response = one::<K>(StatusCode::CREATED, &record);
     let location = format!("/api/v1/{}s/{}", K::KIND.as_str(), record.name);
@@ -119,6 +142,7 @@ async fn replace<K: ResourceKind>(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
+    ctx.require(K::RESOURCE, "edit", Some(&name))?;
     let record = K::replace(&s, &ctx, &name, body, expected, dry_run).await?;
     Ok(one::<K>(StatusCode::OK, &record))
 }
@@ -130,12 +154,18 @@ async fn delete<K: ResourceKind>(
     IfMatch(expected): IfMatch,
     DryRun(dry_run): DryRun,
 ) -> Answer<StatusCode> {
+    ctx.require(K::RESOURCE, "delete", Some(&name))?;
     K::delete(&s, &ctx, &name, expected, dry_run).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/{kind}s/{name}/history`: the resource's events, oldest first (who, when, what).
-async fn history<K: ResourceKind>(State(s): State<Services>, Path(name): Path<String>) -> Answer<Response> {
+async fn history<K: ResourceKind>(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Answer<Response> {
+    ctx.require(K::RESOURCE, "view", Some(&name))?;
     let events = s.history(K::KIND, &name).await?;
     Ok(Json(json!({ "items": events })).into_response())
 }
@@ -155,6 +185,7 @@ pub struct SecretBackends;
 
 impl ResourceKind for Llms {
     const KIND: Kind = Kind::Llm;
+    const RESOURCE: &'static str = "llms";
     type Spec = domain::llm::LlmSpec;
 
     async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
@@ -183,6 +214,7 @@ impl ResourceKind for Llms {
 
 impl ResourceKind for Secrets {
     const KIND: Kind = Kind::Secret;
+    const RESOURCE: &'static str = "secrets";
     type Spec = crate::service::SecretView;
 
     async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
@@ -211,6 +243,7 @@ impl ResourceKind for Secrets {
 
 impl ResourceKind for SecretBackends {
     const KIND: Kind = Kind::SecretBackend;
+    const RESOURCE: &'static str = "secretbackends";
     type Spec = projections::read_models::secret_backends::BackendState;
 
     async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {

@@ -187,7 +187,7 @@ impl Services {
     /// `bootstrap` says. Later starts (and a deleted admin) change nothing.
     pub async fn bootstrap(&self, bootstrap: &Bootstrap) -> Result<(), ApiError> {
         if self.store.log.latest_position_of(domain::user::AGGREGATE_TYPE, BOOTSTRAP_ADMIN).await?.is_some() {
-            return Ok(());
+            return self.bootstrap_admin_binding().await;
         }
         let ctx = RequestContext::system("bootstrap");
         let admin = ResourceName::parse(BOOTSTRAP_ADMIN).expect("a valid name");
@@ -203,6 +203,7 @@ impl Services {
             None => auth::generate()?,
         };
         self.record_token(&ctx, &issued, admin, None, "the bootstrap admin token".into()).await?;
+        self.bootstrap_admin_binding().await?;
         match &bootstrap.token_file {
             Some(path) => {
                 write_private(path, &format!("{}\n", issued.token.expose_secret()))?;

@@ -4,6 +4,7 @@
 
 mod access;
 mod llms;
+pub mod rbac;
 mod secret_backends;
 mod secrets;
 

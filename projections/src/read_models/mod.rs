@@ -4,6 +4,7 @@
 
 pub mod llms;
 pub mod migrations;
+pub mod rbac;
 pub mod secret_backends;
 pub mod secrets;
 pub mod tokens;
@@ -50,16 +51,18 @@ pub enum ReadModel {
     Migrations,
     Users,
     Tokens,
+    Rbac,
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 6] = [
+    pub const ALL: [ReadModel; 7] = [
         ReadModel::SecretBackends,
         ReadModel::Secrets,
         ReadModel::Llms,
         ReadModel::Migrations,
         ReadModel::Users,
         ReadModel::Tokens,
+        ReadModel::Rbac,
     ];
 
     /// The checkpoint's name; also the table's.
@@ -71,6 +74,7 @@ impl ReadModel {
             ReadModel::Migrations => "migrations",
             ReadModel::Users => "users",
             ReadModel::Tokens => "tokens",
+            ReadModel::Rbac => "rbac",
         }
     }
 
@@ -86,6 +90,10 @@ impl ReadModel {
             ReadModel::Migrations => aggregate_type == domain::migration::AGGREGATE_TYPE,
             ReadModel::Users => aggregate_type == domain::user::AGGREGATE_TYPE,
             ReadModel::Tokens => aggregate_type == domain::token::AGGREGATE_TYPE,
+            ReadModel::Rbac => {
+                aggregate_type == domain::rbac::ROLE_AGGREGATE_TYPE
+                    || aggregate_type == domain::rbac::BINDING_AGGREGATE_TYPE
+            }
         }
     }
 
@@ -100,6 +108,8 @@ impl ReadModel {
             (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::apply(conn, event).await,
             (ReadModel::Users, domain::user::AGGREGATE_TYPE) => users::apply(conn, event).await,
             (ReadModel::Tokens, domain::token::AGGREGATE_TYPE) => tokens::apply(conn, event).await,
+            (ReadModel::Rbac, domain::rbac::ROLE_AGGREGATE_TYPE) => rbac::apply_role(conn, event).await,
+            (ReadModel::Rbac, domain::rbac::BINDING_AGGREGATE_TYPE) => rbac::apply_binding(conn, event).await,
             (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
                 secret_backends::apply_default(conn, event).await
             }

@@ -1,0 +1,338 @@
+//! Roles and role bindings: custom roles beside the three built in, bindings granting a role to
+//! users, with the guard rails (nobody grants more than they hold; the last admin binding stays).
+
+use domain::ResourceName;
+use domain::rbac::{
+    ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule, built_in,
+    validate_rules,
+};
+use projections::read_models::{Record, rbac, users};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Services;
+use crate::context::RequestContext;
+use crate::error::ApiError;
+
+/// A role document. The read-only fields a `get -o yaml | apply -f -` round trip carries are
+/// accepted and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct RoleInput {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    resource_version: Option<Value>,
+    #[serde(default)]
+    created_at: Option<Value>,
+    #[serde(default)]
+    updated_at: Option<Value>,
+    #[serde(default)]
+    built_in: Option<Value>,
+}
+
+/// A role binding document; read-only fields accepted and ignored as for roles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct BindingInput {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    resource_version: Option<Value>,
+    #[serde(default)]
+    created_at: Option<Value>,
+    #[serde(default)]
+    updated_at: Option<Value>,
+}
+
+fn invalid(kind: &'static str, errors: domain::ValidationErrors) -> ApiError {
+    ApiError::Invalid { kind, errors }
+}
+
+/// The document's name, checked against the URL's when there is one.
+fn resolve_name(
+    kind: &'static str,
+    body_kind: Option<&str>,
+    name: Option<&str>,
+    url_name: Option<&str>,
+    errors: &mut domain::ValidationErrors,
+) -> Option<ResourceName> {
+    if let Some(k) = body_kind
+        && !k.eq_ignore_ascii_case(kind)
+        && !k.eq_ignore_ascii_case(&format!("{kind}s"))
+    {
+        errors.add("kind", format!("must be {kind}, not {k:?}"));
+    }
+    let raw = match (name, url_name) {
+        (Some(n), Some(u)) if n != u => {
+            errors.add("name", format!("{n:?} differs from the name in the URL, {u:?}"));
+            return None;
+        }
+        (Some(n), _) => n,
+        (None, Some(u)) => u,
+        (None, None) => {
+            errors.add("name", "is required");
+            return None;
+        }
+    };
+    match ResourceName::parse(raw) {
+        Ok(name) => Some(name),
+        Err(m) => {
+            errors.add("name", m);
+            None
+        }
+    }
+}
+
+impl Services {
+    /// Every role: the built-in ones first (resourceVersion 0), then the custom ones.
+    pub async fn list_roles(&self) -> Result<Vec<Record<RoleSpec>>, ApiError> {
+        let mut roles: Vec<Record<RoleSpec>> = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER]
+            .into_iter()
+            .filter_map(|name| built_in(name).map(|spec| built_in_record(name, spec)))
+            .collect();
+        roles.extend(rbac::roles(&self.store.db).await?);
+        Ok(roles)
+    }
+
+    pub async fn get_role(&self, name: &str) -> Result<Record<RoleSpec>, ApiError> {
+        if let Some(spec) = built_in(name) {
+            return Ok(built_in_record(name, spec));
+        }
+        rbac::role(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("role {name:?} not found")))
+    }
+
+    fn parse_role(body: Value, url_name: Option<&str>) -> Result<(ResourceName, RoleSpec), ApiError> {
+        let input: RoleInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+        let mut errors = domain::ValidationErrors::default();
+        let name = resolve_name("role", input.kind.as_deref(), input.name.as_deref(), url_name, &mut errors);
+        validate_rules(&input.rules, &mut errors);
+        match name {
+            Some(name) if errors.is_empty() => {
+                Ok((name, RoleSpec { description: input.description, rules: input.rules }))
+            }
+            _ => Err(invalid("role", errors)),
+        }
+    }
+
+    /// Nobody defines or grants more than they hold.
+    fn check_covers(ctx: &RequestContext, what: &str, spec: &RoleSpec) -> Result<(), ApiError> {
+        if ctx.permissions.covers(spec) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!("user {:?} may not {what}: it grants more than the user holds", ctx.actor)))
+    }
+
+    pub async fn create_role(&self, ctx: &RequestContext, body: Value) -> Result<Record<RoleSpec>, ApiError> {
+        let (name, spec) = Self::parse_role(body, None)?;
+        Self::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
+        self.execute::<Role>(&self.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
+        self.get_role(name.as_str()).await
+    }
+
+    pub async fn replace_role(
+        &self,
+        ctx: &RequestContext,
+        url_name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+    ) -> Result<Record<RoleSpec>, ApiError> {
+        if built_in(url_name).is_some() {
+            return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
+        }
+        let (name, spec) = Self::parse_role(body, Some(url_name))?;
+        Self::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
+        let command = RoleCommand::Update { name: name.clone(), spec, expected_version };
+        self.execute::<Role>(&self.store.roles, ctx, &name, command).await?;
+        self.get_role(name.as_str()).await
+    }
+
+    pub async fn delete_role(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ApiError> {
+        if built_in(name).is_some() {
+            return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
+        }
+        let name = ResourceName::parse(name).map_err(|_| ApiError::NotFound(format!("role {name:?} not found")))?;
+        let bound_by: Vec<String> = rbac::bindings(&self.store.db)
+            .await?
+            .into_iter()
+            .filter(|b| b.spec.role == name.as_str())
+            .map(|b| b.name)
+            .collect();
+        let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
+        self.execute::<Role>(&self.store.roles, ctx, &name, command).await
+    }
+
+    pub async fn list_bindings(&self) -> Result<Vec<Record<RoleBindingSpec>>, ApiError> {
+        Ok(rbac::bindings(&self.store.db).await?)
+    }
+
+    pub async fn get_binding(&self, name: &str) -> Result<Record<RoleBindingSpec>, ApiError> {
+        rbac::binding(&self.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("rolebinding {name:?} not found")))
+    }
+
+    /// Parses a binding and checks what it refers to: the role and the users must exist, and
+    /// the caller must hold everything the role grants.
+    async fn checked_binding(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        url_name: Option<&str>,
+    ) -> Result<(ResourceName, RoleBindingSpec), ApiError> {
+        let input: BindingInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+        let mut errors = domain::ValidationErrors::default();
+        let name = resolve_name("rolebinding", input.kind.as_deref(), input.name.as_deref(), url_name, &mut errors);
+        let role = if input.role.is_empty() {
+            errors.add("role", "is required");
+            None
+        } else {
+            match built_in(&input.role) {
+                Some(role) => Some(role),
+                None => match rbac::role(&self.store.db, &input.role).await? {
+                    Some(role) => Some(role.spec),
+                    None => {
+                        errors.add("role", format!("role {:?} does not exist", input.role));
+                        None
+                    }
+                },
+            }
+        };
+        if input.users.is_empty() {
+            errors.add("users", "must name at least one user");
+        }
+        for user in &input.users {
+            if users::get(&self.store.db, user).await?.is_none() {
+                errors.add("users", format!("user {user:?} does not exist"));
+            }
+        }
+        let (Some(name), Some(role)) = (name, role) else {
+            return Err(invalid("rolebinding", errors));
+        };
+        if !errors.is_empty() {
+            return Err(invalid("rolebinding", errors));
+        }
+        Self::check_covers(ctx, &format!("bind role {:?}", input.role), &role)?;
+        let mut users = input.users;
+        users.sort();
+        users.dedup();
+        Ok((name, RoleBindingSpec { description: input.description, role: input.role, users }))
+    }
+
+    /// 409 if changing binding `name` (to `next`, or deleting it) would leave no binding that
+    /// grants `admin` to a user.
+    async fn keep_an_admin(&self, name: &str, next: Option<&RoleBindingSpec>) -> Result<(), ApiError> {
+        let grants_admin = |spec: &RoleBindingSpec| spec.role == ADMIN && !spec.users.is_empty();
+        if next.is_some_and(grants_admin) {
+            return Ok(());
+        }
+        let others = rbac::bindings(&self.store.db).await?.into_iter().filter(|b| b.name != name);
+        let mut remaining = false;
+        for binding in others.filter(|b| grants_admin(&b.spec)) {
+            for user in &binding.spec.users {
+                remaining |= users::get(&self.store.db, user).await?.is_some();
+            }
+        }
+        let current = rbac::binding(&self.store.db, name).await?;
+        if !remaining && current.is_some_and(|b| grants_admin(&b.spec)) {
+            return Err(ApiError::Conflict(format!(
+                "rolebinding {name:?} is the last that grants the admin role; nobody could administer mcpd"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn create_binding(&self, ctx: &RequestContext, body: Value) -> Result<Record<RoleBindingSpec>, ApiError> {
+        let (name, spec) = self.checked_binding(ctx, body, None).await?;
+        let command = RoleBindingCommand::Create { name: name.clone(), spec };
+        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
+        self.get_binding(name.as_str()).await
+    }
+
+    pub async fn replace_binding(
+        &self,
+        ctx: &RequestContext,
+        url_name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+    ) -> Result<Record<RoleBindingSpec>, ApiError> {
+        let (name, spec) = self.checked_binding(ctx, body, Some(url_name)).await?;
+        self.keep_an_admin(name.as_str(), Some(&spec)).await?;
+        let command = RoleBindingCommand::Update { name: name.clone(), spec, expected_version };
+        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
+        self.get_binding(name.as_str()).await
+    }
+
+    pub async fn delete_binding(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let name =
+            ResourceName::parse(name).map_err(|_| ApiError::NotFound(format!("rolebinding {name:?} not found")))?;
+        self.keep_an_admin(name.as_str(), None).await?;
+        let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
+        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await
+    }
+
+    /// The bootstrap admin's binding, made once per store (also for stores older than RBAC).
+    pub(crate) async fn bootstrap_admin_binding(&self) -> Result<(), ApiError> {
+        let admin = domain::user::BOOTSTRAP_ADMIN;
+        if self.store.log.latest_position_of(domain::rbac::BINDING_AGGREGATE_TYPE, admin).await?.is_some() {
+            return Ok(());
+        }
+        let ctx = RequestContext::system("bootstrap");
+        let name = ResourceName::parse(admin).expect("a valid name");
+        let spec = RoleBindingSpec {
+            description: "the bootstrap admin".into(),
+            role: ADMIN.into(),
+            users: vec![admin.into()],
+        };
+        match self
+            .execute::<RoleBinding>(
+                &self.store.role_bindings,
+                &ctx,
+                &name,
+                RoleBindingCommand::Create { name: name.clone(), spec },
+            )
+            .await
+        {
+            Ok(()) | Err(ApiError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn built_in_record(name: &str, spec: RoleSpec) -> Record<RoleSpec> {
+    Record { name: name.to_owned(), spec, resource_version: 0, created_at: String::new(), updated_at: String::new() }
+}
+
+/// What `can-i` answers.
+pub fn can(permissions: &Permissions, verb: &str, resource: Option<&str>, name: Option<&str>) -> bool {
+    match resource {
+        None => permissions.allows_operation(verb),
+        Some(resource) => permissions.allows(resource, verb, name),
+    }
+}

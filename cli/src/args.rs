@@ -162,6 +162,12 @@ pub enum Command {
     #[command(after_help = "Examples:\n  mcpctl version\n  mcpctl --server http://mcpd.internal:3100 version")]
     Version,
 
+    /// Who changed what: mcpd's event log, newest first, filtered; or followed live.
+    #[command(
+        after_help = "Examples:\n  mcpctl audit --kind llm --name claude-fast\n  mcpctl audit --actor alice --since 2h\n  mcpctl audit --type SecretUpdated -o json\n  mcpctl audit --follow"
+    )]
+    Audit(AuditArgs),
+
     /// Questions about the current token.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -200,6 +206,39 @@ pub enum Migrate {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this kind (llm, secret, secretbackend, user, token, role, rolebinding, migration).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only resources of this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only what this user did.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this event type (SecretUpdated, LlmCreated, …).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Not before this: a duration ago (2h, 30m, 7d) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this: a duration ago or an RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many rows (1-1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Continue after this position (the last row of the previous page).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Keep printing new events as they are appended (Ctrl-C stops).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

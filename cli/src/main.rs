@@ -20,6 +20,7 @@ macro_rules! out_raw {
 
 mod apply;
 mod args;
+mod audit;
 mod client;
 mod config;
 mod create;
@@ -132,6 +133,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Auth(args::AuthCommand::Whoami) => {
             let me = connect()?.get("/api/v1/whoami")?.into_success()?;
             out!("{} (token {})", me["user"].as_str().unwrap_or("?"), me["tokenId"].as_str().unwrap_or("?"));
+            0
+        }
+        Command::Audit(args) => {
+            audit::run(&connect()?, args)?;
             0
         }
         Command::Login => {

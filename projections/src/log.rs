@@ -142,6 +142,18 @@ impl EventLog {
     }
 }
 
+/// The columns of an event row as [`decode_event`] reads them.
+pub(crate) fn event_columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => SQLITE_COLUMNS,
+        Dialect::Postgres => POSTGRES_COLUMNS,
+    }
+}
+
+pub(crate) fn decode_event(row: &AnyRow) -> DbResult<StoredEvent> {
+    decode(row)
+}
+
 fn decode(row: &AnyRow) -> DbResult<StoredEvent> {
     let json = |column: &str| -> DbResult<Value> {
         let text: String = row.try_get(column)?;

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::ctl::Ctl;
 use crate::support::{StoreKind, TestServer};
@@ -81,6 +81,55 @@ async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
     let revoked = as_alice.run(&["get", "llms"]);
     assert_eq!(revoked.code, 1, "revoked: refused on the very next request");
     assert!(revoked.stderr.contains("not valid"), "{}", revoked.stderr);
+
+    // The audit trail: what alice's admin did, newest first, as JSON; and followed live.
+    let audit = ctl.run(&["audit", "--kind", "rolebinding", "-o", "json"]).ok().stdout;
+    let rows: Vec<Value> = serde_json::from_str(&audit).unwrap();
+    let names: Vec<_> = rows.iter().map(|r| (r["eventType"].clone(), r["name"].clone(), r["actor"].clone())).collect();
+    assert_eq!(
+        names,
+        [
+            (json!("RoleBindingCreated"), json!("alice-reads"), json!("admin")),
+            (json!("RoleBindingCreated"), json!("admin"), json!("mcpd")),
+        ]
+    );
+    let table = ctl.run(&["audit", "--actor", "admin", "--type", "TokenRevoked"]).ok().stdout;
+    assert!(table.contains("token/") && table.contains("TokenRevoked") && table.lines().count() == 2, "{table}");
+    let mut follower = ctl
+        .command(&["audit", "--follow", "-o", "json", "--kind", "llm"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ctl.run(&["create", "secret", "followed", "--data", "K=v"]).ok();
+    ctl.run(&[
+        "create",
+        "llm",
+        "followed",
+        "--type",
+        "ollama",
+        "--model",
+        "llama3",
+        "--tier",
+        "fast",
+        "--url",
+        "http://127.0.0.1:11434",
+    ])
+    .ok();
+    let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the follower prints the new event");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((event["eventType"].as_str(), event["name"].as_str()), (Some("LlmCreated"), Some("followed")));
 
     // A restart changes nothing: same token, no second admin token.
     server.terminate();

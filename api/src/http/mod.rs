@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the request-context middleware, body limits and JSON fallbacks.
 
 mod access;
+pub mod audit;
 pub mod extract;
 mod migrations;
 mod resources;
@@ -48,6 +49,7 @@ pub fn router(services: Services) -> Router {
         .route("/api/v1/schemas/{kind}", get(schema))
         .route("/api/v1/secretbackends/{name}/health", get(backend_health))
         .route("/api/v1/secrets/migrate", axum::routing::post(migrations::migrate))
+        .route("/api/v1/audit", get(audit::audit))
         .route("/api/v1/migrations", get(migrations::list))
         .route("/api/v1/migrations/{id}", get(migrations::get))
         .merge(access::routes())

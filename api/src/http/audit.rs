@@ -1,0 +1,236 @@
+//! `GET /api/v1/audit`: the event log as an audit trail, newest first, filtered, paged by cursor.
+//! Each row says when, who (user and token), what (kind/name, event type) and a short summary
+//! of the change: field names and new values, for secrets only which keys; never a value of a
+//! secret (events hold none) and never a token hash.
+
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use projections::Position;
+use projections::audit::{AuditFilter, Direction};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::service::Services;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    kind: Option<String>,
+    name: Option<String>,
+    actor: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    /// Continue a page: rows older than this cursor.
+    after: Option<String>,
+    /// Follow the log: rows newer than this cursor, oldest first.
+    newer: Option<String>,
+}
+
+/// A kind as a user names it, as the log's aggregate type.
+fn aggregate_type(kind: &str) -> Option<&'static str> {
+    Some(match kind.to_ascii_lowercase().trim_end_matches('s') {
+        "llm" => domain::llm::AGGREGATE_TYPE,
+        "secret" => domain::secret::AGGREGATE_TYPE,
+        "secretbackend" | "sb" => domain::secret_backend::AGGREGATE_TYPE,
+        "defaultbackend" => domain::default_backend::AGGREGATE_TYPE,
+        "migration" => domain::migration::AGGREGATE_TYPE,
+        "user" => domain::user::AGGREGATE_TYPE,
+        "token" => domain::token::AGGREGATE_TYPE,
+        "role" => domain::rbac::ROLE_AGGREGATE_TYPE,
+        "rolebinding" | "rb" => domain::rbac::BINDING_AGGREGATE_TYPE,
+        _ => return None,
+    })
+}
+
+/// `2h`, `30m`, `7d`, `45s` ago, or an RFC 3339 time.
+fn point_in_time(raw: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    if let Ok(at) = raw.parse::<jiff::Timestamp>() {
+        return Some(at);
+    }
+    let split = raw.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = raw.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let count: i64 = number.parse().ok()?;
+    now.checked_sub(jiff::SignedDuration::from_secs(count.checked_mul(seconds)?)).ok()
+}
+
+/// A cursor as rows show it: `position` on SQLite, `transaction:position` on PostgreSQL.
+fn cursor(position: Position) -> String {
+    if position.transaction_id == 0 {
+        position.position.to_string()
+    } else {
+        format!("{}:{}", position.transaction_id, position.position)
+    }
+}
+
+fn parse_cursor(raw: &str) -> Option<Position> {
+    match raw.split_once(':') {
+        Some((t, p)) => Some(Position { transaction_id: t.parse().ok()?, position: p.parse().ok()? }),
+        None => Some(Position { transaction_id: 0, position: raw.parse().ok()? }),
+    }
+}
+
+/// What changed, in one line: `field=value` for plain fields, keys for secrets; no values of
+/// secrets (events hold none), no hashes or internal references.
+pub fn summary(payload: &Value) -> String {
+    let Some(inner) = payload.as_object().and_then(|m| m.values().next()).and_then(Value::as_object) else {
+        return String::new();
+    };
+    let hidden = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        key.contains("hash") || key.contains("valueref") || key.contains("value_ref") || key == "data"
+    };
+    let mut parts = Vec::new();
+    let mut add = |key: String, value: &Value| {
+        let shown = match value {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Null => return,
+            other => other.to_string(),
+        };
+        if !shown.is_empty() {
+            parts.push(format!("{key}={shown}"));
+        }
+    };
+    for (key, value) in inner {
+        if hidden(key) {
+            continue;
+        }
+        match value {
+            Value::Object(fields) => {
+                for (field, value) in fields {
+                    if !hidden(field) && !value.is_object() {
+                        add(format!("{key}.{field}"), value);
+                    }
+                }
+            }
+            value => add(key.clone(), value),
+        }
+    }
+    let mut line = parts.join(" ");
+    if line.len() > 240 {
+        let cut = (0..=237).rev().find(|i| line.is_char_boundary(*i)).unwrap_or(0);
+        line = format!("{}...", &line[..cut]);
+    }
+    line
+}
+
+fn bad(field: &str, message: String) -> ApiError {
+    let mut errors = domain::ValidationErrors::default();
+    errors.add(field, message);
+    ApiError::Invalid { kind: "audit query", errors }
+}
+
+pub async fn audit(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(raw): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    // Parsed here rather than by the extractor, so a bad parameter gets the API's error shape.
+    let q: AuditQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
+        .map_err(|e| ApiError::BadRequest(format!("audit query: {e}")))?;
+    if !(ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None)) {
+        return Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)));
+    }
+    let now = jiff::Timestamp::now();
+    let mut filter = AuditFilter {
+        aggregate_id: q.name.clone(),
+        actor: q.actor.clone(),
+        event_type: q.event_type.clone(),
+        ..AuditFilter::default()
+    };
+    if let Some(kind) = &q.kind {
+        filter.aggregate_type =
+            Some(aggregate_type(kind).ok_or_else(|| bad("kind", format!("unknown kind {kind:?}")))?.to_owned());
+    }
+    for (field, raw, slot) in [("since", &q.since, &mut filter.since), ("until", &q.until, &mut filter.until)] {
+        if let Some(raw) = raw {
+            *slot = Some(point_in_time(raw, now).ok_or_else(|| {
+                bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
+            })?);
+        }
+    }
+    let limit = match &q.limit {
+        None => 100,
+        Some(raw) => raw.parse::<i64>().map_err(|_| bad("limit", format!("{raw:?} is not a number")))?,
+    };
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("limit", "must be between 1 and 1000".into()));
+    }
+    let parse =
+        |field: &str, raw: &str| parse_cursor(raw).ok_or_else(|| bad(field, format!("{raw:?} is not a cursor")));
+    let direction = match (&q.after, &q.newer) {
+        (Some(_), Some(_)) => return Err(bad("newer", "give after or newer, not both".into())),
+        (_, Some(newer)) => Direction::Newer(parse("newer", newer)?),
+        (Some(after), None) => Direction::Older(Some(parse("after", after)?)),
+        (None, None) => Direction::Older(None),
+    };
+    let events = projections::audit::query(&s.store.db, &filter, direction, limit).await?;
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let meta = |k: &str| e.metadata.get(k).cloned().unwrap_or_default();
+            json!({
+                "position": cursor(e.position),
+                "time": e.recorded_at,
+                "actor": meta(domain::metadata::ACTOR),
+                "tokenId": meta(domain::metadata::TOKEN_ID),
+                "kind": e.aggregate_type,
+                "name": e.aggregate_id,
+                "eventType": e.event_type,
+                "summary": summary(&e.payload),
+                "requestId": meta(domain::metadata::REQUEST_ID),
+                "source": meta(domain::metadata::SOURCE),
+                "sourceAddress": meta(domain::metadata::SOURCE_ADDRESS),
+            })
+        })
+        .collect();
+    let next = match direction {
+        Direction::Older(_) if items.len() as i64 == limit => events.last().map(|e| cursor(e.position)),
+        _ => None,
+    };
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_name_fields_and_keys_never_hashes() {
+        let llm = json!({"LlmUpdated": {"spec": {"model": "gpt-5", "tier": "heavy", "apiKeyRef": {"name": "x"}}}});
+        assert_eq!(summary(&llm), "spec.model=gpt-5 spec.tier=heavy");
+        let token = json!({"TokenIssued": {"user": "alice", "hash": "abc", "expiresAt": null, "description": ""}});
+        assert_eq!(summary(&token), "user=alice");
+        let secret =
+            json!({"SecretUpdated": {"keys": ["A", "B"], "changedKeys": ["B"], "valueRef": "r", "dataVersion": 2}});
+        assert_eq!(summary(&secret), "keys=A,B changedKeys=B dataVersion=2");
+    }
+
+    #[test]
+    fn times_and_cursors_parse() {
+        let now: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        assert_eq!(point_in_time("2h", now).unwrap().to_string(), "2026-01-01T22:00:00Z");
+        assert_eq!(point_in_time("1d", now).unwrap().to_string(), "2026-01-01T00:00:00Z");
+        assert!(point_in_time("yesterday", now).is_none());
+        assert_eq!(parse_cursor("17"), Some(Position { transaction_id: 0, position: 17 }));
+        assert_eq!(parse_cursor("9:17"), Some(Position { transaction_id: 9, position: 17 }));
+        assert_eq!(cursor(Position { transaction_id: 9, position: 17 }), "9:17");
+        assert!(parse_cursor("x").is_none());
+    }
+}

@@ -1,0 +1,115 @@
+//! `mcpctl audit`: who changed what, from mcpd's event log; newest first, or followed live.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+use tabwriter::TabWriter;
+
+use crate::args::{AuditArgs, Output};
+use crate::client::Client;
+use crate::output::text;
+
+const COLUMNS: &str = "POSITION\tTIME\tACTOR\tRESOURCE\tEVENT\tSUMMARY";
+
+fn row(item: &Value) -> String {
+    format!(
+        "{}\t{}\t{}\t{}/{}\t{}\t{}",
+        text(&item["position"]),
+        text(&item["time"]),
+        text(&item["actor"]),
+        text(&item["kind"]),
+        text(&item["name"]),
+        text(&item["eventType"]),
+        text(&item["summary"]).replace(['\t', '\n'], " "),
+    )
+}
+
+fn query(args: &AuditArgs, cursor: Option<(&str, &str)>) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    let fields = [
+        ("kind", &args.kind),
+        ("name", &args.name),
+        ("actor", &args.actor),
+        ("type", &args.event_type),
+        ("since", &args.since),
+        ("until", &args.until),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            pairs.push((key, value.clone()));
+        }
+    }
+    pairs.push(("limit", args.limit.to_string()));
+    if let Some((key, value)) = cursor {
+        pairs.push((key, value.to_owned()));
+    } else if let Some(after) = &args.after {
+        pairs.push(("after", after.clone()));
+    }
+    format!("/api/v1/audit?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish())
+}
+
+fn print_rows(items: &[Value], output: Output, header: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(items)?)?,
+        Output::Yaml => write!(stdout, "{}", yaml_serde::to_string(items).context("writing YAML")?)?,
+        _ => {
+            let mut table = TabWriter::new(Vec::new()).padding(3);
+            if header {
+                writeln!(table, "{COLUMNS}")?;
+            }
+            for item in items {
+                writeln!(table, "{}", row(item))?;
+            }
+            stdout.write_all(&table.into_inner().context("aligning the table")?)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
+    let page = client.get(&query(&args, None))?.into_success()?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    if !args.follow {
+        if items.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
+            eprintln!("No events found.");
+            return Ok(());
+        }
+        print_rows(&items, args.output, true)?;
+        if let Some(next) = page["next"].as_str() {
+            eprintln!("More: add --after {next}");
+        }
+        return Ok(());
+    }
+    // Follow: the latest rows oldest first, then new ones as they are appended, one per line
+    // (JSON: one object per line).
+    let mut newest = items.first().map(|i| text(&i["position"])).unwrap_or_else(|| "0".into());
+    let line_output = if args.output == Output::Json { Output::Json } else { Output::Table };
+    let emit = |items: &[Value], header: bool| -> anyhow::Result<()> {
+        match line_output {
+            Output::Json => {
+                let mut stdout = std::io::stdout().lock();
+                for item in items {
+                    writeln!(stdout, "{}", serde_json::to_string(item)?)?;
+                }
+                stdout.flush()?;
+                Ok(())
+            }
+            _ => print_rows(items, Output::Table, header),
+        }
+    };
+    let mut backlog = items;
+    backlog.reverse();
+    emit(&backlog, true)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let page = client.get(&query(&args, Some(("newer", &newest))))?.into_success()?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if let Some(last) = items.last() {
+            newest = text(&last["position"]);
+            emit(&items, false)?;
+        }
+    }
+}

@@ -84,7 +84,13 @@ pub async fn query(
         conditions.push(format!("position {op} {}::integer", bind(c.position.to_string())));
     }
     let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    let order_by = if pg { format!("transaction_id {order}, position {order}") } else { format!("position {order}") };
+    // Qualified: the select list has a column named transaction_id too (cast for the reader), and
+    // ordering by that one would sort every matching row instead of reading the index.
+    let order_by = if pg {
+        format!("events.transaction_id {order}, events.position {order}")
+    } else {
+        format!("position {order}")
+    };
     let sql = format!(
         "SELECT {} FROM events {filter_sql} ORDER BY {order_by} LIMIT {}",
         event_columns(db.dialect),

@@ -68,7 +68,7 @@ impl EventLog {
                     "SELECT {POSTGRES_COLUMNS} FROM events \
                      WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY transaction_id, position LIMIT $3"
+                     ORDER BY events.transaction_id, events.position LIMIT $3"
                 ))
                 .bind(after.transaction_id.to_string())
                 .bind(after.position)

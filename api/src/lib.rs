@@ -12,6 +12,7 @@ pub mod http;
 pub mod migration;
 pub mod service;
 pub mod store;
+pub mod time;
 
 use anyhow::Context;
 use projections::projector::ProjectorConfig;

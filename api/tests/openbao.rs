@@ -301,9 +301,18 @@ async fn paths_are_claimed_before_a_write_and_foreign_ones_never(kind: StoreKind
         .root(reqwest::Method::POST, &format!("secret/data/{prefix}theirs"), Some(json!({"data": {"x": "theirs"}})))
         .await;
 
-    let batch: Vec<String> = ["fresh", "crashed", "theirs"].map(str::to_owned).to_vec();
+    let batch: Vec<String> = ["fresh", "crashed", "theirs", "late"].map(str::to_owned).to_vec();
     driver.prepare(&batch).await.unwrap();
-    assert_eq!(claims().await, ["crashed", "fresh"], "only empty paths are claimed");
+    assert_eq!(claims().await, ["crashed", "fresh", "late"], "only empty paths are claimed");
+
+    // Written by someone else after the listing: refused at the check-and-set, claim given up.
+    server
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}late"), Some(json!({"data": {"x": "late"}})))
+        .await;
+    let err = driver.put("late", &data("mine"), None).await.unwrap_err();
+    assert!(matches!(err, BackendError::Foreign { .. }), "{err}");
+    assert_eq!(server.read(&format!("{prefix}late")).await, Some(json!({"x": "late"})));
+    assert_eq!(claims().await, ["crashed", "fresh"]);
 
     // A write whose event was never recorded (mcpd died), then the next attempt: written over.
     let lost = driver.put("crashed", &data("first attempt"), None).await.unwrap();

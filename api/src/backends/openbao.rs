@@ -7,7 +7,9 @@
 //! recorded (a crash between the write and the event). Which paths are mcpd's is kept in mcpd's
 //! own database (`openbao_claims`): a path is claimed once it was seen empty and before the
 //! first write to it, so writing a new version of a claimed path is one call (check-and-set).
-//! A migration claims a whole batch of paths at once, after one LIST of the prefix. Paths that
+//! A migration claims a whole batch of paths at once, from a LIST of the prefix (one serves a
+//! minute of batches); a path claimed that way as empty but written by someone else since is
+//! refused at the check-and-set, never overwritten. Paths that
 //! carry the `managed-by: mcpd` marker (written by earlier versions) count as mcpd's too.
 //!
 //! The token is a key of a secret on a plaintext backend. It is cached, read again when that
@@ -45,9 +47,25 @@ pub struct OpenBaoDriver {
     /// Set by `prepare`: until then the cached token is used without looking at its secret
     /// again (a migration's batch; a token OpenBao refuses is still read again at once).
     token_trusted_until: std::sync::Mutex<Option<Instant>>,
-    /// Secrets whose paths `prepare` just claimed: their next `put` skips looking the claim up.
-    just_claimed: std::sync::Mutex<BTreeSet<String>>,
+    /// What the last `prepare` found out, so the batch's `put`s skip looking claims up.
+    prepared: std::sync::Mutex<Prepared>,
 }
+
+/// Claims as the last `prepare` left them.
+#[derive(Default)]
+struct Prepared {
+    /// Claimed before that `prepare`: a version there nobody recorded is mcpd's (a crash).
+    known: BTreeSet<String>,
+    /// Claimed by it, as empty in the listing: data found there now was written by someone else
+    /// since the listing, and is refused, never overwritten.
+    fresh: BTreeSet<String>,
+    /// The prefix's listing and when it was taken; reused for a while (see [`LISTING_REUSE`]).
+    listing: Option<(Instant, BTreeSet<String>)>,
+}
+
+/// How long one LIST of the prefix serves a run's batches. A stale listing cannot make mcpd
+/// overwrite anything: a path it shows empty that is not is refused at the check-and-set.
+const LISTING_REUSE: Duration = Duration::from_secs(60);
 
 struct CachedToken {
     value_ref: String,
@@ -69,7 +87,7 @@ impl OpenBaoDriver {
             db,
             token: Mutex::new(None),
             token_trusted_until: Default::default(),
-            just_claimed: Default::default(),
+            prepared: Default::default(),
         }
     }
 
@@ -300,7 +318,14 @@ impl OpenBaoDriver {
 
     /// Gives up the claim on `secret`'s path (it is gone, or it was never mcpd's).
     async fn unclaim(&self, secret: &str) -> BackendResult<()> {
-        self.just_claimed.lock().expect("claims lock").remove(secret);
+        {
+            let mut prepared = self.prepared.lock().expect("claims lock");
+            prepared.known.remove(secret);
+            prepared.fresh.remove(secret);
+            if let Some((_, listing)) = prepared.listing.as_mut() {
+                listing.remove(secret);
+            }
+        }
         sqlx::query("DELETE FROM openbao_claims WHERE location = $1")
             .bind(self.claim_key(secret))
             .execute(&self.db.pool)
@@ -332,8 +357,20 @@ impl SecretBackendDriver for OpenBaoDriver {
         async move {
             let foreign =
                 || BackendError::Foreign { backend: self.backend.clone(), path: self.location("data", secret) };
-            let just_claimed = self.just_claimed.lock().expect("claims lock").remove(secret);
-            let version = if !just_claimed && self.claimed(&[secret]).await?.is_empty() {
+            let (known, fresh) = {
+                let mut prepared = self.prepared.lock().expect("claims lock");
+                (prepared.known.remove(secret), prepared.fresh.remove(secret))
+            };
+            let version = if fresh {
+                // Claimed as empty by the last listing: anything there now is someone else's.
+                match self.write(secret, data, 0).await {
+                    Err(BackendError::Conflict { .. }) => {
+                        self.unclaim(secret).await?;
+                        return Err(foreign());
+                    }
+                    written => written?,
+                }
+            } else if !known && self.claimed(&[secret]).await?.is_empty() {
                 match self.metadata(secret).await? {
                     None => {
                         // The claim goes first: a crash right after it leaves a path that is
@@ -370,19 +407,31 @@ impl SecretBackendDriver for OpenBaoDriver {
             *self.token_trusted_until.lock().expect("token lock") = Some(Instant::now() + BATCH_TOKEN_TRUST);
             let names: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let claimed = self.claimed(&names).await?;
-            *self.just_claimed.lock().expect("claims lock") = claimed.clone();
             let unclaimed: Vec<&str> = names.into_iter().filter(|s| !claimed.contains(*s)).collect();
+            let listing = {
+                let mut prepared = self.prepared.lock().expect("claims lock");
+                prepared.known = claimed;
+                prepared.fresh.clear();
+                prepared.listing.as_ref().filter(|(at, _)| at.elapsed() < LISTING_REUSE).map(|(_, l)| l.clone())
+            };
             if unclaimed.is_empty() {
                 return Ok(());
             }
             // One LIST tells which paths are empty; those are claimed in one commit. The others
             // (and all of them, when the token may not list) are looked at one by one in `put`.
-            let Some(existing) = self.listed().await? else {
-                return Ok(());
+            let existing = match listing {
+                Some(listing) => listing,
+                None => match self.listed().await? {
+                    Some(listing) => {
+                        self.prepared.lock().expect("claims lock").listing = Some((Instant::now(), listing.clone()));
+                        listing
+                    }
+                    None => return Ok(()),
+                },
             };
             let empty: Vec<&str> = unclaimed.into_iter().filter(|s| !existing.contains(*s)).collect();
             self.claim(&empty).await?;
-            self.just_claimed.lock().expect("claims lock").extend(empty.iter().map(|s| (*s).to_owned()));
+            self.prepared.lock().expect("claims lock").fresh.extend(empty.iter().map(|s| (*s).to_owned()));
             Ok(())
         }
         .boxed()

@@ -52,17 +52,7 @@ fn point_in_time(raw: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
     if let Ok(at) = raw.parse::<jiff::Timestamp>() {
         return Some(at);
     }
-    let split = raw.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = raw.split_at(split);
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    let count: i64 = number.parse().ok()?;
-    now.checked_sub(jiff::SignedDuration::from_secs(count.checked_mul(seconds)?)).ok()
+    now.checked_sub(crate::time::short_duration(raw)?).ok()
 }
 
 /// A cursor as rows show it: `position` on SQLite, `transaction:position` on PostgreSQL.

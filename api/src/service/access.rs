@@ -68,20 +68,12 @@ pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String
     if let Ok(at) = raw.parse::<jiff::Timestamp>() {
         return if at > now { Ok(at) } else { Err(format!("{raw:?} is in the past")) };
     }
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{raw:?} is neither a duration (30d, 12h, 90m, 45s) nor an RFC 3339 time")),
-    };
-    let count: i64 = number.parse().map_err(|_| format!("{raw:?} is not a duration like 30d"))?;
-    if count <= 0 || count > 3650 * 86_400 / seconds {
+    let duration = crate::time::short_duration(raw)
+        .ok_or_else(|| format!("{raw:?} is neither a duration (30d, 12h, 90m, 45s) nor an RFC 3339 time"))?;
+    if duration <= jiff::SignedDuration::ZERO || duration > jiff::SignedDuration::from_secs(3650 * 86_400) {
         return Err(format!("{raw:?} must be between 1s and 3650d"));
     }
-    now.checked_add(jiff::SignedDuration::from_secs(count * seconds)).map_err(|e| e.to_string())
+    now.checked_add(duration).map_err(|e| e.to_string())
 }
 
 impl Services {

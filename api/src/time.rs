@@ -1,0 +1,31 @@
+//! Durations as users type them on the command line: `45s`, `90m`, `12h`, `30d`.
+
+/// `None` for anything else (or a number too large to hold).
+pub fn short_duration(raw: &str) -> Option<jiff::SignedDuration> {
+    let split = raw.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = raw.split_at(split);
+    let unit_seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let count: i64 = number.parse().ok()?;
+    Some(jiff::SignedDuration::from_secs(count.checked_mul(unit_seconds)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_duration;
+
+    #[test]
+    fn units_are_seconds_minutes_hours_days() {
+        assert_eq!(short_duration("45s"), Some(jiff::SignedDuration::from_secs(45)));
+        assert_eq!(short_duration("2h"), Some(jiff::SignedDuration::from_secs(7200)));
+        assert_eq!(short_duration("30d"), Some(jiff::SignedDuration::from_secs(30 * 86_400)));
+        for bad in ["", "d", "3w", "2 h", "-1h", "99999999999999999999d"] {
+            assert_eq!(short_duration(bad), None, "{bad:?}");
+        }
+    }
+}

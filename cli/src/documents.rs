@@ -119,10 +119,11 @@ fn check(source: String, body: Value) -> anyhow::Result<Document> {
         bail!("{source}: a document must be a mapping with kind and name");
     };
     let kind = match fields.get("kind") {
-        Some(Value::String(kind)) => Kind::from_document(kind)
-            .with_context(|| format!("{source}: unknown kind {kind:?} (expected llm, secret or secretbackend)"))?,
+        Some(Value::String(kind)) => Kind::from_document(kind).with_context(|| {
+            format!("{source}: unknown kind {kind:?} (expected llm, secret, secretbackend, role or rolebinding)")
+        })?,
         Some(other) => bail!("{source}: kind must be a string, not {other}"),
-        None => bail!("{source}: kind is required (llm, secret or secretbackend)"),
+        None => bail!("{source}: kind is required (llm, secret, secretbackend, role or rolebinding)"),
     };
     let name = match fields.get("name") {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
@@ -161,7 +162,7 @@ mod tests {
         let err = parse("f.yaml", "kind: llm\nname: a\n---\nkind: widget\nname: b\n", false).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "f.yaml: document 2: unknown kind \"widget\" (expected llm, secret or secretbackend)"
+            "f.yaml: document 2: unknown kind \"widget\" (expected llm, secret, secretbackend, role or rolebinding)"
         );
         let err = parse("f.yaml", "kind: llm\n", false).unwrap_err();
         assert_eq!(err.to_string(), "f.yaml: document 1: name is required");

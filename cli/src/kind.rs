@@ -37,6 +37,8 @@ impl Kind {
             "llm" | "llms" => Some(Kind::Llm),
             "secret" | "secrets" => Some(Kind::Secret),
             "secretbackend" | "secretbackends" => Some(Kind::SecretBackend),
+            "role" | "roles" => Some(Kind::Role),
+            "rolebinding" | "rolebindings" => Some(Kind::RoleBinding),
             _ => None,
         }
     }
@@ -46,7 +48,10 @@ impl Kind {
         match self {
             Kind::SecretBackend => 0,
             Kind::Secret => 1,
-            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => 2,
+            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => 2,
+            // A binding names its role.
+            Kind::Role => 3,
+            Kind::RoleBinding => 4,
         }
     }
 }

@@ -51,6 +51,34 @@ async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
     ctl.run(&["create", "role", "claude-fast-reader", "--verb=view", "--resource=llms", "--resource-name=claude-fast"])
         .ok();
     ctl.run(&["create", "rolebinding", "alice-reads", "--role=claude-fast-reader", "--user=alice"]).ok();
+    // Roles and bindings from documents too, as kubectl does it; applying again changes nothing.
+    let rbac = ctl.file(
+        "rbac.yaml",
+        "kind: rolebinding\nname: alice-llm-viewer\nrole: llm-viewer\nusers: [alice]\n---\n\
+         kind: role\nname: llm-viewer\nrules:\n  - resources: [llms]\n    verbs: [view]\n",
+    );
+    let rbac = rbac.to_str().unwrap();
+    let applied = ctl.run(&["apply", "-f", rbac]).ok().stdout;
+    assert_eq!(
+        applied.lines().collect::<Vec<_>>(),
+        ["role/llm-viewer created", "rolebinding/alice-llm-viewer created"]
+    );
+    let again = ctl.run(&["apply", "-f", rbac]).ok().stdout;
+    assert!(
+        again.contains("role/llm-viewer unchanged") && again.contains("rolebinding/alice-llm-viewer unchanged"),
+        "{again}"
+    );
+    assert_eq!(ctl.run(&["diff", "-f", rbac]).code, 0);
+    let wider = ctl.file(
+        "wider.yaml",
+        "kind: role\nname: llm-viewer\nrules:\n  - resources: [llms, secrets]\n    verbs: [view]\n",
+    );
+    let dry = ctl.run(&["apply", "-f", wider.to_str().unwrap(), "--dry-run=server"]).ok().stdout;
+    assert!(dry.contains("role/llm-viewer configured (server dry run)"), "{dry}");
+    let kept = ctl.run(&["get", "role", "llm-viewer", "-o", "json"]).ok().stdout;
+    assert!(!kept.contains("secrets"), "a server dry run changes nothing: {kept}");
+    ctl.run(&["delete", "rolebinding", "alice-llm-viewer"]).ok();
+    ctl.run(&["delete", "role", "llm-viewer"]).ok();
     let roles = ctl.run(&["get", "roles"]).ok().stdout;
     assert!(roles.contains("admin") && roles.contains("view llms[claude-fast]"), "{roles}");
     let bindings = ctl.run(&["get", "rolebindings"]).ok().stdout;
@@ -89,6 +117,9 @@ async fn the_first_start_makes_an_admin_token_and_mcpctl_logs_in_with_it() {
     assert_eq!(
         names,
         [
+            // Applied, applied again (no event: unchanged), dry-run (no event), deleted.
+            (json!("RoleBindingDeleted"), json!("alice-llm-viewer"), json!("admin")),
+            (json!("RoleBindingCreated"), json!("alice-llm-viewer"), json!("admin")),
             (json!("RoleBindingCreated"), json!("alice-reads"), json!("admin")),
             (json!("RoleBindingCreated"), json!("admin"), json!("mcpd")),
         ]

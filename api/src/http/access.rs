@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::extract::{IfMatch, JsonBody};
+use super::extract::{DryRun, IfMatch, JsonBody};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::service::Services;
@@ -137,10 +137,11 @@ async fn get_role(
 async fn create_role(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
-    let record = s.create_role(&ctx, body).await?;
+    let record = s.create_role(&ctx, body, dry_run).await?;
     Ok((StatusCode::CREATED, Json(document("role", &record))).into_response())
 }
 
@@ -149,10 +150,11 @@ async fn replace_role(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
     IfMatch(expected): IfMatch,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Json<Value>> {
     ctx.require("rbac", "edit", Some(&name))?;
-    Ok(Json(document("role", &s.replace_role(&ctx, &name, body, expected).await?)))
+    Ok(Json(document("role", &s.replace_role(&ctx, &name, body, expected, dry_run).await?)))
 }
 
 async fn delete_role(
@@ -183,10 +185,11 @@ async fn get_binding(
 async fn create_binding(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
-    let record = s.create_binding(&ctx, body).await?;
+    let record = s.create_binding(&ctx, body, dry_run).await?;
     Ok((StatusCode::CREATED, Json(document("rolebinding", &record))).into_response())
 }
 
@@ -195,10 +198,11 @@ async fn replace_binding(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
     IfMatch(expected): IfMatch,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Json<Value>> {
     ctx.require("rbac", "edit", Some(&name))?;
-    Ok(Json(document("rolebinding", &s.replace_binding(&ctx, &name, body, expected).await?)))
+    Ok(Json(document("rolebinding", &s.replace_binding(&ctx, &name, body, expected, dry_run).await?)))
 }
 
 async fn delete_binding(

@@ -139,9 +139,20 @@ impl Services {
         Err(ApiError::Forbidden(format!("user {:?} may not {what}: it grants more than the user holds", ctx.actor)))
     }
 
-    pub async fn create_role(&self, ctx: &RequestContext, body: Value) -> Result<Record<RoleSpec>, ApiError> {
+    pub async fn create_role(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Record<RoleSpec>, ApiError> {
         let (name, spec) = Self::parse_role(body, None)?;
         Self::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
+        if dry_run {
+            if built_in(name.as_str()).is_some() || rbac::role(&self.store.db, name.as_str()).await?.is_some() {
+                return Err(ApiError::Conflict(format!("role {:?} already exists", name.as_str())));
+            }
+            return Ok(preview(name.as_str(), spec));
+        }
         self.execute::<Role>(&self.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
         self.get_role(name.as_str()).await
     }
@@ -152,12 +163,22 @@ impl Services {
         url_name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<Record<RoleSpec>, ApiError> {
         if built_in(url_name).is_some() {
             return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
         }
         let (name, spec) = Self::parse_role(body, Some(url_name))?;
         Self::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
+        let current = self.get_role(name.as_str()).await?;
+        check_version("role", &current, expected_version)?;
+        if current.spec == spec {
+            // Nothing changes: no event (apply says "unchanged").
+            return Ok(current);
+        }
+        if dry_run {
+            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+        }
         let command = RoleCommand::Update { name: name.clone(), spec, expected_version };
         self.execute::<Role>(&self.store.roles, ctx, &name, command).await?;
         self.get_role(name.as_str()).await
@@ -263,8 +284,19 @@ impl Services {
         Ok(())
     }
 
-    pub async fn create_binding(&self, ctx: &RequestContext, body: Value) -> Result<Record<RoleBindingSpec>, ApiError> {
+    pub async fn create_binding(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Record<RoleBindingSpec>, ApiError> {
         let (name, spec) = self.checked_binding(ctx, body, None).await?;
+        if dry_run {
+            if rbac::binding(&self.store.db, name.as_str()).await?.is_some() {
+                return Err(ApiError::Conflict(format!("rolebinding {:?} already exists", name.as_str())));
+            }
+            return Ok(preview(name.as_str(), spec));
+        }
         let command = RoleBindingCommand::Create { name: name.clone(), spec };
         self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
         self.get_binding(name.as_str()).await
@@ -276,9 +308,18 @@ impl Services {
         url_name: &str,
         body: Value,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<Record<RoleBindingSpec>, ApiError> {
         let (name, spec) = self.checked_binding(ctx, body, Some(url_name)).await?;
+        let current = self.get_binding(name.as_str()).await?;
+        check_version("rolebinding", &current, expected_version)?;
+        if current.spec == spec {
+            return Ok(current);
+        }
         self.keep_an_admin(name.as_str(), Some(&spec)).await?;
+        if dry_run {
+            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+        }
         let command = RoleBindingCommand::Update { name: name.clone(), spec, expected_version };
         self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
         self.get_binding(name.as_str()).await
@@ -322,6 +363,23 @@ impl Services {
             Ok(()) | Err(ApiError::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// What a create would make, for a dry run.
+fn preview<S>(name: &str, spec: S) -> Record<S> {
+    let now = jiff::Timestamp::now().to_string();
+    Record { name: name.to_owned(), spec, resource_version: 1, created_at: now.clone(), updated_at: now }
+}
+
+/// 409 when `If-Match` names another version than the current one.
+fn check_version<S>(kind: &str, current: &Record<S>, expected: Option<u64>) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if expected != current.resource_version as u64 => Err(ApiError::Conflict(format!(
+            "{kind} {:?} is at resourceVersion {}, not {expected}",
+            current.name, current.resource_version
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -102,3 +102,21 @@ pub async fn query(
     }
     query.fetch_all(&db.pool).await?.iter().map(decode_event).collect()
 }
+
+/// The latest event before `sequence` of one aggregate that set its state (`…Created` or
+/// `…Updated`): what an update replaced.
+pub async fn previous_state(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+) -> DbResult<Option<StoredEvent>> {
+    let sql = format!(
+        "SELECT {} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3 \
+           AND (event_type LIKE '%Created' OR event_type LIKE '%Updated') \
+         ORDER BY sequence DESC LIMIT 1",
+        event_columns(db.dialect)
+    );
+    let row = sqlx::query(&sql).bind(aggregate_type).bind(aggregate_id).bind(sequence).fetch_optional(&db.pool).await?;
+    row.as_ref().map(decode_event).transpose()
+}

@@ -3,6 +3,8 @@
 //! of the change: field names and new values, for secrets only which keys; never a value of a
 //! secret (events hold none) and never a token hash.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use projections::Position;
@@ -71,17 +73,17 @@ fn parse_cursor(raw: &str) -> Option<Position> {
     }
 }
 
-/// What changed, in one line: `field=value` for plain fields, keys for secrets; no values of
-/// secrets (events hold none), no hashes or internal references.
-pub fn summary(payload: &Value) -> String {
+/// An event's plain fields as `name -> shown value`, nested specs one level deep (`spec.tier`);
+/// never hashes, value references or data (secret events hold key names only).
+fn fields(payload: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
     let Some(inner) = payload.as_object().and_then(|m| m.values().next()).and_then(Value::as_object) else {
-        return String::new();
+        return out;
     };
     let hidden = |key: &str| {
         let key = key.to_ascii_lowercase();
         key.contains("hash") || key.contains("valueref") || key.contains("value_ref") || key == "data"
     };
-    let mut parts = Vec::new();
     let mut add = |key: String, value: &Value| {
         let shown = match value {
             Value::String(s) => s.clone(),
@@ -94,7 +96,7 @@ pub fn summary(payload: &Value) -> String {
             other => other.to_string(),
         };
         if !shown.is_empty() {
-            parts.push(format!("{key}={shown}"));
+            out.insert(key, shown);
         }
     };
     for (key, value) in inner {
@@ -102,8 +104,8 @@ pub fn summary(payload: &Value) -> String {
             continue;
         }
         match value {
-            Value::Object(fields) => {
-                for (field, value) in fields {
+            Value::Object(nested) => {
+                for (field, value) in nested {
                     if !hidden(field) && !value.is_object() {
                         add(format!("{key}.{field}"), value);
                     }
@@ -112,6 +114,36 @@ pub fn summary(payload: &Value) -> String {
             value => add(key.clone(), value),
         }
     }
+    out
+}
+
+/// What changed, in one line: `field=value` for a new state; with `previous` (the state the
+/// event replaced), only what differs, as `field: old→new` (a field only this event has, as
+/// `field=value`). Secrets show key names only.
+pub fn summary(payload: &Value, previous: Option<&Value>) -> String {
+    let now = fields(payload);
+    let parts: Vec<String> = match previous.map(fields) {
+        None => now.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        Some(before) => {
+            let mut parts = Vec::new();
+            for (key, value) in &now {
+                match before.get(key) {
+                    Some(old) if old == value => {}
+                    Some(old) => parts.push(format!("{key}: {old}→{value}")),
+                    // A field of this event only (`changedKeys`): as it is.
+                    None => parts.push(format!("{key}={value}")),
+                }
+            }
+            // A nested spec is replaced whole, so a field gone from it was removed; top-level
+            // fields an update does not repeat (a secret's backend) did not change.
+            for (key, old) in &before {
+                if key.contains('.') && !now.contains_key(key) {
+                    parts.push(format!("{key}: {old}→(none)"));
+                }
+            }
+            parts
+        }
+    };
     let mut line = parts.join(" ");
     if line.len() > 240 {
         let cut = (0..=237).rev().find(|i| line.is_char_boundary(*i)).unwrap_or(0);
@@ -171,9 +203,19 @@ pub async fn audit(
         (None, None) => Direction::Older(None),
     };
     let events = projections::audit::query(&s.store.db, &filter, direction, limit).await?;
+    // An update is shown against the state it replaced.
+    let mut previous = Vec::with_capacity(events.len());
+    for e in &events {
+        previous.push(if e.event_type.ends_with("Updated") {
+            projections::audit::previous_state(&s.store.db, &e.aggregate_type, &e.aggregate_id, e.sequence).await?
+        } else {
+            None
+        });
+    }
     let items: Vec<Value> = events
         .iter()
-        .map(|e| {
+        .zip(&previous)
+        .map(|(e, before)| {
             let meta = |k: &str| e.metadata.get(k).cloned().unwrap_or_default();
             json!({
                 "position": cursor(e.position),
@@ -183,7 +225,7 @@ pub async fn audit(
                 "kind": e.aggregate_type,
                 "name": e.aggregate_id,
                 "eventType": e.event_type,
-                "summary": summary(&e.payload),
+                "summary": summary(&e.payload, before.as_ref().map(|b| &b.payload)),
                 "requestId": meta(domain::metadata::REQUEST_ID),
                 "source": meta(domain::metadata::SOURCE),
                 "sourceAddress": meta(domain::metadata::SOURCE_ADDRESS),
@@ -204,12 +246,14 @@ mod tests {
     #[test]
     fn summaries_name_fields_and_keys_never_hashes() {
         let llm = json!({"LlmUpdated": {"spec": {"model": "gpt-5", "tier": "heavy", "apiKeyRef": {"name": "x"}}}});
-        assert_eq!(summary(&llm), "spec.model=gpt-5 spec.tier=heavy");
+        assert_eq!(summary(&llm, None), "spec.model=gpt-5 spec.tier=heavy");
+        let before = json!({"LlmCreated": {"spec": {"model": "gpt-5", "tier": "fast", "url": "http://a"}}});
+        assert_eq!(summary(&llm, Some(&before)), "spec.tier: fast→heavy spec.url: http://a→(none)");
         let token = json!({"TokenIssued": {"user": "alice", "hash": "abc", "expiresAt": null, "description": ""}});
-        assert_eq!(summary(&token), "user=alice");
+        assert_eq!(summary(&token, None), "user=alice");
         let secret =
             json!({"SecretUpdated": {"keys": ["A", "B"], "changedKeys": ["B"], "valueRef": "r", "dataVersion": 2}});
-        assert_eq!(summary(&secret), "keys=A,B changedKeys=B dataVersion=2");
+        assert_eq!(summary(&secret, None), "changedKeys=B dataVersion=2 keys=A,B");
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn cases(u: &str, admin_token_id: &str) -> Vec<Case> {
         case("rbac", "delete", Method::DELETE, format!("/api/v1/roles/r-{u}"), None),
         case("migrations", "view", Method::GET, "/api/v1/migrations".into(), None),
         case("reveal:secrets", "", Method::GET, "/api/v1/secrets/anthropic?reveal=true".into(), None),
+        case("view:audit", "", Method::GET, "/api/v1/audit?limit=5".into(), None),
         case(
             "run:migrate-secrets",
             "",

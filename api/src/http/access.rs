@@ -17,16 +17,7 @@ use crate::service::Services;
 
 type Answer<T> = Result<T, ApiError>;
 
-fn document<S: Serialize>(kind: &str, record: &Record<S>) -> Value {
-    let mut doc = json!({"kind": kind, "name": record.name});
-    if let (Some(doc), Ok(Value::Object(spec))) = (doc.as_object_mut(), serde_json::to_value(&record.spec)) {
-        doc.extend(spec);
-        doc.insert("resourceVersion".into(), json!(record.resource_version));
-        doc.insert("createdAt".into(), json!(record.created_at));
-        doc.insert("updatedAt".into(), json!(record.updated_at));
-    }
-    doc
-}
+use super::resources::document_of as document;
 
 /// The records of a list the caller may view, as documents.
 fn visible<S: Serialize>(ctx: &RequestContext, resource: &str, kind: &str, records: &[Record<S>]) -> Json<Value> {

@@ -33,14 +33,7 @@ pub async fn migrate(
 }
 
 fn document(record: &projections::read_models::Record<projections::read_models::migrations::MigrationState>) -> Value {
-    let mut doc = json!({"kind": "migration", "name": record.name});
-    if let (Some(doc), Ok(Value::Object(state))) = (doc.as_object_mut(), serde_json::to_value(&record.spec)) {
-        doc.extend(state);
-        doc.insert("resourceVersion".into(), json!(record.resource_version));
-        doc.insert("createdAt".into(), json!(record.created_at));
-        doc.insert("updatedAt".into(), json!(record.updated_at));
-    }
-    doc
+    super::resources::document_of("migration", record)
 }
 
 pub async fn list(

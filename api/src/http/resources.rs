@@ -23,7 +23,7 @@ use crate::service::Services;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Document<'a, S> {
-    kind: &'static str,
+    kind: &'a str,
     name: &'a str,
     #[serde(flatten)]
     spec: &'a S,
@@ -33,8 +33,13 @@ struct Document<'a, S> {
 }
 
 pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
+    document_of(kind.as_str(), record)
+}
+
+/// The wire form of a record of any kind, `kind` named as the document shows it (`user`, …).
+pub fn document_of<S: Serialize>(kind: &str, record: &Record<S>) -> Value {
     serde_json::to_value(Document {
-        kind: kind.as_str(),
+        kind,
         name: &record.name,
         spec: &record.spec,
         resource_version: record.resource_version,

@@ -27,8 +27,8 @@ const PREFIX: &str = "mcpd_";
 /// How often a token's last use is written, at most.
 const USAGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Routes anyone may call: liveness and the server version.
-const OPEN_PATHS: [&str; 2] = ["/healthz", "/version"];
+/// Routes anyone may call: liveness, readiness and the server version.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/version"];
 
 /// A token as issued: shown once, then only its hash is kept.
 pub struct IssuedToken {

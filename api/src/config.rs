@@ -18,6 +18,46 @@ pub struct Cli {
 pub enum Command {
     /// Serve the REST API.
     Serve(ServeArgs),
+    /// Check, rebuild or verify the read models directly on the database, without a running
+    /// server: for recovery when mcpd cannot start. Safe beside running replicas.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's checkpoint, lag, last error and latest rebuild.
+    Status(StoreArgs),
+    /// Replay the event log into fresh tables and swap them in.
+    Rebuild {
+        /// Read models to rebuild (llms, secrets, secret_backends, migrations, users, tokens, rbac).
+        names: Vec<String>,
+        /// Rebuild every read model.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Replay the event log in memory and compare it with the tables; exits 1 on any difference.
+    Verify {
+        /// Read models to verify; all when none are named.
+        names: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the database is, as `mcpd serve` takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Database holding the event log and read models: `sqlite://PATH` or `postgres://…`.
+    /// Defaults to the SQLite file in the data directory.
+    #[arg(long, env = "MCPD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory of the embedded SQLite database.
+    #[arg(long, env = "MCPD_DATA_DIR", default_value = "./mcpd-data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event_repository;
 pub mod http;
 pub mod migration;
+pub mod offline;
 pub mod service;
 pub mod store;
 pub mod time;

@@ -58,7 +58,12 @@ impl WritePool {
     /// A cqrs-es framework for `A` over this store. Queries are not dispatched in process:
     /// the projector reads the log, so every replica sees every write.
     fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self) -> Cqrs<A> {
-        CqrsFramework::new(PersistedEventStore::new_event_store(self.repository()), vec![], ())
+        CqrsFramework::new(self.event_store(), vec![], ())
+    }
+
+    /// The event store for `A`, upcasting old event shapes as it loads them.
+    fn event_store<A: cqrs_es::Aggregate>(&self) -> PersistedEventStore<EventRepository, A> {
+        PersistedEventStore::new_event_store(self.repository()).with_upcasters(domain::upcast::upcasters())
     }
 
     fn repository(&self) -> EventRepository {
@@ -87,41 +92,7 @@ impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`), applies migrations and starts the
     /// projector.
     pub async fn open(url: &str, projector: ProjectorConfig) -> anyhow::Result<Store> {
-        sqlx::any::install_default_drivers();
-        let shown = redact_url(url);
-        let (write, dialect) = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .with_context(|| format!("parsing the database URL {shown}"))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await
-                .with_context(|| format!("opening the SQLite database {shown}"))?;
-            SQLITE_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
-            (WritePool::Sqlite(pool), Dialect::Sqlite)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await
-                .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
-            POSTGRES_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
-            (WritePool::Postgres(pool), Dialect::Postgres)
-        } else {
-            anyhow::bail!("unsupported database URL {shown}: use sqlite://PATH or postgres://…");
-        };
-        let any = AnyPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await
-            .with_context(|| format!("opening the read-model pool on {shown}"))?;
-        let db = Database { pool: any, dialect };
+        let (write, db) = connect(url).await?;
         let projector = Projector::start(db.clone(), projector).await.context("starting the projector")?;
         Ok(Store {
             log: EventLog::new(db.clone()),
@@ -139,7 +110,55 @@ impl Store {
             write,
         })
     }
+}
 
+/// The read side of the database `url` names, migrations applied, without starting a
+/// projector: for the offline `mcpd projections` commands.
+pub async fn open_database(url: &str) -> anyhow::Result<Database> {
+    Ok(connect(url).await?.1)
+}
+
+/// Opens the database `url` names (`sqlite://…` or `postgres://…`) and applies migrations:
+/// the event store's pool and the read side's.
+async fn connect(url: &str) -> anyhow::Result<(WritePool, Database)> {
+    sqlx::any::install_default_drivers();
+    let shown = redact_url(url);
+    let (write, dialect) = if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("parsing the database URL {shown}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the SQLite database {shown}"))?;
+        SQLITE_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
+        (WritePool::Sqlite(pool), Dialect::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
+        POSTGRES_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
+        (WritePool::Postgres(pool), Dialect::Postgres)
+    } else {
+        anyhow::bail!("unsupported database URL {shown}: use sqlite://PATH or postgres://…");
+    };
+    let any = AnyPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("opening the read-model pool on {shown}"))?;
+    Ok((write, Database { pool: any, dialect }))
+}
+
+impl Store {
     /// Appends events to many aggregates of one type in one transaction: all or none. Each item
     /// is (aggregate id, its sequence before, the events). A concurrent write to any of them
     /// makes the whole batch an `AggregateConflict` and nothing is written. For a migration's
@@ -217,8 +236,7 @@ impl Store {
     where
         A: cqrs_es::Aggregate,
     {
-        let store: PersistedEventStore<EventRepository, A> =
-            PersistedEventStore::new_event_store(self.write.repository());
+        let store: PersistedEventStore<EventRepository, A> = self.write.event_store();
         let context = store.load_aggregate(name).await?;
         let sequence = context.current_sequence as u64;
         Ok((context.aggregate, sequence))

@@ -127,7 +127,13 @@ async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
     t.post("/api/v1/users", json!({"name": "alice"})).await;
     let (_, token) = issue(&t, "alice", json!({})).await;
     assert_eq!(t.call_as(Some(&token), Method::GET, "/api/v1/whoami", None).await.status, StatusCode::OK);
-    t.app.services.store.projector.wait_for(Position::default(), std::time::Duration::from_secs(5)).await.ok();
+    t.app
+        .services
+        .store
+        .projector
+        .wait_for(&projections::read_models::ReadModel::ALL, Position::default(), std::time::Duration::from_secs(5))
+        .await
+        .ok();
     let pool = &t.app.services.store.db.pool;
     let mut text = String::new();
     for query in [

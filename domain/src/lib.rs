@@ -14,6 +14,7 @@ pub mod rbac;
 pub mod secret;
 pub mod secret_backend;
 pub mod token;
+pub mod upcast;
 pub mod user;
 pub mod validation;
 

@@ -8,6 +8,8 @@ pub mod db;
 pub mod log;
 pub mod projector;
 pub mod read_models;
+pub mod rebuild;
+pub mod status;
 
 pub use db::{Database, Dialect};
 pub use log::{EventLog, Position, StoredEvent};

@@ -14,7 +14,8 @@ use sqlx::any::AnyRow;
 use crate::db::{Database, DbResult, Dialect};
 
 /// A point in the log's commit order. On SQLite `transaction_id` is always 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Position {
     pub transaction_id: i64,
     pub position: i64,
@@ -80,6 +81,27 @@ impl EventLog {
         rows.iter().map(decode).collect()
     }
 
+    /// Up to `limit` events of the given aggregate types after `after`, in commit order.
+    pub async fn read_of(&self, after: Position, aggregate_types: &[&str], limit: i64) -> DbResult<Vec<StoredEvent>> {
+        let mut conn = self.db.pool.acquire().await?;
+        read_of(&mut conn, self.db.dialect, after, aggregate_types, limit).await
+    }
+
+    /// Where the newest event sits in the log; the start when it is empty.
+    pub async fn head(&self) -> DbResult<Position> {
+        let sql = match self.db.dialect {
+            Dialect::Sqlite => "SELECT 0 AS transaction_id, position FROM events ORDER BY position DESC LIMIT 1",
+            Dialect::Postgres => {
+                "SELECT transaction_id::text::bigint AS transaction_id, position FROM events \
+                 ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1"
+            }
+        };
+        let row = sqlx::query(sql).fetch_optional(&self.db.pool).await?;
+        row.map(|r| Ok(Position { transaction_id: r.try_get("transaction_id")?, position: r.try_get("position")? }))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     /// Every event of one aggregate, oldest first.
     pub async fn aggregate_history(&self, aggregate_type: &str, aggregate_id: &str) -> DbResult<Vec<StoredEvent>> {
         let columns = self.columns();
@@ -142,6 +164,36 @@ impl EventLog {
     }
 }
 
+/// Up to `limit` events of the given aggregate types after `after`, in commit order, read on
+/// `conn` (which may be inside a transaction).
+pub(crate) async fn read_of(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    after: Position,
+    aggregate_types: &[&str],
+    limit: i64,
+) -> DbResult<Vec<StoredEvent>> {
+    let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 4)).collect();
+    let types = types.join(", ");
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT {SQLITE_COLUMNS} FROM events WHERE position > $2 AND $1 = $1 AND aggregate_type IN ({types}) \
+             ORDER BY position LIMIT $3"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT {POSTGRES_COLUMNS} FROM events \
+             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND aggregate_type IN ({types}) \
+             ORDER BY events.transaction_id, events.position LIMIT $3"
+        ),
+    };
+    let mut query = sqlx::query(&sql).bind(after.transaction_id.to_string()).bind(after.position).bind(limit);
+    for t in aggregate_types {
+        query = query.bind(*t);
+    }
+    query.fetch_all(&mut *conn).await?.iter().map(decode).collect()
+}
+
 /// The columns of an event row as [`decode_event`] reads them.
 pub(crate) fn event_columns(dialect: Dialect) -> &'static str {
     match dialect {
@@ -166,14 +218,18 @@ fn decode(row: &AnyRow) -> DbResult<StoredEvent> {
         }
         _ => HashMap::new(),
     };
+    // Old shapes are upcast on read; what is stored never changes.
+    let event_type: String = row.try_get("event_type")?;
+    let (event_version, payload) =
+        domain::upcast::upcast(&event_type, row.try_get::<&str, _>("event_version")?, json("payload")?);
     Ok(StoredEvent {
         position: Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? },
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: json("payload")?,
+        event_type,
+        event_version,
+        payload,
         metadata,
         recorded_at: row.try_get("recorded_at")?,
     })

@@ -1,17 +1,27 @@
 //! The projector: follows the event log and keeps every read model and its checkpoint in step,
 //! one transaction per read model per batch, so a crash leaves each table consistent with its
 //! checkpoint and a restart resumes where it stopped. Writers wake it after each commit and wait
-//! (bounded) until it has passed their event, which gives clients read-your-writes.
+//! (bounded) until the read models their event concerns have passed it: read-your-writes.
+//!
+//! On PostgreSQL several mcpd replicas share the tables: each read model is run by whichever
+//! replica holds its advisory lock (on a connection of its own, so the lock dies with the
+//! process), and the others take over within a second or two when that replica dies. Replicas
+//! that do not run a read model wait for its checkpoint in the database instead. On SQLite
+//! there is one process per file, and it runs everything.
+//!
+//! An event a read model cannot apply (a payload this version cannot read) stops that read
+//! model alone, with the error in its status; a database error while applying is retried with
+//! a back-off, also visible. Neither holds up the other read models.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Connection, Row};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::db::{Database, DbResult};
+use crate::db::{Database, DbResult, Dialect};
 use crate::log::{EventLog, Position, StoredEvent};
 use crate::read_models::{ApplyError, ReadModel};
 
@@ -21,11 +31,17 @@ pub struct ProjectorConfig {
     pub batch_size: i64,
     /// How often the log is polled when nobody wakes the projector (writes by other processes).
     pub poll_interval: Duration,
+    /// How often a replica tries to take over read models another replica runs (PostgreSQL).
+    pub lock_interval: Duration,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self { batch_size: 500, poll_interval: Duration::from_millis(200) }
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(200),
+            lock_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -36,14 +52,33 @@ pub enum WaitError {
     Stopped { name: &'static str, error: String },
     #[error("the read models did not reach the change within {0:?}")]
     TimedOut(Duration),
+    #[error("reading the projection checkpoints: {0}")]
+    Database(#[from] sqlx::Error),
 }
+
+/// What this process knows about one read model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// Whether this process runs the read model (always, on SQLite).
+    pub running_here: bool,
+    /// How far this process has brought it.
+    pub checkpoint: Position,
+    /// Set when the read model stopped at an event it cannot apply, or when applying failed
+    /// and is being retried.
+    pub error: Option<String>,
+    /// True when the error stopped it (a poison event) rather than being retried.
+    pub stopped: bool,
+}
+
+type Shared = Arc<Mutex<HashMap<&'static str, LocalStatus>>>;
 
 /// Handle to a running projector.
 #[derive(Debug, Clone)]
 pub struct ProjectorHandle {
+    db: Database,
     wake: Arc<Notify>,
-    projected: watch::Receiver<Position>,
-    stopped: Arc<Mutex<HashMap<&'static str, String>>>,
+    rounds: watch::Receiver<u64>,
+    status: Shared,
     task: Arc<JoinHandle<()>>,
 }
 
@@ -53,92 +88,262 @@ impl ProjectorHandle {
         self.wake.notify_one();
     }
 
-    /// The position every running read model has reached.
-    pub fn projected(&self) -> Position {
-        *self.projected.borrow()
+    /// What this process knows about each read model.
+    pub fn local_status(&self) -> HashMap<&'static str, LocalStatus> {
+        self.status.lock().expect("projector status lock").clone()
     }
 
-    /// Waits until every read model has applied the event at `target`, at most `timeout`.
-    pub async fn wait_for(&self, target: Position, timeout: Duration) -> Result<(), WaitError> {
+    /// Waits until every read model in `models` has applied the event at `target`, at most
+    /// `timeout`. Read models another replica runs are followed through their stored
+    /// checkpoints.
+    pub async fn wait_for(&self, models: &[ReadModel], target: Position, timeout: Duration) -> Result<(), WaitError> {
         self.wake();
-        let mut projected = self.projected.clone();
-        let reached = tokio::time::timeout(timeout, projected.wait_for(|p| *p >= target)).await;
-        if let Ok(Ok(_)) = reached {
-            return Ok(());
-        }
-        let stopped = self.stopped.lock().expect("projector status lock");
-        match stopped.iter().next() {
-            Some((name, error)) => Err(WaitError::Stopped { name, error: error.clone() }),
-            None => Err(WaitError::TimedOut(timeout)),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rounds = self.rounds.clone();
+        loop {
+            let (mut remote, mut behind) = (Vec::new(), false);
+            {
+                let status = self.status.lock().expect("projector status lock");
+                for model in models {
+                    let s = &status[model.name()];
+                    if s.stopped {
+                        let error = s.error.clone().unwrap_or_default();
+                        return Err(WaitError::Stopped { name: model.name(), error });
+                    }
+                    if !s.running_here {
+                        remote.push(*model);
+                    } else if s.checkpoint < target {
+                        behind = true;
+                    }
+                }
+            }
+            if !remote.is_empty() {
+                for model in &remote {
+                    if load_checkpoint(&self.db, *model).await? < target {
+                        behind = true;
+                    }
+                }
+            }
+            if !behind {
+                return Ok(());
+            }
+            // Local progress is announced; remote progress is polled.
+            let pause = if remote.is_empty() { Duration::from_secs(3600) } else { Duration::from_millis(25) };
+            let wakeup = tokio::time::Instant::now() + pause;
+            if tokio::time::timeout_at(deadline.min(wakeup), rounds.changed()).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Err(WaitError::TimedOut(timeout));
+            }
         }
     }
 
-    /// Stops the projector. Work in flight is rolled back and redone at the next start.
+    /// Stops the projector. Work in flight is rolled back and redone at the next start; on
+    /// PostgreSQL its advisory locks are released with its connection.
     pub fn shutdown(&self) {
         self.task.abort();
     }
+}
+
+/// The advisory-lock namespace of mcpd's projectors ("mcpd" in ASCII); the second key is the
+/// read model's name hashed by PostgreSQL.
+const LOCK_CLASS: i32 = 0x6d63_7064;
+
+/// One read model's state inside the projector task.
+#[derive(Debug, Clone)]
+struct Model {
+    model: ReadModel,
+    checkpoint: Position,
+    running_here: bool,
+    /// A poison event: the checkpoint at which it stopped.
+    stopped_at: Option<Position>,
+    /// A failed write: retried after this instant.
+    retry_at: Option<Instant>,
+    failures: u32,
+    error: Option<String>,
 }
 
 pub struct Projector {
     db: Database,
     log: EventLog,
     config: ProjectorConfig,
-    checkpoints: HashMap<&'static str, Position>,
+    models: Vec<Model>,
     wake: Arc<Notify>,
-    projected: watch::Sender<Position>,
-    stopped: Arc<Mutex<HashMap<&'static str, String>>>,
+    rounds: watch::Sender<u64>,
+    status: Shared,
+    /// PostgreSQL: the connection holding this process's advisory locks.
+    locks: Option<AnyConnection>,
+    next_lock_attempt: Instant,
 }
 
 impl Projector {
     /// Loads the checkpoints and starts following the log in the background.
     pub async fn start(db: Database, config: ProjectorConfig) -> DbResult<ProjectorHandle> {
-        let checkpoints = load_checkpoints(&db).await?;
-        let start = checkpoints.values().copied().min().unwrap_or_default();
-        let (projected, receiver) = watch::channel(start);
+        ensure_checkpoints(&db).await?;
+        let mut models = Vec::new();
+        for model in ReadModel::ALL {
+            models.push(Model {
+                model,
+                checkpoint: load_checkpoint(&db, model).await?,
+                running_here: db.dialect == Dialect::Sqlite,
+                stopped_at: None,
+                retry_at: None,
+                failures: 0,
+                error: None,
+            });
+        }
+        let (rounds, receiver) = watch::channel(0);
         let wake = Arc::new(Notify::new());
-        let stopped = Arc::new(Mutex::new(HashMap::new()));
-        let projector = Projector {
+        let status: Shared = Arc::new(Mutex::new(HashMap::new()));
+        let mut projector = Projector {
             log: EventLog::new(db.clone()),
-            db,
+            db: db.clone(),
             config,
-            checkpoints,
+            models,
             wake: wake.clone(),
-            projected,
-            stopped: stopped.clone(),
+            rounds,
+            status: status.clone(),
+            locks: None,
+            next_lock_attempt: Instant::now(),
         };
+        if db.dialect == Dialect::Postgres {
+            // Take what is free before serving, so a lone replica runs everything from the start.
+            if let Err(error) = projector.take_locks().await {
+                tracing::warn!(error = %error_chain(&error), "taking the projector locks failed; retrying");
+            }
+        }
+        projector.publish();
         let task = tokio::spawn(projector.run());
-        Ok(ProjectorHandle { wake, projected: receiver, stopped, task: Arc::new(task) })
+        Ok(ProjectorHandle { db, wake, rounds: receiver, status, task: Arc::new(task) })
     }
 
     async fn run(mut self) {
         loop {
-            match self.round().await {
-                Ok(true) => continue,
-                Ok(false) => {
-                    let _ = tokio::time::timeout(self.config.poll_interval, self.wake.notified()).await;
-                }
+            if self.db.dialect == Dialect::Postgres
+                && Instant::now() >= self.next_lock_attempt
+                && let Err(error) = self.take_locks().await
+            {
+                tracing::warn!(error = %error_chain(&error), "the projector lock connection failed; reconnecting");
+                self.release_locks();
+            }
+            if let Err(error) = self.refresh_stopped().await {
+                tracing::warn!(error = %error_chain(&error), "reading projection checkpoints failed");
+            }
+            let more = match self.round().await {
+                Ok(more) => more,
                 Err(error) => {
                     tracing::warn!(error = %error_chain(&error), "reading the event log failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    false
                 }
+            };
+            self.publish();
+            if !more {
+                let _ = tokio::time::timeout(self.config.poll_interval, self.wake.notified()).await;
             }
         }
     }
 
-    fn running(&self) -> Vec<ReadModel> {
-        let stopped = self.stopped.lock().expect("projector status lock");
-        ReadModel::ALL.into_iter().filter(|m| !stopped.contains_key(m.name())).collect()
+    /// Shares the models' state with the handle and wakes waiters.
+    fn publish(&self) {
+        {
+            let mut status = self.status.lock().expect("projector status lock");
+            for m in &self.models {
+                status.insert(
+                    m.model.name(),
+                    LocalStatus {
+                        running_here: m.running_here,
+                        checkpoint: m.checkpoint,
+                        error: m.error.clone(),
+                        stopped: m.stopped_at.is_some(),
+                    },
+                );
+            }
+        }
+        self.rounds.send_modify(|n| *n += 1);
+    }
+
+    /// PostgreSQL: tries to take the lock of every read model no replica runs, and checks the
+    /// locks held are still held (their connection is alive).
+    async fn take_locks(&mut self) -> DbResult<()> {
+        self.next_lock_attempt = Instant::now() + self.config.lock_interval;
+        if self.locks.is_none() {
+            let connection = self.db.pool.acquire().await?.detach();
+            self.locks = Some(connection);
+        }
+        let connection = self.locks.as_mut().expect("lock connection");
+        for i in 0..self.models.len() {
+            if self.models[i].running_here {
+                continue;
+            }
+            let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2))")
+                .bind(LOCK_CLASS)
+                .bind(self.models[i].model.name())
+                .fetch_one(&mut *connection)
+                .await?
+                .try_get(0)?;
+            if taken {
+                let model = self.models[i].model;
+                let checkpoint = load_checkpoint(&self.db, model).await?;
+                let m = &mut self.models[i];
+                m.running_here = true;
+                m.checkpoint = checkpoint;
+                tracing::info!(read_model = model.name(), "this replica now runs the read model");
+            }
+        }
+        if self.models.iter().all(|m| m.running_here) {
+            connection.ping().await?;
+        }
+        Ok(())
+    }
+
+    /// The lock connection is gone, and the locks with it: another replica may run the read
+    /// models now.
+    fn release_locks(&mut self) {
+        self.locks = None;
+        for m in &mut self.models {
+            m.running_here = false;
+        }
+    }
+
+    /// A stopped read model resumes when its stored checkpoint has moved past the event that
+    /// stopped it: a rebuild by a newer version, or by an operator, has dealt with it.
+    async fn refresh_stopped(&mut self) -> DbResult<()> {
+        for i in 0..self.models.len() {
+            let Some(stopped_at) = self.models[i].stopped_at else {
+                continue;
+            };
+            let stored = load_checkpoint(&self.db, self.models[i].model).await?;
+            if stored > stopped_at {
+                let m = &mut self.models[i];
+                tracing::info!(read_model = m.model.name(), "the read model was rebuilt past its poison event; resuming");
+                m.stopped_at = None;
+                m.error = None;
+                m.checkpoint = stored;
+            }
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> Vec<usize> {
+        let now = Instant::now();
+        (0..self.models.len())
+            .filter(|&i| {
+                let m = &self.models[i];
+                m.running_here && m.stopped_at.is_none() && m.retry_at.is_none_or(|at| at <= now)
+            })
+            .collect()
     }
 
     /// Projects one batch; true when the log may hold more right away.
     async fn round(&mut self) -> DbResult<bool> {
-        let running = self.running();
-        let Some(from) = running.iter().map(|m| self.checkpoints[m.name()]).min() else {
+        let active = self.active();
+        let Some(from) = active.iter().map(|&i| self.models[i].checkpoint).min() else {
             return Ok(false);
         };
         let batch = self.log.read_after(from, self.config.batch_size).await?;
-        for model in running {
-            let checkpoint = self.checkpoints[model.name()];
+        for i in active {
+            let Model { model, checkpoint, .. } = self.models[i];
             let pending: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > checkpoint).collect();
             let Some(last) = pending.last().map(|e| e.position) else {
                 continue;
@@ -147,64 +352,91 @@ impl Projector {
                 // Nothing here for this read model: it has reached `last` without a write. Its
                 // stored checkpoint stays behind, which costs a re-scan after a restart, never a
                 // missed event; writing it would cost a commit per read model per event.
-                self.checkpoints.insert(model.name(), last);
+                self.models[i].checkpoint = last;
                 continue;
             }
-            match self.apply(model, last, &pending).await {
-                Ok(true) => {
-                    self.checkpoints.insert(model.name(), last);
+            match apply(&self.db, model, last, &pending).await {
+                Ok(moved) => {
+                    let reached = if moved { last } else { load_checkpoint(&self.db, model).await? };
+                    let m = &mut self.models[i];
+                    if m.error.is_some() {
+                        tracing::info!(read_model = model.name(), "the read model is applying events again");
+                    }
+                    m.checkpoint = reached;
+                    m.retry_at = None;
+                    m.failures = 0;
+                    m.error = None;
                 }
-                Ok(false) => {
-                    let reached = load_checkpoint(&self.db, model).await?;
-                    self.checkpoints.insert(model.name(), reached);
+                Err(ApplyError::Database(e)) => {
+                    let error = format!("applying events after {checkpoint:?}: {}", error_chain(&e));
+                    let m = &mut self.models[i];
+                    m.failures += 1;
+                    let backoff = Duration::from_millis(250 << m.failures.min(7));
+                    tracing::warn!(read_model = model.name(), %error, ?backoff, "applying events failed; retrying");
+                    m.retry_at = Some(Instant::now() + backoff);
+                    m.error = Some(error.clone());
+                    record_error(&self.db, model, &error).await;
                 }
-                Err(ApplyError::Database(e)) => return Err(e),
                 Err(poison) => {
                     let error = error_chain(&poison);
                     tracing::error!(read_model = model.name(), %error, "read model stopped at an event it cannot apply");
-                    self.stopped.lock().expect("projector status lock").insert(model.name(), error);
+                    let m = &mut self.models[i];
+                    m.stopped_at = Some(checkpoint);
+                    m.error = Some(error.clone());
+                    record_error(&self.db, model, &error).await;
                 }
             }
         }
-        let running = self.running();
-        if let Some(reached) = running.iter().map(|m| self.checkpoints[m.name()]).min() {
-            self.projected.send_replace(reached);
-        }
         Ok(batch.len() as i64 == self.config.batch_size)
-    }
-
-    /// Applies `events` to one read model and moves its checkpoint, in one transaction.
-    /// Returns `false`, having changed nothing, when another process has already moved the
-    /// checkpoint past `last`.
-    async fn apply(&self, model: ReadModel, last: Position, events: &[&StoredEvent]) -> Result<bool, ApplyError> {
-        let mut tx = self.db.pool.begin().await?;
-        // The checkpoint is written first: on SQLite the transaction takes the write lock at
-        // once instead of failing to upgrade a read lock later, and on PostgreSQL a second
-        // process working on the same read model waits here, then finds the checkpoint moved.
-        let moved = sqlx::query(
-            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
-             WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
-        )
-        .bind(model.name())
-        .bind(last.transaction_id)
-        .bind(last.position)
-        .bind(events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for event in events {
-            model.apply(&mut tx, event).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
     }
 }
 
-async fn load_checkpoints(db: &Database) -> DbResult<HashMap<&'static str, Position>> {
-    let mut checkpoints = HashMap::new();
+/// Applies `events` to one read model and moves its checkpoint, in one transaction.
+/// Returns `false`, having changed nothing, when another process has already moved the
+/// checkpoint past `last`.
+async fn apply(db: &Database, model: ReadModel, last: Position, events: &[&StoredEvent]) -> Result<bool, ApplyError> {
+    let mut tx = db.pool.begin().await?;
+    // The checkpoint is written first: on SQLite the transaction takes the write lock at
+    // once instead of failing to upgrade a read lock later, and on PostgreSQL a second
+    // process working on the same read model (or a rebuild swapping it) waits here, then
+    // finds the checkpoint moved.
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4, last_error = NULL \
+         WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
+    )
+    .bind(model.name())
+    .bind(last.transaction_id)
+    .bind(last.position)
+    .bind(events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default())
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    for event in events {
+        model.apply(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Keeps the error where every replica's status can see it. Best effort: the error is also
+/// logged and held in memory.
+async fn record_error(db: &Database, model: ReadModel, error: &str) {
+    let result = sqlx::query("UPDATE projection_checkpoints SET last_error = $2, error_at = $3 WHERE name = $1")
+        .bind(model.name())
+        .bind(error)
+        .bind(jiff::Timestamp::now().to_string())
+        .execute(&db.pool)
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(read_model = model.name(), error = %error_chain(&e), "recording the projection error failed");
+    }
+}
+
+/// Makes sure every read model has a checkpoint row.
+pub(crate) async fn ensure_checkpoints(db: &Database) -> DbResult<()> {
     for model in ReadModel::ALL {
         sqlx::query(
             "INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at) VALUES ($1, 0, 0, '') \
@@ -213,12 +445,11 @@ async fn load_checkpoints(db: &Database) -> DbResult<HashMap<&'static str, Posit
         .bind(model.name())
         .execute(&db.pool)
         .await?;
-        checkpoints.insert(model.name(), load_checkpoint(db, model).await?);
     }
-    Ok(checkpoints)
+    Ok(())
 }
 
-async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult<Position> {
+pub(crate) async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult<Position> {
     let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1")
         .bind(model.name())
         .fetch_one(&db.pool)

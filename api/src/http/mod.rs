@@ -4,6 +4,7 @@ mod access;
 pub mod audit;
 pub mod extract;
 mod migrations;
+mod projections;
 mod resources;
 
 use axum::Router;
@@ -52,6 +53,10 @@ pub fn router(services: Services) -> Router {
         .route("/api/v1/audit", get(audit::audit))
         .route("/api/v1/migrations", get(migrations::list))
         .route("/api/v1/migrations/{id}", get(migrations::get))
+        .route("/readyz", get(projections::readyz))
+        .route("/api/v1/projections", get(projections::status))
+        .route("/api/v1/projections/rebuild", axum::routing::post(projections::rebuild))
+        .route("/api/v1/projections/verify", axum::routing::post(projections::verify))
         .merge(access::routes())
         .merge(access::rbac_routes())
         .merge(resources::routes::<resources::Llms>())

@@ -179,10 +179,15 @@ impl Services {
         };
         self.store
             .projector
-            .wait_for(position, self.projection_wait)
+            .wait_for(&models_of(aggregate_type), position, self.projection_wait)
             .await
             .map_err(|e| ApiError::Lagging(format!("the change to {aggregate_type} {name:?} was recorded, but {e}")))
     }
+}
+
+/// The read models that events of `aggregate_type` change.
+pub(crate) fn models_of(aggregate_type: &str) -> Vec<projections::read_models::ReadModel> {
+    projections::read_models::ReadModel::ALL.into_iter().filter(|m| m.handles(aggregate_type)).collect()
 }
 
 /// Parses and validates a request body as a document of `I`'s kind.

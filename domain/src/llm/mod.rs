@@ -11,5 +11,5 @@ mod spec;
 
 pub use aggregate::{Llm, LlmError};
 pub use commands::LlmCommand;
-pub use events::LlmEvent;
+pub use events::{LlmEvent, upcasters};
 pub use spec::{LlmInput, LlmSpec, LlmType, SecretKeyRef, SecretKeyRefInput, Tier};

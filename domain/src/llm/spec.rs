@@ -106,7 +106,7 @@ pub struct LlmSpec {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_ref: Option<SecretKeyRef>,
-    #[serde(default)]
+    /// Always present since event version 2; version-1 payloads without it are upcast.
     pub extra: BTreeMap<String, String>,
 }
 

@@ -6,45 +6,40 @@ use std::collections::BTreeMap;
 use domain::ResourceName;
 use domain::llm::{LlmEvent, LlmSpec, LlmType, SecretKeyRef, Tier};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Change, Table};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<LlmEvent>(event)? {
+pub(crate) const TABLE: Table = Table { name: "llms", key: "name" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(vec![match payload::<LlmEvent>(event)? {
         LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => {
             let (secret, key) = spec.api_key_ref.as_ref().map(|r| (r.name.as_str().to_owned(), r.key.clone())).unzip();
-            sqlx::query(
-                "INSERT INTO llms (name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
-                                   resource_version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                 ON CONFLICT (name) DO UPDATE SET type = excluded.type, model = excluded.model, url = excluded.url, \
-                   tier = excluded.tier, description = excluded.description, \
-                   api_key_secret = excluded.api_key_secret, api_key_key = excluded.api_key_key, \
-                   extra = excluded.extra, resource_version = excluded.resource_version, \
-                   updated_at = excluded.updated_at",
-            )
-            .bind(&event.aggregate_id)
-            .bind(spec.provider.as_str())
-            .bind(&spec.model)
-            .bind(spec.url.as_deref())
-            .bind(spec.tier.as_str())
-            .bind(&spec.description)
-            .bind(secret)
-            .bind(key)
-            .bind(serde_json::to_string(&spec.extra).expect("a string map serialises"))
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
+            Change::Upsert {
+                table: TABLE,
+                row: vec![
+                    ("name", event.aggregate_id.as_str().into()),
+                    ("type", spec.provider.as_str().into()),
+                    ("model", spec.model.into()),
+                    ("url", spec.url.into()),
+                    ("tier", spec.tier.as_str().into()),
+                    ("description", spec.description.into()),
+                    ("api_key_secret", secret.into()),
+                    ("api_key_key", key.into()),
+                    ("extra", serde_json::to_string(&spec.extra).expect("a string map serialises").into()),
+                    ("resource_version", event.sequence.into()),
+                    ("created_at", event.recorded_at.as_str().into()),
+                    ("updated_at", event.recorded_at.as_str().into()),
+                ],
+                keep: &["created_at"],
+            }
         }
-        LlmEvent::LlmDeleted {} => {
-            sqlx::query("DELETE FROM llms WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+        LlmEvent::LlmDeleted {} => Change::Delete { table: TABLE, key: event.aggregate_id.clone() },
+    }])
 }
 
 const COLUMNS: &str = "name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \

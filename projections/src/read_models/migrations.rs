@@ -3,8 +3,9 @@
 use domain::migration::MigrationEvent;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Cell, Change, Set, Table};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -29,58 +30,55 @@ pub struct MigrationState {
     pub last_error: Option<String>,
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    let id = &event.aggregate_id;
-    let update =
-        |sql: &'static str| sqlx::query(sql).bind(id.clone()).bind(event.sequence).bind(event.recorded_at.clone());
-    match payload::<MigrationEvent>(event)? {
-        MigrationEvent::MigrationStarted { from, to, names, keep_source } => {
-            sqlx::query(
-                "INSERT INTO migrations (id, from_backend, to_backend, names, keep_source, status, moved, skipped, \
-                                         failed, resumed, last_error, resource_version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'running', 0, 0, 0, 0, NULL, $6, $7, $7) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(names.map(|n| serde_json::to_string(&n).expect("names serialise")))
-            .bind(i64::from(keep_source))
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-        }
+pub(crate) const TABLE: Table = Table { name: "migrations", key: "id" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    let update = |mut set: Vec<(&'static str, Set)>| {
+        set.push(("resource_version", Set::To(event.sequence.into())));
+        set.push(("updated_at", Set::To(event.recorded_at.as_str().into())));
+        Change::Update { table: TABLE, key: event.aggregate_id.clone(), set }
+    };
+    Ok(vec![match payload::<MigrationEvent>(event)? {
+        MigrationEvent::MigrationStarted { from, to, names, keep_source } => Change::InsertNew {
+            table: TABLE,
+            row: vec![
+                ("id", event.aggregate_id.as_str().into()),
+                ("from_backend", from.as_str().into()),
+                ("to_backend", to.as_str().into()),
+                ("names", names.map(|n| serde_json::to_string(&n).expect("names serialise")).into()),
+                ("keep_source", i64::from(keep_source).into()),
+                ("status", "running".into()),
+                ("moved", 0.into()),
+                ("skipped", 0.into()),
+                ("failed", 0.into()),
+                ("resumed", 0.into()),
+                ("last_error", Cell::Null),
+                ("resource_version", event.sequence.into()),
+                ("created_at", event.recorded_at.as_str().into()),
+                ("updated_at", event.recorded_at.as_str().into()),
+            ],
+        },
         MigrationEvent::MigrationProgressed { moved, skipped } => {
-            update("UPDATE migrations SET moved = moved + $4, skipped = skipped + $5, resource_version = $2, updated_at = $3 WHERE id = $1")
-                .bind(moved.len() as i64)
-                .bind(skipped.len() as i64)
-                .execute(&mut *conn)
-                .await?;
+            update(vec![("moved", Set::Add(moved.len() as i64)), ("skipped", Set::Add(skipped.len() as i64))])
         }
         MigrationEvent::MigrationResumed { .. } => {
-            update("UPDATE migrations SET resumed = resumed + 1, status = 'running', resource_version = $2, updated_at = $3 WHERE id = $1")
-                .execute(&mut *conn)
-                .await?;
+            update(vec![("resumed", Set::Add(1)), ("status", Set::To("running".into()))])
         }
         MigrationEvent::MigrationCompleted { failed, .. } => {
-            update("UPDATE migrations SET status = 'completed', failed = $4, resource_version = $2, updated_at = $3 WHERE id = $1")
-                .bind(failed as i64)
-                .execute(&mut *conn)
-                .await?;
+            update(vec![("status", Set::To("completed".into())), ("failed", Set::To((failed as i64).into()))])
         }
         MigrationEvent::MigrationFailed { secret, reason } => {
             let error = match secret {
                 Some(secret) => format!("secret {secret:?}: {reason}"),
                 None => reason,
             };
-            update("UPDATE migrations SET status = 'failed', failed = failed + 1, last_error = $4, resource_version = $2, updated_at = $3 WHERE id = $1")
-                .bind(error)
-                .execute(&mut *conn)
-                .await?;
+            update(vec![
+                ("status", Set::To("failed".into())),
+                ("failed", Set::Add(1)),
+                ("last_error", Set::To(error.into())),
+            ])
         }
-    }
-    Ok(())
+    }])
 }
 
 const COLUMNS: &str = "id, from_backend, to_backend, names, keep_source, status, moved, skipped, failed, resumed, \

@@ -2,6 +2,7 @@
 //! queried by the API. Each module owns its table's SQL: how an event changes rows, and the
 //! queries lists, reads and reference checks need.
 
+pub mod change;
 pub mod llms;
 pub mod migrations;
 pub mod rbac;
@@ -13,6 +14,7 @@ pub mod users;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
+use self::change::{Change, Table};
 use crate::log::StoredEvent;
 
 /// One resource as a read model holds it.
@@ -78,49 +80,74 @@ impl ReadModel {
         }
     }
 
-    /// Whether events of `aggregate_type` change this read model.
-    pub fn handles(self, aggregate_type: &str) -> bool {
+    /// The aggregate types whose events change this read model.
+    pub fn aggregate_types(self) -> &'static [&'static str] {
         match self {
-            ReadModel::Llms => aggregate_type == domain::llm::AGGREGATE_TYPE,
-            ReadModel::Secrets => aggregate_type == domain::secret::AGGREGATE_TYPE,
+            ReadModel::Llms => &[domain::llm::AGGREGATE_TYPE],
+            ReadModel::Secrets => &[domain::secret::AGGREGATE_TYPE],
             ReadModel::SecretBackends => {
-                aggregate_type == domain::secret_backend::AGGREGATE_TYPE
-                    || aggregate_type == domain::default_backend::AGGREGATE_TYPE
+                &[domain::secret_backend::AGGREGATE_TYPE, domain::default_backend::AGGREGATE_TYPE]
             }
-            ReadModel::Migrations => aggregate_type == domain::migration::AGGREGATE_TYPE,
-            ReadModel::Users => aggregate_type == domain::user::AGGREGATE_TYPE,
-            ReadModel::Tokens => aggregate_type == domain::token::AGGREGATE_TYPE,
-            ReadModel::Rbac => {
-                aggregate_type == domain::rbac::ROLE_AGGREGATE_TYPE
-                    || aggregate_type == domain::rbac::BINDING_AGGREGATE_TYPE
-            }
+            ReadModel::Migrations => &[domain::migration::AGGREGATE_TYPE],
+            ReadModel::Users => &[domain::user::AGGREGATE_TYPE],
+            ReadModel::Tokens => &[domain::token::AGGREGATE_TYPE],
+            ReadModel::Rbac => &[domain::rbac::ROLE_AGGREGATE_TYPE, domain::rbac::BINDING_AGGREGATE_TYPE],
         }
     }
 
-    /// Applies one event if it concerns this read model; others pass through untouched.
-    pub async fn apply(self, conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-        match (self, event.aggregate_type.as_str()) {
-            (ReadModel::Llms, domain::llm::AGGREGATE_TYPE) => llms::apply(conn, event).await,
-            (ReadModel::Secrets, domain::secret::AGGREGATE_TYPE) => secrets::apply(conn, event).await,
-            (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => {
-                secret_backends::apply(conn, event).await
-            }
-            (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::apply(conn, event).await,
-            (ReadModel::Users, domain::user::AGGREGATE_TYPE) => users::apply(conn, event).await,
-            (ReadModel::Tokens, domain::token::AGGREGATE_TYPE) => tokens::apply(conn, event).await,
-            (ReadModel::Rbac, domain::rbac::ROLE_AGGREGATE_TYPE) => rbac::apply_role(conn, event).await,
-            (ReadModel::Rbac, domain::rbac::BINDING_AGGREGATE_TYPE) => rbac::apply_binding(conn, event).await,
-            (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
-                secret_backends::apply_default(conn, event).await
-            }
-            _ => Ok(()),
+    /// Whether events of `aggregate_type` change this read model.
+    pub fn handles(self, aggregate_type: &str) -> bool {
+        self.aggregate_types().contains(&aggregate_type)
+    }
+
+    /// The tables this read model keeps.
+    pub fn tables(self) -> &'static [Table] {
+        match self {
+            ReadModel::SecretBackends => &[secret_backends::TABLE],
+            ReadModel::Secrets => &[secrets::TABLE],
+            ReadModel::Llms => &[llms::TABLE],
+            ReadModel::Migrations => &[migrations::TABLE],
+            ReadModel::Users => &[users::TABLE],
+            ReadModel::Tokens => &[tokens::TABLE],
+            ReadModel::Rbac => &[rbac::ROLES, rbac::ROLE_BINDINGS],
         }
+    }
+
+    /// What `event` does to this read model; nothing when it concerns another one.
+    pub fn changes(self, event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+        match (self, event.aggregate_type.as_str()) {
+            (ReadModel::Llms, domain::llm::AGGREGATE_TYPE) => llms::changes(event),
+            (ReadModel::Secrets, domain::secret::AGGREGATE_TYPE) => secrets::changes(event),
+            (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => secret_backends::changes(event),
+            (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
+                secret_backends::default_changes(event)
+            }
+            (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::changes(event),
+            (ReadModel::Users, domain::user::AGGREGATE_TYPE) => users::changes(event),
+            (ReadModel::Tokens, domain::token::AGGREGATE_TYPE) => tokens::changes(event),
+            (ReadModel::Rbac, domain::rbac::ROLE_AGGREGATE_TYPE) => rbac::role_changes(event),
+            (ReadModel::Rbac, domain::rbac::BINDING_AGGREGATE_TYPE) => rbac::binding_changes(event),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Applies one event to the live tables if it concerns this read model.
+    pub async fn apply(self, conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
+        for change in self.changes(event)? {
+            change::execute(conn, "", &change).await?;
+        }
+        Ok(())
+    }
+
+    /// The read model called `name`.
+    pub fn named(name: &str) -> Option<ReadModel> {
+        ReadModel::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
 /// Decodes an event's payload into the kind's event type, naming the event on failure.
 pub(crate) fn payload<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ApplyError> {
-    serde_json::from_value(event.payload.clone()).map_err(|source| ApplyError::Payload {
+    E::deserialize(&event.payload).map_err(|source| ApplyError::Payload {
         event_type: event.event_type.clone(),
         aggregate_type: event.aggregate_type.clone(),
         aggregate_id: event.aggregate_id.clone(),

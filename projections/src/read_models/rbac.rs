@@ -4,70 +4,46 @@ use domain::rbac::{RoleBindingEvent, RoleBindingSpec, RoleEvent, RoleSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row as _;
 
+use super::change::{Change, Row, Table};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-async fn upsert(
-    conn: &mut AnyConnection,
-    event: &StoredEvent,
-    table: &str,
-    role: Option<&str>,
-    spec: &impl Serialize,
-) -> Result<(), ApplyError> {
-    let spec = serde_json::to_string(spec).expect("a spec serialises");
-    let (extra_column, extra_value) = match role {
-        Some(_) => (", role", ", $6"),
-        None => ("", ""),
-    };
-    let extra_update = if role.is_some() { ", role = excluded.role" } else { "" };
-    let sql = format!(
-        "INSERT INTO {table} (name, spec, resource_version, created_at, updated_at{extra_column}) \
-         VALUES ($1, $2, $3, $4, $5{extra_value}) \
-         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, resource_version = excluded.resource_version, \
-           updated_at = excluded.updated_at{extra_update}"
-    );
-    let mut query = sqlx::query(&sql)
-        .bind(&event.aggregate_id)
-        .bind(spec)
-        .bind(event.sequence)
-        .bind(&event.recorded_at)
-        .bind(&event.recorded_at);
+pub(crate) const ROLES: Table = Table { name: "roles", key: "name" };
+pub(crate) const ROLE_BINDINGS: Table = Table { name: "role_bindings", key: "name" };
+
+fn upsert(event: &StoredEvent, table: Table, role: Option<&str>, spec: &impl Serialize) -> Change {
+    let mut row: Row = vec![
+        ("name", event.aggregate_id.as_str().into()),
+        ("spec", serde_json::to_string(spec).expect("a spec serialises").into()),
+        ("resource_version", event.sequence.into()),
+        ("created_at", event.recorded_at.as_str().into()),
+        ("updated_at", event.recorded_at.as_str().into()),
+    ];
     if let Some(role) = role {
-        query = query.bind(role.to_owned());
+        row.insert(1, ("role", role.into()));
     }
-    query.execute(&mut *conn).await?;
-    Ok(())
+    Change::Upsert { table, row, keep: &["created_at"] }
 }
 
-pub(crate) async fn apply_role(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<RoleEvent>(event)? {
-        RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } => {
-            upsert(conn, event, "roles", None, &spec).await?
-        }
-        RoleEvent::RoleDeleted {} => {
-            sqlx::query("DELETE FROM roles WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+pub(crate) fn role_changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(vec![match payload::<RoleEvent>(event)? {
+        RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } => upsert(event, ROLES, None, &spec),
+        RoleEvent::RoleDeleted {} => Change::Delete { table: ROLES, key: event.aggregate_id.clone() },
+    }])
 }
 
-pub(crate) async fn apply_binding(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<RoleBindingEvent>(event)? {
+pub(crate) fn binding_changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(vec![match payload::<RoleBindingEvent>(event)? {
         RoleBindingEvent::RoleBindingCreated { spec } | RoleBindingEvent::RoleBindingUpdated { spec } => {
-            let role = spec.role.clone();
-            upsert(conn, event, "role_bindings", Some(&role), &spec).await?
+            upsert(event, ROLE_BINDINGS, Some(spec.role.as_str()), &spec)
         }
         RoleBindingEvent::RoleBindingDeleted {} => {
-            sqlx::query("DELETE FROM role_bindings WHERE name = $1")
-                .bind(&event.aggregate_id)
-                .execute(&mut *conn)
-                .await?;
+            Change::Delete { table: ROLE_BINDINGS, key: event.aggregate_id.clone() }
         }
-    }
-    Ok(())
+    }])
 }
 
 fn decode<S: DeserializeOwned>(row: &AnyRow) -> DbResult<Record<S>> {

@@ -5,8 +5,9 @@ use domain::default_backend::DefaultBackendEvent;
 use domain::secret_backend::{BackendType, OpenBaoConfig, SecretBackendEvent, SecretBackendSpec};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Change, Table};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -20,8 +21,10 @@ pub struct BackendState {
     pub is_default: bool,
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<SecretBackendEvent>(event)? {
+pub(crate) const TABLE: Table = Table { name: "secret_backends", key: "name" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(match payload::<SecretBackendEvent>(event)? {
         SecretBackendEvent::SecretBackendCreated { spec } | SecretBackendEvent::SecretBackendUpdated { spec } => {
             let config = spec.config.as_ref().map(|c| serde_json::to_string(c).expect("a config serialises"));
             let (token_secret, token_key) = spec
@@ -29,53 +32,43 @@ pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Resu
                 .as_ref()
                 .map(|c| (c.token_secret_ref.name.to_string(), c.token_secret_ref.key.clone()))
                 .unzip();
-            sqlx::query(
-                "INSERT INTO secret_backends (name, type, description, is_default, config, token_secret, token_key, \
-                                              resource_version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (name) DO UPDATE SET type = excluded.type, description = excluded.description, \
-                   config = excluded.config, token_secret = excluded.token_secret, token_key = excluded.token_key, \
-                   resource_version = excluded.resource_version, updated_at = excluded.updated_at",
-            )
-            .bind(&event.aggregate_id)
-            .bind(spec.backend_type.as_str())
-            .bind(&spec.description)
-            .bind(config)
-            .bind(token_secret)
-            .bind(token_key)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
+            let mut changes = vec![Change::Upsert {
+                table: TABLE,
+                row: vec![
+                    ("name", event.aggregate_id.as_str().into()),
+                    ("type", spec.backend_type.as_str().into()),
+                    ("description", spec.description.into()),
+                    ("is_default", 0.into()),
+                    ("config", config.into()),
+                    ("token_secret", token_secret.into()),
+                    ("token_key", token_key.into()),
+                    ("resource_version", event.sequence.into()),
+                    ("created_at", event.recorded_at.as_str().into()),
+                    ("updated_at", event.recorded_at.as_str().into()),
+                ],
+                keep: &["is_default", "created_at"],
+            }];
             // Version 1 of these events carried the default flag in the spec.
             if event.event_version == "1"
                 && event.payload.pointer("/SecretBackendCreated/spec/isDefault") == Some(&true.into())
             {
-                mark_default(conn, &event.aggregate_id).await?;
+                changes.push(mark_default(&event.aggregate_id));
             }
+            changes
         }
         SecretBackendEvent::SecretBackendDeleted {} => {
-            sqlx::query("DELETE FROM secret_backends WHERE name = $1")
-                .bind(&event.aggregate_id)
-                .execute(&mut *conn)
-                .await?;
+            vec![Change::Delete { table: TABLE, key: event.aggregate_id.clone() }]
         }
-    }
-    Ok(())
+    })
 }
 
-pub(crate) async fn apply_default(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
+pub(crate) fn default_changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
     let DefaultBackendEvent::DefaultBackendSet { to, .. } = payload::<DefaultBackendEvent>(event)?;
-    mark_default(conn, to.as_str()).await?;
-    Ok(())
+    Ok(vec![mark_default(to.as_str())])
 }
 
-async fn mark_default(conn: &mut AnyConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE secret_backends SET is_default = CASE WHEN name = $1 THEN 1 ELSE 0 END")
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+fn mark_default(name: &str) -> Change {
+    Change::Only { table: TABLE, key: name.to_owned(), column: "is_default" }
 }
 
 const COLUMNS: &str = "name, type, description, is_default, config, resource_version, created_at, updated_at";

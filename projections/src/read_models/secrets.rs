@@ -4,8 +4,9 @@ use domain::ResourceName;
 use domain::secret::SecretEvent;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Change, Set, Table};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -26,73 +27,50 @@ pub struct SecretState {
     pub external_ref: Option<String>,
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<SecretEvent>(event)? {
+pub(crate) const TABLE: Table = Table { name: "secrets", key: "name" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    let key = || event.aggregate_id.clone();
+    let keys_json = |keys: &[String]| serde_json::to_string(keys).expect("a list of strings serialises");
+    let touched = |mut set: Vec<(&'static str, Set)>| {
+        set.push(("resource_version", Set::To(event.sequence.into())));
+        set.push(("updated_at", Set::To(event.recorded_at.as_str().into())));
+        Change::Update { table: TABLE, key: key(), set }
+    };
+    Ok(vec![match payload::<SecretEvent>(event)? {
         SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref, external_ref } => {
-            sqlx::query(
-                "INSERT INTO secrets (name, backend, description, keys, data_version, value_ref, external_ref, \
-                                      resource_version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-                 ON CONFLICT (name) DO UPDATE SET backend = excluded.backend, description = excluded.description, \
-                   keys = excluded.keys, data_version = excluded.data_version, value_ref = excluded.value_ref, \
-                   external_ref = excluded.external_ref, resource_version = excluded.resource_version, \
-                   created_at = excluded.created_at, updated_at = excluded.updated_at",
-            )
-            .bind(&event.aggregate_id)
-            .bind(backend.as_str())
-            .bind(&description)
-            .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
-            .bind(data_version as i64)
-            .bind(&value_ref)
-            .bind(external_ref)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
+            Change::Upsert {
+                table: TABLE,
+                row: vec![
+                    ("name", key().into()),
+                    ("backend", backend.as_str().into()),
+                    ("description", description.into()),
+                    ("keys", keys_json(&keys).into()),
+                    ("data_version", (data_version as i64).into()),
+                    ("value_ref", value_ref.into()),
+                    ("external_ref", external_ref.into()),
+                    ("resource_version", event.sequence.into()),
+                    ("created_at", event.recorded_at.as_str().into()),
+                    ("updated_at", event.recorded_at.as_str().into()),
+                ],
+                keep: &[],
+            }
         }
-        SecretEvent::SecretUpdated { description, keys, data_version, value_ref, external_ref, .. } => {
-            sqlx::query(
-                "UPDATE secrets SET description = $2, keys = $3, data_version = $4, value_ref = $5, \
-                   external_ref = $6, resource_version = $7, updated_at = $8 WHERE name = $1",
-            )
-            .bind(&event.aggregate_id)
-            .bind(&description)
-            .bind(serde_json::to_string(&keys).expect("a list of strings serialises"))
-            .bind(data_version as i64)
-            .bind(&value_ref)
-            .bind(external_ref)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        SecretEvent::SecretMigrated { to, value_ref, external_ref, .. } => {
-            sqlx::query(
-                "UPDATE secrets SET backend = $2, value_ref = $3, external_ref = $4, resource_version = $5, \
-                   updated_at = $6 WHERE name = $1",
-            )
-            .bind(&event.aggregate_id)
-            .bind(to.as_str())
-            .bind(&value_ref)
-            .bind(external_ref)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        SecretEvent::SecretSourceDeleted { .. } | SecretEvent::SecretSourceDeleteFailed { .. } => {
-            sqlx::query("UPDATE secrets SET resource_version = $2, updated_at = $3 WHERE name = $1")
-                .bind(&event.aggregate_id)
-                .bind(event.sequence)
-                .bind(&event.recorded_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        SecretEvent::SecretDeleted {} => {
-            sqlx::query("DELETE FROM secrets WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+        SecretEvent::SecretUpdated { description, keys, data_version, value_ref, external_ref, .. } => touched(vec![
+            ("description", Set::To(description.into())),
+            ("keys", Set::To(keys_json(&keys).into())),
+            ("data_version", Set::To((data_version as i64).into())),
+            ("value_ref", Set::To(value_ref.into())),
+            ("external_ref", Set::To(external_ref.into())),
+        ]),
+        SecretEvent::SecretMigrated { to, value_ref, external_ref, .. } => touched(vec![
+            ("backend", Set::To(to.as_str().into())),
+            ("value_ref", Set::To(value_ref.into())),
+            ("external_ref", Set::To(external_ref.into())),
+        ]),
+        SecretEvent::SecretSourceDeleted { .. } | SecretEvent::SecretSourceDeleteFailed { .. } => touched(vec![]),
+        SecretEvent::SecretDeleted {} => Change::Delete { table: TABLE, key: key() },
+    }])
 }
 
 const COLUMNS: &str =

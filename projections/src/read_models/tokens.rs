@@ -4,8 +4,9 @@
 use domain::token::TokenEvent;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Change, Set, Table};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -22,34 +23,34 @@ pub struct TokenState {
     pub last_used_at: Option<String>,
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<TokenEvent>(event)? {
-        TokenEvent::TokenIssued { user, hash, expires_at, description } => {
-            sqlx::query(
-                "INSERT INTO tokens (id, user_name, hash, expires_at, description, revoked, resource_version, \
-                                     created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&event.aggregate_id)
-            .bind(user.as_str())
-            .bind(&hash)
-            .bind(expires_at)
-            .bind(&description)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        TokenEvent::TokenRevoked {} => {
-            sqlx::query("UPDATE tokens SET revoked = 1, resource_version = $2, updated_at = $3 WHERE id = $1")
-                .bind(&event.aggregate_id)
-                .bind(event.sequence)
-                .bind(&event.recorded_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    Ok(())
+pub(crate) const TABLE: Table = Table { name: "tokens", key: "id" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(vec![match payload::<TokenEvent>(event)? {
+        TokenEvent::TokenIssued { user, hash, expires_at, description } => Change::InsertNew {
+            table: TABLE,
+            row: vec![
+                ("id", event.aggregate_id.as_str().into()),
+                ("user_name", user.as_str().into()),
+                ("hash", hash.into()),
+                ("expires_at", expires_at.into()),
+                ("description", description.into()),
+                ("revoked", 0.into()),
+                ("resource_version", event.sequence.into()),
+                ("created_at", event.recorded_at.as_str().into()),
+                ("updated_at", event.recorded_at.as_str().into()),
+            ],
+        },
+        TokenEvent::TokenRevoked {} => Change::Update {
+            table: TABLE,
+            key: event.aggregate_id.clone(),
+            set: vec![
+                ("revoked", Set::To(1.into())),
+                ("resource_version", Set::To(event.sequence.into())),
+                ("updated_at", Set::To(event.recorded_at.as_str().into())),
+            ],
+        },
+    }])
 }
 
 const COLUMNS: &str = "t.id, t.user_name, t.hash, t.expires_at, t.description, t.revoked, t.resource_version, \

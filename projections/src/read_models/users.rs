@@ -3,8 +3,9 @@
 use domain::user::UserEvent;
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::change::{Change, Table};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -15,28 +16,23 @@ pub struct UserState {
     pub description: String,
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), ApplyError> {
-    match payload::<UserEvent>(event)? {
-        UserEvent::UserCreated { description } => {
-            sqlx::query(
-                "INSERT INTO users (name, description, resource_version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) \
-                 ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
-                   resource_version = excluded.resource_version, created_at = excluded.created_at, \
-                   updated_at = excluded.updated_at",
-            )
-            .bind(&event.aggregate_id)
-            .bind(&description)
-            .bind(event.sequence)
-            .bind(&event.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        UserEvent::UserDeleted {} => {
-            sqlx::query("DELETE FROM users WHERE name = $1").bind(&event.aggregate_id).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+pub(crate) const TABLE: Table = Table { name: "users", key: "name" };
+
+pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
+    Ok(vec![match payload::<UserEvent>(event)? {
+        UserEvent::UserCreated { description } => Change::Upsert {
+            table: TABLE,
+            row: vec![
+                ("name", event.aggregate_id.as_str().into()),
+                ("description", description.into()),
+                ("resource_version", event.sequence.into()),
+                ("created_at", event.recorded_at.as_str().into()),
+                ("updated_at", event.recorded_at.as_str().into()),
+            ],
+            keep: &[],
+        },
+        UserEvent::UserDeleted {} => Change::Delete { table: TABLE, key: event.aggregate_id.clone() },
+    }])
 }
 
 const COLUMNS: &str = "name, description, resource_version, created_at, updated_at";

@@ -18,7 +18,10 @@ pub async fn run(command: ProjectionsCommand) -> anyhow::Result<ExitCode> {
         ProjectionsCommand::Status(store) => {
             let db = open(&store).await?;
             let statuses = projections::status::status(&db, &ReadModel::ALL).await?;
-            println!("{:<16} {:>10} {:>10} {:>10} {:>9}  {:<10}  ERROR", "NAME", "CHECKPOINT", "HEAD", "LAG", "LAG(S)", "REBUILD");
+            println!(
+                "{:<16} {:>10} {:>10} {:>10} {:>9}  {:<10}  ERROR",
+                "NAME", "CHECKPOINT", "HEAD", "LAG", "LAG(S)", "REBUILD"
+            );
             for s in statuses {
                 println!(
                     "{:<16} {:>10} {:>10} {:>10} {:>9.1}  {:<10}  {}",

@@ -11,5 +11,6 @@ mod migration;
 mod openbao;
 mod projection;
 mod rbac;
+mod rebuild;
 mod references;
 mod validation;

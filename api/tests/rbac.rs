@@ -13,7 +13,7 @@ testkit::on_both_stores!(
 );
 
 /// A user bound to `role` (none when `None`), and their token.
-async fn user_with(t: &TestApp, user: &str, role: Option<&str>) -> String {
+pub(crate) async fn user_with(t: &TestApp, user: &str, role: Option<&str>) -> String {
     assert_eq!(t.post("/api/v1/users", json!({"name": user})).await.status, StatusCode::CREATED);
     if let Some(role) = role {
         let binding = json!({"name": format!("{user}-binding"), "role": role, "users": [user]});

@@ -181,6 +181,51 @@ pub enum Command {
     /// Show or change the client configuration (~/.mcpctl/config.json, or $MCPCTL_CONFIG).
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Operate mcpd itself.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// The read models built from the event log: check, rebuild, verify.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's checkpoint, the log head, lag, last error and latest rebuild.
+    #[command(after_help = "Examples:\n  mcpctl admin projections status\n  mcpctl admin projections status -o json")]
+    Status {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Replay the event log into fresh tables while mcpd keeps serving, then swap them in.
+    /// Shows progress until it is done; exits 1 if it fails.
+    #[command(
+        after_help = "Examples:\n  mcpctl admin projections rebuild llms\n  mcpctl admin projections rebuild --all\n  mcpctl admin projections rebuild --all --no-wait"
+    )]
+    Rebuild {
+        /// Read models: llms, secrets, secret_backends, migrations, users, tokens, rbac.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Start the rebuild and return; `status` shows its progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Replay the event log and compare it with the tables row by row; prints the differences
+    /// and exits 1 on any.
+    #[command(
+        after_help = "Examples:\n  mcpctl admin projections verify\n  mcpctl admin projections verify llms secrets"
+    )]
+    Verify {
+        /// Read models to verify; all when none are named.
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

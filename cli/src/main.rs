@@ -29,6 +29,7 @@ mod get;
 mod kind;
 mod migrate;
 mod output;
+mod projections;
 
 use std::process::ExitCode;
 
@@ -139,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             audit::run(&connect()?, args)?;
             0
         }
+        Command::Admin(args::AdminCommand::Projections(command)) => projections::run(&connect()?, command)?,
         Command::Login => {
             let Some(login_token) = cli.token.clone() else {
                 anyhow::bail!("give the token to store: mcpctl login --token <token>");

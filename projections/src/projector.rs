@@ -37,11 +37,7 @@ pub struct ProjectorConfig {
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 500,
-            poll_interval: Duration::from_millis(200),
-            lock_interval: Duration::from_secs(1),
-        }
+        Self { batch_size: 500, poll_interval: Duration::from_millis(200), lock_interval: Duration::from_secs(1) }
     }
 }
 
@@ -306,17 +302,28 @@ impl Projector {
         }
     }
 
-    /// A stopped read model resumes when its stored checkpoint has moved past the event that
-    /// stopped it: a rebuild by a newer version, or by an operator, has dealt with it.
+    /// A stopped read model resumes when a rebuild has dealt with it: the rebuild clears the
+    /// stored error and moves the checkpoint to where the replay got. If the event still cannot
+    /// be applied, it stops again.
     async fn refresh_stopped(&mut self) -> DbResult<()> {
         for i in 0..self.models.len() {
             let Some(stopped_at) = self.models[i].stopped_at else {
                 continue;
             };
-            let stored = load_checkpoint(&self.db, self.models[i].model).await?;
-            if stored > stopped_at {
+            let row =
+                sqlx::query("SELECT transaction_id, position, last_error FROM projection_checkpoints WHERE name = $1")
+                    .bind(self.models[i].model.name())
+                    .fetch_one(&self.db.pool)
+                    .await?;
+            let stored =
+                Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
+            let cleared = row.try_get::<Option<String>, _>("last_error")?.is_none();
+            if stored > stopped_at || cleared {
                 let m = &mut self.models[i];
-                tracing::info!(read_model = m.model.name(), "the read model was rebuilt past its poison event; resuming");
+                tracing::info!(
+                    read_model = m.model.name(),
+                    "the read model was rebuilt past its poison event; resuming"
+                );
                 m.stopped_at = None;
                 m.error = None;
                 m.checkpoint = stored;

@@ -131,7 +131,7 @@ pub async fn rebuild_claimed(
                 break;
             }
         }
-        let mut tx = conn.begin_tx().await?;
+        let mut tx = conn.begin_tx(db.dialect).await?;
         for table in tables(models) {
             create_shadow(&mut tx, db.dialect, table.name).await?;
         }
@@ -146,7 +146,7 @@ pub async fn rebuild_claimed(
             if page.is_empty() {
                 break;
             }
-            let mut tx = conn.begin_tx().await?;
+            let mut tx = conn.begin_tx(db.dialect).await?;
             at = apply_to_shadow(&mut tx, models, &page, at).await?;
             tx.commit().await?;
             progress.advance(page.len());
@@ -158,7 +158,7 @@ pub async fn rebuild_claimed(
         }
 
         // 3. Hold the checkpoints, apply the rest, swap.
-        let mut tx = conn.begin_tx().await?;
+        let mut tx = conn.begin_tx(db.dialect).await?;
         hold_checkpoints(&mut tx, models).await?;
         loop {
             let page = log::read_of(&mut tx, db.dialect, at, &types, PAGE).await?;
@@ -280,7 +280,7 @@ pub async fn verify(
     fold_range(&mut conn, db.dialect, &mut folded, models, &types, &start, &first, &mut progress, &mut on_progress)
         .await?;
     // ...then, holding them, on to where they are now, and compare.
-    let mut tx = conn.begin_tx().await?;
+    let mut tx = conn.begin_tx(db.dialect).await?;
     hold_checkpoints(&mut tx, models).await?;
     let mut now = HashMap::new();
     for model in models {
@@ -291,8 +291,7 @@ pub async fn verify(
         let at = Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
         now.insert(model.name(), at);
     }
-    fold_range(&mut tx, db.dialect, &mut folded, models, &types, &first, &now, &mut progress, &mut on_progress)
-        .await?;
+    fold_range(&mut tx, db.dialect, &mut folded, models, &types, &first, &now, &mut progress, &mut on_progress).await?;
     let mut differences = Vec::new();
     for table in tables(models) {
         compare(&mut tx, table, &folded, &mut differences).await?;
@@ -461,7 +460,8 @@ async fn create_shadow(conn: &mut AnyConnection, dialect: Dialect, table: &str) 
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get(0)?;
-            let columns = sql.find('(').ok_or_else(|| sqlx::Error::Protocol(format!("cannot read {table}'s schema")))?;
+            let columns =
+                sql.find('(').ok_or_else(|| sqlx::Error::Protocol(format!("cannot read {table}'s schema")))?;
             sqlx::query(&format!("CREATE TABLE {shadow} {}", &sql[columns..])).execute(&mut *conn).await?;
         }
     }
@@ -475,7 +475,8 @@ async fn swap(conn: &mut AnyConnection, dialect: Dialect, table: &str) -> DbResu
         Dialect::Postgres => {
             let indexes = |name: String| {
                 sqlx::query(
-                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+                    "SELECT indexname::text, indexdef FROM pg_indexes \
+                     WHERE schemaname = current_schema() AND tablename = $1",
                 )
                 .bind(name)
             };
@@ -589,14 +590,15 @@ impl Reporter {
         }
         self.last = Some(Instant::now());
         for model in models {
-            let result =
-                sqlx::query("UPDATE projection_rebuilds SET replayed = $2, total = $3, updated_at = $4 WHERE name = $1")
-                    .bind(model.name())
-                    .bind(progress.replayed as i64)
-                    .bind(progress.total as i64)
-                    .bind(jiff::Timestamp::now().to_string())
-                    .execute(&db.pool)
-                    .await;
+            let result = sqlx::query(
+                "UPDATE projection_rebuilds SET replayed = $2, total = $3, updated_at = $4 WHERE name = $1",
+            )
+            .bind(model.name())
+            .bind(progress.replayed as i64)
+            .bind(progress.total as i64)
+            .bind(jiff::Timestamp::now().to_string())
+            .execute(&db.pool)
+            .await;
             if let Err(e) = result {
                 tracing::warn!(error = %error_chain(&e), "recording rebuild progress failed");
             }
@@ -628,13 +630,18 @@ async fn finish(db: &Database, models: &[ReadModel], result: &Result<Rebuilt, Re
     }
 }
 
-/// `begin` on a pooled connection, as a transaction over `AnyConnection`.
+/// A write transaction on a pooled connection. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later fails when another
+/// writer committed in between.
 trait BeginTx {
-    async fn begin_tx(&mut self) -> DbResult<sqlx::Transaction<'_, sqlx::Any>>;
+    async fn begin_tx(&mut self, dialect: Dialect) -> DbResult<sqlx::Transaction<'_, sqlx::Any>>;
 }
 
 impl BeginTx for sqlx::pool::PoolConnection<sqlx::Any> {
-    async fn begin_tx(&mut self) -> DbResult<sqlx::Transaction<'_, sqlx::Any>> {
-        sqlx::Connection::begin(&mut **self).await
+    async fn begin_tx(&mut self, dialect: Dialect) -> DbResult<sqlx::Transaction<'_, sqlx::Any>> {
+        match dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut **self, "BEGIN IMMEDIATE").await,
+            Dialect::Postgres => sqlx::Connection::begin(&mut **self).await,
+        }
     }
 }

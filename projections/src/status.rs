@@ -58,7 +58,8 @@ pub async fn status(db: &Database, models: &[ReadModel]) -> DbResult<Vec<Project
         .bind(model.name())
         .fetch_one(&db.pool)
         .await?;
-        let checkpoint = Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
+        let checkpoint =
+            Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
         let (lag_events, lag_seconds) = lag(db, *model, checkpoint).await?;
         out.push(ProjectionStatus {
             name: model.name(),

@@ -67,14 +67,32 @@ pub type Row = Vec<(&'static str, Cell)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Inserts `row`; when its key exists, overwrites every column except those in `keep`.
-    Upsert { table: Table, row: Row, keep: &'static [&'static str] },
+    Upsert {
+        table: Table,
+        row: Row,
+        keep: &'static [&'static str],
+    },
     /// Inserts `row` unless its key exists.
-    InsertNew { table: Table, row: Row },
+    InsertNew {
+        table: Table,
+        row: Row,
+    },
     /// Sets columns of the row with `key`, if there is one.
-    Update { table: Table, key: String, set: Vec<(&'static str, Set)> },
-    Delete { table: Table, key: String },
+    Update {
+        table: Table,
+        key: String,
+        set: Vec<(&'static str, Set)>,
+    },
+    Delete {
+        table: Table,
+        key: String,
+    },
     /// Sets the flag `column` to 1 on the row with `key` and to 0 on every other row.
-    Only { table: Table, key: String, column: &'static str },
+    Only {
+        table: Table,
+        key: String,
+        column: &'static str,
+    },
 }
 
 /// Carries out `change` on the tables named with `suffix` (empty for the live tables).

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use domain::ResourceName;
 use domain::llm::{LlmEvent, LlmSpec, LlmType, SecretKeyRef, Tier};
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::change::{Change, Table};
 use super::{ApplyError, Record, corrupt, payload};

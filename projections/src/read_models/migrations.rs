@@ -2,8 +2,8 @@
 
 use domain::migration::MigrationEvent;
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::change::{Cell, Change, Set, Table};
 use super::{ApplyError, Record, payload};

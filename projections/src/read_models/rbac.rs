@@ -3,8 +3,8 @@
 use domain::rbac::{RoleBindingEvent, RoleBindingSpec, RoleEvent, RoleSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::any::AnyRow;
 use sqlx::Row as _;
+use sqlx::any::AnyRow;
 
 use super::change::{Change, Row, Table};
 use super::{ApplyError, Record, corrupt, payload};

@@ -4,8 +4,8 @@
 use domain::default_backend::DefaultBackendEvent;
 use domain::secret_backend::{BackendType, OpenBaoConfig, SecretBackendEvent, SecretBackendSpec};
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::change::{Change, Table};
 use super::{ApplyError, Record, corrupt, payload};

@@ -3,8 +3,8 @@
 
 use domain::token::TokenEvent;
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::change::{Change, Set, Table};
 use super::{ApplyError, Record, payload};

@@ -2,8 +2,8 @@
 
 use domain::user::UserEvent;
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::change::{Change, Table};
 use super::{ApplyError, Record, payload};

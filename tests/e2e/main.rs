@@ -11,4 +11,5 @@ mod cli_openbao;
 mod crash;
 mod leaks;
 mod migration;
+mod projections;
 mod quick_start;

@@ -59,6 +59,22 @@ impl TestServer {
         server
     }
 
+    /// A second mcpd on the same PostgreSQL database, as another replica would run.
+    pub async fn replica(&self) -> TestServer {
+        assert!(self.database_url.is_some(), "replicas share a PostgreSQL database");
+        let mut server = TestServer {
+            db: self.db.share(),
+            database_url: self.database_url.clone(),
+            port: free_port(),
+            child: None,
+            starts: 0,
+            env: self.env.clone(),
+            http: self.http.clone(),
+        };
+        server.spawn().await;
+        server
+    }
+
     /// The client config mcpd writes at its first start on the embedded default (instead of
     /// `~/.mcpctl/config.json`, which tests leave alone).
     pub fn client_config(&self) -> PathBuf {

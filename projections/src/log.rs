@@ -34,6 +34,9 @@ pub struct StoredEvent {
     pub metadata: HashMap<String, String>,
     /// The time the row was written, RFC 3339 UTC.
     pub recorded_at: String,
+    /// The payload as stored, when it was left undecoded (`payload` is then null): a replay
+    /// decodes it straight into the event type instead of through a `Value`.
+    pub(crate) raw_payload: Option<String>,
 }
 
 const SQLITE_COLUMNS: &str = "0 AS transaction_id, position, aggregate_type, aggregate_id, sequence, event_type, \
@@ -79,12 +82,6 @@ impl EventLog {
             }
         };
         rows.iter().map(decode).collect()
-    }
-
-    /// Up to `limit` events of the given aggregate types after `after`, in commit order.
-    pub async fn read_of(&self, after: Position, aggregate_types: &[&str], limit: i64) -> DbResult<Vec<StoredEvent>> {
-        let mut conn = self.db.pool.acquire().await?;
-        read_of(&mut conn, self.db.dialect, after, aggregate_types, limit).await
     }
 
     /// Where the newest event sits in the log; the start when it is empty.
@@ -164,36 +161,6 @@ impl EventLog {
     }
 }
 
-/// Up to `limit` events of the given aggregate types after `after`, in commit order, read on
-/// `conn` (which may be inside a transaction).
-pub(crate) async fn read_of(
-    conn: &mut sqlx::AnyConnection,
-    dialect: Dialect,
-    after: Position,
-    aggregate_types: &[&str],
-    limit: i64,
-) -> DbResult<Vec<StoredEvent>> {
-    let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 4)).collect();
-    let types = types.join(", ");
-    let sql = match dialect {
-        Dialect::Sqlite => format!(
-            "SELECT {SQLITE_COLUMNS} FROM events WHERE position > $2 AND $1 = $1 AND aggregate_type IN ({types}) \
-             ORDER BY position LIMIT $3"
-        ),
-        Dialect::Postgres => format!(
-            "SELECT {POSTGRES_COLUMNS} FROM events \
-             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND aggregate_type IN ({types}) \
-             ORDER BY events.transaction_id, events.position LIMIT $3"
-        ),
-    };
-    let mut query = sqlx::query(&sql).bind(after.transaction_id.to_string()).bind(after.position).bind(limit);
-    for t in aggregate_types {
-        query = query.bind(*t);
-    }
-    query.fetch_all(&mut *conn).await?.iter().map(decode).collect()
-}
-
 /// The columns of an event row as [`decode_event`] reads them.
 pub(crate) fn event_columns(dialect: Dialect) -> &'static str {
     match dialect {
@@ -232,5 +199,70 @@ fn decode(row: &AnyRow) -> DbResult<StoredEvent> {
         payload,
         metadata,
         recorded_at: row.try_get("recorded_at")?,
+        raw_payload: None,
+    })
+}
+
+/// What a replay reads of an event: no metadata, the payload left as text unless it needs
+/// upcasting. In the order [`decode_for_replay`] reads them.
+const SQLITE_REPLAY: &str =
+    "0, position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, recorded_at";
+const POSTGRES_REPLAY: &str = "transaction_id::text::bigint, position, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload::text, \
+     to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// Up to `limit` events of the given aggregate types after `after`, in commit order, as a
+/// replay needs them (see [`StoredEvent::raw_payload`]); metadata is left out.
+pub(crate) async fn read_for_replay(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    after: Position,
+    aggregate_types: &[&str],
+    limit: i64,
+) -> DbResult<Vec<StoredEvent>> {
+    let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 4)).collect();
+    let types = types.join(", ");
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT {SQLITE_REPLAY} FROM events WHERE position > $2 AND $1 = $1 AND aggregate_type IN ({types}) \
+             ORDER BY position LIMIT $3"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT {POSTGRES_REPLAY} FROM events \
+             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND aggregate_type IN ({types}) \
+             ORDER BY events.transaction_id, events.position LIMIT $3"
+        ),
+    };
+    let mut query = sqlx::query(&sql).bind(after.transaction_id.to_string()).bind(after.position).bind(limit);
+    for t in aggregate_types {
+        query = query.bind(*t);
+    }
+    query.fetch_all(&mut *conn).await?.iter().map(decode_for_replay).collect()
+}
+
+fn decode_for_replay(row: &AnyRow) -> DbResult<StoredEvent> {
+    let event_type: String = row.try_get(5)?;
+    let event_version: String = row.try_get(6)?;
+    let text: String = row.try_get(7)?;
+    let (event_version, payload, raw_payload) = if domain::upcast::is_current(&event_type, &event_version) {
+        (event_version, Value::Null, Some(text))
+    } else {
+        let value = serde_json::from_str(&text)
+            .map_err(|e| sqlx::Error::ColumnDecode { index: "payload".to_owned(), source: Box::new(e) })?;
+        let (version, value) = domain::upcast::upcast(&event_type, &event_version, value);
+        (version, value, None)
+    };
+    Ok(StoredEvent {
+        position: Position { transaction_id: row.try_get(0)?, position: row.try_get(1)? },
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type,
+        event_version,
+        payload,
+        metadata: HashMap::new(),
+        recorded_at: row.try_get(8)?,
+        raw_payload,
     })
 }

@@ -113,9 +113,10 @@ pub async fn rebuild_claimed(
             folded.track(table);
         }
         let mut at = Position::default();
-        let mut conn = db.pool.acquire().await?;
-        loop {
-            let page = log::read_of(&mut conn, db.dialect, at, &types, PAGE).await?;
+        // The next page is read while this one is folded.
+        let mut pages = read_ahead(db.clone(), types.clone());
+        while let Some(page) = pages.recv().await {
+            let page = page?;
             for event in &page {
                 for model in models {
                     for change in model.changes(event)? {
@@ -127,10 +128,8 @@ pub async fn rebuild_claimed(
             progress.advance(page.len());
             on_progress(&progress);
             reporter.report(db, models, &progress).await;
-            if (page.len() as i64) < PAGE {
-                break;
-            }
         }
+        let mut conn = db.pool.acquire().await?;
         let mut tx = conn.begin_tx(db.dialect).await?;
         for table in tables(models) {
             create_shadow(&mut tx, db.dialect, table.name).await?;
@@ -142,7 +141,7 @@ pub async fn rebuild_claimed(
         // 2. Catch up, event by event, with what was written meanwhile.
         let mut conn = db.pool.acquire().await?;
         loop {
-            let page = log::read_of(&mut conn, db.dialect, at, &types, PAGE).await?;
+            let page = log::read_for_replay(&mut conn, db.dialect, at, &types, PAGE).await?;
             if page.is_empty() {
                 break;
             }
@@ -161,7 +160,7 @@ pub async fn rebuild_claimed(
         let mut tx = conn.begin_tx(db.dialect).await?;
         hold_checkpoints(&mut tx, models).await?;
         loop {
-            let page = log::read_of(&mut tx, db.dialect, at, &types, PAGE).await?;
+            let page = log::read_for_replay(&mut tx, db.dialect, at, &types, PAGE).await?;
             at = apply_to_shadow(&mut tx, models, &page, at).await?;
             progress.advance(page.len());
             if (page.len() as i64) < PAGE {
@@ -211,6 +210,37 @@ pub async fn rebuild_claimed(
         }
     }
     result
+}
+
+/// Reads the whole log of `types` page by page in a task of its own, one page ahead of the
+/// consumer. The channel closes after the last page, or after an error.
+fn read_ahead(db: Database, types: Vec<&'static str>) -> tokio::sync::mpsc::Receiver<DbResult<Vec<StoredEvent>>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut conn = match db.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut at = Position::default();
+        loop {
+            let page = log::read_for_replay(&mut conn, db.dialect, at, &types, PAGE).await;
+            let last = match &page {
+                Ok(page) if (page.len() as i64) == PAGE => page.last().map(|e| e.position),
+                _ => None,
+            };
+            if sender.send(page).await.is_err() {
+                return;
+            }
+            match last {
+                Some(position) => at = position,
+                None => return,
+            }
+        }
+    });
+    receiver
 }
 
 /// One row that differs between a live table and a replay of the log.
@@ -321,7 +351,7 @@ async fn fold_range(
     let mut at = models.iter().map(lower).min().unwrap_or_default();
     let end = to.values().copied().max().unwrap_or_default();
     while at < end {
-        let page = log::read_of(conn, dialect, at, types, PAGE).await?;
+        let page = log::read_for_replay(conn, dialect, at, types, PAGE).await?;
         for event in &page {
             for model in models {
                 if event.position > lower(model) && event.position <= to[model.name()] {

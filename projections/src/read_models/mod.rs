@@ -147,7 +147,11 @@ impl ReadModel {
 
 /// Decodes an event's payload into the kind's event type, naming the event on failure.
 pub(crate) fn payload<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ApplyError> {
-    E::deserialize(&event.payload).map_err(|source| ApplyError::Payload {
+    let decoded = match &event.raw_payload {
+        Some(raw) => serde_json::from_str(raw),
+        None => E::deserialize(&event.payload),
+    };
+    decoded.map_err(|source| ApplyError::Payload {
         event_type: event.event_type.clone(),
         aggregate_type: event.aggregate_type.clone(),
         aggregate_id: event.aggregate_id.clone(),

@@ -50,7 +50,8 @@ pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
             }];
             // Version 1 of these events carried the default flag in the spec.
             if event.event_version == "1"
-                && event.payload.pointer("/SecretBackendCreated/spec/isDefault") == Some(&true.into())
+                && payload::<serde_json::Value>(event)?.pointer("/SecretBackendCreated/spec/isDefault")
+                    == Some(&true.into())
             {
                 changes.push(mark_default(&event.aggregate_id));
             }

@@ -151,6 +151,8 @@ async fn a_rebuild_under_writes_equals_a_replay_and_never_hides_a_resource(kind:
     for (name, item) in &done {
         assert_eq!(item["rebuild"]["status"], "completed", "{name}: {item}");
         assert_eq!(item["rebuild"]["requestedBy"], "admin");
+        assert!(item["rebuild"]["rate"].as_f64().unwrap() > 0.0, "{name}: {item}");
+        assert_eq!(item["rebuild"]["etaSeconds"], Value::Null, "{name}: {item}");
         assert!(item["rebuild"]["replayed"].as_i64().unwrap() >= 12_300, "{name}: {item}");
     }
     assert!(writes_during > 0, "the writer wrote nothing while the rebuild ran");

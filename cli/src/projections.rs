@@ -106,7 +106,9 @@ fn rebuild(client: &Client, names: &[String], all: bool, no_wait: bool) -> anyho
                 bar.set_position(replayed);
             }
             None if running && last_line.elapsed() >= Duration::from_secs(5) => {
-                eprintln!("replayed {replayed}/{total} events");
+                let rate = items.iter().filter_map(|i| i["rebuild"]["rate"].as_f64()).fold(0.0, f64::max);
+                let eta = items.iter().filter_map(|i| i["rebuild"]["etaSeconds"].as_f64()).fold(0.0, f64::max);
+                eprintln!("replayed {replayed}/{total} events, {rate:.0} events/s, about {eta:.0}s left");
                 last_line = Instant::now();
             }
             None => {}

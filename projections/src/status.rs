@@ -38,6 +38,10 @@ pub struct RebuildStatus {
     pub updated_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// Events replayed per second, from the start to the latest progress report.
+    pub rate: f64,
+    /// Seconds left at that rate, while it runs.
+    pub eta_seconds: Option<f64>,
 }
 
 impl RebuildStatus {
@@ -119,14 +123,24 @@ pub async fn rebuild_status(db: &Database, model: ReadModel) -> DbResult<Option<
     {
         status = "interrupted".to_owned();
     }
+    let (replayed, total): (i64, i64) = (row.try_get("replayed")?, row.try_get("total")?);
+    let started_at: String = row.try_get("started_at")?;
+    let elapsed = match (started_at.parse::<jiff::Timestamp>(), updated_at.parse::<jiff::Timestamp>()) {
+        (Ok(start), Ok(end)) => end.duration_since(start).as_secs_f64(),
+        _ => 0.0,
+    };
+    let rate = if elapsed > 0.0 { replayed as f64 / elapsed } else { 0.0 };
+    let eta_seconds = (status == "running" && rate > 0.0).then(|| (total - replayed).max(0) as f64 / rate);
     Ok(Some(RebuildStatus {
         status,
-        replayed: row.try_get("replayed")?,
-        total: row.try_get("total")?,
+        replayed,
+        total,
         requested_by: row.try_get("requested_by")?,
-        started_at: row.try_get("started_at")?,
+        started_at,
         updated_at,
         finished_at: row.try_get("finished_at")?,
         error: row.try_get("error")?,
+        rate,
+        eta_seconds,
     }))
 }

@@ -89,10 +89,17 @@ impl ProjectorHandle {
         self.status.lock().expect("projector status lock").clone()
     }
 
-    /// Waits until every read model in `models` has applied the event at `target`, at most
-    /// `timeout`. Read models another replica runs are followed through their stored
-    /// checkpoints.
-    pub async fn wait_for(&self, models: &[ReadModel], target: Position, timeout: Duration) -> Result<(), WaitError> {
+    /// Waits until every read model has passed the event at `target`, at most `timeout`: then
+    /// a reader sees that event and everything before it. `concerned` are the read models the
+    /// event changes: if one of them is stopped, the wait fails at once. Other read models that
+    /// are stopped (or failing, on another replica) are not waited for. Read models another
+    /// replica runs are followed through their stored checkpoints.
+    pub async fn wait_for(
+        &self,
+        concerned: &[ReadModel],
+        target: Position,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
         self.wake();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rounds = self.rounds.clone();
@@ -100,24 +107,33 @@ impl ProjectorHandle {
             let (mut remote, mut behind) = (Vec::new(), false);
             {
                 let status = self.status.lock().expect("projector status lock");
-                for model in models {
+                for model in ReadModel::ALL {
                     let s = &status[model.name()];
-                    if s.stopped {
+                    if s.stopped && concerned.contains(&model) {
                         let error = s.error.clone().unwrap_or_default();
                         return Err(WaitError::Stopped { name: model.name(), error });
                     }
+                    if s.error.is_some() && !concerned.contains(&model) {
+                        continue;
+                    }
                     if !s.running_here {
-                        remote.push(*model);
+                        remote.push(model);
                     } else if s.checkpoint < target {
                         behind = true;
                     }
                 }
             }
-            if !remote.is_empty() {
-                for model in &remote {
-                    if load_checkpoint(&self.db, *model).await? < target {
-                        behind = true;
-                    }
+            for model in &remote {
+                let row = sqlx::query(
+                    "SELECT transaction_id, position, last_error FROM projection_checkpoints WHERE name = $1",
+                )
+                .bind(model.name())
+                .fetch_one(&self.db.pool)
+                .await?;
+                let reached = Position { transaction_id: row.try_get(0)?, position: row.try_get(1)? };
+                let failing = row.try_get::<Option<String>, _>(2)?.is_some();
+                if reached < target && (concerned.contains(model) || !failing) {
+                    behind = true;
                 }
             }
             if !behind {
@@ -349,22 +365,34 @@ impl Projector {
             return Ok(false);
         };
         let batch = self.log.read_after(from, self.config.batch_size).await?;
+        // Read models with nothing of theirs in the batch reach its end without a write of
+        // their own; their checkpoints ride along in the first transaction of the round, so
+        // that every replica sees them move (no commit of their own).
+        let mut carry: Vec<(ReadModel, Position)> = Vec::new();
+        let mut work = Vec::new();
         for i in active {
-            let Model { model, checkpoint, .. } = self.models[i];
+            let checkpoint = self.models[i].checkpoint;
             let pending: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > checkpoint).collect();
             let Some(last) = pending.last().map(|e| e.position) else {
                 continue;
             };
-            if !pending.iter().any(|e| model.handles(&e.aggregate_type)) {
-                // Nothing here for this read model: it has reached `last` without a write. Its
-                // stored checkpoint stays behind, which costs a re-scan after a restart, never a
-                // missed event; writing it would cost a commit per read model per event.
+            if pending.iter().any(|e| self.models[i].model.handles(&e.aggregate_type)) {
+                work.push((i, last, pending));
+            } else {
                 self.models[i].checkpoint = last;
-                continue;
+                carry.push((self.models[i].model, last));
             }
-            match apply(&self.db, model, last, &pending).await {
+        }
+        for (i, last, pending) in work {
+            let Model { model, checkpoint, .. } = self.models[i];
+            match apply(&self.db, model, last, &pending, &carry).await {
                 Ok(moved) => {
-                    let reached = if moved { last } else { load_checkpoint(&self.db, model).await? };
+                    let reached = if moved {
+                        carry.clear();
+                        last
+                    } else {
+                        load_checkpoint(&self.db, model).await?
+                    };
                     let m = &mut self.models[i];
                     if m.error.is_some() {
                         tracing::info!(read_model = model.name(), "the read model is applying events again");
@@ -401,23 +429,49 @@ impl Projector {
 /// Applies `events` to one read model and moves its checkpoint, in one transaction.
 /// Returns `false`, having changed nothing, when another process has already moved the
 /// checkpoint past `last`.
-async fn apply(db: &Database, model: ReadModel, last: Position, events: &[&StoredEvent]) -> Result<bool, ApplyError> {
+/// `carry`: read models with nothing to apply up to their position, whose checkpoints move in
+/// the same transaction.
+async fn apply(
+    db: &Database,
+    model: ReadModel,
+    last: Position,
+    events: &[&StoredEvent],
+    carry: &[(ReadModel, Position)],
+) -> Result<bool, ApplyError> {
     let mut tx = db.pool.begin().await?;
-    // The checkpoint is written first: on SQLite the transaction takes the write lock at
+    // The checkpoints are written first: on SQLite the transaction takes the write lock at
     // once instead of failing to upgrade a read lock later, and on PostgreSQL a second
     // process working on the same read model (or a rebuild swapping it) waits here, then
-    // finds the checkpoint moved.
-    let moved = sqlx::query(
-        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4, last_error = NULL \
-         WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
-    )
-    .bind(model.name())
-    .bind(last.transaction_id)
-    .bind(last.position)
-    .bind(events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default())
-    .execute(&mut *tx)
-    .await?;
-    if moved.rows_affected() == 0 {
+    // finds the checkpoint moved. Rows are taken in one global order (the order of
+    // `ReadModel::ALL`, which rebuilds and verify follow too), so two transactions never
+    // wait for each other in a cycle.
+    let mut checkpoints: Vec<(ReadModel, Position)> = carry.to_vec();
+    checkpoints.push((model, last));
+    checkpoints.sort_by_key(|(m, _)| ReadModel::ALL.iter().position(|a| a == m));
+    let updated_at = events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default();
+    let mut moved = false;
+    for (m, position) in checkpoints {
+        let done = sqlx::query(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
+             WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
+        )
+        .bind(m.name())
+        .bind(position.transaction_id)
+        .bind(position.position)
+        .bind(updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if m == model {
+            moved = done.rows_affected() > 0;
+        }
+    }
+    if moved {
+        sqlx::query("UPDATE projection_checkpoints SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL")
+            .bind(model.name())
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !moved {
         tx.rollback().await?;
         return Ok(false);
     }

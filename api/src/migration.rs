@@ -192,51 +192,79 @@ impl Services {
             names: run.names.clone(),
             keep_source: run.keep_source,
         };
+        let cluster = self.store.db.try_lock(MIGRATION_LOCK).await?.ok_or_else(|| {
+            ApiError::Conflict(
+                "another migration is running on another mcpd replica; wait for it, or see mcpctl get migrations"
+                    .into(),
+            )
+        })?;
         self.execute_run(ctx, &run.id, command).await?;
         let services = self.clone();
         let ctx = RequestContext { source: "migration", ..ctx.clone() };
         tokio::spawn(async move {
-            let _slot = guard;
+            let _slot = (guard, cluster);
             services.run_migration(&ctx, run, Some(tx)).await;
         });
         Ok(rx)
     }
 
     /// Picks up every run a crash left unfinished. Called at start-up; runs in the background.
+    /// Resumes runs that are recorded as running while nobody runs them: at start (this mcpd
+    /// was stopped mid-run), and every few seconds after (on PostgreSQL, the replica running it
+    /// died; its lock went with it). One migration runs at a time in a process (the slot) and
+    /// across replicas (the `secret-migration` advisory lock).
     pub async fn resume_unfinished_migrations(&self) -> Result<(), ApiError> {
-        let unfinished = migrations::unfinished(&self.store.db).await?;
-        if unfinished.is_empty() {
-            return Ok(());
-        }
         let services = self.clone();
         tokio::spawn(async move {
-            let _slot = services.migration_slot.clone().lock_owned().await;
-            for record in unfinished {
-                let (Ok(id), Ok(from), Ok(to)) = (
-                    ResourceName::parse(&record.name),
-                    ResourceName::parse(&record.spec.from),
-                    ResourceName::parse(&record.spec.to),
-                ) else {
-                    continue;
-                };
-                let ctx = RequestContext::system("migration");
-                let resume = MigrationCommand::ResumeMigration { id: id.clone(), reason: "mcpd restarted".into() };
-                if let Err(e) = services.execute_run(&ctx, &id, resume).await {
+            let mut reason = "mcpd restarted";
+            loop {
+                if let Err(e) = services.resume_orphans(reason).await {
+                    tracing::warn!(error = %e, "looking for interrupted migrations failed");
+                }
+                reason = "the mcpd running it stopped";
+                tokio::time::sleep(RESUME_INTERVAL).await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn resume_orphans(&self, reason: &str) -> Result<(), ApiError> {
+        let Ok(_slot) = self.migration_slot.clone().try_lock_owned() else {
+            return Ok(());
+        };
+        if migrations::unfinished(&self.store.db).await?.is_empty() {
+            return Ok(());
+        }
+        let Some(_cluster) = self.store.db.try_lock(MIGRATION_LOCK).await? else {
+            return Ok(());
+        };
+        // Read again under the lock: a run that finished meanwhile is not resumed (and the
+        // aggregate refuses to resume a run that is not running, should the read model lag).
+        for record in migrations::unfinished(&self.store.db).await? {
+            let (Ok(id), Ok(from), Ok(to)) = (
+                ResourceName::parse(&record.name),
+                ResourceName::parse(&record.spec.from),
+                ResourceName::parse(&record.spec.to),
+            ) else {
+                continue;
+            };
+            let ctx = RequestContext::system("migration");
+            let resume = MigrationCommand::ResumeMigration { id: id.clone(), reason: reason.into() };
+            if let Err(e) = self.execute_run(&ctx, &id, resume).await {
+                tracing::warn!(run = %id, error = %e, "could not resume a migration");
+                continue;
+            }
+            tracing::info!(run = %id, from = %from, to = %to, reason, "resuming an interrupted migration");
+            let pins = match self.token_pins(&to).await {
+                Ok(pins) => Arc::new(pins),
+                Err(e) => {
                     tracing::warn!(run = %id, error = %e, "could not resume a migration");
                     continue;
                 }
-                tracing::info!(run = %id, from = %from, to = %to, "resuming an interrupted migration");
-                let pins = match services.token_pins(&to).await {
-                    Ok(pins) => Arc::new(pins),
-                    Err(e) => {
-                        tracing::warn!(run = %id, error = %e, "could not resume a migration");
-                        continue;
-                    }
-                };
-                let run = Run { id, from, to, names: record.spec.names, keep_source: record.spec.keep_source, pins };
-                services.run_migration(&ctx, run, None).await;
-            }
-        });
+            };
+            let run = Run { id, from, to, names: record.spec.names, keep_source: record.spec.keep_source, pins };
+            self.run_migration(&ctx, run, None).await;
+        }
         Ok(())
     }
 
@@ -855,3 +883,9 @@ pub fn ndjson(rx: mpsc::Receiver<Progress>) -> impl futures::Stream<Item = Resul
 
 /// Shared so the handlers and the runner agree on one slot per process.
 pub type MigrationSlot = Arc<tokio::sync::Mutex<()>>;
+
+/// The advisory lock a running migration holds on PostgreSQL, so replicas run one at a time.
+const MIGRATION_LOCK: &str = "secret-migration";
+
+/// How often each mcpd looks for a migration whose runner died.
+const RESUME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);

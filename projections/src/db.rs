@@ -1,7 +1,7 @@
 //! The read side's connection: one `sqlx::Any` pool, so read-model SQL is written once for
 //! SQLite and PostgreSQL. Only the event-log reader needs to know which one it is talking to.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -16,3 +16,34 @@ pub struct Database {
 }
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
+
+/// The advisory-lock namespace of mcpd ("mcpd" in ASCII); the second key is a lock's name as
+/// PostgreSQL's `hashtext` hashes it.
+pub(crate) const LOCK_CLASS: i32 = 0x6d63_7064;
+
+/// A cluster-wide lock held by a PostgreSQL session of its own: released when dropped, and by
+/// PostgreSQL the moment the process holding it dies. On SQLite (one process per database
+/// file) there is nothing to lock and it always succeeds.
+#[derive(Debug)]
+pub struct SessionLock {
+    _session: Option<AnyConnection>,
+}
+
+impl Database {
+    /// Takes the lock `name` unless another session holds it.
+    pub async fn try_lock(&self, name: &str) -> DbResult<Option<SessionLock>> {
+        match self.dialect {
+            Dialect::Sqlite => Ok(Some(SessionLock { _session: None })),
+            Dialect::Postgres => {
+                let mut session = self.pool.acquire().await?.detach();
+                let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2))")
+                    .bind(LOCK_CLASS)
+                    .bind(name)
+                    .fetch_one(&mut session)
+                    .await?
+                    .try_get(0)?;
+                Ok(taken.then_some(SessionLock { _session: Some(session) }))
+            }
+        }
+    }
+}

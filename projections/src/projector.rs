@@ -21,7 +21,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::db::{Database, DbResult, Dialect};
+use crate::db::{Database, DbResult, Dialect, LOCK_CLASS};
 use crate::log::{EventLog, Position, StoredEvent};
 use crate::read_models::{ApplyError, ReadModel};
 
@@ -156,10 +156,6 @@ impl ProjectorHandle {
         self.task.abort();
     }
 }
-
-/// The advisory-lock namespace of mcpd's projectors ("mcpd" in ASCII); the second key is the
-/// read model's name hashed by PostgreSQL.
-const LOCK_CLASS: i32 = 0x6d63_7064;
 
 /// One read model's state inside the projector task.
 #[derive(Debug, Clone)]

@@ -170,3 +170,90 @@ async fn mcpctl_migrates_and_shows_the_runs() {
     assert_eq!(refused.code, 1);
     assert_eq!(refused.stderr, "Error: secretbackend \"nowhere\" not found\n");
 }
+
+/// Two replicas on one PostgreSQL: one migration at a time across them, and when the replica
+/// running a migration is killed, the other finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
+    let mut first = TestServer::start(StoreKind::Postgres).await;
+    let second = first.replica().await;
+    setup_bao(&first).await;
+    let mut secrets = Vec::new();
+    for i in 0..300 {
+        let (name, value) = (format!("k-{i:03}"), format!("replicated-{i}-{}", random_point(0..1_000_000)));
+        let (status, _) = first.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
+        assert_eq!(status, 201);
+        secrets.push((name, value));
+    }
+
+    let mut response = first
+        .http
+        .post(first.url("/api/v1/secrets/migrate"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&json!({"from": "default", "to": "bao"}))
+        .send()
+        .await
+        .unwrap();
+    let (mut buffer, mut run, mut migrated, mut refused) = (String::new(), String::new(), 0u64, None);
+    'reading: while let Some(chunk) = response.chunk().await.unwrap() {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: Value = serde_json::from_str(&buffer[..end]).unwrap();
+            buffer.drain(..=end);
+            if line["type"] == "started" {
+                run = line["run"].as_str().unwrap().to_owned();
+            }
+            if line["outcome"] == "migrated" {
+                migrated += 1;
+                if migrated == 20 {
+                    // The other replica will not start a second migration meanwhile.
+                    refused =
+                        Some(second.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "bao"})).await);
+                }
+                if migrated == 40 {
+                    first.kill9();
+                    break 'reading;
+                }
+            }
+        }
+    }
+    let (status, body) = refused.expect("the run got to 20 secrets");
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("another mcpd replica"), "{body}");
+    assert_eq!(migrated, 40, "the run was still going when its replica was killed");
+
+    let killed = Instant::now();
+    let finished = loop {
+        let status = run_status(&second, &run).await;
+        if status["status"] != "running" {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "nobody finished the run: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("the surviving replica finished the run {:?} after the kill", killed.elapsed());
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert_eq!(finished["resumed"], 1, "{finished}");
+    let resumed =
+        finished["history"].as_array().unwrap().iter().find(|e| e["eventType"] == "MigrationResumed").unwrap();
+    assert_eq!(resumed["actor"], "mcpd", "{resumed}");
+    assert_eq!(resumed["detail"]["reason"], "the mcpd running it stopped", "{resumed}");
+
+    let (_, all) = second.get("/api/v1/secrets?reveal=true").await;
+    let all: std::collections::HashMap<String, Value> =
+        all["items"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_owned(), s.clone())).collect();
+    for (name, value) in &secrets {
+        assert_eq!(all[name]["backend"], "bao", "{name}");
+        assert_eq!(all[name]["data"]["API_KEY"], *value, "{name} lost its value");
+    }
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&second.store_url()).await.unwrap();
+    let flips = sqlx::query(
+        "SELECT aggregate_id, COUNT(*) AS n FROM events WHERE event_type = 'SecretMigrated' GROUP BY aggregate_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(flips.len(), 300);
+    assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
+}

@@ -180,14 +180,15 @@ pub async fn rebuild_claimed(
             // The shadow holds every event of the model up to `at`, and no event of it lies
             // between `at` and the stored checkpoint: keep whichever is further.
             sqlx::query(
-                "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, last_error = NULL, \
-                   error_at = NULL WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
+                "UPDATE projection_checkpoints SET transaction_id = $2, position = $3 \
+                 WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
             )
             .bind(model.name())
             .bind(at.transaction_id)
             .bind(at.position)
             .execute(&mut *tx)
             .await?;
+            // The tables are a fresh replay: whatever stopped the read model is behind it.
             sqlx::query("UPDATE projection_checkpoints SET last_error = NULL, error_at = NULL WHERE name = $1")
                 .bind(model.name())
                 .execute(&mut *tx)

@@ -527,6 +527,10 @@ impl Services {
                 }
             }
         }
+        // A batch that stopped part-way leaves prepared paths unwritten: give them up.
+        if let Err(e) = destination.release(&to_copy).await {
+            tracing::warn!(run = %run.id, error = %e, "could not release the destination paths a batch did not use");
+        }
         Batch { outcomes, copies }
     }
 

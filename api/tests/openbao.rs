@@ -335,6 +335,22 @@ async fn paths_are_claimed_before_a_write_and_foreign_ones_never(kind: StoreKind
     let err = driver.put("fresh", &data("mine"), None).await.unwrap_err();
     assert!(matches!(err, BackendError::Foreign { .. }), "{err}");
     assert_eq!(server.read(&format!("{prefix}fresh")).await, Some(json!({"x": "later"})));
+
+    // A batch that stops part-way gives up the paths it claimed and never wrote: data someone
+    // writes there afterwards is theirs, also for the next batch.
+    let batch: Vec<String> = ["used", "unused"].map(str::to_owned).to_vec();
+    driver.prepare(&batch).await.unwrap();
+    assert_eq!(claims().await, ["crashed", "unused", "used"]);
+    driver.put("used", &data("v"), None).await.unwrap();
+    driver.release(&batch).await.unwrap();
+    assert_eq!(claims().await, ["crashed", "used"], "only the written path stays claimed");
+    server
+        .root(reqwest::Method::POST, &format!("secret/data/{prefix}unused"), Some(json!({"data": {"x": "after"}})))
+        .await;
+    driver.prepare(&["unused".to_owned()]).await.unwrap();
+    let err = driver.put("unused", &data("mine"), None).await.unwrap_err();
+    assert!(matches!(err, BackendError::Foreign { .. }), "{err}");
+    assert_eq!(server.read(&format!("{prefix}unused")).await, Some(json!({"x": "after"})));
 }
 
 /// 50 requests from two mcpd processes on one PostgreSQL, each making some backend the

@@ -170,10 +170,8 @@ pub async fn rebuild_claimed(
         let mut rows = BTreeMap::new();
         for table in tables(models) {
             swap(&mut tx, db.dialect, table.name).await?;
-            let n: i64 = sqlx::query(&format!("SELECT count(*) FROM {}", table.name))
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+            let n: i64 =
+                sqlx::query(&format!("SELECT count(*) FROM {}", table.name)).fetch_one(&mut *tx).await?.try_get(0)?;
             rows.insert(table.name, n as u64);
         }
         for model in models {

@@ -96,6 +96,12 @@ pub trait SecretBackendDriver: Send + Sync {
         let _ = secrets;
         async { Ok(()) }.boxed()
     }
+    /// Gives up what `prepare` set up for those of `secrets` that were not written after all
+    /// (a migration's batch that stopped part-way), so nothing prepared outlives the batch.
+    fn release<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        let _ = secrets;
+        async { Ok(()) }.boxed()
+    }
     /// Reads the version `value_ref` names; `None` when it is gone.
     fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>>;
     /// Reads several versions (name, value_ref), one outcome each. Drivers that can do it in one

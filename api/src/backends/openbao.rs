@@ -437,6 +437,22 @@ impl SecretBackendDriver for OpenBaoDriver {
         .boxed()
     }
 
+    /// Paths claimed as empty by `prepare` and never written are unclaimed: a claim kept there
+    /// would let a later write of mcpd's go over data someone else puts at that path.
+    fn release<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        async move {
+            let unused: Vec<&String> = {
+                let mut prepared = self.prepared.lock().expect("claims lock");
+                secrets.iter().filter(|s| prepared.fresh.remove(s.as_str())).collect()
+            };
+            for secret in unused {
+                self.unclaim(secret).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>> {
         async move {
             let path = self.location("data", secret);

@@ -123,17 +123,20 @@ impl ProjectorHandle {
                     }
                 }
             }
-            for model in &remote {
-                let row = sqlx::query(
-                    "SELECT transaction_id, position, last_error FROM projection_checkpoints WHERE name = $1",
-                )
-                .bind(model.name())
-                .fetch_one(&self.db.pool)
-                .await?;
-                let reached = Position { transaction_id: row.try_get(0)?, position: row.try_get(1)? };
-                let failing = row.try_get::<Option<String>, _>(2)?.is_some();
-                if reached < target && (concerned.contains(model) || !failing) {
-                    behind = true;
+            if !remote.is_empty() {
+                // One query for all of them: this runs every few milliseconds while a write waits.
+                let rows = sqlx::query("SELECT name, transaction_id, position, last_error FROM projection_checkpoints")
+                    .fetch_all(&self.db.pool)
+                    .await?;
+                for row in rows {
+                    let Some(model) = ReadModel::named(row.try_get(0)?).filter(|m| remote.contains(m)) else {
+                        continue;
+                    };
+                    let reached = Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? };
+                    let failing = row.try_get::<Option<String>, _>(3)?.is_some();
+                    if reached < target && (concerned.contains(&model) || !failing) {
+                        behind = true;
+                    }
                 }
             }
             if !behind {

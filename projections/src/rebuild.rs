@@ -108,10 +108,7 @@ pub async fn rebuild_claimed(
         let mut progress = Progress::new(total);
 
         // 1. Fold the log in memory and write the rows once.
-        let mut folded = Folded::default();
-        for table in tables(models) {
-            folded.track(table);
-        }
+        let mut folded = Folded::of(tables(models));
         let mut at = Position::default();
         // The next page is read while this one is folded.
         let mut pages = read_ahead(db.clone(), types.clone());
@@ -295,10 +292,7 @@ pub async fn verify(
     let types = aggregate_types(models);
     let total = count_events(db, &types).await? as u64;
     let mut progress = Progress::new(total);
-    let mut folded = Folded::default();
-    for table in tables(models) {
-        folded.track(table);
-    }
+    let mut folded = Folded::of(tables(models));
     let mut conn = db.pool.acquire().await?;
     // Up to where the checkpoints stood at the start, without holding anything...
     let mut first = HashMap::new();

@@ -29,6 +29,27 @@ async fn setup_bao(server: &TestServer) -> String {
     prefix
 }
 
+/// Every one of `secrets` reads back its value from OpenBao, and was flipped exactly once.
+async fn all_moved_once(server: &TestServer, secrets: &[(String, String)]) {
+    let (_, all) = server.get("/api/v1/secrets?reveal=true").await;
+    let all: std::collections::HashMap<String, Value> =
+        all["items"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_owned(), s.clone())).collect();
+    for (name, value) in secrets {
+        assert_eq!(all[name]["backend"], "bao", "{name}");
+        assert_eq!(all[name]["data"]["API_KEY"], *value, "{name} lost its value");
+    }
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&server.store_url()).await.unwrap();
+    let flips = sqlx::query(
+        "SELECT aggregate_id, COUNT(*) AS n FROM events WHERE event_type = 'SecretMigrated' GROUP BY aggregate_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(flips.len(), secrets.len());
+    assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
+}
+
 async fn run_status(server: &TestServer, run: &str) -> Value {
     server.get(&format!("/api/v1/migrations/{run}")).await.1
 }
@@ -109,26 +130,11 @@ async fn killed_mid_migration_resumes_and_loses_nothing(kind: StoreKind) {
     assert!(history.contains(&"MigrationResumed"), "the interruption and resumption are on record: {history:?}");
     assert_eq!(history.last(), Some(&"MigrationCompleted"));
 
-    // Every secret reads back its original value, from OpenBao.
-    let (_, all) = server.get("/api/v1/secrets?reveal=true").await;
-    let all: std::collections::HashMap<String, Value> =
-        all["items"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_owned(), s.clone())).collect();
-    for (name, value) in &secrets {
-        assert_eq!(all[name]["backend"], "bao", "{name}");
-        assert_eq!(all[name]["data"]["API_KEY"], *value, "{name} lost its value");
-    }
+    // Every secret reads back its original value, from OpenBao; exactly one effective flip each.
+    all_moved_once(&server, &secrets).await;
 
-    // Exactly one effective flip each, and no value left on the source.
-    sqlx::any::install_default_drivers();
+    // No value left on the source.
     let mut conn = AnyConnection::connect(&server.store_url()).await.unwrap();
-    let flips = sqlx::query(
-        "SELECT aggregate_id, COUNT(*) AS n FROM events WHERE event_type = 'SecretMigrated' GROUP BY aggregate_id",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(flips.len(), 300);
-    assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
     let left = sqlx::query("SELECT COUNT(*) AS n FROM plaintext_secret_values WHERE secret <> 'bao-token'")
         .fetch_one(&mut conn)
         .await
@@ -239,21 +245,5 @@ async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
     assert_eq!(resumed["actor"], "mcpd", "{resumed}");
     assert_eq!(resumed["detail"]["reason"], "the mcpd running it stopped", "{resumed}");
 
-    let (_, all) = second.get("/api/v1/secrets?reveal=true").await;
-    let all: std::collections::HashMap<String, Value> =
-        all["items"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_owned(), s.clone())).collect();
-    for (name, value) in &secrets {
-        assert_eq!(all[name]["backend"], "bao", "{name}");
-        assert_eq!(all[name]["data"]["API_KEY"], *value, "{name} lost its value");
-    }
-    sqlx::any::install_default_drivers();
-    let mut conn = AnyConnection::connect(&second.store_url()).await.unwrap();
-    let flips = sqlx::query(
-        "SELECT aggregate_id, COUNT(*) AS n FROM events WHERE event_type = 'SecretMigrated' GROUP BY aggregate_id",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(flips.len(), 300);
-    assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
+    all_moved_once(&second, &secrets).await;
 }

@@ -193,9 +193,10 @@ pub(crate) struct Folded {
 }
 
 impl Folded {
-    /// Registers `table`, so that it is written (and emptied) even when it ends up with no rows.
-    pub(crate) fn track(&mut self, table: Table) {
-        self.tables.entry(table).or_default();
+    /// An empty copy of `tables`: each is written (and compared) even when it ends up with
+    /// no rows.
+    pub(crate) fn of(tables: impl IntoIterator<Item = Table>) -> Self {
+        Folded { tables: tables.into_iter().map(|t| (t, BTreeMap::new())).collect() }
     }
 
     pub(crate) fn apply(&mut self, change: Change) {

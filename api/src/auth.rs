@@ -94,34 +94,44 @@ impl UsageLog {
     }
 }
 
+/// Why a token was not accepted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The token is not valid: unknown, revoked, expired, or its user is gone (the reason is
+    /// for the log, never for the client).
+    Invalid(&'static str),
+    /// The token could not be checked: the database did not answer.
+    Unavailable(ApiError),
+}
+
 /// The user a bearer token authenticates, and the token's id.
-pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, String), &'static str> {
+pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, String), Refusal> {
     let id = match token_id(token) {
         Some(id) => id.to_owned(),
         None => format!("tok-{}", &hash(token)[..16]),
     };
     let record = match tokens::get(&s.store.db, &id).await {
         Ok(Some(record)) => record,
-        Ok(None) => return Err("unknown token"),
-        Err(_) => return Err("the token could not be looked up"),
+        Ok(None) => return Err(Refusal::Invalid("unknown token")),
+        Err(e) => return Err(Refusal::Unavailable(e.into())),
     };
     let presented = hash(token);
     if !bool::from(presented.as_bytes().ct_eq(record.spec.hash.as_bytes())) {
-        return Err("unknown token");
+        return Err(Refusal::Invalid("unknown token"));
     }
     if record.spec.revoked {
-        return Err("revoked token");
+        return Err(Refusal::Invalid("revoked token"));
     }
     if let Some(expires) = &record.spec.expires_at {
         let expired = expires.parse::<jiff::Timestamp>().map_or(true, |at| at <= jiff::Timestamp::now());
         if expired {
-            return Err("expired token");
+            return Err(Refusal::Invalid("expired token"));
         }
     }
     match users::get(&s.store.db, &record.spec.user).await {
         Ok(Some(_)) => Ok((record.spec.user, id)),
-        Ok(None) => Err("the token's user was deleted"),
-        Err(_) => Err("the token's user could not be looked up"),
+        Ok(None) => Err(Refusal::Invalid("the token's user was deleted")),
+        Err(e) => Err(Refusal::Unavailable(e.into())),
     }
 }
 
@@ -134,17 +144,19 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
     let token = match header {
         None => return unauthenticated("no token: send Authorization: Bearer <token> (see mcpctl login)"),
         Some(Err(_)) => return unauthenticated("the Authorization header is malformed"),
-        Some(Ok(value)) => match value.strip_prefix("Bearer ").map(str::trim) {
-            Some(token) if !token.is_empty() => token.to_owned(),
-            _ => return unauthenticated("the Authorization header is malformed: expected Bearer <token>"),
+        Some(Ok(value)) => match bearer(&value) {
+            Some(token) => token.to_owned(),
+            None => return unauthenticated("the Authorization header is malformed: expected Bearer <token>"),
         },
     };
     let (user, token_id) = match authenticate_token(&s, &token).await {
         Ok(found) => found,
-        Err(reason) => {
+        Err(Refusal::Invalid(reason)) => {
             tracing::info!(reason, "a request was refused authentication");
             return unauthenticated("the token is not valid (unknown, expired or revoked)");
         }
+        // Not 401: the token may well be good, and a client that heard 401 would give up on it.
+        Err(Refusal::Unavailable(e)) => return e.into_response(),
     };
     if s.usage.due(&token_id) {
         let (db, id) = (s.store.db.clone(), token_id.clone());
@@ -186,6 +198,14 @@ pub async fn permissions_of(s: &Services, user: &str) -> Result<Permissions, Api
     Ok(Permissions::new(roles))
 }
 
+/// The token in an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn unauthenticated(message: &str) -> Response {
     ApiError::Unauthenticated(message.to_owned()).into_response()
 }
@@ -203,6 +223,16 @@ mod tests {
         assert_eq!(secret.len(), 64, "32 bytes, hex");
         assert_eq!(issued.hash, hash(raw));
         assert_ne!(generate().unwrap().hash, issued.hash);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 
     #[test]

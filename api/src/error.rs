@@ -55,6 +55,10 @@ pub enum ApiError {
     /// 503: a secret backend cannot be reached (down, hung past its timeout, sealed).
     #[error("{0}")]
     BackendUnavailable(String),
+    /// 503 with `Retry-After`: mcpd's own database cannot be reached. Never 401 for a token
+    /// that could not be checked: the client should retry, not conclude the token is bad.
+    #[error("mcpd's database cannot be reached; retry shortly")]
+    StoreUnavailable,
     /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -74,7 +78,7 @@ impl ApiError {
             ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Lagging(_) => StatusCode::ACCEPTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::Lagging(_) => "Lagging",
             ApiError::BadGateway(_) => "BackendFailed",
             ApiError::BackendUnavailable(_) => "BackendUnavailable",
+            ApiError::StoreUnavailable => "StoreUnavailable",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -117,6 +122,14 @@ impl ApiError {
             AggregateError::AggregateConflict => {
                 ApiError::Conflict(format!("{kind} {name:?} was changed by another request at the same time; retry"))
             }
+            AggregateError::DatabaseConnectionError(e) => {
+                tracing::warn!(error = %e, "the event store cannot be reached");
+                ApiError::StoreUnavailable
+            }
+            AggregateError::UnexpectedError(e) if e.downcast_ref::<sqlx::Error>().is_some_and(unreachable) => {
+                tracing::warn!(error = %e, "the event store cannot be reached");
+                ApiError::StoreUnavailable
+            }
             other => ApiError::Internal(anyhow::Error::new(other).context(format!("writing {kind} {name:?}"))),
         }
     }
@@ -137,8 +150,22 @@ impl From<BackendError> for ApiError {
     }
 }
 
+/// Whether `error` says the database could not be reached (rather than that a query failed).
+pub fn unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P01-57P03).
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if unreachable(&error) {
+            tracing::warn!(error = %error, "the database cannot be reached");
+            return ApiError::StoreUnavailable;
+        }
         ApiError::Internal(anyhow::Error::new(error).context("querying the read models"))
     }
 }
@@ -160,6 +187,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::MethodNotAllowed = self {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+        }
+        if let ApiError::StoreUnavailable = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::Unauthenticated(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcpd\""));

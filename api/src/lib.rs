@@ -7,6 +7,7 @@ pub mod backends;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod files;
 pub mod event_repository;
 pub mod http;
 pub mod migration;
@@ -60,8 +61,7 @@ pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
     if let Some(url) = &args.database_url {
         return Ok(url.clone());
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    files::private_directory(&args.data_dir)?;
     Ok(format!("sqlite://{}", args.data_dir.join("mcpd.db").display()))
 }
 

@@ -166,6 +166,8 @@ impl Services {
             errors.add("to", "must differ from `from`");
             return Err(ApiError::Invalid { kind: "migration", errors });
         }
+        let direction = crate::service::guard::Direction::Migration { names: names.as_deref() };
+        crate::service::guard::authorize(ctx, direction, &self.upstreams)?;
         for backend in [&from, &to] {
             if secret_backends::get(&self.store.db, backend.as_str()).await?.is_none() {
                 return Err(ApiError::NotFound(format!("secretbackend {:?} not found", backend.as_str())));

@@ -130,6 +130,7 @@ async fn connect(url: &str) -> anyhow::Result<(WritePool, Database)> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        crate::files::private_database_files(options.get_filename())?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)

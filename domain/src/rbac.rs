@@ -76,10 +76,12 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
             Rule::all(&VERBS, &RESOURCES),
             Rule { operations: OPERATIONS.iter().map(|s| (*s).to_owned()).collect(), ..Rule::default() },
         ],
-        // CRUD on the catalogue and on migrations' records; no RBAC, no secret values.
+        // CRUD on the catalogue and on migrations' records; no RBAC, no secret values, and no
+        // managing secret backends: whoever chooses where a backend sends its token and values
+        // can read them (as Kubernetes' `edit` stops short of RBAC).
         EDITOR => vec![
-            Rule::all(&VERBS, &["llms", "secrets", "secretbackends"]),
-            Rule::all(&["view"], &["migrations"]),
+            Rule::all(&VERBS, &["llms", "secrets"]),
+            Rule::all(&["view"], &["secretbackends", "migrations"]),
             Rule { operations: vec!["run:migrate-secrets".into()], ..Rule::default() },
         ],
         VIEWER => vec![Rule::all(&["view"], &CONTENT[..3]), Rule::all(&["view"], &["migrations"])],
@@ -87,7 +89,7 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
     };
     let description = match name {
         ADMIN => "everything",
-        EDITOR => "create, edit and delete Llms, secrets and backends; run migrations; no RBAC, no secret values",
+        EDITOR => "create, edit and delete Llms and secrets; view backends; run migrations; no RBAC, no secret values",
         _ => "view Llms, secrets (never their values), backends and migrations",
     };
     Some(RoleSpec { description: description.into(), rules })
@@ -191,6 +193,23 @@ impl Permissions {
             });
             crud && rule.operations.iter().all(|o| self.allows_operation(o))
         })
+    }
+
+    /// Whether everything `other` holds is held here too: issuing a token for another user needs
+    /// every permission that user has.
+    pub fn covers_all(&self, other: &Permissions) -> bool {
+        self.covers(&RoleSpec { description: String::new(), rules: other.rules.clone() })
+    }
+
+    /// Whether the holder may read the values of secret `name`: `reveal:secrets` and `view` on
+    /// it by name. Directing a credential anywhere is allowed to exactly these holders.
+    pub fn may_reveal(&self, secret: &str) -> bool {
+        self.allows_operation("reveal:secrets") && self.allows("secrets", "view", Some(secret))
+    }
+
+    /// Whether the holder may read every secret's values, present and future.
+    pub fn may_reveal_all(&self) -> bool {
+        self.allows_operation("reveal:secrets") && self.allows("secrets", "view", None)
     }
 
     /// Whether the holder's grant of `verb` on `resource` is limited to names only.
@@ -432,6 +451,7 @@ mod tests {
             }
         }
         assert!(editor.allows("secrets", "delete", Some("x")) && !editor.allows("rbac", "view", None));
+        assert!(editor.allows("secretbackends", "view", None) && !editor.allows("secretbackends", "edit", Some("x")));
         assert!(!editor.allows_operation("reveal:secrets") && editor.allows_operation("run:migrate-secrets"));
         assert!(viewer.allows("llms", "view", None) && !viewer.allows("llms", "edit", Some("x")));
         assert!(!viewer.allows("users", "view", None) && !viewer.allows_operation("reveal:secrets"));
@@ -459,6 +479,21 @@ mod tests {
         let mut wider = scoped();
         wider.rules[0].names = None;
         assert!(!scoped_holder.covers(&wider), "a name-scoped grant does not cover the whole kind");
+        assert!(admin.covers_all(&editor) && !editor.covers_all(&admin) && !scoped_holder.covers_all(&editor));
+        assert!(editor.covers_all(&Permissions::default()));
+    }
+
+    #[test]
+    fn revealing_needs_the_operation_and_the_name() {
+        let admin = Permissions::new(built_in(ADMIN));
+        let editor = Permissions::new(built_in(EDITOR));
+        let mut rules = scoped().rules;
+        rules.push(Rule { resources: vec!["secrets".into()], verbs: vec!["view".into()], names: Some(vec!["team-a".into()]), operations: vec![] });
+        rules.push(Rule { operations: vec!["reveal:secrets".into()], ..Rule::default() });
+        let team_a = Permissions::new([RoleSpec { description: String::new(), rules }]);
+        assert!(admin.may_reveal("x") && admin.may_reveal_all());
+        assert!(!editor.may_reveal("x") && !editor.may_reveal_all());
+        assert!(team_a.may_reveal("team-a") && !team_a.may_reveal("team-b") && !team_a.may_reveal_all());
     }
 
     #[test]

@@ -36,10 +36,60 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadRequest(format!("reading the request body: {rejection}"))
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+        let mut errors = domain::ValidationErrors::default();
+        find_nul(&body, &mut String::new(), &mut errors);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid { kind: "request", errors });
+        }
+        Ok(JsonBody(body))
     }
+}
+
+/// Adds an error for every string (or object key) under `value` that holds a NUL character:
+/// PostgreSQL cannot store one, and SQLite would, so both refuse it alike, before anything is
+/// written anywhere.
+fn find_nul(value: &Value, path: &mut String, errors: &mut domain::ValidationErrors) {
+    const MESSAGE: &str = "must not contain a NUL character";
+    let field = |path: &str| if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    match value {
+        Value::String(s) if s.contains('\0') => errors.add(field(path), MESSAGE),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                find_nul(item, path, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&key.replace('\0', "\\0"));
+                if key.contains('\0') {
+                    errors.add(field(path), format!("the key {MESSAGE}"));
+                }
+                find_nul(item, path, errors);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// 400 for a URL holding a NUL character (`%00`) in its path or query: no name, filter or
+/// value can hold one, and PostgreSQL would fail on it rather than find nothing.
+pub async fn refuse_nul_in_url(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return ApiError::BadRequest("the URL must not contain a NUL character (%00)".into()).into_response();
+    }
+    next.run(request).await
 }
 
 /// `If-Match: <resourceVersion>` (quoted, as an ETag, or bare).

@@ -43,7 +43,7 @@ pub async fn list(
     ctx.require_some("migrations", "view")?;
     let runs = projections::read_models::migrations::list(&s.store.db).await?;
     let visible = runs.iter().filter(|r| ctx.may("migrations", "view", Some(&r.name)));
-    Ok(Json(json!({"items": visible.map(document).collect::<Vec<_>>()})))
+    Ok(Json(json!({"items": visible.map(|r| hide_secrets(&ctx, document(r), None)).collect::<Vec<_>>()})))
 }
 
 /// One run, with its history: every event of the run (what it moved, skipped, why it stopped).
@@ -67,6 +67,42 @@ pub async fn get(
         })
         .collect();
     let mut doc = document(&run);
-    doc["history"] = Value::Array(history);
-    Ok(Json(doc))
+    doc["history"] = Value::Array(history.clone());
+    Ok(Json(hide_secrets(&ctx, doc, Some(&history))))
+}
+
+/// A run as `ctx` may see it: only the secrets the caller may view are named; a failure that
+/// concerns another secret keeps its place but not its name or reason. `history` is the run's
+/// events, when the document carries them (a list does not, so its `lastError` is shown only
+/// to callers who may view every secret).
+fn hide_secrets(ctx: &RequestContext, mut doc: Value, history: Option<&[Value]>) -> Value {
+    if ctx.may("secrets", "view", None) {
+        return doc;
+    }
+    let visible = |name: &Value| name.as_str().is_some_and(|n| ctx.may("secrets", "view", Some(n)));
+    let keep_visible = |list: Option<&mut Value>, field: Option<&str>| {
+        if let Some(items) = list.and_then(Value::as_array_mut) {
+            items.retain(|item| visible(field.map_or(item, |f| &item[f])));
+        }
+    };
+    keep_visible(doc.get_mut("names"), None);
+    let hidden_failure = history.is_none_or(|events| {
+        events.iter().any(|e| e["eventType"] == "MigrationFailed" && !e["detail"]["secret"].is_null() && !visible(&e["detail"]["secret"]))
+    });
+    if hidden_failure && let Some(map) = doc.as_object_mut() {
+        map.remove("lastError");
+    }
+    if let Some(events) = doc.get_mut("history").and_then(Value::as_array_mut) {
+        for event in events {
+            let Some(detail) = event.get_mut("detail").filter(|d| d.is_object()) else { continue };
+            keep_visible(detail.get_mut("names"), None);
+            keep_visible(detail.get_mut("moved"), None);
+            keep_visible(detail.get_mut("skipped"), Some("secret"));
+            if detail.get("secret").is_some_and(|s| !s.is_null() && !visible(s)) {
+                detail["secret"] = Value::Null;
+                detail["reason"] = json!("(it concerns a secret you may not view)");
+            }
+        }
+    }
+    doc
 }

@@ -65,6 +65,7 @@ pub fn router(services: Services) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(extract::refuse_nul_in_url))
         .layer(middleware::from_fn_with_state(services.clone(), crate::auth::authenticate))
         .layer(middleware::from_fn(request_context))
         .with_state(services)

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use domain::ResourceName;
+use domain::rbac::{ADMIN, RoleBinding, RoleBindingCommand, RoleBindingSpec};
 use domain::token::{Token, TokenCommand};
 use domain::user::{BOOTSTRAP_ADMIN, User, UserCommand};
 use projections::read_models::tokens::TokenState;
 use projections::read_models::users::UserState;
-use projections::read_models::{Record, tokens, users};
+use projections::read_models::{Record, rbac, tokens, users};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
@@ -65,12 +66,16 @@ fn name_of(field: &str, raw: &str, kind: &'static str) -> Result<ResourceName, A
 
 /// `30d`, `12h`, `90m`, `45s`, or an RFC 3339 time: when a new token expires.
 pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+    let longest = jiff::SignedDuration::from_secs(3650 * 86_400);
     if let Ok(at) = raw.parse::<jiff::Timestamp>() {
-        return if at > now { Ok(at) } else { Err(format!("{raw:?} is in the past")) };
+        if at <= now {
+            return Err(format!("{raw:?} is in the past"));
+        }
+        return if at.duration_since(now) <= longest { Ok(at) } else { Err(format!("{raw:?} is more than 3650d away")) };
     }
     let duration = crate::time::short_duration(raw)
         .ok_or_else(|| format!("{raw:?} is neither a duration (30d, 12h, 90m, 45s) nor an RFC 3339 time"))?;
-    if duration <= jiff::SignedDuration::ZERO || duration > jiff::SignedDuration::from_secs(3650 * 86_400) {
+    if duration <= jiff::SignedDuration::ZERO || duration > longest {
         return Err(format!("{raw:?} must be between 1s and 3650d"));
     }
     now.checked_add(duration).map_err(|e| e.to_string())
@@ -98,16 +103,49 @@ impl Services {
         self.get_user(name.as_str()).await
     }
 
-    /// Deletes a user after revoking every token of theirs (so a user created again later under
-    /// the same name does not inherit them). The last user cannot go: nobody could log in.
+    /// Deletes a user after revoking every token of theirs and taking them out of every role
+    /// binding (deleting a binding left with nobody), each an event, so that a user created
+    /// again later under the same name starts with nothing. The last user cannot go (nobody
+    /// could log in), nor the last user holding `admin` (nobody could administer mcpd). A crash
+    /// part-way leaves the user with fewer tokens or bindings; deleting again finishes the job.
     pub async fn delete_user(&self, ctx: &RequestContext, name: &str) -> Result<(), ApiError> {
         let name = name_of("name", name, "user")?;
         self.get_user(name.as_str()).await?;
         if users::list(&self.store.db).await?.len() <= 1 {
             return Err(ApiError::Conflict(format!("user {:?} is the last user; nobody could log in", name.as_str())));
         }
+        let bindings = rbac::bindings(&self.store.db).await?;
+        let holds_admin = |user: &str| bindings.iter().any(|b| b.spec.role == ADMIN && b.spec.users.iter().any(|u| u == user));
+        if holds_admin(name.as_str()) {
+            let others = bindings.iter().filter(|b| b.spec.role == ADMIN).flat_map(|b| &b.spec.users);
+            let mut another = false;
+            for user in others.filter(|u| *u != name.as_str()) {
+                if users::get(&self.store.db, user).await?.is_some() {
+                    another = true;
+                    break;
+                }
+            }
+            if !another {
+                return Err(ApiError::Conflict(format!(
+                    "user {:?} is the last user who holds the admin role; nobody could administer mcpd",
+                    name.as_str()
+                )));
+            }
+        }
         for token in tokens::list(&self.store.db).await?.into_iter().filter(|t| t.spec.user == name.as_str()) {
             self.revoke_token(ctx, &token.name).await?;
+        }
+        for binding in bindings.iter().filter(|b| b.spec.users.iter().any(|u| u == name.as_str())) {
+            let binding_name = ResourceName::parse(&binding.name).map_err(|m| anyhow::anyhow!("binding name: {m}"))?;
+            let expected_version = Some(binding.resource_version as u64);
+            let users: Vec<String> = binding.spec.users.iter().filter(|u| *u != name.as_str()).cloned().collect();
+            let command = if users.is_empty() {
+                RoleBindingCommand::Delete { name: binding_name.clone(), expected_version }
+            } else {
+                let spec = RoleBindingSpec { users, ..binding.spec.clone() };
+                RoleBindingCommand::Update { name: binding_name.clone(), spec, expected_version }
+            };
+            self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?;
         }
         self.execute::<User>(&self.store.users, ctx, &name, UserCommand::DeleteUser { name: name.clone() }).await
     }
@@ -143,6 +181,18 @@ impl Services {
                     .to_string(),
             ),
         };
+        if user.as_str() != ctx.actor {
+            // A token for someone else acts as them: nobody issues one holding more than they do.
+            let theirs = auth::permissions_of(self, user.as_str()).await?;
+            if !ctx.permissions.covers_all(&theirs) {
+                return Err(ApiError::Forbidden(format!(
+                    "user {:?} may not issue a token for user {:?}: it holds permissions {:?} does not",
+                    ctx.actor,
+                    user.as_str(),
+                    ctx.actor
+                )));
+            }
+        }
         let issued = auth::generate()?;
         self.record_token(ctx, &issued, user, expires_at, request.description).await?;
         Ok((self.get_token(&issued.id).await?, issued.token))
@@ -247,5 +297,6 @@ mod tests {
         assert!(expiry("3w", now).is_err());
         assert!(expiry("d", now).is_err());
         assert!(expiry("99999d", now).is_err());
+        assert!(expiry("9999-01-01T00:00:00Z", now).unwrap_err().contains("3650d"));
     }
 }

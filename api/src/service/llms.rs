@@ -5,6 +5,7 @@ use projections::read_models::{Record, llms, secrets};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::guard::{self, Direction};
 use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
@@ -19,12 +20,47 @@ impl Services {
     }
 
     /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
-    async fn referenced_secret_keys(&self, spec: &LlmSpec) -> Result<Option<Vec<String>>, ApiError> {
+    /// A secret the caller may not view is reported missing, exactly as one that is, unless
+    /// the Llm already referred to it (`current`): keeping a reference is not making one.
+    async fn referenced_secret_keys(
+        &self,
+        ctx: &RequestContext,
+        spec: &LlmSpec,
+        current: Option<&LlmSpec>,
+    ) -> Result<Option<Vec<String>>, ApiError> {
         let Some(reference) = &spec.api_key_ref else {
             return Ok(None);
         };
+        let kept = current.is_some_and(|c| c.api_key_ref == spec.api_key_ref);
+        if !kept && !guard::may_refer_to(ctx, reference.name.as_str()) {
+            return Ok(None);
+        }
         let secret = secrets::get(&self.store.db, reference.name.as_str()).await?;
         Ok(secret.map(|s| s.spec.keys))
+    }
+
+    /// Checks where `spec` sends its key, unless `current` already sent it there. Only once
+    /// the reference resolves (`keys`): a missing or hidden secret is the aggregate's "does not
+    /// exist", whoever asks.
+    fn check_key_direction(
+        &self,
+        ctx: &RequestContext,
+        spec: &LlmSpec,
+        keys: &Option<Vec<String>>,
+        current: Option<&LlmSpec>,
+    ) -> Result<(), ApiError> {
+        let (Some(reference), Some(_)) = (&spec.api_key_ref, keys) else {
+            return Ok(());
+        };
+        let unchanged = current.is_some_and(|c| {
+            c.api_key_ref == spec.api_key_ref && c.url == spec.url && c.provider == spec.provider
+        });
+        if unchanged {
+            return Ok(());
+        }
+        let direction =
+            Direction::LlmKey { secret: reference.name.as_str(), provider: spec.provider, url: spec.url.as_deref() };
+        guard::authorize(ctx, direction, &self.upstreams)
     }
 
     pub async fn create_llm(
@@ -34,7 +70,8 @@ impl Services {
         dry_run: bool,
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
-        let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
+        let referenced_secret_keys = self.referenced_secret_keys(ctx, &spec, None).await?;
+        self.check_key_direction(ctx, &spec, &referenced_secret_keys, None)?;
         let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
         self.run_llm(ctx, &name, command, dry_run).await
     }
@@ -48,7 +85,10 @@ impl Services {
         dry_run: bool,
     ) -> Result<Record<LlmSpec>, ApiError> {
         let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
-        let referenced_secret_keys = self.referenced_secret_keys(&spec).await?;
+        let current = llms::get(&self.store.db, name.as_str()).await?;
+        let current = current.as_ref().map(|c| &c.spec);
+        let referenced_secret_keys = self.referenced_secret_keys(ctx, &spec, current).await?;
+        self.check_key_direction(ctx, &spec, &referenced_secret_keys, current)?;
         let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
         self.run_llm(ctx, &name, command, dry_run).await
     }

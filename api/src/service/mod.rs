@@ -3,6 +3,7 @@
 //! models show the change so the caller reads its own write.
 
 mod access;
+pub mod guard;
 mod llms;
 pub mod rbac;
 mod secret_backends;
@@ -55,6 +56,8 @@ pub struct Services {
     pub(crate) migration_slot: crate::migration::MigrationSlot,
     /// When tokens were last used, so that use is written at most once a minute.
     pub(crate) usage: crate::auth::UsageLog,
+    /// Where an Llm may send its key without its author being able to read it.
+    pub upstreams: Arc<guard::Upstreams>,
 }
 
 /// A driver and the backend resourceVersion it was built for.
@@ -69,6 +72,7 @@ impl Services {
             drivers: Arc::default(),
             migration_slot: Arc::default(),
             usage: Default::default(),
+            upstreams: Arc::default(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Services {
         cqrs.execute_with_metadata(name.as_str(), command, ctx.metadata().into_map())
             .await
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
+        crate::context::mark_recorded();
         self.store.projector.wake();
         Ok(())
     }

@@ -12,6 +12,7 @@ use projections::read_models::secret_backends::BackendState;
 use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
+use super::guard::{self, Direction};
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::Health;
 use crate::context::RequestContext;
@@ -59,6 +60,7 @@ impl Services {
         dry_run: bool,
     ) -> Result<Record<BackendState>, ApiError> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
+        self.check_directions(ctx, &name, &spec, is_default, None)?;
         let token_secret = self.token_secret(&spec).await?;
         let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, token_secret };
         self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
@@ -73,10 +75,36 @@ impl Services {
         dry_run: bool,
     ) -> Result<Record<BackendState>, ApiError> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
+        let current = secret_backends::get(&self.store.db, name.as_str()).await?;
+        self.check_directions(ctx, &name, &spec, is_default, current.as_ref().map(|c| &c.spec))?;
         let token_secret = self.token_secret(&spec).await?;
         let command =
             SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, token_secret, expected_version };
         self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
+    }
+
+    /// The guard on what a backend document directs: where the backend sends its token and
+    /// values (unless `current` already sends them there), and making it the default.
+    fn check_directions(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        spec: &SecretBackendSpec,
+        is_default: Option<bool>,
+        current: Option<&BackendState>,
+    ) -> Result<(), ApiError> {
+        let backend = name.as_str();
+        let moved = match current {
+            None => spec.backend_type != BackendType::Plaintext,
+            Some(current) => destination(&current.spec) != destination(spec),
+        };
+        if moved {
+            guard::authorize(ctx, Direction::BackendDestination { backend }, &self.upstreams)?;
+        }
+        if is_default == Some(true) && !current.is_some_and(|c| c.is_default) {
+            guard::authorize(ctx, Direction::DefaultBackend { backend }, &self.upstreams)?;
+        }
+        Ok(())
     }
 
     /// Executes (or rehearses) `command`, then what the document asks of the default flag.
@@ -132,7 +160,10 @@ impl Services {
                 .execute_with_metadata(default_backend::AGGREGATE_ID, command, ctx.metadata().into_map())
                 .await;
             match result {
-                Ok(()) => return self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await,
+                Ok(()) => {
+                    crate::context::mark_recorded();
+                    return self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await;
+                }
                 Err(AggregateError::AggregateConflict) => {
                     // Jittered, so the losers of one race do not all meet again in the next.
                     let pause = fastrand::u64(1..=(5 + 2 * attempt as u64).min(50));
@@ -203,4 +234,15 @@ impl Services {
         self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
         self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
     }
+}
+
+/// Everything about a backend that decides where its token and values go; not its timeout,
+/// its delete mode or its description.
+fn destination(spec: &SecretBackendSpec) -> (BackendType, Option<domain::secret_backend::OpenBaoConfig>) {
+    let config = spec.config.clone().map(|c| domain::secret_backend::OpenBaoConfig {
+        timeout_seconds: 0,
+        soft_delete: false,
+        ..c
+    });
+    (spec.backend_type, config)
 }

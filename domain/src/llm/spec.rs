@@ -25,6 +25,8 @@ pub enum LlmType {
 
 impl LlmType {
     pub const NAMES: [&'static str; 6] = ["anthropic", "openai", "deepseek", "vllm", "ollama", "gemini-cli"];
+    pub const ALL: [LlmType; 6] =
+        [LlmType::Anthropic, LlmType::Openai, LlmType::Deepseek, LlmType::Vllm, LlmType::Ollama, LlmType::GeminiCli];
 
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
@@ -56,7 +58,18 @@ impl LlmType {
 
     /// Self-hosted providers have no well-known endpoint.
     pub fn requires_url(self) -> bool {
-        matches!(self, LlmType::Vllm | LlmType::Ollama)
+        self.official_url().is_none()
+    }
+
+    /// The provider's own endpoint, used when an Llm names no `url`; none for self-hosted types.
+    pub fn official_url(self) -> Option<&'static str> {
+        match self {
+            LlmType::Anthropic => Some("https://api.anthropic.com"),
+            LlmType::Openai => Some("https://api.openai.com"),
+            LlmType::Deepseek => Some("https://api.deepseek.com"),
+            LlmType::GeminiCli => Some("https://generativelanguage.googleapis.com"),
+            LlmType::Vllm | LlmType::Ollama => None,
+        }
     }
 }
 

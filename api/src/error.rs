@@ -153,7 +153,12 @@ impl From<BackendError> for ApiError {
 /// Whether `error` says the database could not be reached (rather than that a query failed).
 pub fn unreachable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // `Protocol`: the connection broke mid-handshake (what a dropped connection looks like).
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => true,
         // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P01-57P03).
         sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
         _ => false,

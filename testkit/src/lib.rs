@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod openbao;
+pub mod proxy;
 
 use std::path::PathBuf;
 
@@ -53,6 +54,17 @@ impl TestDb {
                 TestDb { url: format!("{base}/{name}"), dir, postgres_name: Some(name) }
             }
         }
+    }
+
+    /// This test database reached through a proxy the test can cut (PostgreSQL only): the URL
+    /// to give the app, and the proxy.
+    pub async fn behind_proxy(&self) -> (String, proxy::Proxy) {
+        assert!(self.postgres_name.is_some(), "only a PostgreSQL database can be cut off");
+        let (scheme_user, rest) = self.url.split_once('@').expect("a PostgreSQL URL names its user");
+        let (host_port, path) = rest.split_once('/').expect("a database URL has a path");
+        let target = tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("PostgreSQL's address");
+        let proxy = proxy::Proxy::start(target).await;
+        (format!("{scheme_user}@{}/{path}", proxy.addr), proxy)
     }
 
     /// Another handle on the same database that does not drop it.

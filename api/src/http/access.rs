@@ -1,10 +1,9 @@
 //! Users and tokens over HTTP, and `whoami`.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use projections::read_models::Record;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -102,13 +101,18 @@ async fn whoami(Extension(ctx): Extension<RequestContext>) -> Json<Value> {
     Json(json!({"user": ctx.actor, "tokenId": ctx.token_id}))
 }
 
-pub fn routes() -> Router<Services> {
-    Router::new()
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{name}", get(get_user).delete(delete_user))
-        .route("/api/v1/tokens", get(list_tokens).post(issue_token))
-        .route("/api/v1/tokens/{id}", get(get_token).delete(revoke_token))
+pub fn routes() -> super::Routes {
+    use Method as M;
+    super::Routes::default()
+        .on(M::GET, "/api/v1/whoami", whoami)
+        .on(M::GET, "/api/v1/users", list_users)
+        .on(M::POST, "/api/v1/users", create_user)
+        .on(M::GET, "/api/v1/users/{name}", get_user)
+        .on(M::DELETE, "/api/v1/users/{name}", delete_user)
+        .on(M::GET, "/api/v1/tokens", list_tokens)
+        .on(M::POST, "/api/v1/tokens", issue_token)
+        .on(M::GET, "/api/v1/tokens/{id}", get_token)
+        .on(M::DELETE, "/api/v1/tokens/{id}", revoke_token)
 }
 
 async fn list_roles(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
@@ -224,11 +228,18 @@ async fn can_i(
     Json(json!({"allowed": allowed, "user": ctx.actor}))
 }
 
-pub fn rbac_routes() -> Router<Services> {
-    Router::new()
-        .route("/api/v1/auth/can-i", get(can_i))
-        .route("/api/v1/roles", get(list_roles).post(create_role))
-        .route("/api/v1/roles/{name}", get(get_role).put(replace_role).delete(delete_role))
-        .route("/api/v1/rolebindings", get(list_bindings).post(create_binding))
-        .route("/api/v1/rolebindings/{name}", get(get_binding).put(replace_binding).delete(delete_binding))
+pub fn rbac_routes() -> super::Routes {
+    use Method as M;
+    super::Routes::default()
+        .on(M::GET, "/api/v1/auth/can-i", can_i)
+        .on(M::GET, "/api/v1/roles", list_roles)
+        .on(M::POST, "/api/v1/roles", create_role)
+        .on(M::GET, "/api/v1/roles/{name}", get_role)
+        .on(M::PUT, "/api/v1/roles/{name}", replace_role)
+        .on(M::DELETE, "/api/v1/roles/{name}", delete_role)
+        .on(M::GET, "/api/v1/rolebindings", list_bindings)
+        .on(M::POST, "/api/v1/rolebindings", create_binding)
+        .on(M::GET, "/api/v1/rolebindings/{name}", get_binding)
+        .on(M::PUT, "/api/v1/rolebindings/{name}", replace_binding)
+        .on(M::DELETE, "/api/v1/rolebindings/{name}", delete_binding)
 }

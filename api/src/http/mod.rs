@@ -9,8 +9,9 @@ mod resources;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::MethodFilter;
 
 use crate::context::request_context;
 use crate::error::ApiError;
@@ -42,26 +43,64 @@ async fn schema(
     Ok(axum::Json(schema))
 }
 
-/// The whole API, as production serves it and tests call it.
-pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/version", get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }))
-        .route("/api/v1/schemas/{kind}", get(schema))
-        .route("/api/v1/secretbackends/{name}/health", get(backend_health))
-        .route("/api/v1/secrets/migrate", axum::routing::post(migrations::migrate))
-        .route("/api/v1/audit", get(audit::audit))
-        .route("/api/v1/migrations", get(migrations::list))
-        .route("/api/v1/migrations/{id}", get(migrations::get))
-        .route("/readyz", get(projections::readyz))
-        .route("/api/v1/projections", get(projections::status))
-        .route("/api/v1/projections/rebuild", axum::routing::post(projections::rebuild))
-        .route("/api/v1/projections/verify", axum::routing::post(projections::verify))
+/// The routes, each registered with its method and path template, so that the list of them is
+/// known: the permission matrix test walks it, and a route missing from the test's table fails.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<Services>,
+    list: Vec<(Method, String)>,
+}
+
+impl Routes {
+    pub(crate) fn on<H, T>(mut self, method: Method, path: &str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, Services>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        self.router = self.router.route(path, axum::routing::on(filter, handler));
+        self.list.push((method, path.to_owned()));
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.list.extend(other.list);
+        self
+    }
+}
+
+fn all_routes() -> Routes {
+    use Method as M;
+    Routes::default()
+        .on(M::GET, "/healthz", || async { "ok" })
+        .on(M::GET, "/version", || async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) })
+        .on(M::GET, "/readyz", projections::readyz)
+        .on(M::GET, "/api/v1/schemas/{kind}", schema)
+        .on(M::GET, "/api/v1/secretbackends/{name}/health", backend_health)
+        .on(M::POST, "/api/v1/secrets/migrate", migrations::migrate)
+        .on(M::GET, "/api/v1/audit", audit::audit)
+        .on(M::GET, "/api/v1/migrations", migrations::list)
+        .on(M::GET, "/api/v1/migrations/{id}", migrations::get)
+        .on(M::GET, "/api/v1/projections", projections::status)
+        .on(M::POST, "/api/v1/projections/rebuild", projections::rebuild)
+        .on(M::POST, "/api/v1/projections/verify", projections::verify)
         .merge(access::routes())
         .merge(access::rbac_routes())
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())
+}
+
+/// Every route mcpd serves: method and path template.
+pub fn route_list() -> Vec<(Method, String)> {
+    all_routes().list
+}
+
+/// The whole API, as production serves it and tests call it.
+pub fn router(services: Services) -> Router {
+    all_routes()
+        .router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

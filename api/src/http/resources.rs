@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
+use axum::http::Method;
 use domain::document::Kind;
 use projections::read_models::Record;
 use serde::Serialize;
@@ -176,12 +176,16 @@ async fn history<K: ResourceKind>(
 }
 
 /// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history.
-pub fn routes<K: ResourceKind>() -> Router<Services> {
+pub fn routes<K: ResourceKind>() -> super::Routes {
     let collection = format!("/api/v1/{}s", K::KIND.as_str());
-    Router::new()
-        .route(&collection, get(list::<K>).post(create::<K>))
-        .route(&format!("{collection}/{{name}}"), get(read::<K>).put(replace::<K>).delete(delete::<K>))
-        .route(&format!("{collection}/{{name}}/history"), get(history::<K>))
+    let one = format!("{collection}/{{name}}");
+    super::Routes::default()
+        .on(Method::GET, &collection, list::<K>)
+        .on(Method::POST, &collection, create::<K>)
+        .on(Method::GET, &one, read::<K>)
+        .on(Method::PUT, &one, replace::<K>)
+        .on(Method::DELETE, &one, delete::<K>)
+        .on(Method::GET, &format!("{one}/history"), history::<K>)
 }
 
 pub struct Llms;

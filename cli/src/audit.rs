@@ -9,7 +9,7 @@ use tabwriter::TabWriter;
 
 use crate::args::{AuditArgs, Output};
 use crate::client::Client;
-use crate::output::text;
+use crate::output::{inert_json, text};
 
 const COLUMNS: &str = "POSITION\tTIME\tACTOR\tRESOURCE\tEVENT\tSUMMARY";
 
@@ -22,7 +22,7 @@ fn row(item: &Value) -> String {
         text(&item["kind"]),
         text(&item["name"]),
         text(&item["eventType"]),
-        text(&item["summary"]).replace(['\t', '\n'], " "),
+        text(&item["summary"]),
     )
 }
 
@@ -53,7 +53,7 @@ fn query(args: &AuditArgs, cursor: Option<(&str, &str)>) -> String {
 fn print_rows(items: &[Value], output: Output, header: bool) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match output {
-        Output::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(items)?)?,
+        Output::Json => writeln!(stdout, "{}", inert_json(serde_json::to_string_pretty(items)?))?,
         Output::Yaml => write!(stdout, "{}", yaml_serde::to_string(items).context("writing YAML")?)?,
         _ => {
             let mut table = TabWriter::new(Vec::new()).padding(3);
@@ -92,7 +92,7 @@ pub fn run(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
             Output::Json => {
                 let mut stdout = std::io::stdout().lock();
                 for item in items {
-                    writeln!(stdout, "{}", serde_json::to_string(item)?)?;
+                    writeln!(stdout, "{}", inert_json(serde_json::to_string(item)?))?;
                 }
                 stdout.flush()?;
                 Ok(())

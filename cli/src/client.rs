@@ -33,7 +33,7 @@ impl Reply {
     /// The server's own words for a failure.
     pub fn error_message(&self) -> String {
         match self.body["error"]["message"].as_str() {
-            Some(message) => message.to_owned(),
+            Some(message) => crate::output::inert(message),
             None => format!("mcpd answered HTTP {}", self.status),
         }
     }

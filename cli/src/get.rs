@@ -105,7 +105,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             if let Some(config) = doc["config"].as_object() {
                 for (key, value) in config {
                     let value = if value.is_object() { key_ref(value) } else { text(value) };
-                    fields.push(("Config", format!("{key}={value}")));
+                    fields.push(("Config", format!("{}={value}", crate::output::inert(key))));
                 }
             }
             // describe pings the backend: can mcpd reach it and is it let in?
@@ -139,7 +139,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
         writeln!(out, "  AGE\tEVENT\tDETAIL")?;
         for event in doc["history"].as_array().into_iter().flatten() {
-            let mut detail = event["detail"].to_string();
+            let mut detail = crate::output::inert_json(event["detail"].to_string());
             if detail.len() > 160 {
                 let cut = (0..=157).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
                 detail = format!("{}...", &detail[..cut]);

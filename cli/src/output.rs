@@ -14,8 +14,8 @@ use crate::args::{Kind, Output};
 pub fn print(kind: Kind, docs: &[Value], output: Output, single: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match output {
-        Output::Json if single => writeln!(out, "{}", serde_json::to_string_pretty(&docs[0])?)?,
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(docs)?)?,
+        Output::Json if single => writeln!(out, "{}", inert_json(serde_json::to_string_pretty(&docs[0])?))?,
+        Output::Json => writeln!(out, "{}", inert_json(serde_json::to_string_pretty(docs)?))?,
         Output::Yaml => out.write_all(yaml_documents(docs)?.as_bytes())?,
         Output::Name => {
             for doc in docs {
@@ -131,8 +131,8 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
     }
     let mut writer = TabWriter::new(Vec::new()).padding(3);
     for row in rows {
-        // Tabs and newlines inside a cell would break the columns.
-        let cells: Vec<String> = row.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+        // Cells are inert already (`text`); tabs and newlines would break the columns.
+        let cells: Vec<String> = row.iter().map(|c| inert(c)).collect();
         writeln!(writer, "{}", cells.join("\t"))?;
     }
     let bytes = writer.into_inner().context("aligning the table")?;
@@ -171,13 +171,50 @@ fn or_never(text: String) -> String {
     if text.is_empty() { "<never>".into() } else { text }
 }
 
-/// A JSON value as plain text: strings without quotes, null as empty.
+/// A JSON value as plain text: strings without quotes, null as empty, and anything a terminal
+/// would obey shown inert (see [`inert`]).
 pub fn text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => inert(s),
+        other => inert_json(other.to_string()),
     }
+}
+
+/// Characters a terminal obeys rather than shows: C0 and C1 controls, DEL, and the
+/// bidirectional overrides that reorder what is displayed.
+fn obeyed(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Server-supplied text made visible and inert: a writer of a field must not be able to
+/// rewrite what an admin sees (retitle the terminal, recolour, move the cursor, forge rows;
+/// the class of kubectl's CVE-2021-25743). Each such character is shown as an escape.
+pub fn inert(s: &str) -> String {
+    if !s.chars().any(obeyed) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_owned(),
+            '\t' => "\\t".to_owned(),
+            '\r' => "\\r".to_owned(),
+            c if obeyed(c) => format!("\\u{{{:04x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JSON text with the characters serde_json leaves raw inside strings (DEL, C1 controls,
+/// bidirectional overrides) written as `\uXXXX` escapes: the same JSON, safe on a terminal.
+/// Its own line breaks (pretty printing) stay.
+pub fn inert_json(json: String) -> String {
+    if !json.chars().any(|c| c != '\n' && obeyed(c)) {
+        return json;
+    }
+    json.chars()
+        .map(|c| if c != '\n' && obeyed(c) { format!("\\u{:04x}", c as u32) } else { c.to_string() })
+        .collect()
 }
 
 fn or_none(s: String) -> String {
@@ -222,6 +259,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn server_text_cannot_steer_the_terminal() {
+        let hostile = "x\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}2J\u{202e}txt\nfake row\u{7f}";
+        let shown = text(&Value::String(hostile.into()));
+        assert!(!shown.chars().any(obeyed), "{shown:?}");
+        assert_eq!(shown, "x\\u{001b}]0;pwned\\u{0007}\\u{001b}[31mred\\u{009b}2J\\u{202e}txt\\nfake row\\u{007f}");
+        let json = inert_json(serde_json::to_string_pretty(&serde_json::json!({"d": hostile})).unwrap());
+        assert!(!json.chars().any(|c| c != '\n' && obeyed(c)), "{json}");
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["d"], hostile, "the same JSON");
+        assert_eq!(text(&Value::String("plain-name".into())), "plain-name");
+    }
 
     #[test]
     fn tables_align_their_columns() {

@@ -84,6 +84,25 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
 
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection waits for its next request. A slow client is cut off, not waited for.
+    #[arg(long, env = "MCPD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_read_timeout_secs: u64,
+
+    /// Connections open at once; more wait in the kernel's accept queue until one closes.
+    #[arg(long, env = "MCPD_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT; connections still
+    /// open then are closed.
+    #[arg(long, env = "MCPD_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+
+    /// An Llm endpoint (origin: scheme, host, port) that anyone who may edit an Llm may send its
+    /// key to, besides each provider's official endpoint. Repeat, or separate with commas.
+    #[arg(long = "allowed-upstream", env = "MCPD_ALLOWED_UPSTREAMS", value_delimiter = ',')]
+    pub allowed_upstreams: Vec<String>,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "MCPD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -92,5 +111,13 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn projection_wait(&self) -> Duration {
         Duration::from_millis(self.projection_wait_ms)
+    }
+
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections as usize,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
     }
 }

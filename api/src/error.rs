@@ -32,6 +32,9 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408: the request body did not arrive within the body-read timeout.
+    #[error("the request body did not arrive within {0} seconds")]
+    RequestTimeout(u64),
     /// 409: the request clashes with current state (exists, in use, stale If-Match, concurrent write).
     #[error("{0}")]
     Conflict(String),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
@@ -160,7 +165,9 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed => true,
         // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P01-57P03).
-        sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
+        }
         _ => false,
     }
 }

@@ -54,7 +54,11 @@ fn make_private(path: &Path, mode: u32) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::set_permissions(path, Permissions::from_mode(mode)).with_context(|| {
-        format!("{} is readable by other users (mode {:o}) and could not be made private", path.display(), current & 0o777)
+        format!(
+            "{} is readable by other users (mode {:o}) and could not be made private",
+            path.display(),
+            current & 0o777
+        )
     })?;
     tracing::warn!(path = %path.display(), was = format!("{:o}", current & 0o777), now = format!("{mode:o}"), "made a file readable by other users private");
     Ok(())

@@ -7,11 +7,12 @@ pub mod backends;
 pub mod config;
 pub mod context;
 pub mod error;
-pub mod files;
 pub mod event_repository;
+pub mod files;
 pub mod http;
 pub mod migration;
 pub mod offline;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod time;
@@ -80,10 +81,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         },
     };
-    let app = App::open(&url, args.projection_wait(), &bootstrap).await?;
+    let upstreams = service::guard::Upstreams::new(&args.allowed_upstreams)?;
+    let mut app = App::open(&url, args.projection_wait(), &bootstrap).await?;
+    app.services.upstreams = std::sync::Arc::new(upstreams);
     tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
-    let service = app.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    serve::run(listener, app.router(), args.limits(), shutdown_signal()).await;
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())
@@ -113,5 +115,4 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -12,6 +12,6 @@ mod openbao;
 mod projection;
 mod rbac;
 mod rebuild;
-mod security;
 mod references;
+mod security;
 mod validation;

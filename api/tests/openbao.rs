@@ -244,6 +244,8 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
         token_secret_ref: SecretKeyRef { name: domain::ResourceName::parse("bao-token").unwrap(), key: "token".into() },
         timeout_seconds: 5,
         soft_delete: false,
+        ca_cert: None,
+        tls_server_name: None,
     };
     let driver = OpenBaoDriver::new("bao", config, reqwest::Client::new(), t.app.services.store.db.clone());
     let data = |v: &str| [("KEY".to_owned(), SecretString::from(v.to_owned()))].into_iter().collect();

@@ -21,6 +21,7 @@ testkit::on_both_stores!(
     a_name_scoped_user_migrates_and_sees_only_its_own_secrets,
     nul_characters_are_refused_alike_and_leave_nothing_behind,
     a_change_recorded_before_a_failure_is_answered_202_not_5xx,
+    an_https_openbao_backend_is_trusted_through_its_ca_and_server_name_only,
 );
 
 /// SQLite is a file in mcpd's own process: it has no outage to stage.
@@ -32,7 +33,9 @@ async fn an_unreachable_postgresql_is_503_with_retry_after_never_401() {
     let t = TestApp { app, db };
     t.seed_llm().await;
     proxy.set_down(true);
-    for (method, path) in [(Method::GET, "/api/v1/llms"), (Method::GET, "/api/v1/whoami"), (Method::DELETE, "/api/v1/llms/claude-fast")] {
+    for (method, path) in
+        [(Method::GET, "/api/v1/llms"), (Method::GET, "/api/v1/whoami"), (Method::DELETE, "/api/v1/llms/claude-fast")]
+    {
         let r = t.call(method.clone(), path, None, None).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path}: {:?}", r.body);
         assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
@@ -61,7 +64,9 @@ impl Attacker {
                 let sink = sink.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
-                    if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut buf)).await {
+                    if let Ok(Ok(n)) =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut buf)).await
+                    {
                         sink.lock().unwrap().extend_from_slice(&buf[..n]);
                     }
                     let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
@@ -95,7 +100,10 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
     let bao = tokio::task::block_in_place(testkit::openbao::shared);
     let prefix = format!("t{}/", uuid::Uuid::new_v4().simple());
     let bao_token = bao.token_for_prefix(&prefix).await;
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": bao_token}})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": bao_token}})).await.status,
+        StatusCode::CREATED
+    );
     let mut legit = openbao_backend("bao", &bao.addr, "bao-token", "token");
     legit["config"]["pathPrefix"] = json!(prefix);
     let r = t.post("/api/v1/secretbackends", legit.clone()).await;
@@ -103,12 +111,25 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
 
     // Everyone who is not admin: the editor, a user who may manage backends and secrets but
     // reveal nothing, and one who may reveal a single secret only.
-    role(&t, "backend-manager", json!([{"resources": ["secretbackends", "secrets", "llms"], "verbs": ["view", "create", "edit", "delete"]},
-                                        {"operations": ["run:migrate-secrets"]}])).await;
-    role(&t, "one-secret", json!([{"resources": ["secretbackends", "llms"], "verbs": ["view", "create", "edit"]},
+    role(
+        &t,
+        "backend-manager",
+        json!([{"resources": ["secretbackends", "secrets", "llms"], "verbs": ["view", "create", "edit", "delete"]},
+                                        {"operations": ["run:migrate-secrets"]}]),
+    )
+    .await;
+    role(
+        &t,
+        "one-secret",
+        json!([{"resources": ["secretbackends", "llms"], "verbs": ["view", "create", "edit"]},
                                    {"resources": ["secrets"], "verbs": ["view", "edit"], "names": ["mine"]},
-                                   {"operations": ["reveal:secrets", "run:migrate-secrets"]}])).await;
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "mine", "data": {"K": "my-own-value"}})).await.status, StatusCode::CREATED);
+                                   {"operations": ["reveal:secrets", "run:migrate-secrets"]}]),
+    )
+    .await;
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "mine", "data": {"K": "my-own-value"}})).await.status,
+        StatusCode::CREATED
+    );
     let users = [
         ("ed", user_with(&t, "ed", Some("editor")).await),
         ("bm", user_with(&t, "bm", Some("backend-manager")).await),
@@ -125,7 +146,10 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{user}: {:?}", r.body);
         let r = call(Method::POST, "/api/v1/secretbackends?dryRun=true".into(), Some(evil)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{user} dry run: {:?}", r.body);
-        assert_eq!(call(Method::GET, format!("/api/v1/secretbackends/evil-{user}/health"), None).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(Method::GET, format!("/api/v1/secretbackends/evil-{user}/health"), None).await.status,
+            StatusCode::NOT_FOUND
+        );
         // The existing backend pointed elsewhere, or given another token.
         let mut moved = legit.clone();
         moved["config"]["url"] = json!(attacker.url);
@@ -152,9 +176,15 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
         let r = call(Method::PUT, "/api/v1/llms/claude-fast".into(), Some(repointed)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{user}: {:?}", r.body);
         // Every secret migrated to the default backend's replacement stays where it is.
-        let r = call(Method::POST, "/api/v1/secrets/migrate".into(), Some(json!({"from": "default", "to": "bao"}))).await;
+        let r =
+            call(Method::POST, "/api/v1/secrets/migrate".into(), Some(json!({"from": "default", "to": "bao"}))).await;
         if *user == "one" {
-            assert_eq!(r.status, StatusCode::FORBIDDEN, "a name-scoped user may not migrate every secret: {:?}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "a name-scoped user may not migrate every secret: {:?}",
+                r.body
+            );
         }
     }
     // The user who may reveal `mine` may send that one key anywhere, and nothing else.
@@ -197,16 +227,36 @@ async fn an_admin_still_directs_credentials_and_editing_harmless_fields_needs_no
     // The editor views backends but no longer manages them.
     assert_eq!(t.call_as(Some(&ed), Method::GET, "/api/v1/secretbackends", None).await.status, StatusCode::OK);
     let plain = json!({"name": "spare", "type": "plaintext"});
-    assert_eq!(t.call_as(Some(&ed), Method::POST, "/api/v1/secretbackends", Some(plain.clone())).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        t.call_as(Some(&ed), Method::POST, "/api/v1/secretbackends", Some(plain.clone())).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(t.post("/api/v1/secretbackends", plain).await.status, StatusCode::CREATED);
     // A user who may edit backends but reveal nothing can still describe one.
     role(&t, "backend-describer", json!([{"resources": ["secretbackends"], "verbs": ["view", "edit"]}])).await;
     let bd = user_with(&t, "bd", Some("backend-describer")).await;
-    let r = t.call_as(Some(&bd), Method::PUT, "/api/v1/secretbackends/spare", Some(json!({"type": "plaintext", "description": "spare room"}))).await;
+    let r = t
+        .call_as(
+            Some(&bd),
+            Method::PUT,
+            "/api/v1/secretbackends/spare",
+            Some(json!({"type": "plaintext", "description": "spare room"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = t.call_as(Some(&bd), Method::PUT, "/api/v1/secretbackends/spare", Some(json!({"type": "plaintext", "isDefault": true}))).await;
+    let r = t
+        .call_as(
+            Some(&bd),
+            Method::PUT,
+            "/api/v1/secretbackends/spare",
+            Some(json!({"type": "plaintext", "isDefault": true})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
-    assert_eq!(t.put("/api/v1/secretbackends/spare", json!({"type": "plaintext", "isDefault": true})).await.status, StatusCode::OK);
+    assert_eq!(
+        t.put("/api/v1/secretbackends/spare", json!({"type": "plaintext", "isDefault": true})).await.status,
+        StatusCode::OK
+    );
     assert!(attacker.received().is_empty(), "nothing calls an Llm's URL yet");
 }
 
@@ -263,12 +313,23 @@ async fn the_last_admin_user_stays_and_a_deleted_user_leaves_every_binding(kind:
 async fn a_secret_the_caller_may_not_view_looks_missing_in_every_answer(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "team-a-key", "data": {"API_KEY": "a"}})).await.status, StatusCode::CREATED);
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "team-b-key", "data": {"API_KEY": "b"}})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "team-a-key", "data": {"API_KEY": "a"}})).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "team-b-key", "data": {"API_KEY": "b"}})).await.status,
+        StatusCode::CREATED
+    );
     let mut team_a = llm("team-a-fast", "team-a-key");
     assert_eq!(t.post("/api/v1/llms", team_a.clone()).await.status, StatusCode::CREATED);
-    role(&t, "team-a", json!([{"resources": ["llms"], "verbs": ["view", "edit"], "names": ["team-a-fast"]},
-                              {"resources": ["secrets"], "verbs": ["view"], "names": ["team-a-key"]}])).await;
+    role(
+        &t,
+        "team-a",
+        json!([{"resources": ["llms"], "verbs": ["view", "edit"], "names": ["team-a-fast"]},
+                              {"resources": ["secrets"], "verbs": ["view"], "names": ["team-a-key"]}]),
+    )
+    .await;
     let a = user_with(&t, "alice", Some("team-a")).await;
     let put = |body: Value, dry: bool| {
         let (t, a) = (&t, a.clone());
@@ -277,7 +338,12 @@ async fn a_secret_the_caller_may_not_view_looks_missing_in_every_answer(kind: St
     };
     // Pointing at team B's key, real or not, existing key or not: one and the same answer.
     let mut answers = Vec::new();
-    for (secret, key, dry) in [("team-b-key", "API_KEY", false), ("team-b-key", "NOPE", true), ("no-such", "API_KEY", true), ("team-b-key", "API_KEY", true)] {
+    for (secret, key, dry) in [
+        ("team-b-key", "API_KEY", false),
+        ("team-b-key", "NOPE", true),
+        ("no-such", "API_KEY", true),
+        ("team-b-key", "API_KEY", true),
+    ] {
         team_a["apiKeyRef"] = json!({"name": secret, "key": key});
         let r = put(team_a.clone(), dry).await;
         answers.push((r.status, r.fields(), r.message().replace(secret, "S")));
@@ -294,14 +360,27 @@ async fn a_secret_the_caller_may_not_view_looks_missing_in_every_answer(kind: St
 async fn a_name_scoped_user_migrates_and_sees_only_its_own_secrets(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;
-    assert_eq!(t.post("/api/v1/secretbackends", json!({"name": "spare", "type": "plaintext"})).await.status, StatusCode::CREATED);
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "mine", "data": {"K": "v"}})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        t.post("/api/v1/secretbackends", json!({"name": "spare", "type": "plaintext"})).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "mine", "data": {"K": "v"}})).await.status,
+        StatusCode::CREATED
+    );
     // The admin moves everything and back: the run names `anthropic` and `mine`.
-    let r = t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic", "mine"]})).await;
+    let r = t
+        .post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic", "mine"]}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    role(&t, "mine-only", json!([{"resources": ["secrets"], "verbs": ["view", "edit"], "names": ["mine"]},
+    role(
+        &t,
+        "mine-only",
+        json!([{"resources": ["secrets"], "verbs": ["view", "edit"], "names": ["mine"]},
                                  {"resources": ["migrations"], "verbs": ["view"]},
-                                 {"operations": ["run:migrate-secrets"]}])).await;
+                                 {"operations": ["run:migrate-secrets"]}]),
+    )
+    .await;
     let m = user_with(&t, "m", Some("mine-only")).await;
     let runs = t.call_as(Some(&m), Method::GET, "/api/v1/migrations", None).await;
     let run = &runs.body["items"][0];
@@ -313,10 +392,20 @@ async fn a_name_scoped_user_migrates_and_sees_only_its_own_secrets(kind: StoreKi
     // It migrates what it may edit, and nothing it may not.
     let back = |names: Value| {
         let (t, m) = (&t, m.clone());
-        async move { t.call_as(Some(&m), Method::POST, "/api/v1/secrets/migrate", Some(json!({"from": "spare", "to": "default", "names": names}))).await }
+        async move {
+            t.call_as(
+                Some(&m),
+                Method::POST,
+                "/api/v1/secrets/migrate",
+                Some(json!({"from": "spare", "to": "default", "names": names})),
+            )
+            .await
+        }
     };
     assert_eq!(back(json!(["mine", "anthropic"])).await.status, StatusCode::FORBIDDEN);
-    let r = t.call_as(Some(&m), Method::POST, "/api/v1/secrets/migrate", Some(json!({"from": "spare", "to": "default"}))).await;
+    let r = t
+        .call_as(Some(&m), Method::POST, "/api/v1/secrets/migrate", Some(json!({"from": "spare", "to": "default"})))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "every secret is more than it may edit");
     assert_eq!(t.get("/api/v1/secrets/anthropic").await.body["backend"], json!("spare"));
     let r = back(json!(["mine"])).await;
@@ -350,7 +439,10 @@ async fn a_change_recorded_before_a_failure_is_answered_202_not_5xx(kind: StoreK
     let t = TestApp::start(kind).await;
     let mut bao = tokio::task::block_in_place(testkit::openbao::OpenBao::start);
     let token = bao.token_for_prefix("mcpd/").await;
-    assert_eq!(t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.status,
+        StatusCode::CREATED
+    );
     let r = t.post("/api/v1/secretbackends", openbao_backend("bao", &bao.addr, "bao-token", "token")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = t.post("/api/v1/secrets", json!({"name": "doomed", "backend": "bao", "data": {"K": "v"}})).await;
@@ -364,4 +456,54 @@ async fn a_change_recorded_before_a_failure_is_answered_202_not_5xx(kind: StoreK
     // A write refused before anything was recorded keeps its 503.
     let r = t.post("/api/v1/secrets", json!({"name": "never", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+}
+
+async fn an_https_openbao_backend_is_trusted_through_its_ca_and_server_name_only(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let bao = tokio::task::block_in_place(testkit::openbao::OpenBao::start_tls);
+    assert!(bao.addr.starts_with("https://127.0.0.1:"), "{}", bao.addr);
+    let ca = bao.ca_pem.clone().unwrap();
+    let token = bao.token_for_prefix("mcpd/").await;
+    assert_eq!(
+        t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.status,
+        StatusCode::CREATED
+    );
+    // Without its CA the server's certificate is not trusted: a clear failure, nothing written.
+    let untrusted = openbao_backend("bao", &bao.addr, "bao-token", "token");
+    assert_eq!(t.post("/api/v1/secretbackends", untrusted.clone()).await.status, StatusCode::CREATED);
+    let health = t.get("/api/v1/secretbackends/bao/health").await;
+    assert_eq!(health.body["status"], json!("unreachable"), "{:?}", health.body);
+    assert!(health.body["message"].as_str().unwrap().contains("certificate"), "{:?}", health.body);
+    let r = t.post("/api/v1/secrets", json!({"name": "k", "backend": "bao", "data": {"K": "over-tls"}})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(r.message().contains("certificate"), "{}", r.message());
+    assert_eq!(t.get("/api/v1/secrets/k").await.status, StatusCode::NOT_FOUND);
+    // With it, everything works, and the value is in OpenBao.
+    let mut trusted = untrusted.clone();
+    trusted["config"]["caCert"] = json!(ca);
+    assert_eq!(t.put("/api/v1/secretbackends/bao", trusted.clone()).await.status, StatusCode::OK);
+    assert_eq!(t.get("/api/v1/secretbackends/bao/health").await.body["status"], json!("ok"));
+    let r = t.post("/api/v1/secrets", json!({"name": "k", "backend": "bao", "data": {"K": "over-tls"}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(bao.read("mcpd/k").await.unwrap()["K"], json!("over-tls"));
+    assert_eq!(t.get("/api/v1/secrets/k?reveal=true").await.body["data"]["K"], json!("over-tls"));
+    // The name checked can differ from the address dialled; a name the certificate lacks fails.
+    let mut named = trusted.clone();
+    named["config"]["tlsServerName"] = json!("localhost");
+    assert_eq!(t.put("/api/v1/secretbackends/bao", named.clone()).await.status, StatusCode::OK);
+    assert_eq!(t.get("/api/v1/secretbackends/bao/health").await.body["status"], json!("ok"));
+    named["config"]["tlsServerName"] = json!("bao.elsewhere.example");
+    assert_eq!(t.put("/api/v1/secretbackends/bao", named).await.status, StatusCode::OK);
+    let health = t.get("/api/v1/secretbackends/bao/health").await;
+    assert_eq!(health.body["status"], json!("unreachable"), "{:?}", health.body);
+    // A CA that is not PEM is refused when written.
+    let mut broken = trusted;
+    broken["config"]["caCert"] = json!("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n");
+    let r = t.put("/api/v1/secretbackends/bao", broken).await;
+    assert_eq!(
+        (r.status, r.fields()),
+        (StatusCode::BAD_REQUEST, vec!["spec.config.caCert".to_owned()]),
+        "{:?}",
+        r.body
+    );
 }

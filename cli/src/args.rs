@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "MCPCTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// A PEM file of the CA that signed mcpd's TLS certificate, for an https:// server whose CA
+    /// the system does not trust; overrides the config file (`mcpctl login` stores it).
+    #[arg(long, global = true, env = "MCPCTL_CERTIFICATE_AUTHORITY", value_name = "PEM_FILE")]
+    pub certificate_authority: Option<std::path::PathBuf>,
+
     /// How long to keep retrying when mcpd is restarting or rate-limits (e.g. 10s, 500ms, 0s).
     #[arg(long, global = true, env = "MCPCTL_RETRY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub retry_timeout: std::time::Duration,

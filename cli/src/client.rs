@@ -45,7 +45,12 @@ impl Reply {
 }
 
 impl Client {
-    pub fn new(base: String, retry_timeout: Duration, token: Option<&str>) -> anyhow::Result<Client> {
+    pub fn new(
+        base: String,
+        retry_timeout: Duration,
+        token: Option<&str>,
+        certificate_authority: Option<&std::path::Path>,
+    ) -> anyhow::Result<Client> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -54,8 +59,23 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = Http::builder()
+        let mut http = Http::builder();
+        if let Some(path) = certificate_authority {
+            let pem =
+                std::fs::read(path).with_context(|| format!("reading the certificate authority {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} is not PEM certificates", path.display()))?;
+            if certificates.is_empty() {
+                bail!("{} holds no certificate", path.display());
+            }
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http
             .default_headers(headers)
+            // The token goes to the server named, never where a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("mcpctl/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -81,6 +101,8 @@ impl Client {
                     (format!("mcpd answered {}", response.status()), retry_after)
                 }
                 Ok(response) => return read(response),
+                // Not retried: an untrusted certificate stays untrusted.
+                Err(e) if let Some(tls) = tls_failure(&e) => bail!(untrusted(&self.base, &tls)),
                 Err(e) if e.is_connect() => (format!("cannot reach mcpd at {}: {}", self.base, root_cause(&e)), None),
                 Err(e) if e.is_timeout() => bail!("mcpd at {} did not answer {method} {path} in time", self.base),
                 Err(e) => bail!("cannot reach mcpd at {}: {}", self.base, root_cause(&e)),
@@ -110,6 +132,7 @@ impl Client {
             match request.send() {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => bail!(read(response)?.error_message()),
+                Err(e) if let Some(tls) = tls_failure(&e) => bail!(untrusted(&self.base, &tls)),
                 Err(e) if e.is_connect() => {
                     let problem = format!("cannot reach mcpd at {}: {}", self.base, root_cause(&e));
                     let delay = backoff(attempt);
@@ -142,6 +165,30 @@ fn retry_after(response: &Response) -> Option<Duration> {
 fn backoff(attempt: u32) -> Duration {
     let base = FIRST_DELAY.saturating_mul(1 << (attempt - 1).min(10)).min(MAX_DELAY);
     base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// The TLS failure behind `error`, if that is what it is (a certificate not trusted, a name
+/// that does not match).
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // An I/O error's `source` skips the error it wraps (which may be another I/O error).
+        source = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
+}
+
+fn untrusted(base: &str, cause: &str) -> String {
+    format!(
+        "mcpd at {base} presented a TLS certificate this client does not trust ({cause}); \
+         pass the CA that signed it with --certificate-authority"
+    )
 }
 
 /// The innermost cause, which is where the useful words are ("connection refused").

@@ -15,6 +15,9 @@ pub struct Config {
     pub server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// A PEM file of the CA that signed the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<PathBuf>,
 }
 
 pub fn path() -> anyhow::Result<PathBuf> {
@@ -72,4 +75,13 @@ pub fn server(flag: Option<String>) -> anyhow::Result<String> {
         None => load()?.server.unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
     };
     Ok(server.trim_end_matches('/').to_owned())
+}
+
+/// The CA to trust for the server's certificate: `--certificate-authority`, else the config
+/// file's.
+pub fn certificate_authority(flag: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match flag {
+        Some(path) => Some(path),
+        None => load()?.certificate_authority,
+    })
 }

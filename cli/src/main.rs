@@ -60,7 +60,8 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let connect = || -> anyhow::Result<Client> {
         let token = config::token(cli.token.clone())?;
-        Client::new(config::server(cli.server.clone())?, cli.retry_timeout, token.as_deref())
+        let ca = config::certificate_authority(cli.certificate_authority.clone())?;
+        Client::new(config::server(cli.server.clone())?, cli.retry_timeout, token.as_deref(), ca.as_deref())
     };
     let ok = |success: bool| if success { 0 } else { 1 };
     Ok(match cli.command {
@@ -146,11 +147,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 anyhow::bail!("give the token to store: mcpctl login --token <token>");
             };
             let server = config::server(cli.server.clone())?;
-            let client = Client::new(server.clone(), cli.retry_timeout, Some(&login_token))?;
+            let ca = config::certificate_authority(cli.certificate_authority.clone())?;
+            let client = Client::new(server.clone(), cli.retry_timeout, Some(&login_token), ca.as_deref())?;
             let me = client.get("/api/v1/whoami")?.into_success()?;
             let mut config = config::load()?;
             config.server = Some(server.clone());
             config.token = Some(login_token.trim().to_owned());
+            if let Some(ca) = cli.certificate_authority.clone() {
+                // Stored as an absolute path: the config is read from any directory.
+                config.certificate_authority = Some(std::path::absolute(&ca).unwrap_or(ca));
+            }
             let path = config::save(&config)?;
             out!("logged in to {server} as {} (saved in {})", me["user"].as_str().unwrap_or("?"), path.display());
             0

@@ -212,9 +212,7 @@ pub fn inert_json(json: String) -> String {
     if !json.chars().any(|c| c != '\n' && obeyed(c)) {
         return json;
     }
-    json.chars()
-        .map(|c| if c != '\n' && obeyed(c) { format!("\\u{:04x}", c as u32) } else { c.to_string() })
-        .collect()
+    json.chars().map(|c| if c != '\n' && obeyed(c) { format!("\\u{:04x}", c as u32) } else { c.to_string() }).collect()
 }
 
 fn or_none(s: String) -> String {

@@ -488,7 +488,12 @@ mod tests {
         let admin = Permissions::new(built_in(ADMIN));
         let editor = Permissions::new(built_in(EDITOR));
         let mut rules = scoped().rules;
-        rules.push(Rule { resources: vec!["secrets".into()], verbs: vec!["view".into()], names: Some(vec!["team-a".into()]), operations: vec![] });
+        rules.push(Rule {
+            resources: vec!["secrets".into()],
+            verbs: vec!["view".into()],
+            names: Some(vec!["team-a".into()]),
+            operations: vec![],
+        });
         rules.push(Rule { operations: vec!["reveal:secrets".into()], ..Rule::default() });
         let team_a = Permissions::new([RoleSpec { description: String::new(), rules }]);
         assert!(admin.may_reveal("x") && admin.may_reveal_all());

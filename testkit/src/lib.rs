@@ -62,7 +62,8 @@ impl TestDb {
         assert!(self.postgres_name.is_some(), "only a PostgreSQL database can be cut off");
         let (scheme_user, rest) = self.url.split_once('@').expect("a PostgreSQL URL names its user");
         let (host_port, path) = rest.split_once('/').expect("a database URL has a path");
-        let target = tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("PostgreSQL's address");
+        let target =
+            tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("PostgreSQL's address");
         let proxy = proxy::Proxy::start(target).await;
         (format!("{scheme_user}@{}/{path}", proxy.addr), proxy)
     }

@@ -15,7 +15,12 @@ pub struct OpenBao {
     /// `http://127.0.0.1:PORT`
     pub addr: String,
     pub root_token: String,
+    /// The PEM of the CA that signed the server's certificate, for a server started with TLS.
+    pub ca_pem: Option<String>,
+    http: reqwest::Client,
     watchdog: Option<Child>,
+    /// Where a TLS server keeps its CA, certificate and key.
+    _tls_dir: Option<tempfile::TempDir>,
 }
 
 /// The `bao` binary: `BAO_BIN`, else whatever `bao` is on the PATH.
@@ -32,10 +37,25 @@ pub fn shared() -> &'static OpenBao {
 impl OpenBao {
     /// Starts a dev server of this test's own; it stops when dropped.
     pub fn start() -> OpenBao {
+        Self::start_with(false)
+    }
+
+    /// Starts a dev server with a TLS listener (`-dev-tls`): its certificate, for localhost and
+    /// 127.0.0.1, is signed by a CA of its own ([`OpenBao::ca_pem`]).
+    pub fn start_tls() -> OpenBao {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> OpenBao {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let root_token = format!("root-{}", uuid::Uuid::new_v4().simple());
+        let tls_dir = tls.then(|| tempfile::tempdir().expect("a temp dir for the TLS files"));
+        let tls_flags = match &tls_dir {
+            Some(dir) => format!("-dev-tls -dev-tls-cert-dir={}", dir.path().display()),
+            None => String::new(),
+        };
         let script = format!(
-            "{bao} server -dev -dev-root-token-id={root_token} -dev-listen-address=127.0.0.1:{port} >/dev/null 2>&1 &
+            "{bao} server -dev {tls_flags} -dev-root-token-id={root_token} -dev-listen-address=127.0.0.1:{port} >/dev/null 2>&1 &
              server=$!
              trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; exit 0' TERM INT EXIT
              while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done",
@@ -48,8 +68,33 @@ impl OpenBao {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting the OpenBao dev server (is `bao` installed? scripts/test.sh installs it)");
-        let server = OpenBao { addr: format!("http://127.0.0.1:{port}"), root_token, watchdog: Some(watchdog) };
         let deadline = Instant::now() + Duration::from_secs(30);
+        let ca_pem = tls_dir.as_ref().map(|dir| {
+            let path = dir.path().join("vault-ca.pem");
+            loop {
+                match std::fs::read_to_string(&path) {
+                    Ok(pem) if pem.contains("END CERTIFICATE") => return pem,
+                    _ => {
+                        assert!(Instant::now() < deadline, "OpenBao wrote no CA to {} within 30 s", path.display());
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        });
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &ca_pem {
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("the dev CA parses"));
+        }
+        let scheme = if tls { "https" } else { "http" };
+        let server = OpenBao {
+            addr: format!("{scheme}://127.0.0.1:{port}"),
+            root_token,
+            ca_pem,
+            http: http.build().expect("an HTTP client"),
+            watchdog: Some(watchdog),
+            _tls_dir: tls_dir,
+        };
         while !server.answers() {
             assert!(Instant::now() < deadline, "the OpenBao dev server did not answer within 30 s on port {port}");
             std::thread::sleep(Duration::from_millis(50));
@@ -59,6 +104,16 @@ impl OpenBao {
 
     /// Whether `GET /v1/sys/health` answers 200.
     fn answers(&self) -> bool {
+        if self.ca_pem.is_some() {
+            // Through TLS, on a thread of its own: this may run inside the tests' runtime.
+            let (http, url) = (self.http.clone(), format!("{}/v1/sys/health", self.addr));
+            return std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async { http.get(url).send().await.is_ok_and(|r| r.status().as_u16() == 200) })
+            })
+            .join()
+            .unwrap_or(false);
+        }
         let address = self.addr.trim_start_matches("http://");
         let Ok(mut stream) = TcpStream::connect(address) else {
             return false;
@@ -82,9 +137,8 @@ impl OpenBao {
 
     /// A call with the root token; the JSON answer (`Null` when empty) and the status.
     pub async fn root(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.root_token);
+        let mut request =
+            self.http.request(method, format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.root_token);
         if let Some(body) = body {
             request = request.json(&body);
         }

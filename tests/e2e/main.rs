@@ -9,6 +9,7 @@ mod cli;
 mod cli_client;
 mod cli_openbao;
 mod crash;
+mod hardening;
 mod leaks;
 mod migration;
 mod projections;

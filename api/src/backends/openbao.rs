@@ -78,6 +78,33 @@ struct Answer {
     body: Value,
 }
 
+/// The HTTP client for a backend's `config`: `shared` unless the backend names its own CA
+/// (`caCert`, trusted besides the system's roots) or the name its certificate carries
+/// (`tlsServerName`, resolved to the url's IP address). Redirects are never followed: the token
+/// goes to the configured server and nowhere else.
+pub fn client_for(config: &OpenBaoConfig, shared: &reqwest::Client) -> Result<reqwest::Client, String> {
+    if config.ca_cert.is_none() && config.tls_server_name.is_none() {
+        return Ok(shared.clone());
+    }
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = &config.ca_cert {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("caCert is not usable PEM: {e}"))?;
+        if certificates.is_empty() {
+            return Err("caCert holds no certificate".into());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let Some(name) = &config.tls_server_name {
+        let addr = domain::secret_backend::url_ip(&config.url)
+            .ok_or_else(|| "tlsServerName needs a url that names the server by IP address".to_owned())?;
+        builder = builder.resolve(name, addr);
+    }
+    builder.build().map_err(|e| format!("caCert cannot be used: {e}"))
+}
+
 impl OpenBaoDriver {
     pub fn new(backend: &str, config: OpenBaoConfig, http: reqwest::Client, db: Database) -> Self {
         Self {
@@ -101,6 +128,14 @@ impl OpenBaoDriver {
             backend: self.backend.clone(),
             cause: format!("invalid url: {e}"),
         })?;
+        if let Some(name) = &self.config.tls_server_name {
+            // The client resolves this name to the url's address (see `client_for`), so the
+            // certificate is checked against the name while the connection goes to the address.
+            url.set_host(Some(name)).map_err(|e| BackendError::Unreachable {
+                backend: self.backend.clone(),
+                cause: format!("tlsServerName {name:?}: {e}"),
+            })?;
+        }
         {
             let mut segments = url.path_segments_mut().map_err(|_| BackendError::Unreachable {
                 backend: self.backend.clone(),

@@ -12,6 +12,10 @@ use crate::error::ApiError;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// How long a request body may take to arrive once the headers are in: a client sending a
+/// byte a second is cut off rather than holding a connection.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request body that must be JSON.
 pub struct JsonBody(pub Value);
 
@@ -29,7 +33,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        let read = Bytes::from_request(request, state);
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, read).await;
+        let bytes = read.map_err(|_| ApiError::RequestTimeout(BODY_READ_TIMEOUT.as_secs()))?.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(BODY_LIMIT)
             } else {
@@ -83,7 +89,10 @@ fn find_nul(value: &Value, path: &mut String, errors: &mut domain::ValidationErr
 
 /// 400 for a URL holding a NUL character (`%00`) in its path or query: no name, filter or
 /// value can hold one, and PostgreSQL would fail on it rather than find nothing.
-pub async fn refuse_nul_in_url(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+pub async fn refuse_nul_in_url(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let uri = request.uri();
     if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {

@@ -87,7 +87,9 @@ fn hide_secrets(ctx: &RequestContext, mut doc: Value, history: Option<&[Value]>)
     };
     keep_visible(doc.get_mut("names"), None);
     let hidden_failure = history.is_none_or(|events| {
-        events.iter().any(|e| e["eventType"] == "MigrationFailed" && !e["detail"]["secret"].is_null() && !visible(&e["detail"]["secret"]))
+        events.iter().any(|e| {
+            e["eventType"] == "MigrationFailed" && !e["detail"]["secret"].is_null() && !visible(&e["detail"]["secret"])
+        })
     });
     if hidden_failure && let Some(map) = doc.as_object_mut() {
         map.remove("lastError");

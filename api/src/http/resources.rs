@@ -3,12 +3,12 @@
 
 use std::future::Future;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use axum::http::Method;
 use domain::document::Kind;
 use projections::read_models::Record;
 use serde::Serialize;

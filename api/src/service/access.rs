@@ -71,7 +71,11 @@ pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String
         if at <= now {
             return Err(format!("{raw:?} is in the past"));
         }
-        return if at.duration_since(now) <= longest { Ok(at) } else { Err(format!("{raw:?} is more than 3650d away")) };
+        return if at.duration_since(now) <= longest {
+            Ok(at)
+        } else {
+            Err(format!("{raw:?} is more than 3650d away"))
+        };
     }
     let duration = crate::time::short_duration(raw)
         .ok_or_else(|| format!("{raw:?} is neither a duration (30d, 12h, 90m, 45s) nor an RFC 3339 time"))?;
@@ -115,7 +119,8 @@ impl Services {
             return Err(ApiError::Conflict(format!("user {:?} is the last user; nobody could log in", name.as_str())));
         }
         let bindings = rbac::bindings(&self.store.db).await?;
-        let holds_admin = |user: &str| bindings.iter().any(|b| b.spec.role == ADMIN && b.spec.users.iter().any(|u| u == user));
+        let holds_admin =
+            |user: &str| bindings.iter().any(|b| b.spec.role == ADMIN && b.spec.users.iter().any(|u| u == user));
         if holds_admin(name.as_str()) {
             let others = bindings.iter().filter(|b| b.spec.role == ADMIN).flat_map(|b| &b.spec.users);
             let mut another = false;

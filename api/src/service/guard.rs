@@ -45,7 +45,8 @@ impl Upstreams {
     /// The official endpoints plus `extra` (absolute http(s) URLs; only their origin counts).
     pub fn new(extra: &[String]) -> anyhow::Result<Upstreams> {
         let mut allowed = Vec::new();
-        for raw in LlmType::ALL.iter().filter_map(|t| t.official_url()).map(str::to_owned).chain(extra.iter().cloned()) {
+        for raw in LlmType::ALL.iter().filter_map(|t| t.official_url()).map(str::to_owned).chain(extra.iter().cloned())
+        {
             let url = reqwest::Url::parse(&raw).map_err(|e| anyhow::anyhow!("allowed upstream {raw:?}: {e}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 anyhow::bail!("allowed upstream {raw:?} must be an absolute http:// or https:// URL");
@@ -110,7 +111,8 @@ pub fn authorize(ctx: &RequestContext, direction: Direction<'_>, upstreams: &Ups
             )))
         }
         Direction::Migration { names: Some(names) } => {
-            match names.iter().find(|n| !(p.allows("secrets", "view", Some(n)) && p.allows("secrets", "edit", Some(n)))) {
+            match names.iter().find(|n| !(p.allows("secrets", "view", Some(n)) && p.allows("secrets", "edit", Some(n))))
+            {
                 None => Ok(()),
                 Some(name) => Err(ApiError::Forbidden(format!("user {who:?} may not migrate secrets {name:?}"))),
             }

@@ -52,9 +52,8 @@ impl Services {
         let (Some(reference), Some(_)) = (&spec.api_key_ref, keys) else {
             return Ok(());
         };
-        let unchanged = current.is_some_and(|c| {
-            c.api_key_ref == spec.api_key_ref && c.url == spec.url && c.provider == spec.provider
-        });
+        let unchanged = current
+            .is_some_and(|c| c.api_key_ref == spec.api_key_ref && c.url == spec.url && c.provider == spec.provider);
         if unchanged {
             return Ok(());
         }

@@ -68,7 +68,11 @@ impl Services {
         Self {
             store,
             projection_wait,
-            http: reqwest::Client::new(),
+            // A backend's token goes to its configured server only, never where a redirect says.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client with the built-in roots"),
             drivers: Arc::default(),
             migration_slot: Arc::default(),
             usage: Default::default(),
@@ -87,7 +91,12 @@ impl Services {
         {
             return Ok(driver.clone());
         }
-        let driver = backends::driver(&self.store.db, &self.http, &backend);
+        let http = match &backend.spec.spec.config {
+            Some(config) => crate::backends::openbao::client_for(config, &self.http)
+                .map_err(|e| ApiError::BadGateway(format!("secretbackend {name:?} cannot be used: {e}")))?,
+            None => self.http.clone(),
+        };
+        let driver = backends::driver(&self.store.db, &http, &backend);
         drivers.insert(name.to_owned(), (backend.resource_version, driver.clone()));
         Ok(driver)
     }

@@ -61,6 +61,7 @@ impl Services {
     ) -> Result<Record<BackendState>, ApiError> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
         self.check_directions(ctx, &name, &spec, is_default, None)?;
+        self.check_tls(&spec)?;
         let token_secret = self.token_secret(&spec).await?;
         let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, token_secret };
         self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
@@ -77,6 +78,7 @@ impl Services {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
         let current = secret_backends::get(&self.store.db, name.as_str()).await?;
         self.check_directions(ctx, &name, &spec, is_default, current.as_ref().map(|c| &c.spec))?;
+        self.check_tls(&spec)?;
         let token_secret = self.token_secret(&spec).await?;
         let command =
             SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, token_secret, expected_version };
@@ -105,6 +107,16 @@ impl Services {
             guard::authorize(ctx, Direction::DefaultBackend { backend }, &self.upstreams)?;
         }
         Ok(())
+    }
+
+    /// 400 unless the backend's TLS settings make a usable client (its caCert parses).
+    fn check_tls(&self, spec: &SecretBackendSpec) -> Result<(), ApiError> {
+        let Some(config) = &spec.config else { return Ok(()) };
+        crate::backends::openbao::client_for(config, &self.http).map(drop).map_err(|message| {
+            let mut errors = domain::ValidationErrors::default();
+            errors.add("spec.config.caCert", message);
+            ApiError::Invalid { kind: "secretbackend", errors }
+        })
     }
 
     /// Executes (or rehearses) `command`, then what the document asks of the default flag.

@@ -179,6 +179,8 @@ mod tests {
                 token_secret_ref: SecretKeyRef { name: n("bao-token"), key: "token".into() },
                 timeout_seconds: 10,
                 soft_delete: false,
+                ca_cert: None,
+                tls_server_name: None,
             }),
         }
     }

@@ -15,7 +15,7 @@ pub use commands::SecretBackendCommand;
 pub use commands::TokenSecret;
 pub use events::SecretBackendEvent;
 pub use spec::{
-    BackendType, OpenBaoConfig, OpenBaoConfigInput, SecretBackendInput, SecretBackendRequest, SecretBackendSpec,
+    BackendType, OpenBaoConfig, OpenBaoConfigInput, SecretBackendInput, SecretBackendRequest, SecretBackendSpec, url_ip,
 };
 
 /// The backend seeded at first start.

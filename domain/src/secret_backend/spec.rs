@@ -50,6 +50,13 @@ pub struct OpenBaoConfig {
     /// Delete only marks the latest version deleted instead of removing every version.
     #[serde(default)]
     pub soft_delete: bool,
+    /// PEM certificates trusted for the server's TLS certificate, besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// The name the server's certificate is checked against, when `url` names the server by
+    /// IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -98,6 +105,12 @@ pub struct OpenBaoConfigInput {
     pub timeout_seconds: Option<u64>,
     /// Mark deleted secrets' latest version deleted instead of removing every version.
     pub soft_delete: Option<bool>,
+    /// PEM certificate(s) of the CA that signed the server's certificate, for an https:// url
+    /// whose CA the system does not trust.
+    pub ca_cert: Option<String>,
+    /// The DNS name to check the server's certificate against, for an https:// url that names
+    /// the server by IP address.
+    pub tls_server_name: Option<String>,
 }
 
 /// A SecretBackend document's spec fields as a client sends them.
@@ -147,6 +160,29 @@ impl OpenBaoConfigInput {
         if path_prefix.starts_with('/') || path_prefix.contains("..") || path_prefix.contains("//") {
             errors.add("spec.config.pathPrefix", "must be a relative path such as mcpd/ or teams/ml/");
         }
+        let https = url.as_deref().is_some_and(|u| u.starts_with("https://"));
+        let ca_cert = self.ca_cert.filter(|c| !c.trim().is_empty());
+        if let Some(ca) = &ca_cert {
+            if !https {
+                errors.add("spec.config.caCert", "applies to an https:// url only");
+            } else if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                errors.add("spec.config.caCert", "must be PEM text holding -----BEGIN CERTIFICATE----- blocks");
+            }
+        }
+        let tls_server_name = self.tls_server_name.filter(|n| !n.is_empty());
+        if let Some(name) = &tls_server_name {
+            let dns = name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !https {
+                errors.add("spec.config.tlsServerName", "applies to an https:// url only");
+            } else if !dns {
+                errors.add("spec.config.tlsServerName", "must be a DNS name such as bao.internal");
+            } else if url.as_deref().and_then(url_ip).is_none() {
+                errors.add("spec.config.tlsServerName", "needs a url that names the server by IP address");
+            }
+        }
         Some(OpenBaoConfig {
             url: url?.trim_end_matches('/').to_owned(),
             mount,
@@ -155,8 +191,22 @@ impl OpenBaoConfigInput {
             token_secret_ref: token_secret_ref?,
             timeout_seconds,
             soft_delete: self.soft_delete.unwrap_or(false),
+            ca_cert,
+            tls_server_name,
         })
     }
+}
+
+/// The IP address and port an `http(s)://IP[:port]/…` URL names, if it names one.
+pub fn url_ip(url: &str) -> Option<std::net::SocketAddr> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    if let Ok(addr) = authority.parse::<std::net::SocketAddr>() {
+        return Some(addr);
+    }
+    let host = authority.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, default_port))
 }
 
 impl SpecInput for SecretBackendInput {
@@ -229,6 +279,33 @@ mod tests {
         let mut errors = ValidationErrors::default();
         assert!(input.validate(&mut errors).is_none());
         assert_eq!(errors.0[0].field, "spec.config.timeoutSeconds");
+    }
+
+    #[test]
+    fn tls_settings_need_https_pem_and_an_ip_url() {
+        let parse = |config: &str| {
+            let input: SecretBackendInput = serde_json::from_str(&format!(
+                r#"{{"type": "openbao", "config": {{"tokenSecretRef": {{"name": "t", "key": "k"}}, {config}}}}}"#
+            ))
+            .unwrap();
+            let mut errors = ValidationErrors::default();
+            let spec = input.validate(&mut errors);
+            (spec, errors.0.iter().map(|e| e.field.clone()).collect::<Vec<_>>())
+        };
+        let pem = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n";
+        let (spec, fields) =
+            parse(&format!(r#""url": "https://127.0.0.1:8200", "caCert": "{pem}", "tlsServerName": "bao.internal""#));
+        assert!(fields.is_empty(), "{fields:?}");
+        assert_eq!(spec.unwrap().spec.config.unwrap().tls_server_name.as_deref(), Some("bao.internal"));
+        let (_, fields) = parse(&format!(r#""url": "http://127.0.0.1:8200", "caCert": "{pem}""#));
+        assert_eq!(fields, ["spec.config.caCert"]);
+        let (_, fields) = parse(r#""url": "https://h:8200", "caCert": "not pem", "tlsServerName": "bao.internal""#);
+        assert_eq!(fields, ["spec.config.caCert", "spec.config.tlsServerName"]);
+        let (_, fields) = parse(r#""url": "https://[::1]:8200", "tlsServerName": "bad name""#);
+        assert_eq!(fields, ["spec.config.tlsServerName"]);
+        assert_eq!(url_ip("https://[::1]:8200/x"), "[::1]:8200".parse().ok());
+        assert_eq!(url_ip("https://10.0.0.1"), "10.0.0.1:443".parse().ok());
+        assert_eq!(url_ip("https://bao.internal:8200"), None);
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! The probe's host- and network-level findings against the real binaries: the embedded store is
+//! private from creation, slow clients neither starve others nor hold up SIGTERM, mcpctl talks
+//! to an https:// mcpd through its CA (and refuses an untrusted one at once), and text a writer
+//! controls cannot steer an admin's terminal.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ctl::Ctl;
+use crate::support::{StoreKind, TestServer, binary};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `mcpd serve` on the embedded default under `umask 022` (the usual one, which made
+/// everything world-readable), with extra arguments; the child and its port.
+async fn serve_under_umask(data_dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut args = vec![
+        "serve".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".to_owned(),
+        data_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(binary("mcpd"))
+        .args(&args)
+        .env("MCPD_BOOTSTRAP_TOKEN", testkit::ADMIN_TOKEN)
+        .env("MCPCTL_CONFIG", data_dir.with_extension("client.json"))
+        .env_remove("MCPD_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "mcpd did not listen within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_is_private_from_creation_and_made_private_at_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("mcpd-data");
+    let (mut child, port) = serve_under_umask(&data, &[]).await;
+    // A write, so the WAL and shared-memory files exist and hold a value.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/secrets"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&json!({"name": "s", "data": {"K": "a-value-others-must-not-read"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["mcpd.db", "mcpd.db-wal", "mcpd.db-shm", "admin-token"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A store left readable by others (copied in, made by an older mcpd) is fixed at start.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for file in ["mcpd.db", "mcpd.db-wal"] {
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (mut child, _) = serve_under_umask(&data, &[]).await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("mcpd.db")), 0o600);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("made a file readable by other users private"), "{log}");
+}
+
+/// Opens a connection and sends half a request's headers, then a byte now and then.
+async fn slowloris(port: u16) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(b"GET /api/v1/llms HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.ok()?;
+    Some(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_slow_clients_do_not_stop_others_being_served_nor_sigterm() {
+    let env = [("MCPD_HEADER_READ_TIMEOUT_SECS", "2"), ("MCPD_SHUTDOWN_GRACE_SECS", "2")];
+    let mut server = TestServer::start_with_env(StoreKind::Sqlite, &env).await;
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        slow.extend(slowloris(server.port).await);
+    }
+    assert!(slow.len() >= 250, "only {} slow connections opened", slow.len());
+    // Trickle one byte a second on each, as the probe did.
+    let trickle = Arc::new(tokio::sync::Mutex::new(slow));
+    let feeder = {
+        let trickle = trickle.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                for stream in trickle.lock().await.iter_mut() {
+                    let _ = stream.write_all(b"a").await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    // A normal client is served meanwhile.
+    let (status, body) = server.get("/api/v1/llms").await;
+    assert_eq!(status, 200, "{body}");
+    // The slow ones are cut off: each sees its connection closed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut closed = 0;
+    for stream in trickle.lock().await.iter_mut() {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    feeder.abort();
+    assert_eq!(closed, trickle.lock().await.len(), "every slow connection was closed by mcpd");
+
+    // SIGTERM with slow clients connected: mcpd stops once the grace period is over.
+    let mut lingering = Vec::new();
+    for _ in 0..50 {
+        lingering.extend(slowloris(server.port).await);
+    }
+    let status = server.terminate();
+    assert!(status.success(), "mcpd exited with {status}");
+    drop(lingering);
+}
+
+/// A TLS-terminating listener in front of mcpd, with a certificate for 127.0.0.1 signed by a CA
+/// of the test's own: the CA's PEM and the https:// URL.
+async fn tls_front(mcpd_port: u16) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else { return };
+                if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", mcpd_port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (ca_cert.pem(), url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcpctl_reaches_an_https_mcpd_through_its_ca_and_refuses_an_untrusted_one_at_once() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let (ca, url) = tls_front(server.port).await;
+    let mut ctl = Ctl::for_url(&url);
+    let ca_file = ctl.file("ca.pem", &ca);
+    let ca_file = ca_file.to_str().unwrap();
+
+    let started = Instant::now();
+    let refused = ctl.run(&["get", "llms"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("does not trust") && refused.stderr.contains("--certificate-authority"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("attempts"), "an untrusted certificate is not retried: {}", refused.stderr);
+    assert!(started.elapsed() < Duration::from_secs(2), "not retried for the whole budget");
+
+    ctl.run(&["get", "llms", "--certificate-authority", ca_file]).ok();
+    // login stores the CA with the server and token; later commands need no flag.
+    let token = ctl.token.take().unwrap();
+    let login = ctl.run(&["login", "--token", &token, "--certificate-authority", ca_file]).ok();
+    assert!(login.stdout.contains("as admin"), "{}", login.stdout);
+    let created = ctl.run(&["create", "secret", "over-tls", "--data", "K=v"]).ok();
+    assert!(created.stdout.contains("over-tls"), "{}", created.stdout);
+    assert_eq!(server.get("/api/v1/secrets/over-tls").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let hostile = "ok\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[31mred\u{9b}1A\u{202e}\nfake-row";
+    let llm = json!({"name": "hostile", "type": "ollama", "model": "m", "tier": "fast",
+                     "url": "http://127.0.0.1:11434", "description": hostile, "extra": {"note": hostile}});
+    assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
+    let ctl = Ctl::new(&server);
+    for args in [
+        vec!["get", "llms", "-o", "wide"],
+        vec!["describe", "llm", "hostile"],
+        vec!["audit", "--kind", "llm"],
+        vec!["get", "llm", "hostile", "-o", "json"],
+        vec!["get", "llm", "hostile", "-o", "yaml"],
+    ] {
+        let run = ctl.run(&args).ok();
+        // YAML is a document format: its emitter escapes control characters, and keeps other
+        // text (bidirectional marks included) as it is.
+        let yaml = args.contains(&"yaml");
+        let obeyed: Vec<char> = run
+            .stdout
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || (!yaml && ('\u{202a}'..='\u{202e}').contains(c)))
+            .collect();
+        assert!(obeyed.is_empty(), "{args:?} printed {obeyed:?}:\n{}", run.stdout);
+        assert!(!run.stdout.lines().any(|l| l.starts_with("fake-row")), "{args:?} forged a line:\n{}", run.stdout);
+    }
+}

@@ -142,14 +142,16 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let recorded = Arc::new(AtomicBool::new(false));
     let served = RECORDED.scope(recorded.clone(), next.run(request));
     let mut response = REQUEST_ID.scope(request_id.clone(), served).instrument(span.clone()).await;
-    if recorded.load(Ordering::Relaxed) && response.status().is_server_error() {
-        // The change happened; a 5xx would make the client retry it. The failure after it
+    let status = response.status();
+    if recorded.load(Ordering::Relaxed) && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
+        // The change happened; a 5xx would make the client retry it, and a 404 (another request
+        // deleted the resource right after) would say it did not. What failed after it
         // (reading the result back, cleaning up) was logged where it happened.
-        let status = response.status();
         response = REQUEST_ID
             .sync_scope(request_id.clone(), || {
                 crate::error::ApiError::Lagging(format!(
-                    "the change was recorded, but answering failed afterwards ({status}); read it back later"
+                    "the change was recorded, but answering failed afterwards ({status}); read it back later \
+                     (another request may have changed it since)"
                 ))
             })
             .into_response();

@@ -20,7 +20,7 @@ testkit::on_both_stores!(
     a_secret_the_caller_may_not_view_looks_missing_in_every_answer,
     a_name_scoped_user_migrates_and_sees_only_its_own_secrets,
     nul_characters_are_refused_alike_and_leave_nothing_behind,
-    a_change_recorded_before_a_failure_is_answered_202_not_5xx,
+    a_stopped_backend_turns_no_recorded_change_into_a_5xx_nor_fails_a_whole_reveal,
     an_https_openbao_backend_is_trusted_through_its_ca_and_server_name_only,
 );
 
@@ -435,7 +435,7 @@ async fn nul_characters_are_refused_alike_and_leave_nothing_behind(kind: StoreKi
     assert_eq!(values, 1, "only the seeded secret's values");
 }
 
-async fn a_change_recorded_before_a_failure_is_answered_202_not_5xx(kind: StoreKind) {
+async fn a_stopped_backend_turns_no_recorded_change_into_a_5xx_nor_fails_a_whole_reveal(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let mut bao = tokio::task::block_in_place(testkit::openbao::OpenBao::start);
     let token = bao.token_for_prefix("mcpd/").await;
@@ -447,12 +447,23 @@ async fn a_change_recorded_before_a_failure_is_answered_202_not_5xx(kind: StoreK
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = t.post("/api/v1/secrets", json!({"name": "doomed", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = t.post("/api/v1/secrets", json!({"name": "kept", "backend": "bao", "data": {"K": "v"}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     tokio::task::block_in_place(|| bao.stop());
     // The delete is recorded first; removing the values from the stopped server then fails.
     let r = t.delete("/api/v1/secrets/doomed").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     assert!(r.message().contains("recorded"), "{}", r.message());
     assert_eq!(t.get("/api/v1/secrets/doomed").await.status, StatusCode::NOT_FOUND);
+    // A revealing list shows every secret it can read, and says which it could not.
+    let r = t.get("/api/v1/secrets?reveal=true").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = r.body["items"].as_array().unwrap();
+    let item = |name: &str| items.iter().find(|i| i["name"] == name).unwrap().clone();
+    assert_eq!(item("bao-token")["data"]["token"], json!(token));
+    assert!(item("kept").get("data").is_none(), "{:?}", item("kept"));
+    assert!(item("kept")["revealError"].as_str().unwrap().contains("unreachable"), "{:?}", item("kept"));
+    assert_eq!(t.get("/api/v1/secrets/kept?reveal=true").await.status, StatusCode::SERVICE_UNAVAILABLE);
     // A write refused before anything was recorded keeps its 503.
     let r = t.post("/api/v1/secrets", json!({"name": "never", "backend": "bao", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);

@@ -11,7 +11,7 @@ use crate::documents::{self, Document};
 use crate::output::yaml_documents;
 
 /// Fields the server owns; they never make a difference.
-const READ_ONLY: [&str; 5] = ["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion"];
+const READ_ONLY: [&str; 6] = ["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"];
 
 /// Applies every document; returns false when any failed (each failure already reported).
 /// Nothing is applied when a file cannot be read or a document is malformed.

@@ -12,6 +12,8 @@ use serde_json::Value;
 const MAX_ATTEMPTS: u32 = 8;
 const FIRST_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(5);
+/// The largest request body mcpd accepts (its `BODY_LIMIT`).
+const BODY_LIMIT: usize = 1024 * 1024;
 
 pub struct Client {
     pub base: String,
@@ -90,10 +92,21 @@ impl Client {
     pub fn send(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
         let started = Instant::now();
         let url = format!("{}{path}", self.base);
+        let body = body.map(serde_json::to_vec).transpose().context("writing the request body")?;
+        if let Some(body) = &body
+            && body.len() > BODY_LIMIT
+        {
+            // mcpd answers 413 and closes the connection before reading such a body, which
+            // the client would only see as a broken pipe.
+            bail!(
+                "the request body is {} bytes; mcpd accepts at most {BODY_LIMIT} (1 MiB): split the documents",
+                body.len()
+            );
+        }
         for attempt in 1.. {
             let mut request = self.http.request(method.clone(), &url);
-            if let Some(body) = body {
-                request = request.json(body);
+            if let Some(body) = &body {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
             }
             let (problem, retry_after) = match request.send() {
                 Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {

@@ -37,10 +37,21 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
                 eprintln!("No resources found.");
             }
         } else {
-            let docs: Vec<Value> = all.into_iter().flat_map(|(_, docs)| docs).collect();
+            let docs: Vec<Value> = all.iter().flat_map(|(_, docs)| docs.clone()).collect();
             output::print(kind, &docs, output, false)?;
         }
-        return Ok(true);
+        // Secrets whose values could not be read are listed without them: say so, and fail,
+        // so that a backup taken with --reveal is never silently incomplete.
+        let unread: Vec<&Value> =
+            all.iter().flat_map(|(_, docs)| docs).filter(|d| d.get("revealError").is_some()).collect();
+        for doc in &unread {
+            eprintln!(
+                "Error: the values of secret {} were not read: {}",
+                text(&doc["name"]),
+                text(&doc["revealError"])
+            );
+        }
+        return Ok(unread.is_empty());
     }
     let mut docs = Vec::new();
     let mut all_found = true;

@@ -41,7 +41,7 @@ impl Kind {
     /// Fields the server owns: accepted in input, ignored.
     fn read_only_fields(self) -> &'static [&'static str] {
         match self {
-            Kind::Secret => &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion"],
+            Kind::Secret => &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"],
             Kind::Llm | Kind::SecretBackend => &["resourceVersion", "createdAt", "updatedAt"],
         }
     }

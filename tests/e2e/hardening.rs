@@ -240,3 +240,14 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
         assert!(!run.stdout.lines().any(|l| l.starts_with("fake-row")), "{args:?} forged a line:\n{}", run.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_named_as_such_not_as_a_broken_pipe() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let ctl = Ctl::new(&server);
+    let big = ctl.file("big.yaml", &format!("kind: secret\nname: big\ndata: {{K: {}}}\n", "x".repeat(1_500_000)));
+    let run = ctl.run(&["apply", "-f", big.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("1 MiB") && !run.stderr.contains("Broken pipe"), "{}", run.stderr);
+    assert_eq!(server.get("/api/v1/secrets/big").await.0, 404);
+}

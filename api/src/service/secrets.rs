@@ -22,13 +22,26 @@ pub struct SecretView {
     pub state: SecretState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<BTreeMap<String, String>>,
+    /// In a revealing list: why this secret's values could not be read (its backend is
+    /// unreachable, sealed, denies mcpd), so one backend's outage does not fail the whole list.
+    #[serde(rename = "revealError", skip_serializing_if = "Option::is_none")]
+    pub reveal_error: Option<String>,
 }
 
 impl Services {
+    /// Every secret; with `reveal`, each one's values, or why they could not be read.
     pub async fn list_secrets(&self, reveal: bool) -> Result<Vec<Record<SecretView>>, ApiError> {
         let mut out = Vec::new();
         for record in secrets::list(&self.store.db).await? {
-            out.push(self.view(record, reveal).await?);
+            let shown = match self.view(record.clone(), reveal).await {
+                Err(e @ (ApiError::BackendUnavailable(_) | ApiError::BadGateway(_))) => {
+                    let mut view = self.view(record, false).await?;
+                    view.spec.reveal_error = Some(e.to_string());
+                    view
+                }
+                other => other?,
+            };
+            out.push(shown);
         }
         Ok(out)
     }
@@ -49,7 +62,7 @@ impl Services {
         };
         Ok(Record {
             name: record.name,
-            spec: SecretView { state: record.spec, data },
+            spec: SecretView { state: record.spec, data, reveal_error: None },
             resource_version: record.resource_version,
             created_at: record.created_at,
             updated_at: record.updated_at,

@@ -7,7 +7,8 @@
 //! - `editor`  the built-in editor role;
 //! - `viewer`  the built-in viewer role;
 //! - `scoped`  a custom role naming resources: llms `claude-fast` and `l-scoped` (every verb),
-//!   secrets `anthropic` and `s-scoped` (every verb), secretbackend `default` (view);
+//!   secrets `anthropic` and `s-scoped` (every verb), secretbackend `default` (view), and `view`
+//!   on the `audit` resource (the other way to the audit log than the `view:audit` operation);
 //! - `tokens`  a custom role granting only `create` on tokens;
 //! - `nobody`  a user with no binding.
 
@@ -111,7 +112,7 @@ fn rows() -> Vec<Row> {
         row!(GET "/api/v1/migrations", |_, _| "/api/v1/migrations".into(),                  [200, 200, 200, 403, 403, 403]),
         row!(GET "/api/v1/migrations/{id}", |f, _| format!("/api/v1/migrations/{}", f.migration_run), [200, 200, 200, 403, 403, 403]),
         // Audit and projections.
-        row!(GET "/api/v1/audit", |_, _| "/api/v1/audit?limit=5".into(),                    [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/audit", |_, _| "/api/v1/audit?limit=5".into(),                    [200, 403, 403, 200, 403, 403]),
         row!(GET "/api/v1/projections", |_, _| "/api/v1/projections".into(),                [200, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/projections/verify", |_, _| "/api/v1/projections/verify".into(),
              |_, _| Some(json!({"names": ["llms"]})),                                        [200, 403, 403, 403, 403, 403]),
@@ -177,6 +178,7 @@ async fn every_route_answers_each_user_exactly_as_written_down(kind: StoreKind) 
         {"resources": ["llms"], "verbs": ["view", "create", "edit", "delete"], "names": ["claude-fast", "l-scoped"]},
         {"resources": ["secrets"], "verbs": ["view", "create", "edit", "delete"], "names": ["anthropic", "s-scoped"]},
         {"resources": ["secretbackends"], "verbs": ["view"], "names": ["default"]},
+        {"resources": ["audit"], "verbs": ["view"]},
     ]});
     assert_eq!(t.post("/api/v1/roles", scoped).await.status, StatusCode::CREATED);
     let tokens_only = json!({"name": "tokens-only", "rules": [{"resources": ["tokens"], "verbs": ["create"]}]});

@@ -17,7 +17,6 @@ pub struct OpenBao {
     pub root_token: String,
     /// The PEM of the CA that signed the server's certificate, for a server started with TLS.
     pub ca_pem: Option<String>,
-    http: reqwest::Client,
     watchdog: Option<Child>,
     /// Where a TLS server keeps its CA, certificate and key.
     _tls_dir: Option<tempfile::TempDir>,
@@ -81,17 +80,11 @@ impl OpenBao {
                 }
             }
         });
-        let mut http = reqwest::Client::builder();
-        if let Some(pem) = &ca_pem {
-            http =
-                http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("the dev CA parses"));
-        }
         let scheme = if tls { "https" } else { "http" };
         let server = OpenBao {
             addr: format!("{scheme}://127.0.0.1:{port}"),
             root_token,
             ca_pem,
-            http: http.build().expect("an HTTP client"),
             watchdog: Some(watchdog),
             _tls_dir: tls_dir,
         };
@@ -102,11 +95,22 @@ impl OpenBao {
         server
     }
 
+    /// A client for this server, trusting its CA. One per call: the server is shared by tests
+    /// whose runtimes come and go, and a pooled connection dies with the runtime that made it.
+    fn client(&self) -> reqwest::Client {
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &self.ca_pem {
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("the dev CA parses"));
+        }
+        http.build().expect("an HTTP client")
+    }
+
     /// Whether `GET /v1/sys/health` answers 200.
     fn answers(&self) -> bool {
         if self.ca_pem.is_some() {
             // Through TLS, on a thread of its own: this may run inside the tests' runtime.
-            let (http, url) = (self.http.clone(), format!("{}/v1/sys/health", self.addr));
+            let (http, url) = (self.client(), format!("{}/v1/sys/health", self.addr));
             return std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 runtime.block_on(async { http.get(url).send().await.is_ok_and(|r| r.status().as_u16() == 200) })
@@ -138,7 +142,7 @@ impl OpenBao {
     /// A call with the root token; the JSON answer (`Null` when empty) and the status.
     pub async fn root(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request =
-            self.http.request(method, format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.root_token);
+            self.client().request(method, format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.root_token);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -124,6 +124,18 @@ async fn hundreds_of_slow_clients_do_not_stop_others_being_served_nor_sigterm() 
     // A normal client is served meanwhile.
     let (status, body) = server.get("/api/v1/llms").await;
     assert_eq!(status, 200, "{body}");
+    // A keep-alive connection that made its request and then idles is closed too.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let closed_idle = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut answer)).await;
+    assert!(matches!(closed_idle, Ok(Ok(0)) | Ok(Err(_))), "an idle keep-alive connection stays open: {closed_idle:?}");
     // The slow ones are cut off: each sees its connection closed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut closed = 0;

@@ -44,6 +44,7 @@ async fn no_value_or_token_reaches_any_log_table_stream_record_or_stderr_on_any_
         "sk-migrated-TRACE-5512",
         "sk-ctl-TRACE-1618",
         "sk-ctl-denied-TRACE-1619",
+        "sk-sealed-TRACE-4669",
     ];
     let server = TestServer::start_with_env(kind, &[("MCPD_LOG", "trace")]).await;
     let backend = |name: &str, token_secret: &str| {
@@ -72,6 +73,22 @@ async fn no_value_or_token_reaches_any_log_table_stream_record_or_stderr_on_any_
     let (status, body) =
         server.post("/api/v1/secrets", json!({"name": "foreign", "backend": "bao", "data": {"K": values[4]}})).await;
     assert_eq!(status, 409, "{body}");
+    responses.push_str(&body.to_string());
+    // A sealed server of its own.
+    let sealed = tokio::task::block_in_place(testkit::openbao::OpenBao::start);
+    let sealed_token = sealed.token_for_prefix("mcpd/").await;
+    assert_eq!(
+        server.post("/api/v1/secrets", json!({"name": "sealed-token", "data": {"token": sealed_token}})).await.0,
+        201
+    );
+    let sealed_backend = json!({"name": "sealed", "type": "openbao", "config": {"url": sealed.addr,
+                                "tokenSecretRef": {"name": "sealed-token", "key": "token"}}});
+    assert_eq!(server.post("/api/v1/secretbackends", sealed_backend).await.0, 201);
+    assert_eq!(sealed.root(reqwest::Method::PUT, "sys/seal", None).await.0, 204);
+    let (status, body) =
+        server.post("/api/v1/secrets", json!({"name": "s", "backend": "sealed", "data": {"K": values[8]}})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("sealed"), "{body}");
     responses.push_str(&body.to_string());
     // A migration that fails on the denied backend: its stream, run record and history.
     assert_eq!(server.post("/api/v1/secrets", json!({"name": "m", "data": {"K": values[5]}})).await.0, 201);

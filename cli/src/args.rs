@@ -39,32 +39,21 @@ fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from(parsed).map_err(|_| format!("{raw:?} must not be negative"))
 }
 
-/// Resource kinds, with kubectl-style aliases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Resource kinds, named as the kind registry (`wire::Kind`) names them, with its plural and
+/// short names as aliases; and `all`. Its names, help and completions come from the registry
+/// (see `kind.rs`), and a registry kind without a variant here does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    #[value(name = "llm", alias = "llms")]
     Llm,
-    #[value(name = "secret", alias = "secrets")]
     Secret,
-    #[value(name = "secretbackend", aliases = ["secretbackends", "sb"])]
     SecretBackend,
-    /// Every kind, in dependency order (`get` only): `get all -o yaml --reveal` is a backup.
-    #[value(name = "all")]
+    /// Every kind of the catalogue, in dependency order (`get` only): `get all -o yaml --reveal`
+    /// is a backup.
     All,
-    /// Secret migration runs (`get` and `describe` only).
-    #[value(name = "migration", alias = "migrations")]
     Migration,
-    /// Users: who tokens authenticate.
-    #[value(name = "user", alias = "users")]
     User,
-    /// API tokens, by id (`get`, `describe`, `delete` revokes).
-    #[value(name = "token", alias = "tokens")]
     Token,
-    /// Roles: the built-in admin, editor and viewer, and custom ones.
-    #[value(name = "role", alias = "roles")]
     Role,
-    /// Role bindings: a role granted to users.
-    #[value(name = "rolebinding", aliases = ["rolebindings", "rb"])]
     RoleBinding,
 }
 

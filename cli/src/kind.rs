@@ -1,57 +1,114 @@
-//! What the CLI knows about each kind: its API path, its name in documents, and its place in
-//! dependency order.
+//! What the CLI knows about each kind, all of it from the kind registry (`wire::Kind`): its
+//! names and aliases on the command line, its API path, its name in documents and its place in
+//! dependency order. `Kind::All` stands for the catalogue.
+
+use std::sync::LazyLock;
+
+use clap::ValueEnum;
+use clap::builder::PossibleValue;
 
 use crate::args::Kind;
 
-impl Kind {
-    pub fn singular(self) -> &'static str {
-        match self {
-            Kind::Llm => "llm",
-            Kind::Secret => "secret",
-            Kind::SecretBackend => "secretbackend",
-            Kind::All => "all",
-            Kind::Migration => "migration",
-            Kind::User => "user",
-            Kind::Token => "token",
-            Kind::Role => "role",
-            Kind::RoleBinding => "rolebinding",
+impl From<wire::Kind> for Kind {
+    fn from(kind: wire::Kind) -> Kind {
+        match kind {
+            wire::Kind::Llm => Kind::Llm,
+            wire::Kind::Secret => Kind::Secret,
+            wire::Kind::SecretBackend => Kind::SecretBackend,
+            wire::Kind::Migration => Kind::Migration,
+            wire::Kind::User => Kind::User,
+            wire::Kind::Token => Kind::Token,
+            wire::Kind::Role => Kind::Role,
+            wire::Kind::RoleBinding => Kind::RoleBinding,
         }
+    }
+}
+
+/// `all`, then every kind of the registry, in its order.
+static VARIANTS: LazyLock<Vec<Kind>> =
+    LazyLock::new(|| std::iter::once(Kind::All).chain(wire::Kind::ALL.map(Kind::from)).collect());
+
+impl ValueEnum for Kind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self.wire() {
+            None => PossibleValue::new("all").help("Every kind of the catalogue, in dependency order (`get` only)"),
+            Some(kind) => {
+                let info = kind.info();
+                PossibleValue::new(info.singular)
+                    .aliases(std::iter::once(info.plural).chain(info.short.iter().copied()))
+                    .help(info.help)
+            }
+        })
+    }
+}
+
+impl Kind {
+    /// The registry's kind; `None` for `all`.
+    pub fn wire(self) -> Option<wire::Kind> {
+        match self {
+            Kind::All => None,
+            Kind::Llm => Some(wire::Kind::Llm),
+            Kind::Secret => Some(wire::Kind::Secret),
+            Kind::SecretBackend => Some(wire::Kind::SecretBackend),
+            Kind::Migration => Some(wire::Kind::Migration),
+            Kind::User => Some(wire::Kind::User),
+            Kind::Token => Some(wire::Kind::Token),
+            Kind::Role => Some(wire::Kind::Role),
+            Kind::RoleBinding => Some(wire::Kind::RoleBinding),
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        self.wire().map_or("all", |k| k.info().singular)
     }
 
     /// The concrete kinds `self` stands for, in dependency order.
     pub fn expand(self) -> Vec<Kind> {
-        match self {
-            Kind::All => vec![Kind::SecretBackend, Kind::Secret, Kind::Llm],
-            kind => vec![kind],
+        match self.wire() {
+            None => wire::Kind::ALL.into_iter().filter(|k| k.info().in_all).map(Kind::from).collect(),
+            Some(_) => vec![self],
         }
     }
 
     /// The collection's path in the API.
     pub fn path(self) -> String {
-        format!("/api/v1/{}s", self.singular())
+        self.wire().map_or_else(|| "/api/v1/all".to_owned(), wire::Kind::path)
     }
 
-    /// `kind:` as documents may spell it: singular or plural, any case.
+    /// `kind:` as documents may spell it (singular or plural, any case), for the kinds
+    /// `apply -f` takes.
     pub fn from_document(raw: &str) -> Option<Kind> {
-        match raw.to_ascii_lowercase().as_str() {
-            "llm" | "llms" => Some(Kind::Llm),
-            "secret" | "secrets" => Some(Kind::Secret),
-            "secretbackend" | "secretbackends" => Some(Kind::SecretBackend),
-            "role" | "roles" => Some(Kind::Role),
-            "rolebinding" | "rolebindings" => Some(Kind::RoleBinding),
-            _ => None,
-        }
+        wire::Kind::parse_document(raw).filter(|k| k.info().applicable).map(Kind::from)
     }
 
-    /// Backends before the secrets on them, secrets before the Llms that use them.
+    /// The registry's dependency order: backends before the secrets on them, secrets before
+    /// the Llms that use them, roles before the bindings naming them.
     pub fn dependency_rank(self) -> u8 {
-        match self {
-            Kind::SecretBackend => 0,
-            Kind::Secret => 1,
-            Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token => 2,
-            // A binding names its role.
-            Kind::Role => 3,
-            Kind::RoleBinding => 4,
+        self.wire().map_or(u8::MAX, |k| k as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registry_kind_is_a_cli_kind_with_its_names() {
+        for kind in wire::Kind::ALL {
+            let cli = Kind::from(kind);
+            assert_eq!(cli.wire(), Some(kind));
+            let info = kind.info();
+            for name in std::iter::once(info.singular).chain([info.plural]).chain(info.short.iter().copied()) {
+                assert_eq!(Kind::from_str(name, true), Ok(cli), "{name}");
+            }
         }
+        assert_eq!(Kind::from_str("all", true), Ok(Kind::All));
+        assert_eq!(Kind::All.expand(), [Kind::SecretBackend, Kind::Secret, Kind::Llm]);
+        assert_eq!(Kind::from_document("RoleBindings"), Some(Kind::RoleBinding));
+        assert_eq!(Kind::from_document("user"), None, "users are not applied from documents");
     }
 }

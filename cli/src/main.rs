@@ -107,17 +107,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Auth(args::AuthCommand::CanI { verb, kind, name }) => {
             let mut query = vec![("verb", verb.clone())];
             if let Some(kind) = &kind {
-                // kubectl style: singular or plural, any case.
-                let resource = match kind.to_ascii_lowercase().trim_end_matches('s') {
-                    "llm" => "llms".to_owned(),
-                    "secret" => "secrets".to_owned(),
-                    "secretbackend" | "sb" => "secretbackends".to_owned(),
-                    "user" => "users".to_owned(),
-                    "token" => "tokens".to_owned(),
-                    "role" | "rolebinding" | "rbac" => "rbac".to_owned(),
-                    "migration" => "migrations".to_owned(),
-                    "audit" => "audit".to_owned(),
-                    other => anyhow::bail!("unknown kind {other:?}"),
+                // kubectl style: a kind's singular, plural or short name, any case; or an RBAC
+                // resource that is no kind (`rbac`, `audit`).
+                let lower = kind.to_ascii_lowercase();
+                let resource = match wire::Kind::parse(&lower) {
+                    Some(kind) => kind.info().rbac_resource.to_owned(),
+                    None if wire::RBAC_RESOURCES.contains(&lower.as_str()) => lower,
+                    None => anyhow::bail!("unknown kind {kind:?}"),
                 };
                 query.push(("resource", resource));
             } else if !verb.contains(':') {

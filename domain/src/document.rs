@@ -2,55 +2,17 @@
 //! `kind`, `name`, the kind's spec fields, and read-only fields (`resourceVersion`, `createdAt`,
 //! `updatedAt`) that are accepted and ignored on input so that what `get` prints can be applied.
 
-use std::fmt;
-
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::name::ResourceName;
 use crate::validation::ValidationErrors;
 
-/// The resource kinds mcpd serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Llm,
-    Secret,
-    SecretBackend,
-}
+pub use wire::Kind;
 
-impl Kind {
-    /// The singular, lower-case name used in documents and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Llm => "llm",
-            Kind::Secret => "secret",
-            Kind::SecretBackend => "secretbackend",
-        }
-    }
-
-    /// Accepts the singular or plural name in any case, as `kind:` in a document may use.
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw.to_ascii_lowercase().as_str() {
-            "llm" | "llms" => Some(Kind::Llm),
-            "secret" | "secrets" => Some(Kind::Secret),
-            "secretbackend" | "secretbackends" => Some(Kind::SecretBackend),
-            _ => None,
-        }
-    }
-
-    /// Fields the server owns: accepted in input, ignored.
-    fn read_only_fields(self) -> &'static [&'static str] {
-        match self {
-            Kind::Secret => &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"],
-            Kind::Llm | Kind::SecretBackend => &["resourceVersion", "createdAt", "updatedAt"],
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Fields the server owns: accepted in input, ignored.
+fn read_only_fields(kind: Kind) -> &'static [&'static str] {
+    kind.info().read_only
 }
 
 /// A kind's spec input: loose enough to deserialize anything plausible, so that validation can
@@ -102,7 +64,7 @@ pub fn document_schema<I: SpecInput + schemars::JsonSchema>() -> Value {
             "name".into(),
             serde_json::json!({"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}),
         );
-        for field in kind.read_only_fields() {
+        for field in read_only_fields(kind) {
             envelope.insert((*field).into(), serde_json::json!({"readOnly": true}));
         }
         envelope.extend(std::mem::take(properties));
@@ -137,7 +99,7 @@ pub fn parse<T: DeserializeOwned>(kind: Kind, value: Value) -> Result<Parsed<T>,
     let mut errors = ValidationErrors::default();
     match fields.remove("kind") {
         None | Some(Value::Null) => {}
-        Some(Value::String(k)) if Kind::parse(&k) == Some(kind) => {}
+        Some(Value::String(k)) if Kind::parse_document(&k) == Some(kind) => {}
         Some(other) => {
             errors.add("kind", format!("must be {kind:?} for this endpoint, not {other}", kind = kind.as_str()))
         }
@@ -149,7 +111,7 @@ pub fn parse<T: DeserializeOwned>(kind: Kind, value: Value) -> Result<Parsed<T>,
             return Err(ShapeError::Field { path: "name".into(), message: "invalid type: expected a string".into() });
         }
     };
-    for field in kind.read_only_fields() {
+    for field in read_only_fields(kind) {
         fields.remove(*field);
     }
     let spec = serde_path_to_error::deserialize(Value::Object(Map::from_iter(fields))).map_err(

@@ -14,9 +14,8 @@ use crate::validation::ValidationErrors;
 pub const ROLE_AGGREGATE_TYPE: &str = "role";
 pub const BINDING_AGGREGATE_TYPE: &str = "rolebinding";
 
-/// Every resource a rule may name.
-pub const RESOURCES: [&str; 8] =
-    ["llms", "secrets", "secretbackends", "users", "tokens", "rbac", "migrations", "audit"];
+/// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
+pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
 pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
 pub const OPERATIONS: [&str; 4] = ["run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit"];
 

@@ -550,7 +550,7 @@ fn index_shape(definition: &str) -> String {
 }
 
 fn aggregate_types(models: &[ReadModel]) -> Vec<&'static str> {
-    let mut types: Vec<&'static str> = models.iter().flat_map(|m| m.aggregate_types().iter().copied()).collect();
+    let mut types: Vec<&'static str> = models.iter().flat_map(|m| m.aggregate_types()).collect();
     types.sort_unstable();
     types.dedup();
     types

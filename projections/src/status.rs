@@ -97,7 +97,7 @@ async fn lag(db: &Database, model: ReadModel, checkpoint: Position) -> DbResult<
     };
     let mut query = sqlx::query(&sql).bind(checkpoint.transaction_id.to_string()).bind(checkpoint.position);
     for t in types {
-        query = query.bind(*t);
+        query = query.bind(t);
     }
     let row = query.fetch_one(&db.pool).await?;
     Ok((row.try_get("n")?, row.try_get::<f64, _>("age")?.max(0.0)))

@@ -33,20 +33,13 @@ pub struct AuditQuery {
     newer: Option<String>,
 }
 
-/// A kind as a user names it, as the log's aggregate type.
+/// A kind as a user names it (singular, plural or short name, from the kind registry), as the
+/// log's aggregate type; `defaultbackend` is the one stream that is no kind of its own.
 fn aggregate_type(kind: &str) -> Option<&'static str> {
-    Some(match kind.to_ascii_lowercase().trim_end_matches('s') {
-        "llm" => domain::llm::AGGREGATE_TYPE,
-        "secret" => domain::secret::AGGREGATE_TYPE,
-        "secretbackend" | "sb" => domain::secret_backend::AGGREGATE_TYPE,
-        "defaultbackend" => domain::default_backend::AGGREGATE_TYPE,
-        "migration" => domain::migration::AGGREGATE_TYPE,
-        "user" => domain::user::AGGREGATE_TYPE,
-        "token" => domain::token::AGGREGATE_TYPE,
-        "role" => domain::rbac::ROLE_AGGREGATE_TYPE,
-        "rolebinding" | "rb" => domain::rbac::BINDING_AGGREGATE_TYPE,
-        _ => return None,
-    })
+    if kind.eq_ignore_ascii_case(domain::default_backend::AGGREGATE_TYPE) {
+        return Some(domain::default_backend::AGGREGATE_TYPE);
+    }
+    domain::document::Kind::parse(kind).map(|k| k.info().aggregate_type)
 }
 
 /// `2h`, `30m`, `7d`, `45s` ago, or an RFC 3339 time.

@@ -38,6 +38,9 @@ async fn schema(
         Some(Kind::Llm) => document_schema::<domain::llm::LlmInput>(),
         Some(Kind::Secret) => document_schema::<domain::secret::SecretInput>(),
         Some(Kind::SecretBackend) => document_schema::<domain::secret_backend::SecretBackendInput>(),
+        Some(other @ (Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding)) => {
+            return Err(ApiError::NotFound(format!("kind {other} has no document schema yet")));
+        }
         None => return Err(ApiError::NotFound(format!("no resource kind {kind:?}"))),
     };
     Ok(axum::Json(schema))

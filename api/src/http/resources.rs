@@ -54,8 +54,8 @@ type Answer<T> = Result<T, ApiError>;
 /// How one kind's routes reach its services.
 pub trait ResourceKind: Send + Sync + 'static {
     const KIND: Kind;
-    /// The resource RBAC rules name (`llms`, …).
-    const RESOURCE: &'static str;
+    /// The resource RBAC rules name (`llms`, …), from the kind registry.
+    const RESOURCE: &'static str = Self::KIND.info().rbac_resource;
     type Spec: Serialize + Send;
     fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
@@ -132,7 +132,7 @@ async fn create<K: ResourceKind>(
     ctx.require(K::RESOURCE, "create", body.get("name").and_then(Value::as_str))?;
     let record = K::create(&s, &ctx, body, dry_run).await?;
     let mut response = one::<K>(StatusCode::CREATED, &record);
-    let location = format!("/api/v1/{}s/{}", K::KIND.as_str(), record.name);
+    let location = format!("{}/{}", K::KIND.path(), record.name);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -177,7 +177,7 @@ async fn history<K: ResourceKind>(
 
 /// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history.
 pub fn routes<K: ResourceKind>() -> super::Routes {
-    let collection = format!("/api/v1/{}s", K::KIND.as_str());
+    let collection = K::KIND.path();
     let one = format!("{collection}/{{name}}");
     super::Routes::default()
         .on(Method::GET, &collection, list::<K>)
@@ -194,7 +194,6 @@ pub struct SecretBackends;
 
 impl ResourceKind for Llms {
     const KIND: Kind = Kind::Llm;
-    const RESOURCE: &'static str = "llms";
     type Spec = domain::llm::LlmSpec;
 
     async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
@@ -223,7 +222,6 @@ impl ResourceKind for Llms {
 
 impl ResourceKind for Secrets {
     const KIND: Kind = Kind::Secret;
-    const RESOURCE: &'static str = "secrets";
     type Spec = crate::service::SecretView;
 
     async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
@@ -252,7 +250,6 @@ impl ResourceKind for Secrets {
 
 impl ResourceKind for SecretBackends {
     const KIND: Kind = Kind::SecretBackend;
-    const RESOURCE: &'static str = "secretbackends";
     type Spec = projections::read_models::secret_backends::BackendState;
 
     async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {

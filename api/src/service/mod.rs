@@ -141,11 +141,7 @@ impl Services {
     /// One resource's events, oldest first: what happened, when, and who did it. A resource
     /// that never existed is not found; a deleted one still has its history.
     pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<HistoryEntry>, ApiError> {
-        let aggregate_type = match kind {
-            Kind::Llm => domain::llm::AGGREGATE_TYPE,
-            Kind::Secret => domain::secret::AGGREGATE_TYPE,
-            Kind::SecretBackend => domain::secret_backend::AGGREGATE_TYPE,
-        };
+        let aggregate_type = kind.info().aggregate_type;
         let events = self.store.log.aggregate_history(aggregate_type, name).await?;
         if events.is_empty() {
             return Err(ApiError::NotFound(format!("{kind} {name:?} not found")));

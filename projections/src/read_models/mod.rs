@@ -44,6 +44,30 @@ pub enum ApplyError {
     Database(#[from] sqlx::Error),
 }
 
+/// How one stream's events change its read model.
+type Projection = fn(&StoredEvent) -> Result<Vec<Change>, ApplyError>;
+
+/// The read model a stream of the log feeds, and how. Every kind of the registry is matched, so a
+/// new kind without a projection does not compile; a stream this version does not know (written
+/// by a newer one) feeds nothing.
+fn projection_of(aggregate_type: &str) -> Option<(ReadModel, Projection)> {
+    use domain::document::Kind;
+    let Some(kind) = Kind::of_aggregate(aggregate_type) else {
+        return (aggregate_type == domain::default_backend::AGGREGATE_TYPE)
+            .then_some((ReadModel::SecretBackends, secret_backends::default_changes as Projection));
+    };
+    Some(match kind {
+        Kind::SecretBackend => (ReadModel::SecretBackends, secret_backends::changes),
+        Kind::Secret => (ReadModel::Secrets, secrets::changes),
+        Kind::Llm => (ReadModel::Llms, llms::changes),
+        Kind::Migration => (ReadModel::Migrations, migrations::changes),
+        Kind::User => (ReadModel::Users, users::changes),
+        Kind::Token => (ReadModel::Tokens, tokens::changes),
+        Kind::Role => (ReadModel::Rbac, rbac::role_changes),
+        Kind::RoleBinding => (ReadModel::Rbac, rbac::binding_changes),
+    })
+}
+
 /// The projections mcpd maintains, each with its own table and checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadModel {
@@ -81,23 +105,17 @@ impl ReadModel {
     }
 
     /// The aggregate types whose events change this read model.
-    pub fn aggregate_types(self) -> &'static [&'static str] {
-        match self {
-            ReadModel::Llms => &[domain::llm::AGGREGATE_TYPE],
-            ReadModel::Secrets => &[domain::secret::AGGREGATE_TYPE],
-            ReadModel::SecretBackends => {
-                &[domain::secret_backend::AGGREGATE_TYPE, domain::default_backend::AGGREGATE_TYPE]
-            }
-            ReadModel::Migrations => &[domain::migration::AGGREGATE_TYPE],
-            ReadModel::Users => &[domain::user::AGGREGATE_TYPE],
-            ReadModel::Tokens => &[domain::token::AGGREGATE_TYPE],
-            ReadModel::Rbac => &[domain::rbac::ROLE_AGGREGATE_TYPE, domain::rbac::BINDING_AGGREGATE_TYPE],
-        }
+    pub fn aggregate_types(self) -> Vec<&'static str> {
+        let kinds = domain::document::Kind::ALL.into_iter().map(|k| k.info().aggregate_type);
+        kinds
+            .chain([domain::default_backend::AGGREGATE_TYPE])
+            .filter(|t| projection_of(t).is_some_and(|(model, _)| model == self))
+            .collect()
     }
 
     /// Whether events of `aggregate_type` change this read model.
     pub fn handles(self, aggregate_type: &str) -> bool {
-        self.aggregate_types().contains(&aggregate_type)
+        projection_of(aggregate_type).is_some_and(|(model, _)| model == self)
     }
 
     /// The tables this read model keeps.
@@ -115,18 +133,8 @@ impl ReadModel {
 
     /// What `event` does to this read model; nothing when it concerns another one.
     pub fn changes(self, event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
-        match (self, event.aggregate_type.as_str()) {
-            (ReadModel::Llms, domain::llm::AGGREGATE_TYPE) => llms::changes(event),
-            (ReadModel::Secrets, domain::secret::AGGREGATE_TYPE) => secrets::changes(event),
-            (ReadModel::SecretBackends, domain::secret_backend::AGGREGATE_TYPE) => secret_backends::changes(event),
-            (ReadModel::SecretBackends, domain::default_backend::AGGREGATE_TYPE) => {
-                secret_backends::default_changes(event)
-            }
-            (ReadModel::Migrations, domain::migration::AGGREGATE_TYPE) => migrations::changes(event),
-            (ReadModel::Users, domain::user::AGGREGATE_TYPE) => users::changes(event),
-            (ReadModel::Tokens, domain::token::AGGREGATE_TYPE) => tokens::changes(event),
-            (ReadModel::Rbac, domain::rbac::ROLE_AGGREGATE_TYPE) => rbac::role_changes(event),
-            (ReadModel::Rbac, domain::rbac::BINDING_AGGREGATE_TYPE) => rbac::binding_changes(event),
+        match projection_of(&event.aggregate_type) {
+            Some((model, changes)) if model == self => changes(event),
             _ => Ok(Vec::new()),
         }
     }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::support::{StoreKind, TestApp, llm};
 
 testkit::on_both_stores!(
+    roles_and_bindings_have_etags_locations_history_and_dry_runs_like_every_kind,
     a_name_scoped_role_sees_and_edits_only_its_names,
     nobody_grants_more_than_they_hold_and_the_last_admin_binding_stays,
 );
@@ -123,4 +124,42 @@ async fn nobody_grants_more_than_they_hold_and_the_last_admin_binding_stays(kind
     let unknown = json!({"name": "x", "role": "nope", "users": ["ghost"]});
     let r = t.call_as(Some(&token), Method::POST, "/api/v1/rolebindings", Some(unknown)).await;
     assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["role".to_owned(), "users".to_owned()]));
+}
+
+async fn roles_and_bindings_have_etags_locations_history_and_dry_runs_like_every_kind(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let role = json!({"name": "llm-reader", "rules": [{"resources": ["llms"], "verbs": ["view"]}]});
+    let r = t.post("/api/v1/roles", role).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["location"], "/api/v1/roles/llm-reader");
+    assert_eq!(r.headers["etag"], "\"1\"");
+    let binding = json!({"name": "admin-reads", "role": "llm-reader", "users": ["admin"]});
+    let r = t.post("/api/v1/rolebindings", binding).await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (StatusCode::CREATED, "/api/v1/rolebindings/admin-reads")
+    );
+    assert_eq!(t.get("/api/v1/rolebindings/admin-reads").await.headers["etag"], "\"1\"");
+    // A stale If-Match is refused; the role's history says who did what.
+    let stale = t
+        .call(
+            Method::PUT,
+            "/api/v1/roles/llm-reader",
+            Some(json!({"rules": [{"resources": ["llms"], "verbs": ["view"]}], "description": "x"})),
+            Some("\"7\""),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{:?}", stale.body);
+    let history = t.get("/api/v1/roles/llm-reader/history").await;
+    assert_eq!(history.body["items"][0]["eventType"], "RoleCreated");
+    assert_eq!(history.body["items"][0]["actor"], "admin");
+    // Dry-run deletes check everything and change nothing.
+    assert_eq!(t.delete("/api/v1/roles/llm-reader?dryRun=true").await.status, StatusCode::CONFLICT, "still bound");
+    assert_eq!(t.delete("/api/v1/rolebindings/admin-reads?dryRun=true").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/rolebindings/admin-reads").await.status, StatusCode::OK, "a dry run deletes nothing");
+    assert_eq!(
+        t.delete("/api/v1/rolebindings/admin?dryRun=true").await.status,
+        StatusCode::CONFLICT,
+        "the last admin binding"
+    );
 }

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::extract::{DryRun, IfMatch, JsonBody};
+use super::extract::JsonBody;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::service::Services;
@@ -115,102 +115,6 @@ pub fn routes() -> super::Routes {
         .on(M::DELETE, "/api/v1/tokens/{id}", revoke_token)
 }
 
-async fn list_roles(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
-    ctx.require_some("rbac", "view")?;
-    Ok(visible(&ctx, "rbac", "role", &s.list_roles().await?))
-}
-
-async fn get_role(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> Answer<Json<Value>> {
-    ctx.require("rbac", "view", Some(&name))?;
-    Ok(Json(document("role", &s.get_role(&name).await?)))
-}
-
-async fn create_role(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    DryRun(dry_run): DryRun,
-    JsonBody(body): JsonBody,
-) -> Answer<Response> {
-    ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
-    let record = s.create_role(&ctx, body, dry_run).await?;
-    Ok((StatusCode::CREATED, Json(document("role", &record))).into_response())
-}
-
-async fn replace_role(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    IfMatch(expected): IfMatch,
-    DryRun(dry_run): DryRun,
-    JsonBody(body): JsonBody,
-) -> Answer<Json<Value>> {
-    ctx.require("rbac", "edit", Some(&name))?;
-    Ok(Json(document("role", &s.replace_role(&ctx, &name, body, expected, dry_run).await?)))
-}
-
-async fn delete_role(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    IfMatch(expected): IfMatch,
-) -> Answer<StatusCode> {
-    ctx.require("rbac", "delete", Some(&name))?;
-    s.delete_role(&ctx, &name, expected).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_bindings(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
-    ctx.require_some("rbac", "view")?;
-    Ok(visible(&ctx, "rbac", "rolebinding", &s.list_bindings().await?))
-}
-
-async fn get_binding(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> Answer<Json<Value>> {
-    ctx.require("rbac", "view", Some(&name))?;
-    Ok(Json(document("rolebinding", &s.get_binding(&name).await?)))
-}
-
-async fn create_binding(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    DryRun(dry_run): DryRun,
-    JsonBody(body): JsonBody,
-) -> Answer<Response> {
-    ctx.require("rbac", "create", body.get("name").and_then(Value::as_str))?;
-    let record = s.create_binding(&ctx, body, dry_run).await?;
-    Ok((StatusCode::CREATED, Json(document("rolebinding", &record))).into_response())
-}
-
-async fn replace_binding(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    IfMatch(expected): IfMatch,
-    DryRun(dry_run): DryRun,
-    JsonBody(body): JsonBody,
-) -> Answer<Json<Value>> {
-    ctx.require("rbac", "edit", Some(&name))?;
-    Ok(Json(document("rolebinding", &s.replace_binding(&ctx, &name, body, expected, dry_run).await?)))
-}
-
-async fn delete_binding(
-    State(s): State<Services>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    IfMatch(expected): IfMatch,
-) -> Answer<StatusCode> {
-    ctx.require("rbac", "delete", Some(&name))?;
-    s.delete_binding(&ctx, &name, expected).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[derive(serde::Deserialize)]
 struct CanI {
     verb: String,
@@ -228,18 +132,7 @@ async fn can_i(
     Json(json!({"allowed": allowed, "user": ctx.actor}))
 }
 
+/// `can-i`; roles and role bindings go through the generic resource routes.
 pub fn rbac_routes() -> super::Routes {
-    use Method as M;
-    super::Routes::default()
-        .on(M::GET, "/api/v1/auth/can-i", can_i)
-        .on(M::GET, "/api/v1/roles", list_roles)
-        .on(M::POST, "/api/v1/roles", create_role)
-        .on(M::GET, "/api/v1/roles/{name}", get_role)
-        .on(M::PUT, "/api/v1/roles/{name}", replace_role)
-        .on(M::DELETE, "/api/v1/roles/{name}", delete_role)
-        .on(M::GET, "/api/v1/rolebindings", list_bindings)
-        .on(M::POST, "/api/v1/rolebindings", create_binding)
-        .on(M::GET, "/api/v1/rolebindings/{name}", get_binding)
-        .on(M::PUT, "/api/v1/rolebindings/{name}", replace_binding)
-        .on(M::DELETE, "/api/v1/rolebindings/{name}", delete_binding)
+    super::Routes::default().on(Method::GET, "/api/v1/auth/can-i", can_i)
 }

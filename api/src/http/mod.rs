@@ -93,6 +93,8 @@ fn all_routes() -> Routes {
         .merge(resources::routes::<resources::Llms>())
         .merge(resources::routes::<resources::Secrets>())
         .merge(resources::routes::<resources::SecretBackends>())
+        .merge(resources::routes::<resources::Roles>())
+        .merge(resources::routes::<resources::RoleBindings>())
 }
 
 /// Every route mcpd serves: method and path template.

@@ -275,3 +275,62 @@ impl ResourceKind for SecretBackends {
         s.delete_secret_backend(ctx, name, v, dry).await
     }
 }
+
+pub struct Roles;
+pub struct RoleBindings;
+
+impl ResourceKind for Roles {
+    const KIND: Kind = Kind::Role;
+    type Spec = domain::rbac::RoleSpec;
+
+    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_roles().await
+    }
+    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
+        s.get_role(name).await
+    }
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
+        s.create_role(ctx, body, dry).await
+    }
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        v: Option<u64>,
+        dry: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        s.replace_role(ctx, name, body, v, dry).await
+    }
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
+        s.delete_role(ctx, name, v, dry).await
+    }
+}
+
+impl ResourceKind for RoleBindings {
+    const KIND: Kind = Kind::RoleBinding;
+    type Spec = domain::rbac::RoleBindingSpec;
+
+    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_bindings().await
+    }
+    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
+        s.get_binding(name).await
+    }
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
+        s.create_binding(ctx, body, dry).await
+    }
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        v: Option<u64>,
+        dry: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        s.replace_binding(ctx, name, body, v, dry).await
+    }
+    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
+        s.delete_binding(ctx, name, v, dry).await
+    }
+}

@@ -189,6 +189,7 @@ impl Services {
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         if built_in(name).is_some() {
             return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
@@ -201,6 +202,9 @@ impl Services {
             .map(|b| b.name)
             .collect();
         let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
+        if dry_run {
+            return self.rehearse::<Role>(&name, command).await.map(drop);
+        }
         self.execute::<Role>(&self.store.roles, ctx, &name, command).await
     }
 
@@ -330,11 +334,15 @@ impl Services {
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         let name =
             ResourceName::parse(name).map_err(|_| ApiError::NotFound(format!("rolebinding {name:?} not found")))?;
         self.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
+        if dry_run {
+            return self.rehearse::<RoleBinding>(&name, command).await.map(drop);
+        }
         self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await
     }
 

@@ -1,38 +1,14 @@
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::{DefaultBackendCommand, DefaultBackendEvent};
 use crate::error::{Classified, ErrorClass};
 use crate::name::ResourceName;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DefaultBackend {
     current: Option<ResourceName>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DefaultBackendCommand {
-    /// Make `to` the default; `to_exists` is whether that backend exists.
-    SetDefaultBackend { to: ResourceName, to_exists: bool },
-    /// Asked when a document says `isDefault: false`: refused for the current default, since
-    /// a default must remain; nothing happens for any other backend.
-    KeepNotDefault { name: ResourceName },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all_fields = "camelCase")]
-pub enum DefaultBackendEvent {
-    DefaultBackendSet { from: Option<ResourceName>, to: ResourceName },
-}
-
-impl DomainEvent for DefaultBackendEvent {
-    fn event_type(&self) -> String {
-        "DefaultBackendSet".to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        "1".to_owned()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,8 +3,12 @@
 //! exactly one default however many requests (or mcpd processes) race to move it.
 
 mod aggregate;
+mod commands;
+mod events;
 
-pub use aggregate::{DefaultBackend, DefaultBackendCommand, DefaultBackendError, DefaultBackendEvent};
+pub use aggregate::{DefaultBackend, DefaultBackendError};
+pub use commands::DefaultBackendCommand;
+pub use events::DefaultBackendEvent;
 
 /// The aggregate type in the event log.
 pub const AGGREGATE_TYPE: &str = "defaultbackend";

@@ -2,7 +2,7 @@
 //! authenticates it.
 
 /// The aggregate type in the event log.
-pub const AGGREGATE_TYPE: &str = "llm";
+pub const AGGREGATE_TYPE: &str = wire::Kind::Llm.info().aggregate_type;
 
 mod aggregate;
 mod commands;

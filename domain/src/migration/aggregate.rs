@@ -1,10 +1,10 @@
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::{MigrationCommand, MigrationEvent};
 use crate::error::{Classified, ErrorClass};
 use crate::name::ResourceName;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MigrationStatus {
@@ -26,77 +26,10 @@ impl MigrationStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedSecret {
-    pub secret: String,
-    pub reason: String,
-}
-
 /// One run's state: enough to enforce its lifecycle.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct MigrationRun {
     status: MigrationStatus,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum MigrationCommand {
-    StartMigration {
-        id: ResourceName,
-        from: ResourceName,
-        to: ResourceName,
-        names: Option<Vec<String>>,
-        keep_source: bool,
-    },
-    /// Secrets moved and skipped since the last record (recorded in batches).
-    RecordProgress {
-        id: ResourceName,
-        moved: Vec<String>,
-        skipped: Vec<SkippedSecret>,
-    },
-    /// mcpd restarted while the run was unfinished, and picks it up again.
-    ResumeMigration {
-        id: ResourceName,
-        reason: String,
-    },
-    CompleteMigration {
-        id: ResourceName,
-        moved: u64,
-        skipped: u64,
-        failed: u64,
-    },
-    /// The run stopped at `secret`; everything before it is done and recorded.
-    FailMigration {
-        id: ResourceName,
-        secret: Option<String>,
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all_fields = "camelCase")]
-pub enum MigrationEvent {
-    MigrationStarted { from: ResourceName, to: ResourceName, names: Option<Vec<String>>, keep_source: bool },
-    MigrationProgressed { moved: Vec<String>, skipped: Vec<SkippedSecret> },
-    MigrationResumed { reason: String },
-    MigrationCompleted { moved: u64, skipped: u64, failed: u64 },
-    MigrationFailed { secret: Option<String>, reason: String },
-}
-
-impl DomainEvent for MigrationEvent {
-    fn event_type(&self) -> String {
-        match self {
-            MigrationEvent::MigrationStarted { .. } => "MigrationStarted",
-            MigrationEvent::MigrationProgressed { .. } => "MigrationProgressed",
-            MigrationEvent::MigrationResumed { .. } => "MigrationResumed",
-            MigrationEvent::MigrationCompleted { .. } => "MigrationCompleted",
-            MigrationEvent::MigrationFailed { .. } => "MigrationFailed",
-        }
-        .to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        "1".to_owned()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,6 +131,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
+    use crate::migration::SkippedSecret;
 
     type Given = TestFramework<MigrationRun>;
 

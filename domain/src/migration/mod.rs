@@ -4,8 +4,12 @@
 //! history, which is what makes a run resumable after any crash.
 
 mod aggregate;
+mod commands;
+mod events;
 
-pub use aggregate::{MigrationCommand, MigrationError, MigrationEvent, MigrationRun, MigrationStatus, SkippedSecret};
+pub use aggregate::{MigrationError, MigrationRun, MigrationStatus};
+pub use commands::MigrationCommand;
+pub use events::{MigrationEvent, SkippedSecret};
 
 /// The aggregate type in the event log.
-pub const AGGREGATE_TYPE: &str = "migration";
+pub const AGGREGATE_TYPE: &str = wire::Kind::Migration.info().aggregate_type;

@@ -3,7 +3,7 @@
 //! never the values themselves.
 
 /// The aggregate type in the event log.
-pub const AGGREGATE_TYPE: &str = "secret";
+pub const AGGREGATE_TYPE: &str = wire::Kind::Secret.info().aggregate_type;
 
 mod aggregate;
 mod commands;

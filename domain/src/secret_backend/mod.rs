@@ -3,7 +3,7 @@
 //! token kept in a plaintext secret. Which backend is the default lives in `default_backend`.
 
 /// The aggregate type in the event log.
-pub const AGGREGATE_TYPE: &str = "secretbackend";
+pub const AGGREGATE_TYPE: &str = wire::Kind::SecretBackend.info().aggregate_type;
 
 mod aggregate;
 mod commands;

@@ -1,54 +1,10 @@
-//! An API token: a bearer credential of one user. The token itself is shown once, when it is
-//! issued; events and tables hold only its SHA-256 hash (a token is 256 random bits, so a fast
-//! hash is enough: there is nothing to guess). Revoking is final.
-
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::{AGGREGATE_TYPE, TokenCommand, TokenEvent};
 use crate::error::{Classified, ErrorClass};
 use crate::name::ResourceName;
-
-pub const AGGREGATE_TYPE: &str = "token";
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenCommand {
-    IssueToken {
-        id: String,
-        user: ResourceName,
-        /// Whether `user` exists (read from the users read model).
-        user_exists: bool,
-        /// Hex SHA-256 of the token.
-        hash: String,
-        /// RFC 3339; `None` never expires.
-        expires_at: Option<String>,
-        description: String,
-    },
-    RevokeToken {
-        id: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all_fields = "camelCase")]
-pub enum TokenEvent {
-    TokenIssued { user: ResourceName, hash: String, expires_at: Option<String>, description: String },
-    TokenRevoked {},
-}
-
-impl DomainEvent for TokenEvent {
-    fn event_type(&self) -> String {
-        match self {
-            TokenEvent::TokenIssued { .. } => "TokenIssued",
-            TokenEvent::TokenRevoked { .. } => "TokenRevoked",
-        }
-        .to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        "1".to_owned()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

@@ -1,45 +1,10 @@
-//! A user: who a token authenticates as, and whom role bindings name. Users are event-sourced
-//! like every resource; a deleted user's tokens stop working at once (authentication looks the
-//! user up), and the name can be created again later.
-
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::{AGGREGATE_TYPE, UserCommand, UserEvent};
 use crate::error::{Classified, ErrorClass};
 use crate::name::ResourceName;
-
-pub const AGGREGATE_TYPE: &str = "user";
-
-/// The user every empty store starts with, bound to the `admin` role.
-pub const BOOTSTRAP_ADMIN: &str = "admin";
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum UserCommand {
-    CreateUser { name: ResourceName, description: String },
-    DeleteUser { name: ResourceName },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all_fields = "camelCase")]
-pub enum UserEvent {
-    UserCreated { description: String },
-    UserDeleted {},
-}
-
-impl DomainEvent for UserEvent {
-    fn event_type(&self) -> String {
-        match self {
-            UserEvent::UserCreated { .. } => "UserCreated",
-            UserEvent::UserDeleted { .. } => "UserDeleted",
-        }
-        .to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        "1".to_owned()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {

@@ -1,0 +1,28 @@
+//! Authorisation: roles (rules over resources, verbs and names, and operations) and role
+//! bindings (a role granted to users). Three roles are built in and cannot be changed; custom
+//! roles and every binding are event-sourced resources, each in its own folder. Evaluation is
+//! pure: the API gathers a user's roles and asks [`Permissions`].
+
+mod error;
+mod permissions;
+mod role;
+mod rolebinding;
+mod spec;
+
+pub use error::RbacError;
+pub use permissions::Permissions;
+pub use role::{Role, RoleCommand, RoleEvent};
+pub use rolebinding::{RoleBinding, RoleBindingCommand, RoleBindingEvent};
+pub use spec::{RoleBindingSpec, RoleSpec, Rule, built_in, validate_rules};
+
+pub const ROLE_AGGREGATE_TYPE: &str = wire::Kind::Role.info().aggregate_type;
+pub const BINDING_AGGREGATE_TYPE: &str = wire::Kind::RoleBinding.info().aggregate_type;
+
+/// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
+pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
+pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
+pub const OPERATIONS: [&str; 4] = ["run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit"];
+
+pub const ADMIN: &str = "admin";
+pub const EDITOR: &str = "editor";
+pub const VIEWER: &str = "viewer";

@@ -1,0 +1,80 @@
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use super::{RoleCommand, RoleEvent};
+use crate::rbac::error::{RbacError, check};
+use crate::rbac::{ROLE_AGGREGATE_TYPE, built_in};
+
+/// A role's write side: its version, whether it exists.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Role {
+    version: u64,
+    live: bool,
+}
+
+impl Aggregate for Role {
+    const TYPE: &'static str = ROLE_AGGREGATE_TYPE;
+    type Command = RoleCommand;
+    type Event = RoleEvent;
+    type Error = RbacError;
+    type Services = ();
+
+    async fn handle(&mut self, command: RoleCommand, _: &(), sink: &EventSink<Self>) -> Result<(), RbacError> {
+        let event = match command {
+            RoleCommand::Create { name, spec } => {
+                if built_in(name.as_str()).is_some() {
+                    return Err(RbacError::BuiltIn(name.to_string()));
+                }
+                if self.live {
+                    return Err(RbacError::AlreadyExists { kind: "role", name: name.to_string() });
+                }
+                RoleEvent::RoleCreated { spec }
+            }
+            RoleCommand::Update { name, spec, expected_version } => {
+                check("role", &name, self.live, self.version, expected_version)?;
+                RoleEvent::RoleUpdated { spec }
+            }
+            RoleCommand::Delete { name, bound_by, expected_version } => {
+                check("role", &name, self.live, self.version, expected_version)?;
+                if !bound_by.is_empty() {
+                    return Err(RbacError::InUse {
+                        role: name.to_string(),
+                        bindings: crate::error::name_list(&bound_by),
+                    });
+                }
+                RoleEvent::RoleDeleted {}
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: RoleEvent) {
+        self.version += 1;
+        self.live = !matches!(event, RoleEvent::RoleDeleted {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::name::ResourceName;
+    use crate::rbac::spec::tests::scoped;
+
+    #[test]
+    fn built_in_roles_cannot_be_created_and_bound_roles_cannot_go() {
+        let name = ResourceName::parse("admin").unwrap();
+        TestFramework::<Role>::with(())
+            .given_no_previous_events()
+            .when(RoleCommand::Create { name, spec: scoped() })
+            .then_expect_error(RbacError::BuiltIn("admin".into()));
+        let name = ResourceName::parse("llm-editor").unwrap();
+        TestFramework::<Role>::with(())
+            .given(vec![RoleEvent::RoleCreated { spec: scoped() }])
+            .when(RoleCommand::Delete { name, bound_by: vec!["alice-llms".into()], expected_version: None })
+            .then_expect_error(RbacError::InUse { role: "llm-editor".into(), bindings: "\"alice-llms\"".into() });
+    }
+}

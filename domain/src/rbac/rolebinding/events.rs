@@ -1,0 +1,25 @@
+use crate::rbac::RoleBindingSpec;
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all_fields = "camelCase")]
+pub enum RoleBindingEvent {
+    RoleBindingCreated { spec: RoleBindingSpec },
+    RoleBindingUpdated { spec: RoleBindingSpec },
+    RoleBindingDeleted {},
+}
+
+impl DomainEvent for RoleBindingEvent {
+    fn event_type(&self) -> String {
+        match self {
+            RoleBindingEvent::RoleBindingCreated { .. } => "RoleBindingCreated",
+            RoleBindingEvent::RoleBindingUpdated { .. } => "RoleBindingUpdated",
+            RoleBindingEvent::RoleBindingDeleted { .. } => "RoleBindingDeleted",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,166 @@
+//! What roles and bindings hold, the three built-in roles, and the check of a role's rules.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ADMIN, EDITOR, OPERATIONS, RESOURCES, VERBS, VIEWER};
+use crate::name::ResourceName;
+use crate::validation::ValidationErrors;
+
+/// One grant: `verbs` on `resources` (only the ones in `names`, when given), or `operations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verbs: Vec<String>,
+    /// Only these resources by name; every one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
+}
+
+impl Rule {
+    fn all(verbs: &[&str], resources: &[&str]) -> Rule {
+        Rule {
+            resources: resources.iter().map(|s| (*s).to_owned()).collect(),
+            verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+            ..Rule::default()
+        }
+    }
+}
+
+/// A role's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleSpec {
+    #[serde(default)]
+    pub description: String,
+    pub rules: Vec<Rule>,
+}
+
+/// A binding's content: `role` granted to `users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleBindingSpec {
+    #[serde(default)]
+    pub description: String,
+    pub role: String,
+    pub users: Vec<String>,
+}
+
+/// The built-in role of that name, if it is one.
+pub fn built_in(name: &str) -> Option<RoleSpec> {
+    const CONTENT: [&str; 5] = ["llms", "secrets", "secretbackends", "users", "tokens"];
+    let rules = match name {
+        ADMIN => vec![
+            Rule::all(&VERBS, &RESOURCES),
+            Rule { operations: OPERATIONS.iter().map(|s| (*s).to_owned()).collect(), ..Rule::default() },
+        ],
+        // CRUD on the catalogue and on migrations' records; no RBAC, no secret values, and no
+        // managing secret backends: whoever chooses where a backend sends its token and values
+        // can read them (as Kubernetes' `edit` stops short of RBAC).
+        EDITOR => vec![
+            Rule::all(&VERBS, &["llms", "secrets"]),
+            Rule::all(&["view"], &["secretbackends", "migrations"]),
+            Rule { operations: vec!["run:migrate-secrets".into()], ..Rule::default() },
+        ],
+        VIEWER => vec![Rule::all(&["view"], &CONTENT[..3]), Rule::all(&["view"], &["migrations"])],
+        _ => return None,
+    };
+    let description = match name {
+        ADMIN => "everything",
+        EDITOR => "create, edit and delete Llms and secrets; view backends; run migrations; no RBAC, no secret values",
+        _ => "view Llms, secrets (never their values), backends and migrations",
+    };
+    Some(RoleSpec { description: description.into(), rules })
+}
+
+/// Checks a role's rules: known resources, verbs and operations; every failing one is listed.
+pub fn validate_rules(rules: &[Rule], errors: &mut ValidationErrors) {
+    if rules.is_empty() {
+        errors.add("rules", "must hold at least one rule");
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let field = |f: &str| format!("rules[{i}].{f}");
+        for resource in &rule.resources {
+            if !RESOURCES.contains(&resource.as_str()) && resource != "*" {
+                errors
+                    .add(field("resources"), format!("unknown resource {resource:?}; one of {}", RESOURCES.join(", ")));
+            }
+        }
+        for verb in &rule.verbs {
+            if !VERBS.contains(&verb.as_str()) && verb != "*" {
+                errors.add(field("verbs"), format!("unknown verb {verb:?}; one of {}", VERBS.join(", ")));
+            }
+        }
+        for operation in &rule.operations {
+            if !OPERATIONS.contains(&operation.as_str()) {
+                errors.add(
+                    field("operations"),
+                    format!("unknown operation {operation:?}; one of {}", OPERATIONS.join(", ")),
+                );
+            }
+        }
+        for name in rule.names.iter().flatten() {
+            if ResourceName::parse(name).is_err() {
+                errors.add(field("names"), format!("{name:?} is not a resource name"));
+            }
+        }
+        if rule.resources.is_empty() != rule.verbs.is_empty() {
+            errors.add(field("verbs"), "resources and verbs go together");
+        }
+        if rule.resources.is_empty() && rule.operations.is_empty() {
+            errors.add(field("resources"), "a rule grants verbs on resources, or operations");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::rbac::Permissions;
+
+    pub(crate) fn scoped() -> RoleSpec {
+        RoleSpec {
+            description: String::new(),
+            rules: vec![Rule {
+                resources: vec!["llms".into()],
+                verbs: vec!["view".into(), "edit".into()],
+                names: Some(vec!["claude-fast".into()]),
+                operations: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn built_in_roles_grant_what_they_say() {
+        let admin = Permissions::new(built_in(ADMIN));
+        let editor = Permissions::new(built_in(EDITOR));
+        let viewer = Permissions::new(built_in(VIEWER));
+        for resource in RESOURCES {
+            for verb in VERBS {
+                assert!(admin.allows(resource, verb, Some("x")), "admin {verb} {resource}");
+            }
+        }
+        assert!(editor.allows("secrets", "delete", Some("x")) && !editor.allows("rbac", "view", None));
+        assert!(editor.allows("secretbackends", "view", None) && !editor.allows("secretbackends", "edit", Some("x")));
+        assert!(!editor.allows_operation("reveal:secrets") && editor.allows_operation("run:migrate-secrets"));
+        assert!(viewer.allows("llms", "view", None) && !viewer.allows("llms", "edit", Some("x")));
+        assert!(!viewer.allows("users", "view", None) && !viewer.allows_operation("reveal:secrets"));
+    }
+
+    #[test]
+    fn rules_are_validated_field_by_field() {
+        let mut errors = ValidationErrors::default();
+        let rules = vec![
+            Rule { resources: vec!["llm".into()], verbs: vec!["read".into()], ..Rule::default() },
+            Rule { operations: vec!["run:everything".into()], ..Rule::default() },
+            Rule::default(),
+        ];
+        validate_rules(&rules, &mut errors);
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.clone()).collect();
+        assert_eq!(fields, ["rules[0].resources", "rules[0].verbs", "rules[1].operations", "rules[2].resources"]);
+    }
+}

@@ -25,6 +25,8 @@ use crate::db::{Database, DbResult, Dialect, LOCK_CLASS};
 use crate::log::{EventLog, Position, StoredEvent};
 use crate::read_models::{ApplyError, ReadModel};
 
+mod locks;
+
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// Events read from the log per round.
@@ -272,79 +274,6 @@ impl Projector {
             }
         }
         self.rounds.send_modify(|n| *n += 1);
-    }
-
-    /// PostgreSQL: tries to take the lock of every read model no replica runs, and checks the
-    /// locks held are still held (their connection is alive).
-    async fn take_locks(&mut self) -> DbResult<()> {
-        self.next_lock_attempt = Instant::now() + self.config.lock_interval;
-        if self.locks.is_none() {
-            let connection = self.db.pool.acquire().await?.detach();
-            self.locks = Some(connection);
-        }
-        let connection = self.locks.as_mut().expect("lock connection");
-        for i in 0..self.models.len() {
-            if self.models[i].running_here {
-                continue;
-            }
-            let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2))")
-                .bind(LOCK_CLASS)
-                .bind(self.models[i].model.name())
-                .fetch_one(&mut *connection)
-                .await?
-                .try_get(0)?;
-            if taken {
-                let model = self.models[i].model;
-                let checkpoint = load_checkpoint(&self.db, model).await?;
-                let m = &mut self.models[i];
-                m.running_here = true;
-                m.checkpoint = checkpoint;
-                tracing::info!(read_model = model.name(), "this replica now runs the read model");
-            }
-        }
-        if self.models.iter().all(|m| m.running_here) {
-            connection.ping().await?;
-        }
-        Ok(())
-    }
-
-    /// The lock connection is gone, and the locks with it: another replica may run the read
-    /// models now.
-    fn release_locks(&mut self) {
-        self.locks = None;
-        for m in &mut self.models {
-            m.running_here = false;
-        }
-    }
-
-    /// A stopped read model resumes when a rebuild has dealt with it: the rebuild clears the
-    /// stored error and moves the checkpoint to where the replay got. If the event still cannot
-    /// be applied, it stops again.
-    async fn refresh_stopped(&mut self) -> DbResult<()> {
-        for i in 0..self.models.len() {
-            let Some(stopped_at) = self.models[i].stopped_at else {
-                continue;
-            };
-            let row =
-                sqlx::query("SELECT transaction_id, position, last_error FROM projection_checkpoints WHERE name = $1")
-                    .bind(self.models[i].model.name())
-                    .fetch_one(&self.db.pool)
-                    .await?;
-            let stored =
-                Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
-            let cleared = row.try_get::<Option<String>, _>("last_error")?.is_none();
-            if stored > stopped_at || cleared {
-                let m = &mut self.models[i];
-                tracing::info!(
-                    read_model = m.model.name(),
-                    "the read model was rebuilt past its poison event; resuming"
-                );
-                m.stopped_at = None;
-                m.error = None;
-                m.checkpoint = stored;
-            }
-        }
-        Ok(())
     }
 
     fn active(&self) -> Vec<usize> {

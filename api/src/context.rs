@@ -1,8 +1,6 @@
 //! Who is asking and which request this is: attached to every request by a middleware, carried
 //! into event metadata and error answers, and into the request's tracing span.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -12,21 +10,7 @@ use axum::response::{IntoResponse, Response};
 use domain::metadata::{ANONYMOUS, EventMetadata};
 use tracing::Instrument;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-    /// Set once the request recorded an event: from then on its answer is 2xx or 202.
-    static RECORDED: Arc<AtomicBool>;
-}
-
-/// Notes that the request being served has recorded a change (an event is in the log).
-pub fn mark_recorded() {
-    let _ = RECORDED.try_with(|recorded| recorded.store(true, Ordering::Relaxed));
-}
-
-/// The request id of the request being served, or `-` outside one.
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
-}
+pub use crate::request_scope::{current_request_id, mark_recorded};
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
@@ -139,22 +123,20 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     });
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
-    let recorded = Arc::new(AtomicBool::new(false));
-    let served = RECORDED.scope(recorded.clone(), next.run(request));
-    let mut response = REQUEST_ID.scope(request_id.clone(), served).instrument(span.clone()).await;
+    let (mut response, recorded) =
+        crate::request_scope::run(request_id.clone(), next.run(request)).instrument(span.clone()).await;
     let status = response.status();
-    if recorded.load(Ordering::Relaxed) && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
+    if recorded && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
         // The change happened; a 5xx would make the client retry it, and a 404 (another request
         // deleted the resource right after) would say it did not. What failed after it
         // (reading the result back, cleaning up) was logged where it happened.
-        response = REQUEST_ID
-            .sync_scope(request_id.clone(), || {
-                crate::error::ApiError::Lagging(format!(
-                    "the change was recorded, but answering failed afterwards ({status}); read it back later \
-                     (another request may have changed it since)"
-                ))
-            })
-            .into_response();
+        response = crate::request_scope::with_id(request_id.clone(), || {
+            crate::error::ApiError::Lagging(format!(
+                "the change was recorded, but answering failed afterwards ({status}); read it back later \
+                 (another request may have changed it since)"
+            ))
+            .into_response()
+        });
     }
     span.in_scope(|| {
         tracing::info!(

@@ -10,7 +10,7 @@ use domain::{FieldError, ValidationErrors};
 use serde_json::json;
 
 use crate::backends::BackendError;
-use crate::context::current_request_id;
+use crate::request_scope::current_request_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod bearer;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod files;
 pub mod http;
 pub mod migration;
 pub mod offline;
+pub mod request_scope;
 pub mod serve;
 pub mod service;
 pub mod store;

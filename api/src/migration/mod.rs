@@ -173,9 +173,6 @@ pub fn ndjson(rx: mpsc::Receiver<Progress>) -> impl futures::Stream<Item = Resul
     })
 }
 
-/// Shared so the handlers and the runner agree on one slot per process.
-pub type MigrationSlot = Arc<tokio::sync::Mutex<()>>;
-
 /// The advisory lock a running migration holds on PostgreSQL, so replicas run one at a time.
 const MIGRATION_LOCK: &str = "secret-migration";
 

@@ -1,9 +1,12 @@
 //! Users and tokens, and the bootstrap of an empty store.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use domain::ResourceName;
-use domain::rbac::{ADMIN, RoleBinding, RoleBindingCommand, RoleBindingSpec};
+use domain::rbac::{ADMIN, Permissions, RoleBinding, RoleBindingCommand, RoleBindingSpec, built_in};
 use domain::token::{Token, TokenCommand};
 use domain::user::{BOOTSTRAP_ADMIN, User, UserCommand};
 use projections::read_models::tokens::TokenState;
@@ -14,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Services;
-use crate::auth::{self, IssuedToken};
+use crate::bearer::{self as auth, IssuedToken};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
@@ -39,6 +42,27 @@ struct TokenRequest {
     expires: Option<String>,
     #[serde(default)]
     description: String,
+}
+
+/// How often a token's last use is written, at most.
+const USAGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// When each token's use was last written, so a busy client costs one write a minute.
+#[derive(Clone, Default)]
+pub struct UsageLog(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl UsageLog {
+    pub(crate) fn due(&self, id: &str) -> bool {
+        let mut seen = self.0.lock().expect("usage lock");
+        let now = Instant::now();
+        match seen.get(id) {
+            Some(last) if now.duration_since(*last) < USAGE_INTERVAL => false,
+            _ => {
+                seen.insert(id.to_owned(), now);
+                true
+            }
+        }
+    }
 }
 
 /// What an empty store starts with; see [`Services::bootstrap`].
@@ -86,6 +110,26 @@ pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String
 }
 
 impl Services {
+    /// The union of the roles bound to `user`. A binding naming a role that does not exist grants
+    /// nothing.
+    pub async fn permissions_of(&self, user: &str) -> Result<Permissions, ApiError> {
+        let mut roles = Vec::new();
+        for binding in rbac::bindings(&self.store.db).await? {
+            if !binding.spec.users.iter().any(|u| u == user) {
+                continue;
+            }
+            match built_in(&binding.spec.role) {
+                Some(role) => roles.push(role),
+                None => {
+                    if let Some(role) = rbac::role(&self.store.db, &binding.spec.role).await? {
+                        roles.push(role.spec);
+                    }
+                }
+            }
+        }
+        Ok(Permissions::new(roles))
+    }
+
     pub async fn list_users(&self) -> Result<Vec<Record<UserState>>, ApiError> {
         Ok(users::list(&self.store.db).await?)
     }
@@ -188,7 +232,7 @@ impl Services {
         };
         if user.as_str() != ctx.actor {
             // A token for someone else acts as them: nobody issues one holding more than they do.
-            let theirs = auth::permissions_of(self, user.as_str()).await?;
+            let theirs = self.permissions_of(user.as_str()).await?;
             if !ctx.permissions.covers_all(&theirs) {
                 return Err(ApiError::Forbidden(format!(
                     "user {:?} may not issue a token for user {:?}: it holds permissions {:?} does not",

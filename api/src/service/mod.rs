@@ -52,10 +52,10 @@ pub struct Services {
     /// One driver per backend, kept while the backend's resourceVersion stays (so an openbao
     /// driver keeps its cached token), rebuilt when the backend changes.
     drivers: Arc<Mutex<HashMap<String, CachedDriver>>>,
-    /// One migration runs at a time in this process.
-    pub(crate) migration_slot: crate::migration::MigrationSlot,
+    /// One migration runs at a time in this process: the runner holds this while it runs.
+    pub(crate) migration_slot: Arc<tokio::sync::Mutex<()>>,
     /// When tokens were last used, so that use is written at most once a minute.
-    pub(crate) usage: crate::auth::UsageLog,
+    pub(crate) usage: access::UsageLog,
     /// Where an Llm may send its key without its author being able to read it.
     pub upstreams: Arc<guard::Upstreams>,
 }
@@ -133,7 +133,7 @@ impl Services {
         cqrs.execute_with_metadata(name.as_str(), command, ctx.metadata().into_map())
             .await
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
-        crate::context::mark_recorded();
+        crate::request_scope::mark_recorded();
         self.store.projector.wake();
         Ok(())
     }

@@ -173,7 +173,7 @@ impl Services {
                 .await;
             match result {
                 Ok(()) => {
-                    crate::context::mark_recorded();
+                    crate::request_scope::mark_recorded();
                     return self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await;
                 }
                 Err(AggregateError::AggregateConflict) => {

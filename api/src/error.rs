@@ -26,9 +26,13 @@ pub enum ApiError {
     /// 403: a known caller without the permission this request needs.
     #[error("{0}")]
     Forbidden(String),
-    /// 404: the addressed resource or route does not exist.
+    /// 404: the addressed resource does not exist (or the caller may not know it does).
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: domain::document::Kind, name: String },
+    /// 404: anything else that is not there: a route, a projection, a kind's schema; and the
+    /// domain's own "not found" rules.
     #[error("{0}")]
-    NotFound(String),
+    Missing(String),
     /// 405: the route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -68,12 +72,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 404 for resource `name` of `kind`.
+    pub fn not_found(kind: domain::document::Kind, name: impl Into<String>) -> Self {
+        ApiError::NotFound { kind, name: name.into() }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -93,7 +102,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotFound(_) => "NotFound",
+            ApiError::NotFound { .. } | ApiError::Missing(_) => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::Conflict(_) => "Conflict",
@@ -116,7 +125,7 @@ impl ApiError {
     {
         match error {
             AggregateError::UserError(e) => match e.class() {
-                ErrorClass::NotFound => ApiError::NotFound(e.to_string()),
+                ErrorClass::NotFound => ApiError::Missing(e.to_string()),
                 ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
                 ErrorClass::Invalid => {
                     let mut errors = ValidationErrors::default();

@@ -55,7 +55,7 @@ pub async fn get(
     ctx.require("migrations", "view", Some(&id))?;
     let run = projections::read_models::migrations::get(&s.store.db, &id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("migration {id:?} not found")))?;
+        .ok_or_else(|| ApiError::not_found(domain::document::Kind::Migration, id.as_str()))?;
     let events = s.store.log.aggregate_history(domain::migration::AGGREGATE_TYPE, &id).await?;
     let history: Vec<Value> = events
         .into_iter()

@@ -39,9 +39,9 @@ async fn schema(
         Some(Kind::Secret) => document_schema::<domain::secret::SecretInput>(),
         Some(Kind::SecretBackend) => document_schema::<domain::secret_backend::SecretBackendInput>(),
         Some(other @ (Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding)) => {
-            return Err(ApiError::NotFound(format!("kind {other} has no document schema yet")));
+            return Err(ApiError::Missing(format!("kind {other} has no document schema yet")));
         }
-        None => return Err(ApiError::NotFound(format!("no resource kind {kind:?}"))),
+        None => return Err(ApiError::Missing(format!("no resource kind {kind:?}"))),
     };
     Ok(axum::Json(schema))
 }
@@ -106,7 +106,7 @@ pub fn route_list() -> Vec<(Method, String)> {
 pub fn router(services: Services) -> Router {
     all_routes()
         .router
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .fallback(|| async { ApiError::Missing("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(extract::refuse_nul_in_url))

@@ -53,7 +53,7 @@ impl Selection {
         for name in &self.names {
             let model = ReadModel::named(name).ok_or_else(|| {
                 let known: Vec<&str> = ReadModel::ALL.iter().map(|m| m.name()).collect();
-                ApiError::NotFound(format!("no projection {name:?}; one of {}", known.join(", ")))
+                ApiError::Missing(format!("no projection {name:?}; one of {}", known.join(", ")))
             })?;
             if !models.contains(&model) {
                 models.push(model);

@@ -41,7 +41,7 @@ impl Services {
         crate::service::guard::authorize(ctx, direction, &self.upstreams)?;
         for backend in [&from, &to] {
             if secret_backends::get(&self.store.db, backend.as_str()).await?.is_none() {
-                return Err(ApiError::NotFound(format!("secretbackend {:?} not found", backend.as_str())));
+                return Err(ApiError::not_found(domain::document::Kind::SecretBackend, backend.as_str()));
             }
         }
         let id = ResourceName::parse(&format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))

@@ -135,7 +135,7 @@ impl Services {
     }
 
     pub async fn get_user(&self, name: &str) -> Result<Record<UserState>, ApiError> {
-        users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))
+        users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::User, name))
     }
 
     pub async fn create_user(&self, ctx: &RequestContext, body: Value) -> Result<Record<UserState>, ApiError> {
@@ -207,7 +207,7 @@ impl Services {
         tokens::get(&self.store.db, id)
             .await?
             .filter(|t| !t.spec.revoked)
-            .ok_or_else(|| ApiError::NotFound(format!("token {id:?} not found")))
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Token, id))
     }
 
     /// Issues a token; the token itself is in the answer and nowhere else.
@@ -270,7 +270,7 @@ impl Services {
 
     /// Revokes a token: the next request with it is refused.
     pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
-        let name = ResourceName::parse(id).map_err(|_| ApiError::NotFound(format!("token {id:?} not found")))?;
+        let name = ResourceName::parse(id).map_err(|_| ApiError::not_found(domain::document::Kind::Token, id))?;
         self.execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() }).await
     }
 

@@ -16,7 +16,7 @@ impl Services {
     }
 
     pub async fn get_llm(&self, name: &str) -> Result<Record<LlmSpec>, ApiError> {
-        llms::get(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("llm {name:?} not found")))
+        llms::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name))
     }
 
     /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
@@ -110,7 +110,7 @@ impl Services {
             LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => Some(spec),
             LlmEvent::LlmDeleted {} => None,
         })
-        .ok_or_else(|| ApiError::NotFound(format!("llm {:?} not found", name.as_str())))
+        .ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name.as_str()))
     }
 
     pub async fn delete_llm(

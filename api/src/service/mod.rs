@@ -84,7 +84,7 @@ impl Services {
     pub async fn driver(&self, name: &str) -> Result<Arc<dyn SecretBackendDriver>, ApiError> {
         let backend = read_models::secret_backends::get(&self.store.db, name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("secretbackend {name:?} not found")))?;
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name))?;
         let mut drivers = self.drivers.lock().expect("driver cache lock");
         if let Some((version, driver)) = drivers.get(name)
             && *version == backend.resource_version
@@ -144,7 +144,7 @@ impl Services {
         let aggregate_type = kind.info().aggregate_type;
         let events = self.store.log.aggregate_history(aggregate_type, name).await?;
         if events.is_empty() {
-            return Err(ApiError::NotFound(format!("{kind} {name:?} not found")));
+            return Err(ApiError::not_found(kind, name));
         }
         Ok(events
             .into_iter()
@@ -238,5 +238,5 @@ fn preview<S: Clone, E>(
 
 /// A name from a URL: anything that is not a valid name cannot exist.
 fn url_name(kind: Kind, raw: &str) -> Result<ResourceName, ApiError> {
-    ResourceName::parse(raw).map_err(|_| ApiError::NotFound(format!("{kind} {raw:?} not found")))
+    ResourceName::parse(raw).map_err(|_| ApiError::not_found(kind, raw))
 }

@@ -115,7 +115,7 @@ impl Services {
         if let Some(spec) = built_in(name) {
             return Ok(built_in_record(name, spec));
         }
-        rbac::role(&self.store.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("role {name:?} not found")))
+        rbac::role(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Role, name))
     }
 
     fn parse_role(body: Value, url_name: Option<&str>) -> Result<(ResourceName, RoleSpec), ApiError> {
@@ -194,7 +194,7 @@ impl Services {
         if built_in(name).is_some() {
             return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
         }
-        let name = ResourceName::parse(name).map_err(|_| ApiError::NotFound(format!("role {name:?} not found")))?;
+        let name = ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::Role, name))?;
         let bound_by: Vec<String> = rbac::bindings(&self.store.db)
             .await?
             .into_iter()
@@ -215,7 +215,7 @@ impl Services {
     pub async fn get_binding(&self, name: &str) -> Result<Record<RoleBindingSpec>, ApiError> {
         rbac::binding(&self.store.db, name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("rolebinding {name:?} not found")))
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::RoleBinding, name))
     }
 
     /// Parses a binding and checks what it refers to: the role and the users must exist, and
@@ -337,7 +337,7 @@ impl Services {
         dry_run: bool,
     ) -> Result<(), ApiError> {
         let name =
-            ResourceName::parse(name).map_err(|_| ApiError::NotFound(format!("rolebinding {name:?} not found")))?;
+            ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
         self.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
         if dry_run {

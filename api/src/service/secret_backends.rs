@@ -29,7 +29,7 @@ impl Services {
     pub async fn get_secret_backend(&self, name: &str) -> Result<Record<BackendState>, ApiError> {
         secret_backends::get(&self.store.db, name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("secretbackend {name:?} not found")))
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name))
     }
 
     /// Pings the backend: reachable, unsealed, and accepting mcpd's token?
@@ -149,7 +149,7 @@ impl Services {
                 }
                 SecretBackendEvent::SecretBackendDeleted {} => None,
             })
-            .ok_or_else(|| ApiError::NotFound(format!("secretbackend {:?} not found", name.as_str())));
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name.as_str()));
         }
         self.execute(&self.store.secret_backends, ctx, name, command).await?;
         if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {

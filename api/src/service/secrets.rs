@@ -49,7 +49,7 @@ impl Services {
     pub async fn get_secret(&self, name: &str, reveal: bool) -> Result<Record<SecretView>, ApiError> {
         let record = secrets::get(&self.store.db, name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("secret {name:?} not found")))?;
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name))?;
         self.view(record, reveal).await
     }
 
@@ -106,7 +106,7 @@ impl Services {
         };
         let driver = match self.driver(name.as_str()).await {
             Ok(driver) => Some(driver),
-            Err(ApiError::NotFound(_)) => None,
+            Err(ApiError::NotFound { kind: domain::document::Kind::SecretBackend, .. }) => None,
             Err(e) => return Err(e),
         };
         Ok((name, driver))
@@ -172,7 +172,7 @@ impl Services {
         let (name, spec) = parse_document::<SecretInput>(body, Some(name))?;
         let current = secrets::get(&self.store.db, name.as_str())
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
         let driver = self.driver(current.spec.backend.as_str()).await?;
         let mut written = None;
         let data = match spec.data {
@@ -253,7 +253,7 @@ impl Services {
                 | SecretEvent::SecretSourceDeleted { .. }
                 | SecretEvent::SecretSourceDeleteFailed { .. } => state,
             })
-            .ok_or_else(|| ApiError::NotFound(format!("secret {:?} not found", name.as_str())))?;
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
             return self.view(record, false).await;
         }
         match self.execute(&self.store.secrets, ctx, name, command).await {
@@ -266,7 +266,10 @@ impl Services {
                 }
             }
             Err(e) => {
-                let refused = matches!(e, ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound(_));
+                let refused = matches!(
+                    e,
+                    ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::NotFound { .. } | ApiError::Missing(_)
+                );
                 if let (true, Some((driver, written))) = (refused, &written) {
                     driver.discard(name.as_str(), &written.value_ref).await?;
                 }

@@ -8,7 +8,7 @@ use tabwriter::TabWriter;
 
 use crate::args::{Kind, Output};
 use crate::client::Client;
-use crate::output::{self, age, key_ref, list, pairs, text};
+use crate::output::{self, age, key_ref, text};
 
 /// Returns false when a named resource was missing (already reported on stderr).
 pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal: bool) -> anyhow::Result<bool> {
@@ -76,43 +76,11 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     }
     let doc = client.get(&format!("{}/{name}", kind.path()))?.into_success()?;
     let mut fields: Vec<(&str, String)> = vec![("Name", text(&doc["name"])), ("Kind", kind.singular().into())];
+    let info = kind.wire().map(wire::Kind::info);
+    fields.extend(info.into_iter().flat_map(|i| i.describe).map(|f| (f.label, output::show(f, &doc))));
+    // What some kinds show beyond their fields.
     match kind {
-        Kind::Llm => fields.extend([
-            ("Type", text(&doc["type"])),
-            ("Model", text(&doc["model"])),
-            ("Tier", text(&doc["tier"])),
-            ("URL", none_if_empty(text(&doc["url"]))),
-            ("API Key", key_ref(&doc["apiKeyRef"])),
-            ("Extra", none_if_empty(pairs(&doc["extra"]))),
-        ]),
-        Kind::Secret => fields.extend([
-            ("Backend", text(&doc["backend"])),
-            ("Keys", none_if_empty(list(&doc["keys"]))),
-            ("Data Version", text(&doc["dataVersion"])),
-        ]),
-        Kind::All => {}
-        Kind::User => {}
-        Kind::Role => fields.push(("Rules", crate::output::rules(&doc["rules"]))),
-        Kind::RoleBinding => fields.extend([("Role", text(&doc["role"])), ("Users", list(&doc["users"]))]),
-        Kind::Token => fields.extend([
-            ("User", text(&doc["user"])),
-            ("Expires", none_if_empty(text(&doc["expiresAt"]))),
-            ("Last Used", none_if_empty(text(&doc["lastUsedAt"]))),
-        ]),
-        Kind::Migration => fields.extend([
-            ("From", text(&doc["from"])),
-            ("To", text(&doc["to"])),
-            ("Names", none_if_empty(list(&doc["names"]))),
-            ("Keep Source", text(&doc["keepSource"])),
-            ("Status", text(&doc["status"])),
-            ("Moved", text(&doc["moved"])),
-            ("Skipped", text(&doc["skipped"])),
-            ("Failed", text(&doc["failed"])),
-            ("Resumed", text(&doc["resumed"])),
-            ("Last Error", none_if_empty(text(&doc["lastError"]))),
-        ]),
         Kind::SecretBackend => {
-            fields.extend([("Type", text(&doc["type"])), ("Default", text(&doc["isDefault"]))]);
             if let Some(config) = doc["config"].as_object() {
                 for (key, value) in config {
                     let value = if value.is_object() { key_ref(value) } else { text(value) };
@@ -123,6 +91,14 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             let health = client.get(&format!("{}/{name}/health", kind.path()))?.into_success()?;
             fields.push(("Reachability", format!("{} ({})", text(&health["status"]), text(&health["message"]))));
         }
+        Kind::Llm
+        | Kind::Secret
+        | Kind::All
+        | Kind::Migration
+        | Kind::User
+        | Kind::Token
+        | Kind::Role
+        | Kind::RoleBinding => {}
     }
     if kind != Kind::Migration {
         fields.push(("Description", none_if_empty(text(&doc["description"]))));

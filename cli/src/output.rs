@@ -45,89 +45,14 @@ pub fn yaml_documents(docs: &[Value]) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Aligned columns, kubectl style.
+/// Aligned columns, kubectl style: the kind's columns from the kind registry (`all` prints
+/// backends' columns, as it lists them first).
 pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
-    let mut headers: Vec<&str> = match kind {
-        Kind::Llm => vec!["NAME", "TYPE", "MODEL", "TIER", "API KEY", "AGE"],
-        Kind::Secret => vec!["NAME", "BACKEND", "KEYS", "AGE"],
-        Kind::SecretBackend | Kind::All => vec!["NAME", "TYPE", "DEFAULT", "AGE"],
-        Kind::Migration => vec!["NAME", "FROM", "TO", "STATUS", "MOVED", "SKIPPED", "FAILED", "AGE"],
-        Kind::User => vec!["NAME", "DESCRIPTION", "AGE"],
-        Kind::Token => vec!["ID", "USER", "EXPIRES", "LAST USED", "DESCRIPTION", "AGE"],
-        Kind::Role => vec!["NAME", "RULES", "DESCRIPTION"],
-        Kind::RoleBinding => vec!["NAME", "ROLE", "USERS", "AGE"],
-    };
-    if wide {
-        headers.extend(match kind {
-            Kind::Llm => ["URL", "EXTRA", "VERSION", "DESCRIPTION"].as_slice(),
-            Kind::Secret => ["DATA VERSION", "VERSION", "DESCRIPTION"].as_slice(),
-            Kind::SecretBackend | Kind::All => ["URL", "VERSION", "DESCRIPTION"].as_slice(),
-            Kind::Migration => ["RESUMED", "KEEP SOURCE", "ERROR"].as_slice(),
-            Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => ["VERSION"].as_slice(),
-        });
-    }
-    let mut rows = vec![headers.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    let info = kind.wire().unwrap_or(wire::Kind::SecretBackend).info();
+    let fields: Vec<&wire::Field> = info.columns.iter().chain(if wide { info.wide } else { &[] }).collect();
+    let mut rows = vec![fields.iter().map(|f| f.label.to_owned()).collect::<Vec<_>>()];
     for doc in docs {
-        let age = age(&doc["createdAt"]);
-        let mut row = match kind {
-            Kind::Llm => vec![
-                text(&doc["name"]),
-                text(&doc["type"]),
-                text(&doc["model"]),
-                text(&doc["tier"]),
-                key_ref(&doc["apiKeyRef"]),
-                age,
-            ],
-            Kind::Secret => vec![text(&doc["name"]), text(&doc["backend"]), list(&doc["keys"]), age],
-            Kind::SecretBackend | Kind::All => vec![
-                text(&doc["name"]),
-                text(&doc["type"]),
-                if doc["isDefault"] == Value::Bool(true) { "yes" } else { "no" }.into(),
-                age,
-            ],
-            Kind::Migration => vec![
-                text(&doc["name"]),
-                text(&doc["from"]),
-                text(&doc["to"]),
-                text(&doc["status"]),
-                text(&doc["moved"]),
-                text(&doc["skipped"]),
-                text(&doc["failed"]),
-                age,
-            ],
-            Kind::User => vec![text(&doc["name"]), text(&doc["description"]), age],
-            Kind::Token => vec![
-                text(&doc["name"]),
-                text(&doc["user"]),
-                or_never(text(&doc["expiresAt"])),
-                or_never(text(&doc["lastUsedAt"])),
-                text(&doc["description"]),
-                age,
-            ],
-            Kind::Role => vec![text(&doc["name"]), rules(&doc["rules"]), text(&doc["description"])],
-            Kind::RoleBinding => vec![text(&doc["name"]), text(&doc["role"]), list(&doc["users"]), age],
-        };
-        if wide {
-            row.extend(match kind {
-                Kind::Llm => vec![
-                    or_none(text(&doc["url"])),
-                    or_none(pairs(&doc["extra"])),
-                    text(&doc["resourceVersion"]),
-                    text(&doc["description"]),
-                ],
-                Kind::Secret => {
-                    vec![text(&doc["dataVersion"]), text(&doc["resourceVersion"]), text(&doc["description"])]
-                }
-                Kind::SecretBackend | Kind::All => {
-                    vec![or_none(text(&doc["config"]["url"])), text(&doc["resourceVersion"]), text(&doc["description"])]
-                }
-                Kind::Migration => {
-                    vec![text(&doc["resumed"]), text(&doc["keepSource"]), or_none(text(&doc["lastError"]))]
-                }
-                Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => vec![text(&doc["resourceVersion"])],
-            });
-        }
-        rows.push(row);
+        rows.push(fields.iter().map(|f| show(f, doc)).collect());
     }
     let mut writer = TabWriter::new(Vec::new()).padding(3);
     for row in rows {
@@ -137,6 +62,23 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
     }
     let bytes = writer.into_inner().context("aligning the table")?;
     Ok(String::from_utf8_lossy(&bytes).lines().map(|l| format!("{}\n", l.trim_end())).collect())
+}
+
+/// The value `field` names in `doc`, shown as the registry says (and inert, see [`text`]).
+pub fn show(field: &wire::Field, doc: &Value) -> String {
+    let value = field.path.split('.').fold(doc, |v, key| &v[key]);
+    match field.show {
+        wire::Show::Text => text(value),
+        wire::Show::OrNone => or_none(text(value)),
+        wire::Show::OrNever => or_never(text(value)),
+        wire::Show::KeyRef => key_ref(value),
+        wire::Show::List => list(value),
+        wire::Show::ListOrNone => or_none(list(value)),
+        wire::Show::Pairs => or_none(pairs(value)),
+        wire::Show::YesNo => if value == &Value::Bool(true) { "yes" } else { "no" }.into(),
+        wire::Show::Age => age(value),
+        wire::Show::Rules => rules(value),
+    }
 }
 
 /// A role's rules, one `verbs resources[names]` or operations each, `; `-separated.

@@ -40,7 +40,55 @@ pub struct KindInfo {
     pub in_all: bool,
     /// One line saying what it is, for `--help`.
     pub help: &'static str,
+    /// The columns `get` prints, kubectl style; `wide` adds the next ones.
+    pub columns: &'static [Field],
+    pub wide: &'static [Field],
+    /// What `describe` shows after the name and kind (some kinds add sections of their own).
+    pub describe: &'static [Field],
 }
+
+/// One value of a document shown to a person: under `label`, the value at `path` (field names
+/// separated by dots), shown as `show` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub label: &'static str,
+    pub path: &'static str,
+    pub show: Show,
+}
+
+/// How a value is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// As text (strings unquoted, null empty).
+    Text,
+    /// As text, `<none>` when empty.
+    OrNone,
+    /// As text, `<never>` when empty (times).
+    OrNever,
+    /// A `{name, key}` reference as `name/key`, `<none>` when absent.
+    KeyRef,
+    /// A list, comma-separated.
+    List,
+    /// A list, comma-separated, `<none>` when empty.
+    ListOrNone,
+    /// An object as `k=v` pairs, comma-separated, `<none>` when empty.
+    Pairs,
+    /// `yes` for true, `no` otherwise.
+    YesNo,
+    /// A timestamp as the time since, kubectl style (`45s`, `3h`, `4d`).
+    Age,
+    /// A role's rules, one `verbs resources[names]` or operations each.
+    Rules,
+}
+
+const fn field(label: &'static str, path: &'static str, show: Show) -> Field {
+    Field { label, path, show }
+}
+
+const NAME: Field = field("NAME", "name", Show::Text);
+const AGE: Field = field("AGE", "createdAt", Show::Age);
+const VERSION: Field = field("VERSION", "resourceVersion", Show::Text);
+const DESCRIPTION: Field = field("DESCRIPTION", "description", Show::Text);
 
 /// The read-only fields every resource document carries.
 const COMMON_READ_ONLY: &[&str] = &["resourceVersion", "createdAt", "updatedAt"];
@@ -60,94 +108,205 @@ impl Kind {
 
     pub const fn info(self) -> &'static KindInfo {
         match self {
-            Kind::SecretBackend => &KindInfo {
-                singular: "secretbackend",
-                plural: "secretbackends",
-                short: &["sb"],
-                rbac_resource: "secretbackends",
-                aggregate_type: "secretbackend",
-                read_only: COMMON_READ_ONLY,
-                applicable: true,
-                in_all: true,
-                help: "Secret backends: where secret values are stored (plaintext, openbao).",
-            },
-            Kind::Secret => &KindInfo {
-                singular: "secret",
-                plural: "secrets",
-                short: &[],
-                rbac_resource: "secrets",
-                aggregate_type: "secret",
-                read_only: &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"],
-                applicable: true,
-                in_all: true,
-                help: "Secrets: named keys and their values, on a backend.",
-            },
-            Kind::Llm => &KindInfo {
-                singular: "llm",
-                plural: "llms",
-                short: &[],
-                rbac_resource: "llms",
-                aggregate_type: "llm",
-                read_only: COMMON_READ_ONLY,
-                applicable: true,
-                in_all: true,
-                help: "Llms: a provider, model and tier, and the secret key they authenticate with.",
-            },
-            Kind::Migration => &KindInfo {
-                singular: "migration",
-                plural: "migrations",
-                short: &[],
-                rbac_resource: "migrations",
-                aggregate_type: "migration",
-                read_only: COMMON_READ_ONLY,
-                applicable: false,
-                in_all: false,
-                help: "Secret migration runs (`get` and `describe` only).",
-            },
-            Kind::User => &KindInfo {
-                singular: "user",
-                plural: "users",
-                short: &[],
-                rbac_resource: "users",
-                aggregate_type: "user",
-                read_only: COMMON_READ_ONLY,
-                applicable: false,
-                in_all: false,
-                help: "Users: who tokens authenticate.",
-            },
-            Kind::Token => &KindInfo {
-                singular: "token",
-                plural: "tokens",
-                short: &[],
-                rbac_resource: "tokens",
-                aggregate_type: "token",
-                read_only: COMMON_READ_ONLY,
-                applicable: false,
-                in_all: false,
-                help: "API tokens, by id (`get`, `describe`, `delete` revokes).",
-            },
-            Kind::Role => &KindInfo {
-                singular: "role",
-                plural: "roles",
-                short: &[],
-                rbac_resource: "rbac",
-                aggregate_type: "role",
-                read_only: &["resourceVersion", "createdAt", "updatedAt", "builtIn"],
-                applicable: true,
-                in_all: false,
-                help: "Roles: the built-in admin, editor and viewer, and custom ones.",
-            },
-            Kind::RoleBinding => &KindInfo {
-                singular: "rolebinding",
-                plural: "rolebindings",
-                short: &["rb"],
-                rbac_resource: "rbac",
-                aggregate_type: "rolebinding",
-                read_only: COMMON_READ_ONLY,
-                applicable: true,
-                in_all: false,
-                help: "Role bindings: a role granted to users.",
-            },
+            Kind::SecretBackend => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "secretbackend",
+                    plural: "secretbackends",
+                    short: &["sb"],
+                    rbac_resource: "secretbackends",
+                    aggregate_type: "secretbackend",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: true,
+                    in_all: true,
+                    help: "Secret backends: where secret values are stored (plaintext, openbao).",
+                    columns: &[
+                        NAME,
+                        field("TYPE", "type", Show::Text),
+                        field("DEFAULT", "isDefault", Show::YesNo),
+                        AGE,
+                    ],
+                    wide: &[field("URL", "config.url", Show::OrNone), VERSION, DESCRIPTION],
+                    describe: &[field("Type", "type", Show::Text), field("Default", "isDefault", Show::Text)],
+                };
+                &INFO
+            }
+            Kind::Secret => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "secret",
+                    plural: "secrets",
+                    short: &[],
+                    rbac_resource: "secrets",
+                    aggregate_type: "secret",
+                    read_only: &["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"],
+                    applicable: true,
+                    in_all: true,
+                    help: "Secrets: named keys and their values, on a backend.",
+                    columns: &[NAME, field("BACKEND", "backend", Show::Text), field("KEYS", "keys", Show::List), AGE],
+                    wide: &[field("DATA VERSION", "dataVersion", Show::Text), VERSION, DESCRIPTION],
+                    describe: &[
+                        field("Backend", "backend", Show::Text),
+                        field("Keys", "keys", Show::ListOrNone),
+                        field("Data Version", "dataVersion", Show::Text),
+                    ],
+                };
+                &INFO
+            }
+            Kind::Llm => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "llm",
+                    plural: "llms",
+                    short: &[],
+                    rbac_resource: "llms",
+                    aggregate_type: "llm",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: true,
+                    in_all: true,
+                    help: "Llms: a provider, model and tier, and the secret key they authenticate with.",
+                    columns: &[
+                        NAME,
+                        field("TYPE", "type", Show::Text),
+                        field("MODEL", "model", Show::Text),
+                        field("TIER", "tier", Show::Text),
+                        field("API KEY", "apiKeyRef", Show::KeyRef),
+                        AGE,
+                    ],
+                    wide: &[
+                        field("URL", "url", Show::OrNone),
+                        field("EXTRA", "extra", Show::Pairs),
+                        VERSION,
+                        DESCRIPTION,
+                    ],
+                    describe: &[
+                        field("Type", "type", Show::Text),
+                        field("Model", "model", Show::Text),
+                        field("Tier", "tier", Show::Text),
+                        field("URL", "url", Show::OrNone),
+                        field("API Key", "apiKeyRef", Show::KeyRef),
+                        field("Extra", "extra", Show::Pairs),
+                    ],
+                };
+                &INFO
+            }
+            Kind::Migration => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "migration",
+                    plural: "migrations",
+                    short: &[],
+                    rbac_resource: "migrations",
+                    aggregate_type: "migration",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: false,
+                    in_all: false,
+                    help: "Secret migration runs (`get` and `describe` only).",
+                    columns: &[
+                        NAME,
+                        field("FROM", "from", Show::Text),
+                        field("TO", "to", Show::Text),
+                        field("STATUS", "status", Show::Text),
+                        field("MOVED", "moved", Show::Text),
+                        field("SKIPPED", "skipped", Show::Text),
+                        field("FAILED", "failed", Show::Text),
+                        AGE,
+                    ],
+                    wide: &[
+                        field("RESUMED", "resumed", Show::Text),
+                        field("KEEP SOURCE", "keepSource", Show::Text),
+                        field("ERROR", "lastError", Show::OrNone),
+                    ],
+                    describe: &[
+                        field("From", "from", Show::Text),
+                        field("To", "to", Show::Text),
+                        field("Names", "names", Show::ListOrNone),
+                        field("Keep Source", "keepSource", Show::Text),
+                        field("Status", "status", Show::Text),
+                        field("Moved", "moved", Show::Text),
+                        field("Skipped", "skipped", Show::Text),
+                        field("Failed", "failed", Show::Text),
+                        field("Resumed", "resumed", Show::Text),
+                        field("Last Error", "lastError", Show::OrNone),
+                    ],
+                };
+                &INFO
+            }
+            Kind::User => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "user",
+                    plural: "users",
+                    short: &[],
+                    rbac_resource: "users",
+                    aggregate_type: "user",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: false,
+                    in_all: false,
+                    help: "Users: who tokens authenticate.",
+                    columns: &[NAME, DESCRIPTION, AGE],
+                    wide: &[VERSION],
+                    describe: &[],
+                };
+                &INFO
+            }
+            Kind::Token => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "token",
+                    plural: "tokens",
+                    short: &[],
+                    rbac_resource: "tokens",
+                    aggregate_type: "token",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: false,
+                    in_all: false,
+                    help: "API tokens, by id (`get`, `describe`, `delete` revokes).",
+                    columns: &[
+                        field("ID", "name", Show::Text),
+                        field("USER", "user", Show::Text),
+                        field("EXPIRES", "expiresAt", Show::OrNever),
+                        field("LAST USED", "lastUsedAt", Show::OrNever),
+                        DESCRIPTION,
+                        AGE,
+                    ],
+                    wide: &[VERSION],
+                    describe: &[
+                        field("User", "user", Show::Text),
+                        field("Expires", "expiresAt", Show::OrNone),
+                        field("Last Used", "lastUsedAt", Show::OrNone),
+                    ],
+                };
+                &INFO
+            }
+            Kind::Role => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "role",
+                    plural: "roles",
+                    short: &[],
+                    rbac_resource: "rbac",
+                    aggregate_type: "role",
+                    read_only: &["resourceVersion", "createdAt", "updatedAt", "builtIn"],
+                    applicable: true,
+                    in_all: false,
+                    help: "Roles: the built-in admin, editor and viewer, and custom ones.",
+                    columns: &[NAME, field("RULES", "rules", Show::Rules), DESCRIPTION],
+                    wide: &[VERSION],
+                    describe: &[field("Rules", "rules", Show::Rules)],
+                };
+                &INFO
+            }
+            Kind::RoleBinding => {
+                const INFO: KindInfo = KindInfo {
+                    singular: "rolebinding",
+                    plural: "rolebindings",
+                    short: &["rb"],
+                    rbac_resource: "rbac",
+                    aggregate_type: "rolebinding",
+                    read_only: COMMON_READ_ONLY,
+                    applicable: true,
+                    in_all: false,
+                    help: "Role bindings: a role granted to users.",
+                    columns: &[NAME, field("ROLE", "role", Show::Text), field("USERS", "users", Show::List), AGE],
+                    wide: &[VERSION],
+                    describe: &[field("Role", "role", Show::Text), field("Users", "users", Show::List)],
+                };
+                &INFO
+            }
         }
     }
 

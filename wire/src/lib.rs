@@ -4,4 +4,4 @@
 
 pub mod kind;
 
-pub use kind::{Kind, KindInfo, RBAC_RESOURCES};
+pub use kind::{Field, Kind, KindInfo, RBAC_RESOURCES, Show};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use api::App;
 use api::context::RequestContext;
 use api::migration::{MigrationRequest, Progress};
+use api::service::{ResourceKind, SecretBackends, Secrets};
 use serde_json::json;
 use testkit::openbao::OpenBao;
 use testkit::{StoreKind, TestDb};
@@ -50,12 +51,12 @@ async fn migration(bao: &OpenBao, kind: StoreKind, round: usize) -> Duration {
     let s = &app.services;
     let ctx = RequestContext::system("bench");
     let prefix = format!("bench-{}-{round}/", kind as u8);
-    s.create_secret(&ctx, json!({"name": "bao-token", "data": {"token": bao.root_token}}), false).await.unwrap();
+    Secrets::create(s, &ctx, json!({"name": "bao-token", "data": {"token": bao.root_token}}), false).await.unwrap();
     let backend = json!({"name": "bao", "type": "openbao", "config": {"url": bao.addr, "pathPrefix": prefix,
                          "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
-    s.create_secret_backend(&ctx, backend, false).await.unwrap();
+    SecretBackends::create(s, &ctx, backend, false).await.unwrap();
     for i in 0..SECRETS {
-        s.create_secret(&ctx, json!({"name": format!("s-{i:05}"), "data": {"API_KEY": value(i)}}), false)
+        Secrets::create(s, &ctx, json!({"name": format!("s-{i:05}"), "data": {"API_KEY": value(i)}}), false)
             .await
             .unwrap();
     }

@@ -90,11 +90,11 @@ fn all_routes() -> Routes {
         .on(M::POST, "/api/v1/projections/verify", projections::verify)
         .merge(access::routes())
         .merge(access::rbac_routes())
-        .merge(resources::routes::<resources::Llms>())
-        .merge(resources::routes::<resources::Secrets>())
-        .merge(resources::routes::<resources::SecretBackends>())
-        .merge(resources::routes::<resources::Roles>())
-        .merge(resources::routes::<resources::RoleBindings>())
+        .merge(resources::routes::<crate::service::Llms>())
+        .merge(resources::routes::<crate::service::Secrets>())
+        .merge(resources::routes::<crate::service::SecretBackends>())
+        .merge(resources::routes::<crate::service::Roles>())
+        .merge(resources::routes::<crate::service::RoleBindings>())
 }
 
 /// Every route mcpd serves: method and path template.

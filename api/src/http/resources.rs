@@ -1,8 +1,6 @@
 //! The CRUD routes, written once for every resource kind: each kind says how its service calls
 //! map onto list / get / create / replace / delete, and what its document looks like.
 
-use std::future::Future;
-
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,7 +15,7 @@ use serde_json::{Value, json};
 use super::extract::{DryRun, IfMatch, JsonBody, Reveal};
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::service::Services;
+use crate::service::{ResourceKind, Services};
 
 /// The wire form of one resource: `kind`, `name`, the spec fields, then the read-only fields.
 #[derive(Serialize)]
@@ -50,37 +48,6 @@ pub fn document_of<S: Serialize>(kind: &str, record: &Record<S>) -> Value {
 }
 
 type Answer<T> = Result<T, ApiError>;
-
-/// How one kind's routes reach its services.
-pub trait ResourceKind: Send + Sync + 'static {
-    const KIND: Kind;
-    /// The resource RBAC rules name (`llms`, …), from the kind registry.
-    const RESOURCE: &'static str = Self::KIND.info().rbac_resource;
-    type Spec: Serialize + Send;
-    fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
-    fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
-    fn create(
-        s: &Services,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
-    fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
-    fn delete(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> impl Future<Output = Answer<()>> + Send;
-}
 
 fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Response {
     let mut response = (status, Json(document(K::KIND, record))).into_response();
@@ -186,151 +153,4 @@ pub fn routes<K: ResourceKind>() -> super::Routes {
         .on(Method::PUT, &one, replace::<K>)
         .on(Method::DELETE, &one, delete::<K>)
         .on(Method::GET, &format!("{one}/history"), history::<K>)
-}
-
-pub struct Llms;
-pub struct Secrets;
-pub struct SecretBackends;
-
-impl ResourceKind for Llms {
-    const KIND: Kind = Kind::Llm;
-    type Spec = domain::llm::LlmSpec;
-
-    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_llms().await
-    }
-    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
-        s.get_llm(name).await
-    }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
-        s.create_llm(ctx, body, dry).await
-    }
-    async fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        v: Option<u64>,
-        dry: bool,
-    ) -> Answer<Record<Self::Spec>> {
-        s.replace_llm(ctx, name, body, v, dry).await
-    }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
-        s.delete_llm(ctx, name, v, dry).await
-    }
-}
-
-impl ResourceKind for Secrets {
-    const KIND: Kind = Kind::Secret;
-    type Spec = crate::service::SecretView;
-
-    async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_secrets(reveal).await
-    }
-    async fn get(s: &Services, name: &str, reveal: bool) -> Answer<Record<Self::Spec>> {
-        s.get_secret(name, reveal).await
-    }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
-        s.create_secret(ctx, body, dry).await
-    }
-    async fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        v: Option<u64>,
-        dry: bool,
-    ) -> Answer<Record<Self::Spec>> {
-        s.replace_secret(ctx, name, body, v, dry).await
-    }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
-        s.delete_secret(ctx, name, v, dry).await
-    }
-}
-
-impl ResourceKind for SecretBackends {
-    const KIND: Kind = Kind::SecretBackend;
-    type Spec = projections::read_models::secret_backends::BackendState;
-
-    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_secret_backends().await
-    }
-    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
-        s.get_secret_backend(name).await
-    }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
-        s.create_secret_backend(ctx, body, dry).await
-    }
-    async fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        v: Option<u64>,
-        dry: bool,
-    ) -> Answer<Record<Self::Spec>> {
-        s.replace_secret_backend(ctx, name, body, v, dry).await
-    }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
-        s.delete_secret_backend(ctx, name, v, dry).await
-    }
-}
-
-pub struct Roles;
-pub struct RoleBindings;
-
-impl ResourceKind for Roles {
-    const KIND: Kind = Kind::Role;
-    type Spec = domain::rbac::RoleSpec;
-
-    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_roles().await
-    }
-    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
-        s.get_role(name).await
-    }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
-        s.create_role(ctx, body, dry).await
-    }
-    async fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        v: Option<u64>,
-        dry: bool,
-    ) -> Answer<Record<Self::Spec>> {
-        s.replace_role(ctx, name, body, v, dry).await
-    }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
-        s.delete_role(ctx, name, v, dry).await
-    }
-}
-
-impl ResourceKind for RoleBindings {
-    const KIND: Kind = Kind::RoleBinding;
-    type Spec = domain::rbac::RoleBindingSpec;
-
-    async fn list(s: &Services, _: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_bindings().await
-    }
-    async fn get(s: &Services, name: &str, _: bool) -> Answer<Record<Self::Spec>> {
-        s.get_binding(name).await
-    }
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry: bool) -> Answer<Record<Self::Spec>> {
-        s.create_binding(ctx, body, dry).await
-    }
-    async fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        v: Option<u64>,
-        dry: bool,
-    ) -> Answer<Record<Self::Spec>> {
-        s.replace_binding(ctx, name, body, v, dry).await
-    }
-    async fn delete(s: &Services, ctx: &RequestContext, name: &str, v: Option<u64>, dry: bool) -> Answer<()> {
-        s.delete_binding(ctx, name, v, dry).await
-    }
 }

@@ -6,19 +6,12 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::guard::{self, Direction};
+use super::kind::{Answer, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
 impl Services {
-    pub async fn list_llms(&self) -> Result<Vec<Record<LlmSpec>>, ApiError> {
-        Ok(llms::list(&self.store.db).await?)
-    }
-
-    pub async fn get_llm(&self, name: &str) -> Result<Record<LlmSpec>, ApiError> {
-        llms::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name))
-    }
-
     /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
     /// A secret the caller may not view is reported missing, exactly as one that is, unless
     /// the Llm already referred to it (`current`): keeping a reference is not making one.
@@ -62,36 +55,6 @@ impl Services {
         guard::authorize(ctx, direction, &self.upstreams)
     }
 
-    pub async fn create_llm(
-        &self,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> Result<Record<LlmSpec>, ApiError> {
-        let (name, spec) = parse_document::<LlmInput>(body, None)?;
-        let referenced_secret_keys = self.referenced_secret_keys(ctx, &spec, None).await?;
-        self.check_key_direction(ctx, &spec, &referenced_secret_keys, None)?;
-        let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
-        self.run_llm(ctx, &name, command, dry_run).await
-    }
-
-    pub async fn replace_llm(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<Record<LlmSpec>, ApiError> {
-        let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
-        let current = llms::get(&self.store.db, name.as_str()).await?;
-        let current = current.as_ref().map(|c| &c.spec);
-        let referenced_secret_keys = self.referenced_secret_keys(ctx, &spec, current).await?;
-        self.check_key_direction(ctx, &spec, &referenced_secret_keys, current)?;
-        let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
-        self.run_llm(ctx, &name, command, dry_run).await
-    }
-
     /// Executes (or, for a dry run, rehearses) `command` and answers with the resulting Llm.
     async fn run_llm(
         &self,
@@ -102,7 +65,7 @@ impl Services {
     ) -> Result<Record<LlmSpec>, ApiError> {
         if !dry_run {
             self.execute(&self.store.llms, ctx, name, command).await?;
-            return self.get_llm(name.as_str()).await;
+            return Llms::get(self, name.as_str(), false).await;
         }
         let (events, sequence) = self.rehearse::<Llm>(name, command).await?;
         let current = llms::get(&self.store.db, name.as_str()).await?;
@@ -113,25 +76,10 @@ impl Services {
         .ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name.as_str()))
     }
 
-    pub async fn delete_llm(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<(), ApiError> {
-        let name = url_name(Kind::Llm, name)?;
-        let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
-        if dry_run {
-            return self.rehearse::<Llm>(&name, command).await.map(drop);
-        }
-        self.execute(&self.store.llms, ctx, &name, command).await
-    }
-
     /// The API key an Llm authenticates with, read through the backend of its secret; `None`
     /// for a keyless Llm. The hook for the inference proxy.
     pub async fn resolve_api_key(&self, llm: &str) -> Result<Option<SecretString>, ApiError> {
-        let llm = self.get_llm(llm).await?;
+        let llm = Llms::get(self, llm, false).await?;
         let Some(reference) = llm.spec.api_key_ref else {
             return Ok(None);
         };
@@ -149,5 +97,61 @@ impl Services {
             ))
         })?;
         Ok(Some(value))
+    }
+}
+
+/// The `llm` kind: its operations, as the generic resource routes call them.
+pub struct Llms;
+
+impl ResourceKind for Llms {
+    const KIND: Kind = Kind::Llm;
+    type Spec = LlmSpec;
+
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(llms::list(&s.store.db).await?)
+    }
+
+    async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        llms::get(&s.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name))
+    }
+
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = parse_document::<LlmInput>(body, None)?;
+        let referenced_secret_keys = s.referenced_secret_keys(ctx, &spec, None).await?;
+        s.check_key_direction(ctx, &spec, &referenced_secret_keys, None)?;
+        let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
+        s.run_llm(ctx, &name, command, dry_run).await
+    }
+
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
+        let current = llms::get(&s.store.db, name.as_str()).await?;
+        let current = current.as_ref().map(|c| &c.spec);
+        let referenced_secret_keys = s.referenced_secret_keys(ctx, &spec, current).await?;
+        s.check_key_direction(ctx, &spec, &referenced_secret_keys, current)?;
+        let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
+        s.run_llm(ctx, &name, command, dry_run).await
+    }
+
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<()> {
+        let name = url_name(Kind::Llm, name)?;
+        let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
+        if dry_run {
+            return s.rehearse::<Llm>(&name, command).await.map(drop);
+        }
+        s.execute(&s.store.llms, ctx, &name, command).await
     }
 }

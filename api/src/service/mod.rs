@@ -4,6 +4,7 @@
 
 mod access;
 pub mod guard;
+mod kind;
 mod llms;
 pub mod rbac;
 mod secret_backends;
@@ -28,7 +29,12 @@ use crate::error::ApiError;
 use crate::store::{Cqrs, Store};
 
 pub use access::Bootstrap;
+pub use kind::{Answer, ResourceKind};
+pub use llms::Llms;
+pub use rbac::{RoleBindings, Roles};
+pub use secret_backends::SecretBackends;
 pub use secrets::SecretView;
+pub use secrets::Secrets;
 
 /// One line of a resource's history; the event's payload is not part of it.
 #[derive(Debug, Serialize)]

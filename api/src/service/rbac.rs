@@ -2,6 +2,7 @@
 //! users, with the guard rails (nobody grants more than they hold; the last admin binding stays).
 
 use domain::ResourceName;
+use domain::document::Kind;
 use domain::rbac::{
     ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule, built_in,
     validate_rules,
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Services;
+use super::kind::{Answer, ResourceKind};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
@@ -101,23 +103,6 @@ fn resolve_name(
 }
 
 impl Services {
-    /// Every role: the built-in ones first (resourceVersion 0), then the custom ones.
-    pub async fn list_roles(&self) -> Result<Vec<Record<RoleSpec>>, ApiError> {
-        let mut roles: Vec<Record<RoleSpec>> = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER]
-            .into_iter()
-            .filter_map(|name| built_in(name).map(|spec| built_in_record(name, spec)))
-            .collect();
-        roles.extend(rbac::roles(&self.store.db).await?);
-        Ok(roles)
-    }
-
-    pub async fn get_role(&self, name: &str) -> Result<Record<RoleSpec>, ApiError> {
-        if let Some(spec) = built_in(name) {
-            return Ok(built_in_record(name, spec));
-        }
-        rbac::role(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Role, name))
-    }
-
     fn parse_role(body: Value, url_name: Option<&str>) -> Result<(ResourceName, RoleSpec), ApiError> {
         let input: RoleInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
         let mut errors = domain::ValidationErrors::default();
@@ -137,85 +122,6 @@ impl Services {
             return Ok(());
         }
         Err(ApiError::Forbidden(format!("user {:?} may not {what}: it grants more than the user holds", ctx.actor)))
-    }
-
-    pub async fn create_role(
-        &self,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> Result<Record<RoleSpec>, ApiError> {
-        let (name, spec) = Self::parse_role(body, None)?;
-        Self::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
-        if dry_run {
-            if built_in(name.as_str()).is_some() || rbac::role(&self.store.db, name.as_str()).await?.is_some() {
-                return Err(ApiError::Conflict(format!("role {:?} already exists", name.as_str())));
-            }
-            return Ok(preview(name.as_str(), spec));
-        }
-        self.execute::<Role>(&self.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
-        self.get_role(name.as_str()).await
-    }
-
-    pub async fn replace_role(
-        &self,
-        ctx: &RequestContext,
-        url_name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<Record<RoleSpec>, ApiError> {
-        if built_in(url_name).is_some() {
-            return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
-        }
-        let (name, spec) = Self::parse_role(body, Some(url_name))?;
-        Self::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
-        let current = self.get_role(name.as_str()).await?;
-        check_version("role", &current, expected_version)?;
-        if current.spec == spec {
-            // Nothing changes: no event (apply says "unchanged").
-            return Ok(current);
-        }
-        if dry_run {
-            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
-        }
-        let command = RoleCommand::Update { name: name.clone(), spec, expected_version };
-        self.execute::<Role>(&self.store.roles, ctx, &name, command).await?;
-        self.get_role(name.as_str()).await
-    }
-
-    pub async fn delete_role(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<(), ApiError> {
-        if built_in(name).is_some() {
-            return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
-        }
-        let name = ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::Role, name))?;
-        let bound_by: Vec<String> = rbac::bindings(&self.store.db)
-            .await?
-            .into_iter()
-            .filter(|b| b.spec.role == name.as_str())
-            .map(|b| b.name)
-            .collect();
-        let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
-        if dry_run {
-            return self.rehearse::<Role>(&name, command).await.map(drop);
-        }
-        self.execute::<Role>(&self.store.roles, ctx, &name, command).await
-    }
-
-    pub async fn list_bindings(&self) -> Result<Vec<Record<RoleBindingSpec>>, ApiError> {
-        Ok(rbac::bindings(&self.store.db).await?)
-    }
-
-    pub async fn get_binding(&self, name: &str) -> Result<Record<RoleBindingSpec>, ApiError> {
-        rbac::binding(&self.store.db, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::RoleBinding, name))
     }
 
     /// Parses a binding and checks what it refers to: the role and the users must exist, and
@@ -288,64 +194,6 @@ impl Services {
         Ok(())
     }
 
-    pub async fn create_binding(
-        &self,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> Result<Record<RoleBindingSpec>, ApiError> {
-        let (name, spec) = self.checked_binding(ctx, body, None).await?;
-        if dry_run {
-            if rbac::binding(&self.store.db, name.as_str()).await?.is_some() {
-                return Err(ApiError::Conflict(format!("rolebinding {:?} already exists", name.as_str())));
-            }
-            return Ok(preview(name.as_str(), spec));
-        }
-        let command = RoleBindingCommand::Create { name: name.clone(), spec };
-        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
-        self.get_binding(name.as_str()).await
-    }
-
-    pub async fn replace_binding(
-        &self,
-        ctx: &RequestContext,
-        url_name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<Record<RoleBindingSpec>, ApiError> {
-        let (name, spec) = self.checked_binding(ctx, body, Some(url_name)).await?;
-        let current = self.get_binding(name.as_str()).await?;
-        check_version("rolebinding", &current, expected_version)?;
-        if current.spec == spec {
-            return Ok(current);
-        }
-        self.keep_an_admin(name.as_str(), Some(&spec)).await?;
-        if dry_run {
-            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
-        }
-        let command = RoleBindingCommand::Update { name: name.clone(), spec, expected_version };
-        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await?;
-        self.get_binding(name.as_str()).await
-    }
-
-    pub async fn delete_binding(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<(), ApiError> {
-        let name =
-            ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
-        self.keep_an_admin(name.as_str(), None).await?;
-        let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
-        if dry_run {
-            return self.rehearse::<RoleBinding>(&name, command).await.map(drop);
-        }
-        self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &name, command).await
-    }
-
     /// The bootstrap admin's binding, made once per store (also for stores older than RBAC).
     pub(crate) async fn bootstrap_admin_binding(&self) -> Result<(), ApiError> {
         let admin = domain::user::BOOTSTRAP_ADMIN;
@@ -400,5 +248,165 @@ pub fn can(permissions: &Permissions, verb: &str, resource: Option<&str>, name: 
     match resource {
         None => permissions.allows_operation(verb),
         Some(resource) => permissions.allows(resource, verb, name),
+    }
+}
+
+/// The `role` kind: its operations, as the generic resource routes call them.
+pub struct Roles;
+
+impl ResourceKind for Roles {
+    const KIND: Kind = Kind::Role;
+    type Spec = RoleSpec;
+
+    /// Every role: the built-in ones first (resourceVersion 0), then the custom ones.
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        let mut roles: Vec<Record<RoleSpec>> = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER]
+            .into_iter()
+            .filter_map(|name| built_in(name).map(|spec| built_in_record(name, spec)))
+            .collect();
+        roles.extend(rbac::roles(&s.store.db).await?);
+        Ok(roles)
+    }
+
+    async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        if let Some(spec) = built_in(name) {
+            return Ok(built_in_record(name, spec));
+        }
+        rbac::role(&s.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Role, name))
+    }
+
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = Services::parse_role(body, None)?;
+        Services::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
+        if dry_run {
+            if built_in(name.as_str()).is_some() || rbac::role(&s.store.db, name.as_str()).await?.is_some() {
+                return Err(ApiError::Conflict(format!("role {:?} already exists", name.as_str())));
+            }
+            return Ok(preview(name.as_str(), spec));
+        }
+        s.execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
+        Self::get(s, name.as_str(), false).await
+    }
+
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        url_name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        if built_in(url_name).is_some() {
+            return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
+        }
+        let (name, spec) = Services::parse_role(body, Some(url_name))?;
+        Services::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
+        let current = Self::get(s, name.as_str(), false).await?;
+        check_version("role", &current, expected_version)?;
+        if current.spec == spec {
+            // Nothing changes: no event (apply says "unchanged").
+            return Ok(current);
+        }
+        if dry_run {
+            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+        }
+        let command = RoleCommand::Update { name: name.clone(), spec, expected_version };
+        s.execute::<Role>(&s.store.roles, ctx, &name, command).await?;
+        Self::get(s, name.as_str(), false).await
+    }
+
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<()> {
+        if built_in(name).is_some() {
+            return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
+        }
+        let name = ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::Role, name))?;
+        let bound_by: Vec<String> = rbac::bindings(&s.store.db)
+            .await?
+            .into_iter()
+            .filter(|b| b.spec.role == name.as_str())
+            .map(|b| b.name)
+            .collect();
+        let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
+        if dry_run {
+            return s.rehearse::<Role>(&name, command).await.map(drop);
+        }
+        s.execute::<Role>(&s.store.roles, ctx, &name, command).await
+    }
+}
+
+/// The `rolebinding` kind: its operations, as the generic resource routes call them.
+pub struct RoleBindings;
+
+impl ResourceKind for RoleBindings {
+    const KIND: Kind = Kind::RoleBinding;
+    type Spec = RoleBindingSpec;
+
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(rbac::bindings(&s.store.db).await?)
+    }
+
+    async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        rbac::binding(&s.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::RoleBinding, name))
+    }
+
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = s.checked_binding(ctx, body, None).await?;
+        if dry_run {
+            if rbac::binding(&s.store.db, name.as_str()).await?.is_some() {
+                return Err(ApiError::Conflict(format!("rolebinding {:?} already exists", name.as_str())));
+            }
+            return Ok(preview(name.as_str(), spec));
+        }
+        let command = RoleBindingCommand::Create { name: name.clone(), spec };
+        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
+        Self::get(s, name.as_str(), false).await
+    }
+
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        url_name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = s.checked_binding(ctx, body, Some(url_name)).await?;
+        let current = Self::get(s, name.as_str(), false).await?;
+        check_version("rolebinding", &current, expected_version)?;
+        if current.spec == spec {
+            return Ok(current);
+        }
+        s.keep_an_admin(name.as_str(), Some(&spec)).await?;
+        if dry_run {
+            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+        }
+        let command = RoleBindingCommand::Update { name: name.clone(), spec, expected_version };
+        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
+        Self::get(s, name.as_str(), false).await
+    }
+
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<()> {
+        let name =
+            ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
+        s.keep_an_admin(name.as_str(), None).await?;
+        let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
+        if dry_run {
+            return s.rehearse::<RoleBinding>(&name, command).await.map(drop);
+        }
+        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await
     }
 }

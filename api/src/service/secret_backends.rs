@@ -13,6 +13,7 @@ use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
 use super::guard::{self, Direction};
+use super::kind::{Answer, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::Health;
 use crate::context::RequestContext;
@@ -22,16 +23,6 @@ use crate::error::ApiError;
 const DEFAULT_MOVE_ATTEMPTS: usize = 100;
 
 impl Services {
-    pub async fn list_secret_backends(&self) -> Result<Vec<Record<BackendState>>, ApiError> {
-        Ok(secret_backends::list(&self.store.db).await?)
-    }
-
-    pub async fn get_secret_backend(&self, name: &str) -> Result<Record<BackendState>, ApiError> {
-        secret_backends::get(&self.store.db, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name))
-    }
-
     /// Pings the backend: reachable, unsealed, and accepting mcpd's token?
     pub async fn secret_backend_health(&self, name: &str) -> Result<Health, ApiError> {
         let driver = self.driver(name).await?;
@@ -51,38 +42,6 @@ impl Services {
             return Ok(TokenSecret::NotPlaintext { backend: secret.spec.backend.to_string() });
         }
         Ok(TokenSecret::Keys(secret.spec.keys))
-    }
-
-    pub async fn create_secret_backend(
-        &self,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> Result<Record<BackendState>, ApiError> {
-        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
-        self.check_directions(ctx, &name, &spec, is_default, None)?;
-        self.check_tls(&spec)?;
-        let token_secret = self.token_secret(&spec).await?;
-        let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, token_secret };
-        self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
-    }
-
-    pub async fn replace_secret_backend(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<Record<BackendState>, ApiError> {
-        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
-        let current = secret_backends::get(&self.store.db, name.as_str()).await?;
-        self.check_directions(ctx, &name, &spec, is_default, current.as_ref().map(|c| &c.spec))?;
-        self.check_tls(&spec)?;
-        let token_secret = self.token_secret(&spec).await?;
-        let command =
-            SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, token_secret, expected_version };
-        self.run_secret_backend(ctx, &name, command, is_default, dry_run).await
     }
 
     /// The guard on what a backend document directs: where the backend sends its token and
@@ -155,7 +114,7 @@ impl Services {
         if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {
             self.move_default(ctx, to).await?;
         }
-        self.get_secret_backend(name.as_str()).await
+        SecretBackends::get(self, name.as_str(), false).await
     }
 
     /// Makes `to` the default. Every move is an event in the one `defaultbackend` stream; when
@@ -188,28 +147,6 @@ impl Services {
             "secretbackend {:?} could not be made the default: too many concurrent changes; retry",
             to.as_str()
         )))
-    }
-
-    pub async fn delete_secret_backend(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<(), ApiError> {
-        let name = url_name(Kind::SecretBackend, name)?;
-        let is_default = secret_backends::current_default(&self.store.db).await?.as_deref() == Some(name.as_str());
-        let secrets_held = secrets::on_backend(&self.store.db, name.as_str()).await?;
-        let command = SecretBackendCommand::DeleteSecretBackend {
-            name: name.clone(),
-            is_default,
-            secrets_held,
-            expected_version,
-        };
-        if dry_run {
-            return self.rehearse::<SecretBackend>(&name, command).await.map(drop);
-        }
-        self.execute(&self.store.secret_backends, ctx, &name, command).await
     }
 
     /// Creates the `default` plaintext backend and makes it the default on first start. Safe to
@@ -257,4 +194,71 @@ fn destination(spec: &SecretBackendSpec) -> (BackendType, Option<domain::secret_
         ..c
     });
     (spec.backend_type, config)
+}
+
+/// The `secretbackend` kind: its operations, as the generic resource routes call them.
+pub struct SecretBackends;
+
+impl ResourceKind for SecretBackends {
+    const KIND: Kind = Kind::SecretBackend;
+    type Spec = BackendState;
+
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(secret_backends::list(&s.store.db).await?)
+    }
+
+    async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        secret_backends::get(&s.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name))
+    }
+
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
+        s.check_directions(ctx, &name, &spec, is_default, None)?;
+        s.check_tls(&spec)?;
+        let token_secret = s.token_secret(&spec).await?;
+        let command = SecretBackendCommand::CreateSecretBackend { name: name.clone(), spec, token_secret };
+        s.run_secret_backend(ctx, &name, command, is_default, dry_run).await
+    }
+
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
+        let current = secret_backends::get(&s.store.db, name.as_str()).await?;
+        s.check_directions(ctx, &name, &spec, is_default, current.as_ref().map(|c| &c.spec))?;
+        s.check_tls(&spec)?;
+        let token_secret = s.token_secret(&spec).await?;
+        let command =
+            SecretBackendCommand::UpdateSecretBackend { name: name.clone(), spec, token_secret, expected_version };
+        s.run_secret_backend(ctx, &name, command, is_default, dry_run).await
+    }
+
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<()> {
+        let name = url_name(Kind::SecretBackend, name)?;
+        let is_default = secret_backends::current_default(&s.store.db).await?.as_deref() == Some(name.as_str());
+        let secrets_held = secrets::on_backend(&s.store.db, name.as_str()).await?;
+        let command = SecretBackendCommand::DeleteSecretBackend {
+            name: name.clone(),
+            is_default,
+            secrets_held,
+            expected_version,
+        };
+        if dry_run {
+            return s.rehearse::<SecretBackend>(&name, command).await.map(drop);
+        }
+        s.execute(&s.store.secret_backends, ctx, &name, command).await
+    }
 }

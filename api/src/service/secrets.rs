@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::kind::{Answer, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::{SecretBackendDriver, Written};
 use crate::context::RequestContext;
@@ -29,30 +30,6 @@ pub struct SecretView {
 }
 
 impl Services {
-    /// Every secret; with `reveal`, each one's values, or why they could not be read.
-    pub async fn list_secrets(&self, reveal: bool) -> Result<Vec<Record<SecretView>>, ApiError> {
-        let mut out = Vec::new();
-        for record in secrets::list(&self.store.db).await? {
-            let shown = match self.view(record.clone(), reveal).await {
-                Err(e @ (ApiError::BackendUnavailable(_) | ApiError::BadGateway(_))) => {
-                    let mut view = self.view(record, false).await?;
-                    view.spec.reveal_error = Some(e.to_string());
-                    view
-                }
-                other => other?,
-            };
-            out.push(shown);
-        }
-        Ok(out)
-    }
-
-    pub async fn get_secret(&self, name: &str, reveal: bool) -> Result<Record<SecretView>, ApiError> {
-        let record = secrets::get(&self.store.db, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name))?;
-        self.view(record, reveal).await
-    }
-
     async fn view(&self, record: Record<SecretState>, reveal: bool) -> Result<Record<SecretView>, ApiError> {
         let data = if reveal {
             let values = self.read_values(&record).await?;
@@ -128,90 +105,6 @@ impl Services {
         Ok(uses)
     }
 
-    pub async fn create_secret(
-        &self,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> Result<Record<SecretView>, ApiError> {
-        let (name, spec) = parse_document::<SecretInput>(body, None)?;
-        // Checked before the values are written, so a duplicate create writes nothing; the
-        // aggregate still decides under concurrency.
-        if secrets::get(&self.store.db, name.as_str()).await?.is_some() {
-            return Err(ApiError::Conflict(format!("secret {:?} already exists", name.as_str())));
-        }
-        let (backend, driver) = self.backend_for(&spec).await?;
-        let data = spec.data.unwrap_or_default();
-        let keys: Vec<String> = data.keys().cloned().collect();
-        // The values go to the backend before the event that records them.
-        let written = match &driver {
-            Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data, None).await?),
-            _ => None,
-        };
-        let (value_ref, external_ref) = written.clone().map(|w| (w.value_ref, w.external_ref)).unwrap_or_default();
-        let data =
-            NewSecretData { changed_keys: keys.clone(), keys, value_ref, external_ref, backend: backend.clone() };
-        let command = SecretCommand::CreateSecret {
-            name: name.clone(),
-            backend_exists: driver.is_some(),
-            backend,
-            description: spec.description,
-            data,
-        };
-        self.run_secret(ctx, &name, command, dry_run, driver.zip(written), None).await
-    }
-
-    pub async fn replace_secret(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<Record<SecretView>, ApiError> {
-        let (name, spec) = parse_document::<SecretInput>(body, Some(name))?;
-        let current = secrets::get(&self.store.db, name.as_str())
-            .await?
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
-        let driver = self.driver(current.spec.backend.as_str()).await?;
-        let mut written = None;
-        let data = match spec.data {
-            None => None,
-            Some(new) => {
-                let old = self.read_values(&current).await?;
-                let changed = changed_keys(&old, &new);
-                if changed.is_empty() {
-                    None
-                } else {
-                    let Written { value_ref, external_ref } = if dry_run {
-                        Written { value_ref: String::new(), external_ref: current.spec.external_ref.clone() }
-                    } else {
-                        let w = driver.put(name.as_str(), &new, Some(&current.spec.value_ref)).await?;
-                        written = Some(w.clone());
-                        w
-                    };
-                    Some(NewSecretData {
-                        keys: new.keys().cloned().collect(),
-                        changed_keys: changed,
-                        value_ref,
-                        external_ref,
-                        backend: current.spec.backend.clone(),
-                    })
-                }
-            }
-        };
-        let command = SecretCommand::UpdateSecret {
-            name: name.clone(),
-            backend: spec.backend,
-            description: spec.description,
-            data,
-            key_uses: self.key_uses(name.as_str()).await?,
-            expected_version,
-        };
-        let superseded = written.is_some().then(|| current.spec.value_ref.clone());
-        self.run_secret(ctx, &name, command, dry_run, written.map(|w| (driver, w)), superseded).await
-    }
-
     /// Executes (or rehearses) `command`. `written` is the version this request wrote, removed
     /// again if the command is refused; `superseded` the one it replaces, removed once the event
     /// naming the new one is recorded.
@@ -276,31 +169,7 @@ impl Services {
                 return Err(e);
             }
         }
-        self.get_secret(name.as_str(), false).await
-    }
-
-    pub async fn delete_secret(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> Result<(), ApiError> {
-        let name = url_name(Kind::Secret, name)?;
-        let current = secrets::get(&self.store.db, name.as_str()).await?;
-        let mut users: Vec<String> = self.key_uses(name.as_str()).await?.into_iter().map(|u| u.user).collect();
-        users.dedup();
-        let command = SecretCommand::DeleteSecret { name: name.clone(), users, expected_version };
-        if dry_run {
-            return self.rehearse::<Secret>(&name, command).await.map(drop);
-        }
-        self.execute(&self.store.secrets, ctx, &name, command).await?;
-        if let Some(current) = current {
-            // The secret is gone from the log; its values follow.
-            let driver = self.driver(current.spec.backend.as_str()).await?;
-            driver.delete(name.as_str(), &current.spec.value_ref).await?;
-        }
-        Ok(())
+        Secrets::get(self, name.as_str(), false).await
     }
 }
 
@@ -314,4 +183,140 @@ fn changed_keys(old: &SecretData, new: &SecretData) -> Vec<String> {
     changed.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
     changed.sort();
     changed
+}
+
+/// The `secret` kind: its operations, as the generic resource routes call them. Values are
+/// read only with `reveal`, which the routes allow only to callers holding `reveal:secrets`.
+pub struct Secrets;
+
+impl ResourceKind for Secrets {
+    const KIND: Kind = Kind::Secret;
+    type Spec = SecretView;
+
+    /// Every secret; with `reveal`, each one's values, or why they could not be read.
+    async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        let mut out = Vec::new();
+        for record in secrets::list(&s.store.db).await? {
+            let shown = match s.view(record.clone(), reveal).await {
+                Err(e @ (ApiError::BackendUnavailable(_) | ApiError::BadGateway(_))) => {
+                    let mut view = s.view(record, false).await?;
+                    view.spec.reveal_error = Some(e.to_string());
+                    view
+                }
+                other => other?,
+            };
+            out.push(shown);
+        }
+        Ok(out)
+    }
+
+    async fn get(s: &Services, name: &str, reveal: bool) -> Answer<Record<Self::Spec>> {
+        let record = secrets::get(&s.store.db, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name))?;
+        s.view(record, reveal).await
+    }
+
+    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = parse_document::<SecretInput>(body, None)?;
+        // Checked before the values are written, so a duplicate create writes nothing; the
+        // aggregate still decides under concurrency.
+        if secrets::get(&s.store.db, name.as_str()).await?.is_some() {
+            return Err(ApiError::Conflict(format!("secret {:?} already exists", name.as_str())));
+        }
+        let (backend, driver) = s.backend_for(&spec).await?;
+        let data = spec.data.unwrap_or_default();
+        let keys: Vec<String> = data.keys().cloned().collect();
+        // The values go to the backend before the event that records them.
+        let written = match &driver {
+            Some(driver) if !dry_run => Some(driver.put(name.as_str(), &data, None).await?),
+            _ => None,
+        };
+        let (value_ref, external_ref) = written.clone().map(|w| (w.value_ref, w.external_ref)).unwrap_or_default();
+        let data =
+            NewSecretData { changed_keys: keys.clone(), keys, value_ref, external_ref, backend: backend.clone() };
+        let command = SecretCommand::CreateSecret {
+            name: name.clone(),
+            backend_exists: driver.is_some(),
+            backend,
+            description: spec.description,
+            data,
+        };
+        s.run_secret(ctx, &name, command, dry_run, driver.zip(written), None).await
+    }
+
+    async fn replace(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        body: Value,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Record<Self::Spec>> {
+        let (name, spec) = parse_document::<SecretInput>(body, Some(name))?;
+        let current = secrets::get(&s.store.db, name.as_str())
+            .await?
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
+        let driver = s.driver(current.spec.backend.as_str()).await?;
+        let mut written = None;
+        let data = match spec.data {
+            None => None,
+            Some(new) => {
+                let old = s.read_values(&current).await?;
+                let changed = changed_keys(&old, &new);
+                if changed.is_empty() {
+                    None
+                } else {
+                    let Written { value_ref, external_ref } = if dry_run {
+                        Written { value_ref: String::new(), external_ref: current.spec.external_ref.clone() }
+                    } else {
+                        let w = driver.put(name.as_str(), &new, Some(&current.spec.value_ref)).await?;
+                        written = Some(w.clone());
+                        w
+                    };
+                    Some(NewSecretData {
+                        keys: new.keys().cloned().collect(),
+                        changed_keys: changed,
+                        value_ref,
+                        external_ref,
+                        backend: current.spec.backend.clone(),
+                    })
+                }
+            }
+        };
+        let command = SecretCommand::UpdateSecret {
+            name: name.clone(),
+            backend: spec.backend,
+            description: spec.description,
+            data,
+            key_uses: s.key_uses(name.as_str()).await?,
+            expected_version,
+        };
+        let superseded = written.is_some().then(|| current.spec.value_ref.clone());
+        s.run_secret(ctx, &name, command, dry_run, written.map(|w| (driver, w)), superseded).await
+    }
+
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<()> {
+        let name = url_name(Kind::Secret, name)?;
+        let current = secrets::get(&s.store.db, name.as_str()).await?;
+        let mut users: Vec<String> = s.key_uses(name.as_str()).await?.into_iter().map(|u| u.user).collect();
+        users.dedup();
+        let command = SecretCommand::DeleteSecret { name: name.clone(), users, expected_version };
+        if dry_run {
+            return s.rehearse::<Secret>(&name, command).await.map(drop);
+        }
+        s.execute(&s.store.secrets, ctx, &name, command).await?;
+        if let Some(current) = current {
+            // The secret is gone from the log; its values follow.
+            let driver = s.driver(current.spec.backend.as_str()).await?;
+            driver.delete(name.as_str(), &current.spec.value_ref).await?;
+        }
+        Ok(())
+    }
 }

@@ -228,15 +228,12 @@ fn preview<S>(name: &str, spec: S) -> Record<S> {
     Record { name: name.to_owned(), spec, resource_version: 1, created_at: now.clone(), updated_at: now }
 }
 
-/// 409 when `If-Match` names another version than the current one.
-fn check_version<S>(kind: &str, current: &Record<S>, expected: Option<u64>) -> Result<(), ApiError> {
-    match expected {
-        Some(expected) if expected != current.resource_version as u64 => Err(ApiError::Conflict(format!(
-            "{kind} {:?} is at resourceVersion {}, not {expected}",
-            current.name, current.resource_version
-        ))),
-        _ => Ok(()),
+/// What a dry-run update would make of `current`: `spec` at the next version when it `changes`.
+fn updated<S>(current: Record<S>, spec: S, changes: bool) -> Record<S> {
+    if !changes {
+        return current;
     }
+    Record { spec, resource_version: current.resource_version + 1, ..current }
 }
 
 fn built_in_record(name: &str, spec: RoleSpec) -> Record<RoleSpec> {
@@ -301,16 +298,13 @@ impl ResourceKind for Roles {
         }
         let (name, spec) = Services::parse_role(body, Some(url_name))?;
         Services::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
-        let current = Self::get(s, name.as_str(), false).await?;
-        check_version("role", &current, expected_version)?;
-        if current.spec == spec {
-            // Nothing changes: no event (apply says "unchanged").
-            return Ok(current);
-        }
+        // The aggregate checks the version, and records nothing when nothing changes (apply
+        // says "unchanged").
+        let command = RoleCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
-            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+            let (events, _) = s.rehearse::<Role>(&name, command).await?;
+            return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
         }
-        let command = RoleCommand::Update { name: name.clone(), spec, expected_version };
         s.execute::<Role>(&s.store.roles, ctx, &name, command).await?;
         Self::get(s, name.as_str(), false).await
     }
@@ -379,16 +373,12 @@ impl ResourceKind for RoleBindings {
         dry_run: bool,
     ) -> Answer<Record<Self::Spec>> {
         let (name, spec) = s.checked_binding(ctx, body, Some(url_name)).await?;
-        let current = Self::get(s, name.as_str(), false).await?;
-        check_version("rolebinding", &current, expected_version)?;
-        if current.spec == spec {
-            return Ok(current);
-        }
         s.keep_an_admin(name.as_str(), Some(&spec)).await?;
+        let command = RoleBindingCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
-            return Ok(Record { spec, resource_version: current.resource_version + 1, ..current });
+            let (events, _) = s.rehearse::<RoleBinding>(&name, command).await?;
+            return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
         }
-        let command = RoleBindingCommand::Update { name: name.clone(), spec, expected_version };
         s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
         Self::get(s, name.as_str(), false).await
     }

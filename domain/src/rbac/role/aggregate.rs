@@ -11,6 +11,8 @@ use crate::rbac::{ROLE_AGGREGATE_TYPE, built_in};
 pub struct Role {
     version: u64,
     live: bool,
+    /// The current content: an update that changes nothing records nothing.
+    spec: Option<crate::rbac::RoleSpec>,
 }
 
 impl Aggregate for Role {
@@ -33,6 +35,9 @@ impl Aggregate for Role {
             }
             RoleCommand::Update { name, spec, expected_version } => {
                 check("role", &name, self.live, self.version, expected_version)?;
+                if self.spec.as_ref() == Some(&spec) {
+                    return Ok(());
+                }
                 RoleEvent::RoleUpdated { spec }
             }
             RoleCommand::Delete { name, bound_by, expected_version } => {
@@ -53,6 +58,10 @@ impl Aggregate for Role {
     fn apply(&mut self, event: RoleEvent) {
         self.version += 1;
         self.live = !matches!(event, RoleEvent::RoleDeleted {});
+        self.spec = match event {
+            RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } => Some(spec),
+            RoleEvent::RoleDeleted {} => None,
+        };
     }
 }
 
@@ -76,5 +85,18 @@ mod tests {
             .given(vec![RoleEvent::RoleCreated { spec: scoped() }])
             .when(RoleCommand::Delete { name, bound_by: vec!["alice-llms".into()], expected_version: None })
             .then_expect_error(RbacError::InUse { role: "llm-editor".into(), bindings: "\"alice-llms\"".into() });
+    }
+
+    #[test]
+    fn an_unchanged_update_records_nothing_and_a_stale_one_is_refused() {
+        let name = ResourceName::parse("llm-editor").unwrap();
+        TestFramework::<Role>::with(())
+            .given(vec![RoleEvent::RoleCreated { spec: scoped() }])
+            .when(RoleCommand::Update { name: name.clone(), spec: scoped(), expected_version: Some(1) })
+            .then_expect_events(vec![]);
+        TestFramework::<Role>::with(())
+            .given(vec![RoleEvent::RoleCreated { spec: scoped() }])
+            .when(RoleCommand::Update { name, spec: scoped(), expected_version: Some(3) })
+            .then_expect_error(RbacError::Stale { kind: "role", name: "llm-editor".into(), expected: 3, actual: 1 });
     }
 }

@@ -10,6 +10,8 @@ use crate::rbac::error::{RbacError, check};
 pub struct RoleBinding {
     version: u64,
     live: bool,
+    /// The current content: an update that changes nothing records nothing.
+    spec: Option<crate::rbac::RoleBindingSpec>,
 }
 
 impl Aggregate for RoleBinding {
@@ -29,6 +31,9 @@ impl Aggregate for RoleBinding {
             }
             RoleBindingCommand::Update { name, spec, expected_version } => {
                 check("rolebinding", &name, self.live, self.version, expected_version)?;
+                if self.spec.as_ref() == Some(&spec) {
+                    return Ok(());
+                }
                 RoleBindingEvent::RoleBindingUpdated { spec }
             }
             RoleBindingCommand::Delete { name, expected_version } => {
@@ -43,5 +48,9 @@ impl Aggregate for RoleBinding {
     fn apply(&mut self, event: RoleBindingEvent) {
         self.version += 1;
         self.live = !matches!(event, RoleBindingEvent::RoleBindingDeleted {});
+        self.spec = match event {
+            RoleBindingEvent::RoleBindingCreated { spec } | RoleBindingEvent::RoleBindingUpdated { spec } => Some(spec),
+            RoleBindingEvent::RoleBindingDeleted {} => None,
+        };
     }
 }

@@ -10,8 +10,10 @@ use crate::client::Client;
 use crate::documents::{self, Document};
 use crate::output::yaml_documents;
 
-/// Fields the server owns; they never make a difference.
-const READ_ONLY: [&str; 6] = ["resourceVersion", "createdAt", "updatedAt", "keys", "dataVersion", "revealError"];
+/// Fields the server owns (any kind's, from the kind registry); they never make a difference.
+fn read_only(key: &str) -> bool {
+    wire::Kind::ALL.iter().any(|kind| kind.info().read_only.contains(&key))
+}
 
 /// Applies every document; returns false when any failed (each failure already reported).
 /// Nothing is applied when a file cannot be read or a document is malformed.
@@ -78,7 +80,7 @@ fn current(client: &Client, path: &str, reveal: bool) -> anyhow::Result<Option<V
 /// field given must match, and every field left out must be empty on the server (a left-out
 /// `backend`, `data` or `isDefault` means "keep what is there").
 fn same_spec(desired: &Value, current: &Value) -> bool {
-    let skip = |key: &str| READ_ONLY.contains(&key) || matches!(key, "kind" | "name");
+    let skip = |key: &str| read_only(key) || matches!(key, "kind" | "name");
     let empty = |v: &Value| match v {
         Value::Null | Value::Bool(false) => true,
         Value::String(s) => s.is_empty(),

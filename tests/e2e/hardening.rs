@@ -263,3 +263,28 @@ async fn a_body_over_the_limit_is_named_as_such_not_as_a_broken_pipe() {
     assert!(run.stderr.contains("1 MiB") && !run.stderr.contains("Broken pipe"), "{}", run.stderr);
     assert_eq!(server.get("/api/v1/secrets/big").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_with_reveal_says_which_secrets_it_could_not_read_and_fails() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let mut bao = tokio::task::block_in_place(testkit::openbao::OpenBao::start);
+    let token = bao.token_for_prefix("mcpd/").await;
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.0, 201);
+    let backend = json!({"name": "bao", "type": "openbao",
+                         "config": {"url": bao.addr, "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
+    assert_eq!(server.post("/api/v1/secretbackends", backend).await.0, 201);
+    assert_eq!(
+        server.post("/api/v1/secrets", json!({"name": "far", "backend": "bao", "data": {"K": "v"}})).await.0,
+        201
+    );
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "near", "data": {"K": "here"}})).await.0, 201);
+    tokio::task::block_in_place(|| bao.stop());
+    let ctl = Ctl::new(&server);
+    let run = ctl.run(&["get", "secrets", "-o", "yaml", "--reveal"]);
+    assert_eq!(run.code, 1, "an incomplete backup is a failure: {}", run.stderr);
+    assert!(run.stdout.contains("here"), "what could be read is printed: {}", run.stdout);
+    assert!(run.stderr.contains("secret far were not read") && run.stderr.contains("unreachable"), "{}", run.stderr);
+    // The document without its values applies back as it is: revealError is read-only.
+    let backup = ctl.file("backup.yaml", &run.stdout);
+    ctl.run(&["apply", "-f", backup.to_str().unwrap()]).ok();
+}

@@ -290,7 +290,7 @@ async fn the_driver_pins_versions_and_refuses_lost_updates(kind: StoreKind) {
 async fn paths_are_claimed_before_a_write_and_foreign_ones_never(kind: StoreKind) {
     let server = shared_bao();
     let (t, prefix) = app_with_bao(kind, server).await;
-    let driver = t.app.services.driver("bao").await.unwrap();
+    let driver = t.app.services.drivers.get("bao").await.unwrap();
     let data = |v: &str| [("KEY".to_owned(), SecretString::from(v.to_owned()))].into_iter().collect();
     let claims = || async {
         let rows = sqlx::query("SELECT secret FROM openbao_claims WHERE backend = 'bao' ORDER BY secret")

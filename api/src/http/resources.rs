@@ -138,7 +138,7 @@ async fn history<K: ResourceKind>(
     Path(name): Path<String>,
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "view", Some(&name))?;
-    let events = s.history(K::KIND, &name).await?;
+    let events = s.writer.history(K::KIND, &name).await?;
     Ok(Json(json!({ "items": events })).into_response())
 }
 

@@ -124,7 +124,7 @@ impl Services {
             outcome,
             run: run.id.to_string(),
         };
-        if let Err(e) = self.record(&self.store.secrets, ctx, name, record).await {
+        if let Err(e) = self.writer.record(&self.store.secrets, ctx, name, record).await {
             tracing::warn!(secret = %name, error = %e, "could not record the clean-up of a migrated secret");
         }
     }

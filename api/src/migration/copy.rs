@@ -70,26 +70,29 @@ impl Services {
         let Batch { mut outcomes, mut copies } = batch;
         if !copies.is_empty() {
             let items = copies.iter().map(|c| (c.name.to_string(), c.sequence, c.events.clone())).collect();
-            let flipped =
-                match self.store.append_batch::<domain::secret::Secret>(items, ctx.metadata().into_map()).await {
-                    Ok(()) => {
-                        let last = &copies[copies.len() - 1].name;
-                        self.await_projection(domain::secret::AGGREGATE_TYPE, last).await.map_err(|e| e.to_string())
-                    }
-                    Err(cqrs_es::AggregateError::AggregateConflict) => {
-                        // One of them changed meanwhile: move these one at a time instead.
-                        for copy in &copies {
-                            let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
-                            let outcome = self.migrate_one(ctx, run, copy.name.as_str(), source, destination).await;
-                            if let Some(slot) = outcomes.iter_mut().find(|(n, _)| n == copy.name.as_str()) {
-                                slot.1 = Some(outcome);
-                            }
+            let flipped = match self
+                .store
+                .append_batch::<domain::secret::Secret>(items, ctx.metadata().into_map())
+                .await
+            {
+                Ok(()) => {
+                    let last = &copies[copies.len() - 1].name;
+                    self.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await.map_err(|e| e.to_string())
+                }
+                Err(cqrs_es::AggregateError::AggregateConflict) => {
+                    // One of them changed meanwhile: move these one at a time instead.
+                    for copy in &copies {
+                        let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
+                        let outcome = self.migrate_one(ctx, run, copy.name.as_str(), source, destination).await;
+                        if let Some(slot) = outcomes.iter_mut().find(|(n, _)| n == copy.name.as_str()) {
+                            slot.1 = Some(outcome);
                         }
-                        copies.clear();
-                        Ok(())
                     }
-                    Err(e) => Err(e.to_string()),
-                };
+                    copies.clear();
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            };
             match flipped {
                 Ok(()) => {
                     if !run.keep_source {
@@ -260,7 +263,7 @@ impl Services {
                 Some(Step::Copied(copy)) => copy,
                 None => continue,
             };
-            match self.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
+            match self.writer.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
                 Ok(()) => {
                     if !run.keep_source {
                         self.remove_source(ctx, run, &copy.name, source, &copy.source_ref).await;

@@ -18,8 +18,9 @@ impl Services {
         let finish = |status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>| {
             Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
         };
-        let drivers =
-            async { Ok::<_, ApiError>((self.driver(run.from.as_str()).await?, self.driver(run.to.as_str()).await?)) };
+        let drivers = async {
+            Ok::<_, ApiError>((self.drivers.get(run.from.as_str()).await?, self.drivers.get(run.to.as_str()).await?))
+        };
         let (candidates, (source, destination)) = match (self.candidates(&run).await, drivers.await) {
             (Ok(candidates), Ok(drivers)) => (candidates, drivers),
             (Err(e), _) | (_, Err(e)) => {
@@ -140,7 +141,7 @@ impl Services {
             moved: std::mem::take(moved),
             skipped: std::mem::take(skipped),
         };
-        if let Err(e) = self.record::<MigrationRun>(&self.store.migrations, ctx, &run.id, command).await {
+        if let Err(e) = self.writer.record::<MigrationRun>(&self.store.migrations, ctx, &run.id, command).await {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
         }
     }

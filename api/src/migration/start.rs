@@ -147,7 +147,7 @@ impl Services {
         id: &ResourceName,
         command: MigrationCommand,
     ) -> Result<(), ApiError> {
-        self.execute::<MigrationRun>(&self.store.migrations, ctx, id, command).await
+        self.writer.execute::<MigrationRun>(&self.store.migrations, ctx, id, command).await
     }
 
     /// The secrets a run looks at: those named, or every secret on either backend (the ones on

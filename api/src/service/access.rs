@@ -147,7 +147,7 @@ impl Services {
         }
         let name = name_of("name", &request.name, "user")?;
         let command = UserCommand::CreateUser { name: name.clone(), description: request.description };
-        self.execute::<User>(&self.store.users, ctx, &name, command).await?;
+        self.writer.execute::<User>(&self.store.users, ctx, &name, command).await?;
         self.get_user(name.as_str()).await
     }
 
@@ -194,9 +194,9 @@ impl Services {
                 let spec = RoleBindingSpec { users, ..binding.spec.clone() };
                 RoleBindingCommand::Update { name: binding_name.clone(), spec, expected_version }
             };
-            self.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?;
+            self.writer.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?;
         }
-        self.execute::<User>(&self.store.users, ctx, &name, UserCommand::DeleteUser { name: name.clone() }).await
+        self.writer.execute::<User>(&self.store.users, ctx, &name, UserCommand::DeleteUser { name: name.clone() }).await
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<Record<TokenState>>, ApiError> {
@@ -265,13 +265,15 @@ impl Services {
             expires_at,
             description,
         };
-        self.execute::<Token>(&self.store.tokens, ctx, &id, command).await
+        self.writer.execute::<Token>(&self.store.tokens, ctx, &id, command).await
     }
 
     /// Revokes a token: the next request with it is refused.
     pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
         let name = ResourceName::parse(id).map_err(|_| ApiError::not_found(domain::document::Kind::Token, id))?;
-        self.execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() }).await
+        self.writer
+            .execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() })
+            .await
     }
 
     /// On the first start of an empty store: the `admin` user and a token for it, written where
@@ -283,7 +285,7 @@ impl Services {
         let ctx = RequestContext::system("bootstrap");
         let admin = ResourceName::parse(BOOTSTRAP_ADMIN).expect("a valid name");
         let command = UserCommand::CreateUser { name: admin.clone(), description: "created at the first start".into() };
-        match self.execute::<User>(&self.store.users, &ctx, &admin, command).await {
+        match self.writer.execute::<User>(&self.store.users, &ctx, &admin, command).await {
             Ok(()) => {}
             // Another mcpd on the same store got there first.
             Err(ApiError::Conflict(_)) => return Ok(()),

@@ -64,10 +64,10 @@ impl Services {
         dry_run: bool,
     ) -> Result<Record<LlmSpec>, ApiError> {
         if !dry_run {
-            self.execute(&self.store.llms, ctx, name, command).await?;
+            self.writer.execute(&self.store.llms, ctx, name, command).await?;
             return Llms::get(self, name.as_str(), false).await;
         }
-        let (events, sequence) = self.rehearse::<Llm>(name, command).await?;
+        let (events, sequence) = self.writer.rehearse::<Llm>(name, command).await?;
         let current = llms::get(&self.store.db, name.as_str()).await?;
         preview(name, current, sequence, events, |_, event| match event {
             LlmEvent::LlmCreated { spec } | LlmEvent::LlmUpdated { spec } => Some(spec),
@@ -150,8 +150,8 @@ impl ResourceKind for Llms {
         let name = url_name(Kind::Llm, name)?;
         let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
         if dry_run {
-            return s.rehearse::<Llm>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Llm>(&name, command).await.map(drop);
         }
-        s.execute(&s.store.llms, ctx, &name, command).await
+        s.writer.execute(&s.store.llms, ctx, &name, command).await
     }
 }

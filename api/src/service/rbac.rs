@@ -208,6 +208,7 @@ impl Services {
             users: vec![admin.into()],
         };
         match self
+            .writer
             .execute::<RoleBinding>(
                 &self.store.role_bindings,
                 &ctx,
@@ -281,7 +282,7 @@ impl ResourceKind for Roles {
             }
             return Ok(preview(name.as_str(), spec));
         }
-        s.execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
+        s.writer.execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
         Self::get(s, name.as_str(), false).await
     }
 
@@ -302,10 +303,10 @@ impl ResourceKind for Roles {
         // says "unchanged").
         let command = RoleCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
-            let (events, _) = s.rehearse::<Role>(&name, command).await?;
+            let (events, _) = s.writer.rehearse::<Role>(&name, command).await?;
             return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
         }
-        s.execute::<Role>(&s.store.roles, ctx, &name, command).await?;
+        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await?;
         Self::get(s, name.as_str(), false).await
     }
 
@@ -328,9 +329,9 @@ impl ResourceKind for Roles {
             .collect();
         let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
         if dry_run {
-            return s.rehearse::<Role>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Role>(&name, command).await.map(drop);
         }
-        s.execute::<Role>(&s.store.roles, ctx, &name, command).await
+        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await
     }
 }
 
@@ -360,7 +361,7 @@ impl ResourceKind for RoleBindings {
             return Ok(preview(name.as_str(), spec));
         }
         let command = RoleBindingCommand::Create { name: name.clone(), spec };
-        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
+        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
         Self::get(s, name.as_str(), false).await
     }
 
@@ -376,10 +377,10 @@ impl ResourceKind for RoleBindings {
         s.keep_an_admin(name.as_str(), Some(&spec)).await?;
         let command = RoleBindingCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
-            let (events, _) = s.rehearse::<RoleBinding>(&name, command).await?;
+            let (events, _) = s.writer.rehearse::<RoleBinding>(&name, command).await?;
             return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
         }
-        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
+        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
         Self::get(s, name.as_str(), false).await
     }
 
@@ -395,8 +396,8 @@ impl ResourceKind for RoleBindings {
         s.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
         if dry_run {
-            return s.rehearse::<RoleBinding>(&name, command).await.map(drop);
+            return s.writer.rehearse::<RoleBinding>(&name, command).await.map(drop);
         }
-        s.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await
+        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await
     }
 }

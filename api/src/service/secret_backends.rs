@@ -25,7 +25,7 @@ const DEFAULT_MOVE_ATTEMPTS: usize = 100;
 impl Services {
     /// Pings the backend: reachable, unsealed, and accepting mcpd's token?
     pub async fn secret_backend_health(&self, name: &str) -> Result<Health, ApiError> {
-        let driver = self.driver(name).await?;
+        let driver = self.drivers.get(name).await?;
         Ok(driver.health().await)
     }
 
@@ -71,7 +71,7 @@ impl Services {
     /// 400 unless the backend's TLS settings make a usable client (its caCert parses).
     fn check_tls(&self, spec: &SecretBackendSpec) -> Result<(), ApiError> {
         let Some(config) = &spec.config else { return Ok(()) };
-        crate::backends::openbao::client_for(config, &self.http).map(drop).map_err(|message| {
+        crate::backends::openbao::client_for(config, &self.drivers.http).map(drop).map_err(|message| {
             let mut errors = domain::ValidationErrors::default();
             errors.add("spec.config.caCert", message);
             ApiError::Invalid { kind: "secretbackend", errors }
@@ -95,10 +95,10 @@ impl Services {
         };
         let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
         if let Some(flag) = &flag {
-            self.rehearse::<DefaultBackend>(&singleton, flag.clone()).await?;
+            self.writer.rehearse::<DefaultBackend>(&singleton, flag.clone()).await?;
         }
         if dry_run {
-            let (events, sequence) = self.rehearse::<SecretBackend>(name, command).await?;
+            let (events, sequence) = self.writer.rehearse::<SecretBackend>(name, command).await?;
             let current = secret_backends::get(&self.store.db, name.as_str()).await?;
             let was_default = current.as_ref().is_some_and(|c| c.spec.is_default);
             return preview(name, current, sequence, events, |_, event| match event {
@@ -110,7 +110,7 @@ impl Services {
             })
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name.as_str()));
         }
-        self.execute(&self.store.secret_backends, ctx, name, command).await?;
+        self.writer.execute(&self.store.secret_backends, ctx, name, command).await?;
         if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {
             self.move_default(ctx, to).await?;
         }
@@ -133,7 +133,7 @@ impl Services {
             match result {
                 Ok(()) => {
                     crate::request_scope::mark_recorded();
-                    return self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await;
+                    return self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await;
                 }
                 Err(AggregateError::AggregateConflict) => {
                     // Jittered, so the losers of one race do not all meet again in the next.
@@ -167,7 +167,7 @@ impl Services {
                 spec,
                 token_secret: TokenSecret::NotNeeded,
             };
-            match self.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
+            match self.writer.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
                 Ok(()) => tracing::info!("created the default plaintext secret backend"),
                 // Another mcpd started at the same moment and seeded it.
                 Err(ApiError::Conflict(_)) => {}
@@ -180,8 +180,8 @@ impl Services {
         if default_ever_set.is_none() {
             self.move_default(&ctx, name.clone()).await?;
         }
-        self.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
-        self.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
+        self.writer.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
+        self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
     }
 }
 
@@ -257,8 +257,8 @@ impl ResourceKind for SecretBackends {
             expected_version,
         };
         if dry_run {
-            return s.rehearse::<SecretBackend>(&name, command).await.map(drop);
+            return s.writer.rehearse::<SecretBackend>(&name, command).await.map(drop);
         }
-        s.execute(&s.store.secret_backends, ctx, &name, command).await
+        s.writer.execute(&s.store.secret_backends, ctx, &name, command).await
     }
 }

@@ -50,7 +50,7 @@ impl Services {
     pub(crate) async fn read_values(&self, record: &Record<SecretState>) -> Result<SecretData, ApiError> {
         let mut record = std::borrow::Cow::Borrowed(record);
         for _ in 0..3 {
-            let driver = self.driver(record.spec.backend.as_str()).await?;
+            let driver = self.drivers.get(record.spec.backend.as_str()).await?;
             if let Some(values) = driver.get(&record.name, &record.spec.value_ref).await? {
                 return Ok(values);
             }
@@ -81,7 +81,7 @@ impl Services {
                 ResourceName::parse(&default).map_err(|m| anyhow::anyhow!("default backend {default:?}: {m}"))?
             }
         };
-        let driver = match self.driver(name.as_str()).await {
+        let driver = match self.drivers.get(name.as_str()).await {
             Ok(driver) => Some(driver),
             Err(ApiError::NotFound { kind: domain::document::Kind::SecretBackend, .. }) => None,
             Err(e) => return Err(e),
@@ -118,7 +118,7 @@ impl Services {
         superseded: Option<String>,
     ) -> Result<Record<SecretView>, ApiError> {
         if dry_run {
-            let (events, sequence) = self.rehearse::<Secret>(name, command).await?;
+            let (events, sequence) = self.writer.rehearse::<Secret>(name, command).await?;
             let current = secrets::get(&self.store.db, name.as_str()).await?;
             let record = preview(name, current, sequence, events, |state, event| match event {
                 SecretEvent::SecretCreated { backend, description, keys, data_version, value_ref, external_ref } => {
@@ -149,7 +149,7 @@ impl Services {
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
             return self.view(record, false).await;
         }
-        match self.execute(&self.store.secrets, ctx, name, command).await {
+        match self.writer.execute(&self.store.secrets, ctx, name, command).await {
             Ok(()) => {
                 if let (Some((driver, _)), Some(old)) = (&written, superseded) {
                     // Best effort: the new version is recorded; an old one left behind is garbage.
@@ -257,7 +257,7 @@ impl ResourceKind for Secrets {
         let current = secrets::get(&s.store.db, name.as_str())
             .await?
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
-        let driver = s.driver(current.spec.backend.as_str()).await?;
+        let driver = s.drivers.get(current.spec.backend.as_str()).await?;
         let mut written = None;
         let data = match spec.data {
             None => None,
@@ -309,12 +309,12 @@ impl ResourceKind for Secrets {
         users.dedup();
         let command = SecretCommand::DeleteSecret { name: name.clone(), users, expected_version };
         if dry_run {
-            return s.rehearse::<Secret>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Secret>(&name, command).await.map(drop);
         }
-        s.execute(&s.store.secrets, ctx, &name, command).await?;
+        s.writer.execute(&s.store.secrets, ctx, &name, command).await?;
         if let Some(current) = current {
             // The secret is gone from the log; its values follow.
-            let driver = s.driver(current.spec.backend.as_str()).await?;
+            let driver = s.drivers.get(current.spec.backend.as_str()).await?;
             driver.delete(name.as_str(), &current.spec.value_ref).await?;
         }
         Ok(())

@@ -63,7 +63,7 @@ async fn migration(bao: &OpenBao, kind: StoreKind, round: usize) -> Duration {
     let request =
         MigrationRequest { from: "default".into(), to: "bao".into(), names: None, keep_source: false, dry_run: false };
     let started = Instant::now();
-    let mut progress = s.start_migration(&ctx, request).await.unwrap();
+    let mut progress = api::migration::Runner::new(s.clone()).start_migration(&ctx, request).await.unwrap();
     let mut moved = 0;
     while let Some(line) = progress.recv().await {
         if let Progress::Finished { status, moved: m, .. } = line {

@@ -47,7 +47,7 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("seeding the default secret backend: {e}"))?;
         services.bootstrap(bootstrap).await.map_err(|e| anyhow::anyhow!("creating the first user: {e}"))?;
-        services
+        migration::Runner::new(services.clone())
             .resume_unfinished_migrations()
             .await
             .map_err(|e| anyhow::anyhow!("resuming unfinished migrations: {e}"))?;

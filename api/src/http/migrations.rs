@@ -26,7 +26,7 @@ pub async fn migrate(
         let path = e.path().to_string();
         ApiError::MalformedBody(format!("{path}: {}", e.into_inner()))
     })?;
-    let progress = s.start_migration(&ctx, request).await?;
+    let progress = crate::migration::Runner::new(s).start_migration(&ctx, request).await?;
     let mut response = Body::from_stream(ndjson(progress)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)

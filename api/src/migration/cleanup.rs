@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Services {
+impl Runner {
     /// Deletes the source copies of flipped secrets and records the outcomes in one commit.
     pub(super) async fn remove_sources(
         &self,
@@ -33,7 +33,9 @@ impl Services {
                 Err(e) => tracing::warn!(secret = %copy.name, error = %e, "could not record a source clean-up"),
             }
         }
-        if let Err(e) = self.store.append_batch::<domain::secret::Secret>(records, ctx.metadata().into_map()).await {
+        if let Err(e) =
+            self.services.store.append_batch::<domain::secret::Secret>(records, ctx.metadata().into_map()).await
+        {
             // The secrets are fully usable on the destination; a re-run finds the clean-ups
             // missing from their histories and does them again.
             tracing::warn!(run = %run.id, error = %e, "could not record the source clean-ups of a batch");
@@ -48,11 +50,11 @@ impl Services {
         to: &ResourceName,
     ) -> Result<std::collections::HashMap<String, Vec<String>>, ApiError> {
         let mut pins = std::collections::HashMap::<String, Vec<String>>::new();
-        let destination = secret_backends::get(&self.store.db, to.as_str()).await?;
+        let destination = secret_backends::get(&self.services.store.db, to.as_str()).await?;
         if destination.is_some_and(|d| d.spec.spec.backend_type == domain::secret_backend::BackendType::Plaintext) {
             return Ok(pins);
         }
-        for backend in secret_backends::list(&self.store.db).await? {
+        for backend in secret_backends::list(&self.services.store.db).await? {
             if let Some(config) = &backend.spec.spec.config {
                 pins.entry(config.token_secret_ref.name.to_string()).or_default().push(backend.name);
             }
@@ -75,6 +77,7 @@ impl Services {
         source: &dyn SecretBackendDriver,
     ) -> Result<Outcome, String> {
         let history = self
+            .services
             .store
             .log
             .aggregate_history(domain::secret::AGGREGATE_TYPE, name.as_str())
@@ -124,7 +127,7 @@ impl Services {
             outcome,
             run: run.id.to_string(),
         };
-        if let Err(e) = self.writer.record(&self.store.secrets, ctx, name, record).await {
+        if let Err(e) = self.services.writer.record(&self.services.store.secrets, ctx, name, record).await {
             tracing::warn!(secret = %name, error = %e, "could not record the clean-up of a migrated secret");
         }
     }

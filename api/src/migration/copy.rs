@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Services {
+impl Runner {
     /// The first half of moving a batch: each secret is read and written to the destination on
     /// its own (or settled at once), and its flip rehearsed. Stops at the first secret the run
     /// must stop at.
@@ -17,7 +17,7 @@ impl Services {
     ) -> Batch {
         let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
         let mut copies = Vec::new();
-        let records = match secrets::get_many(&self.store.db, names).await {
+        let records = match secrets::get_many(&self.services.store.db, names).await {
             Ok(records) => records,
             Err(e) => return Batch { outcomes: vec![(names[0].clone(), Some(Err(e.to_string())))], copies },
         };
@@ -71,13 +71,18 @@ impl Services {
         if !copies.is_empty() {
             let items = copies.iter().map(|c| (c.name.to_string(), c.sequence, c.events.clone())).collect();
             let flipped = match self
+                .services
                 .store
                 .append_batch::<domain::secret::Secret>(items, ctx.metadata().into_map())
                 .await
             {
                 Ok(()) => {
                     let last = &copies[copies.len() - 1].name;
-                    self.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await.map_err(|e| e.to_string())
+                    self.services
+                        .writer
+                        .await_projection(domain::secret::AGGREGATE_TYPE, last)
+                        .await
+                        .map_err(|e| e.to_string())
                 }
                 Err(cqrs_es::AggregateError::AggregateConflict) => {
                     // One of them changed meanwhile: move these one at a time instead.
@@ -143,7 +148,7 @@ impl Services {
         };
         let (mut aggregate, sequence) = match prefetched.aggregates.remove(name) {
             Some(loaded) => loaded,
-            None => self.store.load::<Secret>(name).await.map_err(|e| e.to_string())?,
+            None => self.services.store.load::<Secret>(name).await.map_err(|e| e.to_string())?,
         };
         let decided = crate::store::decide(&mut aggregate, copy.flip.clone()).await.map_err(|e| {
             ApiError::from_command(domain::secret::AGGREGATE_TYPE, name, cqrs_es::AggregateError::UserError(e))
@@ -197,7 +202,7 @@ impl Services {
         };
         let Some(values) = values else {
             // Superseded since `record` was read (an update removes the old version)?
-            let now = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
+            let now = secrets::get(&self.services.store.db, name).await.map_err(|e| e.to_string())?;
             if now.is_some_and(|now| now.resource_version != record.resource_version) {
                 return Ok(None);
             }
@@ -242,7 +247,7 @@ impl Services {
             .zip(&items)
             .filter_map(|(values, (name, _))| Some((name.clone(), values.ok()??)))
             .collect();
-        let aggregates = self.store.load_many::<Secret>(names).await.unwrap_or_default();
+        let aggregates = self.services.store.load_many::<Secret>(names).await.unwrap_or_default();
         Prefetched { records: Default::default(), values, aggregates }
     }
 
@@ -257,13 +262,13 @@ impl Services {
         destination: &dyn SecretBackendDriver,
     ) -> Result<Outcome, String> {
         for _ in 0..COPY_ATTEMPTS {
-            let record = secrets::get(&self.store.db, name).await.map_err(|e| e.to_string())?;
+            let record = secrets::get(&self.services.store.db, name).await.map_err(|e| e.to_string())?;
             let copy = match self.copy(ctx, run, name, Known { record, values: None }, source, destination).await? {
                 Some(Step::Done(outcome)) => return Ok(outcome),
                 Some(Step::Copied(copy)) => copy,
                 None => continue,
             };
-            match self.writer.execute(&self.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
+            match self.services.writer.execute(&self.services.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
                 Ok(()) => {
                     if !run.keep_source {
                         self.remove_source(ctx, run, &copy.name, source, &copy.source_ref).await;

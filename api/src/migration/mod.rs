@@ -26,6 +26,20 @@ mod copy;
 mod run;
 mod start;
 
+/// The migration runner: starts runs (one at a time in a process, through the slot `Services`
+/// holds, and across replicas, through an advisory lock), runs them, and resumes the ones a
+/// crash left unfinished. Cheap to make: it shares `Services`.
+#[derive(Clone)]
+pub struct Runner {
+    services: Services,
+}
+
+impl Runner {
+    pub fn new(services: Services) -> Runner {
+        Runner { services }
+    }
+}
+
 /// How many secrets' outcomes one `MigrationProgressed` event records.
 const PROGRESS_BATCH: usize = 50;
 /// How often one secret is copied again when it keeps changing under the migration.

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Services {
+impl Runner {
     /// Runs (or resumes) `run` to its end, reporting to `tx` if someone listens.
     pub(super) async fn run_migration(&self, ctx: &RequestContext, run: Run, tx: Option<mpsc::Sender<Progress>>) {
         let report = |line: Progress| {
@@ -19,7 +19,10 @@ impl Services {
             Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
         };
         let drivers = async {
-            Ok::<_, ApiError>((self.drivers.get(run.from.as_str()).await?, self.drivers.get(run.to.as_str()).await?))
+            Ok::<_, ApiError>((
+                self.services.drivers.get(run.from.as_str()).await?,
+                self.services.drivers.get(run.to.as_str()).await?,
+            ))
         };
         let (candidates, (source, destination)) = match (self.candidates(&run).await, drivers.await) {
             (Ok(candidates), Ok(drivers)) => (candidates, drivers),
@@ -141,7 +144,9 @@ impl Services {
             moved: std::mem::take(moved),
             skipped: std::mem::take(skipped),
         };
-        if let Err(e) = self.writer.record::<MigrationRun>(&self.store.migrations, ctx, &run.id, command).await {
+        if let Err(e) =
+            self.services.writer.record::<MigrationRun>(&self.services.store.migrations, ctx, &run.id, command).await
+        {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
         }
     }

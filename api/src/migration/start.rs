@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Services {
+impl Runner {
     /// Starts a run (or, for a dry run, plans one) and returns its progress stream. The run goes
     /// on server-side whether or not anyone reads the stream.
     pub async fn start_migration(
@@ -38,9 +38,9 @@ impl Services {
             return Err(ApiError::Invalid { kind: "migration", errors });
         }
         let direction = crate::service::guard::Direction::Migration { names: names.as_deref() };
-        crate::service::guard::authorize(ctx, direction, &self.upstreams)?;
+        crate::service::guard::authorize(ctx, direction, &self.services.upstreams)?;
         for backend in [&from, &to] {
-            if secret_backends::get(&self.store.db, backend.as_str()).await?.is_none() {
+            if secret_backends::get(&self.services.store.db, backend.as_str()).await?.is_none() {
                 return Err(ApiError::not_found(domain::document::Kind::SecretBackend, backend.as_str()));
             }
         }
@@ -53,7 +53,7 @@ impl Services {
             self.plan(&run, tx).await?;
             return Ok(rx);
         }
-        let guard = self.migration_slot.clone().try_lock_owned().map_err(|_| {
+        let guard = self.services.migration_slot.clone().try_lock_owned().map_err(|_| {
             ApiError::Conflict(
                 "another migration is running in this mcpd; wait for it, or see mcpctl get migrations".into(),
             )
@@ -65,18 +65,18 @@ impl Services {
             names: run.names.clone(),
             keep_source: run.keep_source,
         };
-        let cluster = self.store.db.try_lock(MIGRATION_LOCK).await?.ok_or_else(|| {
+        let cluster = self.services.store.db.try_lock(MIGRATION_LOCK).await?.ok_or_else(|| {
             ApiError::Conflict(
                 "another migration is running on another mcpd replica; wait for it, or see mcpctl get migrations"
                     .into(),
             )
         })?;
         self.execute_run(ctx, &run.id, command).await?;
-        let services = self.clone();
+        let runner = self.clone();
         let ctx = RequestContext { source: "migration", ..ctx.clone() };
         tokio::spawn(async move {
             let _slot = (guard, cluster);
-            services.run_migration(&ctx, run, Some(tx)).await;
+            runner.run_migration(&ctx, run, Some(tx)).await;
         });
         Ok(rx)
     }
@@ -87,11 +87,11 @@ impl Services {
     /// died; its lock went with it). One migration runs at a time in a process (the slot) and
     /// across replicas (the `secret-migration` advisory lock).
     pub async fn resume_unfinished_migrations(&self) -> Result<(), ApiError> {
-        let services = self.clone();
+        let runner = self.clone();
         tokio::spawn(async move {
             let mut reason = "mcpd restarted";
             loop {
-                if let Err(e) = services.resume_orphans(reason).await {
+                if let Err(e) = runner.resume_orphans(reason).await {
                     tracing::warn!(error = %e, "looking for interrupted migrations failed");
                 }
                 reason = "the mcpd running it stopped";
@@ -102,18 +102,18 @@ impl Services {
     }
 
     pub(super) async fn resume_orphans(&self, reason: &str) -> Result<(), ApiError> {
-        let Ok(_slot) = self.migration_slot.clone().try_lock_owned() else {
+        let Ok(_slot) = self.services.migration_slot.clone().try_lock_owned() else {
             return Ok(());
         };
-        if migrations::unfinished(&self.store.db).await?.is_empty() {
+        if migrations::unfinished(&self.services.store.db).await?.is_empty() {
             return Ok(());
         }
-        let Some(_cluster) = self.store.db.try_lock(MIGRATION_LOCK).await? else {
+        let Some(_cluster) = self.services.store.db.try_lock(MIGRATION_LOCK).await? else {
             return Ok(());
         };
         // Read again under the lock: a run that finished meanwhile is not resumed (and the
         // aggregate refuses to resume a run that is not running, should the read model lag).
-        for record in migrations::unfinished(&self.store.db).await? {
+        for record in migrations::unfinished(&self.services.store.db).await? {
             let (Ok(id), Ok(from), Ok(to)) = (
                 ResourceName::parse(&record.name),
                 ResourceName::parse(&record.spec.from),
@@ -147,7 +147,7 @@ impl Services {
         id: &ResourceName,
         command: MigrationCommand,
     ) -> Result<(), ApiError> {
-        self.writer.execute::<MigrationRun>(&self.store.migrations, ctx, id, command).await
+        self.services.writer.execute::<MigrationRun>(&self.services.store.migrations, ctx, id, command).await
     }
 
     /// The secrets a run looks at: those named, or every secret on either backend (the ones on
@@ -156,8 +156,8 @@ impl Services {
         if let Some(names) = &run.names {
             return Ok(names.clone());
         }
-        let mut names = secrets::on_backend(&self.store.db, run.from.as_str()).await?;
-        names.extend(secrets::on_backend(&self.store.db, run.to.as_str()).await?);
+        let mut names = secrets::on_backend(&self.services.store.db, run.from.as_str()).await?;
+        names.extend(secrets::on_backend(&self.services.store.db, run.to.as_str()).await?);
         names.sort();
         names.dedup();
         Ok(names)
@@ -169,7 +169,7 @@ impl Services {
         let mut lines = Vec::new();
         let (mut moved, mut skipped) = (0, 0);
         for name in &candidates {
-            let (outcome, message) = match secrets::get(&self.store.db, name).await? {
+            let (outcome, message) = match secrets::get(&self.services.store.db, name).await? {
                 None => ("skipped", Some("not found".to_owned())),
                 Some(s) if s.spec.backend == run.from => match self.pinned_by(name, run).as_slice() {
                     [] => ("wouldMigrate", None),

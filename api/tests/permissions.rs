@@ -164,6 +164,15 @@ fn every_route_has_a_row_and_every_row_a_route() {
     assert!(unknown.is_empty(), "rows for routes mcpd does not serve: {unknown:?}");
 }
 
+#[test]
+fn every_kind_of_the_registry_is_served() {
+    let routes: BTreeSet<(String, String)> =
+        api::http::route_list().into_iter().map(|(m, p)| (m.to_string(), p)).collect();
+    for kind in domain::document::Kind::ALL {
+        assert!(routes.contains(&("GET".to_owned(), kind.path())), "kind {kind} has no GET {} route", kind.path());
+    }
+}
+
 async fn every_route_answers_each_user_exactly_as_written_down(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     t.seed_llm().await;

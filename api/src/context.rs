@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use domain::metadata::{ANONYMOUS, EventMetadata};
 use tracing::Instrument;
 
@@ -131,11 +131,10 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         // deleted the resource right after) would say it did not. What failed after it
         // (reading the result back, cleaning up) was logged where it happened.
         response = crate::request_scope::with_id(request_id.clone(), || {
-            crate::error::ApiError::Lagging(format!(
+            crate::error::accepted(&format!(
                 "the change was recorded, but answering failed afterwards ({status}); read it back later \
                  (another request may have changed it since)"
             ))
-            .into_response()
         });
     }
     span.in_scope(|| {

@@ -51,11 +51,6 @@ pub enum ApiError {
     /// 422: the body is not valid JSON, or not the shape this resource takes.
     #[error("{0}")]
     MalformedBody(String),
-    /// 202: not a failure of the request. The change was recorded, but the read models did not
-    /// show it within the bound (`--projection-wait-ms`); it becomes readable once they catch up.
-    /// Not a 5xx: a client that retried would repeat a change that already happened.
-    #[error("{0}")]
-    Lagging(String),
     /// 502: a secret backend answered, but not as it should (permission denied, an error).
     #[error("{0}")]
     BadGateway(String),
@@ -89,7 +84,6 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Lagging(_) => StatusCode::ACCEPTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,7 +103,6 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MalformedBody(_) => "MalformedBody",
-            ApiError::Lagging(_) => "Lagging",
             ApiError::BadGateway(_) => "BackendFailed",
             ApiError::BackendUnavailable(_) => "BackendUnavailable",
             ApiError::StoreUnavailable => "StoreUnavailable",
@@ -189,6 +182,20 @@ impl From<sqlx::Error> for ApiError {
         }
         ApiError::Internal(anyhow::Error::new(error).context("querying the read models"))
     }
+}
+
+/// 202 Accepted: not an error, but the answer to a change that was recorded and cannot be read
+/// back yet (the read models did not show it within `--projection-wait-ms`, or reading it back
+/// failed); it becomes readable once they catch up. Never a 5xx: a client that retried would
+/// repeat a change that already happened. The body keeps the shape of an error answer (code
+/// `Lagging`) so that clients read its message where they read every other.
+pub fn accepted(message: &str) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(accepted_body(message))).into_response()
+}
+
+/// The body of [`accepted`], for answers that add to it.
+pub fn accepted_body(message: &str) -> serde_json::Value {
+    json!({"error": {"code": "Lagging", "message": message, "details": [], "requestId": current_request_id()}})
 }
 
 impl IntoResponse for ApiError {

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::extract::JsonBody;
 use crate::context::RequestContext;
-use crate::error::ApiError;
+use crate::error::{ApiError, accepted, accepted_body};
+use crate::service::Applied;
 use crate::service::Services;
 
 type Answer<T> = Result<T, ApiError>;
@@ -45,18 +46,19 @@ async fn create_user(
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require("users", "create", body.get("name").and_then(Value::as_str))?;
-    let record = s.create_user(&ctx, body).await?;
-    Ok((StatusCode::CREATED, Json(document("user", &record))).into_response())
+    Ok(match s.create_user(&ctx, body).await? {
+        Applied::Done(record) => (StatusCode::CREATED, Json(document("user", &record))).into_response(),
+        Applied::Accepted(message) => accepted(&message),
+    })
 }
 
 async fn delete_user(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
-) -> Answer<StatusCode> {
+) -> Answer<Response> {
     ctx.require("users", "delete", Some(&name))?;
-    s.delete_user(&ctx, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(super::resources::no_content_or_accepted(s.delete_user(&ctx, &name).await?))
 }
 
 async fn list_tokens(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Answer<Json<Value>> {
@@ -80,20 +82,28 @@ async fn issue_token(
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require("tokens", "create", None)?;
-    let (record, token) = s.issue_token(&ctx, body).await?;
-    let mut doc = document("token", &record);
-    doc["token"] = json!(token.expose_secret());
-    Ok((StatusCode::CREATED, Json(doc)).into_response())
+    let (applied, issued) = s.issue_token(&ctx, body).await?;
+    let (status, mut doc) = match applied {
+        Applied::Done(record) => (StatusCode::CREATED, document("token", &record)),
+        // Recorded, not readable yet: the token is still shown, now or never.
+        Applied::Accepted(message) => {
+            let mut doc = accepted_body(&message);
+            doc["kind"] = json!("token");
+            doc["name"] = json!(issued.id);
+            (StatusCode::ACCEPTED, doc)
+        }
+    };
+    doc["token"] = json!(issued.token.expose_secret());
+    Ok((status, Json(doc)).into_response())
 }
 
 async fn revoke_token(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
-) -> Answer<StatusCode> {
+) -> Answer<Response> {
     ctx.require("tokens", "delete", Some(&id))?;
-    s.revoke_token(&ctx, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(super::resources::no_content_or_accepted(s.revoke_token(&ctx, &id).await?))
 }
 
 /// Who the token authenticates.

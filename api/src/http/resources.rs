@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use super::extract::{DryRun, IfMatch, JsonBody, Reveal};
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::service::{ResourceKind, Services};
+use crate::error::accepted;
+use crate::service::{Applied, ResourceKind, Services};
 
 /// The wire form of one resource: `kind`, `name`, the spec fields, then the read-only fields.
 #[derive(Serialize)]
@@ -97,7 +98,10 @@ async fn create<K: ResourceKind>(
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "create", body.get("name").and_then(Value::as_str))?;
-    let record = K::create(&s, &ctx, body, dry_run).await?;
+    let record = match K::create(&s, &ctx, body, dry_run).await? {
+        Applied::Done(record) => record,
+        Applied::Accepted(message) => return Ok(accepted(&message)),
+    };
     let mut response = one::<K>(StatusCode::CREATED, &record);
     let location = format!("{}/{}", K::KIND.path(), record.name);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -115,8 +119,10 @@ async fn replace<K: ResourceKind>(
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "edit", Some(&name))?;
-    let record = K::replace(&s, &ctx, &name, body, expected, dry_run).await?;
-    Ok(one::<K>(StatusCode::OK, &record))
+    Ok(match K::replace(&s, &ctx, &name, body, expected, dry_run).await? {
+        Applied::Done(record) => one::<K>(StatusCode::OK, &record),
+        Applied::Accepted(message) => accepted(&message),
+    })
 }
 
 async fn delete<K: ResourceKind>(
@@ -125,10 +131,17 @@ async fn delete<K: ResourceKind>(
     Path(name): Path<String>,
     IfMatch(expected): IfMatch,
     DryRun(dry_run): DryRun,
-) -> Answer<StatusCode> {
+) -> Answer<Response> {
     ctx.require(K::RESOURCE, "delete", Some(&name))?;
-    K::delete(&s, &ctx, &name, expected, dry_run).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content_or_accepted(K::delete(&s, &ctx, &name, expected, dry_run).await?))
+}
+
+/// 204 for a delete the read models show, 202 for one they do not show yet.
+pub(super) fn no_content_or_accepted(applied: Applied<()>) -> Response {
+    match applied {
+        Applied::Done(()) => StatusCode::NO_CONTENT.into_response(),
+        Applied::Accepted(message) => accepted(&message),
+    }
 }
 
 /// `GET /api/v1/{kind}s/{name}/history`: the resource's events, oldest first (who, when, what).

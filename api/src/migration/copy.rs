@@ -78,11 +78,12 @@ impl Runner {
             {
                 Ok(()) => {
                     let last = &copies[copies.len() - 1].name;
-                    self.services
-                        .writer
-                        .await_projection(domain::secret::AGGREGATE_TYPE, last)
-                        .await
-                        .map_err(|e| e.to_string())
+                    // The run goes on once readers see the flips; a projector that lags stops it here.
+                    match self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await {
+                        Ok(Recorded::Visible) => Ok(()),
+                        Ok(Recorded::Lagging(message)) => Err(message),
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
                 Err(cqrs_es::AggregateError::AggregateConflict) => {
                     // One of them changed meanwhile: move these one at a time instead.
@@ -269,12 +270,15 @@ impl Runner {
                 None => continue,
             };
             match self.services.writer.execute(&self.services.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
-                Ok(()) => {
+                Ok(Recorded::Visible) => {
                     if !run.keep_source {
                         self.remove_source(ctx, run, &copy.name, source, &copy.source_ref).await;
                     }
                     return Ok(Outcome::Moved);
                 }
+                // Flipped, but readers do not see it yet: the run stops here, and a run again
+                // finishes the job (the flip is in the secret's history).
+                Ok(Recorded::Lagging(message)) => return Err(message),
                 // Changed or moved meanwhile: drop this copy and look again.
                 Err(ApiError::Conflict(_)) => {
                     let _ = destination.discard(name, &copy.written.value_ref).await;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::backends::SecretBackendDriver;
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::service::Services;
+use crate::service::{Recorded, Services};
 
 mod cleanup;
 mod copy;

@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Services;
+use super::kind::Applied;
+use super::writer::Recorded;
 use crate::bearer::{self as auth, IssuedToken};
 use crate::context::RequestContext;
 use crate::error::ApiError;
@@ -138,7 +140,7 @@ impl Services {
         users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::User, name))
     }
 
-    pub async fn create_user(&self, ctx: &RequestContext, body: Value) -> Result<Record<UserState>, ApiError> {
+    pub async fn create_user(&self, ctx: &RequestContext, body: Value) -> Result<Applied<Record<UserState>>, ApiError> {
         let request: UserRequest = parse_body(body)?;
         if let Some(kind) = &request.kind
             && !kind.eq_ignore_ascii_case("user")
@@ -147,8 +149,11 @@ impl Services {
         }
         let name = name_of("name", &request.name, "user")?;
         let command = UserCommand::CreateUser { name: name.clone(), description: request.description };
-        self.writer.execute::<User>(&self.store.users, ctx, &name, command).await?;
-        self.get_user(name.as_str()).await
+        self.writer
+            .execute::<User>(&self.store.users, ctx, &name, command)
+            .await?
+            .then(self.get_user(name.as_str()))
+            .await
     }
 
     /// Deletes a user after revoking every token of theirs and taking them out of every role
@@ -156,7 +161,7 @@ impl Services {
     /// again later under the same name starts with nothing. The last user cannot go (nobody
     /// could log in), nor the last user holding `admin` (nobody could administer mcpd). A crash
     /// part-way leaves the user with fewer tokens or bindings; deleting again finishes the job.
-    pub async fn delete_user(&self, ctx: &RequestContext, name: &str) -> Result<(), ApiError> {
+    pub async fn delete_user(&self, ctx: &RequestContext, name: &str) -> Result<Applied<()>, ApiError> {
         let name = name_of("name", name, "user")?;
         self.get_user(name.as_str()).await?;
         if users::list(&self.store.db).await?.len() <= 1 {
@@ -181,8 +186,9 @@ impl Services {
                 )));
             }
         }
+        let mut recorded = Recorded::Visible;
         for token in tokens::list(&self.store.db).await?.into_iter().filter(|t| t.spec.user == name.as_str()) {
-            self.revoke_token(ctx, &token.name).await?;
+            recorded = recorded.and(self.revoke(ctx, &token.name).await?);
         }
         for binding in bindings.iter().filter(|b| b.spec.users.iter().any(|u| u == name.as_str())) {
             let binding_name = ResourceName::parse(&binding.name).map_err(|m| anyhow::anyhow!("binding name: {m}"))?;
@@ -194,9 +200,12 @@ impl Services {
                 let spec = RoleBindingSpec { users, ..binding.spec.clone() };
                 RoleBindingCommand::Update { name: binding_name.clone(), spec, expected_version }
             };
-            self.writer.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?;
+            recorded = recorded
+                .and(self.writer.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?);
         }
-        self.writer.execute::<User>(&self.store.users, ctx, &name, UserCommand::DeleteUser { name: name.clone() }).await
+        let command = UserCommand::DeleteUser { name: name.clone() };
+        recorded = recorded.and(self.writer.execute::<User>(&self.store.users, ctx, &name, command).await?);
+        recorded.then(async { Ok(()) }).await
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<Record<TokenState>>, ApiError> {
@@ -215,7 +224,7 @@ impl Services {
         &self,
         ctx: &RequestContext,
         body: Value,
-    ) -> Result<(Record<TokenState>, SecretString), ApiError> {
+    ) -> Result<(Applied<Record<TokenState>>, IssuedToken), ApiError> {
         let request: TokenRequest = parse_body(body)?;
         let user = name_of("user", &request.user, "token")?;
         let expires_at = match &request.expires {
@@ -243,8 +252,9 @@ impl Services {
             }
         }
         let issued = auth::generate()?;
-        self.record_token(ctx, &issued, user, expires_at, request.description).await?;
-        Ok((self.get_token(&issued.id).await?, issued.token))
+        let recorded = self.record_token(ctx, &issued, user, expires_at, request.description).await?;
+        // The token is in the answer whatever the read model shows: it is never shown again.
+        Ok((recorded.then(self.get_token(&issued.id)).await?, issued))
     }
 
     async fn record_token(
@@ -254,7 +264,7 @@ impl Services {
         user: ResourceName,
         expires_at: Option<String>,
         description: String,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Recorded, ApiError> {
         let user_exists = users::get(&self.store.db, user.as_str()).await?.is_some();
         let id = name_of("id", &issued.id, "token")?;
         let command = TokenCommand::IssueToken {
@@ -269,7 +279,11 @@ impl Services {
     }
 
     /// Revokes a token: the next request with it is refused.
-    pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
+    pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<Applied<()>, ApiError> {
+        self.revoke(ctx, id).await?.then(async { Ok(()) }).await
+    }
+
+    async fn revoke(&self, ctx: &RequestContext, id: &str) -> Result<Recorded, ApiError> {
         let name = ResourceName::parse(id).map_err(|_| ApiError::not_found(domain::document::Kind::Token, id))?;
         self.writer
             .execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() })
@@ -286,7 +300,8 @@ impl Services {
         let admin = ResourceName::parse(BOOTSTRAP_ADMIN).expect("a valid name");
         let command = UserCommand::CreateUser { name: admin.clone(), description: "created at the first start".into() };
         match self.writer.execute::<User>(&self.store.users, &ctx, &admin, command).await {
-            Ok(()) => {}
+            // Lagging or not, it is recorded.
+            Ok(_) => {}
             // Another mcpd on the same store got there first.
             Err(ApiError::Conflict(_)) => return Ok(()),
             Err(e) => return Err(e),
@@ -295,7 +310,7 @@ impl Services {
             Some(token) => auth::adopt(token.clone())?,
             None => auth::generate()?,
         };
-        self.record_token(&ctx, &issued, admin, None, "the bootstrap admin token".into()).await?;
+        let _recorded = self.record_token(&ctx, &issued, admin, None, "the bootstrap admin token".into()).await?;
         self.bootstrap_admin_binding().await?;
         match &bootstrap.token_file {
             Some(path) => {

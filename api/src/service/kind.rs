@@ -15,6 +15,15 @@ use crate::error::ApiError;
 
 pub type Answer<T> = Result<T, ApiError>;
 
+/// A write's outcome; both are successes.
+#[derive(Debug)]
+pub enum Applied<T> {
+    /// Done: the resource as it now is.
+    Done(T),
+    /// Accepted (202): recorded, but not readable yet; the message says why.
+    Accepted(String),
+}
+
 /// How one kind's routes reach its services.
 pub trait ResourceKind: Send + Sync + 'static {
     const KIND: Kind;
@@ -28,7 +37,7 @@ pub trait ResourceKind: Send + Sync + 'static {
         ctx: &RequestContext,
         body: Value,
         dry_run: bool,
-    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send;
     fn replace(
         s: &Services,
         ctx: &RequestContext,
@@ -36,12 +45,12 @@ pub trait ResourceKind: Send + Sync + 'static {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send;
     fn delete(
         s: &Services,
         ctx: &RequestContext,
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> impl Future<Output = Answer<()>> + Send;
+    ) -> impl Future<Output = Answer<Applied<()>>> + Send;
 }

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::guard::{self, Direction};
-use super::kind::{Answer, ResourceKind};
+use super::kind::{Answer, Applied, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
@@ -62,10 +62,10 @@ impl Services {
         name: &ResourceName,
         command: LlmCommand,
         dry_run: bool,
-    ) -> Result<Record<LlmSpec>, ApiError> {
+    ) -> Result<Applied<Record<LlmSpec>>, ApiError> {
         if !dry_run {
-            self.writer.execute(&self.store.llms, ctx, name, command).await?;
-            return Llms::get(self, name.as_str(), false).await;
+            let recorded = self.writer.execute(&self.store.llms, ctx, name, command).await?;
+            return recorded.then(Llms::get(self, name.as_str(), false)).await;
         }
         let (events, sequence) = self.writer.rehearse::<Llm>(name, command).await?;
         let current = llms::get(&self.store.db, name.as_str()).await?;
@@ -74,6 +74,7 @@ impl Services {
             LlmEvent::LlmDeleted {} => None,
         })
         .ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name.as_str()))
+        .map(Applied::Done)
     }
 
     /// The API key an Llm authenticates with, read through the backend of its secret; `None`
@@ -115,7 +116,12 @@ impl ResourceKind for Llms {
         llms::get(&s.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, name))
     }
 
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
         let referenced_secret_keys = s.referenced_secret_keys(ctx, &spec, None).await?;
         s.check_key_direction(ctx, &spec, &referenced_secret_keys, None)?;
@@ -130,7 +136,7 @@ impl ResourceKind for Llms {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<Record<Self::Spec>> {
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = parse_document::<LlmInput>(body, Some(name))?;
         let current = llms::get(&s.store.db, name.as_str()).await?;
         let current = current.as_ref().map(|c| &c.spec);
@@ -146,12 +152,12 @@ impl ResourceKind for Llms {
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<()> {
+    ) -> Answer<Applied<()>> {
         let name = url_name(Kind::Llm, name)?;
         let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
         if dry_run {
-            return s.writer.rehearse::<Llm>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Llm>(&name, command).await.map(|_| Applied::Done(()));
         }
-        s.writer.execute(&s.store.llms, ctx, &name, command).await
+        s.writer.execute(&s.store.llms, ctx, &name, command).await?.then(async { Ok(()) }).await
     }
 }

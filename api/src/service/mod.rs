@@ -26,13 +26,13 @@ use crate::store::Store;
 
 pub use access::Bootstrap;
 pub use drivers::Drivers;
-pub use kind::{Answer, ResourceKind};
+pub use kind::{Answer, Applied, ResourceKind};
 pub use llms::Llms;
 pub use rbac::{RoleBindings, Roles};
 pub use secret_backends::SecretBackends;
 pub use secrets::SecretView;
 pub use secrets::Secrets;
-pub use writer::Writer;
+pub use writer::{Recorded, Writer};
 
 /// One line of a resource's history; the event's payload is not part of it.
 #[derive(Debug, Serialize)]

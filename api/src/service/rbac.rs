@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Services;
-use super::kind::{Answer, ResourceKind};
+use super::kind::{Answer, Applied, ResourceKind};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
@@ -217,7 +217,8 @@ impl Services {
             )
             .await
         {
-            Ok(()) | Err(ApiError::Conflict(_)) => Ok(()),
+            // Lagging or not, it is recorded.
+            Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -273,17 +274,25 @@ impl ResourceKind for Roles {
         rbac::role(&s.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Role, name))
     }
 
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = Services::parse_role(body, None)?;
         Services::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
         if dry_run {
             if built_in(name.as_str()).is_some() || rbac::role(&s.store.db, name.as_str()).await?.is_some() {
                 return Err(ApiError::Conflict(format!("role {:?} already exists", name.as_str())));
             }
-            return Ok(preview(name.as_str(), spec));
+            return Ok(Applied::Done(preview(name.as_str(), spec)));
         }
-        s.writer.execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec }).await?;
-        Self::get(s, name.as_str(), false).await
+        s.writer
+            .execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec })
+            .await?
+            .then(Self::get(s, name.as_str(), false))
+            .await
     }
 
     async fn replace(
@@ -293,7 +302,7 @@ impl ResourceKind for Roles {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<Record<Self::Spec>> {
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         if built_in(url_name).is_some() {
             return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
         }
@@ -304,10 +313,13 @@ impl ResourceKind for Roles {
         let command = RoleCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
             let (events, _) = s.writer.rehearse::<Role>(&name, command).await?;
-            return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
+            return Ok(Applied::Done(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty())));
         }
-        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await?;
-        Self::get(s, name.as_str(), false).await
+        s.writer
+            .execute::<Role>(&s.store.roles, ctx, &name, command)
+            .await?
+            .then(Self::get(s, name.as_str(), false))
+            .await
     }
 
     async fn delete(
@@ -316,7 +328,7 @@ impl ResourceKind for Roles {
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<()> {
+    ) -> Answer<Applied<()>> {
         if built_in(name).is_some() {
             return Err(ApiError::Conflict(format!("role {name:?} is built in and cannot be deleted")));
         }
@@ -329,9 +341,9 @@ impl ResourceKind for Roles {
             .collect();
         let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
         if dry_run {
-            return s.writer.rehearse::<Role>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Role>(&name, command).await.map(|_| Applied::Done(()));
         }
-        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await
+        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await?.then(async { Ok(()) }).await
     }
 }
 
@@ -352,17 +364,25 @@ impl ResourceKind for RoleBindings {
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::RoleBinding, name))
     }
 
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = s.checked_binding(ctx, body, None).await?;
         if dry_run {
             if rbac::binding(&s.store.db, name.as_str()).await?.is_some() {
                 return Err(ApiError::Conflict(format!("rolebinding {:?} already exists", name.as_str())));
             }
-            return Ok(preview(name.as_str(), spec));
+            return Ok(Applied::Done(preview(name.as_str(), spec)));
         }
         let command = RoleBindingCommand::Create { name: name.clone(), spec };
-        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
-        Self::get(s, name.as_str(), false).await
+        s.writer
+            .execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command)
+            .await?
+            .then(Self::get(s, name.as_str(), false))
+            .await
     }
 
     async fn replace(
@@ -372,16 +392,19 @@ impl ResourceKind for RoleBindings {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<Record<Self::Spec>> {
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = s.checked_binding(ctx, body, Some(url_name)).await?;
         s.keep_an_admin(name.as_str(), Some(&spec)).await?;
         let command = RoleBindingCommand::Update { name: name.clone(), spec: spec.clone(), expected_version };
         if dry_run {
             let (events, _) = s.writer.rehearse::<RoleBinding>(&name, command).await?;
-            return Ok(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty()));
+            return Ok(Applied::Done(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty())));
         }
-        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?;
-        Self::get(s, name.as_str(), false).await
+        s.writer
+            .execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command)
+            .await?
+            .then(Self::get(s, name.as_str(), false))
+            .await
     }
 
     async fn delete(
@@ -390,14 +413,14 @@ impl ResourceKind for RoleBindings {
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<()> {
+    ) -> Answer<Applied<()>> {
         let name =
             ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
         s.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
         if dry_run {
-            return s.writer.rehearse::<RoleBinding>(&name, command).await.map(drop);
+            return s.writer.rehearse::<RoleBinding>(&name, command).await.map(|_| Applied::Done(()));
         }
-        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await
+        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?.then(async { Ok(()) }).await
     }
 }

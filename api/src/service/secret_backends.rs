@@ -13,7 +13,8 @@ use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
 
 use super::guard::{self, Direction};
-use super::kind::{Answer, ResourceKind};
+use super::kind::{Answer, Applied, ResourceKind};
+use super::writer::Recorded;
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::Health;
 use crate::context::RequestContext;
@@ -87,7 +88,7 @@ impl Services {
         command: SecretBackendCommand,
         is_default: Option<bool>,
         dry_run: bool,
-    ) -> Result<Record<BackendState>, ApiError> {
+    ) -> Result<Applied<Record<BackendState>>, ApiError> {
         let flag = match is_default {
             None => None,
             Some(true) => Some(DefaultBackendCommand::SetDefaultBackend { to: name.clone(), to_exists: true }),
@@ -108,19 +109,20 @@ impl Services {
                 }
                 SecretBackendEvent::SecretBackendDeleted {} => None,
             })
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name.as_str()));
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name.as_str()))
+            .map(Applied::Done);
         }
-        self.writer.execute(&self.store.secret_backends, ctx, name, command).await?;
+        let mut recorded = self.writer.execute(&self.store.secret_backends, ctx, name, command).await?;
         if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {
-            self.move_default(ctx, to).await?;
+            recorded = recorded.and(self.move_default(ctx, to).await?);
         }
-        SecretBackends::get(self, name.as_str(), false).await
+        recorded.then(SecretBackends::get(self, name.as_str(), false)).await
     }
 
     /// Makes `to` the default. Every move is an event in the one `defaultbackend` stream; when
     /// concurrent moves clash there, this one is retried on the new state, so all of them land
     /// in some order and exactly one backend ends up the default.
-    async fn move_default(&self, ctx: &RequestContext, to: ResourceName) -> Result<(), ApiError> {
+    async fn move_default(&self, ctx: &RequestContext, to: ResourceName) -> Result<Recorded, ApiError> {
         let singleton = ResourceName::parse(default_backend::AGGREGATE_ID).expect("a valid id");
         for attempt in 0..DEFAULT_MOVE_ATTEMPTS {
             let to_exists = secret_backends::get(&self.store.db, to.as_str()).await?.is_some();
@@ -168,7 +170,8 @@ impl Services {
                 token_secret: TokenSecret::NotNeeded,
             };
             match self.writer.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
-                Ok(()) => tracing::info!("created the default plaintext secret backend"),
+                // Lagging or not: it is recorded, and becomes readable when the projector catches up.
+                Ok(_recorded) => tracing::info!("created the default plaintext secret backend"),
                 // Another mcpd started at the same moment and seeded it.
                 Err(ApiError::Conflict(_)) => {}
                 Err(e) => return Err(e),
@@ -178,10 +181,12 @@ impl Services {
         let default_ever_set =
             self.store.log.latest_position_of(default_backend::AGGREGATE_TYPE, default_backend::AGGREGATE_ID).await?;
         if default_ever_set.is_none() {
-            self.move_default(&ctx, name.clone()).await?;
+            let _recorded = self.move_default(&ctx, name.clone()).await?;
         }
-        self.writer.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
-        self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await
+        // Start serving once the read models show the default backend, or after the wait.
+        let _recorded = self.writer.await_projection(domain::secret_backend::AGGREGATE_TYPE, &name).await?;
+        let _recorded = self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await?;
+        Ok(())
     }
 }
 
@@ -213,7 +218,12 @@ impl ResourceKind for SecretBackends {
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name))
     }
 
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, None)?;
         s.check_directions(ctx, &name, &spec, is_default, None)?;
         s.check_tls(&spec)?;
@@ -229,7 +239,7 @@ impl ResourceKind for SecretBackends {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<Record<Self::Spec>> {
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, SecretBackendRequest { spec, is_default }) = parse_document::<SecretBackendInput>(body, Some(name))?;
         let current = secret_backends::get(&s.store.db, name.as_str()).await?;
         s.check_directions(ctx, &name, &spec, is_default, current.as_ref().map(|c| &c.spec))?;
@@ -246,7 +256,7 @@ impl ResourceKind for SecretBackends {
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<()> {
+    ) -> Answer<Applied<()>> {
         let name = url_name(Kind::SecretBackend, name)?;
         let is_default = secret_backends::current_default(&s.store.db).await?.as_deref() == Some(name.as_str());
         let secrets_held = secrets::on_backend(&s.store.db, name.as_str()).await?;
@@ -257,8 +267,8 @@ impl ResourceKind for SecretBackends {
             expected_version,
         };
         if dry_run {
-            return s.writer.rehearse::<SecretBackend>(&name, command).await.map(drop);
+            return s.writer.rehearse::<SecretBackend>(&name, command).await.map(|_| Applied::Done(()));
         }
-        s.writer.execute(&s.store.secret_backends, ctx, &name, command).await
+        s.writer.execute(&s.store.secret_backends, ctx, &name, command).await?.then(async { Ok(()) }).await
     }
 }

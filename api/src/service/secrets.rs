@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::kind::{Answer, ResourceKind};
+use super::kind::{Answer, Applied, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::{SecretBackendDriver, Written};
 use crate::context::RequestContext;
@@ -116,7 +116,7 @@ impl Services {
         dry_run: bool,
         written: Option<(Arc<dyn SecretBackendDriver>, Written)>,
         superseded: Option<String>,
-    ) -> Result<Record<SecretView>, ApiError> {
+    ) -> Result<Applied<Record<SecretView>>, ApiError> {
         if dry_run {
             let (events, sequence) = self.writer.rehearse::<Secret>(name, command).await?;
             let current = secrets::get(&self.store.db, name.as_str()).await?;
@@ -147,16 +147,17 @@ impl Services {
                 | SecretEvent::SecretSourceDeleteFailed { .. } => state,
             })
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
-            return self.view(record, false).await;
+            return self.view(record, false).await.map(Applied::Done);
         }
-        match self.writer.execute(&self.store.secrets, ctx, name, command).await {
-            Ok(()) => {
+        let recorded = match self.writer.execute(&self.store.secrets, ctx, name, command).await {
+            Ok(recorded) => {
                 if let (Some((driver, _)), Some(old)) = (&written, superseded) {
                     // Best effort: the new version is recorded; an old one left behind is garbage.
                     if let Err(e) = driver.discard(name.as_str(), &old).await {
                         tracing::warn!(secret = name.as_str(), error = %e, "could not remove a superseded version of the values");
                     }
                 }
+                recorded
             }
             Err(e) => {
                 let refused = matches!(
@@ -168,8 +169,8 @@ impl Services {
                 }
                 return Err(e);
             }
-        }
-        Secrets::get(self, name.as_str(), false).await
+        };
+        recorded.then(Secrets::get(self, name.as_str(), false)).await
     }
 }
 
@@ -217,7 +218,12 @@ impl ResourceKind for Secrets {
         s.view(record, reveal).await
     }
 
-    async fn create(s: &Services, ctx: &RequestContext, body: Value, dry_run: bool) -> Answer<Record<Self::Spec>> {
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = parse_document::<SecretInput>(body, None)?;
         // Checked before the values are written, so a duplicate create writes nothing; the
         // aggregate still decides under concurrency.
@@ -252,7 +258,7 @@ impl ResourceKind for Secrets {
         body: Value,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<Record<Self::Spec>> {
+    ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = parse_document::<SecretInput>(body, Some(name))?;
         let current = secrets::get(&s.store.db, name.as_str())
             .await?
@@ -302,21 +308,21 @@ impl ResourceKind for Secrets {
         name: &str,
         expected_version: Option<u64>,
         dry_run: bool,
-    ) -> Answer<()> {
+    ) -> Answer<Applied<()>> {
         let name = url_name(Kind::Secret, name)?;
         let current = secrets::get(&s.store.db, name.as_str()).await?;
         let mut users: Vec<String> = s.key_uses(name.as_str()).await?.into_iter().map(|u| u.user).collect();
         users.dedup();
         let command = SecretCommand::DeleteSecret { name: name.clone(), users, expected_version };
         if dry_run {
-            return s.writer.rehearse::<Secret>(&name, command).await.map(drop);
+            return s.writer.rehearse::<Secret>(&name, command).await.map(|_| Applied::Done(()));
         }
-        s.writer.execute(&s.store.secrets, ctx, &name, command).await?;
+        let recorded = s.writer.execute(&s.store.secrets, ctx, &name, command).await?;
         if let Some(current) = current {
             // The secret is gone from the log; its values follow.
             let driver = s.drivers.get(current.spec.backend.as_str()).await?;
             driver.delete(name.as_str(), &current.spec.value_ref).await?;
         }
-        Ok(())
+        recorded.then(async { Ok(()) }).await
     }
 }

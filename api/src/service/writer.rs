@@ -2,6 +2,7 @@
 //! metadata (an optimistic-concurrency clash is a 409), then waited for until the read models
 //! show it, so the caller reads its own write; rehearsals for dry runs; a resource's history.
 
+use std::future::Future;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
@@ -10,10 +11,42 @@ use domain::document::Kind;
 use domain::error::Classified;
 use domain::metadata;
 
+use super::kind::Applied;
 use super::{HistoryEntry, models_of};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::store::{Cqrs, Store};
+
+/// What a recorded write came to.
+#[must_use = "a write the read models do not show yet is answered 202, not read back"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The read models show it: reading it back sees it.
+    Visible,
+    /// Recorded, but the read models did not show it within `projection_wait`; it becomes
+    /// readable once they catch up. A success (202), never an error: a client that retried
+    /// would repeat a change that already happened.
+    Lagging(String),
+}
+
+impl Recorded {
+    /// Both writes' outcome: lagging when either lags.
+    pub fn and(self, other: Recorded) -> Recorded {
+        match self {
+            Recorded::Visible => other,
+            lagging => lagging,
+        }
+    }
+
+    /// The write's outcome: what `read` finds (the resource as it now is) when the read models
+    /// show the change; accepted otherwise (`read` is not run then).
+    pub async fn then<T>(self, read: impl Future<Output = Result<T, ApiError>>) -> Result<Applied<T>, ApiError> {
+        match self {
+            Recorded::Visible => Ok(Applied::Done(read.await?)),
+            Recorded::Lagging(message) => Ok(Applied::Accepted(message)),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Writer {
@@ -30,7 +63,7 @@ impl Writer {
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
-    ) -> Result<(), ApiError>
+    ) -> Result<Recorded, ApiError>
     where
         A: Aggregate,
         A::Error: Classified + Send + Sync + 'static,
@@ -101,18 +134,19 @@ impl Writer {
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))
     }
 
+    /// Waits (bounded) until the read models show the latest event of aggregate `name`.
     pub(crate) async fn await_projection(
         &self,
         aggregate_type: &'static str,
         name: &ResourceName,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Recorded, ApiError> {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
-            return Ok(());
+            return Ok(Recorded::Visible);
         };
-        self.store
-            .projector
-            .wait_for(&models_of(aggregate_type), position, self.projection_wait)
-            .await
-            .map_err(|e| ApiError::Lagging(format!("the change to {aggregate_type} {name:?} was recorded, but {e}")))
+        let waited = self.store.projector.wait_for(&models_of(aggregate_type), position, self.projection_wait).await;
+        Ok(match waited {
+            Ok(()) => Recorded::Visible,
+            Err(e) => Recorded::Lagging(format!("the change to {aggregate_type} {name:?} was recorded, but {e}")),
+        })
     }
 }

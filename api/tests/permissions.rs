@@ -123,6 +123,7 @@ fn rows() -> Vec<Row> {
         row!(POST "/api/v1/users", |_, _| "/api/v1/users".into(),
              |_, u| Some(json!({"name": format!("u-{u}")})),                                [201, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/users/{name}", |_, _| "/api/v1/users/admin".into(),               [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/users/{name}/history", |_, _| "/api/v1/users/admin/history".into(), [200, 403, 403, 403, 403, 403]),
         row!(DELETE "/api/v1/users/{name}", |_, u| format!("/api/v1/users/u-{u}"),          [204, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),                          [200, 403, 403, 403, 403, 403]),
         // A token for oneself; a token for admin is admin's alone.
@@ -130,8 +131,9 @@ fn rows() -> Vec<Row> {
              |_, u| Some(json!({"user": u})),                                               [201, 403, 403, 403, 201, 403]),
         row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
              |_, _| Some(json!({"user": "admin"})),                                         [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/tokens/{id}", |f, _| format!("/api/v1/tokens/{}", f.admin_token_id), [200, 403, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/tokens/{id}", |f, u| format!("/api/v1/tokens/{}", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/tokens/{name}", |f, _| format!("/api/v1/tokens/{}", f.admin_token_id), [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/tokens/{name}/history", |f, _| format!("/api/v1/tokens/{}/history", f.admin_token_id), [200, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/tokens/{name}", |f, u| format!("/api/v1/tokens/{}", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403]),
         // Roles and bindings.
         row!(GET "/api/v1/roles", |_, _| "/api/v1/roles".into(),                            [200, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/roles", |_, _| "/api/v1/roles".into(),

@@ -95,6 +95,8 @@ fn all_routes() -> Routes {
         .merge(resources::routes::<crate::service::SecretBackends>())
         .merge(resources::routes::<crate::service::Roles>())
         .merge(resources::routes::<crate::service::RoleBindings>())
+        .merge(resources::routes::<crate::service::Users>())
+        .merge(resources::routes::<crate::service::Tokens>())
 }
 
 /// Every route mcpd serves: method and path template.

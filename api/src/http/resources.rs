@@ -155,15 +155,21 @@ async fn history<K: ResourceKind>(
     Ok(Json(json!({ "items": events })).into_response())
 }
 
-/// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history.
+/// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history; POST
+/// and PUT only where the kind takes them.
 pub fn routes<K: ResourceKind>() -> super::Routes {
     let collection = K::KIND.path();
     let one = format!("{collection}/{{name}}");
-    super::Routes::default()
+    let mut routes = super::Routes::default()
         .on(Method::GET, &collection, list::<K>)
-        .on(Method::POST, &collection, create::<K>)
         .on(Method::GET, &one, read::<K>)
-        .on(Method::PUT, &one, replace::<K>)
         .on(Method::DELETE, &one, delete::<K>)
-        .on(Method::GET, &format!("{one}/history"), history::<K>)
+        .on(Method::GET, &format!("{one}/history"), history::<K>);
+    if K::GENERIC_CREATE {
+        routes = routes.on(Method::POST, &collection, create::<K>);
+    }
+    if K::REPLACEABLE {
+        routes = routes.on(Method::PUT, &one, replace::<K>);
+    }
+    routes
 }

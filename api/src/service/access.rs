@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Services;
-use super::kind::Applied;
+use domain::document::Kind;
+
+use super::kind::{Answer, Applied, ResourceKind};
 use super::writer::Recorded;
 use crate::bearer::{self as auth, IssuedToken};
 use crate::context::RequestContext;
@@ -140,7 +142,12 @@ impl Services {
         users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::User, name))
     }
 
-    pub async fn create_user(&self, ctx: &RequestContext, body: Value) -> Result<Applied<Record<UserState>>, ApiError> {
+    pub async fn create_user(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Applied<Record<UserState>>, ApiError> {
         let request: UserRequest = parse_body(body)?;
         if let Some(kind) = &request.kind
             && !kind.eq_ignore_ascii_case("user")
@@ -148,7 +155,15 @@ impl Services {
             return Err(ApiError::MalformedBody(format!("kind {kind:?} does not belong at /api/v1/users")));
         }
         let name = name_of("name", &request.name, "user")?;
-        let command = UserCommand::CreateUser { name: name.clone(), description: request.description };
+        let command = UserCommand::CreateUser { name: name.clone(), description: request.description.clone() };
+        if dry_run {
+            self.writer.rehearse::<User>(&name, command).await?;
+            let now = jiff::Timestamp::now().to_string();
+            let spec = UserState { description: request.description };
+            let record =
+                Record { name: name.to_string(), spec, resource_version: 1, created_at: now.clone(), updated_at: now };
+            return Ok(Applied::Done(record));
+        }
         self.writer
             .execute::<User>(&self.store.users, ctx, &name, command)
             .await?
@@ -161,9 +176,15 @@ impl Services {
     /// again later under the same name starts with nothing. The last user cannot go (nobody
     /// could log in), nor the last user holding `admin` (nobody could administer mcpd). A crash
     /// part-way leaves the user with fewer tokens or bindings; deleting again finishes the job.
-    pub async fn delete_user(&self, ctx: &RequestContext, name: &str) -> Result<Applied<()>, ApiError> {
+    pub async fn delete_user(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Applied<()>, ApiError> {
         let name = name_of("name", name, "user")?;
-        self.get_user(name.as_str()).await?;
+        check_version(&self.get_user(name.as_str()).await?, expected_version)?;
         if users::list(&self.store.db).await?.len() <= 1 {
             return Err(ApiError::Conflict(format!("user {:?} is the last user; nobody could log in", name.as_str())));
         }
@@ -185,6 +206,9 @@ impl Services {
                     name.as_str()
                 )));
             }
+        }
+        if dry_run {
+            return Ok(Applied::Done(()));
         }
         let mut recorded = Recorded::Visible;
         for token in tokens::list(&self.store.db).await?.into_iter().filter(|t| t.spec.user == name.as_str()) {
@@ -279,7 +303,17 @@ impl Services {
     }
 
     /// Revokes a token: the next request with it is refused.
-    pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<Applied<()>, ApiError> {
+    pub async fn revoke_token(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Applied<()>, ApiError> {
+        check_version(&self.get_token(id).await?, expected_version)?;
+        if dry_run {
+            return Ok(Applied::Done(()));
+        }
         self.revoke(ctx, id).await?.then(async { Ok(()) }).await
     }
 
@@ -346,6 +380,77 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// 409 when `If-Match` names another version than `current`'s.
+fn check_version<S>(current: &Record<S>, expected: Option<u64>) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if expected != current.resource_version as u64 => Err(ApiError::Conflict(format!(
+            "{:?} is at resourceVersion {}, not {expected}",
+            current.name, current.resource_version
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The `user` kind: listed, read, created and deleted like every kind; never replaced.
+pub struct Users;
+
+impl ResourceKind for Users {
+    const KIND: Kind = Kind::User;
+    const REPLACEABLE: bool = false;
+    type Spec = UserState;
+
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_users().await
+    }
+    async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        s.get_user(name).await
+    }
+    async fn create(
+        s: &Services,
+        ctx: &RequestContext,
+        body: Value,
+        dry_run: bool,
+    ) -> Answer<Applied<Record<Self::Spec>>> {
+        s.create_user(ctx, body, dry_run).await
+    }
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        name: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Applied<()>> {
+        s.delete_user(ctx, name, expected_version, dry_run).await
+    }
+}
+
+/// The `token` kind: listed, read and revoked (deleted) like every kind; issued by its own
+/// route, whose answer carries the token.
+pub struct Tokens;
+
+impl ResourceKind for Tokens {
+    const KIND: Kind = Kind::Token;
+    const REPLACEABLE: bool = false;
+    const GENERIC_CREATE: bool = false;
+    type Spec = TokenState;
+
+    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+        s.list_tokens().await
+    }
+    async fn get(s: &Services, id: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
+        s.get_token(id).await
+    }
+    async fn delete(
+        s: &Services,
+        ctx: &RequestContext,
+        id: &str,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Answer<Applied<()>> {
+        s.revoke_token(ctx, id, expected_version, dry_run).await
+    }
 }
 
 #[cfg(test)]

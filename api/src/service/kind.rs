@@ -30,22 +30,33 @@ pub trait ResourceKind: Send + Sync + 'static {
     /// The resource RBAC rules name (`llms`, …), from the kind registry.
     const RESOURCE: &'static str = Self::KIND.info().rbac_resource;
     type Spec: Serialize + Send;
+    /// Whether PUT replaces one (users and tokens are created and deleted, never replaced).
+    const REPLACEABLE: bool = true;
+    /// Whether the generic POST creates one (tokens have their own: the answer carries the
+    /// token, shown once).
+    const GENERIC_CREATE: bool = true;
     fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
+    /// Only called when [`ResourceKind::GENERIC_CREATE`].
     fn create(
-        s: &Services,
-        ctx: &RequestContext,
-        body: Value,
-        dry_run: bool,
-    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send;
+        _s: &Services,
+        _ctx: &RequestContext,
+        _body: Value,
+        _dry_run: bool,
+    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send {
+        async { Err(ApiError::MethodNotAllowed) }
+    }
+    /// Only called when [`ResourceKind::REPLACEABLE`].
     fn replace(
-        s: &Services,
-        ctx: &RequestContext,
-        name: &str,
-        body: Value,
-        expected_version: Option<u64>,
-        dry_run: bool,
-    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send;
+        _s: &Services,
+        _ctx: &RequestContext,
+        _name: &str,
+        _body: Value,
+        _expected_version: Option<u64>,
+        _dry_run: bool,
+    ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send {
+        async { Err(ApiError::MethodNotAllowed) }
+    }
     fn delete(
         s: &Services,
         ctx: &RequestContext,

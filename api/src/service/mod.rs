@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::store::Store;
 
-pub use access::Bootstrap;
+pub use access::{Bootstrap, Tokens, Users};
 pub use drivers::Drivers;
 pub use kind::{Answer, Applied, ResourceKind};
 pub use llms::Llms;

@@ -159,6 +159,11 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
         retokened["config"]["tokenSecretRef"] = json!({"name": "anthropic", "key": "API_KEY"});
         let r = call(Method::PUT, "/api/v1/secretbackends/bao".into(), Some(retokened)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{user}: {:?}", r.body);
+        // The token it authenticates with swapped for one the attacker holds: every value
+        // written there afterwards would be readable with it.
+        let swapped = json!({"data": {"token": "attacker-held-token"}});
+        let r = call(Method::PUT, "/api/v1/secrets/bao-token".into(), Some(swapped)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{user}: {:?}", r.body);
         // Everyone's new secrets routed to it.
         let mut default = legit.clone();
         default["isDefault"] = json!(true);
@@ -195,6 +200,8 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
     let r = t.call_as(Some(one), Method::POST, "/api/v1/llms", Some(own)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 
+    let token_now = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"].clone();
+    assert_eq!(token_now, json!(bao_token), "the backend's token is the admin's still");
     let seen = attacker.received();
     assert!(seen.is_empty(), "the attacker's server received: {seen}");
     assert_eq!(t.get("/api/v1/secretbackends/bao").await.body["config"]["url"], json!(bao.addr));

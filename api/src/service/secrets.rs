@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::guard::{self, Direction};
 use super::kind::{Answer, Applied, ResourceKind};
 use super::{Services, parse_document, preview, url_name};
 use crate::backends::{SecretBackendDriver, Written};
@@ -263,6 +264,13 @@ impl ResourceKind for Secrets {
         let current = secrets::get(&s.store.db, name.as_str())
             .await?
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
+        if spec.data.is_some() {
+            // The token an openbao backend authenticates with decides under whose identity every
+            // value stored there is written: choosing it is choosing where they go.
+            for (backend, _) in secret_backends::using_token_secret(&s.store.db, name.as_str()).await? {
+                guard::authorize(ctx, Direction::BackendDestination { backend: &backend }, &s.upstreams)?;
+            }
+        }
         let driver = s.drivers.get(current.spec.backend.as_str()).await?;
         let mut written = None;
         let data = match spec.data {

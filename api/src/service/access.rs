@@ -184,7 +184,7 @@ impl Services {
         dry_run: bool,
     ) -> Result<Applied<()>, ApiError> {
         let name = name_of("name", name, "user")?;
-        check_version(&self.get_user(name.as_str()).await?, expected_version)?;
+        check_version(Kind::User, &self.get_user(name.as_str()).await?, expected_version)?;
         if users::list(&self.store.db).await?.len() <= 1 {
             return Err(ApiError::Conflict(format!("user {:?} is the last user; nobody could log in", name.as_str())));
         }
@@ -310,7 +310,7 @@ impl Services {
         expected_version: Option<u64>,
         dry_run: bool,
     ) -> Result<Applied<()>, ApiError> {
-        check_version(&self.get_token(id).await?, expected_version)?;
+        check_version(Kind::Token, &self.get_token(id).await?, expected_version)?;
         if dry_run {
             return Ok(Applied::Done(()));
         }
@@ -383,10 +383,10 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// 409 when `If-Match` names another version than `current`'s.
-fn check_version<S>(current: &Record<S>, expected: Option<u64>) -> Result<(), ApiError> {
+fn check_version<S>(kind: Kind, current: &Record<S>, expected: Option<u64>) -> Result<(), ApiError> {
     match expected {
         Some(expected) if expected != current.resource_version as u64 => Err(ApiError::Conflict(format!(
-            "{:?} is at resourceVersion {}, not {expected}",
+            "{kind} {:?} is at resourceVersion {}, not {expected}",
             current.name, current.resource_version
         ))),
         _ => Ok(()),

@@ -16,6 +16,7 @@ testkit::on_both_stores!(
     stale_if_match_is_409,
     writes_are_readable_at_once,
     concurrent_creates_of_one_name_let_exactly_one_through,
+    every_kind_sends_exactly_the_documents_mcpctl_reads,
 );
 
 async fn the_default_backend_is_seeded_at_first_start(kind: StoreKind) {
@@ -260,4 +261,72 @@ async fn concurrent_creates_of_one_name_let_exactly_one_through(kind: StoreKind)
     // The stored values are the winner's, not a loser's.
     let revealed = t.get("/api/v1/secrets/raced?reveal=true").await;
     assert_eq!(revealed.body["data"]["K"], format!("v{}", winners[0]));
+}
+
+/// Reads every document of the visited kind's list as `wire::Document<S>` (the type mcpctl
+/// reads) and writes it back: nothing the server sends is lost or added on the way.
+struct ReadsBack(Vec<serde_json::Value>);
+
+impl wire::KindVisitor for ReadsBack {
+    type Output = Vec<(serde_json::Value, serde_json::Value)>;
+    fn visit<S: wire::Spec>(self) -> Self::Output {
+        self.0
+            .into_iter()
+            .map(|sent| {
+                let read: wire::Document<S> = serde_json::from_value(sent.clone())
+                    .unwrap_or_else(|e| panic!("mcpctl cannot read the {} document {sent}: {e}", S::KIND));
+                (sent, serde_json::to_value(read).unwrap())
+            })
+            .collect()
+    }
+}
+
+async fn every_kind_sends_exactly_the_documents_mcpctl_reads(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let mut llm = llm("local", "anthropic");
+    llm["url"] = json!("http://127.0.0.1:11434");
+    llm["type"] = json!("ollama");
+    llm["extra"] = json!({"numCtx": "8192"});
+    assert_eq!(t.post("/api/v1/llms", llm).await.status, StatusCode::CREATED);
+    assert_eq!(
+        t.post("/api/v1/secretbackends", json!({"name": "spare", "type": "plaintext", "description": "d"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let run =
+        t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic"]})).await;
+    assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
+    let role = json!({"name": "ops", "rules": [
+        {"resources": ["llms"], "verbs": ["view"], "names": ["local"]}, {"operations": ["reveal:secrets"]}]});
+    assert_eq!(t.post("/api/v1/roles", role).await.status, StatusCode::CREATED);
+    assert_eq!(t.post("/api/v1/users", json!({"name": "ann", "description": "d"})).await.status, StatusCode::CREATED);
+    let binding = json!({"name": "ann-ops", "role": "ops", "users": ["ann"]});
+    assert_eq!(t.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let token = json!({"user": "ann", "expires": "1h", "description": "ci"});
+    assert_eq!(t.post("/api/v1/tokens", token).await.status, StatusCode::CREATED);
+
+    for kind in wire::Kind::ALL {
+        let paths = if kind == wire::Kind::Secret {
+            vec![kind.path(), format!("{}?reveal=true", kind.path())]
+        } else {
+            vec![kind.path()]
+        };
+        for path in paths {
+            let sent = t.get(&path).await.body["items"].as_array().unwrap().clone();
+            assert!(!sent.is_empty(), "{path} lists nothing, so proves nothing");
+            for (sent, read_back) in kind.visit(ReadsBack(sent)) {
+                assert_eq!(read_back, sent, "{kind}: what mcpctl reads differs from what mcpd sent");
+            }
+        }
+    }
+    // One document read on its own, with its history, too.
+    let one = t.get("/api/v1/llms/local").await.body;
+    assert_eq!(wire::Kind::Llm.visit(ReadsBack(vec![one.clone()]))[0].1, one);
+    let history = t.get("/api/v1/llms/local/history").await.body;
+    let events: wire::List<wire::HistoryEvent> = serde_json::from_value(history.clone()).unwrap();
+    assert_eq!(events.items.len(), 1);
+    assert_eq!(events.items[0].event_type, "LlmCreated");
+    assert_eq!(events.items[0].actor.as_deref(), Some("admin"));
 }

@@ -4,26 +4,32 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::Value;
 use tabwriter::TabWriter;
 
 use crate::args::{AuditArgs, Output};
 use crate::client::Client;
-use crate::output::{inert_json, text};
+use crate::output::{inert, inert_json};
+use wire::audit::{AuditEntry, AuditPage};
 
 const COLUMNS: &str = "POSITION\tTIME\tACTOR\tRESOURCE\tEVENT\tSUMMARY";
 
-fn row(item: &Value) -> String {
+fn row(item: &AuditEntry) -> String {
     format!(
         "{}\t{}\t{}\t{}/{}\t{}\t{}",
-        text(&item["position"]),
-        text(&item["time"]),
-        text(&item["actor"]),
-        text(&item["kind"]),
-        text(&item["name"]),
-        text(&item["eventType"]),
-        text(&item["summary"]),
+        inert(&item.position),
+        inert(&item.time),
+        inert(&item.actor),
+        inert(&item.kind),
+        inert(&item.name),
+        inert(&item.event_type),
+        inert(&item.summary),
     )
+}
+
+/// A page of the log, as the server sent it.
+fn page(client: &Client, path: &str) -> anyhow::Result<AuditPage> {
+    let page = client.get(path)?.into_success()?;
+    serde_json::from_value(page).map_err(|e| anyhow::anyhow!("cannot read the audit page the server sent: {e}"))
 }
 
 fn query(args: &AuditArgs, cursor: Option<(&str, &str)>) -> String {
@@ -50,7 +56,7 @@ fn query(args: &AuditArgs, cursor: Option<(&str, &str)>) -> String {
     format!("/api/v1/audit?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish())
 }
 
-fn print_rows(items: &[Value], output: Output, header: bool) -> anyhow::Result<()> {
+fn print_rows(items: &[AuditEntry], output: Output, header: bool) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Json => writeln!(stdout, "{}", inert_json(serde_json::to_string_pretty(items)?))?,
@@ -70,24 +76,23 @@ fn print_rows(items: &[Value], output: Output, header: bool) -> anyhow::Result<(
 }
 
 pub fn run(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
-    let page = client.get(&query(&args, None))?.into_success()?;
-    let items = page["items"].as_array().cloned().unwrap_or_default();
+    let AuditPage { items, next } = page(client, &query(&args, None))?;
     if !args.follow {
         if items.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
             eprintln!("No events found.");
             return Ok(());
         }
         print_rows(&items, args.output, true)?;
-        if let Some(next) = page["next"].as_str() {
-            eprintln!("More: add --after {next}");
+        if let Some(next) = next {
+            eprintln!("More: add --after {}", inert(&next));
         }
         return Ok(());
     }
     // Follow: the latest rows oldest first, then new ones as they are appended, one per line
     // (JSON: one object per line).
-    let mut newest = items.first().map(|i| text(&i["position"])).unwrap_or_else(|| "0".into());
+    let mut newest = items.first().map(|i| i.position.clone()).unwrap_or_else(|| "0".into());
     let line_output = if args.output == Output::Json { Output::Json } else { Output::Table };
-    let emit = |items: &[Value], header: bool| -> anyhow::Result<()> {
+    let emit = |items: &[AuditEntry], header: bool| -> anyhow::Result<()> {
         match line_output {
             Output::Json => {
                 let mut stdout = std::io::stdout().lock();
@@ -105,10 +110,9 @@ pub fn run(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     emit(&backlog, true)?;
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let page = client.get(&query(&args, Some(("newer", &newest))))?.into_success()?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let items = page(client, &query(&args, Some(("newer", &newest))))?.items;
         if let Some(last) = items.last() {
-            newest = text(&last["position"]);
+            newest = last.position.clone();
             emit(&items, false)?;
         }
     }

@@ -5,10 +5,14 @@ use std::io::Write;
 use anyhow::bail;
 use serde_json::Value;
 use tabwriter::TabWriter;
+use wire::HistoryEvent;
+use wire::llm::LlmSpec;
+use wire::secret::SecretView;
+use wire::secret_backend::BackendState;
 
 use crate::args::{Kind, Output};
 use crate::client::Client;
-use crate::output::{self, age, key_ref, text};
+use crate::output::{self, age, inert, key_ref, text};
 
 /// Returns false when a named resource was missing (already reported on stderr).
 pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal: bool) -> anyhow::Result<bool> {
@@ -42,16 +46,15 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
         }
         // Secrets whose values could not be read are listed without them: say so, and fail,
         // so that a backup taken with --reveal is never silently incomplete.
-        let unread: Vec<&Value> =
-            all.iter().flat_map(|(_, docs)| docs).filter(|d| d.get("revealError").is_some()).collect();
-        for doc in &unread {
-            eprintln!(
-                "Error: the values of secret {} were not read: {}",
-                text(&doc["name"]),
-                text(&doc["revealError"])
-            );
+        let mut all_read = true;
+        for doc in all.iter().filter(|(kind, _)| *kind == Kind::Secret).flat_map(|(_, docs)| docs) {
+            let secret = output::read_document::<SecretView>(doc)?;
+            if let Some(error) = secret.spec.reveal_error {
+                eprintln!("Error: the values of secret {} were not read: {}", inert(&secret.name), inert(&error));
+                all_read = false;
+            }
         }
-        return Ok(unread.is_empty());
+        return Ok(all_read);
     }
     let mut docs = Vec::new();
     let mut all_found = true;
@@ -71,20 +74,23 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
 }
 
 pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
-    if kind == Kind::All {
+    let Some(wire_kind) = kind.wire() else {
         bail!("describe one resource: mcpctl describe llm NAME");
-    }
+    };
     let doc = client.get(&format!("{}/{name}", kind.path()))?.into_success()?;
     let mut fields: Vec<(&str, String)> = vec![("Name", text(&doc["name"])), ("Kind", kind.singular().into())];
-    let info = kind.wire().map(wire::Kind::info);
-    fields.extend(info.into_iter().flat_map(|i| i.describe).map(|f| (f.label, output::show(f, &doc))));
+    fields.extend(output::described(wire_kind, &doc)?);
     // What some kinds show beyond their fields.
     match kind {
         Kind::SecretBackend => {
-            if let Some(config) = doc["config"].as_object() {
-                for (key, value) in config {
-                    let value = if value.is_object() { key_ref(value) } else { text(value) };
-                    fields.push(("Config", format!("{}={value}", crate::output::inert(key))));
+            let backend = output::read_document::<BackendState>(&doc)?;
+            if let Some(config) = &backend.spec.spec.config {
+                // Every setting, in the order the document has them.
+                let settings = serde_json::to_value(config)?;
+                for (key, value) in settings.as_object().into_iter().flatten() {
+                    let value =
+                        if key == "tokenSecretRef" { key_ref(Some(&config.token_secret_ref)) } else { text(value) };
+                    fields.push(("Config", format!("{}={value}", inert(key))));
                 }
             }
             // describe pings the backend: can mcpd reach it and is it let in?
@@ -105,8 +111,8 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     }
     fields.extend([
         ("Resource Version", text(&doc["resourceVersion"])),
-        ("Created", format!("{} ({} ago)", text(&doc["createdAt"]), age(&doc["createdAt"]))),
-        ("Updated", format!("{} ({} ago)", text(&doc["updatedAt"]), age(&doc["updatedAt"]))),
+        ("Created", format!("{} ({} ago)", text(&doc["createdAt"]), age(&text(&doc["createdAt"])))),
+        ("Updated", format!("{} ({} ago)", text(&doc["updatedAt"]), age(&text(&doc["updatedAt"])))),
     ]);
 
     let mut out = TabWriter::new(std::io::stdout().lock()).padding(1);
@@ -131,7 +137,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
                 let cut = (0..=157).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
                 detail = format!("{}...", &detail[..cut]);
             }
-            writeln!(out, "  {}\t{}\t{detail}", age(&event["recordedAt"]), text(&event["eventType"]))?;
+            writeln!(out, "  {}\t{}\t{detail}", age(&text(&event["recordedAt"])), text(&event["eventType"]))?;
         }
         out.flush()?;
         return Ok(());
@@ -140,7 +146,9 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let history = client.get(&format!("{}/{name}/history", kind.path()))?.into_success()?;
-    let events = history["items"].as_array().cloned().unwrap_or_default();
+    let events = serde_json::from_value::<wire::List<HistoryEvent>>(history)
+        .map_err(|e| anyhow::anyhow!("cannot read the history the server sent: {e}"))?
+        .items;
     out!("Events:");
     let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
     writeln!(out, "  AGE\tEVENT\tVERSION\tACTOR\tREQUEST")?;
@@ -149,11 +157,11 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
         writeln!(
             out,
             "  {}\t{}\t{}\t{}\t{}",
-            age(&event["recordedAt"]),
-            text(&event["eventType"]),
-            text(&event["resourceVersion"]),
-            text(&event["actor"]),
-            text(&event["requestId"]),
+            age(&event.recorded_at),
+            inert(&event.event_type),
+            event.resource_version,
+            inert(event.actor.as_deref().unwrap_or_default()),
+            inert(event.request_id.as_deref().unwrap_or_default()),
         )?;
     }
     out.flush()?;
@@ -162,22 +170,33 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
 
 /// What refers to this resource: the Llms using a secret, the secrets on a backend.
 fn referrers(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(Option<&'static str>, Vec<String>)> {
-    // (label, the kind that refers, the field path in its documents that holds the name)
-    let (label, collection, field) = match kind {
+    let names = match kind {
         Kind::Llm | Kind::All | Kind::Migration | Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => {
             return Ok((None, vec![]));
         }
-        Kind::Secret => ("Used By", Kind::Llm, ["apiKeyRef", "name"].as_slice()),
-        Kind::SecretBackend => ("Holds", Kind::Secret, ["backend"].as_slice()),
+        Kind::Secret => {
+            let uses = |llm: &LlmSpec| llm.api_key_ref.as_ref().is_some_and(|r| r.name.as_str() == name);
+            ("Used By", referring(client, uses)?)
+        }
+        Kind::SecretBackend => {
+            ("Holds", referring(client, |secret: &SecretView| secret.state.backend.as_str() == name)?)
+        }
     };
-    let list = client.get(&collection.path())?.into_success()?;
+    Ok((Some(names.0), names.1))
+}
+
+/// `kind/name` of every resource of `S`'s kind that `refers`.
+fn referring<S: wire::Spec>(client: &Client, refers: impl Fn(&S) -> bool) -> anyhow::Result<Vec<String>> {
+    let list = client.get(&S::KIND.path())?.into_success()?;
     let items = list["items"].as_array().cloned().unwrap_or_default();
-    let names = items
-        .iter()
-        .filter(|d| field.iter().fold(*d, |v, f| &v[*f]) == name)
-        .map(|d| format!("{}/{}", collection.singular(), text(&d["name"])))
-        .collect();
-    Ok((Some(label), names))
+    let mut names = Vec::new();
+    for item in &items {
+        let doc = output::read_document::<S>(item)?;
+        if refers(&doc.spec) {
+            names.push(format!("{}/{}", S::KIND, inert(&doc.name)));
+        }
+    }
+    Ok(names)
 }
 
 fn none_if_empty(s: String) -> String {

@@ -45,18 +45,18 @@ pub fn yaml_documents(docs: &[Value]) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Aligned columns, kubectl style: the kind's columns from the kind registry (`all` prints
-/// backends' columns, as it lists them first).
+/// Aligned columns, kubectl style: the kind's columns, as its document type
+/// ([`wire::Spec`]) lists them.
 pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
-    let info = kind.wire().unwrap_or(wire::Kind::SecretBackend).info();
-    let fields: Vec<&wire::Field> = info.columns.iter().chain(if wide { info.wide } else { &[] }).collect();
-    let mut rows = vec![fields.iter().map(|f| f.label.to_owned()).collect::<Vec<_>>()];
-    for doc in docs {
-        rows.push(fields.iter().map(|f| show(f, doc)).collect());
-    }
+    let Some(kind) = kind.wire() else {
+        anyhow::bail!("a table shows one kind at a time");
+    };
+    let shown = kind.visit(Shown { docs, columns: if wide { Columns::Wide } else { Columns::Table } })?;
+    let mut rows = vec![shown.labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>()];
+    rows.extend(shown.rows);
     let mut writer = TabWriter::new(Vec::new()).padding(3);
     for row in rows {
-        // Cells are inert already (`text`); tabs and newlines would break the columns.
+        // Cells are inert already (`render`); tabs and newlines would break the columns.
         let cells: Vec<String> = row.iter().map(|c| inert(c)).collect();
         writeln!(writer, "{}", cells.join("\t"))?;
     }
@@ -64,43 +64,95 @@ pub fn table(kind: Kind, docs: &[Value], wide: bool) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).lines().map(|l| format!("{}\n", l.trim_end())).collect())
 }
 
-/// The value `field` names in `doc`, shown as the registry says (and inert, see [`text`]).
-pub fn show(field: &wire::Field, doc: &Value) -> String {
-    let value = field.path.split('.').fold(doc, |v, key| &v[key]);
-    match field.show {
-        wire::Show::Text => text(value),
-        wire::Show::OrNone => or_none(text(value)),
-        wire::Show::OrNever => or_never(text(value)),
-        wire::Show::KeyRef => key_ref(value),
-        wire::Show::List => list(value),
-        wire::Show::ListOrNone => or_none(list(value)),
-        wire::Show::Pairs => or_none(pairs(value)),
-        wire::Show::YesNo => if value == &Value::Bool(true) { "yes" } else { "no" }.into(),
-        wire::Show::Age => age(value),
-        wire::Show::Rules => rules(value),
+/// What `describe` shows of one document of `kind`, after its name and kind: (label, value).
+pub fn described(kind: wire::Kind, doc: &Value) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let shown = kind.visit(Shown { docs: std::slice::from_ref(doc), columns: Columns::Describe })?;
+    Ok(shown.labels.into_iter().zip(shown.rows.into_iter().next().unwrap_or_default()).collect())
+}
+
+/// Which of a kind's columns to show.
+#[derive(Clone, Copy)]
+enum Columns {
+    Table,
+    Wide,
+    Describe,
+}
+
+/// Documents shown as text, read as their kind's document type.
+struct Shown<'a> {
+    docs: &'a [Value],
+    columns: Columns,
+}
+
+/// The labels of the columns shown, and each document's values under them.
+struct Rows {
+    labels: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl wire::KindVisitor for Shown<'_> {
+    type Output = anyhow::Result<Rows>;
+
+    fn visit<S: wire::Spec>(self) -> anyhow::Result<Rows> {
+        let columns: Vec<&wire::Column<S>> = match self.columns {
+            Columns::Table => S::COLUMNS.iter().collect(),
+            Columns::Wide => S::COLUMNS.iter().chain(S::WIDE).collect(),
+            Columns::Describe => S::DESCRIBE.iter().collect(),
+        };
+        let mut rows = Vec::with_capacity(self.docs.len());
+        for doc in self.docs {
+            let doc: wire::Document<S> = read_document(doc)?;
+            rows.push(columns.iter().map(|c| render(&(c.cell)(&doc))).collect());
+        }
+        Ok(Rows { labels: columns.iter().map(|c| c.label).collect(), rows })
+    }
+}
+
+/// A document the server sent, read as its kind's type; an unreadable one is an error naming
+/// it, never a row of blanks.
+pub fn read_document<S: wire::Spec>(doc: &Value) -> anyhow::Result<wire::Document<S>> {
+    serde_json::from_value(doc.clone()).map_err(|e| {
+        anyhow::anyhow!("cannot read the {} document {} the server sent: {e}", S::KIND, text(&doc["name"]))
+    })
+}
+
+/// A value as text, the way its cell says (and inert, see [`inert`]).
+pub fn render(cell: &wire::Cell) -> String {
+    let list = |items: &[String]| items.iter().map(|s| inert(s)).collect::<Vec<_>>().join(",");
+    match cell {
+        wire::Cell::Text(s) => inert(s),
+        wire::Cell::OrNone(s) => or_none(s.map(inert).unwrap_or_default()),
+        wire::Cell::OrNever(s) => or_never(s.map(inert).unwrap_or_default()),
+        wire::Cell::KeyRef(r) => key_ref(*r),
+        wire::Cell::List(items) => list(items),
+        wire::Cell::ListOrNone(items) => or_none(list(items)),
+        wire::Cell::Pairs(pairs) => {
+            or_none(pairs.iter().map(|(k, v)| format!("{}={}", inert(k), inert(v))).collect::<Vec<_>>().join(","))
+        }
+        wire::Cell::YesNo(yes) => if *yes { "yes" } else { "no" }.into(),
+        wire::Cell::Age(time) => age(time),
+        wire::Cell::Rules(rules) => self::rules(rules),
     }
 }
 
 /// A role's rules, one `verbs resources[names]` or operations each, `; `-separated.
-pub fn rules(value: &Value) -> String {
-    let joined = |v: &Value| v.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default();
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn rules(rules: &[wire::rbac::Rule]) -> String {
+    let joined = |items: &[String]| items.iter().map(|s| inert(s)).collect::<Vec<_>>().join(",");
+    rules
+        .iter()
         .map(|rule| {
             let mut shown = String::new();
-            if rule["resources"].is_array() {
-                shown = format!("{} {}", joined(&rule["verbs"]), joined(&rule["resources"]));
-                if rule["names"].is_array() {
-                    shown.push_str(&format!("[{}]", joined(&rule["names"])));
+            if !rule.resources.is_empty() {
+                shown = format!("{} {}", joined(&rule.verbs), joined(&rule.resources));
+                if let Some(names) = &rule.names {
+                    shown.push_str(&format!("[{}]", joined(names)));
                 }
             }
-            if rule["operations"].is_array() {
+            if !rule.operations.is_empty() {
                 if !shown.is_empty() {
                     shown.push(' ');
                 }
-                shown.push_str(&joined(&rule["operations"]));
+                shown.push_str(&joined(&rule.operations));
             }
             shown
         })
@@ -161,27 +213,14 @@ fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
 
-pub fn key_ref(value: &Value) -> String {
-    match (value["name"].as_str(), value["key"].as_str()) {
-        (Some(name), Some(key)) => format!("{name}/{key}"),
-        _ => "<none>".into(),
-    }
-}
-
-pub fn list(value: &Value) -> String {
-    value.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default()
-}
-
-pub fn pairs(value: &Value) -> String {
-    value
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", text(v))).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
+/// A secret key reference as `name/key`, `<none>` when absent.
+pub fn key_ref(reference: Option<&wire::llm::SecretKeyRef>) -> String {
+    reference.map_or_else(|| "<none>".into(), |r| format!("{}/{}", inert(r.name.as_str()), inert(&r.key)))
 }
 
 /// Time since an RFC 3339 timestamp, kubectl style: 45s, 12m, 3h, 4d, 2y.
-pub fn age(value: &Value) -> String {
-    let Some(then) = value.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()) else {
+pub fn age(time: &str) -> String {
+    let Ok(then) = time.parse::<jiff::Timestamp>() else {
         return "<unknown>".into();
     };
     let seconds = jiff::Timestamp::now().duration_since(then).as_secs().max(0);
@@ -216,9 +255,11 @@ mod tests {
     #[test]
     fn tables_align_their_columns() {
         let docs = [
-            json!({"name": "claude-fast", "type": "anthropic", "model": "claude-haiku-4-5", "tier": "fast",
-                   "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}, "createdAt": jiff::Timestamp::now().to_string()}),
-            json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "heavy", "createdAt": "bad"}),
+            json!({"kind": "llm", "name": "claude-fast", "type": "anthropic", "model": "claude-haiku-4-5", "tier": "fast",
+                   "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}, "extra": {}, "resourceVersion": 1,
+                   "createdAt": jiff::Timestamp::now().to_string()}),
+            json!({"kind": "llm", "name": "local", "type": "ollama", "model": "llama3", "tier": "heavy", "extra": {},
+                   "resourceVersion": 2, "createdAt": "bad"}),
         ];
         let table = table(Kind::Llm, &docs, false).unwrap();
         let lines: Vec<&str> = table.lines().collect();
@@ -230,8 +271,25 @@ mod tests {
     }
 
     #[test]
+    fn a_document_mcpctl_cannot_read_is_an_error_naming_it_not_a_row_of_blanks() {
+        let docs = [json!({"kind": "llm", "name": "odd", "type": "teapot", "resourceVersion": 1})];
+        let err = table(Kind::Llm, &docs, false).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read the llm document odd the server sent: "), "{err}");
+    }
+
+    #[test]
+    fn role_rules_read_as_verbs_on_resources() {
+        let doc = json!({"kind": "role", "name": "ops", "description": "", "resourceVersion": 0, "rules": [
+            {"verbs": ["view", "edit"], "resources": ["llms"], "names": ["a", "b"]},
+            {"operations": ["reveal:secrets"]},
+        ]});
+        let shown = described(wire::Kind::Role, &doc).unwrap();
+        assert_eq!(shown, [("Rules", "view,edit llms[a,b]; reveal:secrets".to_owned())]);
+    }
+
+    #[test]
     fn ages_read_like_kubectl() {
-        let ago = |s: i64| json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string());
+        let ago = |s: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string();
         assert_eq!(age(&ago(5)), "5s");
         assert_eq!(age(&ago(600)), "10m");
         assert_eq!(age(&ago(5 * 3600)), "5h");

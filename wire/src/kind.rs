@@ -2,7 +2,9 @@
 //! everything that enumerates kinds (RBAC resources, the audit kind filter, history, schemas,
 //! the CLI's kinds and completions, document parsing) is derived from [`Kind::ALL`] and
 //! [`Kind::info`]. `info` matches every variant, so a new kind without its description does not
-//! compile; `registry_is_consistent` below checks what the compiler cannot.
+//! compile, and neither does one without its document type ([`Kind::visit`], in `document.rs`,
+//! which also carries the columns `get` prints); `registry_is_consistent` below checks what the
+//! compiler cannot.
 
 /// A resource kind mcpd serves, in dependency order: what a document of a later kind may refer
 /// to comes earlier (backends before the secrets on them, secrets before the Llms using them,
@@ -40,55 +42,7 @@ pub struct KindInfo {
     pub in_all: bool,
     /// One line saying what it is, for `--help`.
     pub help: &'static str,
-    /// The columns `get` prints, kubectl style; `wide` adds the next ones.
-    pub columns: &'static [Field],
-    pub wide: &'static [Field],
-    /// What `describe` shows after the name and kind (some kinds add sections of their own).
-    pub describe: &'static [Field],
 }
-
-/// One value of a document shown to a person: under `label`, the value at `path` (field names
-/// separated by dots), shown as `show` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    pub label: &'static str,
-    pub path: &'static str,
-    pub show: Show,
-}
-
-/// How a value is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Show {
-    /// As text (strings unquoted, null empty).
-    Text,
-    /// As text, `<none>` when empty.
-    OrNone,
-    /// As text, `<never>` when empty (times).
-    OrNever,
-    /// A `{name, key}` reference as `name/key`, `<none>` when absent.
-    KeyRef,
-    /// A list, comma-separated.
-    List,
-    /// A list, comma-separated, `<none>` when empty.
-    ListOrNone,
-    /// An object as `k=v` pairs, comma-separated, `<none>` when empty.
-    Pairs,
-    /// `yes` for true, `no` otherwise.
-    YesNo,
-    /// A timestamp as the time since, kubectl style (`45s`, `3h`, `4d`).
-    Age,
-    /// A role's rules, one `verbs resources[names]` or operations each.
-    Rules,
-}
-
-const fn field(label: &'static str, path: &'static str, show: Show) -> Field {
-    Field { label, path, show }
-}
-
-const NAME: Field = field("NAME", "name", Show::Text);
-const AGE: Field = field("AGE", "createdAt", Show::Age);
-const VERSION: Field = field("VERSION", "resourceVersion", Show::Text);
-const DESCRIPTION: Field = field("DESCRIPTION", "description", Show::Text);
 
 /// The read-only fields every resource document carries.
 const COMMON_READ_ONLY: &[&str] = &["resourceVersion", "createdAt", "updatedAt"];
@@ -119,14 +73,6 @@ impl Kind {
                     applicable: true,
                     in_all: true,
                     help: "Secret backends: where secret values are stored (plaintext, openbao).",
-                    columns: &[
-                        NAME,
-                        field("TYPE", "type", Show::Text),
-                        field("DEFAULT", "isDefault", Show::YesNo),
-                        AGE,
-                    ],
-                    wide: &[field("URL", "config.url", Show::OrNone), VERSION, DESCRIPTION],
-                    describe: &[field("Type", "type", Show::Text), field("Default", "isDefault", Show::Text)],
                 };
                 &INFO
             }
@@ -149,13 +95,6 @@ impl Kind {
                     applicable: true,
                     in_all: true,
                     help: "Secrets: named keys and their values, on a backend.",
-                    columns: &[NAME, field("BACKEND", "backend", Show::Text), field("KEYS", "keys", Show::List), AGE],
-                    wide: &[field("DATA VERSION", "dataVersion", Show::Text), VERSION, DESCRIPTION],
-                    describe: &[
-                        field("Backend", "backend", Show::Text),
-                        field("Keys", "keys", Show::ListOrNone),
-                        field("Data Version", "dataVersion", Show::Text),
-                    ],
                 };
                 &INFO
             }
@@ -170,28 +109,6 @@ impl Kind {
                     applicable: true,
                     in_all: true,
                     help: "Llms: a provider, model and tier, and the secret key they authenticate with.",
-                    columns: &[
-                        NAME,
-                        field("TYPE", "type", Show::Text),
-                        field("MODEL", "model", Show::Text),
-                        field("TIER", "tier", Show::Text),
-                        field("API KEY", "apiKeyRef", Show::KeyRef),
-                        AGE,
-                    ],
-                    wide: &[
-                        field("URL", "url", Show::OrNone),
-                        field("EXTRA", "extra", Show::Pairs),
-                        VERSION,
-                        DESCRIPTION,
-                    ],
-                    describe: &[
-                        field("Type", "type", Show::Text),
-                        field("Model", "model", Show::Text),
-                        field("Tier", "tier", Show::Text),
-                        field("URL", "url", Show::OrNone),
-                        field("API Key", "apiKeyRef", Show::KeyRef),
-                        field("Extra", "extra", Show::Pairs),
-                    ],
                 };
                 &INFO
             }
@@ -206,33 +123,6 @@ impl Kind {
                     applicable: false,
                     in_all: false,
                     help: "Secret migration runs (`get` and `describe` only).",
-                    columns: &[
-                        NAME,
-                        field("FROM", "from", Show::Text),
-                        field("TO", "to", Show::Text),
-                        field("STATUS", "status", Show::Text),
-                        field("MOVED", "moved", Show::Text),
-                        field("SKIPPED", "skipped", Show::Text),
-                        field("FAILED", "failed", Show::Text),
-                        AGE,
-                    ],
-                    wide: &[
-                        field("RESUMED", "resumed", Show::Text),
-                        field("KEEP SOURCE", "keepSource", Show::Text),
-                        field("ERROR", "lastError", Show::OrNone),
-                    ],
-                    describe: &[
-                        field("From", "from", Show::Text),
-                        field("To", "to", Show::Text),
-                        field("Names", "names", Show::ListOrNone),
-                        field("Keep Source", "keepSource", Show::Text),
-                        field("Status", "status", Show::Text),
-                        field("Moved", "moved", Show::Text),
-                        field("Skipped", "skipped", Show::Text),
-                        field("Failed", "failed", Show::Text),
-                        field("Resumed", "resumed", Show::Text),
-                        field("Last Error", "lastError", Show::OrNone),
-                    ],
                 };
                 &INFO
             }
@@ -247,9 +137,6 @@ impl Kind {
                     applicable: false,
                     in_all: false,
                     help: "Users: who tokens authenticate.",
-                    columns: &[NAME, DESCRIPTION, AGE],
-                    wide: &[VERSION],
-                    describe: &[],
                 };
                 &INFO
             }
@@ -264,20 +151,6 @@ impl Kind {
                     applicable: false,
                     in_all: false,
                     help: "API tokens, by id (`get`, `describe`, `delete` revokes).",
-                    columns: &[
-                        field("ID", "name", Show::Text),
-                        field("USER", "user", Show::Text),
-                        field("EXPIRES", "expiresAt", Show::OrNever),
-                        field("LAST USED", "lastUsedAt", Show::OrNever),
-                        DESCRIPTION,
-                        AGE,
-                    ],
-                    wide: &[VERSION],
-                    describe: &[
-                        field("User", "user", Show::Text),
-                        field("Expires", "expiresAt", Show::OrNone),
-                        field("Last Used", "lastUsedAt", Show::OrNone),
-                    ],
                 };
                 &INFO
             }
@@ -292,9 +165,6 @@ impl Kind {
                     applicable: true,
                     in_all: false,
                     help: "Roles: the built-in admin, editor and viewer, and custom ones.",
-                    columns: &[NAME, field("RULES", "rules", Show::Rules), DESCRIPTION],
-                    wide: &[VERSION],
-                    describe: &[field("Rules", "rules", Show::Rules)],
                 };
                 &INFO
             }
@@ -309,9 +179,6 @@ impl Kind {
                     applicable: true,
                     in_all: false,
                     help: "Role bindings: a role granted to users.",
-                    columns: &[NAME, field("ROLE", "role", Show::Text), field("USERS", "users", Show::List), AGE],
-                    wide: &[VERSION],
-                    describe: &[field("Role", "role", Show::Text), field("Users", "users", Show::List)],
                 };
                 &INFO
             }

@@ -1,7 +1,20 @@
 //! What mcpd and mcpctl share about the API, with no server machinery (no cqrs-es, no sqlx), as
-//! kube-rs keeps `kube-core` beside its client: the registry of resource kinds.
+//! kube-rs keeps `kube-core` beside its client: the registry of resource kinds, and the
+//! documents of each kind (mcpd serialises them, mcpctl reads them back) with the columns and
+//! fields shown of them.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod document;
 pub mod kind;
+pub mod llm;
+pub mod migration;
+pub mod name;
+pub mod rbac;
+pub mod secret;
+pub mod secret_backend;
+pub mod user;
 
-pub use kind::{Field, Kind, KindInfo, RBAC_RESOURCES, Show};
+pub use document::{Cell, Column, Document, HistoryEvent, KindVisitor, List, Spec};
+pub use kind::{Kind, KindInfo, RBAC_RESOURCES};
+pub use name::ResourceName;

@@ -16,7 +16,7 @@ use crate::service::Services;
 
 type Answer<T> = Result<T, ApiError>;
 
-use super::resources::document_of as document;
+use super::resources::document;
 
 /// The only answer that ever carries a token: shown once.
 async fn issue_token(
@@ -27,7 +27,7 @@ async fn issue_token(
     ctx.require("tokens", "create", None)?;
     let (applied, issued) = s.issue_token(&ctx, body).await?;
     let (status, mut doc) = match applied {
-        Applied::Done(record) => (StatusCode::CREATED, document("token", &record)),
+        Applied::Done(record) => (StatusCode::CREATED, document(wire::Kind::Token, &record)),
         // Recorded, not readable yet: the token is still shown, now or never.
         Applied::Accepted(message) => {
             let mut doc = accepted_body(&message);

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use projections::Position;
 use projections::audit::{AuditFilter, Direction};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::context::RequestContext;
 use crate::error::ApiError;
@@ -155,7 +155,7 @@ pub async fn audit(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Query(raw): Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::audit::AuditPage>, ApiError> {
     // Parsed here rather than by the extractor, so a bad parameter gets the API's error shape.
     let q: AuditQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
         .map_err(|e| ApiError::BadRequest(format!("audit query: {e}")))?;
@@ -205,35 +205,37 @@ pub async fn audit(
             None
         });
     }
-    let items: Vec<Value> = events
+    let items: Vec<wire::audit::AuditEntry> = events
         .iter()
         .zip(&previous)
         .map(|(e, before)| {
             let meta = |k: &str| e.metadata.get(k).cloned().unwrap_or_default();
-            json!({
-                "position": cursor(e.position),
-                "time": e.recorded_at,
-                "actor": meta(domain::metadata::ACTOR),
-                "tokenId": meta(domain::metadata::TOKEN_ID),
-                "kind": e.aggregate_type,
-                "name": e.aggregate_id,
-                "eventType": e.event_type,
-                "summary": summary(&e.payload, before.as_ref().map(|b| &b.payload)),
-                "requestId": meta(domain::metadata::REQUEST_ID),
-                "source": meta(domain::metadata::SOURCE),
-                "sourceAddress": meta(domain::metadata::SOURCE_ADDRESS),
-            })
+            wire::audit::AuditEntry {
+                position: cursor(e.position),
+                time: e.recorded_at.clone(),
+                actor: meta(domain::metadata::ACTOR),
+                token_id: meta(domain::metadata::TOKEN_ID),
+                kind: e.aggregate_type.clone(),
+                name: e.aggregate_id.clone(),
+                event_type: e.event_type.clone(),
+                summary: summary(&e.payload, before.as_ref().map(|b| &b.payload)),
+                request_id: meta(domain::metadata::REQUEST_ID),
+                source: meta(domain::metadata::SOURCE),
+                source_address: meta(domain::metadata::SOURCE_ADDRESS),
+            }
         })
         .collect();
     let next = match direction {
         Direction::Older(_) if items.len() as i64 == limit => events.last().map(|e| cursor(e.position)),
         _ => None,
     };
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(wire::audit::AuditPage { items, next }))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

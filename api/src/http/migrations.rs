@@ -33,7 +33,7 @@ pub async fn migrate(
 }
 
 fn document(record: &projections::read_models::Record<projections::read_models::migrations::MigrationState>) -> Value {
-    super::resources::document_of("migration", record)
+    super::resources::document(domain::document::Kind::Migration, record)
 }
 
 pub async fn list(

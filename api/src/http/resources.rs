@@ -18,32 +18,16 @@ use crate::error::ApiError;
 use crate::error::accepted;
 use crate::service::{Applied, ResourceKind, Services};
 
-/// The wire form of one resource: `kind`, `name`, the spec fields, then the read-only fields.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Document<'a, S> {
-    kind: &'a str,
-    name: &'a str,
-    #[serde(flatten)]
-    spec: &'a S,
-    resource_version: i64,
-    created_at: &'a str,
-    updated_at: &'a str,
-}
-
+/// The wire form of a record of any kind: `kind`, `name`, the spec fields, then the read-only
+/// fields ([`wire::Document`], which mcpctl reads back).
 pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
-    document_of(kind.as_str(), record)
-}
-
-/// The wire form of a record of any kind, `kind` named as the document shows it (`user`, …).
-pub fn document_of<S: Serialize>(kind: &str, record: &Record<S>) -> Value {
-    serde_json::to_value(Document {
+    serde_json::to_value(wire::Document {
         kind,
-        name: &record.name,
+        name: record.name.clone(),
         spec: &record.spec,
         resource_version: record.resource_version,
-        created_at: &record.created_at,
-        updated_at: &record.updated_at,
+        created_at: record.created_at.clone(),
+        updated_at: record.updated_at.clone(),
     })
     .expect("documents serialise")
 }

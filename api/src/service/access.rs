@@ -397,7 +397,6 @@ fn check_version<S>(kind: Kind, current: &Record<S>, expected: Option<u64>) -> R
 pub struct Users;
 
 impl ResourceKind for Users {
-    const KIND: Kind = Kind::User;
     const REPLACEABLE: bool = false;
     type Spec = UserState;
 
@@ -431,7 +430,6 @@ impl ResourceKind for Users {
 pub struct Tokens;
 
 impl ResourceKind for Tokens {
-    const KIND: Kind = Kind::Token;
     const REPLACEABLE: bool = false;
     const GENERIC_CREATE: bool = false;
     type Spec = TokenState;

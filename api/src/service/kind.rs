@@ -6,7 +6,6 @@ use std::future::Future;
 
 use domain::document::Kind;
 use projections::read_models::Record;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::Services;
@@ -26,10 +25,12 @@ pub enum Applied<T> {
 
 /// How one kind's routes reach its services.
 pub trait ResourceKind: Send + Sync + 'static {
-    const KIND: Kind;
+    /// What its documents carry besides the envelope: the type mcpctl reads them back as.
+    type Spec: wire::Spec + Send + Sync;
+    /// The kind, as its document type says.
+    const KIND: Kind = <Self::Spec as wire::Spec>::KIND;
     /// The resource RBAC rules name (`llms`, …), from the kind registry.
     const RESOURCE: &'static str = Self::KIND.info().rbac_resource;
-    type Spec: Serialize + Send;
     /// Whether PUT replaces one (users and tokens are created and deleted, never replaced).
     const REPLACEABLE: bool = true;
     /// Whether the generic POST creates one (tokens have their own: the answer carries the

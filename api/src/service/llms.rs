@@ -105,7 +105,6 @@ impl Services {
 pub struct Llms;
 
 impl ResourceKind for Llms {
-    const KIND: Kind = Kind::Llm;
     type Spec = LlmSpec;
 
     async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {

@@ -2,7 +2,6 @@
 //! users, with the guard rails (nobody grants more than they hold; the last admin binding stays).
 
 use domain::ResourceName;
-use domain::document::Kind;
 use domain::rbac::{
     ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule, built_in,
     validate_rules,
@@ -254,7 +253,6 @@ pub fn can(permissions: &Permissions, verb: &str, resource: Option<&str>, name: 
 pub struct Roles;
 
 impl ResourceKind for Roles {
-    const KIND: Kind = Kind::Role;
     type Spec = RoleSpec;
 
     /// Every role: the built-in ones first (resourceVersion 0), then the custom ones.
@@ -351,7 +349,6 @@ impl ResourceKind for Roles {
 pub struct RoleBindings;
 
 impl ResourceKind for RoleBindings {
-    const KIND: Kind = Kind::RoleBinding;
     type Spec = RoleBindingSpec;
 
     async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {

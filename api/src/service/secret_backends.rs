@@ -205,7 +205,6 @@ fn destination(spec: &SecretBackendSpec) -> (BackendType, Option<domain::secret_
 pub struct SecretBackends;
 
 impl ResourceKind for SecretBackends {
-    const KIND: Kind = Kind::SecretBackend;
     type Spec = BackendState;
 
     async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {

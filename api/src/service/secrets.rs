@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::ResourceName;
@@ -7,7 +6,6 @@ use domain::secret::{KeyUse, NewSecretData, Secret, SecretCommand, SecretData, S
 use projections::read_models::secrets::SecretState;
 use projections::read_models::{Record, llms, secret_backends, secrets};
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::guard::{self, Direction};
@@ -17,18 +15,7 @@ use crate::backends::{SecretBackendDriver, Written};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
-/// A Secret as the API shows it: key names always, values only when asked to reveal them.
-#[derive(Debug, Serialize)]
-pub struct SecretView {
-    #[serde(flatten)]
-    pub state: SecretState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<BTreeMap<String, String>>,
-    /// In a revealing list: why this secret's values could not be read (its backend is
-    /// unreachable, sealed, denies mcpd), so one backend's outage does not fail the whole list.
-    #[serde(rename = "revealError", skip_serializing_if = "Option::is_none")]
-    pub reveal_error: Option<String>,
-}
+pub use wire::secret::SecretView;
 
 impl Services {
     async fn view(&self, record: Record<SecretState>, reveal: bool) -> Result<Record<SecretView>, ApiError> {
@@ -192,7 +179,6 @@ fn changed_keys(old: &SecretData, new: &SecretData) -> Vec<String> {
 pub struct Secrets;
 
 impl ResourceKind for Secrets {
-    const KIND: Kind = Kind::Secret;
     type Spec = SecretView;
 
     /// Every secret; with `reveal`, each one's values, or why they could not be read.

@@ -1,53 +1,18 @@
 //! What roles and bindings hold, the three built-in roles, and the check of a role's rules.
 
-use serde::{Deserialize, Serialize};
+pub use wire::rbac::{RoleBindingSpec, RoleSpec, Rule};
 
 use super::{ADMIN, EDITOR, OPERATIONS, RESOURCES, VERBS, VIEWER};
 use crate::name::ResourceName;
 use crate::validation::ValidationErrors;
 
-/// One grant: `verbs` on `resources` (only the ones in `names`, when given), or `operations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Rule {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verbs: Vec<String>,
-    /// Only these resources by name; every one when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub names: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub operations: Vec<String>,
-}
-
-impl Rule {
-    fn all(verbs: &[&str], resources: &[&str]) -> Rule {
-        Rule {
-            resources: resources.iter().map(|s| (*s).to_owned()).collect(),
-            verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
-            ..Rule::default()
-        }
+/// A rule granting `verbs` on every resource of `resources`.
+fn rule(verbs: &[&str], resources: &[&str]) -> Rule {
+    Rule {
+        resources: resources.iter().map(|s| (*s).to_owned()).collect(),
+        verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+        ..Rule::default()
     }
-}
-
-/// A role's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleSpec {
-    #[serde(default)]
-    pub description: String,
-    pub rules: Vec<Rule>,
-}
-
-/// A binding's content: `role` granted to `users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleBindingSpec {
-    #[serde(default)]
-    pub description: String,
-    pub role: String,
-    pub users: Vec<String>,
 }
 
 /// The built-in role of that name, if it is one.
@@ -55,18 +20,18 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
     const CONTENT: [&str; 5] = ["llms", "secrets", "secretbackends", "users", "tokens"];
     let rules = match name {
         ADMIN => vec![
-            Rule::all(&VERBS, &RESOURCES),
+            rule(&VERBS, &RESOURCES),
             Rule { operations: OPERATIONS.iter().map(|s| (*s).to_owned()).collect(), ..Rule::default() },
         ],
         // CRUD on the catalogue and on migrations' records; no RBAC, no secret values, and no
         // managing secret backends: whoever chooses where a backend sends its token and values
         // can read them (as Kubernetes' `edit` stops short of RBAC).
         EDITOR => vec![
-            Rule::all(&VERBS, &["llms", "secrets"]),
-            Rule::all(&["view"], &["secretbackends", "migrations"]),
+            rule(&VERBS, &["llms", "secrets"]),
+            rule(&["view"], &["secretbackends", "migrations"]),
             Rule { operations: vec!["run:migrate-secrets".into()], ..Rule::default() },
         ],
-        VIEWER => vec![Rule::all(&["view"], &CONTENT[..3]), Rule::all(&["view"], &["migrations"])],
+        VIEWER => vec![rule(&["view"], &CONTENT[..3]), rule(&["view"], &["migrations"])],
         _ => return None,
     };
     let description = match name {

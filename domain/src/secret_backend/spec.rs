@@ -1,86 +1,12 @@
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::document::{Kind, SpecInput};
 use crate::llm::{SecretKeyRef, SecretKeyRefInput};
 use crate::name::ResourceName;
 use crate::secret::check_key_name;
 use crate::validation::{ValidationErrors, check_http_url};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendType {
-    /// Values in mcpd's own database.
-    Plaintext,
-    /// Values in an OpenBao / HashiCorp Vault KV v2 server.
-    Openbao,
-}
-
-impl BackendType {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "plaintext" => Some(BackendType::Plaintext),
-            "openbao" => Some(BackendType::Openbao),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendType::Plaintext => "plaintext",
-            BackendType::Openbao => "openbao",
-        }
-    }
-}
-
-/// Where and how an `openbao` backend reaches its KV v2 mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OpenBaoConfig {
-    pub url: String,
-    pub mount: String,
-    pub path_prefix: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// The plaintext secret key holding the OpenBao token.
-    pub token_secret_ref: SecretKeyRef,
-    /// Bound on every call to the server.
-    #[serde(default = "default_timeout_seconds")]
-    pub timeout_seconds: u64,
-    /// Delete only marks the latest version deleted instead of removing every version.
-    #[serde(default)]
-    pub soft_delete: bool,
-    /// PEM certificates trusted for the server's TLS certificate, besides the system's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_cert: Option<String>,
-    /// The name the server's certificate is checked against, when `url` names the server by
-    /// IP address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_server_name: Option<String>,
-}
-
-fn default_timeout_seconds() -> u64 {
-    OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS
-}
-
-impl OpenBaoConfig {
-    pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
-    pub const MAX_TIMEOUT_SECONDS: u64 = 60;
-}
-
-/// A validated SecretBackend spec, as events carry it. Which backend is the default is not
-/// part of it: that is the `defaultbackend` aggregate's one fact, so that exactly one backend
-/// holds it whatever the concurrency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretBackendSpec {
-    #[serde(rename = "type")]
-    pub backend_type: BackendType,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<OpenBaoConfig>,
-}
+pub use wire::secret_backend::{BackendType, OpenBaoConfig, SecretBackendSpec};
 
 /// A backend document's spec and what it asks of the default flag: `Some(true)` make it the
 /// default, `Some(false)` it must not be the default, `None` leave the flag as it is.

@@ -1,7 +1,6 @@
 //! The `migrations` table: one row per secret migration run, with its counts and status.
 
 use domain::migration::MigrationEvent;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -10,25 +9,7 @@ use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-/// A run as the read model knows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MigrationState {
-    pub from: String,
-    pub to: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub names: Option<Vec<String>>,
-    pub keep_source: bool,
-    /// running | completed | failed
-    pub status: String,
-    pub moved: i64,
-    pub skipped: i64,
-    pub failed: i64,
-    /// How often mcpd picked the run up again after a restart.
-    pub resumed: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
+pub use wire::migration::MigrationState;
 
 pub(crate) const TABLE: Table = Table { name: "migrations", key: "id" };
 

@@ -3,7 +3,6 @@
 
 use domain::default_backend::DefaultBackendEvent;
 use domain::secret_backend::{BackendType, OpenBaoConfig, SecretBackendEvent, SecretBackendSpec};
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -12,14 +11,7 @@ use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-/// A backend as the read model knows it: its spec, and whether it is the default.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendState {
-    #[serde(flatten)]
-    pub spec: SecretBackendSpec,
-    pub is_default: bool,
-}
+pub use wire::secret_backend::BackendState;
 
 pub(crate) const TABLE: Table = Table { name: "secret_backends", key: "name" };
 

@@ -2,7 +2,6 @@
 
 use domain::ResourceName;
 use domain::secret::SecretEvent;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -11,21 +10,7 @@ use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-/// What the read model knows of a Secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretState {
-    pub backend: ResourceName,
-    pub description: String,
-    pub keys: Vec<String>,
-    pub data_version: i64,
-    /// Which version of the values is current; internal, not part of the document.
-    #[serde(skip)]
-    pub value_ref: String,
-    /// Where an external backend keeps the values.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-}
+pub use wire::secret::SecretState;
 
 pub(crate) const TABLE: Table = Table { name: "secrets", key: "name" };
 

@@ -2,7 +2,6 @@
 //! never a token itself. `token_usage` (last use) is written by authentication, not here.
 
 use domain::token::TokenEvent;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -11,17 +10,7 @@ use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenState {
-    pub user: String,
-    #[serde(skip)]
-    pub hash: String,
-    pub expires_at: Option<String>,
-    pub description: String,
-    pub revoked: bool,
-    pub last_used_at: Option<String>,
-}
+pub use wire::user::TokenState;
 
 pub(crate) const TABLE: Table = Table { name: "tokens", key: "id" };
 

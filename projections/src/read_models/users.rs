@@ -1,7 +1,6 @@
 //! The `users` table.
 
 use domain::user::UserEvent;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -10,11 +9,7 @@ use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserState {
-    pub description: String,
-}
+pub use wire::user::UserState;
 
 pub(crate) const TABLE: Table = Table { name: "users", key: "name" };
 

@@ -328,5 +328,6 @@ async fn every_kind_sends_exactly_the_documents_mcpctl_reads(kind: StoreKind) {
     let events: wire::List<wire::HistoryEvent> = serde_json::from_value(history.clone()).unwrap();
     assert_eq!(events.items.len(), 1);
     assert_eq!(events.items[0].event_type, "LlmCreated");
-    assert_eq!(events.items[0].actor.as_deref(), Some("admin"));
+    assert_eq!(events.items[0].actor, "admin");
+    assert_eq!(serde_json::to_value(&events).unwrap(), history, "nothing lost or added");
 }

@@ -160,8 +160,8 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
             age(&event.recorded_at),
             inert(&event.event_type),
             event.resource_version,
-            inert(event.actor.as_deref().unwrap_or_default()),
-            inert(event.request_id.as_deref().unwrap_or_default()),
+            inert(&event.actor),
+            inert(&event.request_id),
         )?;
     }
     out.flush()?;

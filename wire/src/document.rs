@@ -47,10 +47,10 @@ pub struct HistoryEvent {
     pub resource_version: i64,
     pub event_type: String,
     pub recorded_at: String,
-    #[serde(default)]
-    pub actor: Option<String>,
-    #[serde(default)]
-    pub request_id: Option<String>,
+    pub actor: String,
+    pub request_id: String,
+    /// What the change came through (`api`, `migration`, …).
+    pub source: String,
 }
 
 /// A kind's fields besides the envelope, as mcpd serialises them and mcpctl reads them, with

@@ -18,7 +18,6 @@ use std::time::Duration;
 use domain::ResourceName;
 use domain::document::{Kind, SpecInput, parse_valid};
 use projections::read_models::Record;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -35,16 +34,7 @@ pub use secrets::Secrets;
 pub use writer::{Recorded, Writer};
 
 /// One line of a resource's history; the event's payload is not part of it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
-    pub resource_version: i64,
-    pub event_type: String,
-    pub recorded_at: String,
-    pub actor: String,
-    pub request_id: String,
-    pub source: String,
-}
+pub use wire::HistoryEvent as HistoryEntry;
 
 /// What the API's handlers share: the store, and the capabilities built on it.
 #[derive(Clone)]

@@ -4,8 +4,6 @@
 //! everything else is 401, the same answer whatever the reason (the reason is logged, without
 //! the token). A token that could not be checked (the database is down) is 503, never 401.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -39,10 +37,11 @@ pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, St
         Some(id) => id.to_owned(),
         None => format!("tok-{}", &hash(token)[..16]),
     };
-    let record = match tokens::get(&s.store.db, &id).await {
+    let load = async { Ok(tokens::get(&s.store.db, &id).await?) };
+    let record = match s.access.token(&id, load).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(Refusal::Invalid("unknown token")),
-        Err(e) => return Err(Refusal::Unavailable(e.into())),
+        Err(e) => return Err(Refusal::Unavailable(e)),
     };
     let presented = hash(token);
     if !bool::from(presented.as_bytes().ct_eq(record.spec.hash.as_bytes())) {
@@ -57,10 +56,11 @@ pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, St
             return Err(Refusal::Invalid("expired token"));
         }
     }
-    match users::get(&s.store.db, &record.spec.user).await {
-        Ok(Some(_)) => Ok((record.spec.user, id)),
-        Ok(None) => Err(Refusal::Invalid("the token's user was deleted")),
-        Err(e) => Err(Refusal::Unavailable(e.into())),
+    let load = async { Ok(users::get(&s.store.db, &record.spec.user).await?.is_some()) };
+    match s.access.user_exists(&record.spec.user, load).await {
+        Ok(true) => Ok((record.spec.user.clone(), id)),
+        Ok(false) => Err(Refusal::Invalid("the token's user was deleted")),
+        Err(e) => Err(Refusal::Unavailable(e)),
     }
 }
 
@@ -102,7 +102,7 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
     if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
         ctx.actor = user;
         ctx.token_id = token_id;
-        ctx.permissions = Arc::new(permissions);
+        ctx.permissions = permissions;
     }
     next.run(request).await
 }

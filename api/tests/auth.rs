@@ -154,3 +154,53 @@ async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
     assert!(!text.contains(secret), "the token's secret part is nowhere in the store");
     assert!(!text.contains(testkit::ADMIN_TOKEN), "nor is the bootstrap token");
 }
+
+/// Polls `check` until it holds, for at most 5 s (the design bound is the access cache's
+/// follow interval plus the projection's lag, well under 1 s; the margin is for a loaded
+/// machine); returns how long it took.
+async fn within(what: &str, mut check: impl AsyncFnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{what}: still not seen after 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Authentication is served from memory on every replica, and a change recorded on one
+/// replica reaches the others: a revoked token, a deleted user and a removed binding stop
+/// working there too, without a restart.
+#[tokio::test]
+async fn access_changes_on_one_replica_take_effect_on_the_other() {
+    let a = TestApp::start(StoreKind::Postgres).await;
+    let b = a.replica().await;
+    assert_eq!(a.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
+    assert_eq!(a.post("/api/v1/users", json!({"name": "bob"})).await.status, StatusCode::CREATED);
+    let binding = json!({"name": "alice-views", "role": "viewer", "users": ["alice", "bob"]});
+    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let (_, alice) = issue(&a, "alice", json!({})).await;
+    let (bob_id, bob) = issue(&a, "bob", json!({})).await;
+
+    // Each is used on B first, so B holds the token, the user and the permissions.
+    let lists = async |token: &str| b.call_as(Some(token), Method::GET, "/api/v1/llms", None).await.status;
+    within("B sees alice's token", async || lists(&alice).await == StatusCode::OK).await;
+    within("B sees bob's token", async || lists(&bob).await == StatusCode::OK).await;
+
+    // Bob's token revoked on A: refused on B.
+    assert_eq!(a.delete(&format!("/api/v1/tokens/{bob_id}")).await.status, StatusCode::NO_CONTENT);
+    let took = within("bob's revoked token refused on B", async || lists(&bob).await == StatusCode::UNAUTHORIZED).await;
+    eprintln!("revocation reached the other replica in {took:?}");
+
+    // The binding removed on A: alice is still authenticated on B but may list nothing.
+    assert_eq!(a.delete("/api/v1/rolebindings/alice-views").await.status, StatusCode::NO_CONTENT);
+    let took = within("alice's lost binding on B", async || lists(&alice).await == StatusCode::FORBIDDEN).await;
+    eprintln!("the binding's removal reached the other replica in {took:?}");
+
+    // Alice deleted on A: her token is refused on B.
+    assert_eq!(a.delete("/api/v1/users/alice").await.status, StatusCode::NO_CONTENT);
+    within("alice's token refused on B", async || lists(&alice).await == StatusCode::UNAUTHORIZED).await;
+
+    // And on A at once, which recorded them.
+    assert_eq!(a.call_as(Some(&bob), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.call_as(Some(&alice), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -32,15 +32,24 @@ async fn an_unreachable_postgresql_is_503_with_retry_after_never_401() {
     let app = api::App::open(&url, std::time::Duration::from_secs(10), &crate::support::bootstrap()).await.unwrap();
     let t = TestApp { app, db };
     t.seed_llm().await;
+    // A token issued but never used yet: nothing about it is held in memory.
+    let fresh = t.post("/api/v1/tokens", json!({"user": "admin"})).await.body["token"].as_str().unwrap().to_owned();
     proxy.set_down(true);
-    for (method, path) in
-        [(Method::GET, "/api/v1/llms"), (Method::GET, "/api/v1/whoami"), (Method::DELETE, "/api/v1/llms/claude-fast")]
-    {
-        let r = t.call(method.clone(), path, None, None).await;
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path}: {:?}", r.body);
+    let unavailable = |r: &crate::support::Reply, what: &str| {
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {:?}", r.body);
         assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
         assert_eq!(r.body["error"]["code"], json!("StoreUnavailable"));
+    };
+    for (method, path) in [(Method::GET, "/api/v1/llms"), (Method::DELETE, "/api/v1/llms/claude-fast")] {
+        let r = t.call(method.clone(), path, None, None).await;
+        unavailable(&r, &format!("{method} {path}"));
     }
+    // A token that cannot be checked is 503, never 401.
+    let r = t.call_as(Some(&fresh), Method::GET, "/api/v1/whoami", None).await;
+    unavailable(&r, "whoami with a token never checked before");
+    // One checked before is known without the database (authentication costs no query).
+    let r = t.get("/api/v1/whoami").await;
+    assert_eq!((r.status, &r.body["user"]), (StatusCode::OK, &json!("admin")), "{:?}", r.body);
     proxy.set_down(false);
     let r = t.get("/api/v1/llms/claude-fast").await;
     assert_eq!(r.status, StatusCode::OK, "the outage changed nothing: {:?}", r.body);

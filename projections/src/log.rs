@@ -153,6 +153,55 @@ impl EventLog {
             .transpose()
     }
 
+    /// Which aggregates of `aggregate_types` have events after `after` up to `upto`, in commit
+    /// order: (position, aggregate type, aggregate id). `upto` must be a position the read
+    /// models have passed, so every transaction up to it has committed and the range is final.
+    pub async fn changed_between(
+        &self,
+        after: Position,
+        upto: Position,
+        aggregate_types: &[&str],
+    ) -> DbResult<Vec<(Position, String, String)>> {
+        if aggregate_types.is_empty() || upto <= after {
+            return Ok(Vec::new());
+        }
+        let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 5)).collect();
+        let sql = match self.db.dialect {
+            Dialect::Sqlite => format!(
+                "SELECT 0 AS transaction_id, position, aggregate_type, aggregate_id FROM events \
+                 WHERE position > $2 AND position <= $4 AND $1 = $3 AND aggregate_type IN ({}) ORDER BY position",
+                types.join(", ")
+            ),
+            Dialect::Postgres => format!(
+                "SELECT transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id \
+                 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                 AND (transaction_id, position) <= ($3::text::xid8, $4) AND aggregate_type IN ({}) \
+                 ORDER BY events.transaction_id, events.position",
+                types.join(", ")
+            ),
+        };
+        let mut query = sqlx::query(&sql);
+        query = match self.db.dialect {
+            // Bound as numbers on SQLite (where both are 0), as text for the xid8 casts on PostgreSQL.
+            Dialect::Sqlite => query.bind(after.transaction_id).bind(after.position).bind(upto.transaction_id),
+            Dialect::Postgres => {
+                query.bind(after.transaction_id.to_string()).bind(after.position).bind(upto.transaction_id.to_string())
+            }
+        };
+        query = query.bind(upto.position);
+        for t in aggregate_types {
+            query = query.bind(*t);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let position =
+                    Position { transaction_id: r.try_get("transaction_id")?, position: r.try_get("position")? };
+                Ok((position, r.try_get("aggregate_type")?, r.try_get("aggregate_id")?))
+            })
+            .collect()
+    }
+
     fn columns(&self) -> &'static str {
         match self.db.dialect {
             Dialect::Sqlite => SQLITE_COLUMNS,

@@ -115,8 +115,12 @@ pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String
 
 impl Services {
     /// The union of the roles bound to `user`. A binding naming a role that does not exist grants
-    /// nothing.
-    pub async fn permissions_of(&self, user: &str) -> Result<Permissions, ApiError> {
+    /// nothing. Held in memory ([`super::access_cache`]) once loaded.
+    pub async fn permissions_of(&self, user: &str) -> Result<Arc<Permissions>, ApiError> {
+        self.access.permissions(user, self.load_permissions(user)).await
+    }
+
+    async fn load_permissions(&self, user: &str) -> Result<Permissions, ApiError> {
         let mut roles = Vec::new();
         for binding in rbac::bindings(&self.store.db).await? {
             if !binding.spec.users.iter().any(|u| u == user) {

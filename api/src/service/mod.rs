@@ -3,6 +3,7 @@
 //! models show the change so the caller reads its own write.
 
 mod access;
+pub mod access_cache;
 mod drivers;
 pub mod guard;
 mod kind;
@@ -48,14 +49,20 @@ pub struct Services {
     pub(crate) migration_slot: Arc<tokio::sync::Mutex<()>>,
     /// When tokens were last used, so that use is written at most once a minute.
     pub(crate) usage: access::UsageLog,
+    /// Tokens, users and permissions in memory, kept current from the log.
+    pub access: access_cache::AccessCache,
     /// Where an Llm may send its key without its author being able to read it.
     pub upstreams: Arc<guard::Upstreams>,
 }
 
 impl Services {
+    /// Must run inside a Tokio runtime: it starts following the log for access changes.
     pub fn new(store: Store, projection_wait: Duration) -> Self {
+        let access = access_cache::AccessCache::default();
+        access.spawn_follower(store.clone());
         Self {
-            writer: Writer { store: store.clone(), projection_wait },
+            writer: Writer { store: store.clone(), projection_wait, access: access.clone() },
+            access,
             drivers: Drivers::new(store.db.clone()),
             store,
             migration_slot: Arc::default(),

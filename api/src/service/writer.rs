@@ -53,6 +53,8 @@ pub struct Writer {
     pub(super) store: Store,
     /// How long a write waits for the read models before answering 202 instead.
     pub projection_wait: Duration,
+    /// Told of every write, so that a change to access takes effect on the next request here.
+    pub(super) access: super::access_cache::AccessCache,
 }
 
 impl Writer {
@@ -89,6 +91,7 @@ impl Writer {
             .await
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
         crate::request_scope::mark_recorded();
+        self.access.invalidate(A::TYPE, name.as_str());
         self.store.projector.wake();
         Ok(())
     }

@@ -446,6 +446,21 @@ pub(crate) async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult
     Ok(Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? })
 }
 
+/// The point of the log every one of `models` has passed, from their stored checkpoints (one
+/// query): everything up to it shows in all of them, whichever replica runs them.
+pub async fn passed_by_all(db: &Database, models: &[ReadModel]) -> DbResult<Position> {
+    let rows =
+        sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints").fetch_all(&db.pool).await?;
+    let mut passed: Option<Position> = None;
+    for row in rows {
+        if ReadModel::named(row.try_get(0)?).is_some_and(|m| models.contains(&m)) {
+            let reached = Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? };
+            passed = Some(passed.map_or(reached, |p| p.min(reached)));
+        }
+    }
+    Ok(passed.unwrap_or_default())
+}
+
 /// An error with its causes, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();

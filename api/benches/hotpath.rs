@@ -1,0 +1,247 @@
+//! Benchmark: mcpd's hot path over HTTP (creates and reads of one Llm), each beside what the
+//! database itself does for the same work, measured in the same run at the same concurrency:
+//! - creates/s on PostgreSQL against pgbench running a single-row INSERT + COMMIT of an
+//!   event-sized row into a table shaped like `events`;
+//! - creates/s on SQLite (the embedded default) against the same INSERT + COMMIT through sqlx
+//!   on a file opened with mcpd's settings (WAL, synchronous=FULL);
+//! - GETs of one Llm/s on PostgreSQL against pgbench's primary-key SELECT of its read-model row.
+//!
+//! mcpd runs in this process behind its real listener, and the clients are HTTP keep-alive
+//! connections (reqwest); the clients share the machine with mcpd as pgbench shares it with
+//! PostgreSQL. Run: `cargo bench -p api --bench hotpath` (or `scripts/bench`, which runs every
+//! benchmark); `BENCH_SECONDS` sets each measurement's length (default 5).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use api::App;
+use serde_json::json;
+use testkit::{StoreKind, TestDb};
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}
+
+/// mcpd on `db`, served on a loopback port; returns its base URL.
+async fn serve(db: &TestDb) -> (App, String) {
+    let bootstrap =
+        api::service::Bootstrap { token: Some(testkit::ADMIN_TOKEN.to_owned().into()), ..Default::default() };
+    let app = App::open(&db.url, Duration::from_secs(10), &bootstrap).await.expect("mcpd starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = api::serve::Limits {
+        header_read_timeout: Duration::from_secs(10),
+        max_connections: 512,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    tokio::spawn(api::serve::run(listener, app.router(), limits, std::future::pending()));
+    (app, base)
+}
+
+/// Requests per second and the 99th percentile latency of `clients` loops calling `request`
+/// for the measurement's length.
+struct Load {
+    rate: f64,
+    p99: Duration,
+}
+
+async fn load<F, Fut>(clients: usize, request: F) -> Load
+where
+    F: Fn(reqwest::Client, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, counter, request) = (http.clone(), counter.clone(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                request(http.clone(), n).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    Load { rate: latencies.len() as f64 / elapsed.as_secs_f64(), p99 }
+}
+
+fn llm(name: &str) -> serde_json::Value {
+    json!({"name": name, "type": "ollama", "model": "llama3", "tier": "fast", "url": "http://127.0.0.1:11434",
+           "description": "a benchmark llm", "extra": {"numCtx": "8192"}})
+}
+
+async fn creates(base: &str, clients: usize, tag: &str) -> Load {
+    let (base, tag) = (base.to_owned(), tag.to_owned());
+    load(clients, move |http, n| {
+        let (url, name) = (format!("{base}/api/v1/llms"), format!("{tag}-{n}"));
+        async move {
+            let r = http.post(url).bearer_auth(testkit::ADMIN_TOKEN).json(&llm(&name)).send().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    })
+    .await
+}
+
+async fn gets(base: &str, clients: usize, name: &str) -> Load {
+    let url = format!("{base}/api/v1/llms/{name}");
+    load(clients, move |http, _| {
+        let url = url.clone();
+        async move {
+            let r = http.get(url).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    })
+    .await
+}
+
+/// An event as mcpd stores one for an Llm's creation, for the baselines.
+const PAYLOAD: &str = r#"{"LlmCreated":{"spec":{"type":"ollama","model":"llama3","url":"http://127.0.0.1:11434","tier":"fast","description":"a benchmark llm","extra":{"numCtx":"8192"}}}}"#;
+const METADATA: &str = r#"{"actor":"admin","tokenId":"tok-0123456789abcdef","requestId":"0123456789abcdef0123456789abcdef","source":"api","sourceAddress":"127.0.0.1"}"#;
+
+/// pgbench's transactions/s running `script` with `clients` connections.
+fn pgbench(url: &str, clients: usize, script: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, script).unwrap();
+    let out = std::process::Command::new("pgbench")
+        .args(["-n", "--random-seed=rand", "-c", &clients.to_string(), "-j", &clients.to_string()])
+        .args(["-T", &seconds().to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .expect("pgbench runs (Debian: apt-get install postgresql-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pgbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no tps in pgbench's output: {text}"))
+}
+
+/// A table shaped like `events`, for the INSERT baseline.
+async fn events_like_table(url: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE bench_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, \
+         event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
+         position bigserial, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(), \
+         PRIMARY KEY (aggregate_type, aggregate_id, sequence))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE SEQUENCE bench_ids").execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+/// `tag` keeps each run's names apart.
+fn insert_script(tag: &str) -> String {
+    format!(
+        "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+         metadata) VALUES ('llm', '{tag}-' || nextval('bench_ids'), 1, 'LlmCreated', '2', '{PAYLOAD}', '{METADATA}');\n"
+    )
+}
+
+/// Raw SQLite: the same INSERT + COMMIT, one at a time, on a file opened as mcpd opens its own.
+async fn raw_sqlite_inserts(path: &std::path::Path) -> f64 {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE events (aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, sequence INTEGER NOT NULL, \
+         event_type TEXT NOT NULL, event_version TEXT NOT NULL, payload TEXT NOT NULL, metadata TEXT NOT NULL, \
+         position INTEGER PRIMARY KEY AUTOINCREMENT, UNIQUE (aggregate_type, aggregate_id, sequence))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let started = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('llm', ?, 1, 'LlmCreated', '2', ?, ?)")
+            .bind(format!("b-{n}"))
+            .bind(PAYLOAD)
+            .bind(METADATA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn row(scenario: &str, ours: f64, baseline: &str, base: f64, extra: &str) {
+    println!("| {scenario} | {ours:.0} | {baseline} | {base:.0} | **{:.2}** | {extra} |", ours / base);
+}
+
+#[tokio::main]
+async fn main() {
+    println!("hot path, {} s per measurement, release build", seconds());
+    println!("| scenario | mcpd | baseline (same run) | baseline | ratio | notes |");
+    println!("|---|---|---|---|---|---|");
+
+    // PostgreSQL creates, 1 and 16 clients.
+    let db = TestDb::new(StoreKind::Postgres).await;
+    events_like_table(&db.url).await;
+    let (_app, base) = serve(&db).await;
+    for clients in [1, 16] {
+        let raw = pgbench(&db.url, clients, &insert_script(&format!("c{clients}")));
+        let ours = creates(&base, clients, &format!("c{clients}")).await;
+        row(
+            &format!("creates/s, {clients} client(s), PostgreSQL"),
+            ours.rate,
+            "pgbench INSERT+COMMIT of an event-sized row",
+            raw,
+            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+        );
+    }
+
+    // PostgreSQL GET one, 16 clients.
+    let raw = pgbench(
+        &db.url,
+        16,
+        "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
+    );
+    let ours = gets(&base, 16, "c1-0").await;
+    row(
+        "GET one llm/s, 16 clients, PostgreSQL",
+        ours.rate,
+        "pgbench primary-key SELECT of the row",
+        raw,
+        &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+    );
+    drop(_app);
+
+    // SQLite creates, 1 client.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_sqlite_inserts(&dir.path().join("raw.db")).await;
+    let db = TestDb::new(StoreKind::Sqlite).await;
+    let (_app, base) = serve(&db).await;
+    let ours = creates(&base, 1, "s1").await;
+    row(
+        "creates/s, 1 client, SQLite (embedded default)",
+        ours.rate,
+        "raw SQLite INSERT+COMMIT, WAL, synchronous=FULL",
+        raw,
+        &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+    );
+}

@@ -12,6 +12,7 @@ testkit::on_both_stores!(
     missing_malformed_unknown_expired_and_revoked_tokens_are_401,
     users_and_tokens_are_resources_and_a_token_is_shown_once,
     the_store_holds_no_token_in_clear,
+    access_changes_on_one_replica_take_effect_on_the_other,
 );
 
 async fn issue(t: &TestApp, user: &str, extra: serde_json::Value) -> (String, String) {
@@ -170,9 +171,8 @@ async fn within(what: &str, mut check: impl AsyncFnMut() -> bool) -> std::time::
 /// Authentication is served from memory on every replica, and a change recorded on one
 /// replica reaches the others: a revoked token, a deleted user and a removed binding stop
 /// working there too, without a restart.
-#[tokio::test]
-async fn access_changes_on_one_replica_take_effect_on_the_other() {
-    let a = TestApp::start(StoreKind::Postgres).await;
+async fn access_changes_on_one_replica_take_effect_on_the_other(kind: StoreKind) {
+    let a = TestApp::start(kind).await;
     let b = a.replica().await;
     assert_eq!(a.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
     assert_eq!(a.post("/api/v1/users", json!({"name": "bob"})).await.status, StatusCode::CREATED);

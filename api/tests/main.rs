@@ -9,6 +9,7 @@ mod crud;
 mod events;
 mod migration;
 mod openbao;
+mod paging;
 mod permissions;
 mod projection;
 mod rbac;

@@ -96,6 +96,9 @@ pub enum Command {
         /// Include secret values (secrets only).
         #[arg(long)]
         reveal: bool,
+        /// Fetch lists this many at a time, printing tables as they come (0: all at once).
+        #[arg(long, default_value_t = 500)]
+        chunk_size: u32,
     },
 
     /// Show one resource in detail: its fields, what refers to it, and its history.

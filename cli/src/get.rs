@@ -15,7 +15,14 @@ use crate::client::Client;
 use crate::output::{self, age, inert, key_ref, text};
 
 /// Returns false when a named resource was missing (already reported on stderr).
-pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal: bool) -> anyhow::Result<bool> {
+pub fn get(
+    client: &Client,
+    kind: Kind,
+    names: &[String],
+    output: Output,
+    reveal: bool,
+    chunk_size: u32,
+) -> anyhow::Result<bool> {
     if reveal && !matches!(kind, Kind::Secret | Kind::All) {
         bail!("--reveal applies to secrets only");
     }
@@ -25,11 +32,40 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
     let query = |kind: Kind| {
         if reveal && kind == Kind::Secret { "?reveal=true" } else { "" }
     };
+    if names.is_empty()
+        && kind != Kind::All
+        && chunk_size > 0
+        && matches!(output, Output::Table | Output::Wide | Output::Name)
+    {
+        // One kind as a table: printed a chunk at a time, as kubectl does.
+        let mut printed = 0;
+        let mut all_read = true;
+        for chunk in Chunks::new(client, kind, reveal, chunk_size) {
+            let docs = chunk?;
+            all_read &= reveal_errors(kind, &docs)?;
+            if !docs.is_empty() {
+                output::print_rows(kind, &docs, output, printed == 0)?;
+            }
+            printed += docs.len();
+        }
+        if printed == 0 {
+            eprintln!("No resources found.");
+        }
+        return Ok(all_read);
+    }
     if names.is_empty() {
         let mut all = Vec::new();
         for kind in kind.expand() {
-            let list = client.get(&format!("{}{}", kind.path(), query(kind)))?.into_success()?;
-            all.push((kind, list["items"].as_array().cloned().unwrap_or_default()));
+            let mut docs = Vec::new();
+            if chunk_size == 0 {
+                let list = client.get(&format!("{}{}", kind.path(), query(kind)))?.into_success()?;
+                docs = list["items"].as_array().cloned().unwrap_or_default();
+            } else {
+                for chunk in Chunks::new(client, kind, reveal, chunk_size) {
+                    docs.extend(chunk?);
+                }
+            }
+            all.push((kind, docs));
         }
         if matches!(output, Output::Table | Output::Wide) && all.len() > 1 {
             // One table per kind, as kubectl prints `get all`.
@@ -47,12 +83,8 @@ pub fn get(client: &Client, kind: Kind, names: &[String], output: Output, reveal
         // Secrets whose values could not be read are listed without them: say so, and fail,
         // so that a backup taken with --reveal is never silently incomplete.
         let mut all_read = true;
-        for doc in all.iter().filter(|(kind, _)| *kind == Kind::Secret).flat_map(|(_, docs)| docs) {
-            let secret = output::read_document::<SecretView>(doc)?;
-            if let Some(error) = secret.spec.reveal_error {
-                eprintln!("Error: the values of secret {} were not read: {}", inert(&secret.name), inert(&error));
-                all_read = false;
-            }
+        for (kind, docs) in &all {
+            all_read &= reveal_errors(*kind, docs)?;
         }
         return Ok(all_read);
     }
@@ -166,6 +198,59 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Reports secrets whose values could not be read; false when there were any.
+fn reveal_errors(kind: Kind, docs: &[Value]) -> anyhow::Result<bool> {
+    let mut all_read = true;
+    for doc in docs.iter().filter(|_| kind == Kind::Secret) {
+        let secret = output::read_document::<SecretView>(doc)?;
+        if let Some(error) = secret.spec.reveal_error {
+            eprintln!("Error: the values of secret {} were not read: {}", inert(&secret.name), inert(&error));
+            all_read = false;
+        }
+    }
+    Ok(all_read)
+}
+
+/// A kind's list a chunk at a time (`?limit=N&continue=…`), each chunk one request.
+struct Chunks<'a> {
+    client: &'a Client,
+    kind: Kind,
+    reveal: bool,
+    size: u32,
+    /// `None` once the last chunk was fetched.
+    next: Option<String>,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(client: &'a Client, kind: Kind, reveal: bool, size: u32) -> Self {
+        Chunks { client, kind, reveal, size, next: Some(String::new()) }
+    }
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = anyhow::Result<Vec<Value>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let token = self.next.take()?;
+        let mut path = format!("{}?limit={}", self.kind.path(), self.size);
+        if self.reveal && self.kind == Kind::Secret {
+            path.push_str("&reveal=true");
+        }
+        if !token.is_empty() {
+            path.push_str(&format!(
+                "&continue={}",
+                form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+            ));
+        }
+        let page = match self.client.get(&path).and_then(|r| r.into_success()) {
+            Ok(page) => page,
+            Err(e) => return Some(Err(e)),
+        };
+        self.next = page["metadata"]["continue"].as_str().map(str::to_owned);
+        Some(Ok(page["items"].as_array().cloned().unwrap_or_default()))
+    }
 }
 
 /// What refers to this resource: the Llms using a secret, the secrets on a backend.

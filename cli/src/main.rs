@@ -69,7 +69,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             create::run(&connect()?, create)?;
             0
         }
-        Command::Get { kind, names, output, reveal } => ok(get::get(&connect()?, kind, &names, output, reveal)?),
+        Command::Get { kind, names, output, reveal, chunk_size } => {
+            ok(get::get(&connect()?, kind, &names, output, reveal, chunk_size)?)
+        }
         Command::Describe { kind, name } => {
             get::describe(&connect()?, kind, &name)?;
             0

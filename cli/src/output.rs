@@ -33,6 +33,25 @@ pub fn print(kind: Kind, docs: &[Value], output: Output, single: bool) -> anyhow
     Ok(())
 }
 
+/// Rows of a table (or `kind/name` lines) for `docs`, the header only when `header`: a list
+/// printed a chunk at a time.
+pub fn print_rows(kind: Kind, docs: &[Value], output: Output, header: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if output == Output::Name {
+        for doc in docs {
+            writeln!(out, "{}/{}", text(&doc["kind"]), text(&doc["name"]))?;
+        }
+        return Ok(());
+    }
+    let table = table(kind, docs, output == Output::Wide)?;
+    let skip = if header { 0 } else { 1 };
+    for line in table.lines().skip(skip) {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Documents as multi-document YAML.
 pub fn yaml_documents(docs: &[Value]) -> anyhow::Result<String> {
     let mut text = String::new();

@@ -12,7 +12,48 @@ testkit::on_both_stores!(
     dry_runs_change_nothing,
     diff_shows_what_apply_would_change,
     bad_input_is_reported_with_file_document_and_field,
+    get_fetches_long_lists_in_chunks,
 );
+
+/// `get` asks for a list a chunk at a time (`--chunk-size`, 500 by default, as kubectl) and
+/// prints every resource once, one header; JSON and YAML still print one list.
+async fn get_fetches_long_lists_in_chunks(kind: StoreKind) {
+    let server = TestServer::start(kind).await;
+    let ctl = Ctl::new(&server);
+    for i in 0..7 {
+        let name = format!("l-{i}");
+        let args = [
+            "create",
+            "llm",
+            &name,
+            "--type",
+            "ollama",
+            "--model",
+            "m",
+            "--tier",
+            "fast",
+            "--url",
+            "http://127.0.0.1:1",
+        ];
+        ctl.run(&args).ok();
+    }
+    let names = |stdout: &str| -> Vec<String> {
+        stdout.lines().skip(1).map(|l| l.split_whitespace().next().unwrap().to_owned()).collect()
+    };
+    let whole = ctl.run(&["get", "llms", "--chunk-size", "0"]).ok();
+    for size in ["1", "3", "7", "500"] {
+        let chunked = ctl.run(&["get", "llms", "--chunk-size", size]).ok();
+        assert_eq!(names(&chunked.stdout), names(&whole.stdout), "--chunk-size {size}");
+        assert_eq!(chunked.stdout.matches("NAME").count(), 1, "one header:\n{}", chunked.stdout);
+    }
+    assert_eq!(names(&whole.stdout), ["l-0", "l-1", "l-2", "l-3", "l-4", "l-5", "l-6"]);
+    let json: Value =
+        serde_json::from_str(&ctl.run(&["get", "llms", "-o", "json", "--chunk-size", "2"]).ok().stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 7);
+    let named = ctl.run(&["get", "llms", "-o", "name", "--chunk-size", "3"]).ok();
+    assert_eq!(named.lines().len(), 7);
+    assert_eq!(named.lines()[6], "llm/l-6");
+}
 
 async fn every_verb_works_for_every_kind(kind: StoreKind) {
     let server = TestServer::start(kind).await;

@@ -34,10 +34,21 @@ pub struct Document<S> {
     pub updated_at: String,
 }
 
-/// A collection: `{"items": [...]}`.
+/// A collection: `{"items": [...]}`, and `metadata.continue` when the list was asked for a
+/// page at a time (`?limit=N`) and another page may follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct List<T> {
     pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ListMeta>,
+}
+
+/// A list's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListMeta {
+    /// The token that fetches the next page (`?limit=N&continue=TOKEN`), opaque.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 /// One event of a resource's history (`GET /api/v1/{plural}/{name}/history`).

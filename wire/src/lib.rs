@@ -15,6 +15,6 @@ pub mod secret;
 pub mod secret_backend;
 pub mod user;
 
-pub use document::{Cell, Column, Document, HistoryEvent, KindVisitor, List, Spec};
+pub use document::{Cell, Column, Document, HistoryEvent, KindVisitor, List, ListMeta, Spec};
 pub use kind::{Kind, KindInfo, RBAC_RESOURCES};
 pub use name::ResourceName;

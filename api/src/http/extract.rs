@@ -162,3 +162,40 @@ impl<S: Send + Sync> FromRequestParts<S> for DryRun {
         query_flag(parts, "dryRun").map(DryRun)
     }
 }
+
+/// `?limit=N&continue=TOKEN`: one page of a list, the Kubernetes way. Without `limit`, the
+/// whole list; the token is the one the previous page's `metadata.continue` gave.
+pub struct ListPage {
+    pub limit: Option<i64>,
+    pub continue_token: Option<String>,
+}
+
+/// The largest page a client may ask for.
+pub const MAX_LIMIT: i64 = 10_000;
+
+impl<S: Send + Sync> FromRequestParts<S> for ListPage {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let mut page = ListPage { limit: None, continue_token: None };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "limit" => match value.parse::<i64>() {
+                    Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => page.limit = Some(limit),
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"
+                        )));
+                    }
+                },
+                "continue" if !value.is_empty() => page.continue_token = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        if page.continue_token.is_some() && page.limit.is_none() {
+            return Err(ApiError::BadRequest("continue needs limit: ask for the next page with the same limit".into()));
+        }
+        Ok(page)
+    }
+}

@@ -39,11 +39,17 @@ fn document(record: &projections::read_models::Record<projections::read_models::
 pub async fn list(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
+    page: super::extract::ListPage,
 ) -> Result<Json<Value>, ApiError> {
+    use projections::read_models::migrations;
     ctx.require_some("migrations", "view")?;
-    let runs = projections::read_models::migrations::list(&s.store.db).await?;
-    let visible = runs.iter().filter(|r| ctx.may("migrations", "view", Some(&r.name)));
-    Ok(Json(json!({"items": visible.map(|r| hide_secrets(&ctx, document(r), None)).collect::<Vec<_>>()})))
+    let db = &s.store.db;
+    let fetch = |page| async move { Ok(migrations::list_page(db, &page).await?) };
+    let visible = |r: &projections::read_models::Record<_>| ctx.may("migrations", "view", Some(&r.name));
+    let kind = domain::document::Kind::Migration;
+    let (runs, next) = super::paging::page_of(kind, migrations::ORDER, page, fetch, visible).await?;
+    let items = runs.iter().map(|r| hide_secrets(&ctx, document(r), None)).collect();
+    Ok(Json(super::paging::list_body(items, next)))
 }
 
 /// One run, with its history: every event of the run (what it moved, skipped, why it stopped).

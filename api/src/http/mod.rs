@@ -4,6 +4,7 @@ mod access;
 pub mod audit;
 pub mod extract;
 mod migrations;
+mod paging;
 mod projections;
 mod resources;
 

@@ -12,7 +12,7 @@ use projections::read_models::Record;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::extract::{DryRun, IfMatch, JsonBody, Reveal};
+use super::extract::{DryRun, IfMatch, JsonBody, ListPage, Reveal};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::error::accepted;
@@ -52,16 +52,15 @@ async fn list<K: ResourceKind>(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Reveal(reveal): Reveal,
+    page: ListPage,
 ) -> Answer<Response> {
     ctx.require_some(K::RESOURCE, "view")?;
     check_reveal::<K>(&ctx, reveal)?;
-    let items: Vec<Value> = K::list(&s, reveal)
-        .await?
-        .iter()
-        .filter(|r| ctx.may(K::RESOURCE, "view", Some(&r.name)))
-        .map(|r| document(K::KIND, r))
-        .collect();
-    Ok(Json(json!({ "items": items })).into_response())
+    let fetch = |page| K::list(&s, reveal, page);
+    let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, "view", Some(&r.name));
+    let (records, next) = super::paging::page_of(K::KIND, K::ORDER, page, fetch, visible).await?;
+    let items = records.iter().map(|r| document(K::KIND, r)).collect();
+    Ok(Json(super::paging::list_body(items, next)).into_response())
 }
 
 async fn read<K: ResourceKind>(

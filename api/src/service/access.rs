@@ -1,5 +1,6 @@
 //! Users and tokens, and the bootstrap of an empty store.
 
+use projections::read_models::page::{Order, Page};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -404,8 +405,8 @@ impl ResourceKind for Users {
     const REPLACEABLE: bool = false;
     type Spec = UserState;
 
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_users().await
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(users::list_page(&s.store.db, &page).await?)
     }
     async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
         s.get_user(name).await
@@ -438,8 +439,9 @@ impl ResourceKind for Tokens {
     const GENERIC_CREATE: bool = false;
     type Spec = TokenState;
 
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        s.list_tokens().await
+    const ORDER: Order = tokens::ORDER;
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(tokens::list_page(&s.store.db, &page).await?)
     }
     async fn get(s: &Services, id: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {
         s.get_token(id).await

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use domain::document::Kind;
 use projections::read_models::Record;
+use projections::read_models::page::{Order, Page};
 use serde_json::Value;
 
 use super::Services;
@@ -36,7 +37,10 @@ pub trait ResourceKind: Send + Sync + 'static {
     /// Whether the generic POST creates one (tokens have their own: the answer carries the
     /// token, shown once).
     const GENERIC_CREATE: bool = true;
-    fn list(s: &Services, reveal: bool) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
+    /// The order its lists come in (and pages follow).
+    const ORDER: Order = Order::Key;
+    /// One keyset page of the list (the whole list for `Page::default()`).
+    fn list(s: &Services, reveal: bool, page: Page) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
     /// Only called when [`ResourceKind::GENERIC_CREATE`].
     fn create(

@@ -1,6 +1,7 @@
 use domain::ResourceName;
 use domain::document::Kind;
 use domain::llm::{Llm, LlmCommand, LlmEvent, LlmInput, LlmSpec};
+use projections::read_models::page::Page;
 use projections::read_models::{Record, llms, secrets};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -107,8 +108,8 @@ pub struct Llms;
 impl ResourceKind for Llms {
     type Spec = LlmSpec;
 
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        Ok(llms::list(&s.store.db).await?)
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(llms::list_page(&s.store.db, &page).await?)
     }
 
     async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {

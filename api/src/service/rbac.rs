@@ -6,6 +6,7 @@ use domain::rbac::{
     ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule, built_in,
     validate_rules,
 };
+use projections::read_models::page::Page;
 use projections::read_models::{Record, rbac, users};
 use serde::Deserialize;
 use serde_json::Value;
@@ -255,13 +256,26 @@ pub struct Roles;
 impl ResourceKind for Roles {
     type Spec = RoleSpec;
 
-    /// Every role: the built-in ones first (resourceVersion 0), then the custom ones.
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        let mut roles: Vec<Record<RoleSpec>> = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER]
-            .into_iter()
+    /// Every role: the built-in ones first (resourceVersion 0), then the custom ones by name.
+    /// A page after a built-in one continues with the next built-in one; no custom role can
+    /// bear a built-in name.
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        const BUILT_IN: [&str; 3] = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER];
+        let start = match &page.after {
+            None => 0,
+            Some(after) => BUILT_IN.iter().position(|b| *b == after.name).map_or(BUILT_IN.len(), |i| i + 1),
+        };
+        let limit = page.limit.map_or(usize::MAX, |l| l.max(0) as usize);
+        let mut roles: Vec<Record<RoleSpec>> = BUILT_IN[start..]
+            .iter()
             .filter_map(|name| built_in(name).map(|spec| built_in_record(name, spec)))
+            .take(limit)
             .collect();
-        roles.extend(rbac::roles(&s.store.db).await?);
+        if roles.len() < limit {
+            let after = page.after.filter(|a| !BUILT_IN.contains(&a.name.as_str()));
+            let rest = page.limit.map(|l| l - roles.len() as i64);
+            roles.extend(rbac::roles_page(&s.store.db, &Page { after, limit: rest }).await?);
+        }
         Ok(roles)
     }
 
@@ -351,8 +365,8 @@ pub struct RoleBindings;
 impl ResourceKind for RoleBindings {
     type Spec = RoleBindingSpec;
 
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        Ok(rbac::bindings(&s.store.db).await?)
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(rbac::bindings_page(&s.store.db, &page).await?)
     }
 
     async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {

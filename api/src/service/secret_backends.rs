@@ -8,6 +8,7 @@ use domain::secret_backend::{
     BackendType, DEFAULT_BACKEND, SecretBackend, SecretBackendCommand, SecretBackendEvent, SecretBackendInput,
     SecretBackendRequest, SecretBackendSpec, TokenSecret,
 };
+use projections::read_models::page::Page;
 use projections::read_models::secret_backends::BackendState;
 use projections::read_models::{Record, secret_backends, secrets};
 use serde_json::Value;
@@ -207,8 +208,8 @@ pub struct SecretBackends;
 impl ResourceKind for SecretBackends {
     type Spec = BackendState;
 
-    async fn list(s: &Services, _reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
-        Ok(secret_backends::list(&s.store.db).await?)
+    async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
+        Ok(secret_backends::list_page(&s.store.db, &page).await?)
     }
 
     async fn get(s: &Services, name: &str, _reveal: bool) -> Answer<Record<Self::Spec>> {

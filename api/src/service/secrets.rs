@@ -3,6 +3,7 @@ use std::sync::Arc;
 use domain::ResourceName;
 use domain::document::Kind;
 use domain::secret::{KeyUse, NewSecretData, Secret, SecretCommand, SecretData, SecretEvent, SecretInput, SecretSpec};
+use projections::read_models::page::Page;
 use projections::read_models::secrets::SecretState;
 use projections::read_models::{Record, llms, secret_backends, secrets};
 use secrecy::ExposeSecret;
@@ -182,9 +183,9 @@ impl ResourceKind for Secrets {
     type Spec = SecretView;
 
     /// Every secret; with `reveal`, each one's values, or why they could not be read.
-    async fn list(s: &Services, reveal: bool) -> Answer<Vec<Record<Self::Spec>>> {
+    async fn list(s: &Services, reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
         let mut out = Vec::new();
-        for record in secrets::list(&s.store.db).await? {
+        for record in secrets::list_page(&s.store.db, &page).await? {
             let shown = match s.view(record.clone(), reveal).await {
                 Err(e @ (ApiError::BackendUnavailable(_) | ApiError::BadGateway(_))) => {
                     let mut view = s.view(record, false).await?;

@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::change::{Cell, Change, Set, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -87,11 +88,19 @@ fn decode(row: &AnyRow) -> DbResult<Record<MigrationState>> {
     })
 }
 
+/// The order lists come in.
+pub const ORDER: Order = Order::Newest;
+
 /// Every run, newest first.
 pub async fn list(db: &Database) -> DbResult<Vec<Record<MigrationState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM migrations ORDER BY created_at DESC, id"))
-        .fetch_all(&db.pool)
-        .await?;
+    list_page(db, &Page::default()).await
+}
+
+/// One page of the list, newest first.
+pub async fn list_page(db: &Database, page: &Page) -> DbResult<Vec<Record<MigrationState>>> {
+    let (condition, values, order) = page::sql(ORDER, "id", "created_at", page, 1);
+    let sql = format!("SELECT {COLUMNS} FROM migrations WHERE {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

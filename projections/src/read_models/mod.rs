@@ -5,6 +5,7 @@
 pub mod change;
 pub mod llms;
 pub mod migrations;
+pub mod page;
 pub mod rbac;
 pub mod secret_backends;
 pub mod secrets;

@@ -7,6 +7,7 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use super::change::{Change, Row, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -58,9 +59,15 @@ fn decode<S: DeserializeOwned>(row: &AnyRow) -> DbResult<Record<S>> {
 }
 
 pub async fn roles(db: &Database) -> DbResult<Vec<Record<RoleSpec>>> {
-    let rows = sqlx::query("SELECT name, spec, resource_version, created_at, updated_at FROM roles ORDER BY name")
-        .fetch_all(&db.pool)
-        .await?;
+    roles_page(db, &Page::default()).await
+}
+
+/// One page of the stored roles, by name.
+pub async fn roles_page(db: &Database, page: &Page) -> DbResult<Vec<Record<RoleSpec>>> {
+    let (condition, values, order) = page::sql(Order::Key, "name", "created_at", page, 1);
+    let sql =
+        format!("SELECT name, spec, resource_version, created_at, updated_at FROM roles WHERE {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 
@@ -73,10 +80,16 @@ pub async fn role(db: &Database, name: &str) -> DbResult<Option<Record<RoleSpec>
 }
 
 pub async fn bindings(db: &Database) -> DbResult<Vec<Record<RoleBindingSpec>>> {
-    let rows =
-        sqlx::query("SELECT name, spec, resource_version, created_at, updated_at FROM role_bindings ORDER BY name")
-            .fetch_all(&db.pool)
-            .await?;
+    bindings_page(db, &Page::default()).await
+}
+
+/// One page of the bindings, by name.
+pub async fn bindings_page(db: &Database, page: &Page) -> DbResult<Vec<Record<RoleBindingSpec>>> {
+    let (condition, values, order) = page::sql(Order::Key, "name", "created_at", page, 1);
+    let sql = format!(
+        "SELECT name, spec, resource_version, created_at, updated_at FROM role_bindings WHERE {condition} {order}"
+    );
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::change::{Change, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -89,8 +90,18 @@ fn decode(row: &AnyRow) -> DbResult<Record<BackendState>> {
     })
 }
 
+/// The order lists come in.
+pub const ORDER: Order = Order::Key;
+
 pub async fn list(db: &Database) -> DbResult<Vec<Record<BackendState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secret_backends ORDER BY name")).fetch_all(&db.pool).await?;
+    list_page(db, &Page::default()).await
+}
+
+/// One page of the list, by name.
+pub async fn list_page(db: &Database, page: &Page) -> DbResult<Vec<Record<BackendState>>> {
+    let (condition, values, order) = page::sql(ORDER, "name", "created_at", page, 1);
+    let sql = format!("SELECT {COLUMNS} FROM secret_backends WHERE {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

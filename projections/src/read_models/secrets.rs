@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::change::{Change, Set, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, corrupt, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -80,8 +81,18 @@ fn decode(row: &AnyRow) -> DbResult<Record<SecretState>> {
     })
 }
 
+/// The order lists come in.
+pub const ORDER: Order = Order::Key;
+
 pub async fn list(db: &Database) -> DbResult<Vec<Record<SecretState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM secrets ORDER BY name")).fetch_all(&db.pool).await?;
+    list_page(db, &Page::default()).await
+}
+
+/// One page of the list, by name.
+pub async fn list_page(db: &Database, page: &Page) -> DbResult<Vec<Record<SecretState>>> {
+    let (condition, values, order) = page::sql(ORDER, "name", "created_at", page, 1);
+    let sql = format!("SELECT {COLUMNS} FROM secrets WHERE {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

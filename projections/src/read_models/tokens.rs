@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::change::{Change, Set, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -63,11 +64,19 @@ fn decode(row: &AnyRow) -> DbResult<Record<TokenState>> {
     })
 }
 
+/// The order lists come in.
+pub const ORDER: Order = Order::Oldest;
+
 /// Every token that was not revoked, oldest first.
 pub async fn list(db: &Database) -> DbResult<Vec<Record<TokenState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE t.revoked = 0 ORDER BY t.created_at, t.id"))
-        .fetch_all(&db.pool)
-        .await?;
+    list_page(db, &Page::default()).await
+}
+
+/// One page of the list, oldest first.
+pub async fn list_page(db: &Database, page: &Page) -> DbResult<Vec<Record<TokenState>>> {
+    let (condition, values, order) = page::sql(ORDER, "t.id", "t.created_at", page, 1);
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE t.revoked = 0 AND {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::change::{Change, Table};
+use super::page::{self, Order, Page};
 use super::{ApplyError, Record, payload};
 use crate::db::{Database, DbResult};
 use crate::log::StoredEvent;
@@ -42,8 +43,18 @@ fn decode(row: &AnyRow) -> DbResult<Record<UserState>> {
     })
 }
 
+/// The order lists come in.
+pub const ORDER: Order = Order::Key;
+
 pub async fn list(db: &Database) -> DbResult<Vec<Record<UserState>>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY name")).fetch_all(&db.pool).await?;
+    list_page(db, &Page::default()).await
+}
+
+/// One page of the list, by name.
+pub async fn list_page(db: &Database, page: &Page) -> DbResult<Vec<Record<UserState>>> {
+    let (condition, values, order) = page::sql(ORDER, "name", "created_at", page, 1);
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE {condition} {order}");
+    let rows = values.iter().fold(sqlx::query(&sql), |q, v| q.bind(v)).fetch_all(&db.pool).await?;
     rows.iter().map(decode).collect()
 }
 

@@ -16,6 +16,7 @@ pub mod offline;
 pub mod request_scope;
 pub mod serve;
 pub mod service;
+pub mod snapshots;
 pub mod store;
 pub mod time;
 

@@ -24,11 +24,12 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::event_repository::EventRepository;
+use crate::snapshots::SnapshotStore;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
-pub type Cqrs<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
+pub type Cqrs<A> = CqrsFramework<A, SnapshotStore<A>>;
 
 /// Everything that reads or writes the database.
 #[derive(Clone)]
@@ -57,13 +58,18 @@ enum WritePool {
 impl WritePool {
     /// A cqrs-es framework for `A` over this store. Queries are not dispatched in process:
     /// the projector reads the log, so every replica sees every write.
-    fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self) -> Cqrs<A> {
-        CqrsFramework::new(self.event_store(), vec![], ())
+    fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self, db: &Database) -> Cqrs<A> {
+        CqrsFramework::new(self.snapshot_store(db), vec![], ())
     }
 
     /// The event store for `A`, upcasting old event shapes as it loads them.
     fn event_store<A: cqrs_es::Aggregate>(&self) -> PersistedEventStore<EventRepository, A> {
         PersistedEventStore::new_event_store(self.repository()).with_upcasters(domain::upcast::upcasters())
+    }
+
+    /// The event store for `A` with snapshots (`crate::snapshots`).
+    fn snapshot_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> SnapshotStore<A> {
+        SnapshotStore::new(self.event_store(), self.repository(), db.clone())
     }
 
     fn repository(&self) -> EventRepository {
@@ -96,17 +102,17 @@ impl Store {
         let projector = Projector::start(db.clone(), projector).await.context("starting the projector")?;
         Ok(Store {
             log: EventLog::new(db.clone()),
-            db,
             projector,
-            llms: Arc::new(write.framework()),
-            secrets: Arc::new(write.framework()),
-            secret_backends: Arc::new(write.framework()),
-            default_backend: Arc::new(write.framework()),
-            migrations: Arc::new(write.framework()),
-            users: Arc::new(write.framework()),
-            tokens: Arc::new(write.framework()),
-            roles: Arc::new(write.framework()),
-            role_bindings: Arc::new(write.framework()),
+            llms: Arc::new(write.framework(&db)),
+            secrets: Arc::new(write.framework(&db)),
+            secret_backends: Arc::new(write.framework(&db)),
+            default_backend: Arc::new(write.framework(&db)),
+            migrations: Arc::new(write.framework(&db)),
+            users: Arc::new(write.framework(&db)),
+            tokens: Arc::new(write.framework(&db)),
+            roles: Arc::new(write.framework(&db)),
+            role_bindings: Arc::new(write.framework(&db)),
+            db,
             write,
         })
     }
@@ -237,8 +243,7 @@ impl Store {
     where
         A: cqrs_es::Aggregate,
     {
-        let store: PersistedEventStore<EventRepository, A> = self.write.event_store();
-        let context = store.load_aggregate(name).await?;
+        let context = self.write.snapshot_store::<A>(&self.db).load_aggregate(name).await?;
         let sequence = context.current_sequence as u64;
         Ok((context.aggregate, sequence))
     }

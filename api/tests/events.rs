@@ -12,8 +12,76 @@ testkit::on_both_stores!(
     a_dry_run_checks_every_rule_and_records_nothing,
     history_lists_every_change_with_its_actor,
     every_event_says_who_when_and_which_request,
-    secret_values_never_reach_the_log_or_read_models
+    secret_values_never_reach_the_log_or_read_models,
+    a_long_history_loads_from_a_snapshot_and_a_broken_snapshot_is_replayed_past,
 );
+
+/// An aggregate with a long history is loaded from its latest snapshot (every 50 events)
+/// plus what follows it, and gives the same answers as a replay of everything: a snapshot that
+/// no longer reads (an aggregate's shape changed) is passed over and the events replayed.
+async fn a_long_history_loads_from_a_snapshot_and_a_broken_snapshot_is_replayed_past(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.seed_llm().await;
+    let values = ["sk-snap-00", "sk-snap-01"];
+    for value in values {
+        let r = t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": value}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    for i in 0..120 {
+        let mut body = llm("claude-fast", "anthropic");
+        body["description"] = json!(format!("edit {i}"));
+        let r = t.put("/api/v1/llms/claude-fast", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let pool = &t.app.services.store.db.pool;
+    let snapshot =
+        "SELECT last_sequence FROM aggregate_snapshots WHERE aggregate_type = 'llm' AND aggregate_id = 'claude-fast'";
+    let rows = sqlx::query(snapshot).fetch_all(pool).await.unwrap();
+    assert_eq!(rows.len(), 1, "one snapshot row per aggregate, updated in place");
+    assert_eq!(rows[0].get::<i64, _>("last_sequence"), 100, "taken at every 50th event");
+
+    // The state it gives is the replay's: a stale version is refused, the current one taken,
+    // an unchanged spec records nothing.
+    let version = t.get("/api/v1/llms/claude-fast").await.body["resourceVersion"].as_i64().unwrap();
+    assert!(version > 100, "{version}");
+    let put = async |body: serde_json::Value, if_match: i64| {
+        t.call(axum::http::Method::PUT, "/api/v1/llms/claude-fast", Some(body), Some(&format!("\"{if_match}\""))).await
+    };
+    let mut body = llm("claude-fast", "anthropic");
+    body["description"] = json!("edit 119");
+    let r = put(body.clone(), version - 1).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    let r = put(body, version).await;
+    assert_eq!((r.status, &r.body["resourceVersion"]), (StatusCode::OK, &json!(version)), "unchanged: {:?}", r.body);
+
+    // A snapshot that no longer reads is passed over.
+    sqlx::query("UPDATE aggregate_snapshots SET payload = '{\"not\": \"an llm\"}' WHERE aggregate_type = 'llm'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut body = llm("claude-fast", "anthropic");
+    body["tier"] = json!("heavy");
+    let r = put(body, version).await;
+    assert_eq!((r.status, &r.body["resourceVersion"]), (StatusCode::OK, &json!(version + 1)), "{:?}", r.body);
+    assert_eq!(r.body["tier"], "heavy");
+    // ... and replaced by the commit after that long replay.
+    let rows = sqlx::query(snapshot).fetch_all(pool).await.unwrap();
+    assert_eq!(rows[0].get::<i64, _>("last_sequence"), version + 1, "re-taken after a replay of everything");
+    let r = t.delete("/api/v1/llms/claude-fast").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    // Snapshots hold no secret values.
+    let all: Vec<String> = sqlx::query("SELECT payload AS p FROM aggregate_snapshots")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("p"))
+        .collect();
+    for value in values {
+        assert!(!all.iter().any(|p| p.contains(value)), "{value} in a snapshot");
+    }
+}
 
 async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let t = TestApp::start(kind).await;

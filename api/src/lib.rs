@@ -43,6 +43,7 @@ impl App {
     ) -> anyhow::Result<App> {
         let store = Store::open(database_url, ProjectorConfig::default()).await?;
         let services = Services::new(store, projection_wait);
+        services.follow_access_changes().await.map_err(|e| anyhow::anyhow!("reading the access checkpoints: {e}"))?;
         services
             .seed_default_backend()
             .await

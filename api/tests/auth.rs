@@ -196,6 +196,22 @@ async fn access_changes_on_one_replica_take_effect_on_the_other(kind: StoreKind)
     let took = within("alice's lost binding on B", async || lists(&alice).await == StatusCode::FORBIDDEN).await;
     eprintln!("the binding's removal reached the other replica in {took:?}");
 
+    // A new binding through a custom role on A: granted at once on A, and soon on B.
+    let role = json!({"name": "llm-readers", "rules": [{"resources": ["secrets"], "verbs": ["view"]}]});
+    assert_eq!(a.post("/api/v1/roles", role).await.status, StatusCode::CREATED);
+    let binding = json!({"name": "alice-reads", "role": "llm-readers", "users": ["alice"]});
+    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let secrets =
+        async |app: &TestApp, token: &str| app.call_as(Some(token), Method::GET, "/api/v1/secrets", None).await.status;
+    assert_eq!(secrets(&a, &alice).await, StatusCode::OK, "granted at once where it was recorded");
+    within("alice's new binding on B", async || secrets(&b, &alice).await == StatusCode::OK).await;
+    // The role's rules changed on A: the binding now grants llms, not secrets.
+    let role = json!({"name": "llm-readers", "rules": [{"resources": ["llms"], "verbs": ["view"]}]});
+    assert_eq!(a.put("/api/v1/roles/llm-readers", role).await.status, StatusCode::OK);
+    assert_eq!(secrets(&a, &alice).await, StatusCode::FORBIDDEN);
+    assert_eq!(a.call_as(Some(&alice), Method::GET, "/api/v1/llms", None).await.status, StatusCode::OK);
+    within("the role's change on B", async || secrets(&b, &alice).await == StatusCode::FORBIDDEN).await;
+
     // Alice deleted on A: her token is refused on B.
     assert_eq!(a.delete("/api/v1/users/alice").await.status, StatusCode::NO_CONTENT);
     within("alice's token refused on B", async || lists(&alice).await == StatusCode::UNAUTHORIZED).await;

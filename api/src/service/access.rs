@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::ResourceName;
-use domain::rbac::{ADMIN, Permissions, RoleBinding, RoleBindingCommand, RoleBindingSpec, built_in};
+use domain::rbac::{ADMIN, Permissions, RoleBinding, RoleBindingCommand, RoleBindingSpec};
 use domain::token::{Token, TokenCommand};
 use domain::user::{BOOTSTRAP_ADMIN, User, UserCommand};
 use projections::read_models::tokens::TokenState;
@@ -116,27 +116,9 @@ pub fn expiry(raw: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String
 
 impl Services {
     /// The union of the roles bound to `user`. A binding naming a role that does not exist grants
-    /// nothing. Held in memory ([`super::access_cache`]) once loaded.
+    /// nothing. Worked out in memory ([`super::access_cache`]).
     pub async fn permissions_of(&self, user: &str) -> Result<Arc<Permissions>, ApiError> {
-        self.access.permissions(user, self.load_permissions(user)).await
-    }
-
-    async fn load_permissions(&self, user: &str) -> Result<Permissions, ApiError> {
-        let mut roles = Vec::new();
-        for binding in rbac::bindings(&self.store.db).await? {
-            if !binding.spec.users.iter().any(|u| u == user) {
-                continue;
-            }
-            match built_in(&binding.spec.role) {
-                Some(role) => roles.push(role),
-                None => {
-                    if let Some(role) = rbac::role(&self.store.db, &binding.spec.role).await? {
-                        roles.push(role.spec);
-                    }
-                }
-            }
-        }
-        Ok(Permissions::new(roles))
+        self.access.permissions(&self.store.db, user).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<Record<UserState>>, ApiError> {

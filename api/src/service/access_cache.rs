@@ -13,15 +13,15 @@
 //! with a drop is not kept (the generation moved), so a stale row read just before an event
 //! was followed never outlives it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use domain::rbac::Permissions;
-use projections::Position;
+use domain::rbac::{Permissions, RoleBindingSpec, RoleSpec, built_in};
 use projections::read_models::tokens::TokenState;
-use projections::read_models::{ReadModel, Record};
+use projections::read_models::{ReadModel, Record, rbac};
+use projections::{Database, Position};
 
 use crate::error::ApiError;
 use crate::store::Store;
@@ -41,12 +41,70 @@ pub struct AccessCache {
 struct Inner {
     /// Moves at every drop: a load that started before it is not kept.
     generation: u64,
+    /// Moves at every drop of roles or bindings.
+    rbac_generation: u64,
+    /// Every role binding and custom role, loaded once and then patched one by one: a change
+    /// to one binding costs one query, not a scan of all of them.
+    rbac: Option<Rbac>,
+    /// Bindings and roles changed since they were loaded: read again before any permission is
+    /// worked out.
+    stale_bindings: HashSet<String>,
+    stale_roles: HashSet<String>,
     /// Events up to here have dropped what they change; `None` until the first follow, which
     /// drops everything loaded before it.
     followed: Option<Position>,
     tokens: HashMap<String, Arc<Record<TokenState>>>,
     users: HashMap<String, bool>,
     permissions: HashMap<String, Arc<Permissions>>,
+}
+
+/// Who is bound to what, as the read models say.
+#[derive(Default)]
+struct Rbac {
+    bindings: HashMap<String, RoleBindingSpec>,
+    roles: HashMap<String, RoleSpec>,
+}
+
+impl Rbac {
+    /// The union of the roles bound to `user`; a binding naming a role that does not exist
+    /// grants nothing.
+    fn permissions_of(&self, user: &str) -> Permissions {
+        let roles = self
+            .bindings
+            .values()
+            .filter(|b| b.users.iter().any(|u| u == user))
+            .filter_map(|b| built_in(&b.role).or_else(|| self.roles.get(&b.role).cloned()));
+        Permissions::new(roles.collect::<Vec<_>>())
+    }
+
+    /// The users a role reaches through bindings.
+    fn users_of_role(&self, role: &str) -> Vec<String> {
+        self.bindings.values().filter(|b| b.role == role).flat_map(|b| b.users.clone()).collect()
+    }
+}
+
+/// What a permission look-up read from the database.
+enum Loaded {
+    Everything(Rbac),
+    /// The stale bindings and roles as they now are (`None`: deleted).
+    Changed(Vec<(String, Option<RoleBindingSpec>)>, Vec<(String, Option<RoleSpec>)>),
+}
+
+async fn load(db: &Database, everything: bool, bindings: &[String], roles: &[String]) -> Result<Loaded, ApiError> {
+    if everything {
+        let bindings = rbac::bindings(db).await?.into_iter().map(|b| (b.name, b.spec)).collect();
+        let roles = rbac::roles(db).await?.into_iter().map(|r| (r.name, r.spec)).collect();
+        return Ok(Loaded::Everything(Rbac { bindings, roles }));
+    }
+    let mut changed_bindings = Vec::new();
+    for name in bindings {
+        changed_bindings.push((name.clone(), rbac::binding(db, name).await?.map(|b| b.spec)));
+    }
+    let mut changed_roles = Vec::new();
+    for name in roles {
+        changed_roles.push((name.clone(), rbac::role(db, name).await?.map(|r| r.spec)));
+    }
+    Ok(Loaded::Changed(changed_bindings, changed_roles))
 }
 
 impl Default for AccessCache {
@@ -103,24 +161,69 @@ impl AccessCache {
         Ok(exists)
     }
 
-    /// A user's permissions.
-    pub async fn permissions<F>(&self, user: &str, load: F) -> Result<Arc<Permissions>, ApiError>
-    where
-        F: Future<Output = Result<Permissions, ApiError>>,
-    {
-        let generation = {
-            let inner = self.lock();
-            if let Some(permissions) = inner.permissions.get(user) {
-                return Ok(permissions.clone());
+    /// A user's permissions, worked out from the role bindings and roles held in memory (read
+    /// whole once, then the changed ones one by one).
+    pub async fn permissions(&self, db: &Database, user: &str) -> Result<Arc<Permissions>, ApiError> {
+        for _ in 0..3 {
+            let (generation, everything, bindings, roles) = {
+                let inner = self.lock();
+                // A changed binding may bind this user now: held permissions count only when
+                // nothing is waiting to be read again.
+                let current = inner.stale_bindings.is_empty() && inner.stale_roles.is_empty();
+                if let Some(permissions) = inner.permissions.get(user).filter(|_| current) {
+                    return Ok(permissions.clone());
+                }
+                let bindings: Vec<String> = inner.stale_bindings.iter().cloned().collect();
+                let roles: Vec<String> = inner.stale_roles.iter().cloned().collect();
+                (inner.rbac_generation, inner.rbac.is_none(), bindings, roles)
+            };
+            let loaded = load(db, everything, &bindings, &roles).await?;
+            let mut inner = self.lock();
+            if inner.rbac_generation != generation || inner.rbac.is_none() != everything {
+                // A role or binding changed meanwhile: what was read may predate it.
+                continue;
             }
-            inner.generation
-        };
-        let loaded = Arc::new(load.await?);
-        let mut inner = self.lock();
-        if inner.generation == generation {
-            inner.permissions.insert(user.to_owned(), loaded.clone());
+            let inner = &mut *inner;
+            match loaded {
+                Loaded::Everything(rbac) => {
+                    inner.rbac = Some(rbac);
+                    inner.stale_bindings.clear();
+                    inner.stale_roles.clear();
+                    inner.permissions.clear();
+                }
+                Loaded::Changed(bindings, roles) => {
+                    let rbac = inner.rbac.get_or_insert_with(Rbac::default);
+                    for (name, spec) in bindings {
+                        inner.stale_bindings.remove(&name);
+                        if let Some(spec) = spec {
+                            for u in &spec.users {
+                                inner.permissions.remove(u);
+                            }
+                            rbac.bindings.insert(name, spec);
+                        }
+                    }
+                    for (name, spec) in roles {
+                        inner.stale_roles.remove(&name);
+                        for u in rbac.users_of_role(&name) {
+                            inner.permissions.remove(&u);
+                        }
+                        if let Some(spec) = spec {
+                            rbac.roles.insert(name, spec);
+                        }
+                    }
+                }
+            }
+            let rbac = inner.rbac.as_ref().expect("loaded above");
+            let permissions = Arc::new(rbac.permissions_of(user));
+            inner.permissions.insert(user.to_owned(), permissions.clone());
+            return Ok(permissions);
         }
-        Ok(loaded)
+        // Roles and bindings keep changing under the look-up: work it out from a fresh read,
+        // without keeping it.
+        match load(db, true, &[], &[]).await? {
+            Loaded::Everything(rbac) => Ok(Arc::new(rbac.permissions_of(user))),
+            Loaded::Changed(..) => unreachable!("a whole load"),
+        }
     }
 
     /// Drops what an event of `aggregate_type` on `id` changes. A role or binding can change
@@ -137,8 +240,25 @@ impl AccessCache {
                 inner.users.remove(id);
                 inner.permissions.remove(id);
             }
-            domain::rbac::ROLE_AGGREGATE_TYPE | domain::rbac::BINDING_AGGREGATE_TYPE => {
-                inner.permissions.clear();
+            domain::rbac::BINDING_AGGREGATE_TYPE => {
+                // Who it bound loses it now; who it binds now is found when it is read again.
+                if let Some(old) = inner.rbac.as_mut().and_then(|rbac| rbac.bindings.remove(id)) {
+                    for u in &old.users {
+                        inner.permissions.remove(u);
+                    }
+                }
+                inner.stale_bindings.insert(id.to_owned());
+                inner.rbac_generation += 1;
+            }
+            domain::rbac::ROLE_AGGREGATE_TYPE => {
+                if let Some(rbac) = inner.rbac.as_mut() {
+                    rbac.roles.remove(id);
+                    for u in rbac.users_of_role(id) {
+                        inner.permissions.remove(&u);
+                    }
+                }
+                inner.stale_roles.insert(id.to_owned());
+                inner.rbac_generation += 1;
             }
             _ => return,
         }
@@ -152,7 +272,12 @@ impl AccessCache {
         let Some(followed) = self.lock().followed else {
             let mut inner = self.lock();
             // First call: whatever was loaded before may predate events never followed.
-            *inner = Inner { generation: inner.generation + 1, followed: Some(passed), ..Inner::default() };
+            *inner = Inner {
+                generation: inner.generation + 1,
+                rbac_generation: inner.rbac_generation + 1,
+                followed: Some(passed),
+                ..Inner::default()
+            };
             return Ok(());
         };
         if passed <= followed {

@@ -56,10 +56,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// Must run inside a Tokio runtime: it starts following the log for access changes.
+    /// Call [`Services::follow_access_changes`] before serving.
     pub fn new(store: Store, projection_wait: Duration) -> Self {
         let access = access_cache::AccessCache::default();
-        access.spawn_follower(store.clone());
         Self {
             writer: Writer { store: store.clone(), projection_wait, access: access.clone() },
             access,
@@ -69,6 +68,16 @@ impl Services {
             usage: Default::default(),
             upstreams: Arc::default(),
         }
+    }
+}
+
+impl Services {
+    /// Sets where the access cache follows the log from (before the first request, so nothing
+    /// it holds predates it), then follows it in the background.
+    pub async fn follow_access_changes(&self) -> Result<(), ApiError> {
+        self.access.follow(&self.store).await?;
+        self.access.spawn_follower(self.store.clone());
+        Ok(())
     }
 }
 

@@ -21,15 +21,19 @@ use crate::service::{Applied, ResourceKind, Services};
 /// The wire form of a record of any kind: `kind`, `name`, the spec fields, then the read-only
 /// fields ([`wire::Document`], which mcpctl reads back).
 pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
-    serde_json::to_value(wire::Document {
+    serde_json::to_value(wire_document(kind, record)).expect("documents serialise")
+}
+
+/// The wire form of a record, borrowing its spec.
+fn wire_document<S>(kind: Kind, record: &Record<S>) -> wire::Document<&S> {
+    wire::Document {
         kind,
         name: record.name.clone(),
         spec: &record.spec,
         resource_version: record.resource_version,
         created_at: record.created_at.clone(),
         updated_at: record.updated_at.clone(),
-    })
-    .expect("documents serialise")
+    }
 }
 
 type Answer<T> = Result<T, ApiError>;
@@ -59,8 +63,10 @@ async fn list<K: ResourceKind>(
     let fetch = |page| K::list(&s, reveal, page);
     let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, "view", Some(&r.name));
     let (records, next) = super::paging::page_of(K::KIND, K::ORDER, page, fetch, visible).await?;
-    let items = records.iter().map(|r| document(K::KIND, r)).collect();
-    Ok(Json(super::paging::list_body(items, next)).into_response())
+    // Serialised straight from the records, with no `Value` per document in between.
+    let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r)).collect();
+    let metadata = next.map(|token| wire::ListMeta { continue_token: Some(token) });
+    Ok(Json(wire::List { items, metadata }).into_response())
 }
 
 async fn read<K: ResourceKind>(

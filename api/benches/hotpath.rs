@@ -399,6 +399,53 @@ async fn list_all(db: &TestDb, base: &str) -> (Duration, Duration) {
     (ours, raw)
 }
 
+/// The resident memory of process `pid`, from /proc.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc");
+    kb * 1024
+}
+
+/// mcpd's resident memory as a process of its own (the release binary): idle after start, and
+/// after a client walked a list of 100,000 llms through it.
+async fn memory() -> (u64, u64) {
+    let db = TestDb::new(StoreKind::Postgres).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcpd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("MCPD_BOOTSTRAP_TOKEN", testkit::ADMIN_TOKEN)
+        .env("MCPCTL_CONFIG", data.path().join("client.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mcpd starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{base}/readyz")).send().await.map_or(true, |r| !r.status().is_success()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "mcpd did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few requests first, so idle means "serving", not "never touched".
+    for _ in 0..10 {
+        http.get(format!("{base}/api/v1/llms")).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss(child.id());
+    let _ = list_all(&db, &base).await;
+    let after = rss(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (idle, after)
+}
+
 #[tokio::main]
 async fn main() {
     println!("hot path, {} s per measurement, release build", seconds());
@@ -468,6 +515,15 @@ async fn main() {
     let (ours, raw) = list_all(&db, &base).await;
     row_latency("list 100,000 llms, pages of 500, PostgreSQL", ours, "one SELECT of the rows, serialised", raw);
     drop(_app);
+
+    // mcpd's memory, as a process of its own.
+    let (idle, after) = memory().await;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "| mcpd RSS idle / after listing 100,000 llms (its own process, PostgreSQL) | {:.1} MiB / {:.1} MiB | — | — | — | target < 30 MiB / < 200 MiB |",
+        mib(idle),
+        mib(after)
+    );
 
     // SQLite creates, 1 client.
     let dir = tempfile::tempdir().unwrap();

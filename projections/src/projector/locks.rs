@@ -30,6 +30,7 @@ impl Projector {
                 let m = &mut self.models[i];
                 m.running_here = true;
                 m.checkpoint = checkpoint;
+                m.error_may_be_stored = true;
                 tracing::info!(read_model = model.name(), "this replica now runs the read model");
             }
         }
@@ -72,6 +73,7 @@ impl Projector {
                 );
                 m.stopped_at = None;
                 m.error = None;
+                m.error_may_be_stored = true;
                 m.checkpoint = stored;
             }
         }

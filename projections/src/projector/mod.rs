@@ -174,6 +174,9 @@ struct Model {
     retry_at: Option<Instant>,
     failures: u32,
     error: Option<String>,
+    /// Whether `projection_checkpoints.last_error` may hold an error (this process's, another
+    /// replica's before a takeover): the next successful apply clears it, and only then.
+    error_may_be_stored: bool,
 }
 
 pub struct Projector {
@@ -203,6 +206,7 @@ impl Projector {
                 retry_at: None,
                 failures: 0,
                 error: None,
+                error_may_be_stored: true,
             });
         }
         let (rounds, receiver) = watch::channel(0);
@@ -312,8 +316,8 @@ impl Projector {
             }
         }
         for (i, last, pending) in work {
-            let Model { model, checkpoint, .. } = self.models[i];
-            match apply(&self.db, model, last, &pending, &carry).await {
+            let Model { model, checkpoint, error_may_be_stored, .. } = self.models[i];
+            match apply(&self.db, model, last, &pending, &carry, error_may_be_stored).await {
                 Ok(moved) => {
                     let reached = if moved {
                         carry.clear();
@@ -326,6 +330,7 @@ impl Projector {
                         tracing::info!(read_model = model.name(), "the read model is applying events again");
                     }
                     m.checkpoint = reached;
+                    m.error_may_be_stored &= !moved;
                     m.retry_at = None;
                     m.failures = 0;
                     m.error = None;
@@ -338,6 +343,7 @@ impl Projector {
                     tracing::warn!(read_model = model.name(), %error, ?backoff, "applying events failed; retrying");
                     m.retry_at = Some(Instant::now() + backoff);
                     m.error = Some(error.clone());
+                    m.error_may_be_stored = true;
                     record_error(&self.db, model, &error).await;
                 }
                 Err(poison) => {
@@ -346,6 +352,7 @@ impl Projector {
                     let m = &mut self.models[i];
                     m.stopped_at = Some(checkpoint);
                     m.error = Some(error.clone());
+                    m.error_may_be_stored = true;
                     record_error(&self.db, model, &error).await;
                 }
             }
@@ -365,6 +372,7 @@ async fn apply(
     last: Position,
     events: &[&StoredEvent],
     carry: &[(ReadModel, Position)],
+    clear_error: bool,
 ) -> Result<bool, ApplyError> {
     let mut tx = db.pool.begin().await?;
     // The checkpoints are written first: on SQLite the transaction takes the write lock at
@@ -393,7 +401,7 @@ async fn apply(
             moved = done.rows_affected() > 0;
         }
     }
-    if moved {
+    if moved && clear_error {
         sqlx::query("UPDATE projection_checkpoints SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL")
             .bind(model.name())
             .execute(&mut *tx)

@@ -399,6 +399,29 @@ async fn list_all(db: &TestDb, base: &str) -> (Duration, Duration) {
     (ours, raw)
 }
 
+/// One primary-key read of an Llm's row, `n` times one after another: through `sqlx::Any` (as
+/// the read models query) and through a typed `PgPool`, decoding every column either way.
+async fn any_against_typed(url: &str, name: &str, n: usize) -> (Duration, Duration) {
+    use sqlx::Row;
+    const SQL: &str = "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
+                       resource_version, created_at, updated_at FROM llms WHERE name = $1";
+    sqlx::any::install_default_drivers();
+    let any = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let typed = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let row = sqlx::query(SQL).bind(name).fetch_one(&any).await.unwrap();
+        let _: (String, String, i64) = (row.get(0), row.get(8), row.get(9));
+    }
+    let through_any = started.elapsed() / n as u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        let row = sqlx::query(SQL).bind(name).fetch_one(&typed).await.unwrap();
+        let _: (String, String, i64) = (row.get(0), row.get(8), row.get(9));
+    }
+    (through_any, started.elapsed() / n as u32)
+}
+
 /// The resident memory of process `pid`, from /proc.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -494,6 +517,15 @@ async fn main() {
         "pgbench primary-key SELECT of the row",
         raw,
         &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+    );
+
+    // What sqlx::Any costs on that read.
+    let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
+    println!(
+        "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
+        through_any.as_secs_f64() * 1e6,
+        typed.as_secs_f64() * 1e6,
+        through_any.as_secs_f64() / typed.as_secs_f64()
     );
 
     // The same GET with 10,000 users, tokens and role bindings in the store.

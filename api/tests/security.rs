@@ -34,6 +34,11 @@ async fn an_unreachable_postgresql_is_503_with_retry_after_never_401() {
     t.seed_llm().await;
     // A token issued but never used yet: nothing about it is held in memory.
     let fresh = t.post("/api/v1/tokens", json!({"user": "admin"})).await.body["token"].as_str().unwrap().to_owned();
+    // The access cache follows every event so far (as its background task does every 200 ms;
+    // done here so that a late tick cannot drop what the next request holds), then the admin's
+    // token, user and permissions are held again.
+    t.app.services.access.follow(&t.app.services.store).await.unwrap();
+    assert_eq!(t.get("/api/v1/whoami").await.status, StatusCode::OK);
     proxy.set_down(true);
     let unavailable = |r: &crate::support::Reply, what: &str| {
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {:?}", r.body);

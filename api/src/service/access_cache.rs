@@ -58,6 +58,44 @@ struct Inner {
     permissions: HashMap<String, Arc<Permissions>>,
 }
 
+impl Inner {
+    /// See [`AccessCache::invalidate`].
+    fn invalidate(&mut self, aggregate_type: &str, id: &str) {
+        let inner = self;
+        match aggregate_type {
+            domain::token::AGGREGATE_TYPE => {
+                inner.tokens.remove(id);
+            }
+            domain::user::AGGREGATE_TYPE => {
+                inner.users.remove(id);
+                inner.permissions.remove(id);
+            }
+            domain::rbac::BINDING_AGGREGATE_TYPE => {
+                // Who it bound loses it now; who it binds now is found when it is read again.
+                if let Some(old) = inner.rbac.as_mut().and_then(|rbac| rbac.bindings.remove(id)) {
+                    for u in &old.users {
+                        inner.permissions.remove(u);
+                    }
+                }
+                inner.stale_bindings.insert(id.to_owned());
+                inner.rbac_generation += 1;
+            }
+            domain::rbac::ROLE_AGGREGATE_TYPE => {
+                if let Some(rbac) = inner.rbac.as_mut() {
+                    rbac.roles.remove(id);
+                    for u in rbac.users_of_role(id) {
+                        inner.permissions.remove(&u);
+                    }
+                }
+                inner.stale_roles.insert(id.to_owned());
+                inner.rbac_generation += 1;
+            }
+            _ => return,
+        }
+        inner.generation += 1;
+    }
+}
+
 /// Who is bound to what, as the read models say.
 #[derive(Default)]
 struct Rbac {
@@ -230,39 +268,7 @@ impl AccessCache {
     /// anyone's permissions; a user's deletion ends their tokens (which are checked against
     /// the user at each use).
     pub fn invalidate(&self, aggregate_type: &str, id: &str) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        match aggregate_type {
-            domain::token::AGGREGATE_TYPE => {
-                inner.tokens.remove(id);
-            }
-            domain::user::AGGREGATE_TYPE => {
-                inner.users.remove(id);
-                inner.permissions.remove(id);
-            }
-            domain::rbac::BINDING_AGGREGATE_TYPE => {
-                // Who it bound loses it now; who it binds now is found when it is read again.
-                if let Some(old) = inner.rbac.as_mut().and_then(|rbac| rbac.bindings.remove(id)) {
-                    for u in &old.users {
-                        inner.permissions.remove(u);
-                    }
-                }
-                inner.stale_bindings.insert(id.to_owned());
-                inner.rbac_generation += 1;
-            }
-            domain::rbac::ROLE_AGGREGATE_TYPE => {
-                if let Some(rbac) = inner.rbac.as_mut() {
-                    rbac.roles.remove(id);
-                    for u in rbac.users_of_role(id) {
-                        inner.permissions.remove(&u);
-                    }
-                }
-                inner.stale_roles.insert(id.to_owned());
-                inner.rbac_generation += 1;
-            }
-            _ => return,
-        }
-        inner.generation += 1;
+        self.lock().invalidate(aggregate_type, id);
     }
 
     /// Drops what the access events recorded since the last call change, up to the point the
@@ -285,13 +291,16 @@ impl AccessCache {
         }
         let types = MODELS.iter().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
         let changed = store.log.changed_between(followed, passed, &types).await?;
-        for (_, aggregate_type, id) in &changed {
-            self.invalidate(aggregate_type, id);
-        }
+        // Under one lock, and only if no other follow took this range meanwhile: a range
+        // followed twice would drop what was loaded after its first follow, for nothing.
         let mut inner = self.lock();
-        if inner.followed.is_some_and(|f| f < passed) {
-            inner.followed = Some(passed);
+        if inner.followed != Some(followed) {
+            return Ok(());
         }
+        for (_, aggregate_type, id) in &changed {
+            inner.invalidate(aggregate_type, id);
+        }
+        inner.followed = Some(passed);
         Ok(())
     }
 

@@ -121,10 +121,6 @@ impl Services {
         self.access.permissions(&self.store.db, user).await
     }
 
-    pub async fn list_users(&self) -> Result<Vec<Record<UserState>>, ApiError> {
-        Ok(users::list(&self.store.db).await?)
-    }
-
     pub async fn get_user(&self, name: &str) -> Result<Record<UserState>, ApiError> {
         users::get(&self.store.db, name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::User, name))
     }
@@ -217,10 +213,6 @@ impl Services {
         let command = UserCommand::DeleteUser { name: name.clone() };
         recorded = recorded.and(self.writer.execute::<User>(&self.store.users, ctx, &name, command).await?);
         recorded.then(async { Ok(()) }).await
-    }
-
-    pub async fn list_tokens(&self) -> Result<Vec<Record<TokenState>>, ApiError> {
-        Ok(tokens::list(&self.store.db).await?)
     }
 
     pub async fn get_token(&self, id: &str) -> Result<Record<TokenState>, ApiError> {

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use projections::Database;
 use sqlx::Row;
@@ -38,11 +38,12 @@ pub struct SnapshotStore<A: Aggregate> {
     events: PersistedEventStore<EventRepository, A>,
     repository: EventRepository,
     db: Database,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
 }
 
 impl<A: Aggregate> SnapshotStore<A> {
     pub fn new(events: PersistedEventStore<EventRepository, A>, repository: EventRepository, db: Database) -> Self {
-        Self { events, repository, db }
+        Self { events, repository, db, upcasters: domain::upcast::upcasters() }
     }
 
     /// The stored state of `id` and the sequence it reached, if it has a usable snapshot.
@@ -109,11 +110,10 @@ impl<A: Aggregate> EventStore<A> for SnapshotStore<A> {
             context.current_snapshot = Some(context.current_sequence);
             return Ok(context);
         };
-        let upcasters = domain::upcast::upcasters();
         let events = self.repository.get_last_events::<A>(id, sequence).await?;
         let replayed = events.len();
         for event in events {
-            let event = upcasters.iter().fold(event, |event, upcaster| {
+            let event = self.upcasters.iter().fold(event, |event, upcaster| {
                 if upcaster.can_upcast(&event.event_type, &event.event_version) {
                     upcaster.upcast(event)
                 } else {

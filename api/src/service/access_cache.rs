@@ -53,7 +53,8 @@ struct Inner {
     /// Events up to here have dropped what they change; `None` until the first follow, which
     /// drops everything loaded before it.
     followed: Option<Position>,
-    tokens: HashMap<String, Arc<Record<TokenState>>>,
+    /// Known tokens only (`Some`): unknown ones are never kept.
+    tokens: HashMap<String, Option<Arc<Record<TokenState>>>>,
     users: HashMap<String, bool>,
     permissions: HashMap<String, Arc<Permissions>>,
 }
@@ -162,21 +163,8 @@ impl AccessCache {
     where
         F: Future<Output = Result<Option<Record<TokenState>>, ApiError>>,
     {
-        let generation = {
-            let inner = self.lock();
-            if let Some(token) = inner.tokens.get(id) {
-                return Ok(Some(token.clone()));
-            }
-            inner.generation
-        };
-        let Some(loaded) = load.await?.map(Arc::new) else {
-            return Ok(None);
-        };
-        let mut inner = self.lock();
-        if inner.generation == generation {
-            inner.tokens.insert(id.to_owned(), loaded.clone());
-        }
-        Ok(Some(loaded))
+        let load = async { Ok(load.await?.map(Arc::new)) };
+        self.held_or_loaded(|inner| &mut inner.tokens, id, load, Option::is_some).await
     }
 
     /// Whether a user exists.
@@ -184,19 +172,34 @@ impl AccessCache {
     where
         F: Future<Output = Result<bool, ApiError>>,
     {
+        self.held_or_loaded(|inner| &mut inner.users, name, load, |_| true).await
+    }
+
+    /// The value `map` holds under `key`, else what `load` reads, kept when `keep` says so and
+    /// no drop happened while it was read.
+    async fn held_or_loaded<V: Clone, F>(
+        &self,
+        map: fn(&mut Inner) -> &mut HashMap<String, V>,
+        key: &str,
+        load: F,
+        keep: fn(&V) -> bool,
+    ) -> Result<V, ApiError>
+    where
+        F: Future<Output = Result<V, ApiError>>,
+    {
         let generation = {
-            let inner = self.lock();
-            if let Some(exists) = inner.users.get(name) {
-                return Ok(*exists);
+            let mut inner = self.lock();
+            if let Some(held) = map(&mut inner).get(key) {
+                return Ok(held.clone());
             }
             inner.generation
         };
-        let exists = load.await?;
+        let loaded = load.await?;
         let mut inner = self.lock();
-        if inner.generation == generation {
-            inner.users.insert(name.to_owned(), exists);
+        if inner.generation == generation && keep(&loaded) {
+            map(&mut inner).insert(key.to_owned(), loaded.clone());
         }
-        Ok(exists)
+        Ok(loaded)
     }
 
     /// A user's permissions, worked out from the role bindings and roles held in memory (read

@@ -155,9 +155,6 @@ impl ResourceKind for Llms {
     ) -> Answer<Applied<()>> {
         let name = url_name(Kind::Llm, name)?;
         let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
-        if dry_run {
-            return s.writer.rehearse::<Llm>(&name, command).await.map(|_| Applied::Done(()));
-        }
-        s.writer.execute(&s.store.llms, ctx, &name, command).await?.then(async { Ok(()) }).await
+        s.writer.delete(&s.store.llms, ctx, &name, command, dry_run).await
     }
 }

@@ -352,10 +352,7 @@ impl ResourceKind for Roles {
             .map(|b| b.name)
             .collect();
         let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
-        if dry_run {
-            return s.writer.rehearse::<Role>(&name, command).await.map(|_| Applied::Done(()));
-        }
-        s.writer.execute::<Role>(&s.store.roles, ctx, &name, command).await?.then(async { Ok(()) }).await
+        s.writer.delete(&s.store.roles, ctx, &name, command, dry_run).await
     }
 }
 
@@ -429,9 +426,6 @@ impl ResourceKind for RoleBindings {
             ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
         s.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
-        if dry_run {
-            return s.writer.rehearse::<RoleBinding>(&name, command).await.map(|_| Applied::Done(()));
-        }
-        s.writer.execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command).await?.then(async { Ok(()) }).await
+        s.writer.delete(&s.store.role_bindings, ctx, &name, command, dry_run).await
     }
 }

@@ -266,9 +266,6 @@ impl ResourceKind for SecretBackends {
             secrets_held,
             expected_version,
         };
-        if dry_run {
-            return s.writer.rehearse::<SecretBackend>(&name, command).await.map(|_| Applied::Done(()));
-        }
-        s.writer.execute(&s.store.secret_backends, ctx, &name, command).await?.then(async { Ok(()) }).await
+        s.writer.delete(&s.store.secret_backends, ctx, &name, command, dry_run).await
     }
 }

@@ -137,6 +137,26 @@ impl Writer {
             .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))
     }
 
+    /// A delete: rehearsed for a dry run (every rule checked, nothing recorded), else recorded
+    /// and waited for.
+    pub(crate) async fn delete<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: A::Command,
+        dry_run: bool,
+    ) -> Result<Applied<()>, ApiError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Error: Classified + Send + Sync + 'static,
+    {
+        if dry_run {
+            return self.rehearse::<A>(name, command).await.map(|_| Applied::Done(()));
+        }
+        self.execute(cqrs, ctx, name, command).await?.then(async { Ok(()) }).await
+    }
+
     /// Waits (bounded) until the read models show the latest event of aggregate `name`.
     pub(crate) async fn await_projection(
         &self,

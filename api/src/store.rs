@@ -23,7 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::event_repository::EventRepository;
+use crate::event_repository::{EventRepository, Reader};
 use crate::snapshots::SnapshotStore;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -63,20 +63,21 @@ impl WritePool {
     }
 
     /// The event store for `A`, upcasting old event shapes as it loads them.
-    fn event_store<A: cqrs_es::Aggregate>(&self) -> PersistedEventStore<EventRepository, A> {
-        PersistedEventStore::new_event_store(self.repository()).with_upcasters(domain::upcast::upcasters())
+    fn event_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> PersistedEventStore<EventRepository, A> {
+        PersistedEventStore::new_event_store(self.repository(db)).with_upcasters(domain::upcast::upcasters())
     }
 
     /// The event store for `A` with snapshots (`crate::snapshots`).
     fn snapshot_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> SnapshotStore<A> {
-        SnapshotStore::new(self.event_store(), self.repository(), db.clone())
+        SnapshotStore::new(self.event_store(db), self.repository(db), db.clone())
     }
 
-    fn repository(&self) -> EventRepository {
-        match self {
-            WritePool::Sqlite(pool) => EventRepository::Sqlite(SqliteEventRepository::new(pool.clone())),
-            WritePool::Postgres(pool) => EventRepository::Postgres(PostgresEventRepository::new(pool.clone())),
-        }
+    fn repository(&self, db: &Database) -> EventRepository {
+        let reader = match self {
+            WritePool::Sqlite(pool) => Reader::Sqlite(SqliteEventRepository::new(pool.clone())),
+            WritePool::Postgres(pool) => Reader::Postgres(PostgresEventRepository::new(pool.clone())),
+        };
+        EventRepository { reader, db: db.clone() }
     }
 }
 
@@ -179,7 +180,7 @@ impl Store {
         A: cqrs_es::Aggregate,
     {
         use cqrs_es::DomainEvent;
-        use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+        use cqrs_es::persist::SerializedEvent;
         let metadata = serde_json::to_value(&metadata).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
         let mut serialized = Vec::new();
         for (id, sequence, events) in items {
@@ -199,9 +200,18 @@ impl Store {
         if serialized.is_empty() {
             return Ok(());
         }
-        self.write.repository().persist::<A>(&serialized, None).await?;
-        self.projector.wake();
+        let appended = self.write.repository(&self.db).append(&serialized).await?;
+        self.settle(&appended, &crate::service::models_of(A::TYPE));
         Ok(())
+    }
+
+    /// Tells the projector about an append: the read models that took it inline show it; the
+    /// others (`concerned` ones left to it) it applies.
+    pub fn settle(&self, appended: &projections::append::Appended, concerned: &[projections::read_models::ReadModel]) {
+        self.projector.advanced(&appended.inlined, appended.last);
+        if concerned.iter().any(|m| !appended.inlined.contains(m)) {
+            self.projector.wake();
+        }
     }
 
     /// Runs `command` against aggregate `name` as it is now, without recording anything:

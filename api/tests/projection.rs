@@ -1,7 +1,11 @@
 //! The projector: read models catch up from their checkpoints, and a replay from scratch
 //! yields the same tables.
 
+use std::time::{Duration, Instant};
+
 use axum::http::StatusCode;
+use cqrs_es::DomainEvent;
+use domain::llm::{Llm, LlmEvent, LlmSpec};
 use serde_json::{Value, json};
 
 use crate::support::{StoreKind, TestApp, llm, secret};
@@ -102,10 +106,64 @@ async fn replay_from_scratch(t: TestApp) -> TestApp {
     settle(TestApp { app: t.reopen().await, db: t.db }).await
 }
 
-/// Reads do not wait for the projector; a write does, and the log is projected in order, so
-/// after one write the read models hold everything before it.
+/// Waits until every read model has applied every event of its kinds, as `mcpctl projections`
+/// shows it. (A write waits only for the read models it changes.)
 async fn settle(t: TestApp) -> TestApp {
-    t.post("/api/v1/secrets", secret("late", "K", "v")).await;
-    t.delete("/api/v1/secrets/late").await;
-    t
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = t.get("/api/v1/projections").await;
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() && items.iter().all(|i| i["lagEvents"] == 0) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "the read models did not catch up: {:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// PostgreSQL: a transaction that appended an event and stays open while later writes commit.
+/// Its event sorts before theirs, so they are not applied ahead of it (inline or by the
+/// projector); once it commits, every one of them shows and verify finds the read models in
+/// step with the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_committing_late_is_projected_before_the_writes_after_it() {
+    let t = TestApp::start(StoreKind::Postgres).await;
+    t.post("/api/v1/secrets", secret("shared", "API_KEY", "v")).await;
+    let pool = &t.app.services.store.db.pool;
+    let spec = serde_json::from_value::<LlmSpec>(json!({"type": "openai", "model": "m", "tier": "fast", "extra": {}})).unwrap();
+    let early = LlmEvent::LlmCreated { spec: spec.clone() };
+    let mut held = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('llm', 'early', 1, $1, $2, CAST($3 AS json), CAST('{}' AS json))",
+    )
+    .bind(early.event_type())
+    .bind(early.event_version())
+    .bind(serde_json::to_value(&early).unwrap().to_string())
+    .execute(&mut *held)
+    .await
+    .unwrap();
+
+    let later: Vec<(String, u64, Vec<LlmEvent>)> =
+        (0..3).map(|i| (format!("later-{i}"), 0, vec![LlmEvent::LlmCreated { spec: spec.clone() }])).collect();
+    t.app.services.store.append_batch::<Llm>(later, Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.get("/api/v1/llms/later-0").await.status,
+        StatusCode::NOT_FOUND,
+        "applied ahead of an open transaction"
+    );
+
+    held.commit().await.unwrap();
+    let t = settle(t).await;
+    for name in ["early", "later-0", "later-1", "later-2"] {
+        assert_eq!(t.get(&format!("/api/v1/llms/{name}")).await.status, StatusCode::OK, "{name}");
+    }
+    let r = t.post("/api/v1/projections/verify", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["differences"], json!([]), "{:?}", r.body);
+
+    // With nothing older running, writes show at once again.
+    let r = t.post("/api/v1/llms", llm("after", "shared")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }

@@ -3,6 +3,7 @@
 //! so a crash never leaves a read model silently behind. Reads are plain queries on those tables.
 #![forbid(unsafe_code)]
 
+pub mod append;
 pub mod audit;
 pub mod db;
 pub mod log;

@@ -153,42 +153,32 @@ impl EventLog {
             .transpose()
     }
 
-    /// Which aggregates of `aggregate_types` have events after `after` up to `upto`, in commit
-    /// order: (position, aggregate type, aggregate id). `upto` must be a position the read
-    /// models have passed, so every transaction up to it has committed and the range is final.
-    pub async fn changed_between(
+    /// Which aggregates of `aggregate_types` have events after `after`, in commit order:
+    /// (position, aggregate type, aggregate id). On PostgreSQL a transaction still running is
+    /// not seen; a caller that trusts a position must check that the read models have passed it.
+    pub async fn changed_after(
         &self,
         after: Position,
-        upto: Position,
         aggregate_types: &[&str],
     ) -> DbResult<Vec<(Position, String, String)>> {
-        if aggregate_types.is_empty() || upto <= after {
+        if aggregate_types.is_empty() {
             return Ok(Vec::new());
         }
-        let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 5)).collect();
+        let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = match self.db.dialect {
             Dialect::Sqlite => format!(
                 "SELECT 0 AS transaction_id, position, aggregate_type, aggregate_id FROM events \
-                 WHERE position > $2 AND position <= $4 AND $1 = $3 AND aggregate_type IN ({}) ORDER BY position",
+                 WHERE position > $2 AND $1 = $1 AND aggregate_type IN ({}) ORDER BY position",
                 types.join(", ")
             ),
             Dialect::Postgres => format!(
                 "SELECT transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id \
-                 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                 AND (transaction_id, position) <= ($3::text::xid8, $4) AND aggregate_type IN ({}) \
+                 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) AND aggregate_type IN ({}) \
                  ORDER BY events.transaction_id, events.position",
                 types.join(", ")
             ),
         };
-        let mut query = sqlx::query(&sql);
-        query = match self.db.dialect {
-            // Bound as numbers on SQLite (where both are 0), as text for the xid8 casts on PostgreSQL.
-            Dialect::Sqlite => query.bind(after.transaction_id).bind(after.position).bind(upto.transaction_id),
-            Dialect::Postgres => {
-                query.bind(after.transaction_id.to_string()).bind(after.position).bind(upto.transaction_id.to_string())
-            }
-        };
-        query = query.bind(upto.position);
+        let mut query = sqlx::query(&sql).bind(after.transaction_id.to_string()).bind(after.position);
         for t in aggregate_types {
             query = query.bind(*t);
         }

@@ -274,36 +274,57 @@ impl AccessCache {
         self.lock().invalidate(aggregate_type, id);
     }
 
-    /// Drops what the access events recorded since the last call change, up to the point the
-    /// access read models have all passed (so what is loaded again includes them).
+    /// Drops what the access events recorded since the last call change, as far as the read
+    /// models of those events show them (so what is loaded again includes them).
+    ///
+    /// The stored checkpoints are read before the events: an event its read model has passed
+    /// is committed, and so is everything before it in the log (the projector never passes a
+    /// transaction still running, nor does a write applied inline), so following stops at the
+    /// first event its read model has not passed and never skips one that commits late. With
+    /// no event pending, the follow moves on to where all three read models are stored, so its
+    /// next scan of the log starts there.
     pub async fn follow(&self, store: &Store) -> Result<(), ApiError> {
-        let passed = projections::projector::passed_by_all(&store.db, &MODELS).await?;
+        let checkpoints = projections::projector::stored_checkpoints(&store.db).await?;
+        let passed_by_all = MODELS.iter().map(|m| checkpoints.get(m).copied().unwrap_or_default()).min();
+        let passed_by_all = passed_by_all.unwrap_or_default();
         let Some(followed) = self.lock().followed else {
             let mut inner = self.lock();
             // First call: whatever was loaded before may predate events never followed.
             *inner = Inner {
                 generation: inner.generation + 1,
                 rbac_generation: inner.rbac_generation + 1,
-                followed: Some(passed),
+                followed: Some(passed_by_all),
                 ..Inner::default()
             };
             return Ok(());
         };
-        if passed <= followed {
+        let types = MODELS.iter().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
+        let changed = store.log.changed_after(followed, &types).await?;
+        let shown = |position: Position, aggregate_type: &str| {
+            MODELS
+                .iter()
+                .find(|m| m.handles(aggregate_type))
+                .and_then(|m| checkpoints.get(m))
+                .is_some_and(|c| *c >= position)
+        };
+        let ready = changed.iter().take_while(|(position, t, _)| shown(*position, t)).count();
+        let mut reached = changed[..ready].last().map_or(followed, |(position, _, _)| *position);
+        if ready == changed.len() {
+            reached = reached.max(passed_by_all);
+        }
+        if reached <= followed {
             return Ok(());
         }
-        let types = MODELS.iter().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
-        let changed = store.log.changed_between(followed, passed, &types).await?;
         // Under one lock, and only if no other follow took this range meanwhile: a range
         // followed twice would drop what was loaded after its first follow, for nothing.
         let mut inner = self.lock();
         if inner.followed != Some(followed) {
             return Ok(());
         }
-        for (_, aggregate_type, id) in &changed {
+        for (_, aggregate_type, id) in &changed[..ready] {
             inner.invalidate(aggregate_type, id);
         }
-        inner.followed = Some(passed);
+        inner.followed = Some(reached);
         Ok(())
     }
 

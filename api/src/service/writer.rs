@@ -11,6 +11,8 @@ use domain::document::Kind;
 use domain::error::Classified;
 use domain::metadata;
 
+use projections::append::Appended;
+
 use super::kind::Applied;
 use super::{HistoryEntry, models_of};
 use crate::context::RequestContext;
@@ -70,30 +72,42 @@ impl Writer {
         A: Aggregate,
         A::Error: Classified + Send + Sync + 'static,
     {
-        self.record(cqrs, ctx, name, command).await?;
-        self.await_projection(A::TYPE, name).await
+        match self.record(cqrs, ctx, name, command).await? {
+            // The common case: the write's read models took it in its own transaction.
+            Some(appended) if models_of(A::TYPE).iter().all(|m| appended.inlined.contains(m)) => Ok(Recorded::Visible),
+            Some(appended) => self.await_position(A::TYPE, name, appended.last).await,
+            // No event (a command that changed nothing): wait for the latest one there is.
+            None => self.await_projection(A::TYPE, name).await,
+        }
     }
 
     /// Executes `command` without waiting for the read models: for records nobody reads back
-    /// at once (a migration's clean-up and progress), where the wait is pure latency.
+    /// at once (a migration's clean-up and progress), where the wait is pure latency. What its
+    /// append came to; `None` when the command produced no event.
     pub(crate) async fn record<A>(
         &self,
         cqrs: &Cqrs<A>,
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
-    ) -> Result<(), ApiError>
+    ) -> Result<Option<Appended>, ApiError>
     where
         A: Aggregate,
         A::Error: Classified + Send + Sync + 'static,
     {
-        cqrs.execute_with_metadata(name.as_str(), command, ctx.metadata().into_map())
-            .await
-            .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
-        crate::request_scope::mark_recorded();
-        self.access.invalidate(A::TYPE, name.as_str());
-        self.store.projector.wake();
-        Ok(())
+        let (executed, appended) = crate::event_repository::capture(cqrs.execute_with_metadata(
+            name.as_str(),
+            command,
+            ctx.metadata().into_map(),
+        ))
+        .await;
+        executed.map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
+        if let Some(appended) = &appended {
+            crate::request_scope::mark_recorded();
+            self.access.invalidate(A::TYPE, name.as_str());
+            self.store.settle(appended, &models_of(A::TYPE));
+        }
+        Ok(appended)
     }
 
     /// One resource's events, oldest first: what happened, when, and who did it. A resource
@@ -166,6 +180,16 @@ impl Writer {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
             return Ok(Recorded::Visible);
         };
+        self.await_position(aggregate_type, name, position).await
+    }
+
+    /// Waits (bounded) until the read models of `aggregate_type` show the event at `position`.
+    async fn await_position(
+        &self,
+        aggregate_type: &'static str,
+        name: &ResourceName,
+        position: projections::Position,
+    ) -> Result<Recorded, ApiError> {
         let waited = self.store.projector.wait_for(&models_of(aggregate_type), position, self.projection_wait).await;
         Ok(match waited {
             Ok(()) => Recorded::Visible,

@@ -70,13 +70,21 @@ pub struct LocalStatus {
 
 type Shared = Arc<Mutex<HashMap<&'static str, LocalStatus>>>;
 
+/// Checkpoints moved by writes that applied their events inline, for the projector to take up.
+type Advanced = Arc<Mutex<HashMap<&'static str, Position>>>;
+
+/// How often the stored checkpoint of a read model that had nothing to apply is brought up to
+/// where the projector got: at most this often, not on every event.
+const CARRY_EVERY: Duration = Duration::from_secs(1);
+
 /// Handle to a running projector.
 #[derive(Debug, Clone)]
 pub struct ProjectorHandle {
     db: Database,
     wake: Arc<Notify>,
-    rounds: watch::Receiver<u64>,
+    rounds: Arc<watch::Sender<u64>>,
     status: Shared,
+    advanced: Advanced,
     task: Arc<JoinHandle<()>>,
 }
 
@@ -86,16 +94,37 @@ impl ProjectorHandle {
         self.wake.notify_one();
     }
 
+    /// Tells the projector that a write applied its events to `models` inline, moving their
+    /// checkpoints to `position` (committed): it need not apply them again, and waiters see it.
+    pub fn advanced(&self, models: &[ReadModel], position: Position) {
+        if models.is_empty() {
+            return;
+        }
+        {
+            let mut advanced = self.advanced.lock().expect("projector advanced lock");
+            let mut status = self.status.lock().expect("projector status lock");
+            for model in models {
+                let at = advanced.entry(model.name()).or_default();
+                *at = (*at).max(position);
+                if let Some(s) = status.get_mut(model.name()) {
+                    s.checkpoint = s.checkpoint.max(position);
+                }
+            }
+        }
+        self.rounds.send_modify(|n| *n += 1);
+    }
+
     /// What this process knows about each read model.
     pub fn local_status(&self) -> HashMap<&'static str, LocalStatus> {
         self.status.lock().expect("projector status lock").clone()
     }
 
-    /// Waits until every read model has passed the event at `target`, at most `timeout`: then
-    /// a reader sees that event and everything before it. `concerned` are the read models the
-    /// event changes: if one of them is stopped, the wait fails at once. Other read models that
-    /// are stopped (or failing, on another replica) are not waited for. Read models another
-    /// replica runs are followed through their stored checkpoints.
+    /// Waits until the read models `concerned` (those the event changes) have passed the event
+    /// at `target`, at most `timeout`: then a reader of them sees that event and everything
+    /// before it. If one of them is stopped, the wait fails at once. Read models another
+    /// replica runs are followed through their stored checkpoints. Other read models are not
+    /// waited for: their stored checkpoints move only when they have something to apply (or at
+    /// most every [`CARRY_EVERY`]), and nothing the event changed is read from them.
     pub async fn wait_for(
         &self,
         concerned: &[ReadModel],
@@ -104,19 +133,16 @@ impl ProjectorHandle {
     ) -> Result<(), WaitError> {
         self.wake();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut rounds = self.rounds.clone();
+        let mut rounds = self.rounds.subscribe();
         loop {
             let (mut remote, mut behind) = (Vec::new(), false);
             {
                 let status = self.status.lock().expect("projector status lock");
-                for model in ReadModel::ALL {
+                for &model in concerned {
                     let s = &status[model.name()];
-                    if s.stopped && concerned.contains(&model) {
+                    if s.stopped {
                         let error = s.error.clone().unwrap_or_default();
                         return Err(WaitError::Stopped { name: model.name(), error });
-                    }
-                    if s.error.is_some() && !concerned.contains(&model) {
-                        continue;
                     }
                     if !s.running_here {
                         remote.push(model);
@@ -127,16 +153,15 @@ impl ProjectorHandle {
             }
             if !remote.is_empty() {
                 // One query for all of them: this runs every few milliseconds while a write waits.
-                let rows = sqlx::query("SELECT name, transaction_id, position, last_error FROM projection_checkpoints")
+                let rows = sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints")
                     .fetch_all(&self.db.pool)
                     .await?;
                 for row in rows {
-                    let Some(model) = ReadModel::named(row.try_get(0)?).filter(|m| remote.contains(m)) else {
+                    if !ReadModel::named(row.try_get(0)?).is_some_and(|m| remote.contains(&m)) {
                         continue;
-                    };
+                    }
                     let reached = Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? };
-                    let failing = row.try_get::<Option<String>, _>(3)?.is_some();
-                    if reached < target && (concerned.contains(&model) || !failing) {
+                    if reached < target {
                         behind = true;
                     }
                 }
@@ -174,6 +199,10 @@ struct Model {
     retry_at: Option<Instant>,
     failures: u32,
     error: Option<String>,
+    /// The checkpoint as stored, as far as this process knows, and when it last wrote it for
+    /// a read model with nothing to apply.
+    stored: Position,
+    carried_at: Option<Instant>,
     /// Whether `projection_checkpoints.last_error` may hold an error (this process's, another
     /// replica's before a takeover): the next successful apply clears it, and only then.
     error_may_be_stored: bool,
@@ -185,8 +214,9 @@ pub struct Projector {
     config: ProjectorConfig,
     models: Vec<Model>,
     wake: Arc<Notify>,
-    rounds: watch::Sender<u64>,
+    rounds: Arc<watch::Sender<u64>>,
     status: Shared,
+    advanced: Advanced,
     /// PostgreSQL: the connection holding this process's advisory locks.
     locks: Option<AnyConnection>,
     next_lock_attempt: Instant,
@@ -198,9 +228,12 @@ impl Projector {
         ensure_checkpoints(&db).await?;
         let mut models = Vec::new();
         for model in ReadModel::ALL {
+            let checkpoint = load_checkpoint(&db, model).await?;
             models.push(Model {
                 model,
-                checkpoint: load_checkpoint(&db, model).await?,
+                checkpoint,
+                stored: checkpoint,
+                carried_at: None,
                 running_here: db.dialect == Dialect::Sqlite,
                 stopped_at: None,
                 retry_at: None,
@@ -209,17 +242,19 @@ impl Projector {
                 error_may_be_stored: true,
             });
         }
-        let (rounds, receiver) = watch::channel(0);
+        let rounds = Arc::new(watch::Sender::new(0));
         let wake = Arc::new(Notify::new());
         let status: Shared = Arc::new(Mutex::new(HashMap::new()));
+        let advanced: Advanced = Arc::new(Mutex::new(HashMap::new()));
         let mut projector = Projector {
             log: EventLog::new(db.clone()),
             db: db.clone(),
             config,
             models,
             wake: wake.clone(),
-            rounds,
+            rounds: rounds.clone(),
             status: status.clone(),
+            advanced: advanced.clone(),
             locks: None,
             next_lock_attempt: Instant::now(),
         };
@@ -231,7 +266,7 @@ impl Projector {
         }
         projector.publish();
         let task = tokio::spawn(projector.run());
-        Ok(ProjectorHandle { db, wake, rounds: receiver, status, task: Arc::new(task) })
+        Ok(ProjectorHandle { db, wake, rounds, status, advanced, task: Arc::new(task) })
     }
 
     async fn run(mut self) {
@@ -266,11 +301,13 @@ impl Projector {
         {
             let mut status = self.status.lock().expect("projector status lock");
             for m in &self.models {
+                // A write applied inline may have moved it since this round took it up.
+                let checkpoint = status.get(m.model.name()).map_or(m.checkpoint, |s| s.checkpoint.max(m.checkpoint));
                 status.insert(
                     m.model.name(),
                     LocalStatus {
                         running_here: m.running_here,
-                        checkpoint: m.checkpoint,
+                        checkpoint,
                         error: m.error.clone(),
                         stopped: m.stopped_at.is_some(),
                     },
@@ -290,46 +327,59 @@ impl Projector {
             .collect()
     }
 
+    /// Takes up the checkpoints that writes moved by applying their events inline.
+    fn take_advanced(&mut self) {
+        let advanced: Vec<(&'static str, Position)> =
+            self.advanced.lock().expect("projector advanced lock").drain().collect();
+        for (name, position) in advanced {
+            if let Some(m) = self.models.iter_mut().find(|m| m.model.name() == name) {
+                m.checkpoint = m.checkpoint.max(position);
+                m.stored = m.stored.max(position);
+            }
+        }
+    }
+
     /// Projects one batch; true when the log may hold more right away.
     async fn round(&mut self) -> DbResult<bool> {
+        self.take_advanced();
         let active = self.active();
         let Some(from) = active.iter().map(|&i| self.models[i].checkpoint).min() else {
             return Ok(false);
         };
         let batch = self.log.read_after(from, self.config.batch_size).await?;
-        // Read models with nothing of theirs in the batch reach its end without a write of
-        // their own; their checkpoints ride along in the first transaction of the round, so
-        // that every replica sees them move (no commit of their own).
-        let mut carry: Vec<(ReadModel, Position)> = Vec::new();
+        // Read models with nothing of theirs in the batch reach its end without a write: their
+        // stored checkpoints are brought up at most every `CARRY_EVERY`, not on every event.
+        let mut carry: Vec<usize> = Vec::new();
         let mut work = Vec::new();
         for i in active {
             let checkpoint = self.models[i].checkpoint;
             let pending: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > checkpoint).collect();
-            let Some(last) = pending.last().map(|e| e.position) else {
-                continue;
-            };
-            if pending.iter().any(|e| self.models[i].model.handles(&e.aggregate_type)) {
-                work.push((i, last, pending));
-            } else {
+            if let Some(last) = pending.last().map(|e| e.position) {
+                if pending.iter().any(|e| self.models[i].model.handles(&e.aggregate_type)) {
+                    work.push((i, last, pending));
+                    continue;
+                }
                 self.models[i].checkpoint = last;
-                carry.push((self.models[i].model, last));
+            }
+            let m = &self.models[i];
+            if m.checkpoint > m.stored && m.carried_at.is_none_or(|at| at.elapsed() >= CARRY_EVERY) {
+                carry.push(i);
             }
         }
+        if !carry.is_empty() {
+            self.store_carried(&carry).await?;
+        }
         for (i, last, pending) in work {
-            let Model { model, checkpoint, error_may_be_stored, .. } = self.models[i];
-            match apply(&self.db, model, last, &pending, &carry, error_may_be_stored).await {
+            let Model { model, checkpoint, stored, error_may_be_stored, .. } = self.models[i];
+            match apply(&self.db, model, stored, last, &pending, error_may_be_stored).await {
                 Ok(moved) => {
-                    let reached = if moved {
-                        carry.clear();
-                        last
-                    } else {
-                        load_checkpoint(&self.db, model).await?
-                    };
+                    let reached = if moved { last } else { load_checkpoint(&self.db, model).await? };
                     let m = &mut self.models[i];
                     if m.error.is_some() {
                         tracing::info!(read_model = model.name(), "the read model is applying events again");
                     }
                     m.checkpoint = reached;
+                    m.stored = reached;
                     m.error_may_be_stored &= !moved;
                     m.retry_at = None;
                     m.failures = 0;
@@ -359,57 +409,74 @@ impl Projector {
         }
         Ok(batch.len() as i64 == self.config.batch_size)
     }
+
+    /// Writes the checkpoints of read models that had nothing to apply, in one transaction
+    /// (rows in the order of `ReadModel::ALL`). A row another process moved further is left.
+    async fn store_carried(&mut self, carry: &[usize]) -> DbResult<()> {
+        let mut tx = self.db.pool.begin().await?;
+        for &i in carry {
+            let m = &self.models[i];
+            sqlx::query(
+                "UPDATE projection_checkpoints SET transaction_id = $2, position = $3 \
+                 WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
+            )
+            .bind(m.model.name())
+            .bind(m.checkpoint.transaction_id)
+            .bind(m.checkpoint.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let now = Instant::now();
+        for &i in carry {
+            let m = &mut self.models[i];
+            m.stored = m.checkpoint;
+            m.carried_at = Some(now);
+        }
+        Ok(())
+    }
 }
 
-/// Applies `events` to one read model and moves its checkpoint, in one transaction.
-/// Returns `false`, having changed nothing, when another process has already moved the
-/// checkpoint past `last`.
-/// `carry`: read models with nothing to apply up to their position, whose checkpoints move in
-/// the same transaction.
+/// Applies `events` to one read model and moves its checkpoint from `stored` to `last`, in
+/// one transaction. Returns `false`, having changed nothing, when the stored checkpoint is not
+/// `stored`: another process (a write applied inline, another replica, a rebuild) moved it.
 async fn apply(
     db: &Database,
     model: ReadModel,
+    stored: Position,
     last: Position,
     events: &[&StoredEvent],
-    carry: &[(ReadModel, Position)],
     clear_error: bool,
 ) -> Result<bool, ApplyError> {
     let mut tx = db.pool.begin().await?;
-    // The checkpoints are written first: on SQLite the transaction takes the write lock at
-    // once instead of failing to upgrade a read lock later, and on PostgreSQL a second
-    // process working on the same read model (or a rebuild swapping it) waits here, then
-    // finds the checkpoint moved. Rows are taken in one global order (the order of
-    // `ReadModel::ALL`, which rebuilds and verify follow too), so two transactions never
-    // wait for each other in a cycle.
-    let mut checkpoints: Vec<(ReadModel, Position)> = carry.to_vec();
-    checkpoints.push((model, last));
-    checkpoints.sort_by_key(|(m, _)| ReadModel::ALL.iter().position(|a| a == m));
+    // The checkpoint is written first: on SQLite the transaction takes the write lock at once
+    // instead of failing to upgrade a read lock later, and on PostgreSQL a second process
+    // working on the same read model (or a rebuild swapping it) waits here, then finds the
+    // checkpoint moved.
     let updated_at = events.last().map(|e| e.recorded_at.as_str()).unwrap_or_default();
-    let mut moved = false;
-    for (m, position) in checkpoints {
-        let done = sqlx::query(
-            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
-             WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
-        )
-        .bind(m.name())
-        .bind(position.transaction_id)
-        .bind(position.position)
-        .bind(updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if m == model {
-            moved = done.rows_affected() > 0;
-        }
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
+         WHERE name = $1 AND transaction_id = $5 AND position = $6",
+    )
+    .bind(model.name())
+    .bind(last.transaction_id)
+    .bind(last.position)
+    .bind(updated_at)
+    .bind(stored.transaction_id)
+    .bind(stored.position)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if !moved {
+        tx.rollback().await?;
+        return Ok(false);
     }
-    if moved && clear_error {
+    if clear_error {
         sqlx::query("UPDATE projection_checkpoints SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL")
             .bind(model.name())
             .execute(&mut *tx)
             .await?;
-    }
-    if !moved {
-        tx.rollback().await?;
-        return Ok(false);
     }
     for event in events {
         model.apply(&mut tx, event).await?;
@@ -454,19 +521,18 @@ pub(crate) async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult
     Ok(Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? })
 }
 
-/// The point of the log every one of `models` has passed, from their stored checkpoints (one
-/// query): everything up to it shows in all of them, whichever replica runs them.
-pub async fn passed_by_all(db: &Database, models: &[ReadModel]) -> DbResult<Position> {
+/// Every read model's stored checkpoint (one query): everything of its kinds up to it shows in
+/// it, whichever replica runs it. A read model with nothing to apply may be further than this.
+pub async fn stored_checkpoints(db: &Database) -> DbResult<HashMap<ReadModel, Position>> {
     let rows =
         sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints").fetch_all(&db.pool).await?;
-    let mut passed: Option<Position> = None;
+    let mut out = HashMap::new();
     for row in rows {
-        if ReadModel::named(row.try_get(0)?).is_some_and(|m| models.contains(&m)) {
-            let reached = Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? };
-            passed = Some(passed.map_or(reached, |p| p.min(reached)));
+        if let Some(model) = ReadModel::named(row.try_get(0)?) {
+            out.insert(model, Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? });
         }
     }
-    Ok(passed.unwrap_or_default())
+    Ok(out)
 }
 
 /// An error with its causes, for logs.

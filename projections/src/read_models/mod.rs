@@ -70,7 +70,7 @@ fn projection_of(aggregate_type: &str) -> Option<(ReadModel, Projection)> {
 }
 
 /// The projections mcpd maintains, each with its own table and checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadModel {
     SecretBackends,
     Secrets,

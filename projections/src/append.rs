@@ -1,0 +1,233 @@
+//! Appending events, with their read-model changes in the same transaction when that is safe:
+//! one commit per write on the common path (Marten calls these "inline" projections).
+//!
+//! A read model takes a write's events inline only when nothing of its own lies between its
+//! checkpoint and them, so applying them now is applying them in log order:
+//! - its stored checkpoint has no event of its kinds after it and before the write's first
+//!   event (a stopped or lagging read model never qualifies);
+//! - on PostgreSQL, no older transaction is still running
+//!   (`pg_snapshot_xmin(pg_current_snapshot()) = pg_current_xact_id()`). An older one may
+//!   append events that sort before ours and commit later; moving the checkpoint past them would
+//!   skip them. On SQLite the write holds the only write lock, so there are none.
+//!
+//! Both are checked by the checkpoint's own conditional `UPDATE`, which also locks the row: a
+//! projector, a rebuild or another inline writer working on that read model waits for this
+//! transaction (or this one for them, then re-checks against the row they left). Rows are taken
+//! in the order of [`ReadModel::ALL`], like everywhere else, so none of them wait in a cycle.
+//! When a read model does not qualify, the events are left to the projector as before, and the
+//! write waits for it. Crash safety is unchanged: the events, the rows and the checkpoint
+//! commit together or not at all.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{Database, Dialect};
+use crate::log::{Position, StoredEvent};
+use crate::read_models::{ApplyError, ReadModel};
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: HashMap<String, String>,
+}
+
+/// What an append came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the last appended event sits in the log.
+    pub last: Position,
+    /// The read models that took the events inline: they show them already.
+    pub inlined: Vec<ReadModel>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// An event with the same aggregate and sequence exists: another write got there first.
+    #[error("an event of {aggregate_type} {aggregate_id:?} at sequence {sequence} already exists")]
+    Conflict { aggregate_type: String, aggregate_id: String, sequence: i64 },
+    #[error("appending events")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Appends `events` in one transaction, applying them inline to every read model that
+/// qualifies (module docs). Nothing is written when any event clashes with a stored one.
+pub async fn append(db: &Database, events: &[NewEvent]) -> Result<Appended, AppendError> {
+    if events.is_empty() {
+        return Ok(Appended { last: Position::default(), inlined: Vec::new() });
+    }
+    match append_once(db, events, true).await {
+        Ok(appended) => Ok(appended),
+        Err(Failed::Append(e)) => Err(e),
+        // An inline apply that fails (an event a read model cannot read, a table in a bad
+        // state) must not fail the write: the transaction is rolled back and the events are
+        // appended alone; the projector then applies them, and reports and stops or retries
+        // that read model as it does for any event.
+        Err(Failed::Inline(error)) => {
+            let error = crate::projector::error_chain(&error);
+            tracing::warn!(%error, "applying a write inline failed; the projector applies it");
+            append_once(db, events, false).await.map_err(|failed| match failed {
+                Failed::Append(e) => e,
+                Failed::Inline(e) => AppendError::Database(sqlx::Error::Decode(Box::new(e))),
+            })
+        }
+    }
+}
+
+/// Why an attempt rolled back.
+enum Failed {
+    Append(AppendError),
+    /// Only when inlining.
+    Inline(ApplyError),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(error: sqlx::Error) -> Self {
+        Failed::Append(AppendError::Database(error))
+    }
+}
+
+impl From<AppendError> for Failed {
+    fn from(error: AppendError) -> Self {
+        Failed::Append(error)
+    }
+}
+
+async fn append_once(db: &Database, events: &[NewEvent], inline: bool) -> Result<Appended, Failed> {
+    let mut tx = db.pool.begin().await?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        stored.push(insert(&mut tx, db.dialect, event).await?);
+    }
+    let last = stored.last().map(|e: &StoredEvent| e.position).unwrap_or_default();
+    let mut inlined = Vec::new();
+    if inline {
+        let first = stored[0].position;
+        for model in ReadModel::ALL {
+            let own: Vec<&StoredEvent> = stored.iter().filter(|e| model.handles(&e.aggregate_type)).collect();
+            let Some(model_last) = own.last() else {
+                continue;
+            };
+            if !take_checkpoint(&mut tx, db.dialect, model, first, model_last).await? {
+                continue;
+            }
+            for event in own {
+                model.apply(&mut tx, event).await.map_err(Failed::Inline)?;
+            }
+            inlined.push(model);
+        }
+    }
+    tx.commit().await?;
+    Ok(Appended { last, inlined })
+}
+
+/// Inserts one event; where it landed and when.
+async fn insert(conn: &mut AnyConnection, dialect: Dialect, event: &NewEvent) -> Result<StoredEvent, AppendError> {
+    let payload = event.payload.to_string();
+    let metadata = serde_json::to_string(&event.metadata).expect("a map of strings serialises");
+    let sql = match dialect {
+        Dialect::Sqlite => {
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6::json, $7::json) \
+             RETURNING transaction_id::text::bigint AS transaction_id, position, \
+             to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS recorded_at"
+        }
+    };
+    let query = sqlx::query(sql)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(&event.event_type)
+        .bind(&event.event_version)
+        .bind(payload)
+        .bind(metadata);
+    let clash = |e: sqlx::Error| match &e {
+        sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => AppendError::Conflict {
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+        },
+        _ => AppendError::Database(e),
+    };
+    let row: AnyRow = match dialect {
+        Dialect::Postgres => query.fetch_one(&mut *conn).await.map_err(clash)?,
+        Dialect::Sqlite => {
+            // The position is assigned by a trigger, after what `RETURNING` would show.
+            query.execute(&mut *conn).await.map_err(clash)?;
+            sqlx::query(
+                "SELECT 0 AS transaction_id, position, recorded_at FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+            )
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence)
+            .fetch_one(&mut *conn)
+            .await?
+        }
+    };
+    Ok(StoredEvent {
+        position: Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? },
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        event_type: event.event_type.clone(),
+        event_version: event.event_version.clone(),
+        payload: event.payload.clone(),
+        metadata: event.metadata.clone(),
+        recorded_at: row.try_get("recorded_at")?,
+        raw_payload: None,
+    })
+}
+
+/// Moves `model`'s checkpoint to `last` if it may take the write inline (module docs),
+/// locking its row until the transaction ends. False, having changed nothing, when it may not.
+async fn take_checkpoint(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    model: ReadModel,
+    first: Position,
+    last: &StoredEvent,
+) -> Result<bool, sqlx::Error> {
+    let types = model.aggregate_types();
+    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 7)).collect();
+    let placeholders = placeholders.join(", ");
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
+             WHERE name = $1 AND position < $3 AND $5 = $5 \
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.position > projection_checkpoints.position \
+                 AND e.position < $6 AND e.aggregate_type IN ({placeholders}))"
+        ),
+        Dialect::Postgres => format!(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 \
+             WHERE name = $1 AND (transaction_id, position) < ($2, $3) \
+               AND pg_snapshot_xmin(pg_current_snapshot()) = pg_current_xact_id() \
+               AND NOT EXISTS (SELECT 1 FROM events e \
+                 WHERE (e.transaction_id, e.position) > (projection_checkpoints.transaction_id::text::xid8, projection_checkpoints.position) \
+                   AND (e.transaction_id, e.position) < ($5::text::xid8, $6) AND e.aggregate_type IN ({placeholders}))"
+        ),
+    };
+    let mut query = sqlx::query(&sql)
+        .bind(model.name())
+        .bind(last.position.transaction_id)
+        .bind(last.position.position)
+        .bind(last.recorded_at.as_str())
+        .bind(first.transaction_id.to_string())
+        .bind(first.position);
+    for t in types {
+        query = query.bind(t);
+    }
+    Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
+}

@@ -6,7 +6,8 @@
 //! applied them. postgres-es commits the events before it checks the snapshot's optimistic
 //! lock, so a write that was recorded can come back as an error. And after a snapshot that
 //! cannot be read, it inserts a second row. This store wraps the plain event store instead:
-//! - loading reads the snapshot, then only the events after it, with the same upcasters;
+//! - loading reads the snapshot and only the events after it (or, without one, all of them) in
+//!   one query, with the same upcasters;
 //! - committing writes the events exactly as before and, when they cross a multiple of
 //!   `SNAPSHOT_EVERY` (or the load replayed that many, as for a history older than snapshots
 //!   or one whose snapshot was unusable), stores the aggregate's state as it now is. Writing the snapshot is best
@@ -19,9 +20,9 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::{EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, EventUpcaster, PersistedEventStore, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
-use projections::Database;
+use projections::{Database, Dialect};
 use sqlx::Row;
 
 use crate::event_repository::EventRepository;
@@ -36,44 +37,65 @@ const FORMAT: &str = env!("CARGO_PKG_VERSION");
 /// The event store every aggregate is loaded from and committed through.
 pub struct SnapshotStore<A: Aggregate> {
     events: PersistedEventStore<EventRepository, A>,
-    repository: EventRepository,
     db: Database,
     upcasters: Vec<Box<dyn EventUpcaster>>,
 }
 
 impl<A: Aggregate> SnapshotStore<A> {
-    pub fn new(events: PersistedEventStore<EventRepository, A>, repository: EventRepository, db: Database) -> Self {
-        Self { events, repository, db, upcasters: domain::upcast::upcasters() }
+    pub fn new(events: PersistedEventStore<EventRepository, A>, db: Database) -> Self {
+        Self { events, db, upcasters: domain::upcast::upcasters() }
     }
 
-    /// The stored state of `id` and the sequence it reached, if it has a usable snapshot.
-    async fn snapshot(&self, id: &str) -> Option<(A, usize)> {
-        let row = sqlx::query(
-            "SELECT last_sequence, format, payload FROM aggregate_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
-        )
+    /// The usable snapshot of `id` (its state, as stored, and the sequence it reached) and the
+    /// events after it, or all of its events when it has none: one query.
+    async fn read(&self, id: &str) -> Result<(Option<(String, usize)>, Vec<SerializedEvent>), sqlx::Error> {
+        let payload = match self.db.dialect {
+            Dialect::Sqlite => "payload",
+            Dialect::Postgres => "payload::text",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT CAST(0 AS bigint) AS part, last_sequence AS sequence, '' AS event_type, '' AS event_version, \
+               payload FROM aggregate_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND format = $3 \
+             UNION ALL \
+             SELECT CAST(1 AS bigint), sequence, event_type, event_version, {payload} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > COALESCE((SELECT last_sequence \
+               FROM aggregate_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND format = $3), 0) \
+             ORDER BY part, sequence"
+        ))
         .bind(A::TYPE)
         .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await;
-        let row = match row {
-            Ok(row) => row?,
-            Err(e) => {
-                tracing::warn!(aggregate = A::TYPE, error = %e, "reading a snapshot failed; replaying the events");
-                return None;
+        .bind(FORMAT)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut snapshot = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (part, sequence, payload): (i64, i64, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(4)?);
+            let sequence = usize::try_from(sequence).unwrap_or_default();
+            if part == 0 {
+                snapshot = Some((payload, sequence));
+                continue;
             }
-        };
-        let (sequence, format, payload): (i64, String, String) =
-            (row.try_get(0).ok()?, row.try_get(1).ok()?, row.try_get(2).ok()?);
-        if format != FORMAT {
-            return None;
+            let payload = serde_json::from_str(&payload)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: "payload".into(), source: Box::new(e) })?;
+            let event = SerializedEvent::new(
+                id.to_owned(),
+                sequence,
+                A::TYPE.to_owned(),
+                row.try_get(2)?,
+                row.try_get(3)?,
+                payload,
+                serde_json::Value::Null,
+            );
+            events.push(self.upcasters.iter().fold(event, |event, upcaster| {
+                if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                    upcaster.upcast(event)
+                } else {
+                    event
+                }
+            }));
         }
-        match serde_json::from_str(&payload) {
-            Ok(aggregate) => Some((aggregate, usize::try_from(sequence).ok()?)),
-            Err(e) => {
-                tracing::warn!(aggregate = A::TYPE, error = %e, "a snapshot does not read; replaying the events");
-                None
-            }
-        }
+        Ok((snapshot, events))
     }
 
     /// Stores `payload` as the state of `id` at `sequence`, unless a later one is stored.
@@ -105,21 +127,27 @@ impl<A: Aggregate> EventStore<A> for SnapshotStore<A> {
     async fn load_aggregate(&self, id: &str) -> Result<Self::AC, AggregateError<A::Error>> {
         // `current_snapshot` carries how many events the load replayed: a commit after a long
         // replay stores a snapshot whatever its sequence (a history older than snapshots).
-        let Some((mut aggregate, mut sequence)) = self.snapshot(id).await else {
-            let mut context = self.events.load_aggregate(id).await?;
-            context.current_snapshot = Some(context.current_sequence);
-            return Ok(context);
+        let (snapshot, events) = self.read(id).await.map_err(|e| {
+            if crate::error::unreachable(&e) {
+                AggregateError::DatabaseConnectionError(Box::new(e))
+            } else {
+                AggregateError::UnexpectedError(Box::new(e))
+            }
+        })?;
+        let (mut aggregate, mut sequence) = match snapshot {
+            None => (A::default(), 0),
+            Some((payload, sequence)) => match serde_json::from_str::<A>(&payload) {
+                Ok(aggregate) => (aggregate, sequence),
+                Err(e) => {
+                    tracing::warn!(aggregate = A::TYPE, error = %e, "a snapshot does not read; replaying the events");
+                    let mut context = self.events.load_aggregate(id).await?;
+                    context.current_snapshot = Some(context.current_sequence);
+                    return Ok(context);
+                }
+            },
         };
-        let events = self.repository.get_last_events::<A>(id, sequence).await?;
         let replayed = events.len();
         for event in events {
-            let event = self.upcasters.iter().fold(event, |event, upcaster| {
-                if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                    upcaster.upcast(event)
-                } else {
-                    event
-                }
-            });
             sequence = event.sequence;
             aggregate.apply(serde_json::from_value(event.payload)?);
         }

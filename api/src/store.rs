@@ -18,10 +18,8 @@ use postgres_es::PostgresEventRepository;
 use projections::projector::ProjectorConfig;
 use projections::{Database, Dialect, EventLog, Projector, ProjectorHandle};
 use sqlite_es::SqliteEventRepository;
-use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::event_repository::{EventRepository, Reader};
 use crate::snapshots::SnapshotStore;
@@ -69,7 +67,7 @@ impl WritePool {
 
     /// The event store for `A` with snapshots (`crate::snapshots`).
     fn snapshot_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> SnapshotStore<A> {
-        SnapshotStore::new(self.event_store(db), self.repository(db), db.clone())
+        SnapshotStore::new(self.event_store(db), db.clone())
     }
 
     fn repository(&self, db: &Database) -> EventRepository {
@@ -125,6 +123,26 @@ pub async fn open_database(url: &str) -> anyhow::Result<Database> {
     Ok(connect(url).await?.1)
 }
 
+/// A connection that sat idle this long is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
+
+/// Settings every pool shares. A connection is pinged before use only after it sat idle
+/// (sqlx pings on every acquire by default: one more round trip for every query, which was a
+/// third of a create's). One that broke while in steady use fails its query, which is a 503
+/// like any unreachable database, and is dropped from the pool.
+fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok())
+            })
+        })
+}
+
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`) and applies migrations:
 /// the event store's pool and the read side's.
 async fn connect(url: &str) -> anyhow::Result<(WritePool, Database)> {
@@ -138,17 +156,14 @@ async fn connect(url: &str) -> anyhow::Result<(WritePool, Database)> {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         crate::files::private_database_files(options.get_filename())?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let pool = pool_options::<sqlx::Sqlite>(8)
             .connect_with(options)
             .await
             .with_context(|| format!("opening the SQLite database {shown}"))?;
         SQLITE_MIGRATIONS.run(&pool).await.with_context(|| format!("applying migrations to {shown}"))?;
         (WritePool::Sqlite(pool), Dialect::Sqlite)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
+        let pool = pool_options::<sqlx::Postgres>(10)
             .connect(url)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
@@ -157,9 +172,7 @@ async fn connect(url: &str) -> anyhow::Result<(WritePool, Database)> {
     } else {
         anyhow::bail!("unsupported database URL {shown}: use sqlite://PATH or postgres://…");
     };
-    let any = AnyPoolOptions::new()
-        .max_connections(10)
-        .acquire_timeout(Duration::from_secs(10))
+    let any = pool_options::<sqlx::Any>(10)
         .connect(url)
         .await
         .with_context(|| format!("opening the read-model pool on {shown}"))?;
@@ -211,6 +224,8 @@ impl Store {
         self.projector.advanced(&appended.inlined, appended.last);
         if concerned.iter().any(|m| !appended.inlined.contains(m)) {
             self.projector.wake();
+        } else {
+            self.projector.wake_for_waiters();
         }
     }
 

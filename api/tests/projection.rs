@@ -130,7 +130,8 @@ async fn a_transaction_committing_late_is_projected_before_the_writes_after_it()
     let t = TestApp::start(StoreKind::Postgres).await;
     t.post("/api/v1/secrets", secret("shared", "API_KEY", "v")).await;
     let pool = &t.app.services.store.db.pool;
-    let spec = serde_json::from_value::<LlmSpec>(json!({"type": "openai", "model": "m", "tier": "fast", "extra": {}})).unwrap();
+    let spec = serde_json::from_value::<LlmSpec>(json!({"type": "openai", "model": "m", "tier": "fast", "extra": {}}))
+        .unwrap();
     let early = LlmEvent::LlmCreated { spec: spec.clone() };
     let mut held = pool.begin().await.unwrap();
     sqlx::query(

@@ -14,6 +14,7 @@
 //! a back-off, also visible. Neither holds up the other read models.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,13 +86,41 @@ pub struct ProjectorHandle {
     rounds: Arc<watch::Sender<u64>>,
     status: Shared,
     advanced: Advanced,
+    /// Writes waiting in `wait_for`: while there are any, every append wakes the projector.
+    waiters: Arc<AtomicUsize>,
     task: Arc<JoinHandle<()>>,
+}
+
+/// Counts a waiter for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ProjectorHandle {
     /// Tells the projector the log has grown.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Tells the projector the log has grown if a write is waiting for it. A write applied
+    /// inline gives the projector nothing to do, but on PostgreSQL its commit may be what a
+    /// waiting write's event was held back by (the log is read only below the oldest running
+    /// transaction).
+    pub fn wake_for_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.wake();
+        }
     }
 
     /// Tells the projector that a write applied its events to `models` inline, moving their
@@ -131,6 +160,7 @@ impl ProjectorHandle {
         target: Position,
         timeout: Duration,
     ) -> Result<(), WaitError> {
+        let _waiting = Waiting::new(&self.waiters);
         self.wake();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rounds = self.rounds.subscribe();
@@ -266,7 +296,15 @@ impl Projector {
         }
         projector.publish();
         let task = tokio::spawn(projector.run());
-        Ok(ProjectorHandle { db, wake, rounds, status, advanced, task: Arc::new(task) })
+        Ok(ProjectorHandle {
+            db,
+            wake,
+            rounds,
+            status,
+            advanced,
+            waiters: Arc::new(AtomicUsize::new(0)),
+            task: Arc::new(task),
+        })
     }
 
     async fn run(mut self) {

@@ -13,8 +13,8 @@ use std::future::Future;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use postgres_es::PostgresEventRepository;
-use projections::Database;
 use projections::append::{AppendError, Appended, NewEvent};
+use projections::{Database, ProjectorHandle};
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 
@@ -26,6 +26,9 @@ pub enum Reader {
 pub struct EventRepository {
     pub(crate) reader: Reader,
     pub(crate) db: Database,
+    /// Whether a write may apply its read models inline: not while writes wait for the
+    /// projector (see `append`).
+    pub(crate) projector: ProjectorHandle,
 }
 
 tokio::task_local! {
@@ -46,7 +49,13 @@ impl EventRepository {
     /// Appends `events` (of any aggregates) in one transaction, all or nothing.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<Appended, PersistenceError> {
         let events: Vec<NewEvent> = events.iter().map(new_event).collect();
-        let appended = projections::append::append(&self.db, &events).await.map_err(|e| match e {
+        // While writes wait for the projector (on PostgreSQL under concurrency, when older
+        // transactions kept them from applying inline), new writes join them: the projector
+        // applies them all in one transaction, where inline writers and the projector would
+        // contend for the checkpoint rows and each pay a commit of its own (measured: the write
+        // p99 at half the peak rate went from 7 ms to 60-80 ms with both at once).
+        let inline = !self.projector.has_waiters();
+        let appended = projections::append::append(&self.db, &events, inline).await.map_err(|e| match e {
             AppendError::Conflict { .. } => PersistenceError::OptimisticLockError,
             AppendError::Database(e) if crate::error::unreachable(&e) => PersistenceError::ConnectionError(Box::new(e)),
             AppendError::Database(e) => PersistenceError::UnknownError(Box::new(e)),

@@ -56,26 +56,30 @@ enum WritePool {
 impl WritePool {
     /// A cqrs-es framework for `A` over this store. Queries are not dispatched in process:
     /// the projector reads the log, so every replica sees every write.
-    fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self, db: &Database) -> Cqrs<A> {
-        CqrsFramework::new(self.snapshot_store(db), vec![], ())
+    fn framework<A: cqrs_es::Aggregate<Services = ()>>(&self, db: &Database, projector: &ProjectorHandle) -> Cqrs<A> {
+        CqrsFramework::new(self.snapshot_store(db, projector), vec![], ())
     }
 
     /// The event store for `A`, upcasting old event shapes as it loads them.
-    fn event_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> PersistedEventStore<EventRepository, A> {
-        PersistedEventStore::new_event_store(self.repository(db)).with_upcasters(domain::upcast::upcasters())
+    fn event_store<A: cqrs_es::Aggregate>(
+        &self,
+        db: &Database,
+        projector: &ProjectorHandle,
+    ) -> PersistedEventStore<EventRepository, A> {
+        PersistedEventStore::new_event_store(self.repository(db, projector)).with_upcasters(domain::upcast::upcasters())
     }
 
     /// The event store for `A` with snapshots (`crate::snapshots`).
-    fn snapshot_store<A: cqrs_es::Aggregate>(&self, db: &Database) -> SnapshotStore<A> {
-        SnapshotStore::new(self.event_store(db), db.clone())
+    fn snapshot_store<A: cqrs_es::Aggregate>(&self, db: &Database, projector: &ProjectorHandle) -> SnapshotStore<A> {
+        SnapshotStore::new(self.event_store(db, projector), db.clone())
     }
 
-    fn repository(&self, db: &Database) -> EventRepository {
+    fn repository(&self, db: &Database, projector: &ProjectorHandle) -> EventRepository {
         let reader = match self {
             WritePool::Sqlite(pool) => Reader::Sqlite(SqliteEventRepository::new(pool.clone())),
             WritePool::Postgres(pool) => Reader::Postgres(PostgresEventRepository::new(pool.clone())),
         };
-        EventRepository { reader, db: db.clone() }
+        EventRepository { reader, db: db.clone(), projector: projector.clone() }
     }
 }
 
@@ -101,16 +105,16 @@ impl Store {
         let projector = Projector::start(db.clone(), projector).await.context("starting the projector")?;
         Ok(Store {
             log: EventLog::new(db.clone()),
-            projector,
-            llms: Arc::new(write.framework(&db)),
-            secrets: Arc::new(write.framework(&db)),
-            secret_backends: Arc::new(write.framework(&db)),
-            default_backend: Arc::new(write.framework(&db)),
-            migrations: Arc::new(write.framework(&db)),
-            users: Arc::new(write.framework(&db)),
-            tokens: Arc::new(write.framework(&db)),
-            roles: Arc::new(write.framework(&db)),
-            role_bindings: Arc::new(write.framework(&db)),
+            projector: projector.clone(),
+            llms: Arc::new(write.framework(&db, &projector)),
+            secrets: Arc::new(write.framework(&db, &projector)),
+            secret_backends: Arc::new(write.framework(&db, &projector)),
+            default_backend: Arc::new(write.framework(&db, &projector)),
+            migrations: Arc::new(write.framework(&db, &projector)),
+            users: Arc::new(write.framework(&db, &projector)),
+            tokens: Arc::new(write.framework(&db, &projector)),
+            roles: Arc::new(write.framework(&db, &projector)),
+            role_bindings: Arc::new(write.framework(&db, &projector)),
             db,
             write,
         })
@@ -213,7 +217,7 @@ impl Store {
         if serialized.is_empty() {
             return Ok(());
         }
-        let appended = self.write.repository(&self.db).append(&serialized).await?;
+        let appended = self.write.repository(&self.db, &self.projector).append(&serialized).await?;
         self.settle(&appended, &crate::service::models_of(A::TYPE));
         Ok(())
     }
@@ -268,7 +272,7 @@ impl Store {
     where
         A: cqrs_es::Aggregate,
     {
-        let context = self.write.snapshot_store::<A>(&self.db).load_aggregate(name).await?;
+        let context = self.write.snapshot_store::<A>(&self.db, &self.projector).load_aggregate(name).await?;
         let sequence = context.current_sequence as u64;
         Ok((context.aggregate, sequence))
     }

@@ -14,8 +14,11 @@
 //! projector, a rebuild or another inline writer working on that read model waits for this
 //! transaction (or this one for them, then re-checks against the row they left). Rows are taken
 //! in the order of [`ReadModel::ALL`], like everywhere else, so none of them wait in a cycle.
-//! When a read model does not qualify, the events are left to the projector as before, and the
-//! write waits for it. Crash safety is unchanged: the events, the rows and the checkpoint
+//! A read model with events of its own committed before the write and not yet applied (another
+//! write met an older transaction and left them to the projector) takes those first, in the
+//! same transaction, up to [`CATCH_UP`] of them: then one write that falls back does not send
+//! every write after it to the projector too. When a read model does not qualify, the events
+//! are left to the projector as before, and the write waits for it. Crash safety is unchanged: the events, the rows and the checkpoint
 //! commit together or not at all.
 
 use std::collections::HashMap;
@@ -58,13 +61,14 @@ pub enum AppendError {
     Database(#[from] sqlx::Error),
 }
 
-/// Appends `events` in one transaction, applying them inline to every read model that
-/// qualifies (module docs). Nothing is written when any event clashes with a stored one.
-pub async fn append(db: &Database, events: &[NewEvent]) -> Result<Appended, AppendError> {
+/// Appends `events` in one transaction, applying them inline (when `inline`) to every read
+/// model that qualifies (module docs). Nothing is written when any event clashes with a stored
+/// one.
+pub async fn append(db: &Database, events: &[NewEvent], inline: bool) -> Result<Appended, AppendError> {
     if events.is_empty() {
         return Ok(Appended { last: Position::default(), inlined: Vec::new() });
     }
-    match append_once(db, events, true).await {
+    match append_once(db, events, inline).await {
         Ok(appended) => Ok(appended),
         Err(Failed::Append(e)) => Err(e),
         // An inline apply that fails (an event a read model cannot read, a table in a bad
@@ -116,10 +120,15 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: bool) -> Result
             let Some(model_last) = own.last() else {
                 continue;
             };
-            if !take_checkpoint(&mut tx, db.dialect, model, first, model_last).await? {
-                continue;
-            }
-            for event in own {
+            let pending = if take_checkpoint(&mut tx, db.dialect, model, first, model_last).await? {
+                Vec::new()
+            } else {
+                match catch_up(&mut tx, db.dialect, model, first, model_last).await? {
+                    Some(pending) => pending,
+                    None => continue,
+                }
+            };
+            for event in pending.iter().chain(own) {
                 model.apply(&mut tx, event).await.map_err(Failed::Inline)?;
             }
             inlined.push(model);
@@ -189,6 +198,78 @@ async fn insert(conn: &mut AnyConnection, dialect: Dialect, event: &NewEvent) ->
         recorded_at: row.try_get("recorded_at")?,
         raw_payload: None,
     })
+}
+
+/// At most this many events of a read model, committed before a write and not applied yet, are
+/// applied in the write's transaction; a read model further behind is left to the projector.
+const CATCH_UP: usize = 100;
+
+/// When `model` has events of its own committed before the write and not applied yet (another
+/// write met an older transaction and left them to the projector), and no older transaction
+/// runs: locks its checkpoint row, moves it to `last` and returns those events, for the write
+/// to apply before its own. `None`, having moved nothing, when an older transaction runs or
+/// more than [`CATCH_UP`] events are pending.
+async fn catch_up(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    model: ReadModel,
+    first: Position,
+    last: &StoredEvent,
+) -> Result<Option<Vec<StoredEvent>>, sqlx::Error> {
+    let lock = match dialect {
+        Dialect::Sqlite => "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
+        Dialect::Postgres => {
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 \
+             AND pg_snapshot_xmin(pg_current_snapshot()) = pg_current_xact_id() FOR UPDATE"
+        }
+    };
+    let Some(row) = sqlx::query(lock).bind(model.name()).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let checkpoint = Position { transaction_id: row.try_get(0)?, position: row.try_get(1)? };
+    if checkpoint >= first {
+        return Ok(None);
+    }
+    let types = model.aggregate_types();
+    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 6)).collect();
+    let columns = crate::log::event_columns(dialect);
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT {columns} FROM events WHERE position > $2 AND position < $4 AND $1 = $1 AND $3 = $3 \
+             AND aggregate_type IN ({}) ORDER BY position LIMIT $5",
+            placeholders.join(", ")
+        ),
+        Dialect::Postgres => format!(
+            "SELECT {columns} FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+             AND (transaction_id, position) < ($3::text::xid8, $4) AND aggregate_type IN ({}) \
+             ORDER BY events.transaction_id, events.position LIMIT $5",
+            placeholders.join(", ")
+        ),
+    };
+    let mut query = sqlx::query(&sql)
+        .bind(checkpoint.transaction_id.to_string())
+        .bind(checkpoint.position)
+        .bind(first.transaction_id.to_string())
+        .bind(first.position)
+        .bind(CATCH_UP as i64 + 1);
+    for t in types {
+        query = query.bind(t);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    if rows.len() > CATCH_UP {
+        return Ok(None);
+    }
+    let pending = rows.iter().map(crate::log::decode_event).collect::<Result<Vec<_>, _>>()?;
+    sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = $4 WHERE name = $1",
+    )
+    .bind(model.name())
+    .bind(last.position.transaction_id)
+    .bind(last.position.position)
+    .bind(last.recorded_at.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(pending))
 }
 
 /// Moves `model`'s checkpoint to `last` if it may take the write inline (module docs),

@@ -113,12 +113,17 @@ impl ProjectorHandle {
         self.wake.notify_one();
     }
 
+    /// Whether a write is waiting for the projector.
+    pub fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::SeqCst) > 0
+    }
+
     /// Tells the projector the log has grown if a write is waiting for it. A write applied
     /// inline gives the projector nothing to do, but on PostgreSQL its commit may be what a
     /// waiting write's event was held back by (the log is read only below the oldest running
     /// transaction).
     pub fn wake_for_waiters(&self) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        if self.has_waiters() {
             self.wake();
         }
     }
@@ -407,18 +412,47 @@ impl Projector {
         if !carry.is_empty() {
             self.store_carried(&carry).await?;
         }
-        for (i, last, pending) in work {
-            let Model { model, checkpoint, stored, error_may_be_stored, .. } = self.models[i];
-            match apply(&self.db, model, stored, last, &pending, error_may_be_stored).await {
-                Ok(moved) => {
-                    let reached = if moved { last } else { load_checkpoint(&self.db, model).await? };
+        for (i, last, mut pending) in work {
+            // Writes applied inline while this round ran, here or (found by a failed
+            // compare-and-set) on another replica, narrow what is left to apply; the batch is
+            // not read again for them.
+            let mut outcome = None;
+            for _ in 0..3 {
+                self.take_advanced();
+                let (model, stored) = (self.models[i].model, self.models[i].stored);
+                pending.retain(|e| e.position > stored);
+                if !pending.iter().any(|e| model.handles(&e.aggregate_type)) {
+                    let m = &mut self.models[i];
+                    m.checkpoint = m.checkpoint.max(last);
+                    break;
+                }
+                let clear_error = self.models[i].error_may_be_stored;
+                match apply(&self.db, model, stored, last, &pending, clear_error).await {
+                    Ok(false) => {
+                        let reached = load_checkpoint(&self.db, model).await?;
+                        let m = &mut self.models[i];
+                        m.stored = m.stored.max(reached);
+                        m.checkpoint = m.checkpoint.max(reached);
+                    }
+                    done => {
+                        outcome = Some(done);
+                        break;
+                    }
+                }
+            }
+            let Some(outcome) = outcome else {
+                continue;
+            };
+            let Model { model, checkpoint, .. } = self.models[i];
+            match outcome {
+                Ok(_) => {
                     let m = &mut self.models[i];
                     if m.error.is_some() {
                         tracing::info!(read_model = model.name(), "the read model is applying events again");
                     }
-                    m.checkpoint = reached;
-                    m.stored = reached;
-                    m.error_may_be_stored &= !moved;
+                    m.checkpoint = m.checkpoint.max(last);
+                    m.stored = m.stored.max(last);
+                    m.error_may_be_stored = false;
                     m.retry_at = None;
                     m.failures = 0;
                     m.error = None;

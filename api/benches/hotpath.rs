@@ -19,6 +19,12 @@ use api::App;
 use serde_json::json;
 use testkit::{StoreKind, TestDb};
 
+/// Whether scenario `name` runs: all of them unless `BENCH_ONLY` names some (comma-separated:
+/// creates, p99, gets, history, list, memory, sqlite).
+fn wanted(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
+}
+
 fn seconds() -> u64 {
     std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
 }
@@ -480,7 +486,7 @@ async fn main() {
     events_like_table(&db.url).await;
     let (_app, base) = serve(&db).await;
     let mut peak = 0.0;
-    for clients in [1, 16] {
+    for clients in [1, 16].into_iter().filter(|_| wanted("creates") || wanted("p99")) {
         let raw = pgbench(&db.url, clients, &insert_script(&format!("c{clients}")));
         let ours = creates(&base, clients, &format!("c{clients}")).await;
         peak = ours.rate;
@@ -494,70 +500,83 @@ async fn main() {
     }
 
     // Write latency at half mcpd's peak rate, against pgbench's at the same rate.
-    let rate = peak / 2.0;
-    let raw = pgbench_p99(&db.url, 16, rate, &insert_script("r16"));
-    let ours = creates_at(&base, 16, rate, "r16").await;
-    println!(
-        "| write p99 at {rate:.0}/s (half the peak), 16 clients, PostgreSQL | {:.2} ms | pgbench p99 at the same rate | {:.2} ms | **{:.2}×** | latency, lower is better; target ≤ 3× |",
-        ours.as_secs_f64() * 1000.0,
-        raw.as_secs_f64() * 1000.0,
-        ours.as_secs_f64() / raw.as_secs_f64()
-    );
+    if wanted("p99") {
+        let rate = peak / 2.0;
+        let raw = pgbench_p99(&db.url, 16, rate, &insert_script("r16"));
+        let ours = creates_at(&base, 16, rate, "r16").await;
+        println!(
+            "| write p99 at {rate:.0}/s (half the peak), 16 clients, PostgreSQL | {:.2} ms | pgbench p99 at the same rate | {:.2} ms | **{:.2}×** | latency, lower is better; target ≤ 3× |",
+            ours.as_secs_f64() * 1000.0,
+            raw.as_secs_f64() * 1000.0,
+            ours.as_secs_f64() / raw.as_secs_f64()
+        );
+    }
 
     // PostgreSQL GET one, 16 clients.
-    let raw = pgbench(
-        &db.url,
-        16,
-        "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
-    );
-    let ours = gets(&base, 16, "c1-0").await;
-    row(
-        "GET one llm/s, 16 clients, PostgreSQL",
-        ours.rate,
-        "pgbench primary-key SELECT of the row",
-        raw,
-        &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
-    );
+    if wanted("gets") {
+        let raw = pgbench(
+            &db.url,
+            16,
+            "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
+        );
+        let ours = gets(&base, 16, "c1-0").await;
+        row(
+            "GET one llm/s, 16 clients, PostgreSQL",
+            ours.rate,
+            "pgbench primary-key SELECT of the row",
+            raw,
+            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+        );
 
-    // What sqlx::Any costs on that read.
-    let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
-    println!(
-        "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
-        through_any.as_secs_f64() * 1e6,
-        typed.as_secs_f64() * 1e6,
-        through_any.as_secs_f64() / typed.as_secs_f64()
-    );
+        // What sqlx::Any costs on that read.
+        let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
+        println!(
+            "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
+            through_any.as_secs_f64() * 1e6,
+            typed.as_secs_f64() * 1e6,
+            through_any.as_secs_f64() / typed.as_secs_f64()
+        );
 
-    // The same GET with 10,000 users, tokens and role bindings in the store.
-    let crowded = crowd(&base, 10_000).await;
-    let ours_crowded = gets(&base, 16, "c1-0").await;
-    row(
-        "GET one llm/s with 10,000 users, tokens and bindings, PostgreSQL",
-        ours_crowded.rate,
-        "the same GET with 1 of each (above)",
-        ours.rate,
-        &format!("seeded in {crowded:.0?}"),
-    );
+        // The same GET with 10,000 users, tokens and role bindings in the store.
+        let crowded = crowd(&base, 10_000).await;
+        let ours_crowded = gets(&base, 16, "c1-0").await;
+        row(
+            "GET one llm/s with 10,000 users, tokens and bindings, PostgreSQL",
+            ours_crowded.rate,
+            "the same GET with 1 of each (above)",
+            ours.rate,
+            &format!("seeded in {crowded:.0?}"),
+        );
+    }
 
     // Updates of an aggregate with a long history against one with a short one.
-    let (long, short) = history(&base).await;
-    row_latency("update of an llm with 10,000 events, PostgreSQL", long, "the same with 10 events", short);
+    if wanted("history") {
+        let (long, short) = history(&base).await;
+        row_latency("update of an llm with 10,000 events, PostgreSQL", long, "the same with 10 events", short);
+    }
 
     // A list of 100,000 through the paginated API against one SELECT of the same rows.
-    let (ours, raw) = list_all(&db, &base).await;
-    row_latency("list 100,000 llms, pages of 500, PostgreSQL", ours, "one SELECT of the rows, serialised", raw);
+    if wanted("list") {
+        let (ours, raw) = list_all(&db, &base).await;
+        row_latency("list 100,000 llms, pages of 500, PostgreSQL", ours, "one SELECT of the rows, serialised", raw);
+    }
     drop(_app);
 
     // mcpd's memory, as a process of its own.
-    let (idle, after) = memory().await;
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!(
-        "| mcpd RSS idle / after listing 100,000 llms (its own process, PostgreSQL) | {:.1} MiB / {:.1} MiB | — | — | — | target < 30 MiB / < 200 MiB |",
-        mib(idle),
-        mib(after)
-    );
+    if wanted("memory") {
+        let (idle, after) = memory().await;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "| mcpd RSS idle / after listing 100,000 llms (its own process, PostgreSQL) | {:.1} MiB / {:.1} MiB | — | — | — | target < 30 MiB / < 200 MiB |",
+            mib(idle),
+            mib(after)
+        );
+    }
 
     // SQLite creates, 1 client.
+    if !wanted("sqlite") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let raw = raw_sqlite_inserts(&dir.path().join("raw.db")).await;
     let db = TestDb::new(StoreKind::Sqlite).await;

@@ -113,6 +113,12 @@ impl ProjectorHandle {
         self.wake.notify_one();
     }
 
+    /// The read models not stopped at an event they cannot apply, as far as this process knows.
+    pub fn healthy_models(&self) -> Vec<ReadModel> {
+        let status = self.status.lock().expect("projector status lock");
+        ReadModel::ALL.into_iter().filter(|m| !status.get(m.name()).is_some_and(|s| s.stopped)).collect()
+    }
+
     /// Whether a write is waiting for the projector.
     pub fn has_waiters(&self) -> bool {
         self.waiters.load(Ordering::SeqCst) > 0

@@ -88,7 +88,18 @@ pub struct ProjectorHandle {
     advanced: Advanced,
     /// Writes waiting in `wait_for`: while there are any, every append wakes the projector.
     waiters: Arc<AtomicUsize>,
+    /// Appends in flight in this process (`appending`).
+    appends: Arc<AtomicUsize>,
     task: Arc<JoinHandle<()>>,
+}
+
+/// An append in flight (`ProjectorHandle::appending`).
+pub struct Appending(Arc<AtomicUsize>);
+
+impl Drop for Appending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Counts a waiter for as long as it waits.
@@ -117,6 +128,13 @@ impl ProjectorHandle {
     pub fn healthy_models(&self) -> Vec<ReadModel> {
         let status = self.status.lock().expect("projector status lock");
         ReadModel::ALL.into_iter().filter(|m| !status.get(m.name()).is_some_and(|s| s.stopped)).collect()
+    }
+
+    /// Counts an append for as long as the guard lives; whether it was the only one in flight
+    /// in this process when it began.
+    pub fn appending(&self) -> (Appending, bool) {
+        let before = self.appends.fetch_add(1, Ordering::SeqCst);
+        (Appending(self.appends.clone()), before == 0)
     }
 
     /// Whether a write is waiting for the projector.
@@ -314,6 +332,7 @@ impl Projector {
             status,
             advanced,
             waiters: Arc::new(AtomicUsize::new(0)),
+            appends: Arc::new(AtomicUsize::new(0)),
             task: Arc::new(task),
         })
     }

@@ -26,8 +26,8 @@ pub enum Reader {
 pub struct EventRepository {
     pub(crate) reader: Reader,
     pub(crate) db: Database,
-    /// Whether a write may apply its read models inline: not while writes wait for the
-    /// projector (see `append`).
+    /// Told of what each append did; asked whether a write may apply its read models inline
+    /// (see `append`).
     pub(crate) projector: ProjectorHandle,
 }
 

@@ -52,8 +52,8 @@ impl EventRepository {
         // Inline when this write is alone; with others in flight, or waiting for the projector,
         // it joins them and the projector applies them all in one transaction (a group commit).
         // Concurrent inline writers meet older transactions (PostgreSQL) and contend with the
-        // projector for the checkpoint rows, each paying a commit of its own: measured, the
-        // write p99 at half the peak rate went from 7 ms to 60-80 ms with both at once.
+        // projector for the checkpoint rows, each paying a commit of its own: measured at 16
+        // clients, create p99 41 ms with both at once, 16 ms this way (docs/performance.md).
         // A read model stopped at an event it cannot apply would fail every write's catch-up.
         let (_appending, alone) = self.projector.appending();
         let inline = if alone && !self.projector.has_waiters() { self.projector.healthy_models() } else { Vec::new() };

@@ -280,12 +280,11 @@ async fn status_shows_checkpoints_and_lag(kind: StoreKind) {
         extra: BTreeMap::new(),
     };
     let create = || LlmEvent::LlmCreated { spec: spec.clone() };
-    t.app
-        .services
-        .store
-        .append_batch::<Llm>(vec![("inline".into(), 0, vec![create()])], Default::default())
-        .await
-        .unwrap();
+    let append = async |name: &str| {
+        let items = vec![(name.to_owned(), 0, vec![create()])];
+        t.app.services.store.append_batch::<Llm>(items, Default::default()).await.unwrap();
+    };
+    append("inline").await;
     // On PostgreSQL only when no older transaction is running anywhere in the cluster (the other
     // tests' databases included): one could still append an event that sorts before this one.
     let inlined = t.get("/api/v1/llms/inline").await.status == StatusCode::OK;
@@ -311,12 +310,7 @@ async fn status_shows_checkpoints_and_lag(kind: StoreKind) {
     }
 
     // The next write to the read model applies them first, in log order, then its own event.
-    t.app
-        .services
-        .store
-        .append_batch::<Llm>(vec![("behind".into(), 0, vec![create()])], Default::default())
-        .await
-        .unwrap();
+    append("behind").await;
     let caught_up = t.get("/api/v1/llms/behind").await.status == StatusCode::OK;
     assert!(caught_up || kind == StoreKind::Postgres);
     if caught_up {

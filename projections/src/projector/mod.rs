@@ -212,18 +212,8 @@ impl ProjectorHandle {
             }
             if !remote.is_empty() {
                 // One query for all of them: this runs every few milliseconds while a write waits.
-                let rows = sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints")
-                    .fetch_all(&self.db.pool)
-                    .await?;
-                for row in rows {
-                    if !ReadModel::named(row.try_get(0)?).is_some_and(|m| remote.contains(&m)) {
-                        continue;
-                    }
-                    let reached = Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? };
-                    if reached < target {
-                        behind = true;
-                    }
-                }
+                let stored = stored_checkpoints(&self.db).await?;
+                behind |= remote.iter().any(|m| stored.get(m).is_some_and(|reached| *reached < target));
             }
             if !behind {
                 return Ok(());

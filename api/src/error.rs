@@ -158,8 +158,10 @@ impl From<BackendError> for ApiError {
 }
 
 /// Whether `error` says the database could not be reached (rather than that a query failed).
+/// When it does, the pools check every connection before use for a while
+/// (`crate::store::note_outage`).
 pub fn unreachable(error: &sqlx::Error) -> bool {
-    match error {
+    let unreachable = match error {
         // `Protocol`: the connection broke mid-handshake (what a dropped connection looks like).
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -171,7 +173,11 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
             e.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
         }
         _ => false,
+    };
+    if unreachable {
+        crate::store::note_outage();
     }
+    unreachable
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -2,7 +2,8 @@
 //! repositories for the three aggregates, and the projector that keeps the read models.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -130,10 +131,35 @@ pub async fn open_database(url: &str) -> anyhow::Result<Database> {
 /// A connection that sat idle this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
-/// Settings every pool shares. A connection is pinged before use only after it sat idle
-/// (sqlx pings on every acquire by default: one more round trip for every query, which was a
-/// third of a create's). One that broke while in steady use fails its query, which is a 503
-/// like any unreachable database, and is dropped from the pool.
+/// For this long after a request found the database unreachable, every connection is pinged
+/// before it is handed out: idle ones may have broken in the same outage.
+const PING_AFTER_OUTAGE: Duration = Duration::from_secs(30);
+
+/// When a request last found the database unreachable, in milliseconds since `STARTED` (0:
+/// never).
+static LAST_OUTAGE_MS: AtomicU64 = AtomicU64::new(0);
+static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
+
+fn now_ms() -> u64 {
+    STARTED.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Notes that the database was found unreachable (`crate::error::unreachable`).
+pub(crate) fn note_outage() {
+    LAST_OUTAGE_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+fn after_outage() -> bool {
+    let last = LAST_OUTAGE_MS.load(Ordering::Relaxed);
+    last != 0 && now_ms().saturating_sub(last) < PING_AFTER_OUTAGE.as_millis() as u64
+}
+
+/// Settings every pool shares. A connection is pinged before use only after it sat idle, or
+/// for a while after an outage (sqlx pings on every acquire by default: one more round trip for
+/// every query, which was a third of a create's). sqlx also pings a connection when it returns
+/// to the pool and drops it if that fails. So a connection that broke while idle for less than
+/// [`PING_AFTER_IDLE`] fails at most one request with a 503 before the pool checks every
+/// connection again.
 fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
         .max_connections(max_connections)
@@ -142,7 +168,7 @@ fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOpt
         .before_acquire(|conn: &mut DB::Connection, meta| {
             Box::pin(async move {
                 use sqlx::Connection;
-                Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok())
+                Ok((meta.idle_for < PING_AFTER_IDLE && !after_outage()) || conn.ping().await.is_ok())
             })
         })
 }

@@ -242,11 +242,15 @@ fn built_in_record(name: &str, spec: RoleSpec) -> Record<RoleSpec> {
     Record { name: name.to_owned(), spec, resource_version: 0, created_at: String::new(), updated_at: String::new() }
 }
 
-/// What `can-i` answers.
+/// What `can-i` answers. An operation (`run:infer`) may name what it acts on: `run:infer` on
+/// `llms` `claude-fast`.
 pub fn can(permissions: &Permissions, verb: &str, resource: Option<&str>, name: Option<&str>) -> bool {
-    match resource {
-        None => permissions.allows_operation(verb),
-        Some(resource) => permissions.allows(resource, verb, name),
+    match (resource, name) {
+        _ if !domain::rbac::OPERATIONS.contains(&verb) => {
+            resource.is_some_and(|resource| permissions.allows(resource, verb, name))
+        }
+        (_, Some(name)) => permissions.allows_operation_on(verb, name),
+        (_, None) => permissions.allows_operation(verb),
     }
 }
 

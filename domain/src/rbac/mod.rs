@@ -21,7 +21,11 @@ pub const BINDING_AGGREGATE_TYPE: &str = wire::Kind::RoleBinding.info().aggregat
 /// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
 pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
 pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
-pub const OPERATIONS: [&str; 4] = ["run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit"];
+pub const OPERATIONS: [&str; 5] =
+    ["run:infer", "run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit"];
+/// Operations a rule's `names` scope: `run:infer` on the Llms it names. Every other operation
+/// is granted whole by any rule holding it.
+pub const NAME_SCOPED_OPERATIONS: [&str; 1] = ["run:infer"];
 
 pub const ADMIN: &str = "admin";
 pub const EDITOR: &str = "editor";

@@ -1,6 +1,6 @@
 //! What a user may do: the union of their roles' rules, and the questions asked of it.
 
-use super::{RESOURCES, RoleSpec, Rule, VERBS};
+use super::{NAME_SCOPED_OPERATIONS, RESOURCES, RoleSpec, Rule, VERBS};
 
 /// What a user may do: the union of their roles' rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,8 +35,30 @@ impl Permissions {
         self.rules.iter().any(|rule| matches(&rule.resources, resource) && matches(&rule.verbs, verb))
     }
 
+    /// May the holder perform `operation` on anything (a name-scoped operation: on every name)?
     pub fn allows_operation(&self, operation: &str) -> bool {
-        self.rules.iter().any(|rule| rule.operations.iter().any(|o| o == operation))
+        let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
+        self.rules.iter().any(|rule| rule.operations.iter().any(|o| o == operation) && !(scoped && rule.names.is_some()))
+    }
+
+    /// May the holder perform `operation` on the resource named `name`? A rule's `names` limit
+    /// the name-scoped operations (`run:infer`) to those names; other operations ignore them.
+    pub fn allows_operation_on(&self, operation: &str, name: &str) -> bool {
+        let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
+        self.rules.iter().any(|rule| {
+            rule.operations.iter().any(|o| o == operation)
+                && (!scoped || rule.names.as_ref().is_none_or(|names| names.iter().any(|n| n == name)))
+        })
+    }
+
+    /// May the holder send requests to the Llm `llm` through mcpd's inference endpoints?
+    pub fn may_infer(&self, llm: &str) -> bool {
+        self.allows_operation_on("run:infer", llm)
+    }
+
+    /// May the holder use some Llms (which, [`Permissions::may_infer`] says)?
+    pub fn may_infer_some(&self) -> bool {
+        self.rules.iter().any(|rule| rule.operations.iter().any(|o| o == "run:infer"))
     }
 
     /// Whether everything `role` grants is granted here too: nobody grants more than they hold.
@@ -58,7 +80,12 @@ impl Permissions {
                     Some(names) => names.iter().all(|n| self.allows(resource, verb, Some(n))),
                 })
             });
-            crud && rule.operations.iter().all(|o| self.allows_operation(o))
+            crud && rule.operations.iter().all(|o| match &rule.names {
+                Some(names) if NAME_SCOPED_OPERATIONS.contains(&o.as_str()) => {
+                    names.iter().all(|n| self.allows_operation_on(o, n))
+                }
+                _ => self.allows_operation(o),
+            })
         })
     }
 
@@ -136,5 +163,32 @@ mod tests {
         assert!(admin.may_reveal("x") && admin.may_reveal_all());
         assert!(!editor.may_reveal("x") && !editor.may_reveal_all());
         assert!(team_a.may_reveal("team-a") && !team_a.may_reveal("team-b") && !team_a.may_reveal_all());
+    }
+
+    #[test]
+    fn inference_is_scoped_by_the_rule_names() {
+        let admin = Permissions::new(built_in(ADMIN));
+        let viewer = Permissions::new(built_in(VIEWER));
+        let one = RoleSpec {
+            description: String::new(),
+            rules: vec![Rule {
+                operations: vec!["run:infer".into(), "view:audit".into()],
+                names: Some(vec!["claude-fast".into()]),
+                ..Rule::default()
+            }],
+        };
+        let fast_only = Permissions::new([one.clone()]);
+        assert!(admin.may_infer("anything") && admin.allows_operation("run:infer"));
+        assert!(!viewer.may_infer("claude-fast") && !viewer.may_infer_some());
+        assert!(fast_only.may_infer("claude-fast") && !fast_only.may_infer("gpt-heavy"));
+        assert!(fast_only.may_infer_some() && !fast_only.allows_operation("run:infer"), "not every Llm");
+        assert!(fast_only.allows_operation("view:audit"), "names scope run:infer only");
+        assert!(fast_only.covers(&one) && admin.covers(&one));
+        let mut every = one.clone();
+        every.rules[0].names = None;
+        assert!(!fast_only.covers(&every), "a grant on one Llm does not cover all of them");
+        let mut other = one;
+        other.rules[0].names = Some(vec!["gpt-heavy".into()]);
+        assert!(!fast_only.covers(&other));
     }
 }

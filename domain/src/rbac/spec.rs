@@ -29,14 +29,17 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
         EDITOR => vec![
             rule(&VERBS, &["llms", "secrets"]),
             rule(&["view"], &["secretbackends", "migrations"]),
-            Rule { operations: vec!["run:migrate-secrets".into()], ..Rule::default() },
+            Rule { operations: vec!["run:infer".into(), "run:migrate-secrets".into()], ..Rule::default() },
         ],
         VIEWER => vec![rule(&["view"], &CONTENT[..3]), rule(&["view"], &["migrations"])],
         _ => return None,
     };
     let description = match name {
         ADMIN => "everything",
-        EDITOR => "create, edit and delete Llms and secrets; view backends; run migrations; no RBAC, no secret values",
+        EDITOR => {
+            "create, edit and delete Llms and secrets; use every Llm; view backends; run migrations; no RBAC, \
+             no secret values"
+        }
         _ => "view Llms, secrets (never their values), backends and migrations",
     };
     Some(RoleSpec { description: description.into(), rules })

@@ -70,7 +70,12 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
         return next.run(request).await;
     }
     let header = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map(str::to_owned));
-    let token = match header {
+    // The Anthropic SDK sends its key as `x-api-key`: on the Anthropic surface, that is the token.
+    let api_key = || {
+        let value = request.headers().get("x-api-key")?;
+        request.uri().path().starts_with("/anthropic/").then(|| value.to_str().map(|v| format!("Bearer {v}")))
+    };
+    let token = match header.or_else(api_key) {
         None => return unauthenticated("no token: send Authorization: Bearer <token> (see mcpctl login)"),
         Some(Err(_)) => return unauthenticated("the Authorization header is malformed"),
         Some(Ok(value)) => match bearer(&value) {

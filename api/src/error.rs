@@ -54,6 +54,12 @@ pub enum ApiError {
     /// 502: a secret backend answered, but not as it should (permission denied, an error).
     #[error("{0}")]
     BadGateway(String),
+    /// 502: an Llm's provider could not be reached, or answered in a way mcpd cannot pass on.
+    #[error("{0}")]
+    UpstreamFailed(String),
+    /// 504: an Llm's provider did not answer within the Llm's timeout.
+    #[error("{0}")]
+    UpstreamTimeout(String),
     /// 503: a secret backend cannot be reached (down, hung past its timeout, sealed).
     #[error("{0}")]
     BackendUnavailable(String),
@@ -84,7 +90,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::BadGateway(_) | ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +111,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MalformedBody(_) => "MalformedBody",
             ApiError::BadGateway(_) => "BackendFailed",
+            ApiError::UpstreamFailed(_) => "UpstreamFailed",
+            ApiError::UpstreamTimeout(_) => "UpstreamTimeout",
             ApiError::BackendUnavailable(_) => "BackendUnavailable",
             ApiError::StoreUnavailable => "StoreUnavailable",
             ApiError::Internal(_) => "Internal",

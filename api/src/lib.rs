@@ -11,6 +11,7 @@ pub mod error;
 pub mod event_repository;
 pub mod files;
 pub mod http;
+pub mod inference;
 pub mod migration;
 pub mod offline;
 pub mod request_scope;

@@ -15,6 +15,20 @@ pub fn short_duration(raw: &str) -> Option<jiff::SignedDuration> {
     Some(jiff::SignedDuration::from_secs(count.checked_mul(unit_seconds)?))
 }
 
+/// A point in time as users type it: an RFC 3339 time, or a duration (`2h`) before `now`.
+pub fn point_in_time(raw: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    if let Ok(at) = raw.parse::<jiff::Timestamp>() {
+        return Some(at);
+    }
+    now.checked_sub(short_duration(raw)?).ok()
+}
+
+/// [`point_in_time`] before now, or the message saying what it takes.
+pub fn parse_since(raw: &str) -> Result<jiff::Timestamp, String> {
+    point_in_time(raw, jiff::Timestamp::now())
+        .ok_or_else(|| format!("since: {raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::short_duration;

@@ -43,12 +43,6 @@ fn aggregate_type(kind: &str) -> Option<&'static str> {
 }
 
 /// `2h`, `30m`, `7d`, `45s` ago, or an RFC 3339 time.
-fn point_in_time(raw: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    if let Ok(at) = raw.parse::<jiff::Timestamp>() {
-        return Some(at);
-    }
-    now.checked_sub(crate::time::short_duration(raw)?).ok()
-}
 
 /// A cursor as rows show it: `position` on SQLite, `transaction:position` on PostgreSQL.
 fn cursor(position: Position) -> String {
@@ -175,7 +169,7 @@ pub async fn audit(
     }
     for (field, raw, slot) in [("since", &q.since, &mut filter.since), ("until", &q.until, &mut filter.until)] {
         if let Some(raw) = raw {
-            *slot = Some(point_in_time(raw, now).ok_or_else(|| {
+            *slot = Some(crate::time::point_in_time(raw, now).ok_or_else(|| {
                 bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
             })?);
         }

@@ -89,6 +89,7 @@ fn all_routes() -> Routes {
         .on(M::GET, "/api/v1/projections", projections::status)
         .on(M::POST, "/api/v1/projections/rebuild", projections::rebuild)
         .on(M::POST, "/api/v1/projections/verify", projections::verify)
+        .merge(crate::inference::routes())
         .merge(access::routes())
         .merge(access::rbac_routes())
         .merge(resources::routes::<crate::service::Llms>())

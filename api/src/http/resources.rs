@@ -21,12 +21,13 @@ use crate::service::{Applied, ResourceKind, Services};
 /// The wire form of a record of any kind: `kind`, `name`, the spec fields, then the read-only
 /// fields ([`wire::Document`], which mcpctl reads back).
 pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
-    serde_json::to_value(wire_document(kind, record)).expect("documents serialise")
+    serde_json::to_value(wire_document(kind, record, None)).expect("documents serialise")
 }
 
 /// The wire form of a record, borrowing its spec.
-fn wire_document<S>(kind: Kind, record: &Record<S>) -> wire::Document<&S> {
+fn wire_document<S>(kind: Kind, record: &Record<S>, status: Option<wire::llm::LlmHealth>) -> wire::Document<&S> {
     wire::Document {
+        status,
         kind,
         name: record.name.clone(),
         spec: &record.spec,
@@ -38,8 +39,9 @@ fn wire_document<S>(kind: Kind, record: &Record<S>) -> wire::Document<&S> {
 
 type Answer<T> = Result<T, ApiError>;
 
-fn one<K: ResourceKind>(status: StatusCode, record: &Record<K::Spec>) -> Response {
-    let mut response = (status, Json(document(K::KIND, record))).into_response();
+fn one<K: ResourceKind>(s: &Services, status: StatusCode, record: &Record<K::Spec>) -> Response {
+    let doc = wire_document(K::KIND, record, K::status(s, &record.name));
+    let mut response = (status, Json(doc)).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.resource_version)) {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -64,7 +66,7 @@ async fn list<K: ResourceKind>(
     let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, "view", Some(&r.name));
     let (records, next) = super::paging::page_of(K::KIND, K::ORDER, page, fetch, visible).await?;
     // Serialised straight from the records, with no `Value` per document in between.
-    let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r)).collect();
+    let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r, K::status(&s, &r.name))).collect();
     let metadata = next.map(|token| wire::ListMeta { continue_token: Some(token) });
     Ok(Json(wire::List { items, metadata }).into_response())
 }
@@ -77,7 +79,7 @@ async fn read<K: ResourceKind>(
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "view", Some(&name))?;
     check_reveal::<K>(&ctx, reveal)?;
-    Ok(one::<K>(StatusCode::OK, &K::get(&s, &name, reveal).await?))
+    Ok(one::<K>(&s, StatusCode::OK, &K::get(&s, &name, reveal).await?))
 }
 
 async fn create<K: ResourceKind>(
@@ -91,7 +93,7 @@ async fn create<K: ResourceKind>(
         Applied::Done(record) => record,
         Applied::Accepted(message) => return Ok(accepted(&message)),
     };
-    let mut response = one::<K>(StatusCode::CREATED, &record);
+    let mut response = one::<K>(&s, StatusCode::CREATED, &record);
     let location = format!("{}/{}", K::KIND.path(), record.name);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -109,7 +111,7 @@ async fn replace<K: ResourceKind>(
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "edit", Some(&name))?;
     Ok(match K::replace(&s, &ctx, &name, body, expected, dry_run).await? {
-        Applied::Done(record) => one::<K>(StatusCode::OK, &record),
+        Applied::Done(record) => one::<K>(&s, StatusCode::OK, &record),
         Applied::Accepted(message) => accepted(&message),
     })
 }

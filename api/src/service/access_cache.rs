@@ -9,6 +9,11 @@
 //! access read models have all passed drop what they change, so a change recorded elsewhere
 //! takes effect here within that interval plus the projection's lag.
 //!
+//! The inference proxy keeps what it needs per call here too, under the same rules: the Llm
+//! catalogue (dropped by any Llm event) and the API keys it resolved (dropped by an event of
+//! their secret, so an update or a migration takes effect on the next call; every key by an
+//! event of any secret backend).
+//!
 //! What is dropped is loaded again from the read models at its next use. A load that raced
 //! with a drop is not kept (the generation moved), so a stale row read just before an event
 //! was followed never outlives it.
@@ -18,10 +23,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use domain::llm::LlmSpec;
 use domain::rbac::{Permissions, RoleBindingSpec, RoleSpec, built_in};
 use projections::read_models::tokens::TokenState;
 use projections::read_models::{ReadModel, Record, rbac};
 use projections::{Database, Position};
+use secrecy::SecretString;
 
 use crate::error::ApiError;
 use crate::store::Store;
@@ -30,7 +37,14 @@ use crate::store::Store;
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The read models the cache is loaded from.
-const MODELS: [ReadModel; 3] = [ReadModel::Users, ReadModel::Tokens, ReadModel::Rbac];
+const MODELS: [ReadModel; 6] = [
+    ReadModel::Users,
+    ReadModel::Tokens,
+    ReadModel::Rbac,
+    ReadModel::Llms,
+    ReadModel::Secrets,
+    ReadModel::SecretBackends,
+];
 
 #[derive(Clone)]
 pub struct AccessCache {
@@ -57,6 +71,10 @@ struct Inner {
     tokens: HashMap<String, Option<Arc<Record<TokenState>>>>,
     users: HashMap<String, bool>,
     permissions: HashMap<String, Arc<Permissions>>,
+    /// Every Llm, for the inference proxy.
+    llms: Option<Arc<Vec<Record<LlmSpec>>>>,
+    /// API keys the inference proxy resolved, by `secret/key`.
+    keys: HashMap<String, Arc<SecretString>>,
 }
 
 impl Inner {
@@ -91,6 +109,12 @@ impl Inner {
                 inner.stale_roles.insert(id.to_owned());
                 inner.rbac_generation += 1;
             }
+            domain::llm::AGGREGATE_TYPE => inner.llms = None,
+            domain::secret::AGGREGATE_TYPE => {
+                let prefix = format!("{id}/");
+                inner.keys.retain(|k, _| !k.starts_with(&prefix));
+            }
+            domain::secret_backend::AGGREGATE_TYPE => inner.keys.clear(),
             _ => return,
         }
         inner.generation += 1;
@@ -200,6 +224,36 @@ impl AccessCache {
             map(&mut inner).insert(key.to_owned(), loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// Every Llm; `load` reads them when they are not held.
+    pub async fn llms<F>(&self, load: F) -> Result<Arc<Vec<Record<LlmSpec>>>, ApiError>
+    where
+        F: Future<Output = Result<Vec<Record<LlmSpec>>, ApiError>>,
+    {
+        let generation = {
+            let inner = self.lock();
+            if let Some(held) = &inner.llms {
+                return Ok(held.clone());
+            }
+            inner.generation
+        };
+        let loaded = Arc::new(load.await?);
+        let mut inner = self.lock();
+        if inner.generation == generation {
+            inner.llms = Some(loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// The value of key `key` of secret `secret`; `load` reads it through its backend when it
+    /// is not held.
+    pub async fn api_key<F>(&self, secret: &str, key: &str, load: F) -> Result<Arc<SecretString>, ApiError>
+    where
+        F: Future<Output = Result<SecretString, ApiError>>,
+    {
+        let load = async { Ok(Arc::new(load.await?)) };
+        self.held_or_loaded(|inner| &mut inner.keys, &format!("{secret}/{key}"), load, |_| true).await
     }
 
     /// A user's permissions, worked out from the role bindings and roles held in memory (read

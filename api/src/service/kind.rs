@@ -40,6 +40,11 @@ pub trait ResourceKind: Send + Sync + 'static {
     /// The order its lists come in (and pages follow).
     const ORDER: Order = Order::Key;
     /// One keyset page of the list (the whole list for `Page::default()`).
+    /// What this replica observes of the resource (an Llm's health), shown as `status`.
+    fn status(_s: &Services, _name: &str) -> Option<wire::llm::LlmHealth> {
+        None
+    }
+
     fn list(s: &Services, reveal: bool, page: Page) -> impl Future<Output = Answer<Vec<Record<Self::Spec>>>> + Send;
     fn get(s: &Services, name: &str, reveal: bool) -> impl Future<Output = Answer<Record<Self::Spec>>> + Send;
     /// Only called when [`ResourceKind::GENERIC_CREATE`].

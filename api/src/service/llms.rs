@@ -78,27 +78,11 @@ impl Services {
         .map(Applied::Done)
     }
 
-    /// The API key an Llm authenticates with, read through the backend of its secret; `None`
-    /// for a keyless Llm. The hook for the inference proxy.
-    pub async fn resolve_api_key(&self, llm: &str) -> Result<Option<SecretString>, ApiError> {
+    /// The API key an Llm authenticates with, read through the backend of its secret (and
+    /// kept in the key cache); `None` for a keyless Llm.
+    pub async fn resolve_api_key(&self, llm: &str) -> Result<Option<std::sync::Arc<SecretString>>, ApiError> {
         let llm = Llms::get(self, llm, false).await?;
-        let Some(reference) = llm.spec.api_key_ref else {
-            return Ok(None);
-        };
-        let secret = secrets::get(&self.store.db, reference.name.as_str()).await?.ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "llm {:?} refers to secret {:?}, which does not exist",
-                llm.name, reference.name
-            ))
-        })?;
-        let mut data = self.read_values(&secret).await?;
-        let value = data.remove(&reference.key).ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "secret {:?} has no key {:?}, which llm {:?} uses",
-                secret.name, reference.key, llm.name
-            ))
-        })?;
-        Ok(Some(value))
+        self.api_key_of(&llm).await
     }
 }
 
@@ -107,6 +91,10 @@ pub struct Llms;
 
 impl ResourceKind for Llms {
     type Spec = LlmSpec;
+
+    fn status(s: &Services, name: &str) -> Option<wire::llm::LlmHealth> {
+        s.inference.health.get(name)
+    }
 
     async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
         Ok(llms::list_page(&s.store.db, &page).await?)

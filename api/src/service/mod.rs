@@ -53,6 +53,8 @@ pub struct Services {
     pub access: access_cache::AccessCache,
     /// Where an Llm may send its key without its author being able to read it.
     pub upstreams: Arc<guard::Upstreams>,
+    /// The inference proxy's client, usage counters and the Llms' health.
+    pub inference: crate::inference::Inference,
 }
 
 impl Services {
@@ -67,6 +69,7 @@ impl Services {
             migration_slot: Arc::default(),
             usage: Default::default(),
             upstreams: Arc::default(),
+            inference: Default::default(),
         }
     }
 }
@@ -77,6 +80,7 @@ impl Services {
     pub async fn follow_access_changes(&self) -> Result<(), ApiError> {
         self.access.follow(&self.store).await?;
         self.access.spawn_follower(self.store.clone());
+        self.inference.usage.spawn_flusher(self.store.db.clone());
         Ok(())
     }
 }

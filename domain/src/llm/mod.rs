@@ -12,4 +12,4 @@ mod spec;
 pub use aggregate::{Llm, LlmError};
 pub use commands::LlmCommand;
 pub use events::{LlmEvent, upcasters};
-pub use spec::{LlmInput, LlmSpec, LlmType, SecretKeyRef, SecretKeyRefInput, Tier};
+pub use spec::{LlmInput, LlmSpec, LlmType, SecretKeyRef, SecretKeyRefInput, TIMEOUT_KEY, Tier};

@@ -12,6 +12,9 @@ use crate::secret::check_key_name;
 use crate::validation::{ValidationErrors, check_http_url};
 pub use wire::llm::{LlmSpec, LlmType, SecretKeyRef, Tier};
 
+/// The `extra` key setting how long mcpd waits for the provider when proxying (seconds).
+pub const TIMEOUT_KEY: &str = "timeoutSeconds";
+
 /// `apiKeyRef` as sent by a client.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +78,13 @@ impl SpecInput for LlmInput {
             }
         };
         let extra = self.extra.unwrap_or_default();
+        if let Some(raw) = extra.get(TIMEOUT_KEY) {
+            let seconds = raw.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0);
+            if seconds.is_none() {
+                errors
+                    .add(format!("spec.extra.{TIMEOUT_KEY}"), "must be a number of seconds, above 0 and at most 3600");
+            }
+        }
         let description = self.description.unwrap_or_default();
         Some(LlmSpec { provider: provider?, model: model?, url, tier: tier?, description, api_key_ref, extra })
             .filter(|_| errors.is_empty())
@@ -119,6 +129,22 @@ mod tests {
         let with_url = LlmInput { url: Some("http://127.0.0.1:11434".into()), ..input };
         let spec = with_url.validate(&mut errors).expect("valid");
         assert_eq!(spec.api_key_ref, None);
+    }
+
+    #[test]
+    fn the_proxy_timeout_must_be_a_sane_number_of_seconds() {
+        for (raw, ok) in [("30", true), ("0.5", true), ("0", false), ("abc", false), ("7200", false), ("NaN", false)] {
+            let mut errors = ValidationErrors::default();
+            let input = LlmInput {
+                provider: Some("openai".into()),
+                model: Some("gpt-5".into()),
+                tier: Some("fast".into()),
+                api_key_ref: Some(SecretKeyRefInput { name: Some("openai".into()), key: Some("API_KEY".into()) }),
+                extra: Some([(TIMEOUT_KEY.to_owned(), raw.to_owned())].into()),
+                ..Default::default()
+            };
+            assert_eq!(input.validate(&mut errors).is_some(), ok, "{raw}: {errors}");
+        }
     }
 
     #[test]

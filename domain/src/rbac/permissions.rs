@@ -38,7 +38,9 @@ impl Permissions {
     /// May the holder perform `operation` on anything (a name-scoped operation: on every name)?
     pub fn allows_operation(&self, operation: &str) -> bool {
         let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
-        self.rules.iter().any(|rule| rule.operations.iter().any(|o| o == operation) && !(scoped && rule.names.is_some()))
+        self.rules
+            .iter()
+            .any(|rule| rule.operations.iter().any(|o| o == operation) && !(scoped && rule.names.is_some()))
     }
 
     /// May the holder perform `operation` on the resource named `name`? A rule's `names` limit

@@ -1,0 +1,655 @@
+//! The inference proxy: OpenAI-compatible (`/openai/v1`) and Anthropic-compatible
+//! (`/anthropic/v1`) endpoints. A client names an Llm (or a tier), authenticates with its mcpd
+//! token, and mcpd calls the provider with the key it resolves itself: provider keys never
+//! leave the server. See docs/inference.md.
+//!
+//! Who may: `run:infer`, scoped by a rule's `names` to the Llms it names. Where a key goes is
+//! decided when the Llm is written (the guard of `service::guard`), never by the caller here:
+//! the request body's `model` only picks among Llms, and redirects are never followed.
+
+pub mod health;
+mod sse;
+mod translate;
+pub mod upstream;
+pub mod usage;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, http::Method};
+use domain::llm::{LlmSpec, Tier};
+use futures::{Stream, StreamExt};
+use projections::read_models::{Record, llms};
+use serde_json::{Value, json};
+
+use self::upstream::{Failure, Wire};
+use self::usage::Counts;
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::service::Services;
+
+/// The response header naming the Llm that answered.
+pub const LLM_HEADER: &str = "x-mcpd-llm";
+
+/// The largest inference request body accepted (long conversations, images).
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The largest non-streamed answer passed on.
+const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// What the proxy shares: the HTTP client, usage counters and the Llms' health.
+#[derive(Clone)]
+pub struct Inference {
+    pub client: reqwest::Client,
+    pub usage: usage::Counters,
+    pub health: health::Board,
+}
+
+impl Default for Inference {
+    fn default() -> Self {
+        Inference { client: upstream::client(), usage: Default::default(), health: Default::default() }
+    }
+}
+
+/// The API a client speaks to mcpd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    OpenAi,
+    Anthropic,
+}
+
+impl Surface {
+    fn path(self) -> &'static str {
+        match self {
+            Surface::OpenAi => "/openai/v1",
+            Surface::Anthropic => "/anthropic/v1",
+        }
+    }
+}
+
+/// The provider's own message in an error body (OpenAI's and Anthropic's shapes), else the
+/// body's start.
+pub(crate) fn provider_message(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed.as_ref().and_then(|b| {
+        let error = b.get("error")?;
+        error.get("message").and_then(Value::as_str).map(str::to_owned).or_else(|| error.as_str().map(str::to_owned))
+    });
+    message.unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect())
+}
+
+/// Counts one call to an Llm when dropped: at the end of a stream, or when the client goes away.
+struct Meter {
+    counters: usage::Counters,
+    user: String,
+    llm: String,
+    counts: Counts,
+}
+
+impl Meter {
+    fn tokens(&mut self, input: u64, output: u64) {
+        self.counts.input_tokens = input as i64;
+        self.counts.output_tokens = output as i64;
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.counters.record(&self.user, &self.llm, self.counts);
+    }
+}
+
+impl Services {
+    /// The Llms `model` names for this caller and surface, in the order to try them: one Llm,
+    /// or every Llm of a tier (`tier:fast`) the caller may use, those last seen failing last.
+    async fn candidates(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+        surface: Surface,
+    ) -> Result<Vec<Record<LlmSpec>>, ApiError> {
+        let who = &ctx.actor;
+        if !ctx.permissions.may_infer_some() {
+            return Err(ApiError::Forbidden(format!("user {who:?} may not run:infer on any Llm")));
+        }
+        let all = self.access.llms(async { Ok(llms::list(&self.store.db).await?) }).await?;
+        let served = |l: &&Record<LlmSpec>| match (surface, upstream::wire_of(l.spec.provider)) {
+            (Surface::OpenAi, Some(_)) | (Surface::Anthropic, Some(Wire::Anthropic)) => true,
+            _ => false,
+        };
+        if let Some(tier) = model.strip_prefix("tier:") {
+            let tier = Tier::parse(tier)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown tier {tier:?}: tier:fast or tier:heavy")))?;
+            let mut list: Vec<Record<LlmSpec>> = all
+                .iter()
+                .filter(|l| l.spec.tier == tier && ctx.permissions.may_infer(&l.name))
+                .filter(served)
+                .cloned()
+                .collect();
+            list.sort_by_key(|l| self.inference.health.failing(&l.name));
+            if list.is_empty() {
+                return Err(ApiError::Missing(format!(
+                    "no Llm of tier {} that user {who:?} may use is served on {}",
+                    tier.as_str(),
+                    surface.path()
+                )));
+            }
+            return Ok(list);
+        }
+        if !ctx.permissions.may_infer(model) {
+            return Err(ApiError::Forbidden(format!("user {who:?} may not run:infer on llm {model:?}")));
+        }
+        let llm = all
+            .iter()
+            .find(|l| l.name == model)
+            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, model))?;
+        match (surface, upstream::wire_of(llm.spec.provider)) {
+            (_, None) => Err(ApiError::BadRequest(format!(
+                "llm {model:?} is of type {}, which runs on the client: mcpd does not call it",
+                llm.spec.provider.as_str()
+            ))),
+            (Surface::Anthropic, Some(Wire::OpenAi)) => Err(ApiError::BadRequest(format!(
+                "llm {model:?} is of type {}: /anthropic/v1 serves anthropic Llms only; use /openai/v1",
+                llm.spec.provider.as_str()
+            ))),
+            _ => Ok(vec![llm.clone()]),
+        }
+    }
+
+    /// The API key `llm` authenticates with, from the key cache (kept current from the log).
+    pub(crate) async fn api_key_of(
+        &self,
+        llm: &Record<LlmSpec>,
+    ) -> Result<Option<std::sync::Arc<secrecy::SecretString>>, ApiError> {
+        let Some(reference) = &llm.spec.api_key_ref else { return Ok(None) };
+        let load = async {
+            let secret = projections::read_models::secrets::get(&self.store.db, reference.name.as_str())
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "llm {:?} refers to secret {:?}, which does not exist",
+                        llm.name, reference.name
+                    ))
+                })?;
+            let mut data = self.read_values(&secret).await?;
+            data.remove(&reference.key).ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "secret {:?} has no key {:?}, which llm {:?} uses",
+                    secret.name, reference.key, llm.name
+                ))
+            })
+        };
+        self.access.api_key(reference.name.as_str(), &reference.key, load).await.map(Some)
+    }
+}
+
+/// Reads an inference request's JSON body (up to [`BODY_LIMIT`], within the body-read timeout).
+async fn read_body(request: Request) -> Result<(HeaderMap, serde_json::Map<String, Value>), ApiError> {
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, BODY_LIMIT);
+    let timeout = crate::http::extract::BODY_READ_TIMEOUT;
+    let bytes = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout.as_secs()))?
+        .map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(body)) => Ok((parts.headers, body)),
+        Ok(_) => Err(ApiError::MalformedBody("the body must be a JSON object".into())),
+        Err(e) => Err(ApiError::MalformedBody(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// `POST /openai/v1/chat/completions`
+async fn chat_completions(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    request: Request,
+) -> Response {
+    proxy(&s, &ctx, Surface::OpenAi, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /anthropic/v1/messages`
+async fn messages(State(s): State<Services>, Extension(ctx): Extension<RequestContext>, request: Request) -> Response {
+    proxy(&s, &ctx, Surface::Anthropic, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// One try at one Llm: its answer, or a failure the next Llm of a tier may make up for.
+enum Attempt {
+    Answer(Response),
+    Failover(Response),
+}
+
+async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Request) -> Result<Response, ApiError> {
+    let (headers, body) = read_body(request).await?;
+    let model = body.get("model").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::BadRequest("`model` is required: the name of an Llm, or tier:fast or tier:heavy".into())
+    })?;
+    let candidates = s.candidates(ctx, model, surface).await?;
+    let body = Value::Object(body.clone());
+    let count = candidates.len();
+    for (i, llm) in candidates.iter().enumerate() {
+        let (mut response, failover) = match try_llm(s, ctx, surface, llm, &body, &headers).await {
+            Ok(Attempt::Answer(response)) => (response, false),
+            Ok(Attempt::Failover(response)) => (response, true),
+            Err((error, failover)) => (error.into_response(), failover),
+        };
+        if let Ok(name) = HeaderValue::from_str(&llm.name) {
+            response.headers_mut().insert(LLM_HEADER, name);
+        }
+        if !failover || i + 1 == count {
+            return Ok(response);
+        }
+        tracing::info!(llm = %llm.name, status = response.status().as_u16(), "trying the next Llm of the tier");
+    }
+    unreachable!("candidates are never empty")
+}
+
+/// Calls `llm` with `body` as `surface` sent it. An error is answered (and, when `true`, a
+/// tier may fail over from it).
+async fn try_llm(
+    s: &Services,
+    ctx: &RequestContext,
+    surface: Surface,
+    llm: &Record<LlmSpec>,
+    body: &Value,
+    client_headers: &HeaderMap,
+) -> Result<Attempt, (ApiError, bool)> {
+    let spec = &llm.spec;
+    let wire = upstream::wire_of(spec.provider).expect("candidates are served");
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let client_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let (path, upstream_body) = match (surface, wire) {
+        (Surface::OpenAi, Wire::OpenAi) => {
+            let mut b = body.clone();
+            b["model"] = json!(spec.model);
+            if stream {
+                // Always asked for, to count tokens; dropped again unless the client asked.
+                b["stream_options"]["include_usage"] = json!(true);
+            }
+            ("chat/completions", b)
+        }
+        (Surface::OpenAi, Wire::Anthropic) => {
+            let b = translate::request(body, &spec.model).map_err(|m| (ApiError::BadRequest(m), false))?;
+            ("messages", b)
+        }
+        (Surface::Anthropic, _) => {
+            let mut b = body.clone();
+            b["model"] = json!(spec.model);
+            ("messages", b)
+        }
+    };
+    let mut meter = Meter {
+        counters: s.inference.usage.clone(),
+        user: ctx.actor.clone(),
+        llm: llm.name.clone(),
+        counts: Counts { requests: 1, errors: 1, ..Counts::default() },
+    };
+    let key = s.api_key_of(llm).await.map_err(|e| (e, true))?;
+    let url = upstream::endpoint(spec, path).map_err(|e| (e, false))?;
+    let mut headers = upstream::auth_headers(spec.provider, key.as_deref(), client_headers);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let accept = if stream { "text/event-stream" } else { "application/json" };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    let timeout = upstream::timeout(spec);
+    let request = s.inference.client.post(url).headers(headers).body(upstream_body.to_string());
+    let response = match upstream::send(request, timeout).await {
+        Ok(response) => response,
+        Err(failure) => {
+            s.inference.health.failed(&llm.name, &failure);
+            tracing::warn!(llm = %llm.name, failure = ?failure, "an Llm's provider gave no answer");
+            return Err((failure.into_error(&llm.name), true));
+        }
+    };
+    let status = response.status();
+    let passed_headers = passed_on(response.headers());
+    if !status.is_success() {
+        let bytes = read_all(response, timeout).await.unwrap_or_default();
+        let message = provider_message(&bytes);
+        s.inference.health.answered(&llm.name, status.as_u16(), &message);
+        tracing::info!(llm = %llm.name, status = status.as_u16(), "an Llm's provider refused a request");
+        if status.is_redirection() {
+            let e = ApiError::UpstreamFailed(format!(
+                "llm {:?}: the provider answered with a redirect ({status}); mcpd does not follow redirects with a key",
+                llm.name
+            ));
+            return Err((e, true));
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // Not the client's token: the Llm's key. A 401 would tell the client to drop its own.
+            let e = ApiError::UpstreamFailed(format!(
+                "llm {:?}: the provider refused the Llm's key ({status}): {message}",
+                llm.name
+            ));
+            return Err((e, true));
+        }
+        let body = match (surface, wire) {
+            (Surface::OpenAi, Wire::Anthropic) => Bytes::from(translate::error(&bytes).to_string()),
+            _ => bytes,
+        };
+        let mut answer = (status, passed_headers, body).into_response();
+        if !answer.headers().contains_key(header::CONTENT_TYPE) {
+            answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let failover = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        return Ok(if failover { Attempt::Failover(answer) } else { Attempt::Answer(answer) });
+    }
+    s.inference.health.answered(&llm.name, status.as_u16(), "");
+    if !stream {
+        let bytes = read_all(response, timeout).await.map_err(|f| (f.into_error(&llm.name), false))?;
+        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let (input, output) = match wire {
+            Wire::OpenAi => translate::openai_usage(parsed.as_ref().and_then(|b| b.get("usage"))).unwrap_or((0, 0)),
+            Wire::Anthropic => translate::anthropic_usage(parsed.as_ref().and_then(|b| b.get("usage"))),
+        };
+        meter.tokens(input, output);
+        meter.counts.errors = 0;
+        let body = match (surface, wire, parsed) {
+            (Surface::OpenAi, Wire::Anthropic, Some(parsed)) => Bytes::from(translate::response(&parsed).to_string()),
+            (Surface::OpenAi, Wire::Anthropic, None) => {
+                let e = ApiError::UpstreamFailed(format!("llm {:?}: the provider's answer is not JSON", llm.name));
+                return Err((e, false));
+            }
+            _ => bytes,
+        };
+        let mut answer = (status, passed_headers, body).into_response();
+        answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(Attempt::Answer(answer));
+    }
+    meter.counts.errors = 0;
+    let mode = match (surface, wire) {
+        (Surface::OpenAi, Wire::OpenAi) => Mode::OpenAi { client_usage },
+        (Surface::OpenAi, Wire::Anthropic) => Mode::Translate(Box::new(translate::Stream::new(client_usage))),
+        (Surface::Anthropic, _) => Mode::Anthropic { input: 0, output: 0 },
+    };
+    let relay = Relay {
+        upstream: Box::pin(response.bytes_stream()),
+        splitter: sse::Splitter::default(),
+        mode,
+        idle: timeout,
+        queue: VecDeque::new(),
+        done: false,
+        meter,
+    };
+    let mut answer = (status, passed_headers, Body::from_stream(relay.into_stream())).into_response();
+    answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    answer.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(Attempt::Answer(answer))
+}
+
+/// The provider's headers a client may use: rate limits and when to retry.
+fn passed_on(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        let keep = n == "retry-after"
+            || n == "retry-after-ms"
+            || n.starts_with("x-ratelimit-")
+            || n.starts_with("anthropic-ratelimit-")
+            || n == "content-type";
+        if keep {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A whole non-streamed answer, within `timeout`.
+async fn read_all(response: reqwest::Response, timeout: Duration) -> Result<Bytes, Failure> {
+    let read = async {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| Failure::Unreachable(upstream::chain(&e)))?;
+            if body.len() + chunk.len() > ANSWER_LIMIT {
+                return Err(Failure::Unreachable(format!("the answer is larger than {ANSWER_LIMIT} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| Failure::TimedOut(timeout))?
+}
+
+/// How a stream is passed on.
+enum Mode {
+    /// OpenAI to OpenAI: event by event; the usage chunk mcpd asked for is dropped unless the
+    /// client asked for it too.
+    OpenAi { client_usage: bool },
+    /// Anthropic to Anthropic: event by event.
+    Anthropic { input: u64, output: u64 },
+    /// Anthropic to OpenAI: translated.
+    Translate(Box<translate::Stream>),
+}
+
+/// A stream on its way from the provider to the client. Dropped when the client goes away,
+/// which drops the provider's request too.
+struct Relay {
+    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    splitter: sse::Splitter,
+    mode: Mode,
+    idle: Duration,
+    queue: VecDeque<Bytes>,
+    done: bool,
+    meter: Meter,
+}
+
+impl Relay {
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures::stream::unfold(self, |mut relay| async move {
+            loop {
+                if let Some(bytes) = relay.queue.pop_front() {
+                    return Some((Ok(bytes), relay));
+                }
+                if relay.done {
+                    return None;
+                }
+                match tokio::time::timeout(relay.idle, relay.upstream.next()).await {
+                    Err(_) => {
+                        let message = format!("the provider sent nothing for {}s", relay.idle.as_secs_f64());
+                        relay.interrupted(&message);
+                    }
+                    Ok(Some(Err(e))) => {
+                        relay.interrupted(&format!("the provider's stream broke: {}", upstream::chain(&e)))
+                    }
+                    Ok(Some(Ok(bytes))) => match relay.splitter.push(&bytes) {
+                        Ok(events) => events.iter().for_each(|e| relay.event(e)),
+                        Err(message) => relay.interrupted(&message),
+                    },
+                    Ok(None) => {
+                        if let Some(rest) = relay.splitter.finish() {
+                            relay.event(&rest);
+                        }
+                        if let Mode::Translate(t) = &mut relay.mode {
+                            let end = t.finish();
+                            relay.queue.extend(end);
+                        }
+                        relay.done = true;
+                    }
+                }
+            }
+        })
+    }
+
+    fn event(&mut self, event: &sse::Event) {
+        match &mut self.mode {
+            Mode::OpenAi { client_usage } => {
+                if event.data.contains("\"usage\"") {
+                    if let Ok(chunk) = serde_json::from_str::<Value>(&event.data) {
+                        if let Some((input, output)) = translate::openai_usage(chunk.get("usage")) {
+                            self.meter.tokens(input, output);
+                            let only_usage = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                            if only_usage && !*client_usage {
+                                return;
+                            }
+                        }
+                    }
+                }
+                self.queue.push_back(event.raw.clone());
+            }
+            Mode::Anthropic { input, output } => {
+                if let Ok(data) = serde_json::from_str::<Value>(&event.data) {
+                    match data.get("type").and_then(Value::as_str) {
+                        Some("message_start") => {
+                            (*input, *output) = translate::anthropic_usage(data.pointer("/message/usage"));
+                        }
+                        Some("message_delta") => {
+                            if let Some(o) = data.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                                *output = o;
+                            }
+                        }
+                        _ => {}
+                    }
+                    let (i, o) = (*input, *output);
+                    self.meter.tokens(i, o);
+                }
+                self.queue.push_back(event.raw.clone());
+            }
+            Mode::Translate(t) => {
+                let chunks = t.event(event);
+                self.meter.tokens(t.input_tokens, t.output_tokens);
+                self.queue.extend(chunks);
+            }
+        }
+    }
+
+    /// The provider's stream ended early: the client gets an error event in its own format.
+    fn interrupted(&mut self, message: &str) {
+        tracing::warn!(llm = %self.meter.llm, message, "a streamed answer was cut off");
+        self.meter.counts.errors = 1;
+        self.done = true;
+        let event = match self.mode {
+            Mode::Anthropic { .. } => sse::encode(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string(),
+            ),
+            _ => sse::encode(None, &json!({"error": {"message": message, "type": "api_error"}}).to_string()),
+        };
+        self.queue.push_back(event);
+    }
+}
+
+/// `GET /openai/v1/models`: the Llms the caller may use, and the tiers they make up.
+async fn models(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Result<Json<Value>, ApiError> {
+    let all = s.access.llms(async { Ok(llms::list(&s.store.db).await?) }).await?;
+    let usable: Vec<&Record<LlmSpec>> = all
+        .iter()
+        .filter(|l| ctx.permissions.may_infer(&l.name) && upstream::wire_of(l.spec.provider).is_some())
+        .collect();
+    let created = |at: &str| at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_second());
+    let mut data: Vec<Value> = usable
+        .iter()
+        .map(|l| json!({"id": l.name, "object": "model", "created": created(&l.created_at), "owned_by": l.spec.provider.as_str()}))
+        .collect();
+    for tier in [Tier::Fast, Tier::Heavy] {
+        if usable.iter().any(|l| l.spec.tier == tier) {
+            data.push(
+                json!({"id": format!("tier:{}", tier.as_str()), "object": "model", "created": 0, "owned_by": "mcpd"}),
+            );
+        }
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `POST /api/v1/llms/{name}/warmup`: loads the model (ollama), checks the endpoint and the key
+/// (the others); answers the Llm's health. Needs `run:infer` on the Llm: it sends the key.
+async fn warmup(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !ctx.permissions.may_infer(&name) {
+        return Err(ApiError::Forbidden(format!("user {:?} may not run:infer on llm {name:?}", ctx.actor)));
+    }
+    let llm =
+        llms::get(&s.store.db, &name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, &name))?;
+    let health = s.warm(&llm).await?;
+    Ok(Json(json!({"name": name, "status": health})))
+}
+
+impl Services {
+    /// Warms `llm` up (see [`health::warm`]).
+    pub async fn warm(&self, llm: &Record<LlmSpec>) -> Result<health::LlmHealth, ApiError> {
+        let key = match self.api_key_of(llm).await {
+            Ok(key) => key,
+            Err(e) => {
+                self.inference.health.set(&llm.name, health::FAILING, format!("resolving the key: {e}"));
+                return Err(e);
+            }
+        };
+        Ok(health::warm(&self.inference.client, &self.inference.health, llm, key.as_deref()).await)
+    }
+
+    /// Warms up the Llms of `tier` (every Llm when `None`) in the background.
+    pub fn warm_in_background(&self, tier: Option<Tier>) {
+        let s = self.clone();
+        tokio::spawn(async move {
+            let all = match llms::list(&s.store.db).await {
+                Ok(all) => all,
+                Err(e) => return tracing::warn!(error = %e, "warmup: listing the Llms failed"),
+            };
+            let chosen = all.iter().filter(|l| tier.is_none_or(|t| l.spec.tier == t));
+            let warmed = futures::future::join_all(chosen.map(|l| async {
+                let outcome = s.warm(l).await;
+                (l.name.clone(), outcome)
+            }))
+            .await;
+            for (name, outcome) in warmed {
+                match outcome {
+                    Ok(h) => tracing::info!(llm = %name, status = %h.status, message = %h.message, "warmup"),
+                    Err(e) => tracing::warn!(llm = %name, error = %e, "warmup failed"),
+                }
+            }
+        });
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    llm: Option<String>,
+    user: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /api/v1/usage?llm=&user=&since=`: requests, errors and tokens per user and Llm. One's
+/// own usage is anyone's to see; other users' needs `view:audit`.
+async fn usage_report(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let everyone = ctx.permissions.allows_operation("view:audit");
+    let user = match q.user {
+        Some(user) if user != ctx.actor && !everyone => {
+            return Err(ApiError::Forbidden(format!(
+                "user {:?} may see its own usage only (other users' needs view:audit)",
+                ctx.actor
+            )));
+        }
+        Some(user) => Some(user),
+        None if everyone => None,
+        None => Some(ctx.actor.clone()),
+    };
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(crate::time::parse_since(raw).map_err(ApiError::BadRequest)?),
+    };
+    let filter = usage::Filter { llm: q.llm.filter(|l| !l.is_empty()), user, since };
+    let rows = s.inference.usage.query(&s.store.db, &filter).await?;
+    Ok(Json(json!({"items": rows})))
+}
+
+/// The inference routes, and the usage and warmup routes of the REST API.
+pub fn routes() -> crate::http::Routes {
+    crate::http::Routes::default()
+        .on(Method::POST, "/openai/v1/chat/completions", chat_completions)
+        .on(Method::GET, "/openai/v1/models", models)
+        .on(Method::POST, "/anthropic/v1/messages", messages)
+        .on(Method::POST, "/api/v1/llms/{name}/warmup", warmup)
+        .on(Method::GET, "/api/v1/usage", usage_report)
+}

@@ -73,6 +73,14 @@ fi
 "$BAO_BIN" version >/dev/null || { echo "OpenBao ($BAO_BIN) does not run" >&2; exit 1; }
 log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
+# The inference tests' clients: the official OpenAI and Anthropic SDKs, in a venv of their own.
+venv="${CARGO_TARGET_DIR:-target}/pyenv"
+if ! "$venv/bin/python" -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
+    log "installing the inference tests' clients (PyPI: openai, anthropic, pytest) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic pytest
+fi
+
 log "building mcpd and mcpctl (the end-to-end tests run the binaries)"
 cargo build --workspace --bins --locked
 
@@ -80,9 +88,12 @@ log "running the test suite"
 output=$(mktemp)
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$output" || status=$?
+log "running the inference tests (the official OpenAI and Anthropic SDKs against mcpd and stub providers)"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/inference 2>&1 | tee -a "$output" || status=$?
 # One closing line for the whole run: cargo prints one "test result" per test binary, and the
 # last of them is often a crate's empty doc-test run.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+# pytest closes with "N passed[, M failed] in Ts".
+awk '/^test result:/ || / passed.* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$output"
 rm -f "$output"
 exit "$status"

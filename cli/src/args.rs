@@ -165,6 +165,18 @@ pub enum Command {
     )]
     Audit(AuditArgs),
 
+    /// Ask an Llm through mcpd (which holds its key); the answer streams as it arrives.
+    #[command(
+        after_help = "Examples:\n  mcpctl infer claude-fast \"Summarise RFC 9110 in one line\"\n  mcpctl infer tier:fast -f prompt.txt --system \"Answer in French\"\n  git diff | mcpctl infer gpt-heavy --max-tokens 500\n  mcpctl infer claude-fast hello -o json"
+    )]
+    Infer(InferArgs),
+
+    /// Inference usage per user and Llm: requests, errors, tokens in and out.
+    #[command(
+        after_help = "Examples:\n  mcpctl usage\n  mcpctl usage --llm claude-fast --since 24h\n  mcpctl usage --user alice -o json"
+    )]
+    Usage(UsageArgs),
+
     /// Questions about the current token.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -283,17 +295,53 @@ pub struct AuditArgs {
     pub output: Output,
 }
 
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The Llm's name, or tier:fast / tier:heavy.
+    pub llm: String,
+    /// The prompt; else the file of -f, else standard input.
+    #[arg(conflicts_with = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: standard input).
+    #[arg(short = 'f', long = "filename")]
+    pub file: Option<PathBuf>,
+    /// A system prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The most tokens the answer may have.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// `text` streams the answer; `json` prints the whole response (OpenAI's shape) at the end.
+    #[arg(short, long, value_parser = ["text", "json"], default_value = "text")]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this Llm.
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// Only this user (another user's usage needs view:audit).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// From this long ago (2h, 7d) or this RFC 3339 time; counted by the hour.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(short, long, value_parser = ["table", "json", "yaml"], default_value = "table")]
+    pub output: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// May the current token do this? Prints yes or no; exits 0 for yes, 1 for no.
     #[command(
         name = "can-i",
-        after_help = "Examples:\n  mcpctl auth can-i edit llms claude-fast\n  mcpctl auth can-i delete secrets\n  mcpctl auth can-i reveal:secrets"
+        after_help = "Examples:\n  mcpctl auth can-i edit llms claude-fast\n  mcpctl auth can-i delete secrets\n  mcpctl auth can-i reveal:secrets\n  mcpctl auth can-i run:infer llm/claude-fast"
     )]
     CanI {
         /// view, create, edit or delete; or an operation such as reveal:secrets.
         verb: String,
-        /// The kind (llms, secrets, …); omitted for an operation.
+        /// The kind (llms, secrets, …), or KIND/NAME; omitted for an operation on anything.
         kind: Option<String>,
         name: Option<String>,
     },

@@ -26,6 +26,7 @@ mod config;
 mod create;
 mod documents;
 mod get;
+mod infer;
 mod kind;
 mod migrate;
 mod output;
@@ -107,6 +108,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             0
         }
         Command::Auth(args::AuthCommand::CanI { verb, kind, name }) => {
+            // kubectl style: `llm/claude-fast` names the resource in one word.
+            let (kind, name) = match kind.as_deref().and_then(|k| k.split_once('/')) {
+                Some(_) if name.is_some() => anyhow::bail!("give KIND NAME or KIND/NAME, not both"),
+                Some((k, n)) => (Some(k.to_owned()), Some(n.to_owned())),
+                None => (kind, name),
+            };
             let mut query = vec![("verb", verb.clone())];
             if let Some(kind) = &kind {
                 // kubectl style: a kind's singular, plural or short name, any case; or an RBAC
@@ -135,6 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out!("{} (token {})", me["user"].as_str().unwrap_or("?"), me["tokenId"].as_str().unwrap_or("?"));
             0
         }
+        Command::Infer(args) => infer::run(&connect()?, args)?,
+        Command::Usage(args) => infer::usage(&connect()?, args)?,
         Command::Audit(args) => {
             audit::run(&connect()?, args)?;
             0

@@ -77,6 +77,10 @@ impl Runner {
                 .await
             {
                 Ok(()) => {
+                    // What this replica holds of them (API keys) is read from the new backend next.
+                    for copy in &copies {
+                        self.services.access.invalidate(domain::secret::AGGREGATE_TYPE, copy.name.as_str());
+                    }
                     let last = &copies[copies.len() - 1].name;
                     // The run goes on once readers see the flips; a projector that lags stops it here.
                     match self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await {

@@ -103,6 +103,11 @@ pub struct ServeArgs {
     #[arg(long = "allowed-upstream", env = "MCPD_ALLOWED_UPSTREAMS", value_delimiter = ',')]
     pub allowed_upstreams: Vec<String>,
 
+    /// Warm Llms up at start, in the background (readiness does not wait): `fast` (the fast
+    /// tier), `heavy`, `all`, or `none`.
+    #[arg(long, env = "MCPD_WARMUP", default_value = "none", value_parser = ["none", "fast", "heavy", "all"])]
+    pub warmup: String,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "MCPD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -89,6 +89,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let upstreams = service::guard::Upstreams::new(&args.allowed_upstreams)?;
     let mut app = App::open(&url, args.projection_wait(), &bootstrap).await?;
     app.services.upstreams = std::sync::Arc::new(upstreams);
+    match args.warmup.as_str() {
+        "all" => app.services.warm_in_background(None),
+        "none" => {}
+        tier => app.services.warm_in_background(domain::llm::Tier::parse(tier)),
+    }
     tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
     serve::run(listener, app.router(), args.limits(), shutdown_signal()).await;
     app.services.store.projector.shutdown();

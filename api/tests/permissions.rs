@@ -84,6 +84,19 @@ fn rows() -> Vec<Row> {
                                                                                              [200, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/llms/{name}/history", |_, _| "/api/v1/llms/claude-fast/history".into(), [200, 200, 200, 200, 403, 403]),
         row!(DELETE "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),            [204, 204, 403, 204, 403, 403]),
+        // Inference: run:infer (admin and editor; name-scoped rules name Llms). An Llm that
+        // does not exist, so that nothing calls a provider: 404 to those who may use it.
+        row!(POST "/openai/v1/chat/completions", |_, _| "/openai/v1/chat/completions".into(),
+             |_, _| Some(json!({"model": "no-such-llm", "messages": []})),                 [404, 404, 403, 403, 403, 403]),
+        row!(POST "/anthropic/v1/messages", |_, _| "/anthropic/v1/messages".into(),
+             |_, _| Some(json!({"model": "no-such-llm", "max_tokens": 5, "messages": []})), [404, 404, 403, 403, 403, 403]),
+        // The list is filtered to the Llms the caller may use (empty without run:infer).
+        row!(GET "/openai/v1/models", |_, _| "/openai/v1/models".into(),                    [200, 200, 200, 200, 200, 200]),
+        // Warming an Llm up sends its key: run:infer on it.
+        row!(POST "/api/v1/llms/{name}/warmup", |_, _| "/api/v1/llms/no-such-llm/warmup".into(), [404, 404, 403, 403, 403, 403]),
+        // One's own usage is everyone's; other users' needs view:audit.
+        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage".into(),                            [200, 200, 200, 200, 200, 200]),
+        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage?user=admin".into(),                 [200, 403, 403, 403, 403, 403]),
         // Secrets.
         row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),                        [200, 200, 200, 200, 403, 403]),
         row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets?reveal=true".into(),            [200, 403, 403, 403, 403, 403]),

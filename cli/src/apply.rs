@@ -150,7 +150,7 @@ pub fn diff(client: &Client, paths: &[PathBuf]) -> anyhow::Result<u8> {
 /// A document without the fields that change on every write.
 fn comparable(mut doc: Value) -> Value {
     if let Some(fields) = doc.as_object_mut() {
-        for field in ["resourceVersion", "createdAt", "updatedAt", "status"] {
+        for field in ["resourceVersion", "createdAt", "updatedAt", "health"] {
             fields.remove(field);
         }
     }

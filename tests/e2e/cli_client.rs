@@ -153,6 +153,18 @@ async fn the_readme_walkthrough_runs_as_written() {
         .collect();
     assert!(script.contains("mcpctl apply"), "{script}");
 
+    // `mcpctl infer local` asks the walkthrough's Ollama at 127.0.0.1:11434: a stub stands in.
+    let stub = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/inference/stub.py"))
+        .args(["11434", "ollama"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the stub provider");
+    let mut stub = KillOnDrop(stub);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stub.0.stdout.take().unwrap()), &mut ready).unwrap();
+    assert!(ready.contains("listening"), "the stub at 127.0.0.1:11434 did not start (is the port taken?): {ready:?}");
+
     let server = TestServer::start(StoreKind::Sqlite).await;
     let ctl = Ctl::new(&server);
     let config = server.client_config();
@@ -183,4 +195,16 @@ async fn the_readme_walkthrough_runs_as_written() {
     );
     let (_, llms) = server.get("/api/v1/llms").await;
     assert!(!llms["items"].as_array().unwrap().is_empty(), "the walkthrough creates llms");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Hello from ollama\n"), "mcpctl infer printed the stub's answer:\n{stdout}");
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -273,12 +273,12 @@ def test_warmup_checks_each_llm_and_get_shows_its_status(mcpd, stub):
     mcpd.llm(hosted, "openai", stub.url, secret=hosted)
     mcpd.llm(local, "ollama", stub.url, model="llama3")
     answer = mcpd.ok("POST", f"/api/v1/llms/{hosted}/warmup")
-    assert answer["status"]["status"] == "Ready", answer
+    assert answer["health"]["status"] == "Ready", answer
     assert stub.last["path"] == "/v1/models" and stub.last["headers"]["authorization"] == f"Bearer {key}"
-    assert mcpd.ok("POST", f"/api/v1/llms/{local}/warmup")["status"]["status"] == "Ready"
+    assert mcpd.ok("POST", f"/api/v1/llms/{local}/warmup")["health"]["status"] == "Ready"
     assert stub.last["path"] == "/api/generate" and stub.last["body"]["model"] == "llama3"
     stub.reset("status:401")
-    assert mcpd.ok("POST", f"/api/v1/llms/{hosted}/warmup")["status"]["status"] == "KeyRejected"
+    assert mcpd.ok("POST", f"/api/v1/llms/{hosted}/warmup")["health"]["status"] == "KeyRejected"
     table = mcpctl(mcpd, "get", "llms", "-o", "wide").stdout
     rows = {line.split()[0]: line for line in table.splitlines()}
     assert "STATUS" in table.splitlines()[0]

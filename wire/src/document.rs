@@ -34,7 +34,7 @@ pub struct Document<S> {
     pub updated_at: String,
     /// What the serving replica observes of the resource (an Llm's health); read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<crate::llm::LlmHealth>,
+    pub health: Option<crate::llm::LlmHealth>,
 }
 
 /// A collection: `{"items": [...]}`, and `metadata.continue` when the list was asked for a

@@ -105,7 +105,7 @@ impl Kind {
                     short: &[],
                     rbac_resource: "llms",
                     aggregate_type: "llm",
-                    read_only: &["resourceVersion", "createdAt", "updatedAt", "status"],
+                    read_only: &["resourceVersion", "createdAt", "updatedAt", "health"],
                     applicable: true,
                     in_all: true,
                     help: "Llms: a provider, model and tier, and the secret key they authenticate with.",

@@ -133,7 +133,7 @@ impl Spec for LlmSpec {
         Column::AGE,
     ];
     const WIDE: &'static [Column<Self>] = &[
-        column("STATUS", |d| Cell::Text(Cow::Borrowed(d.status.as_ref().map_or("Unknown", |s| s.status.as_str())))),
+        column("STATUS", |d| Cell::Text(Cow::Borrowed(d.health.as_ref().map_or("Unknown", |s| s.status.as_str())))),
         column("URL", |d| Cell::OrNone(d.spec.url.as_deref())),
         column("EXTRA", |d| Cell::Pairs(&d.spec.extra)),
         Column::VERSION,
@@ -146,7 +146,7 @@ impl Spec for LlmSpec {
         column("URL", |d| Cell::OrNone(d.spec.url.as_deref())),
         column("API Key", |d| Cell::KeyRef(d.spec.api_key_ref.as_ref())),
         column("Extra", |d| Cell::Pairs(&d.spec.extra)),
-        column("Status", |d| match &d.status {
+        column("Health", |d| match &d.health {
             None => Cell::Text(Cow::Borrowed("Unknown (not checked by this mcpd since it started)")),
             Some(s) if s.message.is_empty() => Cell::Text(Cow::Owned(format!("{} at {}", s.status, s.checked_at))),
             Some(s) => Cell::Text(Cow::Owned(format!("{} at {}: {}", s.status, s.checked_at, s.message))),

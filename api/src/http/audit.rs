@@ -42,8 +42,6 @@ fn aggregate_type(kind: &str) -> Option<&'static str> {
     domain::document::Kind::parse(kind).map(|k| k.info().aggregate_type)
 }
 
-/// `2h`, `30m`, `7d`, `45s` ago, or an RFC 3339 time.
-
 /// A cursor as rows show it: `position` on SQLite, `transaction:position` on PostgreSQL.
 fn cursor(position: Position) -> String {
     if position.transaction_id == 0 {
@@ -231,6 +229,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::time::point_in_time;
 
     #[test]
     fn summaries_name_fields_and_keys_never_hashes() {

@@ -25,9 +25,9 @@ pub fn document<S: Serialize>(kind: Kind, record: &Record<S>) -> Value {
 }
 
 /// The wire form of a record, borrowing its spec.
-fn wire_document<S>(kind: Kind, record: &Record<S>, status: Option<wire::llm::LlmHealth>) -> wire::Document<&S> {
+fn wire_document<S>(kind: Kind, record: &Record<S>, health: Option<wire::llm::LlmHealth>) -> wire::Document<&S> {
     wire::Document {
-        status,
+        health,
         kind,
         name: record.name.clone(),
         spec: &record.spec,
@@ -40,7 +40,7 @@ fn wire_document<S>(kind: Kind, record: &Record<S>, status: Option<wire::llm::Ll
 type Answer<T> = Result<T, ApiError>;
 
 fn one<K: ResourceKind>(s: &Services, status: StatusCode, record: &Record<K::Spec>) -> Response {
-    let doc = wire_document(K::KIND, record, K::status(s, &record.name));
+    let doc = wire_document(K::KIND, record, K::health(s, &record.name));
     let mut response = (status, Json(doc)).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.resource_version)) {
         response.headers_mut().insert(header::ETAG, etag);
@@ -66,7 +66,7 @@ async fn list<K: ResourceKind>(
     let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, "view", Some(&r.name));
     let (records, next) = super::paging::page_of(K::KIND, K::ORDER, page, fetch, visible).await?;
     // Serialised straight from the records, with no `Value` per document in between.
-    let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r, K::status(&s, &r.name))).collect();
+    let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r, K::health(&s, &r.name))).collect();
     let metadata = next.map(|token| wire::ListMeta { continue_token: Some(token) });
     Ok(Json(wire::List { items, metadata }).into_response())
 }

@@ -119,9 +119,11 @@ impl Services {
             return Err(ApiError::Forbidden(format!("user {who:?} may not run:infer on any Llm")));
         }
         let all = self.access.llms(async { Ok(llms::list(&self.store.db).await?) }).await?;
-        let served = |l: &&Record<LlmSpec>| match (surface, upstream::wire_of(l.spec.provider)) {
-            (Surface::OpenAi, Some(_)) | (Surface::Anthropic, Some(Wire::Anthropic)) => true,
-            _ => false,
+        let served = |l: &&Record<LlmSpec>| {
+            matches!(
+                (surface, upstream::wire_of(l.spec.provider)),
+                (Surface::OpenAi, Some(_)) | (Surface::Anthropic, Some(Wire::Anthropic))
+            )
         };
         if let Some(tier) = model.strip_prefix("tier:") {
             let tier = Tier::parse(tier)
@@ -479,15 +481,14 @@ impl Relay {
     fn event(&mut self, event: &sse::Event) {
         match &mut self.mode {
             Mode::OpenAi { client_usage } => {
-                if event.data.contains("\"usage\"") {
-                    if let Ok(chunk) = serde_json::from_str::<Value>(&event.data) {
-                        if let Some((input, output)) = translate::openai_usage(chunk.get("usage")) {
-                            self.meter.tokens(input, output);
-                            let only_usage = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-                            if only_usage && !*client_usage {
-                                return;
-                            }
-                        }
+                let chunk = event.data.contains("\"usage\"").then(|| serde_json::from_str::<Value>(&event.data).ok());
+                if let Some(chunk) = chunk.flatten()
+                    && let Some((input, output)) = translate::openai_usage(chunk.get("usage"))
+                {
+                    self.meter.tokens(input, output);
+                    let only_usage = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                    if only_usage && !*client_usage {
+                        return;
                     }
                 }
                 self.queue.push_back(event.raw.clone());
@@ -569,7 +570,7 @@ async fn warmup(
     let llm =
         llms::get(&s.store.db, &name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, &name))?;
     let health = s.warm(&llm).await?;
-    Ok(Json(json!({"name": name, "status": health})))
+    Ok(Json(json!({"name": name, "health": health})))
 }
 
 impl Services {

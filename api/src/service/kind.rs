@@ -40,8 +40,8 @@ pub trait ResourceKind: Send + Sync + 'static {
     /// The order its lists come in (and pages follow).
     const ORDER: Order = Order::Key;
     /// One keyset page of the list (the whole list for `Page::default()`).
-    /// What this replica observes of the resource (an Llm's health), shown as `status`.
-    fn status(_s: &Services, _name: &str) -> Option<wire::llm::LlmHealth> {
+    /// What this replica observes of the resource (an Llm's health), shown as `health`.
+    fn health(_s: &Services, _name: &str) -> Option<wire::llm::LlmHealth> {
         None
     }
 

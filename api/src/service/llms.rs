@@ -92,7 +92,7 @@ pub struct Llms;
 impl ResourceKind for Llms {
     type Spec = LlmSpec;
 
-    fn status(s: &Services, name: &str) -> Option<wire::llm::LlmHealth> {
+    fn health(s: &Services, name: &str) -> Option<wire::llm::LlmHealth> {
         s.inference.health.get(name)
     }
 

@@ -233,7 +233,7 @@ async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Re
         ApiError::BadRequest("`model` is required: the name of an Llm, or tier:fast or tier:heavy".into())
     })?;
     let candidates = s.candidates(ctx, model, surface).await?;
-    let body = Value::Object(body.clone());
+    let body = Value::Object(body);
     let count = candidates.len();
     for (i, llm) in candidates.iter().enumerate() {
         let (mut response, failover) = match try_llm(s, ctx, surface, llm, &body, &headers).await {
@@ -407,7 +407,7 @@ async fn read_all(response: reqwest::Response, timeout: Duration) -> Result<Byte
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| Failure::Unreachable(upstream::chain(&e)))?;
+            let chunk = chunk.map_err(|e| Failure::Unreachable(projections::projector::error_chain(&e)))?;
             if body.len() + chunk.len() > ANSWER_LIMIT {
                 return Err(Failure::Unreachable(format!("the answer is larger than {ANSWER_LIMIT} bytes")));
             }
@@ -456,9 +456,10 @@ impl Relay {
                         let message = format!("the provider sent nothing for {}s", relay.idle.as_secs_f64());
                         relay.interrupted(&message);
                     }
-                    Ok(Some(Err(e))) => {
-                        relay.interrupted(&format!("the provider's stream broke: {}", upstream::chain(&e)))
-                    }
+                    Ok(Some(Err(e))) => relay.interrupted(&format!(
+                        "the provider's stream broke: {}",
+                        projections::projector::error_chain(&e)
+                    )),
                     Ok(Some(Ok(bytes))) => match relay.splitter.push(&bytes) {
                         Ok(events) => events.iter().for_each(|e| relay.event(e)),
                         Err(message) => relay.interrupted(&message),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
 use domain::llm::{LlmSpec, LlmType};
+use projections::projector::error_chain;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
@@ -130,21 +131,9 @@ pub async fn send(request: reqwest::RequestBuilder, timeout: Duration) -> Result
     match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => Err(Failure::TimedOut(timeout)),
         Ok(Err(e)) if e.is_timeout() => Err(Failure::TimedOut(timeout)),
-        Ok(Err(e)) => Err(Failure::Unreachable(chain(&e))),
+        Ok(Err(e)) => Err(Failure::Unreachable(error_chain(&e))),
         Ok(Ok(response)) => Ok(response),
     }
-}
-
-/// An error and its causes on one line (reqwest's own message names only the URL).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -42,8 +42,18 @@ impl App {
         projection_wait: std::time::Duration,
         bootstrap: &service::Bootstrap,
     ) -> anyhow::Result<App> {
+        Self::open_with(database_url, projection_wait, bootstrap, Default::default()).await
+    }
+
+    /// [`App::open`], with the upstreams an Llm may send its key to beside the official ones.
+    pub async fn open_with(
+        database_url: &str,
+        projection_wait: std::time::Duration,
+        bootstrap: &service::Bootstrap,
+        upstreams: service::guard::Upstreams,
+    ) -> anyhow::Result<App> {
         let store = Store::open(database_url, ProjectorConfig::default()).await?;
-        let services = Services::new(store, projection_wait);
+        let services = Services::new(store, projection_wait, upstreams);
         services.follow_access_changes().await.map_err(|e| anyhow::anyhow!("reading the access checkpoints: {e}"))?;
         services
             .seed_default_backend()
@@ -87,8 +97,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let upstreams = service::guard::Upstreams::new(&args.allowed_upstreams)?;
-    let mut app = App::open(&url, args.projection_wait(), &bootstrap).await?;
-    app.services.upstreams = std::sync::Arc::new(upstreams);
+    let app = App::open_with(&url, args.projection_wait(), &bootstrap, upstreams).await?;
     match args.warmup.as_str() {
         "all" => app.services.warm_in_background(None),
         "none" => {}

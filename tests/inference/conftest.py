@@ -82,17 +82,17 @@ def new_key(prefix="sk"):
 
 
 class Mcpd:
-    def __init__(self, tmp):
+    def __init__(self, tmp, args=(), token=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = "mcpd-admin-" + secrets.token_hex(16)
+        self.token = token or "mcpd-admin-" + secrets.token_hex(16)
         self.log_path = os.path.join(tmp, "mcpd.log")
         self.config = os.path.join(tmp, "mcpctl.json")
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "ab")
         env = dict(os.environ, MCPD_LOG="trace", MCPCTL_CONFIG=self.config)
         self.process = subprocess.Popen(
             [os.path.join(BIN, "mcpd"), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", os.path.join(tmp, "data"),
-             "--bootstrap-token", self.token],
+             "--bootstrap-token", self.token, *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         wait_for(self.url + "/readyz")
 

@@ -341,3 +341,28 @@ def test_zz_no_key_in_mcpd_output_or_any_answer(mcpd):
         assert key not in output, "a key appeared in mcpd's output"
         for answer in ANSWERS:
             assert key not in answer
+
+
+def test_serve_warmup_warms_the_llms_at_start(tmp_path, stub):
+    """`mcpd serve --warmup fast` calls the fast tier's providers by itself after a restart."""
+    from conftest import Mcpd
+    first = Mcpd(str(tmp_path))
+    key = new_key()
+    first.secret("k", key)
+    first.llm("fast-one", "openai", stub.url, secret="k", tier="fast")
+    first.llm("heavy-one", "ollama", stub.url, tier="heavy")
+    first.stop()
+    stub.reset()
+    again = Mcpd(str(tmp_path), ["--warmup", "fast"], token=first.token)
+    try:
+        deadline = time.time() + 20
+        while not stub.requests and time.time() < deadline:
+            time.sleep(0.1)
+        assert [r["path"] for r in stub.requests] == ["/v1/models"], "the fast Llm only"
+        assert stub.last["headers"]["authorization"] == f"Bearer {key}"
+        health = again.ok("GET", "/api/v1/llms/fast-one")["health"]
+        assert health["status"] == "Ready", health
+        assert "health" not in again.ok("GET", "/api/v1/llms/heavy-one")
+        assert key not in again.output()
+    finally:
+        again.stop()

@@ -37,9 +37,21 @@ pub use writer::{Recorded, Writer};
 /// One line of a resource's history; the event's payload is not part of it.
 pub use wire::HistoryEvent as HistoryEntry;
 
-/// What the API's handlers share: the store, and the capabilities built on it.
+/// What the API's handlers share: the store, and the capabilities built on it. A handle:
+/// cloning it (axum does, for every request's state) is one reference count, not one per part.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<Parts>);
+
+impl std::ops::Deref for Services {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What [`Services`] holds.
+pub struct Parts {
     pub store: Store,
     /// The write path: commands executed with metadata, waited for in the read models.
     pub writer: Writer,
@@ -59,18 +71,18 @@ pub struct Services {
 
 impl Services {
     /// Call [`Services::follow_access_changes`] before serving.
-    pub fn new(store: Store, projection_wait: Duration) -> Self {
+    pub fn new(store: Store, projection_wait: Duration, upstreams: guard::Upstreams) -> Self {
         let access = access_cache::AccessCache::default();
-        Self {
+        Services(Arc::new(Parts {
             writer: Writer { store: store.clone(), projection_wait, access: access.clone() },
             access,
             drivers: Drivers::new(store.db.clone()),
             store,
             migration_slot: Arc::default(),
             usage: Default::default(),
-            upstreams: Arc::default(),
+            upstreams: Arc::new(upstreams),
             inference: Default::default(),
-        }
+        }))
     }
 }
 

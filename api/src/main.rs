@@ -4,6 +4,10 @@ use api::config::{Cli, Command};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: glibc's allocator was a sixth of a proxied request's CPU time (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -445,8 +445,15 @@ impl Relay {
     fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
         futures::stream::unfold(self, |mut relay| async move {
             loop {
-                if let Some(bytes) = relay.queue.pop_front() {
-                    return Some((Ok(bytes), relay));
+                // Everything one read of the provider completed goes out in one write.
+                match relay.queue.len() {
+                    0 => {}
+                    1 => return relay.queue.pop_front().map(|bytes| (Ok(bytes), relay)),
+                    _ => {
+                        let mut joined = Vec::with_capacity(relay.queue.iter().map(Bytes::len).sum());
+                        relay.queue.drain(..).for_each(|b| joined.extend_from_slice(&b));
+                        return Some((Ok(Bytes::from(joined)), relay));
+                    }
                 }
                 if relay.done {
                     return None;

@@ -5,6 +5,7 @@ Every request is recorded (path, headers, body). What the next answers look like
 stub: `behaviour` is one of
   "ok"          answer (streamed when asked): the text "Hello from <name>" in three chunks;
   "status:N"    answer HTTP N with a provider-shaped error (429 and 503 carry Retry-After: 7);
+  "echo:N"      answer HTTP N with an error quoting the key it was sent (a careless provider);
   "hang"        accept the request and never answer;
   "gate"        stream the first chunk, then wait for `release` before the rest;
   "slow"        stream 200 chunks 50 ms apart (to see a client go away).
@@ -39,7 +40,9 @@ class Stub:
 
             def do_GET(self):
                 stub.record(self, None)
-                if stub.behaviour.startswith("status:"):
+                if stub.behaviour.startswith("echo:"):
+                    self.json(int(stub.behaviour[5:]), {"error": {"message": f"bad key {stub.sent_key(self)}"}})
+                elif stub.behaviour.startswith("status:"):
                     status = int(stub.behaviour.split(":")[1])
                     self.json(status, {"error": {"message": f"{stub.name} says {status}"}})
                 elif self.path.endswith("/models"):
@@ -85,6 +88,11 @@ class Stub:
     def record(self, handler, body):
         self.requests.append({"path": handler.path, "headers": {k.lower(): v for k, v in handler.headers.items()}, "body": body})
 
+    @staticmethod
+    def sent_key(handler):
+        auth = handler.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ") or handler.headers.get("x-api-key", "")
+
     @property
     def last(self):
         return self.requests[-1]
@@ -94,6 +102,8 @@ class Stub:
         anthropic = h.path.endswith("/messages")
         if h.path.endswith("/api/generate"):
             return h.json(200, {"model": body.get("model"), "done": True})
+        if behaviour.startswith("echo:"):
+            return h.json(int(behaviour[5:]), {"error": {"type": "invalid_request_error", "message": f"bad key {self.sent_key(h)}"}})
         if behaviour == "hang":
             time.sleep(30)
             return

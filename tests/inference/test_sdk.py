@@ -332,6 +332,25 @@ def test_mcpctl_infer_streams_to_a_terminal_and_to_a_pipe(mcpd, stub):
     assert mcpctl(mcpd, "auth", "can-i", "run:infer", f"llm/{name}").stdout == "yes\n"
 
 
+def test_a_provider_echoing_the_key_does_not_pass_it_on(mcpd, stub):
+    for provider in ["openai", "anthropic"]:
+        name, key = next(names), new_key()
+        mcpd.secret(name, key)
+        mcpd.llm(name, provider, stub.url, secret=name)
+        for status, error in [(400, openai.BadRequestError), (401, openai.InternalServerError)]:
+            stub.reset(f"echo:{status}")
+            with pytest.raises(error) as refused:
+                ask(mcpd, name)
+            text = refused.value.response.text
+            ANSWERS.append(text)
+            assert key not in text and "bad key [redacted]" in text, text
+        warmed = mcpd.ok("POST", f"/api/v1/llms/{name}/warmup")["health"]
+        assert warmed["status"] == "KeyRejected" and key not in warmed["message"], warmed
+        assert "[redacted]" in warmed["message"]
+        described = mcpd.ok("GET", f"/api/v1/llms/{name}")
+        assert key not in json.dumps(described)
+
+
 def test_zz_no_key_in_mcpd_output_or_any_answer(mcpd):
     """Last (by name): everything mcpd printed at trace level, and every answer, without a key."""
     output = mcpd.output()

@@ -105,7 +105,7 @@ pub async fn warm(
         Ok(response) => {
             let status = response.status().as_u16();
             let body = tokio::time::timeout(timeout, response.bytes()).await.ok().and_then(Result::ok);
-            let body = body.unwrap_or_default();
+            let body = upstream::scrub(body.unwrap_or_default(), key);
             let served = |b: &[u8]| {
                 let list: Value = serde_json::from_slice(b).unwrap_or_default();
                 let data = list.get("data").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -311,7 +311,7 @@ async fn try_llm(
     let status = response.status();
     let passed_headers = passed_on(response.headers());
     if !status.is_success() {
-        let bytes = read_all(response, timeout).await.unwrap_or_default();
+        let bytes = upstream::scrub(read_all(response, timeout).await.unwrap_or_default(), key.as_deref());
         let message = provider_message(&bytes);
         s.inference.health.answered(&llm.name, status.as_u16(), &message);
         tracing::info!(llm = %llm.name, status = status.as_u16(), "an Llm's provider refused a request");

@@ -105,6 +105,25 @@ pub fn auth_headers(provider: LlmType, key: Option<&SecretString>, client: &Head
     headers
 }
 
+/// A provider's error answer with every occurrence of the key it was sent replaced: a provider
+/// that echoes the key in its error (some print part of it) must not hand it to the caller, the
+/// Llm's health or a log line.
+pub fn scrub(body: axum::body::Bytes, key: Option<&SecretString>) -> axum::body::Bytes {
+    let Some(key) = key.map(|k| k.expose_secret().as_bytes()).filter(|k| !k.is_empty()) else { return body };
+    if !body.windows(key.len()).any(|w| w == key) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = &body[..];
+    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"[redacted]");
+        rest = &rest[at + key.len()..];
+    }
+    out.extend_from_slice(rest);
+    out.into()
+}
+
 /// Why a provider gave no answer.
 #[derive(Debug)]
 pub enum Failure {
@@ -182,6 +201,14 @@ mod tests {
         assert_eq!(anthropic["anthropic-version"], ANTHROPIC_VERSION);
         assert!(anthropic.get("authorization").is_none());
         assert!(auth_headers(LlmType::Ollama, None, &client).is_empty());
+    }
+
+    #[test]
+    fn an_echoed_key_is_scrubbed_from_error_answers() {
+        let key = SecretString::from("sk-echo");
+        let body = axum::body::Bytes::from_static(b"{\"error\": \"bad key sk-echo, sk-echo!\"}");
+        assert_eq!(&scrub(body.clone(), Some(&key))[..], b"{\"error\": \"bad key [redacted], [redacted]!\"}");
+        assert_eq!(scrub(body.clone(), None), body);
     }
 
     #[test]

@@ -41,7 +41,7 @@ async fn serve(db: &TestDb) -> (App, String) {
         max_connections: 512,
         shutdown_grace: Duration::from_secs(1),
     };
-    tokio::spawn(api::serve::run(listener, app.router(), limits, std::future::pending()));
+    tokio::spawn(api::serve::run(listener, app.router(), limits, None, std::future::pending()));
     (app, base)
 }
 

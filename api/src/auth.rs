@@ -65,7 +65,7 @@ pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, St
 }
 
 /// The middleware: every route but [`OPEN_PATHS`] needs a valid bearer token.
-pub async fn authenticate(State(s): State<Services>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(State(s): State<Services>, request: Request, next: Next) -> Response {
     if OPEN_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
@@ -75,7 +75,19 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
         let value = request.headers().get("x-api-key")?;
         request.uri().path().starts_with("/anthropic/").then(|| value.to_str().map(|v| format!("Bearer {v}")))
     };
+    let certificate = request.extensions().get::<crate::tls::ClientCertificate>().cloned();
     let token = match header.or_else(api_key) {
+        // A verified client certificate (--client-ca) authenticates its common name's user.
+        None if let Some(certificate) = certificate => {
+            return match by_certificate(&s, &certificate.common_name).await {
+                Ok(user) => with_user(&s, request, next, user, CERTIFICATE_TOKEN_ID.to_owned()).await,
+                Err(Refusal::Invalid(reason)) => {
+                    tracing::info!(reason, user = %certificate.common_name, "a client certificate was refused");
+                    unauthenticated("the client certificate names no user of mcpd")
+                }
+                Err(Refusal::Unavailable(e)) => e.into_response(),
+            };
+        }
         None => return unauthenticated("no token: send Authorization: Bearer <token> (see mcpctl login)"),
         Some(Err(_)) => return unauthenticated("the Authorization header is malformed"),
         Some(Ok(value)) => match bearer(&value) {
@@ -99,6 +111,29 @@ pub async fn authenticate(State(s): State<Services>, mut request: Request, next:
                 tracing::warn!(token = %id, error = %e, "could not record a token's last use");
             }
         });
+    }
+    with_user(&s, request, next, user, token_id).await
+}
+
+/// What a request authenticated by a client certificate records as its token id.
+pub const CERTIFICATE_TOKEN_ID: &str = "client-certificate";
+
+/// The user a client certificate's common name names, if it exists.
+async fn by_certificate(s: &Services, common_name: &str) -> Result<String, Refusal> {
+    let load = async { Ok(users::get(&s.store.db, common_name).await?.is_some()) };
+    match s.access.user_exists(common_name, load).await {
+        Ok(true) => Ok(common_name.to_owned()),
+        Ok(false) => Err(Refusal::Invalid("no such user")),
+        Err(e) => Err(Refusal::Unavailable(e)),
+    }
+}
+
+/// Runs the request as `user`, with that user's permissions.
+async fn with_user(s: &Services, mut request: Request, next: Next, user: String, token_id: String) -> Response {
+    tracing::Span::current().record("user", user.as_str());
+    if let Err(limited) = s.limits.admit(&token_id) {
+        tracing::info!(user = %user, "a token went past its rate limit");
+        return limited.into_response();
     }
     let permissions = match s.permissions_of(&user).await {
         Ok(permissions) => permissions,

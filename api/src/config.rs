@@ -66,6 +66,21 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_LISTEN", default_value = "127.0.0.1:3100")]
     pub listen: SocketAddr,
 
+    /// PEM certificate chain to serve TLS with (with --tls-key). Without it mcpd speaks plain
+    /// HTTP, which only suits a loopback address. SIGHUP reloads the certificate, key and client
+    /// CA; connections already open keep theirs.
+    #[arg(long, env = "MCPD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MCPD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA whose client certificates authenticate their holders: the certificate's common
+    /// name is the user, as a bearer token of that user would be. Needs --tls-cert.
+    #[arg(long, env = "MCPD_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
     /// Database holding the event log and read models: `sqlite://PATH` or `postgres://…`.
     /// Defaults to a SQLite file in the data directory.
     #[arg(long, env = "MCPD_DATABASE_URL", hide_env_values = true)]
@@ -108,14 +123,59 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_WARMUP", default_value = "none", value_parser = ["none", "fast", "heavy", "all"])]
     pub warmup: String,
 
+    /// A second address serving only `/metrics`, without authentication: for Prometheus on a
+    /// trusted network. On the main listener `/metrics` needs a token holding `view:metrics`.
+    #[arg(long, env = "MCPD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Requests per second each token may make (0: no limit); past it and its burst, 429 with
+    /// Retry-After.
+    #[arg(long, env = "MCPD_RATE_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+
+    /// Requests a token may make at once above --rate-limit before it is held to the rate.
+    #[arg(long, env = "MCPD_RATE_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+
+    /// Seconds a request that is not a stream may take (0: no limit). Past it a request that
+    /// has changed nothing yet is answered 503; one that has begun a change is finished.
+    #[arg(long, env = "MCPD_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Streams (watches, streamed inference) open at once; past it, 503 with Retry-After.
+    #[arg(long, env = "MCPD_MAX_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_streams: u64,
+
+    /// Hours an Idempotency-Key is remembered: a retry within them gets the first answer.
+    #[arg(long, env = "MCPD_IDEMPOTENCY_KEY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub idempotency_key_hours: u64,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "MCPD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 }
 
 impl ServeArgs {
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            certificate: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
+    }
+
     pub fn projection_wait(&self) -> Duration {
         Duration::from_millis(self.projection_wait_ms)
+    }
+
+    pub fn tuning(&self) -> crate::limits::Tuning {
+        crate::limits::Tuning {
+            rate: std::num::NonZeroU32::new(self.rate_limit)
+                .map(|rate| (rate, std::num::NonZeroU32::new(self.rate_burst).unwrap_or(rate))),
+            request_timeout: (self.request_timeout_secs > 0).then(|| Duration::from_secs(self.request_timeout_secs)),
+            max_streams: self.max_streams as usize,
+            idempotency_lifetime: Duration::from_secs(self.idempotency_key_hours * 3600),
+        }
     }
 
     pub fn limits(&self) -> crate::serve::Limits {

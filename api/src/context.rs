@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use domain::metadata::{ANONYMOUS, EventMetadata};
 use tracing::Instrument;
 
@@ -25,6 +25,8 @@ pub struct RequestContext {
     pub user_agent: String,
     /// What the actor may do; everything for mcpd's own actions, nothing before authentication.
     pub permissions: std::sync::Arc<domain::rbac::Permissions>,
+    /// The request's `Idempotency-Key` and request hash (set by the idempotency middleware).
+    pub idempotency: Option<(String, String)>,
 }
 
 impl RequestContext {
@@ -40,6 +42,7 @@ impl RequestContext {
             permissions: std::sync::Arc::new(domain::rbac::Permissions::new(domain::rbac::built_in(
                 domain::rbac::ADMIN,
             ))),
+            idempotency: None,
         }
     }
 
@@ -85,15 +88,30 @@ impl RequestContext {
             token_id: self.token_id.clone(),
             source_address: self.source_address.clone(),
             user_agent: self.user_agent.clone(),
+            idempotency: self.idempotency.clone(),
         }
     }
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Routes whose answer is a stream, which the request timeout does not apply to: inference
+/// (its own per-Llm timeout bounds it), a warmup, a migration's progress, and watches.
+fn streams(route: &str, query: Option<&str>) -> bool {
+    route.starts_with("/openai/")
+        || route.starts_with("/anthropic/")
+        || route.ends_with("/warmup")
+        || route == "/api/v1/secrets/migrate"
+        || query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && v != "false"))
+}
+
 /// Gives each request an id (the client's `X-Request-Id` when it is sane), a context for the
 /// handlers, a tracing span, and one log line when it completes.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+pub async fn request_context(
+    axum::extract::State(s): axum::extract::State<crate::service::Services>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -120,11 +138,40 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         source_address,
         user_agent,
         permissions: Default::default(),
+        idempotency: None,
     });
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    // The route template (`/api/v1/llms/{name}`), for the metrics and the log; the user is
+    // filled in by authentication.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        path = %request.uri().path(),
+        user = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let (mut response, recorded) =
-        crate::request_scope::run(request_id.clone(), next.run(request)).instrument(span.clone()).await;
+    let timeout = if streams(&route, request.uri().query()) { None } else { s.limits.tuning.request_timeout };
+    let served =
+        crate::request_scope::run(request_id.clone(), next.run(request), timeout).instrument(span.clone()).await;
+    let (mut response, recorded) = match served {
+        Ok(served) => served,
+        Err(crate::request_scope::TimedOut) => {
+            let limit = timeout.unwrap_or_default().as_secs();
+            span.in_scope(|| {
+                tracing::warn!(timeout_seconds = limit, "a request ran past the request timeout; stopped")
+            });
+            let error = crate::error::ApiError::Overloaded(format!(
+                "the request took longer than {limit} s (--request-timeout-secs) and was stopped before it changed anything"
+            ));
+            (crate::request_scope::with_id(request_id.clone(), || error.into_response()), false)
+        }
+    };
     let status = response.status();
     if recorded && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
         // The change happened; a 5xx would make the client retry it, and a 404 (another request
@@ -137,6 +184,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
             ))
         });
     }
+    crate::metrics::request(&method, &route, response.status().as_u16(), started.elapsed());
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

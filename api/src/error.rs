@@ -51,6 +51,16 @@ pub enum ApiError {
     /// 422: the body is not valid JSON, or not the shape this resource takes.
     #[error("{0}")]
     MalformedBody(String),
+    /// 422: an `Idempotency-Key` already used with a different request.
+    #[error("{0}")]
+    KeyReused(String),
+    /// 429 with `Retry-After`: the token's request rate is over its limit.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// 503 with `Retry-After`: mcpd is at a limit of its own (streams open at once) or a
+    /// request ran past the request timeout before it changed anything.
+    #[error("{0}")]
+    Overloaded(String),
     /// 502: a secret backend answered, but not as it should (permission denied, an error).
     #[error("{0}")]
     BadGateway(String),
@@ -89,7 +99,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MalformedBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MalformedBody(_) | ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) | ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +122,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MalformedBody(_) => "MalformedBody",
+            ApiError::KeyReused(_) => "IdempotencyKeyReused",
+            ApiError::RateLimited { .. } => "RateLimited",
+            ApiError::Overloaded(_) => "Overloaded",
             ApiError::BadGateway(_) => "BackendFailed",
             ApiError::UpstreamFailed(_) => "UpstreamFailed",
             ApiError::UpstreamTimeout(_) => "UpstreamTimeout",
@@ -231,8 +246,11 @@ impl IntoResponse for ApiError {
         if let ApiError::MethodNotAllowed = self {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
         }
-        if let ApiError::StoreUnavailable = self {
+        if let ApiError::StoreUnavailable | ApiError::Overloaded(_) = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if let ApiError::Unauthenticated(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcpd\""));

@@ -48,6 +48,8 @@ pub async fn capture<F: Future>(write: F) -> (F::Output, Option<Appended>) {
 impl EventRepository {
     /// Appends `events` (of any aggregates) in one transaction, all or nothing.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<Appended, PersistenceError> {
+        // From here the request is not cut short by its timeout: the commit may land.
+        crate::request_scope::mark_changing();
         let events: Vec<NewEvent> = events.iter().map(new_event).collect();
         // Inline when this write is alone; with others in flight, or waiting for the projector,
         // it joins them and the projector applies them all in one transaction (a group commit).
@@ -58,11 +60,15 @@ impl EventRepository {
         let (_appending, alone) = self.projector.appending();
         let inline = if alone && !self.projector.has_waiters() { self.projector.healthy_models() } else { Vec::new() };
         let appended = projections::append::append(&self.db, &events, &inline).await.map_err(|e| match e {
-            AppendError::Conflict { .. } => PersistenceError::OptimisticLockError,
+            AppendError::Conflict { .. } | AppendError::KeyClaimed => PersistenceError::OptimisticLockError,
             AppendError::Database(e) if crate::error::unreachable(&e) => PersistenceError::ConnectionError(Box::new(e)),
             AppendError::Database(e) => PersistenceError::UnknownError(Box::new(e)),
         })?;
         let _ = APPENDED.try_with(|cell| *cell.borrow_mut() = Some(appended.clone()));
+        for event in &events {
+            metrics::counter!("mcpd_events_appended_total", "kind" => event.aggregate_type.clone(), "type" => event.event_type.clone())
+                .increment(1);
+        }
         Ok(appended)
     }
 }

@@ -12,6 +12,8 @@ pub mod event_repository;
 pub mod files;
 pub mod http;
 pub mod inference;
+pub mod limits;
+pub mod metrics;
 pub mod migration;
 pub mod offline;
 pub mod request_scope;
@@ -20,6 +22,7 @@ pub mod service;
 pub mod snapshots;
 pub mod store;
 pub mod time;
+pub mod tls;
 
 use anyhow::Context;
 use projections::projector::ProjectorConfig;
@@ -52,14 +55,26 @@ impl App {
         bootstrap: &service::Bootstrap,
         upstreams: service::guard::Upstreams,
     ) -> anyhow::Result<App> {
+        Self::open_tuned(database_url, projection_wait, bootstrap, upstreams, Default::default()).await
+    }
+
+    /// [`App::open_with`], with the limits `tuning` sets.
+    pub async fn open_tuned(
+        database_url: &str,
+        projection_wait: std::time::Duration,
+        bootstrap: &service::Bootstrap,
+        upstreams: service::guard::Upstreams,
+        tuning: limits::Tuning,
+    ) -> anyhow::Result<App> {
         let store = Store::open(database_url, ProjectorConfig::default()).await?;
-        let services = Services::new(store, projection_wait, upstreams);
+        let services = Services::new_tuned(store, projection_wait, upstreams, tuning);
         services.follow_access_changes().await.map_err(|e| anyhow::anyhow!("reading the access checkpoints: {e}"))?;
         services
             .seed_default_backend()
             .await
             .map_err(|e| anyhow::anyhow!("seeding the default secret backend: {e}"))?;
         services.bootstrap(bootstrap).await.map_err(|e| anyhow::anyhow!("creating the first user: {e}"))?;
+        services.spawn_housekeeping();
         migration::Runner::new(services.clone())
             .resume_unfinished_migrations()
             .await
@@ -84,27 +99,48 @@ pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
 /// Runs mcpd until SIGINT or SIGTERM; requests in flight finish first.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = database_url(&args)?;
+    let tls = args.tls_files().map(tls::Tls::load).transpose()?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            listen = %local,
+            "serving plain HTTP on a non-loopback address: tokens and secret values cross the network \
+             unencrypted; use --tls-cert and --tls-key, or a TLS-terminating proxy on the same host"
+        );
+    }
     let bootstrap = service::Bootstrap {
         token: args.bootstrap_token.clone().map(secrecy::SecretString::from),
         token_file: Some(args.data_dir.join("admin-token")),
         // The embedded default on this machine: point mcpctl at it, unless it is configured.
         client_config: if args.database_url.is_none() {
-            client_config_path().map(|path| (path, format!("http://{local}")))
+            client_config_path().map(|path| (path, format!("{scheme}://{local}")))
         } else {
             None
         },
     };
     let upstreams = service::guard::Upstreams::new(&args.allowed_upstreams)?;
-    let app = App::open_with(&url, args.projection_wait(), &bootstrap, upstreams).await?;
+    let app = App::open_tuned(&url, args.projection_wait(), &bootstrap, upstreams, args.tuning()).await?;
     match args.warmup.as_str() {
         "all" => app.services.warm_in_background(None),
         "none" => {}
         tier => app.services.warm_in_background(domain::llm::Tier::parse(tier)),
     }
-    tracing::info!(listen = %local, database = %store::redact_url(&url), "mcpd is serving");
-    serve::run(listener, app.router(), args.limits(), shutdown_signal()).await;
+    if let Some(tls) = &tls {
+        reload_on_hangup(tls.clone())?;
+    }
+    metrics::handle();
+    if let Some(address) = args.metrics_listen {
+        let listener =
+            TcpListener::bind(address).await.with_context(|| format!("listening on {address} for metrics"))?;
+        tracing::info!(listen = %listener.local_addr()?, "serving /metrics without authentication");
+        let router = http::metrics_router(app.services.clone());
+        // Ends with the process; scrapes need no draining.
+        tokio::spawn(serve::run(listener, router, args.limits(), None, std::future::pending()));
+    }
+    tracing::info!(listen = %local, scheme, database = %store::redact_url(&url), "mcpd is serving");
+    serve::run(listener, app.router(), args.limits(), tls, shutdown_signal()).await;
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())
@@ -116,6 +152,23 @@ fn client_config_path() -> Option<std::path::PathBuf> {
         return Some(path.into());
     }
     std::env::home_dir().map(|home| home.join(".mcpctl").join("config.json"))
+}
+
+/// SIGHUP reloads the TLS files; a failed reload keeps the configuration in use.
+fn reload_on_hangup(tls: std::sync::Arc<tls::Tls>) -> anyhow::Result<()> {
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate, key and client CA"),
+                Err(e) => {
+                    tracing::error!("SIGHUP: the TLS files could not be reloaded, keeping the previous ones: {e:#}")
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

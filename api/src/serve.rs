@@ -3,7 +3,8 @@
 //! timeout (which also bounds how long an idle keep-alive connection waits for its next
 //! request); at most `max_connections` are open at once (more wait in the kernel's accept
 //! queue); on SIGTERM the listener closes, requests in flight get the grace period to finish,
-//! and whatever is still open after it is dropped.
+//! and whatever is still open after it is dropped. With TLS, the handshake must also finish
+//! within the header-read timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,11 +26,13 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains within the grace.
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
+/// drains within the grace.
 pub async fn run(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -57,15 +60,37 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        // The router for this connection, with the client's address in every request.
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-            router.clone().oneshot(request.map(axum::body::Body::new))
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
-            if let Err(e) = connection.await {
+            let result = match acceptor {
+                None => serve_connection(&builder, watcher, stream, router, remote, None).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(crate::tls::common_name)
+                                .map(|common_name| crate::tls::ClientCertificate { common_name });
+                            serve_connection(&builder, watcher, stream, router, remote, certificate).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(remote = %remote, error = %e, "a TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(remote = %remote, "a TLS handshake did not finish in time");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(remote = %remote, error = %e, "a connection ended with an error");
             }
             drop(slot);
@@ -77,4 +102,26 @@ pub async fn run(
         tracing::warn!(open = connections.len(), "the shutdown grace period ended with connections open; closing them");
     }
     connections.abort_all();
+}
+
+/// One connection's requests, each with the client's address (and its certificate's user).
+async fn serve_connection<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    router: axum::Router,
+    remote: SocketAddr,
+    certificate: Option<crate::tls::ClientCertificate>,
+) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
+        router.clone().oneshot(request.map(axum::body::Body::new))
+    });
+    watcher.watch(builder.serve_connection(TokioIo::new(io), service)).await
 }

@@ -1,4 +1,4 @@
-//! The permission matrix: every route mcpd serves (`api::http::route_list()`), called by six
+//! The permission matrix: every route mcpd serves (`api::http::route_list()`), called by seven
 //! users, each status written down here by hand, never computed from the permission code (a
 //! wrong built-in role must fail this test, not pass it). A route without a row fails the test.
 //!
@@ -10,7 +10,9 @@
 //!   secrets `anthropic` and `s-scoped` (every verb), secretbackend `default` (view), and `view`
 //!   on the `audit` resource (the other way to the audit log than the `view:audit` operation);
 //! - `tokens`  a custom role granting only `create` on tokens;
-//! - `nobody`  a user with no binding.
+//! - `nobody`  a user with no binding;
+//! - `monitoring` the built-in monitoring role: `/metrics` and nothing a user without a
+//!   binding could not do.
 
 use std::collections::BTreeSet;
 
@@ -22,7 +24,7 @@ use crate::support::{StoreKind, TestApp, llm};
 
 testkit::on_both_stores!(every_route_answers_each_user_exactly_as_written_down);
 
-const USERS: [&str; 6] = ["admin", "editor", "viewer", "scoped", "tokens", "nobody"];
+const USERS: [&str; 7] = ["admin", "editor", "viewer", "scoped", "tokens", "nobody", "monitoring"];
 
 /// One call: the route it exercises (method and template), the concrete call for user `u`,
 /// and the status each user must get, in [`USERS`] order.
@@ -31,7 +33,7 @@ struct Row {
     template: &'static str,
     path: fn(&Fixture, &str) -> String,
     body: fn(&Fixture, &str) -> Option<Value>,
-    expect: [u16; 6],
+    expect: [u16; 7],
 }
 
 /// What the setup made that rows refer to.
@@ -62,108 +64,109 @@ fn index(u: &str) -> usize {
 #[rustfmt::skip]
 fn rows() -> Vec<Row> {
     vec![
-        //                                                                                   admin ed  view scop tok  nob
-        row!(GET "/healthz", |_, _| "/healthz".into(),                                      [200, 200, 200, 200, 200, 200]),
-        row!(GET "/version", |_, _| "/version".into(),                                      [200, 200, 200, 200, 200, 200]),
-        row!(GET "/readyz", |_, _| "/readyz".into(),                                        [200, 200, 200, 200, 200, 200]),
-        row!(GET "/api/v1/whoami", |_, _| "/api/v1/whoami".into(),                          [200, 200, 200, 200, 200, 200]),
-        row!(GET "/api/v1/auth/can-i", |_, _| "/api/v1/auth/can-i?verb=view&resource=llms".into(), [200, 200, 200, 200, 200, 200]),
-        row!(GET "/api/v1/schemas/{kind}", |_, _| "/api/v1/schemas/llm".into(),             [200, 200, 200, 200, 200, 200]),
+        //                                                                                   admin ed  view scop tok  nob  mon
+        row!(GET "/healthz", |_, _| "/healthz".into(),                                      [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/version", |_, _| "/version".into(),                                      [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/readyz", |_, _| "/readyz".into(),                                        [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/metrics", |_, _| "/metrics".into(),                                      [200, 403, 403, 403, 403, 403, 200]),
+        row!(GET "/api/v1/whoami", |_, _| "/api/v1/whoami".into(),                          [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/api/v1/auth/can-i", |_, _| "/api/v1/auth/can-i?verb=view&resource=llms".into(), [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/api/v1/schemas/{kind}", |_, _| "/api/v1/schemas/llm".into(),             [200, 200, 200, 200, 200, 200, 200]),
         // Llms.
-        row!(GET "/api/v1/llms", |_, _| "/api/v1/llms".into(),                              [200, 200, 200, 200, 403, 403]),
+        row!(GET "/api/v1/llms", |_, _| "/api/v1/llms".into(),                              [200, 200, 200, 200, 403, 403, 403]),
         row!(POST "/api/v1/llms", |_, _| "/api/v1/llms".into(),
-             |_, u| Some(llm(&format!("l-{u}"), "anthropic")),                              [201, 201, 403, 201, 403, 403]),
-        row!(GET "/api/v1/llms/{name}", |_, _| "/api/v1/llms/claude-fast".into(),           [200, 200, 200, 200, 403, 403]),
+             |_, u| Some(llm(&format!("l-{u}"), "anthropic")),                              [201, 201, 403, 201, 403, 403, 403]),
+        row!(GET "/api/v1/llms/{name}", |_, _| "/api/v1/llms/claude-fast".into(),           [200, 200, 200, 200, 403, 403, 403]),
         row!(PUT "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),
              |_, u| Some(json!({"name": format!("l-{u}"), "type": "anthropic", "model": "m", "tier": "heavy",
-                                "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}})), [200, 200, 403, 200, 403, 403]),
+                                "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}})), [200, 200, 403, 200, 403, 403, 403]),
         // Pointing it at a server of one's choice needs reveal on the key it sends.
         row!(PUT "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),
              |_, u| Some(json!({"name": format!("l-{u}"), "type": "anthropic", "model": "m", "tier": "heavy",
                                 "url": "http://127.0.0.1:9", "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}})),
-                                                                                             [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/llms/{name}/history", |_, _| "/api/v1/llms/claude-fast/history".into(), [200, 200, 200, 200, 403, 403]),
-        row!(DELETE "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),            [204, 204, 403, 204, 403, 403]),
+                                                                                             [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/llms/{name}/history", |_, _| "/api/v1/llms/claude-fast/history".into(), [200, 200, 200, 200, 403, 403, 403]),
+        row!(DELETE "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),            [204, 204, 403, 204, 403, 403, 403]),
         // Inference: run:infer (admin and editor; name-scoped rules name Llms). An Llm that
         // does not exist, so that nothing calls a provider: 404 to those who may use it.
         row!(POST "/openai/v1/chat/completions", |_, _| "/openai/v1/chat/completions".into(),
-             |_, _| Some(json!({"model": "no-such-llm", "messages": []})),                 [404, 404, 403, 403, 403, 403]),
+             |_, _| Some(json!({"model": "no-such-llm", "messages": []})),                 [404, 404, 403, 403, 403, 403, 403]),
         row!(POST "/anthropic/v1/messages", |_, _| "/anthropic/v1/messages".into(),
-             |_, _| Some(json!({"model": "no-such-llm", "max_tokens": 5, "messages": []})), [404, 404, 403, 403, 403, 403]),
+             |_, _| Some(json!({"model": "no-such-llm", "max_tokens": 5, "messages": []})), [404, 404, 403, 403, 403, 403, 403]),
         // The list is filtered to the Llms the caller may use (empty without run:infer).
-        row!(GET "/openai/v1/models", |_, _| "/openai/v1/models".into(),                    [200, 200, 200, 200, 200, 200]),
+        row!(GET "/openai/v1/models", |_, _| "/openai/v1/models".into(),                    [200, 200, 200, 200, 200, 200, 200]),
         // Warming an Llm up sends its key: run:infer on it.
-        row!(POST "/api/v1/llms/{name}/warmup", |_, _| "/api/v1/llms/no-such-llm/warmup".into(), [404, 404, 403, 403, 403, 403]),
+        row!(POST "/api/v1/llms/{name}/warmup", |_, _| "/api/v1/llms/no-such-llm/warmup".into(), [404, 404, 403, 403, 403, 403, 403]),
         // One's own usage is everyone's; other users' needs view:audit.
-        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage".into(),                            [200, 200, 200, 200, 200, 200]),
-        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage?user=admin".into(),                 [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage".into(),                            [200, 200, 200, 200, 200, 200, 200]),
+        row!(GET "/api/v1/usage", |_, _| "/api/v1/usage?user=admin".into(),                 [200, 403, 403, 403, 403, 403, 403]),
         // Secrets.
-        row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),                        [200, 200, 200, 200, 403, 403]),
-        row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets?reveal=true".into(),            [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),                        [200, 200, 200, 200, 403, 403, 403]),
+        row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets?reveal=true".into(),            [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),
-             |_, u| Some(json!({"name": format!("s-{u}"), "data": {"K": "v"}})),           [201, 201, 403, 201, 403, 403]),
-        row!(GET "/api/v1/secrets/{name}", |_, _| "/api/v1/secrets/anthropic".into(),       [200, 200, 200, 200, 403, 403]),
-        row!(GET "/api/v1/secrets/{name}", |_, _| "/api/v1/secrets/anthropic?reveal=true".into(), [200, 403, 403, 403, 403, 403]),
+             |_, u| Some(json!({"name": format!("s-{u}"), "data": {"K": "v"}})),           [201, 201, 403, 201, 403, 403, 403]),
+        row!(GET "/api/v1/secrets/{name}", |_, _| "/api/v1/secrets/anthropic".into(),       [200, 200, 200, 200, 403, 403, 403]),
+        row!(GET "/api/v1/secrets/{name}", |_, _| "/api/v1/secrets/anthropic?reveal=true".into(), [200, 403, 403, 403, 403, 403, 403]),
         row!(PUT "/api/v1/secrets/{name}", |_, u| format!("/api/v1/secrets/s-{u}"),
-             |_, _| Some(json!({"data": {"K": "v2"}})),                                     [200, 200, 403, 200, 403, 403]),
-        row!(GET "/api/v1/secrets/{name}/history", |_, _| "/api/v1/secrets/anthropic/history".into(), [200, 200, 200, 200, 403, 403]),
-        row!(DELETE "/api/v1/secrets/{name}", |_, u| format!("/api/v1/secrets/s-{u}"),      [204, 204, 403, 204, 403, 403]),
+             |_, _| Some(json!({"data": {"K": "v2"}})),                                     [200, 200, 403, 200, 403, 403, 403]),
+        row!(GET "/api/v1/secrets/{name}/history", |_, _| "/api/v1/secrets/anthropic/history".into(), [200, 200, 200, 200, 403, 403, 403]),
+        row!(DELETE "/api/v1/secrets/{name}", |_, u| format!("/api/v1/secrets/s-{u}"),      [204, 204, 403, 204, 403, 403, 403]),
         row!(POST "/api/v1/secrets/migrate", |_, _| "/api/v1/secrets/migrate".into(),
-             |_, _| Some(json!({"from": "default", "to": "spare", "dryRun": true})),       [200, 200, 403, 403, 403, 403]),
+             |_, _| Some(json!({"from": "default", "to": "spare", "dryRun": true})),       [200, 200, 403, 403, 403, 403, 403]),
         // Secret backends: viewing them is everyone's who sees the catalogue; choosing where
         // one sends its token and values is admin's (reveal on every secret).
-        row!(GET "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends".into(),          [200, 200, 200, 200, 403, 403]),
+        row!(GET "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends".into(),          [200, 200, 200, 200, 403, 403, 403]),
         row!(POST "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends".into(),
-             |_, u| Some(json!({"name": format!("b-{u}"), "type": "plaintext"})),          [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/secretbackends/{name}", |_, _| "/api/v1/secretbackends/default".into(), [200, 200, 200, 200, 403, 403]),
+             |_, u| Some(json!({"name": format!("b-{u}"), "type": "plaintext"})),          [201, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/secretbackends/{name}", |_, _| "/api/v1/secretbackends/default".into(), [200, 200, 200, 200, 403, 403, 403]),
         row!(PUT "/api/v1/secretbackends/{name}", |_, u| format!("/api/v1/secretbackends/b-{u}"),
-             |_, _| Some(json!({"type": "plaintext", "description": "x"})),                [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/secretbackends/{name}/history", |_, _| "/api/v1/secretbackends/default/history".into(), [200, 200, 200, 200, 403, 403]),
-        row!(GET "/api/v1/secretbackends/{name}/health", |_, _| "/api/v1/secretbackends/default/health".into(), [200, 200, 200, 200, 403, 403]),
-        row!(DELETE "/api/v1/secretbackends/{name}", |_, u| format!("/api/v1/secretbackends/b-{u}"), [204, 403, 403, 403, 403, 403]),
+             |_, _| Some(json!({"type": "plaintext", "description": "x"})),                [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/secretbackends/{name}/history", |_, _| "/api/v1/secretbackends/default/history".into(), [200, 200, 200, 200, 403, 403, 403]),
+        row!(GET "/api/v1/secretbackends/{name}/health", |_, _| "/api/v1/secretbackends/default/health".into(), [200, 200, 200, 200, 403, 403, 403]),
+        row!(DELETE "/api/v1/secretbackends/{name}", |_, u| format!("/api/v1/secretbackends/b-{u}"), [204, 403, 403, 403, 403, 403, 403]),
         // Migration runs.
-        row!(GET "/api/v1/migrations", |_, _| "/api/v1/migrations".into(),                  [200, 200, 200, 403, 403, 403]),
-        row!(GET "/api/v1/migrations/{id}", |f, _| format!("/api/v1/migrations/{}", f.migration_run), [200, 200, 200, 403, 403, 403]),
+        row!(GET "/api/v1/migrations", |_, _| "/api/v1/migrations".into(),                  [200, 200, 200, 403, 403, 403, 403]),
+        row!(GET "/api/v1/migrations/{id}", |f, _| format!("/api/v1/migrations/{}", f.migration_run), [200, 200, 200, 403, 403, 403, 403]),
         // Audit and projections.
-        row!(GET "/api/v1/audit", |_, _| "/api/v1/audit?limit=5".into(),                    [200, 403, 403, 200, 403, 403]),
-        row!(GET "/api/v1/projections", |_, _| "/api/v1/projections".into(),                [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/audit", |_, _| "/api/v1/audit?limit=5".into(),                    [200, 403, 403, 200, 403, 403, 403]),
+        row!(GET "/api/v1/projections", |_, _| "/api/v1/projections".into(),                [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/projections/verify", |_, _| "/api/v1/projections/verify".into(),
-             |_, _| Some(json!({"names": ["llms"]})),                                        [200, 403, 403, 403, 403, 403]),
+             |_, _| Some(json!({"names": ["llms"]})),                                        [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/projections/rebuild", |_, _| "/api/v1/projections/rebuild".into(),
-             |_, _| Some(json!({"names": ["migrations"]})),                                  [202, 403, 403, 403, 403, 403]),
+             |_, _| Some(json!({"names": ["migrations"]})),                                  [202, 403, 403, 403, 403, 403, 403]),
         // Users and tokens.
-        row!(GET "/api/v1/users", |_, _| "/api/v1/users".into(),                            [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/users", |_, _| "/api/v1/users".into(),                            [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/users", |_, _| "/api/v1/users".into(),
-             |_, u| Some(json!({"name": format!("u-{u}")})),                                [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/users/{name}", |_, _| "/api/v1/users/admin".into(),               [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/users/{name}/history", |_, _| "/api/v1/users/admin/history".into(), [200, 403, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/users/{name}", |_, u| format!("/api/v1/users/u-{u}"),          [204, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),                          [200, 403, 403, 403, 403, 403]),
+             |_, u| Some(json!({"name": format!("u-{u}")})),                                [201, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/users/{name}", |_, _| "/api/v1/users/admin".into(),               [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/users/{name}/history", |_, _| "/api/v1/users/admin/history".into(), [200, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/users/{name}", |_, u| format!("/api/v1/users/u-{u}"),          [204, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),                          [200, 403, 403, 403, 403, 403, 403]),
         // A token for oneself; a token for admin is admin's alone.
         row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
-             |_, u| Some(json!({"user": u})),                                               [201, 403, 403, 403, 201, 403]),
+             |_, u| Some(json!({"user": u})),                                               [201, 403, 403, 403, 201, 403, 403]),
         row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
-             |_, _| Some(json!({"user": "admin"})),                                         [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/tokens/{name}", |f, _| format!("/api/v1/tokens/{}", f.admin_token_id), [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/tokens/{name}/history", |f, _| format!("/api/v1/tokens/{}/history", f.admin_token_id), [200, 403, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/tokens/{name}", |f, u| format!("/api/v1/tokens/{}", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403]),
+             |_, _| Some(json!({"user": "admin"})),                                         [201, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/tokens/{name}", |f, _| format!("/api/v1/tokens/{}", f.admin_token_id), [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/tokens/{name}/history", |f, _| format!("/api/v1/tokens/{}/history", f.admin_token_id), [200, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/tokens/{name}", |f, u| format!("/api/v1/tokens/{}", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403, 403]),
         // Roles and bindings.
-        row!(GET "/api/v1/roles", |_, _| "/api/v1/roles".into(),                            [200, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/roles", |_, _| "/api/v1/roles".into(),                            [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/roles", |_, _| "/api/v1/roles".into(),
-             |_, u| Some(json!({"name": format!("r-{u}"), "rules": [{"resources": ["llms"], "verbs": ["view"]}]})), [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/roles/{name}", |_, _| "/api/v1/roles/viewer".into(),              [200, 403, 403, 403, 403, 403]),
+             |_, u| Some(json!({"name": format!("r-{u}"), "rules": [{"resources": ["llms"], "verbs": ["view"]}]})), [201, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/roles/{name}", |_, _| "/api/v1/roles/viewer".into(),              [200, 403, 403, 403, 403, 403, 403]),
         row!(PUT "/api/v1/roles/{name}", |_, u| format!("/api/v1/roles/r-{u}"),
-             |_, _| Some(json!({"rules": [{"resources": ["llms"], "verbs": ["view"]}], "description": "x"})), [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/roles/{name}/history", |_, _| "/api/v1/roles/scoped/history".into(), [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings".into(),              [200, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/rolebindings/{name}/history", |_, _| "/api/v1/rolebindings/admin/history".into(), [200, 403, 403, 403, 403, 403]),
+             |_, _| Some(json!({"rules": [{"resources": ["llms"], "verbs": ["view"]}], "description": "x"})), [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/roles/{name}/history", |_, _| "/api/v1/roles/scoped/history".into(), [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings".into(),              [200, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/rolebindings/{name}/history", |_, _| "/api/v1/rolebindings/admin/history".into(), [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings".into(),
-             |_, u| Some(json!({"name": format!("rb-{u}"), "role": format!("r-{u}"), "users": ["victim"]})), [201, 403, 403, 403, 403, 403]),
-        row!(GET "/api/v1/rolebindings/{name}", |_, _| "/api/v1/rolebindings/admin".into(), [200, 403, 403, 403, 403, 403]),
+             |_, u| Some(json!({"name": format!("rb-{u}"), "role": format!("r-{u}"), "users": ["victim"]})), [201, 403, 403, 403, 403, 403, 403]),
+        row!(GET "/api/v1/rolebindings/{name}", |_, _| "/api/v1/rolebindings/admin".into(), [200, 403, 403, 403, 403, 403, 403]),
         row!(PUT "/api/v1/rolebindings/{name}", |_, u| format!("/api/v1/rolebindings/rb-{u}"),
-             |_, u| Some(json!({"role": format!("r-{u}"), "users": ["victim"], "description": "x"})), [200, 403, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/rolebindings/{name}", |_, u| format!("/api/v1/rolebindings/rb-{u}"), [204, 403, 403, 403, 403, 403]),
-        row!(DELETE "/api/v1/roles/{name}", |_, u| format!("/api/v1/roles/r-{u}"),          [204, 403, 403, 403, 403, 403]),
+             |_, u| Some(json!({"role": format!("r-{u}"), "users": ["victim"], "description": "x"})), [200, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/rolebindings/{name}", |_, u| format!("/api/v1/rolebindings/rb-{u}"), [204, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/roles/{name}", |_, u| format!("/api/v1/roles/r-{u}"),          [204, 403, 403, 403, 403, 403, 403]),
     ]
 }
 
@@ -224,6 +227,7 @@ async fn every_route_answers_each_user_exactly_as_written_down(kind: StoreKind) 
         ("scoped", Some("scoped")),
         ("tokens", Some("tokens-only")),
         ("nobody", None),
+        ("monitoring", Some("monitoring")),
     ] {
         tokens.push(user_with(&t, user, role).await);
     }

@@ -57,6 +57,9 @@ pub enum AppendError {
     /// An event with the same aggregate and sequence exists: another write got there first.
     #[error("an event of {aggregate_type} {aggregate_id:?} at sequence {sequence} already exists")]
     Conflict { aggregate_type: String, aggregate_id: String, sequence: i64 },
+    /// Another request claimed the write's `Idempotency-Key` first.
+    #[error("another request holds this Idempotency-Key")]
+    KeyClaimed,
     #[error("appending events")]
     Database(#[from] sqlx::Error),
 }
@@ -111,6 +114,7 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
     for event in events {
         stored.push(insert(&mut tx, db.dialect, event).await?);
     }
+    crate::idempotency::claim(&mut tx, &events[0]).await?;
     let last = stored.last().map(|e: &StoredEvent| e.position).unwrap_or_default();
     let mut inlined = Vec::new();
     if !inline.is_empty() {

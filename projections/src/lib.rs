@@ -6,6 +6,7 @@
 pub mod append;
 pub mod audit;
 pub mod db;
+pub mod idempotency;
 pub mod log;
 pub mod projector;
 pub mod read_models;

@@ -14,3 +14,4 @@ mod leaks;
 mod migration;
 mod projections;
 mod quick_start;
+mod tls;

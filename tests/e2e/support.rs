@@ -31,6 +31,8 @@ pub struct TestServer {
     child: Option<Child>,
     starts: usize,
     env: Vec<(String, String)>,
+    /// `https` for a server given a TLS certificate; `http` otherwise.
+    scheme: &'static str,
     pub http: reqwest::Client,
 }
 
@@ -44,6 +46,20 @@ impl TestServer {
     }
 
     pub async fn start_with_env(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
+        Self::start_with(kind, env, None).await
+    }
+
+    /// A server serving TLS (its certificate and key given in `env`), reached through a client
+    /// that trusts `ca_pem`.
+    pub async fn start_tls(kind: StoreKind, env: &[(&str, &str)], ca_pem: &str) -> TestServer {
+        Self::start_with(kind, env, Some(ca_pem)).await
+    }
+
+    async fn start_with(kind: StoreKind, env: &[(&str, &str)], ca_pem: Option<&str>) -> TestServer {
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        }
         let db = TestDb::new(kind).await;
         let database_url = (kind == StoreKind::Postgres).then(|| db.url.clone());
         let mut server = TestServer {
@@ -53,7 +69,8 @@ impl TestServer {
             child: None,
             starts: 0,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            scheme: if ca_pem.is_some() { "https" } else { "http" },
+            http: http.build().unwrap(),
         };
         server.spawn().await;
         server
@@ -69,6 +86,7 @@ impl TestServer {
             child: None,
             starts: 0,
             env: self.env.clone(),
+            scheme: self.scheme,
             http: self.http.clone(),
         };
         server.spawn().await;
@@ -103,7 +121,7 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// Starts mcpd (again) on the same data, and waits until it answers.
@@ -150,6 +168,13 @@ impl TestServer {
             assert!(Instant::now() < deadline, "mcpd did not answer within 60 s:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, …) to the running mcpd.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("mcpd is running");
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success());
     }
 
     /// SIGKILL: no chance to finish anything.

@@ -137,12 +137,122 @@ pub trait SecretBackendDriver: Send + Sync {
     fn health(&self) -> BoxFuture<'_, Health>;
 }
 
-/// The driver for one backend row.
+/// The driver for one backend row, its calls counted in the metrics.
 pub fn driver(db: &Database, http: &reqwest::Client, backend: &Record<BackendState>) -> Arc<dyn SecretBackendDriver> {
-    match (backend.spec.spec.backend_type, &backend.spec.spec.config) {
+    let inner: Box<dyn SecretBackendDriver> = match (backend.spec.spec.backend_type, &backend.spec.spec.config) {
         (BackendType::Openbao, Some(config)) => {
-            Arc::new(openbao::OpenBaoDriver::new(&backend.name, config.clone(), http.clone(), db.clone()))
+            Box::new(openbao::OpenBaoDriver::new(&backend.name, config.clone(), http.clone(), db.clone()))
         }
-        _ => Arc::new(plaintext::PlaintextDriver::new(db.clone())),
+        _ => Box::new(plaintext::PlaintextDriver::new(db.clone())),
+    };
+    Arc::new(Measured { backend: backend.name.clone(), inner })
+}
+
+/// A driver whose calls are counted by backend, operation and outcome
+/// (`mcpd_backend_calls_total`) and timed (`mcpd_backend_call_duration_seconds`).
+struct Measured {
+    backend: String,
+    inner: Box<dyn SecretBackendDriver>,
+}
+
+/// An outcome as the metrics name it.
+fn outcome<T>(result: &BackendResult<T>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(error) => match Health::from_error(error).status {
+            "unreachable" => "unreachable",
+            "sealed" => "sealed",
+            "permission denied" => "permission_denied",
+            _ => "error",
+        },
+    }
+}
+
+impl Measured {
+    fn count(&self, operation: &'static str, outcome: &'static str, n: u64) {
+        metrics::counter!("mcpd_backend_calls_total", "backend" => self.backend.clone(), "operation" => operation, "outcome" => outcome)
+            .increment(n);
+    }
+
+    fn time(&self, operation: &'static str, started: std::time::Instant) {
+        metrics::histogram!("mcpd_backend_call_duration_seconds", "backend" => self.backend.clone(), "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    async fn one<T>(&self, operation: &'static str, call: BoxFuture<'_, BackendResult<T>>) -> BackendResult<T> {
+        if operation != "get" {
+            crate::request_scope::mark_changing();
+        }
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.time(operation, started);
+        self.count(operation, outcome(&result), 1);
+        result
+    }
+
+    async fn many<T>(
+        &self,
+        operation: &'static str,
+        call: BoxFuture<'_, Vec<BackendResult<T>>>,
+    ) -> Vec<BackendResult<T>> {
+        if operation != "get" {
+            crate::request_scope::mark_changing();
+        }
+        let started = std::time::Instant::now();
+        let results = call.await;
+        self.time(operation, started);
+        for result in &results {
+            self.count(operation, outcome(result), 1);
+        }
+        results
+    }
+}
+
+impl SecretBackendDriver for Measured {
+    fn put<'a>(
+        &'a self,
+        secret: &'a str,
+        data: &'a SecretData,
+        current: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Written>> {
+        self.one("put", self.inner.put(secret, data, current)).boxed()
+    }
+    fn prepare<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        self.one("prepare", self.inner.prepare(secrets)).boxed()
+    }
+    fn release<'a>(&'a self, secrets: &'a [String]) -> BoxFuture<'a, BackendResult<()>> {
+        self.one("release", self.inner.release(secrets)).boxed()
+    }
+    fn get<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<Option<SecretData>>> {
+        self.one("get", self.inner.get(secret, value_ref)).boxed()
+    }
+    fn get_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<Option<SecretData>>>> {
+        self.many("get", self.inner.get_many(items)).boxed()
+    }
+    fn discard<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        self.one("discard", self.inner.discard(secret, value_ref)).boxed()
+    }
+    fn delete<'a>(&'a self, secret: &'a str, value_ref: &'a str) -> BoxFuture<'a, BackendResult<()>> {
+        self.one("delete", self.inner.delete(secret, value_ref)).boxed()
+    }
+    fn delete_many<'a>(&'a self, items: &'a [(String, String)]) -> BoxFuture<'a, Vec<BackendResult<()>>> {
+        self.many("delete", self.inner.delete_many(items)).boxed()
+    }
+    fn health(&self) -> BoxFuture<'_, Health> {
+        async move {
+            let started = std::time::Instant::now();
+            let health = self.inner.health().await;
+            self.time("health", started);
+            let outcome = match health.status {
+                "ok" => "ok",
+                "unreachable" => "unreachable",
+                "sealed" => "sealed",
+                "permission denied" => "permission_denied",
+                _ => "error",
+            };
+            self.count("health", outcome, 1);
+            health
+        }
+        .boxed()
     }
 }

@@ -3,6 +3,7 @@
 mod access;
 pub mod audit;
 pub mod extract;
+pub mod idempotency;
 mod migrations;
 mod paging;
 mod projections;
@@ -80,6 +81,7 @@ fn all_routes() -> Routes {
         .on(M::GET, "/healthz", || async { "ok" })
         .on(M::GET, "/version", || async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) })
         .on(M::GET, "/readyz", projections::readyz)
+        .on(M::GET, "/metrics", crate::metrics::scrape)
         .on(M::GET, "/api/v1/schemas/{kind}", schema)
         .on(M::GET, "/api/v1/secretbackends/{name}/health", backend_health)
         .on(M::POST, "/api/v1/secrets/migrate", migrations::migrate)
@@ -106,6 +108,14 @@ pub fn route_list() -> Vec<(Method, String)> {
     all_routes().list
 }
 
+/// `--metrics-listen`: `/metrics` alone, without authentication, for a trusted network.
+pub fn metrics_router(services: Services) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::scrape_open))
+        .fallback(|| async { ApiError::Missing("no such route: this listener serves /metrics only".into()) })
+        .with_state(services)
+}
+
 /// The whole API, as production serves it and tests call it.
 pub fn router(services: Services) -> Router {
     all_routes()
@@ -114,7 +124,8 @@ pub fn router(services: Services) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(extract::refuse_nul_in_url))
+        .layer(middleware::from_fn_with_state(services.clone(), idempotency::idempotency))
         .layer(middleware::from_fn_with_state(services.clone(), crate::auth::authenticate))
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(services.clone(), request_context))
         .with_state(services)
 }

@@ -146,6 +146,29 @@ async fn history<K: ResourceKind>(
     Ok(Json(json!({ "items": events })).into_response())
 }
 
+/// The resource `name` of `kind` as GET shows it now (without secret values), if it exists.
+pub(crate) async fn current<K: ResourceKind>(s: &Services, name: &str) -> Answer<Option<Response>> {
+    match K::get(s, name, false).await {
+        Ok(record) => Ok(Some(one::<K>(s, StatusCode::OK, &record))),
+        Err(ApiError::NotFound { .. } | ApiError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`current`], for a kind known at run time.
+pub(crate) async fn current_of(s: &Services, kind: Kind, name: &str) -> Answer<Option<Response>> {
+    use crate::service as k;
+    match kind {
+        Kind::Llm => current::<k::Llms>(s, name).await,
+        Kind::Secret => current::<k::Secrets>(s, name).await,
+        Kind::SecretBackend => current::<k::SecretBackends>(s, name).await,
+        Kind::Role => current::<k::Roles>(s, name).await,
+        Kind::RoleBinding => current::<k::RoleBindings>(s, name).await,
+        Kind::User => current::<k::Users>(s, name).await,
+        Kind::Token | Kind::Migration => Ok(None),
+    }
+}
+
 /// `GET|POST /api/v1/{kind}s`, `GET|PUT|DELETE /api/v1/{kind}s/{name}` and its history; POST
 /// and PUT only where the kind takes them.
 pub fn routes<K: ResourceKind>() -> super::Routes {

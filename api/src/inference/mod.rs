@@ -102,6 +102,13 @@ impl Meter {
 impl Drop for Meter {
     fn drop(&mut self) {
         self.counters.record(&self.user, &self.llm, self.counts);
+        let outcome = if self.counts.errors > 0 { "error" } else { "ok" };
+        metrics::counter!("mcpd_inference_requests_total", "llm" => self.llm.clone(), "outcome" => outcome)
+            .increment(1);
+        for (direction, tokens) in [("input", self.counts.input_tokens), ("output", self.counts.output_tokens)] {
+            metrics::counter!("mcpd_inference_tokens_total", "llm" => self.llm.clone(), "direction" => direction)
+                .increment(tokens.max(0) as u64);
+        }
     }
 }
 
@@ -233,6 +240,11 @@ async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Re
         ApiError::BadRequest("`model` is required: the name of an Llm, or tier:fast or tier:heavy".into())
     })?;
     let candidates = s.candidates(ctx, model, surface).await?;
+    // A stream holds one of the --max-streams permits until it ends.
+    let permit = match body.get("stream") {
+        Some(Value::Bool(true)) => Some(s.limits.stream()?),
+        _ => None,
+    };
     let body = Value::Object(body);
     let count = candidates.len();
     for (i, llm) in candidates.iter().enumerate() {
@@ -245,7 +257,15 @@ async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Re
             response.headers_mut().insert(LLM_HEADER, name);
         }
         if !failover || i + 1 == count {
-            return Ok(response);
+            return Ok(match permit {
+                Some(permit) => response.map(|body| {
+                    Body::from_stream(body.into_data_stream().map(move |chunk| {
+                        let _held = &permit;
+                        chunk
+                    }))
+                }),
+                None => response,
+            });
         }
         tracing::info!(llm = %llm.name, status = response.status().as_u16(), "trying the next Llm of the tier");
     }
@@ -300,7 +320,12 @@ async fn try_llm(
     headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     let timeout = upstream::timeout(spec);
     let request = s.inference.client.post(url).headers(headers).body(upstream_body.to_string());
-    let response = match upstream::send(request, timeout).await {
+    let asked = std::time::Instant::now();
+    let sent = upstream::send(request, timeout).await;
+    // Until the provider's answer began (its headers), or it failed.
+    metrics::histogram!("mcpd_inference_upstream_seconds", "llm" => llm.name.clone())
+        .record(asked.elapsed().as_secs_f64());
+    let response = match sent {
         Ok(response) => response,
         Err(failure) => {
             s.inference.health.failed(&llm.name, &failure);

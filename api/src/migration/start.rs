@@ -73,7 +73,7 @@ impl Runner {
         })?;
         self.execute_run(ctx, &run.id, command).await?;
         let runner = self.clone();
-        let ctx = RequestContext { source: "migration", ..ctx.clone() };
+        let ctx = RequestContext { source: "migration", idempotency: None, ..ctx.clone() };
         tokio::spawn(async move {
             let _slot = (guard, cluster);
             runner.run_migration(&ctx, run, Some(tx)).await;

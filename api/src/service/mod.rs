@@ -67,11 +67,23 @@ pub struct Parts {
     pub upstreams: Arc<guard::Upstreams>,
     /// The inference proxy's client, usage counters and the Llms' health.
     pub inference: crate::inference::Inference,
+    /// Rate limits, the request timeout, the stream cap, the idempotency-key lifetime.
+    pub limits: crate::limits::Limiter,
 }
 
 impl Services {
     /// Call [`Services::follow_access_changes`] before serving.
     pub fn new(store: Store, projection_wait: Duration, upstreams: guard::Upstreams) -> Self {
+        Self::new_tuned(store, projection_wait, upstreams, crate::limits::Tuning::default())
+    }
+
+    /// [`Services::new`] with the limits `tuning` sets.
+    pub fn new_tuned(
+        store: Store,
+        projection_wait: Duration,
+        upstreams: guard::Upstreams,
+        tuning: crate::limits::Tuning,
+    ) -> Self {
         let access = access_cache::AccessCache::default();
         Services(Arc::new(Parts {
             writer: Writer { store: store.clone(), projection_wait, access: access.clone() },
@@ -82,11 +94,35 @@ impl Services {
             usage: Default::default(),
             upstreams: Arc::new(upstreams),
             inference: Default::default(),
+            limits: crate::limits::Limiter::new(tuning),
         }))
     }
 }
 
 impl Services {
+    /// In the background: forgets idle tokens' rate state every minute and expired
+    /// idempotency keys every hour.
+    pub fn spawn_housekeeping(&self) {
+        let s = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            for minute in 0u64.. {
+                tick.tick().await;
+                s.limits.forget_idle();
+                if minute % 60 == 0 {
+                    let lifetime =
+                        jiff::SignedDuration::from_secs(s.limits.tuning.idempotency_lifetime.as_secs() as i64);
+                    let before = projections::idempotency::stamp(jiff::Timestamp::now() - lifetime);
+                    match projections::idempotency::expire(&s.store.db, &before).await {
+                        Ok(gone) if gone > 0 => tracing::info!(gone, "forgot expired idempotency keys"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "forgetting expired idempotency keys failed"),
+                    }
+                }
+            }
+        });
+    }
+
     /// Sets where the access cache follows the log from (before the first request, so nothing
     /// it holds predates it), then follows it in the background.
     pub async fn follow_access_changes(&self) -> Result<(), ApiError> {

@@ -264,7 +264,7 @@ impl ResourceKind for Roles {
     /// A page after a built-in one continues with the next built-in one; no custom role can
     /// bear a built-in name.
     async fn list(s: &Services, _reveal: bool, page: Page) -> Answer<Vec<Record<Self::Spec>>> {
-        const BUILT_IN: [&str; 3] = [domain::rbac::ADMIN, domain::rbac::EDITOR, domain::rbac::VIEWER];
+        const BUILT_IN: [&str; 4] = domain::rbac::BUILT_IN_ROLES;
         let start = match &page.after {
             None => 0,
             Some(after) => BUILT_IN.iter().position(|b| *b == after.name).map_or(BUILT_IN.len(), |i| i + 1),

@@ -1,5 +1,5 @@
 //! Authorisation: roles (rules over resources, verbs and names, and operations) and role
-//! bindings (a role granted to users). Three roles are built in and cannot be changed; custom
+//! bindings (a role granted to users). Four roles are built in and cannot be changed; custom
 //! roles and every binding are event-sourced resources, each in its own folder. Evaluation is
 //! pure: the API gathers a user's roles and asks [`Permissions`].
 
@@ -21,8 +21,8 @@ pub const BINDING_AGGREGATE_TYPE: &str = wire::Kind::RoleBinding.info().aggregat
 /// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
 pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
 pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
-pub const OPERATIONS: [&str; 5] =
-    ["run:infer", "run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit"];
+pub const OPERATIONS: [&str; 6] =
+    ["run:infer", "run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit", "view:metrics"];
 /// Operations a rule's `names` scope: `run:infer` on the Llms it names. Every other operation
 /// is granted whole by any rule holding it.
 pub const NAME_SCOPED_OPERATIONS: [&str; 1] = ["run:infer"];
@@ -30,3 +30,7 @@ pub const NAME_SCOPED_OPERATIONS: [&str; 1] = ["run:infer"];
 pub const ADMIN: &str = "admin";
 pub const EDITOR: &str = "editor";
 pub const VIEWER: &str = "viewer";
+/// For Prometheus: `view:metrics` and nothing else.
+pub const MONITORING: &str = "monitoring";
+/// The built-in roles, in the order lists show them.
+pub const BUILT_IN_ROLES: [&str; 4] = [ADMIN, EDITOR, VIEWER, MONITORING];

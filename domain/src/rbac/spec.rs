@@ -2,7 +2,7 @@
 
 pub use wire::rbac::{RoleBindingSpec, RoleSpec, Rule};
 
-use super::{ADMIN, EDITOR, OPERATIONS, RESOURCES, VERBS, VIEWER};
+use super::{ADMIN, EDITOR, MONITORING, OPERATIONS, RESOURCES, VERBS, VIEWER};
 use crate::name::ResourceName;
 use crate::validation::ValidationErrors;
 
@@ -32,6 +32,7 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
             Rule { operations: vec!["run:infer".into(), "run:migrate-secrets".into()], ..Rule::default() },
         ],
         VIEWER => vec![rule(&["view"], &CONTENT[..3]), rule(&["view"], &["migrations"])],
+        MONITORING => vec![Rule { operations: vec!["view:metrics".into()], ..Rule::default() }],
         _ => return None,
     };
     let description = match name {
@@ -40,6 +41,7 @@ pub fn built_in(name: &str) -> Option<RoleSpec> {
             "create, edit and delete Llms and secrets; use every Llm; view backends; run migrations; no RBAC, \
              no secret values"
         }
+        MONITORING => "scrape /metrics, nothing else",
         _ => "view Llms, secrets (never their values), backends and migrations",
     };
     Some(RoleSpec { description: description.into(), rules })
@@ -117,6 +119,15 @@ pub(super) mod tests {
         assert!(!editor.allows_operation("reveal:secrets") && editor.allows_operation("run:migrate-secrets"));
         assert!(viewer.allows("llms", "view", None) && !viewer.allows("llms", "edit", Some("x")));
         assert!(!viewer.allows("users", "view", None) && !viewer.allows_operation("reveal:secrets"));
+        let monitoring = Permissions::new(built_in(MONITORING));
+        assert!(monitoring.allows_operation("view:metrics") && admin.allows_operation("view:metrics"));
+        assert!(!editor.allows_operation("view:metrics") && !viewer.allows_operation("view:metrics"));
+        for resource in RESOURCES {
+            assert!(!monitoring.allows_some(resource, "view"), "monitoring sees no {resource}");
+        }
+        for operation in OPERATIONS.iter().filter(|o| **o != "view:metrics") {
+            assert!(!monitoring.allows_operation(operation), "monitoring may not {operation}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod crash;
 mod hardening;
 mod leaks;
 mod migration;
+mod operations;
 mod projections;
 mod quick_start;
 mod tls;

@@ -167,7 +167,8 @@ async fn a_client_certificate_from_the_client_ca_authenticates_its_common_name()
         carol.post(server.url("/api/v1/secrets")).json(&json!({"name": "x", "data": {"K": "v"}})).send().await;
     let created = created.unwrap();
     assert_eq!(created.status(), 403, "carol is a viewer");
-    assert!(created.text().await.unwrap().contains("\"carol\""));
+    let refused: serde_json::Value = created.json().await.unwrap();
+    assert!(refused["error"]["message"].as_str().unwrap().contains("\"carol\""), "{refused}");
     let admin = with_identity(&clients, "admin");
     let created =
         admin.post(server.url("/api/v1/secrets")).json(&json!({"name": "x", "data": {"K": "v"}})).send().await;

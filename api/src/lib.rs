@@ -140,7 +140,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(serve::run(listener, router, args.limits(), None, std::future::pending()));
     }
     tracing::info!(listen = %local, scheme, database = %store::redact_url(&url), "mcpd is serving");
-    serve::run(listener, app.router(), args.limits(), tls, shutdown_signal()).await;
+    let services = app.services.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        // Streams end now with a final line, so that draining need not wait for them.
+        services.shutdown.send_replace(true);
+    };
+    serve::run(listener, app.router(), args.limits(), tls, stop).await;
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())

@@ -84,7 +84,7 @@ pub enum Command {
 
     /// List resources, or show the named ones.
     #[command(
-        after_help = "Examples:\n  mcpctl get llms\n  mcpctl get sb -o wide\n  mcpctl get secret anthropic -o yaml --reveal\n  mcpctl get all -o yaml --reveal > backup.yaml"
+        after_help = "Examples:\n  mcpctl get llms\n  mcpctl get sb -o wide\n  mcpctl get secret anthropic -o yaml --reveal\n  mcpctl get all -o yaml --reveal > backup.yaml\n  mcpctl get llms -w"
     )]
     Get {
         #[arg(ignore_case = true)]
@@ -99,6 +99,15 @@ pub enum Command {
         /// Fetch lists this many at a time, printing tables as they come (0: all at once).
         #[arg(long, default_value_t = 500)]
         chunk_size: u32,
+        /// After listing, print each change as it happens, until interrupted.
+        #[arg(short, long)]
+        watch: bool,
+        /// With --watch: print only changes, not the current list first.
+        #[arg(long, requires = "watch")]
+        watch_only: bool,
+        /// With --watch: say which change each row is (ADDED, MODIFIED, DELETED).
+        #[arg(long, requires = "watch")]
+        output_watch_events: bool,
     },
 
     /// Show one resource in detail: its fields, what refers to it, and its history.

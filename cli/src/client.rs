@@ -1,6 +1,7 @@
 //! mcpd's HTTP API as the CLI uses it. Requests that meet a restarting server (connection
 //! refused), a rate limit (429) or an unavailable one (503) are retried with exponential
-//! backoff and jitter, honouring `Retry-After`, within a bounded time.
+//! backoff and jitter, honouring `Retry-After`, within a bounded time. Every write carries an
+//! `Idempotency-Key`, the same on each of its attempts, so a retried write happens once.
 
 use std::time::{Duration, Instant};
 
@@ -103,8 +104,15 @@ impl Client {
                 body.len()
             );
         }
+        // One key for every attempt of this write: a retry after a lost answer (a restart, a
+        // dropped connection) gets the first answer back instead of changing anything twice.
+        let idempotency_key = matches!(method, Method::POST | Method::PUT | Method::DELETE)
+            .then(|| format!("mcpctl-{:032x}", fastrand::u128(..)));
         for attempt in 1.. {
             let mut request = self.http.request(method.clone(), &url);
+            if let Some(key) = &idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
             if let Some(body) = &body {
                 request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
             }
@@ -137,11 +145,23 @@ impl Client {
     /// POSTs `body` and returns the answer as a stream to read as it arrives. Only a server that
     /// cannot be reached yet is retried: a request that got through may have started something.
     pub fn stream(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        self.open_stream(Method::POST, path, Some(body))
+    }
+
+    /// GETs `path` as a stream (a watch), retried like [`Client::stream`].
+    pub fn watch(&self, path: &str) -> anyhow::Result<Response> {
+        self.open_stream(Method::GET, path, None)
+    }
+
+    fn open_stream(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Response> {
         let started = Instant::now();
         let url = format!("{}{path}", self.base);
         for attempt in 1.. {
             // No overall timeout: the answer lasts as long as the work it reports on.
-            let request = self.http.post(&url).json(body).timeout(Duration::from_secs(24 * 3600));
+            let mut request = self.http.request(method.clone(), &url).timeout(Duration::from_secs(24 * 3600));
+            if let Some(body) = body {
+                request = request.json(body);
+            }
             match request.send() {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => bail!(read(response)?.error_message()),

@@ -31,6 +31,7 @@ mod kind;
 mod migrate;
 mod output;
 mod projections;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -70,7 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             create::run(&connect()?, create)?;
             0
         }
-        Command::Get { kind, names, output, reveal, chunk_size } => {
+        Command::Get { kind, names, output, watch: true, watch_only, output_watch_events, .. } => {
+            let options = watch::Options { names, output, initial: !watch_only, events: output_watch_events };
+            watch::watch(&connect()?, kind, &options)?;
+            0
+        }
+        Command::Get { kind, names, output, reveal, chunk_size, .. } => {
             ok(get::get(&connect()?, kind, &names, output, reveal, chunk_size)?)
         }
         Command::Describe { kind, name } => {

@@ -13,6 +13,14 @@ use crate::support::{StoreKind, TestServer, binary};
 /// A stub HTTP server for faults mcpd does not produce on demand: it answers request `n`
 /// (from 0) with `answer(n)` and counts the requests.
 async fn stub(answer: fn(usize) -> String) -> (String, Arc<AtomicUsize>) {
+    let (url, count, _) = recording_stub(answer).await;
+    (url, count)
+}
+
+/// [`stub`], also keeping each request's head (request line and headers).
+async fn recording_stub(answer: fn(usize) -> String) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -31,11 +39,12 @@ async fn stub(answer: fn(usize) -> String) -> (String, Arc<AtomicUsize>) {
                     Ok(read) => request.extend_from_slice(&buffer[..read]),
                 }
             }
+            kept.lock().unwrap().push(String::from_utf8_lossy(&request).to_lowercase());
             let _ = socket.write_all(answer(n).as_bytes()).await;
             let _ = socket.shutdown().await;
         }
     });
-    (url, count)
+    (url, count, heads)
 }
 
 fn response(status: &str, headers: &str, body: &str) -> String {
@@ -60,6 +69,41 @@ async fn rate_limits_are_retried_honouring_retry_after() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(String::from_utf8_lossy(&run.stderr), "No resources found.\n");
     assert_eq!(count.load(Ordering::SeqCst), 3, "two 429s, then the answer");
+}
+
+/// The `Idempotency-Key` header of a request head, if it has one.
+fn idempotency_key(head: &str) -> Option<String> {
+    head.lines().find_map(|l| l.strip_prefix("idempotency-key: ").map(|v| v.trim().to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_carries_one_idempotency_key_on_every_attempt() {
+    let (url, count, heads) = recording_stub(|n| match n {
+        0 => response("503 Service Unavailable", "Retry-After: 1\r\n", ""),
+        _ => response(
+            "201 Created",
+            "Content-Type: application/json\r\n",
+            r#"{"kind":"secret","name":"s","description":"","backend":"default","keys":["K"],"resourceVersion":1,"createdAt":"2026-12-01T00:00:00Z","updatedAt":"2026-12-01T00:00:00Z"}"#,
+        ),
+    })
+    .await;
+    let ctl = Ctl::for_url(&url);
+    let run = tokio::task::spawn_blocking(move || {
+        let mut command = ctl.command(&["create", "secret", "s", "--data", "K=v"]);
+        command.env("MCPCTL_RETRY_TIMEOUT", "20s");
+        let first = command.output().unwrap();
+        let second = ctl.command(&["create", "secret", "s", "--data", "K=v"]).output().unwrap();
+        (first, second)
+    })
+    .await
+    .unwrap();
+    assert!(run.0.status.success(), "{}", String::from_utf8_lossy(&run.0.stderr));
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    let keys: Vec<Option<String>> = heads.lock().unwrap().iter().map(|h| idempotency_key(h)).collect();
+    let first = keys[0].clone().expect("a write carries an Idempotency-Key");
+    assert_eq!(keys[1].as_deref(), Some(first.as_str()), "the retry carries the same key");
+    assert_ne!(keys[2].as_deref(), Some(first.as_str()), "another command, another key");
+    assert!(keys[2].is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,7 @@ fn aggregate_type(kind: &str) -> Option<&'static str> {
 }
 
 /// A cursor as rows show it: `position` on SQLite, `transaction:position` on PostgreSQL.
-fn cursor(position: Position) -> String {
+pub(crate) fn cursor(position: Position) -> String {
     if position.transaction_id == 0 {
         position.position.to_string()
     } else {
@@ -51,7 +51,7 @@ fn cursor(position: Position) -> String {
     }
 }
 
-fn parse_cursor(raw: &str) -> Option<Position> {
+pub(crate) fn parse_cursor(raw: &str) -> Option<Position> {
     match raw.split_once(':') {
         Some((t, p)) => Some(Position { transaction_id: t.parse().ok()?, position: p.parse().ok()? }),
         None => Some(Position { transaction_id: 0, position: raw.parse().ok()? }),

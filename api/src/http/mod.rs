@@ -8,6 +8,7 @@ mod migrations;
 mod paging;
 mod projections;
 mod resources;
+mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

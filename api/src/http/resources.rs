@@ -54,12 +54,20 @@ fn check_reveal<K: ResourceKind>(ctx: &RequestContext, reveal: bool) -> Answer<(
 }
 
 /// A list shows what the caller may view: the whole collection, or the names a rule scopes.
+/// With `watch=true`, the kind's changes as they happen instead ([`super::watch`]).
 async fn list<K: ResourceKind>(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Reveal(reveal): Reveal,
     page: ListPage,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Answer<Response> {
+    if let Some(from) = super::watch::requested(query.as_deref())? {
+        if reveal {
+            return Err(ApiError::BadRequest("a watch never shows secret values: drop reveal".into()));
+        }
+        return super::watch::serve::<K>(s, ctx, from).await;
+    }
     ctx.require_some(K::RESOURCE, "view")?;
     check_reveal::<K>(&ctx, reveal)?;
     let fetch = |page| K::list(&s, reveal, page);

@@ -69,6 +69,8 @@ pub struct Parts {
     pub inference: crate::inference::Inference,
     /// Rate limits, the request timeout, the stream cap, the idempotency-key lifetime.
     pub limits: crate::limits::Limiter,
+    /// Set when mcpd begins shutting down: open streams (watches) end with a final line.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Services {
@@ -95,6 +97,7 @@ impl Services {
             upstreams: Arc::new(upstreams),
             inference: Default::default(),
             limits: crate::limits::Limiter::new(tuning),
+            shutdown: tokio::sync::watch::Sender::new(false),
         }))
     }
 }

@@ -16,3 +16,4 @@ mod operations;
 mod projections;
 mod quick_start;
 mod tls;
+mod watch;

@@ -84,6 +84,8 @@ async fn start_mcpd(stub: &str) -> Mcpd {
     let data = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcpd"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--max-connections", "1024"])
+        // One token drives 64 clients at full speed: no per-token rate, no stream cap.
+        .args(["--rate-limit", "0", "--max-streams", "100000"])
         .arg("--data-dir")
         .arg(data.path())
         .env("MCPD_BOOTSTRAP_TOKEN", TOKEN)

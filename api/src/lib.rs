@@ -147,6 +147,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.shutdown.send_replace(true);
     };
     serve::run(listener, app.router(), args.limits(), tls, stop).await;
+    // A migration running here stops at its next batch boundary and is handed over.
+    let grace = args.limits().shutdown_grace;
+    if tokio::time::timeout(grace, app.services.migration_slot.lock()).await.is_err() {
+        tracing::warn!(
+            "a migration did not reach a batch boundary within the grace period; it resumes where its last batch committed"
+        );
+    }
     app.services.store.projector.shutdown();
     tracing::info!("mcpd stopped");
     Ok(())

@@ -101,9 +101,9 @@ async fn pages_keep_each_lists_order_and_filter_by_what_the_caller_may_view(kind
         .iter()
         .map(|i| i["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(unpaged, ["admin", "editor", "viewer", "alpha", "mid", "zeta"]);
+    assert_eq!(unpaged, ["admin", "editor", "viewer", "monitoring", "alpha", "mid", "zeta"]);
     let pages = walk(&t, None, "/api/v1/roles", 2).await;
-    assert_eq!(pages, [vec!["admin", "editor"], vec!["viewer", "alpha"], vec!["mid", "zeta"]]);
+    assert_eq!(pages, [vec!["admin", "editor"], vec!["viewer", "monitoring"], vec!["alpha", "mid"], vec!["zeta"]]);
 
     // Tokens: oldest first, as unpaged.
     for _ in 0..4 {

@@ -87,6 +87,10 @@ pub fn secrets(client: &Client, request: Request) -> anyhow::Result<bool> {
     let verb = if request.dry_run { "would migrate" } else { "migrated" };
     let run = if request.dry_run { "dry run".to_owned() } else { format!("run {}", text(&end["run"])) };
     out!("{verb} {}, skipped {}, failed {} ({run})", text(&end["moved"]), text(&end["skipped"]), text(&end["failed"]));
+    if end["status"] == "interrupted" {
+        eprintln!("Note: {}", text(&end["error"]));
+        return Ok(false);
+    }
     if end["status"] == "failed" {
         eprintln!("Error: {}", text(&end["error"]));
         eprintln!("Run the same command again to continue from there.");

@@ -247,3 +247,70 @@ async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
 
     all_moved_once(&second, &secrets).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_a_running_migration_over_at_a_batch_boundary() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    setup_bao(&server).await;
+    let mut secrets = Vec::new();
+    for i in 0..300 {
+        let (name, value) = (format!("t-{i:03}"), format!("term-{i}-{}", random_point(0..1_000_000)));
+        let (status, _) = server.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
+        assert_eq!(status, 201);
+        secrets.push((name, value));
+    }
+    let mut response = server
+        .http
+        .post(server.url("/api/v1/secrets/migrate"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&json!({"from": "default", "to": "bao"}))
+        .send()
+        .await
+        .unwrap();
+    let (mut buffer, mut run, mut migrated, mut finished) = (String::new(), String::new(), 0u64, None);
+    let mut stopping = None;
+    let mut server = Some(server);
+    while let Some(chunk) = response.chunk().await.expect("the progress stream is not cut off") {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: Value = serde_json::from_str(&buffer[..end]).unwrap();
+            buffer.drain(..=end);
+            match line["type"].as_str() {
+                Some("started") => run = line["run"].as_str().unwrap().to_owned(),
+                Some("finished") => finished = Some(line),
+                _ if line["outcome"] == "migrated" => migrated += 1,
+                _ => {}
+            }
+            if migrated == 60 && stopping.is_none() {
+                let mut server = server.take().unwrap();
+                stopping = Some(tokio::task::spawn_blocking(move || (server.terminate(), server)));
+            }
+        }
+    }
+    let end = finished.expect("the stream ends with its final line");
+    assert_eq!(end["status"], "interrupted", "{end}");
+    assert!(end["error"].as_str().unwrap().contains("resumes"), "{end}");
+    let (status, mut server) = stopping.expect("SIGTERM was sent").await.unwrap();
+    assert!(status.success(), "{status}");
+    let moved_before = end["moved"].as_u64().unwrap();
+    assert!((60..300).contains(&moved_before), "stopped part-way: {end}");
+    let settled = moved_before + end["skipped"].as_u64().unwrap();
+    assert_eq!(settled % 50, 0, "at a batch boundary: {end}");
+
+    // The next start resumes it; it completes with every value where it belongs.
+    server.spawn().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let status = run_status(&server, &run).await;
+        if status["status"] != "running" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    let history: Vec<&str> =
+        done["history"].as_array().unwrap().iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    assert!(history.contains(&"MigrationResumed"), "{history:?}");
+    all_moved_once(&server, &secrets).await;
+}

@@ -233,7 +233,10 @@ async fn events_of(server: &TestServer, kind: &str, name: &str) -> i64 {
         .unwrap()
 }
 
-testkit::on_both_stores!(an_idempotent_retry_returns_the_first_answer_and_records_once);
+testkit::on_both_stores!(
+    an_idempotent_retry_returns_the_first_answer_and_records_once,
+    sigterm_during_a_burst_of_writes_keeps_every_acknowledged_write,
+);
 
 async fn an_idempotent_retry_returns_the_first_answer_and_records_once(kind: StoreKind) {
     sqlx::any::install_default_drivers();
@@ -387,4 +390,87 @@ where
         out.push(handle.await.unwrap());
     }
     out
+}
+
+/// One client writing secrets until mcpd goes away: the names it was told were created, and
+/// any answer that began but did not arrive whole.
+async fn burst_writer(base: String, id: usize) -> (Vec<String>, Vec<String>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let (mut acknowledged, mut cut) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let name = format!("w{id}-{i}");
+        let sent = http
+            .post(format!("{base}/api/v1/secrets"))
+            .bearer_auth(testkit::ADMIN_TOKEN)
+            .json(&json!({"name": name, "data": {"K": "v"}}))
+            .send()
+            .await;
+        let Ok(response) = sent else { break };
+        let status = response.status().as_u16();
+        match response.json::<Value>().await {
+            Ok(body) if status == 201 && body["name"] == name.as_str() => acknowledged.push(name),
+            Ok(body) => panic!("{name}: {status} {body}"),
+            Err(e) => {
+                cut.push(format!("{name}: {status}, body cut off: {e}"));
+                break;
+            }
+        }
+    }
+    (acknowledged, cut)
+}
+
+async fn sigterm_during_a_burst_of_writes_keeps_every_acknowledged_write(kind: StoreKind) {
+    let mut server = TestServer::start(kind).await;
+    let writers: Vec<_> = (0..6).map(|id| tokio::spawn(burst_writer(server.url(""), id))).collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = server.terminate();
+    assert!(status.success(), "mcpd exited with {status}:\n{}", server.logs());
+    let (mut acknowledged, mut cut) = (Vec::new(), Vec::new());
+    for writer in writers {
+        let (a, c) = writer.await.unwrap();
+        acknowledged.extend(a);
+        cut.extend(c);
+    }
+    assert!(cut.is_empty(), "answers cut mid-response: {cut:?}");
+    assert!(acknowledged.len() >= 6, "the writers were writing: {}", acknowledged.len());
+    server.spawn().await;
+    for name in &acknowledged {
+        assert_eq!(server.get(&format!("/api/v1/secrets/{name}")).await.0, 200, "{name} was acknowledged");
+    }
+    assert!(server.logs().contains("shutting down: finishing requests in flight"), "{}", server.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_each_requests_id_user_and_route_and_never_a_value() {
+    let server = TestServer::start_with_env(StoreKind::Sqlite, &[("MCPD_LOG_FORMAT", "json")]).await;
+    let value = "json-log-secret-value-0451";
+    let response = server
+        .http
+        .post(server.url("/api/v1/secrets"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .header("x-request-id", "req-json-1")
+        .json(&json!({"name": "logged", "data": {"K": value}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (status, _) = server.get("/api/v1/secrets/logged?reveal=true").await;
+    assert_eq!(status, 200);
+    // Give the log line its moment to reach the file.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = server.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let served = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "served" && l["span"]["request_id"] == "req-json-1")
+        .unwrap_or_else(|| panic!("no served line for the request:\n{logs}"));
+    assert_eq!(served["span"]["user"], "admin", "{served}");
+    assert_eq!(served["span"]["route"], "/api/v1/secrets", "{served}");
+    assert_eq!(served["span"]["method"], "POST", "{served}");
+    assert_eq!(served["fields"]["status"], 201, "{served}");
+    assert!(!logs.contains(value), "a secret value reached the log");
+    assert!(!logs.contains(testkit::ADMIN_TOKEN), "a token reached the log");
 }

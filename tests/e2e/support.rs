@@ -140,6 +140,9 @@ impl TestServer {
             // The client config mcpd writes for the embedded default goes here, not to ~/.mcpctl.
             .env("MCPCTL_CONFIG", self.client_config())
             .env("NO_COLOR", "1")
+            // Tests drive one token harder than the default per-token rate allows; the rate
+            // limit's own test sets one.
+            .env("MCPD_RATE_LIMIT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

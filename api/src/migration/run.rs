@@ -51,8 +51,11 @@ impl Runner {
         let mut chunks = candidates.chunks(PROGRESS_BATCH);
         let mut in_flight: Option<Batch> = None;
         loop {
+            // Shutting down: no new batch; the one in flight settles, and the run is handed over.
+            let stopping = *self.services.shutdown.borrow();
             let next = match &in_flight {
                 Some(batch) if batch.stopped() => None,
+                _ if stopping => None,
                 _ => chunks.next(),
             };
             let (settled, copied) = tokio::join!(
@@ -120,6 +123,15 @@ impl Runner {
             }
         }
         self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+        if chunks.len() > 0 {
+            // Stopped between batches by a shutdown: the run stays running, and another replica
+            // (or the next start) resumes it once this one has let go of the migration lock.
+            tracing::info!(run = %run.id, left = chunks.len() * PROGRESS_BATCH, "shutting down: a migration stopped between batches and is handed over");
+            let error = "mcpd is shutting down; the run resumes on another replica or at the next start \
+                         (mcpctl get migrations follows it)";
+            report(finish("interrupted", moved_total, skipped_total, 0, Some(error.into()))).await;
+            return;
+        }
         let complete = MigrationCommand::CompleteMigration {
             id: run.id.clone(),
             moved: moved_total,

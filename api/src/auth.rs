@@ -131,7 +131,9 @@ async fn by_certificate(s: &Services, common_name: &str) -> Result<String, Refus
 /// Runs the request as `user`, with that user's permissions.
 async fn with_user(s: &Services, mut request: Request, next: Next, user: String, token_id: String) -> Response {
     tracing::Span::current().record("user", user.as_str());
-    if let Err(limited) = s.limits.admit(&token_id) {
+    // Each certificate user has a rate of their own, as each token has.
+    let rate_key = if token_id == CERTIFICATE_TOKEN_ID { format!("certificate:{user}") } else { token_id.clone() };
+    if let Err(limited) = s.limits.admit(&rate_key) {
         tracing::info!(user = %user, "a token went past its rate limit");
         return limited.into_response();
     }

@@ -474,3 +474,20 @@ async fn json_logs_carry_each_requests_id_user_and_route_and_never_a_value() {
     assert!(!logs.contains(value), "a secret value reached the log");
     assert!(!logs.contains(testkit::ADMIN_TOKEN), "a token reached the log");
 }
+
+#[test]
+fn the_configuration_reference_is_what_mcpd_serve_help_prints() {
+    // Without the environment: clap shows each variable's current value.
+    let help = std::process::Command::new(crate::support::binary("mcpd"))
+        .args(["serve", "--help"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md")).unwrap();
+    let start = docs.find("<!-- serve-help:start -->\n```text\n").expect("the reference's start marker");
+    let end = docs.find("```\n<!-- serve-help:end -->").expect("the reference's end marker");
+    let shown = &docs[start + "<!-- serve-help:start -->\n```text\n".len()..end];
+    assert_eq!(shown, help, "docs/operations.md's configuration reference is not `mcpd serve --help`; paste:\n{help}");
+}

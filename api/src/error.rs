@@ -33,9 +33,9 @@ pub enum ApiError {
     /// domain's own "not found" rules.
     #[error("{0}")]
     Missing(String),
-    /// 405: the route exists but not with this method.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// 405: the route exists but not with this method; the ones it takes, for `Allow`.
+    #[error("method not allowed: this route takes {0}")]
+    MethodNotAllowed(String),
     /// 408: the request body did not arrive within the body-read timeout.
     #[error("the request body did not arrive within {0} seconds")]
     RequestTimeout(u64),
@@ -94,7 +94,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::Missing(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,7 +116,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound { .. } | ApiError::Missing(_) => "NotFound",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
@@ -243,8 +243,10 @@ impl IntoResponse for ApiError {
         let body =
             json!({"error": {"code": self.code(), "message": message, "details": details, "requestId": request_id}});
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::MethodNotAllowed = self {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+        if let ApiError::MethodNotAllowed(allow) = &self
+            && let Ok(allow) = HeaderValue::from_str(allow)
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         if let ApiError::StoreUnavailable | ApiError::Overloaded(_) = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -171,7 +171,12 @@ async fn missing_resources_are_404(kind: StoreKind) {
         assert_eq!(t.delete(&format!("/api/v1/{collection}/Not_A_Name")).await.status, StatusCode::NOT_FOUND);
     }
     assert_eq!(t.get("/api/v1/widgets").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(t.call(Method::PATCH, "/api/v1/llms/x", None, None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    let patch = t.call(Method::PATCH, "/api/v1/llms/x", None, None).await;
+    assert_eq!(patch.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(patch.headers["allow"], "DELETE, GET, HEAD, PUT", "the methods this route takes");
+    let put = t.call(Method::PUT, "/api/v1/llms", None, None).await;
+    assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(put.headers["allow"], "GET, HEAD, POST");
 }
 
 async fn duplicate_create_is_409(kind: StoreKind) {

@@ -160,6 +160,10 @@ async fn a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resum
     // A resourceVersion that is no position: 400.
     let bad = server.get("/api/v1/secrets?watch=true&resourceVersion=yesterday").await;
     assert_eq!(bad.0, 400, "{}", bad.1);
+    let migrations = server.get("/api/v1/migrations?watch=true").await;
+    assert_eq!(migrations.0, 400, "{}", migrations.1);
+    let secrets = server.get("/api/v1/secrets?watch=true&reveal=true").await;
+    assert_eq!(secrets.0, 400, "a watch never reveals: {}", secrets.1);
 
     // SIGTERM: the open watch ends with a final line saying where to resume.
     let status = tokio::task::spawn_blocking(move || {

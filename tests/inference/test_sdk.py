@@ -264,6 +264,16 @@ def test_usage_is_counted_per_user_and_llm(mcpd, stub):
     r = mcpd.call("GET", "/api/v1/usage?user=admin", token=token)
     assert r.status_code == 403
     assert mcpd.call("GET", "/api/v1/usage?since=yesterday").status_code == 400
+    # The same traffic in the Prometheus metrics, per Llm.
+    scrape = mcpd.call("GET", "/metrics")
+    assert scrape.status_code == 200
+    metrics = scrape.text
+    assert f'mcpd_inference_requests_total{{llm="{name}",outcome="ok"}} 2' in metrics, metrics
+    assert f'mcpd_inference_requests_total{{llm="{name}",outcome="error"}} 1' in metrics
+    assert f'mcpd_inference_tokens_total{{llm="{name}",direction="input"}} 22' in metrics
+    assert f'mcpd_inference_tokens_total{{llm="{name}",direction="output"}} 6' in metrics
+    assert f'mcpd_inference_upstream_seconds_count{{llm="{name}"}} 3' in metrics
+    assert mcpd.call("GET", "/metrics", token=token).status_code == 403, "run:infer is not view:metrics"
 
 
 def test_warmup_checks_each_llm_and_get_shows_its_status(mcpd, stub):

@@ -40,8 +40,15 @@ pub async fn list(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     page: super::extract::ListPage,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     use projections::read_models::migrations;
+    if super::watch::requested(query.as_deref())?.is_some() {
+        // A run's progress streams from POST /api/v1/secrets/migrate; its state from GET by id.
+        return Err(ApiError::BadRequest(
+            "migrations cannot be watched: follow a run with GET /api/v1/migrations/{id}".into(),
+        ));
+    }
     ctx.require_some("migrations", "view")?;
     let db = &s.store.db;
     let fetch = |page| async move { Ok(migrations::list_page(db, &page).await?) };

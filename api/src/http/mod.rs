@@ -8,7 +8,7 @@ mod migrations;
 mod paging;
 mod projections;
 mod resources;
-mod watch;
+pub(crate) mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -104,6 +104,26 @@ fn all_routes() -> Routes {
         .merge(resources::routes::<crate::service::Tokens>())
 }
 
+/// The methods the route `template` takes, as `Allow` lists them (HEAD wherever GET is).
+pub(crate) fn allowed_methods(template: &str) -> String {
+    static BY_ROUTE: std::sync::OnceLock<std::collections::HashMap<String, Vec<Method>>> = std::sync::OnceLock::new();
+    let by_route = BY_ROUTE.get_or_init(|| {
+        let mut by_route: std::collections::HashMap<String, Vec<Method>> = Default::default();
+        for (method, path) in route_list() {
+            let methods = by_route.entry(path).or_default();
+            if method == Method::GET {
+                methods.push(Method::HEAD);
+            }
+            methods.push(method);
+        }
+        by_route
+    });
+    let mut methods: Vec<&str> = by_route.get(template).into_iter().flatten().map(Method::as_str).collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
+}
+
 /// Every route mcpd serves: method and path template.
 pub fn route_list() -> Vec<(Method, String)> {
     all_routes().list
@@ -122,7 +142,9 @@ pub fn router(services: Services) -> Router {
     all_routes()
         .router
         .fallback(|| async { ApiError::Missing("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|matched: Option<axum::extract::MatchedPath>| async move {
+            ApiError::MethodNotAllowed(allowed_methods(matched.as_ref().map_or("", |m| m.as_str())))
+        })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(extract::refuse_nul_in_url))
         .layer(middleware::from_fn_with_state(services.clone(), idempotency::idempotency))

@@ -54,7 +54,7 @@ pub trait ResourceKind: Send + Sync + 'static {
         _body: Value,
         _dry_run: bool,
     ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send {
-        async { Err(ApiError::MethodNotAllowed) }
+        async { Err(ApiError::MethodNotAllowed(crate::http::allowed_methods(&Self::KIND.path()))) }
     }
     /// Only called when [`ResourceKind::REPLACEABLE`].
     fn replace(
@@ -65,7 +65,9 @@ pub trait ResourceKind: Send + Sync + 'static {
         _expected_version: Option<u64>,
         _dry_run: bool,
     ) -> impl Future<Output = Answer<Applied<Record<Self::Spec>>>> + Send {
-        async { Err(ApiError::MethodNotAllowed) }
+        async {
+            Err(ApiError::MethodNotAllowed(crate::http::allowed_methods(&format!("{}/{{name}}", Self::KIND.path()))))
+        }
     }
     fn delete(
         s: &Services,

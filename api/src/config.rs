@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the REST API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check, rebuild or verify the read models directly on the database, without a running
     /// server: for recovery when mcpd cannot start. Safe beside running replicas.
     #[command(subcommand)]

@@ -19,6 +19,8 @@ async fn table_text(conn: &mut AnyConnection) -> String {
         "SELECT id || '|' || last_used_at AS t FROM token_usage",
         "SELECT location || '|' || backend || '|' || secret AS t FROM openbao_claims",
         "SELECT id || '|' || user_name || '|' || hash || '|' || description AS t FROM tokens",
+        // Stored answers of writes sent with an Idempotency-Key (mcpctl sends one with each).
+        "SELECT actor || '|' || idempotency_key || '|' || aggregate_id || '|' || COALESCE(body, '') AS t FROM idempotency_keys",
     ] {
         for row in sqlx::query(query).fetch_all(&mut *conn).await.unwrap() {
             text.push_str(&row.get::<String, _>("t"));
@@ -128,6 +130,7 @@ async fn no_value_or_token_reaches_any_log_table_stream_record_or_stderr_on_any_
     let mut conn = AnyConnection::connect(&server.store_url()).await.unwrap();
     let tables = table_text(&mut conn).await;
     assert!(tables.contains(&run) && tables.contains("|bao|b"), "the scan sees the tables: {tables}");
+    assert!(tables.contains("|viactl|{"), "the scan sees mcpctl's stored answer: {tables}");
     let query = match kind {
         StoreKind::Sqlite => "SELECT payload || metadata AS t FROM events",
         StoreKind::Postgres => "SELECT payload::text || metadata::text AS t FROM events",

@@ -175,6 +175,7 @@ impl ServeArgs {
             request_timeout: (self.request_timeout_secs > 0).then(|| Duration::from_secs(self.request_timeout_secs)),
             max_streams: self.max_streams as usize,
             idempotency_lifetime: Duration::from_secs(self.idempotency_key_hours * 3600),
+            stream_grace: Duration::from_secs(self.shutdown_grace_secs).saturating_sub(Duration::from_secs(1)),
         }
     }
 

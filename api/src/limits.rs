@@ -23,6 +23,9 @@ pub struct Tuning {
     pub max_streams: usize,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_lifetime: Duration,
+    /// How long a streamed answer may go on once shutdown begins, before it is ended with an
+    /// error event (a little under the shutdown grace, so the event goes out before the cut).
+    pub stream_grace: Duration,
 }
 
 impl Default for Tuning {
@@ -32,6 +35,7 @@ impl Default for Tuning {
             request_timeout: Some(Duration::from_secs(30)),
             max_streams: 256,
             idempotency_lifetime: Duration::from_secs(24 * 3600),
+            stream_grace: Duration::from_secs(9),
         }
     }
 }

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -16,7 +17,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import BIN, KEYS, new_key, request
+from conftest import BIN, KEYS, Mcpd, new_key, request
 
 names = (f"t{i}" for i in itertools.count())
 # Every answer body the tests saw: none may hold a key.
@@ -274,6 +275,31 @@ def test_usage_is_counted_per_user_and_llm(mcpd, stub):
     assert f'mcpd_inference_tokens_total{{llm="{name}",direction="output"}} 6' in metrics
     assert f'mcpd_inference_upstream_seconds_count{{llm="{name}"}} 3' in metrics
     assert mcpd.call("GET", "/metrics", token=token).status_code == 403, "run:infer is not view:metrics"
+
+
+def test_sigterm_ends_a_stream_in_flight_with_an_error_event_and_mcpd_exits(tmp, stub):
+    directory = os.path.join(tmp, "sigterm")
+    os.makedirs(directory)
+    server = Mcpd(directory, args=("--shutdown-grace-secs", "3"))
+    try:
+        name = next(names)
+        server.llm(name, "ollama", stub.url)
+        stub.reset("slow")  # 200 chunks, 50 ms apart: 10 s
+        chunks = iter(oai(server).chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}], stream=True))
+        assert next(chunks).choices[0].delta.role == "assistant"
+        assert next(chunks).choices[0].delta.content == "w0 "
+        server.process.send_signal(signal.SIGTERM)
+        stopped = time.time()
+        with pytest.raises(openai.APIError) as cut:
+            for _ in chunks:
+                pass
+        assert "shutting down" in str(cut.value), cut.value
+        assert time.time() - stopped < 3, "ended before the grace period, with its message"
+        assert server.process.wait(10) == 0
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.log.close()
 
 
 def test_warmup_checks_each_llm_and_get_shows_its_status(mcpd, stub):

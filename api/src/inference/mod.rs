@@ -402,6 +402,9 @@ async fn try_llm(
         queue: VecDeque::new(),
         done: false,
         meter,
+        shutdown: s.shutdown.subscribe(),
+        stream_grace: s.limits.tuning.stream_grace,
+        stop_at: None,
     };
     let mut answer = (status, passed_headers, Body::from_stream(relay.into_stream())).into_response();
     answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -464,6 +467,10 @@ struct Relay {
     queue: VecDeque<Bytes>,
     done: bool,
     meter: Meter,
+    /// Set when mcpd begins shutting down; the stream then gets `stream_grace` to finish.
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    stream_grace: Duration,
+    stop_at: Option<tokio::time::Instant>,
 }
 
 impl Relay {
@@ -483,7 +490,21 @@ impl Relay {
                 if relay.done {
                     return None;
                 }
-                match tokio::time::timeout(relay.idle, relay.upstream.next()).await {
+                if relay.stop_at.is_none() && *relay.shutdown.borrow() {
+                    relay.stop_at = Some(tokio::time::Instant::now() + relay.stream_grace);
+                }
+                let idle = tokio::time::Instant::now() + relay.idle;
+                let until = relay.stop_at.map_or(idle, |stop| stop.min(idle));
+                let read = tokio::select! {
+                    read = tokio::time::timeout_at(until, relay.upstream.next()) => read,
+                    // Shutting down: recompute the deadline and read on.
+                    _ = relay.shutdown.changed(), if relay.stop_at.is_none() => continue,
+                };
+                if read.is_err() && relay.stop_at.is_some_and(|stop| tokio::time::Instant::now() >= stop) {
+                    relay.interrupted("mcpd is shutting down; the answer was cut off here: ask again");
+                    continue;
+                }
+                match read {
                     Err(_) => {
                         let message = format!("the provider sent nothing for {}s", relay.idle.as_secs_f64());
                         relay.interrupted(&message);

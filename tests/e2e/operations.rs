@@ -88,6 +88,10 @@ async fn metrics_count_scripted_traffic_and_only_view_metrics_may_scrape() {
     assert_eq!(server.get("/api/v1/secrets/m1").await.0, 200);
     assert_eq!(server.get("/api/v1/secrets/m2").await.0, 200);
     assert_eq!(server.get("/api/v1/secrets/nope").await.0, 404);
+    // Unknown paths and methods share one series each: a client cannot make new ones at will.
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let odd = server.http.request(brew, server.url("/coffee/pot-1")).send().await.unwrap();
+    assert_eq!(odd.status(), 401, "no token: refused before routing");
 
     // Who may scrape: admin and monitoring; not a viewer, not without a token.
     assert_eq!(scrape(&server, None).await.0, 401);
@@ -109,6 +113,8 @@ async fn metrics_count_scripted_traffic_and_only_view_metrics_may_scrape() {
     assert_eq!(requests("GET", "/api/v1/secrets/{name}", "404"), Some(1.0));
     assert_eq!(requests("GET", "/metrics", "401"), Some(1.0));
     assert_eq!(requests("GET", "/metrics", "403"), Some(1.0));
+    assert_eq!(requests("other", "unmatched", "401"), Some(1.0), "{text}");
+    assert!(!text.contains("BREW") && !text.contains("coffee"), "{text}");
     let latency =
         value(&s, "mcpd_http_request_duration_seconds_count", &[("method", "POST"), ("route", "/api/v1/secrets")]);
     assert_eq!(latency, Some(3.0));

@@ -127,9 +127,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "none" => {}
         tier => app.services.warm_in_background(domain::llm::Tier::parse(tier)),
     }
-    if let Some(tls) = &tls {
-        reload_on_hangup(tls.clone())?;
-    }
+    reload_on_hangup(tls.clone())?;
     metrics::handle();
     if let Some(address) = args.metrics_listen {
         let listener =
@@ -167,12 +165,17 @@ fn client_config_path() -> Option<std::path::PathBuf> {
     std::env::home_dir().map(|home| home.join(".mcpctl").join("config.json"))
 }
 
-/// SIGHUP reloads the TLS files; a failed reload keeps the configuration in use.
-fn reload_on_hangup(tls: std::sync::Arc<tls::Tls>) -> anyhow::Result<()> {
+/// SIGHUP reloads the TLS files; a failed reload keeps the configuration in use. Without TLS
+/// there is nothing to reload, and SIGHUP (a `systemctl reload`) must not stop mcpd either.
+fn reload_on_hangup(tls: Option<std::sync::Arc<tls::Tls>>) -> anyhow::Result<()> {
     let mut hangup =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: nothing to reload (mcpd serves without --tls-cert)");
+                continue;
+            };
             match tls.reload() {
                 Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate, key and client CA"),
                 Err(e) => {

@@ -497,3 +497,42 @@ fn the_configuration_reference_is_what_mcpd_serve_help_prints() {
     let shown = &docs[start + "<!-- serve-help:start -->\n```text\n".len()..end];
     assert_eq!(shown, help, "docs/operations.md's configuration reference is not `mcpd serve --help`; paste:\n{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_the_cap_get_503_and_sighup_without_tls_changes_nothing() {
+    let server = TestServer::start_with_env(StoreKind::Sqlite, &[("MCPD_MAX_STREAMS", "1")]).await;
+    let open = || {
+        let request = server.http.get(server.url("/api/v1/llms?watch=true")).bearer_auth(testkit::ADMIN_TOKEN);
+        request.timeout(Duration::from_secs(600)).send()
+    };
+    let first = open().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = open().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Overloaded", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-streams"), "{body}");
+    // Reads that are not streams are not held back by the cap.
+    assert_eq!(server.get("/api/v1/llms").await.0, 200);
+    // The first one closed, the next may open.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open().await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed watch's slot was not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // SIGHUP without TLS: logged, and mcpd goes on serving.
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.logs().contains("SIGHUP: nothing to reload") {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.get("/api/v1/llms").await.0, 200);
+}

@@ -151,13 +151,27 @@ async fn reconstruct(s: &Services, method: &Method, claim: &Claim) -> Result<Res
             claim.aggregate_id
         )));
     }
+    // The change is in the log; read it once the read models show it, as its request would
+    // have (bounded: 202 when they lag, as the request would have answered).
+    let name = domain::ResourceName::parse(&claim.aggregate_id).map_err(|_| {
+        ApiError::Conflict(format!("the request with this Idempotency-Key changed {:?}", claim.aggregate_id))
+    })?;
+    if let crate::service::Recorded::Lagging(message) =
+        s.writer.await_projection(kind.info().aggregate_type, &name).await?
+    {
+        return Ok(crate::error::accepted(&message));
+    }
     match super::resources::current_of(s, kind, &claim.aggregate_id).await? {
         Some(mut response) if *method == Method::POST => {
             *response.status_mut() = StatusCode::CREATED;
             Ok(response)
         }
         Some(response) => Ok(response),
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        None if *method == Method::DELETE => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Err(ApiError::Conflict(format!(
+            "the request with this Idempotency-Key was applied, but {kind} {:?} has been deleted since",
+            claim.aggregate_id
+        ))),
     }
 }
 

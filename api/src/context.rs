@@ -95,14 +95,20 @@ impl RequestContext {
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Routes whose answer is a stream or a long piece of work, which the request timeout does not
-/// apply to: inference (its own per-Llm timeout bounds it), a warmup, a migration's progress,
-/// watches, and verifying the read models (a replay of the whole log).
-fn streams(route: &str, query: Option<&str>) -> bool {
+/// Routes (templates or paths) whose answer is streamed: inference (its own per-Llm timeout
+/// bounds it), a warmup, and a migration's progress. Neither the request timeout nor
+/// `Idempotency-Key` applies to them.
+pub(crate) fn streamed(route: &str) -> bool {
     route.starts_with("/openai/")
         || route.starts_with("/anthropic/")
         || route.ends_with("/warmup")
         || route == "/api/v1/secrets/migrate"
+}
+
+/// What the request timeout does not apply to: streamed routes, watches, and verifying the read
+/// models (a replay of the whole log).
+fn streams(route: &str, query: Option<&str>) -> bool {
+    streamed(route)
         || route == "/api/v1/projections/verify"
         || query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && v != "false"))
 }

@@ -50,6 +50,31 @@ async fn all_moved_once(server: &TestServer, secrets: &[(String, String)]) {
     assert!(flips.iter().all(|r| r.get::<i64, _>("n") == 1), "a secret was flipped twice");
 }
 
+/// 300 secrets `{prefix}-000…` on the default backend, each with a value of its own:
+/// (name, value).
+async fn seed_secrets(server: &TestServer, prefix: &str, label: &str) -> Vec<(String, String)> {
+    let mut secrets = Vec::new();
+    for i in 0..300 {
+        let (name, value) = (format!("{prefix}-{i:03}"), format!("{label}-{i}-{}", random_point(0..1_000_000)));
+        let (status, _) = server.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
+        assert_eq!(status, 201);
+        secrets.push((name, value));
+    }
+    secrets
+}
+
+/// Starts migrating every secret from the default backend to `bao`: the progress stream.
+async fn migrate_to_bao(server: &TestServer) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/secrets/migrate"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&json!({"from": "default", "to": "bao"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn run_status(server: &TestServer, run: &str) -> Value {
     server.get(&format!("/api/v1/migrations/{run}")).await.1
 }
@@ -57,24 +82,11 @@ async fn run_status(server: &TestServer, run: &str) -> Value {
 async fn killed_mid_migration_resumes_and_loses_nothing(kind: StoreKind) {
     let mut server = TestServer::start(kind).await;
     setup_bao(&server).await;
-    let mut secrets = Vec::new();
-    for i in 0..300 {
-        let (name, value) = (format!("k-{i:03}"), format!("original-{i}-{}", random_point(0..1_000_000)));
-        let (status, _) = server.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
-        assert_eq!(status, 201);
-        secrets.push((name, value));
-    }
+    let secrets = seed_secrets(&server, "k", "original").await;
 
     // Kill 1: while the client is still reading the progress stream.
     let first_kill = random_point(20..150);
-    let mut response = server
-        .http
-        .post(server.url("/api/v1/secrets/migrate"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
-        .json(&json!({"from": "default", "to": "bao"}))
-        .send()
-        .await
-        .unwrap();
+    let mut response = migrate_to_bao(&server).await;
     let (mut buffer, mut run, mut migrated) = (String::new(), String::new(), 0u64);
     'reading: while let Some(chunk) = response.chunk().await.unwrap() {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
@@ -184,22 +196,9 @@ async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
     let mut first = TestServer::start(StoreKind::Postgres).await;
     let second = first.replica().await;
     setup_bao(&first).await;
-    let mut secrets = Vec::new();
-    for i in 0..300 {
-        let (name, value) = (format!("k-{i:03}"), format!("replicated-{i}-{}", random_point(0..1_000_000)));
-        let (status, _) = first.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
-        assert_eq!(status, 201);
-        secrets.push((name, value));
-    }
+    let secrets = seed_secrets(&first, "k", "replicated").await;
 
-    let mut response = first
-        .http
-        .post(first.url("/api/v1/secrets/migrate"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
-        .json(&json!({"from": "default", "to": "bao"}))
-        .send()
-        .await
-        .unwrap();
+    let mut response = migrate_to_bao(&first).await;
     let (mut buffer, mut run, mut migrated, mut refused) = (String::new(), String::new(), 0u64, None);
     'reading: while let Some(chunk) = response.chunk().await.unwrap() {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
@@ -252,21 +251,8 @@ async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
 async fn sigterm_hands_a_running_migration_over_at_a_batch_boundary() {
     let server = TestServer::start(StoreKind::Sqlite).await;
     setup_bao(&server).await;
-    let mut secrets = Vec::new();
-    for i in 0..300 {
-        let (name, value) = (format!("t-{i:03}"), format!("term-{i}-{}", random_point(0..1_000_000)));
-        let (status, _) = server.post("/api/v1/secrets", json!({"name": name, "data": {"API_KEY": value}})).await;
-        assert_eq!(status, 201);
-        secrets.push((name, value));
-    }
-    let mut response = server
-        .http
-        .post(server.url("/api/v1/secrets/migrate"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
-        .json(&json!({"from": "default", "to": "bao"}))
-        .send()
-        .await
-        .unwrap();
+    let secrets = seed_secrets(&server, "t", "term").await;
+    let mut response = migrate_to_bao(&server).await;
     let (mut buffer, mut run, mut migrated, mut finished) = (String::new(), String::new(), 0u64, None);
     let mut stopping = None;
     let mut server = Some(server);

@@ -159,12 +159,18 @@ struct Measured {
 fn outcome<T>(result: &BackendResult<T>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(error) => match Health::from_error(error).status {
-            "unreachable" => "unreachable",
-            "sealed" => "sealed",
-            "permission denied" => "permission_denied",
-            _ => "error",
-        },
+        Err(error) => label(Health::from_error(error).status),
+    }
+}
+
+/// A health status as a metrics label (no spaces).
+fn label(status: &str) -> &'static str {
+    match status {
+        "ok" => "ok",
+        "unreachable" => "unreachable",
+        "sealed" => "sealed",
+        "permission denied" => "permission_denied",
+        _ => "error",
     }
 }
 
@@ -243,14 +249,7 @@ impl SecretBackendDriver for Measured {
             let started = std::time::Instant::now();
             let health = self.inner.health().await;
             self.time("health", started);
-            let outcome = match health.status {
-                "ok" => "ok",
-                "unreachable" => "unreachable",
-                "sealed" => "sealed",
-                "permission denied" => "permission_denied",
-                _ => "error",
-            };
-            self.count("health", outcome, 1);
+            self.count("health", label(health.status), 1);
             health
         }
         .boxed()

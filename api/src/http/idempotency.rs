@@ -28,7 +28,9 @@ const STORED_ANSWER_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The middleware (inside authentication: keys are the user's own).
 pub async fn idempotency(State(s): State<Services>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::PUT | Method::DELETE) || streamed(request.uri().path()) {
+    if !matches!(*request.method(), Method::POST | Method::PUT | Method::DELETE)
+        || crate::context::streamed(request.uri().path())
+    {
         return next.run(request).await;
     }
     let Some(key) = request.headers().get(HEADER) else {
@@ -72,15 +74,6 @@ pub async fn idempotency(State(s): State<Services>, request: Request, next: Next
         }
     }
     response
-}
-
-/// Writes whose answer is a stream (inference, a warmup, a migration's progress): the key is
-/// not theirs to keep.
-fn streamed(path: &str) -> bool {
-    path.starts_with("/openai/")
-        || path.starts_with("/anthropic/")
-        || path.ends_with("/warmup")
-        || path == "/api/v1/secrets/migrate"
 }
 
 /// Method, path with query, and body, hashed: what "the same request" means.

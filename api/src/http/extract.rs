@@ -53,6 +53,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A request body read whole: up to `limit` bytes (413 past it), within [`BODY_READ_TIMEOUT`]
+/// of the headers (408). For middleware and handlers that need the bytes before (or instead of)
+/// [`JsonBody`].
+pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(BODY_READ_TIMEOUT.as_secs()))?
+        .map_err(|_| ApiError::PayloadTooLarge(limit))
+}
+
 /// Adds an error for every string (or object key) under `value` that holds a NUL character:
 /// PostgreSQL cannot store one, and SQLite would, so both refuse it alike, before anything is
 /// written anywhere.

@@ -47,9 +47,9 @@ pub async fn idempotency(State(s): State<Services>, request: Request, next: Next
         return next.run(request).await;
     };
     let (mut parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, super::extract::BODY_LIMIT).await {
+    let body = match super::extract::body_bytes(body, super::extract::BODY_LIMIT).await {
         Ok(body) => body,
-        Err(_) => return ApiError::PayloadTooLarge(super::extract::BODY_LIMIT).into_response(),
+        Err(e) => return e.into_response(),
     };
     let hash = request_hash(&parts.method, parts.uri.path_and_query().map_or("", |p| p.as_str()), &body);
     let method = parts.method.clone();

@@ -201,12 +201,7 @@ impl Services {
 /// Reads an inference request's JSON body (up to [`BODY_LIMIT`], within the body-read timeout).
 async fn read_body(request: Request) -> Result<(HeaderMap, serde_json::Map<String, Value>), ApiError> {
     let (parts, body) = request.into_parts();
-    let read = axum::body::to_bytes(body, BODY_LIMIT);
-    let timeout = crate::http::extract::BODY_READ_TIMEOUT;
-    let bytes = tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| ApiError::RequestTimeout(timeout.as_secs()))?
-        .map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
+    let bytes = crate::http::extract::body_bytes(body, BODY_LIMIT).await?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(body)) => Ok((parts.headers, body)),
         Ok(_) => Err(ApiError::MalformedBody("the body must be a JSON object".into())),

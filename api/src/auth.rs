@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::service::Services;
 
 /// Routes anyone may call: liveness, readiness and the server version.
-const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/version"];
+const OPEN_PATHS: [&str; 4] = ["/healthz", "/readyz", "/version", "/api/v1/openapi.json"];
 
 /// Why a token was not accepted.
 #[derive(Debug)]

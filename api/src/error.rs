@@ -17,6 +17,10 @@ pub enum ApiError {
     /// 400: fields failed validation; every one is listed in `details`.
     #[error("invalid {kind}: {errors}")]
     Invalid { kind: &'static str, errors: ValidationErrors },
+    /// 409: a well-formed document naming what does not exist (yet); every such field is
+    /// listed in `details`.
+    #[error("{kind} refers to what does not exist: {errors}")]
+    Unresolved { kind: &'static str, errors: ValidationErrors },
     /// 400: a header or query parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -96,7 +100,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Unresolved { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) | ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,6 +116,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "Invalid",
+            ApiError::Unresolved { .. } => "Unresolved",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
@@ -148,6 +153,11 @@ impl ApiError {
                     let mut errors = ValidationErrors::default();
                     errors.add(e.field().unwrap_or("spec"), e.to_string());
                     ApiError::Invalid { kind, errors }
+                }
+                ErrorClass::Unresolved => {
+                    let mut errors = ValidationErrors::default();
+                    errors.add(e.field().unwrap_or("spec"), e.to_string());
+                    ApiError::Unresolved { kind, errors }
                 }
             },
             AggregateError::AggregateConflict => {
@@ -237,7 +247,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(request_id = %request_id, error = format!("{error:#}"), "request failed");
                 (format!("internal error; quote request id {request_id} when reporting it"), &[])
             }
-            ApiError::Invalid { errors, .. } => (self.to_string(), &errors.0),
+            ApiError::Invalid { errors, .. } | ApiError::Unresolved { errors, .. } => (self.to_string(), &errors.0),
             _ => (self.to_string(), &[]),
         };
         let body =

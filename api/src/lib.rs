@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod migration;
 pub mod offline;
+pub mod openapi;
 pub mod request_scope;
 pub mod serve;
 pub mod service;

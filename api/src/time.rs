@@ -4,6 +4,11 @@
 pub fn short_duration(raw: &str) -> Option<jiff::SignedDuration> {
     let split = raw.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = raw.split_at(split);
+    // At most six digits (999999d is 2,700 years), without leading zeros: anything else is a
+    // typo, not a duration.
+    if !(1..=6).contains(&number.len()) || (number.len() > 1 && number.starts_with('0')) {
+        return None;
+    }
     let unit_seconds: i64 = match unit {
         "s" => 1,
         "m" => 60,
@@ -38,7 +43,7 @@ mod tests {
         assert_eq!(short_duration("45s"), Some(jiff::SignedDuration::from_secs(45)));
         assert_eq!(short_duration("2h"), Some(jiff::SignedDuration::from_secs(7200)));
         assert_eq!(short_duration("30d"), Some(jiff::SignedDuration::from_secs(30 * 86_400)));
-        for bad in ["", "d", "3w", "2 h", "-1h", "99999999999999999999d"] {
+        for bad in ["", "d", "3w", "2 h", "-1h", "99999999999999999999d", "1234567s", "01h", "+1h"] {
             assert_eq!(short_duration(bad), None, "{bad:?}");
         }
     }

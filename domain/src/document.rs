@@ -52,7 +52,10 @@ pub fn parse_valid<I: SpecInput>(
 /// The JSON Schema of a kind's whole document: the spec input's schema plus the envelope
 /// (`kind`, `name`) and the read-only fields the server fills in.
 pub fn document_schema<I: SpecInput + schemars::JsonSchema>() -> Value {
-    let mut schema = Value::from(schemars::schema_for!(I));
+    // Inlined, so that the schema stands alone wherever it is embedded (the OpenAPI document).
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12().for_deserialize();
+    settings.inline_subschemas = true;
+    let mut schema = Value::from(settings.into_generator().into_root_schema_for::<I>());
     let kind = I::KIND;
     if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         let mut envelope = Map::new();

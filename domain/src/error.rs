@@ -4,8 +4,12 @@
 /// The class of a rejected command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// The request itself is wrong: a field, a reference that does not resolve.
+    /// The request itself is wrong: a field.
     Invalid,
+    /// The request is well-formed but names a resource that does not exist (yet): a Secret an
+    /// Llm's key is in, a user a token is for. 409, like any clash with the current state,
+    /// with the field at fault.
+    Unresolved,
     /// The resource the command addresses does not exist.
     NotFound,
     /// The request is well-formed but clashes with the current state.

@@ -33,7 +33,7 @@ impl ValidationErrors {
     /// A required string field: reports it as missing or blank, returns it otherwise.
     pub fn required(&mut self, field: &str, value: Option<String>) -> Option<String> {
         match value {
-            Some(v) if !v.trim().is_empty() => Some(v),
+            Some(v) if !is_blank(&v) => Some(v),
             _ => {
                 self.add(field, "is required");
                 None
@@ -76,7 +76,40 @@ impl std::error::Error for ValidationErrors {}
 pub fn check_http_url(errors: &mut ValidationErrors, field: &str, url: &str) {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => {}
-        _ => errors.add(field, "must be an absolute http:// or https:// URL"),
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && rest.bytes().all(|b| b.is_ascii_graphic()) => {}
+        _ => errors.add(field, "must be an absolute http:// or https:// URL of printable ASCII"),
     }
+}
+
+/// A whole number as JSON Schema's `integer` has it: `21` and `21.0` alike (`null` is `None`).
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    use serde::Deserialize;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!("invalid value: {number}, expected a whole number of seconds"))),
+    }
+}
+
+/// Blank: nothing but white space and control characters.
+pub fn is_blank(value: &str) -> bool {
+    value.chars().all(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The JSON Schema patterns of what this module's checks accept, for the published schemas:
+/// a check and its pattern sit side by side, so that one is changed with the other.
+pub mod patterns {
+    /// [`super::ValidationErrors::required`]: something besides white space and control characters.
+    pub const NOT_BLANK: &str = r"[^\s\x00-\x1f\x7f-\x9f]";
+    /// [`super::check_http_url`].
+    pub const HTTP_URL: &str = "^https?://[!-.0-~][!-~]*$";
+    /// [`crate::name::ResourceName`]: an RFC 1123 label.
+    pub const NAME: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+    /// [`crate::secret::check_key_name`].
+    pub const KEY: &str = "^[-._a-zA-Z0-9]{1,253}$";
 }

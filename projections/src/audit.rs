@@ -27,6 +27,8 @@ pub enum Direction {
     Older(Option<Position>),
     /// Oldest first, newer than the cursor (following the log).
     Newer(Position),
+    /// Newest first, older than `before` and newer than `after`: a page of a stretch of the log.
+    Between { before: Position, after: Position },
 }
 
 pub async fn query(
@@ -63,25 +65,24 @@ pub async fn query(
     if let Some(until) = &filter.until {
         conditions.push(format!("recorded_at < {}{cast}", bind(time(until))));
     }
-    let order = match direction {
-        Direction::Older(_) => "DESC",
-        Direction::Newer(_) => "ASC",
-    };
-    let cursor = match direction {
-        Direction::Older(cursor) => cursor.map(|c| (c, "<")),
-        Direction::Newer(cursor) => Some((cursor, ">")),
+    let (order, cursors) = match direction {
+        Direction::Older(cursor) => ("DESC", cursor.map(|c| (c, "<")).into_iter().collect()),
+        Direction::Newer(cursor) => ("ASC", vec![(cursor, ">")]),
+        Direction::Between { before, after } => ("DESC", vec![(before, "<"), (after, ">")]),
     };
     if pg {
         conditions.push("transaction_id < pg_snapshot_xmin(pg_current_snapshot())".into());
-        if let Some((c, op)) = cursor {
+    }
+    for (c, op) in cursors {
+        if pg {
             conditions.push(format!(
                 "(transaction_id, position) {op} ({}::text::xid8, {}::bigint)",
                 bind(c.transaction_id.to_string()),
                 bind(c.position.to_string())
             ));
+        } else {
+            conditions.push(format!("position {op} {}::integer", bind(c.position.to_string())));
         }
-    } else if let Some((c, op)) = cursor {
-        conditions.push(format!("position {op} {}::integer", bind(c.position.to_string())));
     }
     let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     // Qualified: the select list has a column named transaction_id too (cast for the reader), and

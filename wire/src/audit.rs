@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One event of the log, as a person reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// The event's place in the log: an opaque cursor for `after`, `newer`.
@@ -24,7 +24,7 @@ pub struct AuditEntry {
 }
 
 /// One page of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     /// The cursor of the next (older) page, when there may be one.

@@ -19,8 +19,9 @@ use crate::user::{TokenState, UserState};
 
 /// One resource on the wire: `kind`, `name`, the kind's fields, then the read-only fields the
 /// server owns. mcpd serialises `Document<&S>`; mcpctl deserialises `Document<S>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "{S}Document")]
 pub struct Document<S> {
     pub kind: Kind,
     pub name: String,
@@ -39,7 +40,8 @@ pub struct Document<S> {
 
 /// A collection: `{"items": [...]}`, and `metadata.continue` when the list was asked for a
 /// page at a time (`?limit=N`) and another page may follow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}List")]
 pub struct List<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +49,7 @@ pub struct List<T> {
 }
 
 /// A list's own fields.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListMeta {
     /// The token that fetches the next page (`?limit=N&continue=TOKEN`), opaque.
     #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +57,7 @@ pub struct ListMeta {
 }
 
 /// One event of a resource's history (`GET /api/v1/{plural}/{name}/history`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEvent {
     pub resource_version: i64,
@@ -69,7 +71,7 @@ pub struct HistoryEvent {
 
 /// A kind's fields besides the envelope, as mcpd serialises them and mcpctl reads them, with
 /// what `get` and `describe` show of them.
-pub trait Spec: Serialize + DeserializeOwned + Sized + 'static {
+pub trait Spec: Serialize + DeserializeOwned + schemars::JsonSchema + Sized + 'static {
     const KIND: Kind;
     /// The columns `get` prints, kubectl style.
     const COLUMNS: &'static [Column<Self>];
@@ -149,6 +151,18 @@ impl Kind {
             Kind::Role => visitor.visit::<RoleSpec>(),
             Kind::RoleBinding => visitor.visit::<RoleBindingSpec>(),
         }
+    }
+}
+
+/// A kind on the wire: its singular name.
+impl schemars::JsonSchema for Kind {
+    fn schema_name() -> Cow<'static, str> {
+        "Kind".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.info().singular).collect();
+        schemars::json_schema!({"type": "string", "enum": names, "description": "The resource's kind."})
     }
 }
 

@@ -8,7 +8,7 @@ use crate::Kind;
 use crate::document::{Cell, Column, Spec, column};
 
 /// A run as mcpd shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationState {
     pub from: String,

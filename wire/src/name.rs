@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// an alphanumeric (RFC 1123 label).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
 pub struct ResourceName(String);
 
 impl ResourceName {

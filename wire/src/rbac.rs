@@ -8,7 +8,7 @@ use crate::Kind;
 use crate::document::{Cell, Column, Spec, column};
 
 /// One grant: `verbs` on `resources` (only the ones in `names`, when given), or `operations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -23,7 +23,7 @@ pub struct Rule {
 }
 
 /// A role's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSpec {
     #[serde(default)]
@@ -32,7 +32,7 @@ pub struct RoleSpec {
 }
 
 /// A binding's content: `role` granted to `users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleBindingSpec {
     #[serde(default)]

@@ -10,7 +10,7 @@ use crate::document::{Cell, Column, Spec, column};
 use crate::{Kind, ResourceName};
 
 /// What mcpd knows of a Secret besides its values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretState {
     pub backend: ResourceName,
@@ -26,7 +26,7 @@ pub struct SecretState {
 }
 
 /// A Secret as the API shows it: key names always, values only when asked to reveal them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretView {
     #[serde(flatten)]
     pub state: SecretState,

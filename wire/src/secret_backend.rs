@@ -86,7 +86,7 @@ pub struct SecretBackendSpec {
 }
 
 /// A backend as mcpd shows it: its spec, and whether it is the default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendState {
     #[serde(flatten)]

@@ -8,14 +8,14 @@ use crate::Kind;
 use crate::document::{Cell, Column, Spec, column};
 
 /// A user: who tokens authenticate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserState {
     pub description: String,
 }
 
 /// An API token, by id; never the token itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenState {
     pub user: String,

@@ -62,7 +62,7 @@ struct CanI {
 /// caller do it? Always 200; the answer is `allowed`.
 async fn can_i(
     Extension(ctx): Extension<RequestContext>,
-    axum::extract::Query(q): axum::extract::Query<CanI>,
+    super::extract::Query(q): super::extract::Query<CanI>,
 ) -> Json<Value> {
     let allowed = crate::service::rbac::can(&ctx.permissions, &q.verb, q.resource.as_deref(), q.name.as_deref());
     Json(json!({"allowed": allowed, "user": ctx.actor}))

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use projections::Position;
 use projections::audit::{AuditFilter, Direction};
@@ -52,9 +52,11 @@ pub(crate) fn cursor(position: Position) -> String {
 }
 
 pub(crate) fn parse_cursor(raw: &str) -> Option<Position> {
+    // Digits only, as `cursor` writes them (no sign), and few enough to fit.
+    let number = |s: &str| (1..=18).contains(&s.len()).then_some(s).filter(|s| s.bytes().all(|b| b.is_ascii_digit()))?.parse().ok();
     match raw.split_once(':') {
-        Some((t, p)) => Some(Position { transaction_id: t.parse().ok()?, position: p.parse().ok()? }),
-        None => Some(Position { transaction_id: 0, position: raw.parse().ok()? }),
+        Some((t, p)) => Some(Position { transaction_id: number(t)?, position: number(p)? }),
+        None => Some(Position { transaction_id: 0, position: number(raw)? }),
     }
 }
 
@@ -146,7 +148,7 @@ fn bad(field: &str, message: String) -> ApiError {
 pub async fn audit(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
-    Query(raw): Query<std::collections::HashMap<String, String>>,
+    super::extract::Query(raw): super::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<wire::audit::AuditPage>, ApiError> {
     // Parsed here rather than by the extractor, so a bad parameter gets the API's error shape.
     let q: AuditQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
@@ -182,7 +184,7 @@ pub async fn audit(
     let parse =
         |field: &str, raw: &str| parse_cursor(raw).ok_or_else(|| bad(field, format!("{raw:?} is not a cursor")));
     let direction = match (&q.after, &q.newer) {
-        (Some(_), Some(_)) => return Err(bad("newer", "give after or newer, not both".into())),
+        (Some(after), Some(newer)) => Direction::Between { before: parse("after", after)?, after: parse("newer", newer)? },
         (_, Some(newer)) => Direction::Newer(parse("newer", newer)?),
         (Some(after), None) => Direction::Older(Some(parse("after", after)?)),
         (None, None) => Direction::Older(None),
@@ -218,7 +220,7 @@ pub async fn audit(
         })
         .collect();
     let next = match direction {
-        Direction::Older(_) if items.len() as i64 == limit => events.last().map(|e| cursor(e.position)),
+        Direction::Older(_) | Direction::Between { .. } if items.len() as i64 == limit => events.last().map(|e| cursor(e.position)),
         _ => None,
     };
     Ok(Json(wire::audit::AuditPage { items, next }))

@@ -132,23 +132,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// A boolean query flag such as `?reveal=true`: `true`, `1` or bare means yes.
+/// A boolean query flag such as `?reveal=true`: `true`, or the bare name, means yes.
 fn query_flag(parts: &Parts, name: &str) -> Result<bool, ApiError> {
     let query = parts.uri.query().unwrap_or_default();
     let mut flag = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
         if key == name {
-            flag = match value {
-                "true" | "1" | "" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(ApiError::BadRequest(format!("{name} must be true or false, not {other:?}")));
-                }
-            };
+            flag = parse_flag(name, value)?;
         }
     }
     Ok(flag)
+}
+
+/// A flag's value: `true` or `false` in any case, nothing else (`1`, `yes` or an empty value
+/// are refused rather than guessed at).
+pub fn parse_flag(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(ApiError::BadRequest(format!("{name} must be true or false, not {other:?}"))),
+    }
 }
 
 /// `?reveal=true` asks for secret values.
@@ -203,9 +207,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ListPage {
                 _ => {}
             }
         }
-        if page.continue_token.is_some() && page.limit.is_none() {
-            return Err(ApiError::BadRequest("continue needs limit: ask for the next page with the same limit".into()));
-        }
         Ok(page)
+    }
+}
+
+/// axum's `Query`, answering a malformed query string with the API's error shape (400) instead
+/// of axum's plain-text rejection.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }

@@ -26,10 +26,19 @@ const REPLAYED: &str = "idempotent-replayed";
 /// The largest answer read back to store (answers are documents, far smaller).
 const STORED_ANSWER_LIMIT: usize = 4 * 1024 * 1024;
 
+/// Whether a route takes the request's method: a request answered 404 or 405 claims no key.
+fn routed(request: &Request) -> bool {
+    let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
+        return false;
+    };
+    super::allowed_methods(matched.as_str()).split(", ").any(|m| m == request.method().as_str())
+}
+
 /// The middleware (inside authentication: keys are the user's own).
 pub async fn idempotency(State(s): State<Services>, request: Request, next: Next) -> Response {
     if !matches!(*request.method(), Method::POST | Method::PUT | Method::DELETE)
         || crate::context::streamed(request.uri().path())
+        || !routed(&request)
     {
         return next.run(request).await;
     }

@@ -5,7 +5,7 @@ pub mod audit;
 pub mod extract;
 pub mod idempotency;
 mod migrations;
-mod paging;
+pub(crate) mod paging;
 mod projections;
 mod resources;
 pub(crate) mod watch;
@@ -83,6 +83,7 @@ fn all_routes() -> Routes {
         .on(M::GET, "/version", || async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) })
         .on(M::GET, "/readyz", projections::readyz)
         .on(M::GET, "/metrics", crate::metrics::scrape)
+        .on(M::GET, "/api/v1/openapi.json", crate::openapi::serve)
         .on(M::GET, "/api/v1/schemas/{kind}", schema)
         .on(M::GET, "/api/v1/secretbackends/{name}/health", backend_health)
         .on(M::POST, "/api/v1/secrets/migrate", migrations::migrate)

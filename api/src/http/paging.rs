@@ -1,37 +1,75 @@
 //! Lists a page at a time (`?limit=N&continue=TOKEN`): the continue token is opaque to
-//! clients (the last row's sort key and the kind, hex-encoded), and a page holds what the
-//! caller may view, read from the table in keyset pages until it is full.
+//! clients (the kind and the last row's sort key, `llm~b`), and a page holds what the caller
+//! may view, read from the table in keyset pages until it is full.
 
 use std::future::Future;
 
 use domain::document::Kind;
 use projections::read_models::Record;
 use projections::read_models::page::{Cursor, Order, Page};
-use serde::{Deserialize, Serialize};
 
 use super::extract::ListPage;
 use crate::error::ApiError;
 
-#[derive(Serialize, Deserialize)]
-struct Token {
-    k: String,
-    #[serde(flatten)]
-    after: Cursor,
+/// The syntax of a continue token for `kind`'s list in `order`: `KIND~NAME`, or
+/// `KIND~CREATED~NAME` for a list in creation order. [`decode`] takes exactly these; an empty
+/// token is none.
+pub fn token_pattern(kind: Kind, order: Order) -> String {
+    const NAME: &str = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+    const CREATED: &str = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z";
+    match order {
+        Order::Key => format!("^({}~{NAME})?$", kind.as_str()),
+        Order::Oldest | Order::Newest => format!("^({}~{CREATED}~{NAME})?$", kind.as_str()),
+    }
 }
 
 fn encode(kind: Kind, after: Cursor) -> String {
-    hex::encode(serde_json::to_vec(&Token { k: kind.as_str().to_owned(), after }).expect("a cursor serialises"))
+    if after.created_at.is_empty() {
+        format!("{}~{}", kind.as_str(), after.name)
+    } else {
+        format!("{}~{}~{}", kind.as_str(), after.created_at, after.name)
+    }
 }
 
-fn decode(kind: Kind, token: &str) -> Result<Cursor, ApiError> {
+fn decode(kind: Kind, order: Order, token: &str) -> Result<Cursor, ApiError> {
     let invalid =
         || ApiError::BadRequest("the continue token is not valid for this list; start again without it".into());
-    let bytes = hex::decode(token).map_err(|_| invalid())?;
-    let token: Token = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if token.k != kind.as_str() {
+    let mut parts = token.split('~');
+    if parts.next() != Some(kind.as_str()) {
         return Err(invalid());
     }
-    Ok(token.after)
+    let (created_at, name) = match (order, parts.next(), parts.next(), parts.next()) {
+        (Order::Key, Some(name), None, None) => (String::new(), name),
+        (Order::Oldest | Order::Newest, Some(created), Some(name), None) if creation_time(created) => {
+            (created.to_owned(), name)
+        }
+        _ => return Err(invalid()),
+    };
+    domain::name::ResourceName::parse(name).map_err(|_| invalid())?;
+    Ok(Cursor { created_at, name: name.to_owned() })
+}
+
+/// `2026-01-02T03:04:05[.fraction]Z`, as the read models hold creation times (compared as text).
+fn creation_time(raw: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = raw.strip_suffix('Z') else { return false };
+    let (clock, fraction) = rest.split_once('.').unwrap_or((rest, "1"));
+    let b = clock.as_bytes();
+    clock.len() == 19
+        && clock.is_ascii()
+        && digits(&clock[..4], 4)
+        && b[4] == b'-'
+        && digits(&clock[5..7], 2)
+        && b[7] == b'-'
+        && digits(&clock[8..10], 2)
+        && b[10] == b'T'
+        && digits(&clock[11..13], 2)
+        && b[13] == b':'
+        && digits(&clock[14..16], 2)
+        && b[16] == b':'
+        && digits(&clock[17..19], 2)
+        && (1..=9).contains(&fraction.len())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One page of `kind`'s list as the caller may view it, and the token of the next page when
@@ -47,11 +85,12 @@ where
     F: FnMut(Page) -> Fut,
     Fut: Future<Output = Result<Vec<Record<S>>, ApiError>>,
 {
+    let mut after = request.continue_token.as_deref().map(|t| decode(kind, order, t)).transpose()?;
     let Some(limit) = request.limit else {
-        let all = fetch(Page::default()).await?;
+        // No limit: everything from the token on (from the start without one).
+        let all = fetch(Page { after, limit: None }).await?;
         return Ok((all.into_iter().filter(|r| visible(r)).collect(), None));
     };
-    let mut after = request.continue_token.as_deref().map(|t| decode(kind, t)).transpose()?;
     let mut items: Vec<Record<S>> = Vec::new();
     loop {
         // One more than the page needs: whether another row follows tells if there is a next page.

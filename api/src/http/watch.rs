@@ -49,14 +49,8 @@ pub fn requested(query: Option<&str>) -> Result<Option<From>, ApiError> {
     let (mut watch, mut from, mut initial) = (false, None, true);
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "watch" => {
-                watch = match value.as_ref() {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    other => return Err(ApiError::BadRequest(format!("watch must be true or false, not {other:?}"))),
-                }
-            }
-            "sendInitialEvents" => initial = value != "false",
+            "watch" => watch = super::extract::parse_flag("watch", &value)?,
+            "sendInitialEvents" => initial = super::extract::parse_flag("sendInitialEvents", &value)?,
             "resourceVersion" if !value.is_empty() => {
                 from = Some(parse_cursor(&value).filter(|p| p.position >= 0).ok_or_else(|| {
                     ApiError::BadRequest(format!(

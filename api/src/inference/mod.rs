@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, http::Method};
@@ -671,7 +671,7 @@ struct UsageQuery {
 async fn usage_report(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
-    Query(q): Query<UsageQuery>,
+    crate::http::extract::Query(q): crate::http::extract::Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let everyone = ctx.permissions.allows_operation("view:audit");
     let user = match q.user {

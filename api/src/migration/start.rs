@@ -34,8 +34,10 @@ impl Runner {
             return Err(ApiError::Invalid { kind: "migration", errors });
         }
         if from == to {
-            errors.add("to", "must differ from `from`");
-            return Err(ApiError::Invalid { kind: "migration", errors });
+            // Well-formed, but the secrets are already where it would move them.
+            return Err(ApiError::Conflict(format!(
+                "the secrets are already on backend {from:?}: a migration needs two different backends"
+            )));
         }
         let direction = crate::service::guard::Direction::Migration { names: names.as_deref() };
         crate::service::guard::authorize(ctx, direction, &self.services.upstreams)?;

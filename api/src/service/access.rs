@@ -133,7 +133,7 @@ impl Services {
     ) -> Result<Applied<Record<UserState>>, ApiError> {
         let request: UserRequest = parse_body(body)?;
         if let Some(kind) = &request.kind
-            && !kind.eq_ignore_ascii_case("user")
+            && Kind::parse_document(kind) != Some(Kind::User)
         {
             return Err(ApiError::MalformedBody(format!("kind {kind:?} does not belong at /api/v1/users")));
         }

@@ -134,6 +134,8 @@ impl Services {
     ) -> Result<(ResourceName, RoleBindingSpec), ApiError> {
         let input: BindingInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
         let mut errors = domain::ValidationErrors::default();
+        // What the binding names but does not exist (yet): 409 once the document is otherwise valid.
+        let mut missing = domain::ValidationErrors::default();
         let name = resolve_name("rolebinding", input.kind.as_deref(), input.name.as_deref(), url_name, &mut errors);
         let role = if input.role.is_empty() {
             errors.add("role", "is required");
@@ -144,7 +146,7 @@ impl Services {
                 None => match rbac::role(&self.store.db, &input.role).await? {
                     Some(role) => Some(role.spec),
                     None => {
-                        errors.add("role", format!("role {:?} does not exist", input.role));
+                        missing.add("role", format!("role {:?} does not exist", input.role));
                         None
                     }
                 },
@@ -155,8 +157,14 @@ impl Services {
         }
         for user in &input.users {
             if users::get(&self.store.db, user).await?.is_none() {
-                errors.add("users", format!("user {user:?} does not exist"));
+                missing.add("users", format!("user {user:?} does not exist"));
             }
+        }
+        if !errors.is_empty() {
+            return Err(invalid("rolebinding", errors));
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::Unresolved { kind: "rolebinding", errors: missing });
         }
         let (Some(name), Some(role)) = (name, role) else {
             return Err(invalid("rolebinding", errors));

@@ -33,7 +33,7 @@ impl Classified for LlmError {
         match self {
             LlmError::AlreadyExists(_) | LlmError::StaleVersion { .. } => ErrorClass::Conflict,
             LlmError::NotFound(_) => ErrorClass::NotFound,
-            LlmError::SecretNotFound(_) | LlmError::SecretKeyNotFound { .. } => ErrorClass::Invalid,
+            LlmError::SecretNotFound(_) | LlmError::SecretKeyNotFound { .. } => ErrorClass::Unresolved,
         }
     }
 

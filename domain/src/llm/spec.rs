@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::document::{Kind, SpecInput};
 use crate::name::ResourceName;
 use crate::secret::check_key_name;
-use crate::validation::{ValidationErrors, check_http_url};
+use crate::validation::{ValidationErrors, check_http_url, patterns};
 pub use wire::llm::{LlmSpec, LlmType, SecretKeyRef, Tier};
 
 /// The `extra` key setting how long mcpd waits for the provider when proxying (seconds).
@@ -20,28 +20,55 @@ pub const TIMEOUT_KEY: &str = "timeoutSeconds";
 #[serde(deny_unknown_fields)]
 pub struct SecretKeyRefInput {
     /// The Secret's name.
+    #[schemars(with = "String", extend("pattern" = patterns::NAME))]
     pub name: Option<String>,
     /// The key inside the Secret.
+    #[schemars(with = "String", extend("pattern" = patterns::KEY))]
     pub key: Option<String>,
+}
+
+/// [`LlmInput::validate`]'s `extra.timeoutSeconds` check: a decimal number of seconds with at
+/// most three decimals, above 0 and at most 3600.
+pub const TIMEOUT_PATTERN: &str = r"^(([1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2})(\.[0-9]{1,3})?|3600(\.0{1,3})?|0\.([1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9]))$";
+
+fn valid_timeout(raw: &str) -> bool {
+    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, "0"));
+    let digits = |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let canonical = whole == "0" || !whole.starts_with('0');
+    digits(whole, 4) && digits(fraction, 3) && canonical && raw.parse::<f64>().is_ok_and(|s| s > 0.0 && s <= 3600.0)
 }
 
 /// An Llm document's spec fields as a client sends them.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"type": {"enum": ["vllm", "ollama"]}}},
+     "then": {"required": ["url"], "properties": {"url": {"type": "string", "minLength": 1}}}},
+    {"if": {"properties": {"type": {"enum": ["anthropic", "openai", "deepseek"]}}},
+     "then": {"required": ["apiKeyRef"], "properties": {"apiKeyRef": {"type": "object"}}}},
+]))]
 pub struct LlmInput {
-    /// anthropic | openai | deepseek | vllm | ollama | gemini-cli
+    /// The provider: anthropic | openai | deepseek | vllm | ollama | gemini-cli.
     #[serde(rename = "type")]
+    #[schemars(with = "LlmType")]
     pub provider: Option<String>,
     /// The provider's model id, e.g. `claude-haiku-4-5`.
+    #[schemars(with = "String", extend("pattern" = patterns::NOT_BLANK))]
     pub model: Option<String>,
-    /// The endpoint; required for vllm and ollama.
+    /// The endpoint (http:// or https://); required for vllm and ollama, the provider's own
+    /// when omitted.
+    #[schemars(extend("pattern" = "^(https?://[!-.0-~][!-~]*)?$"))]
     pub url: Option<String>,
-    /// fast | heavy
+    /// Which class of work it is meant for: fast | heavy.
+    #[schemars(with = "Tier")]
     pub tier: Option<String>,
+    /// Free text.
     pub description: Option<String>,
     /// The Secret key holding the API key; required for anthropic, openai and deepseek.
     pub api_key_ref: Option<SecretKeyRefInput>,
-    /// Free-form string settings passed through to clients.
+    /// Free-form string settings passed through to clients; `timeoutSeconds` bounds how long
+    /// mcpd waits for the provider when it proxies a call (0 < t ≤ 3600, default 120).
+    #[schemars(extend("properties" = {"timeoutSeconds": {"type": "string", "pattern": TIMEOUT_PATTERN}}))]
     pub extra: Option<BTreeMap<String, String>>,
 }
 
@@ -79,8 +106,7 @@ impl SpecInput for LlmInput {
         };
         let extra = self.extra.unwrap_or_default();
         if let Some(raw) = extra.get(TIMEOUT_KEY) {
-            let seconds = raw.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0);
-            if seconds.is_none() {
+            if !valid_timeout(raw) {
                 errors
                     .add(format!("spec.extra.{TIMEOUT_KEY}"), "must be a number of seconds, above 0 and at most 3600");
             }
@@ -94,6 +120,10 @@ impl SpecInput for LlmInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn the_pattern_matches(raw: &str) -> bool {
+        regex::Regex::new(TIMEOUT_PATTERN).unwrap().is_match(raw)
+    }
 
     fn fields(errors: &ValidationErrors) -> Vec<&str> {
         errors.0.iter().map(|e| e.field.as_str()).collect()
@@ -133,7 +163,25 @@ mod tests {
 
     #[test]
     fn the_proxy_timeout_must_be_a_sane_number_of_seconds() {
-        for (raw, ok) in [("30", true), ("0.5", true), ("0", false), ("abc", false), ("7200", false), ("NaN", false)] {
+        for (raw, ok) in [
+            ("30", true),
+            ("0.5", true),
+            ("3600", true),
+            ("3600.000", true),
+            ("0.001", true),
+            ("0", false),
+            ("0.000", false),
+            ("3600.5", false),
+            ("030", false),
+            ("1e3", false),
+            (" 30", false),
+            ("abc", false),
+            ("7200", false),
+            ("NaN", false),
+            ("inf", false),
+        ] {
+            let pattern_says = the_pattern_matches(raw);
+            assert_eq!(pattern_says, ok, "the schema's pattern on {raw:?}");
             let mut errors = ValidationErrors::default();
             let input = LlmInput {
                 provider: Some("openai".into()),

@@ -48,7 +48,6 @@ impl Classified for MigrationError {
     fn class(&self) -> ErrorClass {
         match self {
             MigrationError::NotFound(_) => ErrorClass::NotFound,
-            MigrationError::SameBackend(_) => ErrorClass::Invalid,
             _ => ErrorClass::Conflict,
         }
     }

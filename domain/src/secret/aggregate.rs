@@ -52,7 +52,8 @@ impl Classified for SecretError {
     fn class(&self) -> ErrorClass {
         match self {
             SecretError::NotFound(_) => ErrorClass::NotFound,
-            SecretError::BackendNotFound(_) | SecretError::BackendChanged { .. } => ErrorClass::Invalid,
+            SecretError::BackendNotFound(_) => ErrorClass::Unresolved,
+            SecretError::BackendChanged { .. } => ErrorClass::Conflict,
             SecretError::AlreadyExists(_)
             | SecretError::StaleVersion { .. }
             | SecretError::InUse { .. }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::document::{Kind, SpecInput};
 use crate::name::ResourceName;
-use crate::validation::ValidationErrors;
+use crate::validation::{ValidationErrors, patterns};
 
 /// Key name to value. The values never leave the write path except to a backend.
 pub type SecretData = BTreeMap<String, SecretString>;
@@ -18,11 +18,13 @@ pub type SecretData = BTreeMap<String, SecretString>;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretInput {
-    /// The SecretBackend holding the values; the default backend when omitted.
+    /// The SecretBackend holding the values; the default backend when omitted or empty.
+    #[schemars(extend("pattern" = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$"))]
     pub backend: Option<String>,
+    /// Free text.
     pub description: Option<String>,
     /// Key name to value; write-only. On update, omitting it keeps the current values.
-    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    #[schemars(with = "Option<BTreeMap<String, String>>", extend("propertyNames" = {"pattern": patterns::KEY}))]
     pub data: Option<SecretData>,
 }
 

@@ -39,10 +39,9 @@ impl Classified for SecretBackendError {
     fn class(&self) -> ErrorClass {
         match self {
             SecretBackendError::NotFound(_) => ErrorClass::NotFound,
-            SecretBackendError::TypeChanged(_)
-            | SecretBackendError::TokenSecretMissing(_)
+            SecretBackendError::TokenSecretMissing(_)
             | SecretBackendError::TokenSecretNotPlaintext { .. }
-            | SecretBackendError::TokenKeyMissing { .. } => ErrorClass::Invalid,
+            | SecretBackendError::TokenKeyMissing { .. } => ErrorClass::Unresolved,
             _ => ErrorClass::Conflict,
         }
     }

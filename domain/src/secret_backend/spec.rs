@@ -5,7 +5,7 @@ use crate::document::{Kind, SpecInput};
 use crate::llm::{SecretKeyRef, SecretKeyRefInput};
 use crate::name::ResourceName;
 use crate::secret::check_key_name;
-use crate::validation::{ValidationErrors, check_http_url};
+use crate::validation::{ValidationErrors, check_http_url, is_blank, patterns};
 pub use wire::secret_backend::{BackendType, OpenBaoConfig, SecretBackendSpec};
 
 /// A backend document's spec and what it asks of the default flag: `Some(true)` make it the
@@ -18,34 +18,82 @@ pub struct SecretBackendRequest {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"url": {"pattern": "^http://"}}},
+     "then": {"properties": {"caCert": {"pattern": BLANK}, "tlsServerName": {"maxLength": 0}}}},
+]))]
 pub struct OpenBaoConfigInput {
+    /// The server: an http:// or https:// URL.
+    #[schemars(with = "String", extend("pattern" = patterns::HTTP_URL))]
     pub url: Option<String>,
     /// KV v2 mount; `secret` when omitted.
+    #[schemars(extend("pattern" = MOUNT))]
     pub mount: Option<String>,
-    /// Prefix of every secret's path under the mount; `mcpd/` when omitted.
+    /// Prefix of every secret's path under the mount, ending in `/`; `mcpd/` when omitted,
+    /// empty for the mount's root.
+    #[schemars(extend("pattern" = PATH_PREFIX))]
     pub path_prefix: Option<String>,
     /// Sent as `X-Vault-Namespace`.
+    #[schemars(extend("pattern" = NAMESPACE))]
     pub namespace: Option<String>,
+    /// The plaintext Secret key holding the token mcpd authenticates with.
+    #[schemars(with = "SecretKeyRefInput")]
     pub token_secret_ref: Option<SecretKeyRefInput>,
     /// Seconds each call to the server may take (1-60); 10 when omitted.
+    #[schemars(range(min = 1, max = 60))]
+    #[serde(default, deserialize_with = "crate::validation::whole_number")]
     pub timeout_seconds: Option<u64>,
     /// Mark deleted secrets' latest version deleted instead of removing every version.
     pub soft_delete: Option<bool>,
     /// PEM certificate(s) of the CA that signed the server's certificate, for an https:// url
     /// whose CA the system does not trust.
+    #[schemars(extend("pattern" = CA_CERT))]
     pub ca_cert: Option<String>,
     /// The DNS name to check the server's certificate against, for an https:// url that names
     /// the server by IP address.
+    #[schemars(extend("pattern" = r"^([A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*)?$", "maxLength" = 253))]
     pub tls_server_name: Option<String>,
+}
+
+/// A path segment as OpenBao mounts and prefixes take it.
+const SEGMENT: &str = "[A-Za-z0-9_-][A-Za-z0-9._-]*";
+const MOUNT: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
+const PATH_PREFIX: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*$";
+const NAMESPACE: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?)?$";
+const BLANK: &str = r"^[\s\x00-\x1f\x7f-\x9f]*$";
+/// Blank, or PEM text holding a certificate block.
+const CA_CERT: &str = r"(^[\s\x00-\x1f\x7f-\x9f]*$)|-----BEGIN CERTIFICATE-----";
+
+/// `path` is `/`-separated [`SEGMENT`]s, ending with a `/` when `trailing` says so (either way
+/// for `None`).
+fn segments(path: &str, trailing: Option<bool>) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let body = match (path.strip_suffix('/'), trailing) {
+        (Some(body), Some(true) | None) => body,
+        (None, Some(false) | None) => path,
+        _ => return false,
+    };
+    body.split('/').all(ok)
 }
 
 /// A SecretBackend document's spec fields as a client sends them.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"type": {"const": "plaintext"}}}, "then": {"properties": {"config": {"type": "null"}}}},
+    {"if": {"properties": {"type": {"const": "openbao"}}},
+     "then": {"required": ["config"], "properties": {"config": {"type": "object"}}}},
+]))]
 pub struct SecretBackendInput {
     /// plaintext | openbao
     #[serde(rename = "type")]
+    #[schemars(with = "BackendType")]
     pub backend_type: Option<String>,
+    /// Free text.
     pub description: Option<String>,
     /// Whether new secrets without an explicit backend go here.
     pub is_default: Option<bool>,
@@ -75,19 +123,23 @@ impl OpenBaoConfigInput {
             }
         };
         let mount = self.mount.unwrap_or_else(|| "secret".into());
-        if mount.is_empty() || mount.starts_with('/') || mount.ends_with('/') {
-            errors.add("spec.config.mount", "must be a mount path without leading or trailing '/'");
+        if !segments(&mount, Some(false)) {
+            errors.add("spec.config.mount", format!("must be a mount path such as secret or kv/team ({SEGMENT} segments)"));
         }
         let timeout_seconds = self.timeout_seconds.unwrap_or(OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS);
         if !(1..=OpenBaoConfig::MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {
             errors.add("spec.config.timeoutSeconds", format!("must be 1 to {}", OpenBaoConfig::MAX_TIMEOUT_SECONDS));
         }
         let path_prefix = self.path_prefix.unwrap_or_else(|| "mcpd/".into());
-        if path_prefix.starts_with('/') || path_prefix.contains("..") || path_prefix.contains("//") {
-            errors.add("spec.config.pathPrefix", "must be a relative path such as mcpd/ or teams/ml/");
+        if !path_prefix.is_empty() && !segments(&path_prefix, Some(true)) {
+            errors.add("spec.config.pathPrefix", "must be a relative path ending in '/' such as mcpd/ or teams/ml/");
+        }
+        let namespace = self.namespace.filter(|n| !n.is_empty());
+        if namespace.as_deref().is_some_and(|n| !segments(n, None)) {
+            errors.add("spec.config.namespace", "must be a namespace path such as team-a or admin/team-a/");
         }
         let https = url.as_deref().is_some_and(|u| u.starts_with("https://"));
-        let ca_cert = self.ca_cert.filter(|c| !c.trim().is_empty());
+        let ca_cert = self.ca_cert.filter(|c| !is_blank(c));
         if let Some(ca) = &ca_cert {
             if !https {
                 errors.add("spec.config.caCert", "applies to an https:// url only");
@@ -113,7 +165,7 @@ impl OpenBaoConfigInput {
             url: url?.trim_end_matches('/').to_owned(),
             mount,
             path_prefix,
-            namespace: self.namespace.filter(|n| !n.is_empty()),
+            namespace,
             token_secret_ref: token_secret_ref?,
             timeout_seconds,
             soft_delete: self.soft_delete.unwrap_or(false),

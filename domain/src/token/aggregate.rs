@@ -21,7 +21,7 @@ impl Classified for TokenError {
         match self {
             TokenError::AlreadyExists(_) => ErrorClass::Conflict,
             TokenError::NotFound(_) => ErrorClass::NotFound,
-            TokenError::NoSuchUser(_) => ErrorClass::Invalid,
+            TokenError::NoSuchUser(_) => ErrorClass::Unresolved,
         }
     }
 

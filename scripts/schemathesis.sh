@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs schemathesis (all checks; examples, coverage, fuzzing and stateful phases) against a
+# fresh mcpd on the given store: `sqlite` or `postgres` (a database of its own on the server
+# DATABASE_URL names). Needs the built mcpd (target/debug) and a venv holding schemathesis
+# (scripts/test.sh makes both). Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+store=${1:?usage: scripts/schemathesis.sh sqlite|postgres}
+target=${CARGO_TARGET_DIR:-target}
+venv="$target/pyenv"
+work=$(mktemp -d /tmp/mcpd-schemathesis.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+base="http://127.0.0.1:$port"
+
+db_args=()
+database=""
+if [ "$store" = postgres ]; then
+    : "${DATABASE_URL:?DATABASE_URL names the PostgreSQL server}"
+    database="mcpd_schemathesis_$$"
+    psql "$DATABASE_URL" -qc "create database $database" >/dev/null
+    db_args=(--database-url "${DATABASE_URL%/*}/$database")
+fi
+
+cleanup() {
+    if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    if [ -n "$database" ]; then psql "$DATABASE_URL" -qc "drop database if exists $database with (force)" >/dev/null || true; fi
+    [ -n "${KEEP_LOG:-}" ] && cp "$work/mcpd.log" "$KEEP_LOG"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+MCPD_RATE_LIMIT=0 "$target/debug/mcpd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
+    --bootstrap-token "$token" "${db_args[@]}" >"$work/mcpd.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+    curl -fsS "$base/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+
+# The fuzzer works as an admin of its own, so that deleting the bootstrap admin or its binding
+# (which it may well try) does not lock it out of the rest of the run.
+api() { curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+fuzzer="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+api -X POST "$base/api/v1/users" -d "{\"name\": \"$fuzzer\"}" >/dev/null
+api -X POST "$base/api/v1/rolebindings" -d "{\"name\": \"$fuzzer\", \"role\": \"admin\", \"users\": [\"$fuzzer\"]}" >/dev/null
+fuzz_token=$(api -X POST "$base/api/v1/tokens" -d "{\"user\": \"$fuzzer\"}" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+
+status=0
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis "$venv/bin/st" run "$base/api/v1/openapi.json" \
+    --checks all --phases examples,coverage,fuzzing,stateful \
+    --header "Authorization: Bearer $fuzz_token" \
+    --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --request-timeout 20 \
+    --seed "${SCHEMATHESIS_SEED:-$RANDOM}" --workers 2 --no-color \
+    --generation-allow-x00 false --suppress-health-check all || status=$?
+if grep -E '(ERROR|panicked)' "$work/mcpd.log" >/dev/null; then
+    echo "mcpd logged errors during the run:" >&2
+    grep -E '(ERROR|panicked)' "$work/mcpd.log" | head -20 >&2
+    status=1
+fi
+exit "$status"

@@ -44,14 +44,20 @@ api() { curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: applicatio
 fuzzer="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
 api -X POST "$base/api/v1/users" -d "{\"name\": \"$fuzzer\"}" >/dev/null
 api -X POST "$base/api/v1/rolebindings" -d "{\"name\": \"$fuzzer\", \"role\": \"admin\", \"users\": [\"$fuzzer\"]}" >/dev/null
-fuzz_token=$(api -X POST "$base/api/v1/tokens" -d "{\"user\": \"$fuzzer\"}" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+issued=$(api -X POST "$base/api/v1/tokens" -d "{\"user\": \"$fuzzer\"}")
+fuzz_token=$(printf '%s' "$issued" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+fuzz_token_id=$(printf '%s' "$issued" | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
+
+# A real CA certificate, for the `pem-certificates` format of a backend's caCert.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=schemathesis-ca \
+    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
 
 status=0
-SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis "$venv/bin/st" run "$base/api/v1/openapi.json" \
+MCPD_FUZZ_USER=$fuzzer MCPD_FUZZ_TOKEN_ID=$fuzz_token_id MCPD_FUZZ_CA=$work/ca.pem SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis "$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml run "$base/api/v1/openapi.json" \
     --checks all --phases examples,coverage,fuzzing,stateful \
     --header "Authorization: Bearer $fuzz_token" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --request-timeout 20 \
-    --seed "${SCHEMATHESIS_SEED:-$RANDOM}" --workers 2 --no-color \
+    --seed "${SCHEMATHESIS_SEED:-$RANDOM}" --workers 1 --no-color \
     --generation-allow-x00 false --suppress-health-check all || status=$?
 if grep -E '(ERROR|panicked)' "$work/mcpd.log" >/dev/null; then
     echo "mcpd logged errors during the run:" >&2

@@ -305,7 +305,7 @@ fn document_input(kind: Kind, create: bool) -> Option<Value> {
         }),
         Kind::Token | Kind::Migration => return None,
     };
-    envelope(kind, &mut schema);
+    envelope(kind, &mut schema, create);
     if create {
         let required = schema.as_object_mut().expect("an object").entry("required").or_insert_with(|| json!([]));
         if let Some(required) = required.as_array_mut().filter(|r| !r.contains(&json!("name"))) {
@@ -315,14 +315,19 @@ fn document_input(kind: Kind, create: bool) -> Option<Value> {
     Some(schema)
 }
 
-/// `kind`, `name` and the read-only fields, on a document schema.
-fn envelope(kind: Kind, schema: &mut Value) {
+/// `kind`, `name` and the read-only fields, on a document schema; a create needs the name.
+fn envelope(kind: Kind, schema: &mut Value, create: bool) {
     let info = kind.info();
     let properties = schema["properties"].as_object_mut().expect("a document schema has properties");
-    properties.insert("kind".into(), json!({"type": "string", "pattern": any_case(&[info.singular, info.plural]),
+    properties.insert("kind".into(), json!({"type": ["string", "null"], "pattern": any_case(&[info.singular, info.plural]),
         "description": format!("{}; optional, the URL names the kind", info.singular)}));
-    properties.insert("name".into(), json!({"type": "string", "pattern": patterns::NAME,
-        "description": "Required on create; on replace, the URL's name (which it must equal when given)."}));
+    // A replace takes the name from the URL. A body may repeat it (so that a document read with
+    // GET can be sent back), which a schema cannot say: it must equal the URL's.
+    if create {
+        properties.insert("name".into(), json!({"type": "string", "pattern": patterns::NAME, "description": "The new resource's name."}));
+    } else {
+        properties.remove("name");
+    }
     for field in info.read_only {
         properties.insert((*field).into(), json!({"readOnly": true, "description": "Set by mcpd; ignored on input."}));
     }
@@ -535,7 +540,8 @@ fn kind_operation(generator: &mut SchemaGenerator, method: &Method, path: &str) 
         ("POST", "") => Op::new(info.plural, format!("Create a {}", info.singular))
             .body(document_input(kind, true)?)
             .write()
-            .json(201, "Created.", s.one),
+            .json(201, "Created.", s.one.clone())
+            .json(200, "With dryRun: what would be created (nothing is).", s.one),
         ("GET", "{name}") => reveal(Op::new(info.plural, format!("Get a {}", info.singular))).json(200, "The resource.", s.one),
         ("PUT", "{name}") => Op::new(info.plural, format!("Replace a {}", info.singular))
             .body(document_input(kind, false)?)

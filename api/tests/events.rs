@@ -188,13 +188,14 @@ async fn a_dry_run_checks_every_rule_and_records_nothing(kind: StoreKind) {
     let before = counts(&t).await;
 
     let r = t.post("/api/v1/secrets?dryRun=true", json!({"name": "openai", "data": {"API_KEY": "sk-dry"}})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.status, StatusCode::OK, "what would be created: {:?}", r.body);
+    assert!(r.headers.get("location").is_none(), "nothing was created");
     assert_eq!(r.body["keys"], json!(["API_KEY"]));
     assert_eq!(r.body["resourceVersion"], 1);
     assert_eq!(t.get("/api/v1/secrets/openai").await.status, StatusCode::NOT_FOUND);
 
     let r = t.post("/api/v1/llms?dryRun=true", llm("gpt", "openai")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "references are checked too");
+    assert_eq!(r.status, StatusCode::CONFLICT, "references are checked too");
     assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
 
     let mut heavy = llm("claude-fast", "anthropic");
@@ -226,18 +227,25 @@ async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
     let mut heavy = llm("claude-fast", "anthropic");
     heavy["tier"] = json!("heavy");
     t.put("/api/v1/llms/claude-fast", heavy).await;
-    t.delete("/api/v1/llms/claude-fast").await;
 
     let r = t.get("/api/v1/llms/claude-fast/history").await;
     assert_eq!(r.status, StatusCode::OK);
     let items = r.body["items"].as_array().unwrap();
     let types: Vec<_> = items.iter().map(|i| i["eventType"].as_str().unwrap()).collect();
-    assert_eq!(types, ["LlmCreated", "LlmUpdated", "LlmDeleted"]);
+    assert_eq!(types, ["LlmCreated", "LlmUpdated"]);
     assert_eq!(items[1]["resourceVersion"], 2);
     assert_eq!(items[1]["actor"], "admin");
     assert!(items[1]["recordedAt"].as_str().unwrap().starts_with("20"));
     assert!(items[1].get("spec").is_none() && items[1].get("payload").is_none());
     assert_eq!(t.get("/api/v1/secrets/never-was/history").await.status, StatusCode::NOT_FOUND);
+    // Deleted, the resource has no history of its own; the audit log keeps every event.
+    t.delete("/api/v1/llms/claude-fast").await;
+    let r = t.get("/api/v1/llms/claude-fast/history").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.message().contains("/api/v1/audit?kind=llm&name=claude-fast"), "{}", r.message());
+    let audit = t.get("/api/v1/audit?kind=llm&name=claude-fast").await.body;
+    let types: Vec<_> = audit["items"].as_array().unwrap().iter().map(|i| i["eventType"].as_str().unwrap()).collect();
+    assert_eq!(types, ["LlmDeleted", "LlmUpdated", "LlmCreated"]);
     let version = t.get("/version").await;
     assert_eq!(version.body["version"], env!("CARGO_PKG_VERSION"));
 }

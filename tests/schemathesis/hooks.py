@@ -1,23 +1,46 @@
 """Schemathesis hooks for mcpd's run (scripts/schemathesis.sh).
 
+- `caCert` has the format `pem-certificates`: text holding usable certificates, which mcpd
+  checks when a backend is written and no pattern can spell out. Its generator draws a real
+  CA certificate (made by the run script, MCPD_FUZZ_CA) or nothing.
 - An `Idempotency-Key` is unique per request: a key reused for another request is rightly 422,
   which no schema can say. Like any client, the run gives each valid request carrying a key a
   fresh one; negative cases are sent as drawn.
+- The run's own identity (its user, the binding making it an admin, its token; named by
+  MCPD_FUZZ_USER and MCPD_FUZZ_TOKEN_ID) is not deleted or replaced mid-run: that would turn
+  every later case into a 401 or 403 and test nothing. Such a case is sent to a name that does
+  not exist instead. Everything else, the bootstrap admin included, is fair game.
 - A watch (`?watch=true` on a list) is a stream that stays open until the client leaves; a
   request-response fuzzer would only wait for it to time out. Watches have their own
   end-to-end tests (tests/e2e/watch.rs), so a case asking for one is sent as the plain list.
 """
 
+import os
 import re
 import uuid
 
 import schemathesis
+from hypothesis import strategies as st
 
 VALID_KEY = re.compile(r"\A[!-~]{1,255}\Z")
+FUZZ_USER = os.environ.get("MCPD_FUZZ_USER")
+CERTIFICATES = [""]
+if os.environ.get("MCPD_FUZZ_CA"):
+    with open(os.environ["MCPD_FUZZ_CA"]) as pem:
+        CERTIFICATES.append(pem.read())
+schemathesis.openapi.format("pem-certificates", st.sampled_from(CERTIFICATES))
+PROTECTED = {
+    "/api/v1/users/{name}": FUZZ_USER,
+    "/api/v1/rolebindings/{name}": FUZZ_USER,
+    "/api/v1/tokens/{name}": os.environ.get("MCPD_FUZZ_TOKEN_ID"),
+}
 
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
+    protected = PROTECTED.get(case.operation.path)
+    if protected and case.method.upper() in ("DELETE", "PUT") and (case.path_parameters or {}).get("name") == protected:
+        case.path_parameters["name"] = "gone-" + uuid.uuid4().hex[:8]
     if case.query and case.query.get("watch") in (True, "true"):
         case.query["watch"] = False
     # Negative cases go as drawn: a fresh key must not turn one into a positive case.

@@ -101,6 +101,10 @@ async fn create<K: ResourceKind>(
         Applied::Done(record) => record,
         Applied::Accepted(message) => return Ok(accepted(&message)),
     };
+    if dry_run {
+        // What would be created; nothing was, so 200 and no Location.
+        return Ok(one::<K>(&s, StatusCode::OK, &record));
+    }
     let mut response = one::<K>(&s, StatusCode::CREATED, &record);
     let location = format!("{}/{}", K::KIND.path(), record.name);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -144,12 +148,20 @@ pub(super) fn no_content_or_accepted(applied: Applied<()>) -> Response {
 }
 
 /// `GET /api/v1/{kind}s/{name}/history`: the resource's events, oldest first (who, when, what).
+/// Like the resource, it is gone once the resource is deleted; the audit log keeps the events.
 async fn history<K: ResourceKind>(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
 ) -> Answer<Response> {
     ctx.require(K::RESOURCE, "view", Some(&name))?;
+    if current::<K>(&s, &name).await?.is_none() {
+        let info = K::KIND.info();
+        return Err(ApiError::Missing(format!(
+            "{} {name:?} not found; the events of a deleted {} are in the audit log (GET /api/v1/audit?kind={}&name={name})",
+            info.singular, info.singular, info.singular
+        )));
+    }
     let events = s.writer.history(K::KIND, &name).await?;
     Ok(Json(json!({ "items": events })).into_response())
 }

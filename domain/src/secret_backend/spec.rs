@@ -21,6 +21,8 @@ pub struct SecretBackendRequest {
 #[schemars(extend("allOf" = [
     {"if": {"properties": {"url": {"pattern": "^http://"}}},
      "then": {"properties": {"caCert": {"pattern": BLANK}, "tlsServerName": {"maxLength": 0}}}},
+    {"if": {"required": ["tlsServerName"], "properties": {"tlsServerName": {"type": "string", "minLength": 1}}},
+     "then": {"properties": {"url": {"pattern": IP_URL}}}},
 ]))]
 pub struct OpenBaoConfigInput {
     /// The server: an http:// or https:// URL.
@@ -46,8 +48,9 @@ pub struct OpenBaoConfigInput {
     /// Mark deleted secrets' latest version deleted instead of removing every version.
     pub soft_delete: Option<bool>,
     /// PEM certificate(s) of the CA that signed the server's certificate, for an https:// url
-    /// whose CA the system does not trust.
-    #[schemars(extend("pattern" = CA_CERT))]
+    /// whose CA the system does not trust. Checked when written: text that holds no usable
+    /// certificate is refused (format `pem-certificates`, which a pattern cannot spell out).
+    #[schemars(extend("format" = "pem-certificates"))]
     pub ca_cert: Option<String>,
     /// The DNS name to check the server's certificate against, for an https:// url that names
     /// the server by IP address.
@@ -61,8 +64,8 @@ const MOUNT: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*
 const PATH_PREFIX: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*$";
 const NAMESPACE: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?)?$";
 const BLANK: &str = r"^[\s\x00-\x1f\x7f-\x9f]*$";
-/// Blank, or PEM text holding a certificate block.
-const CA_CERT: &str = r"(^[\s\x00-\x1f\x7f-\x9f]*$)|-----BEGIN CERTIFICATE-----";
+/// An https:// URL naming its server by IPv4 address, as [`url_ip`] reads one.
+const IP_URL: &str = r"^https://((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?([/?#][!-~]*)?$";
 
 /// `path` is `/`-separated [`SEGMENT`]s, ending with a `/` when `trailing` says so (either way
 /// for `None`).

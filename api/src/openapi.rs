@@ -480,7 +480,7 @@ fn describe(generator: &mut SchemaGenerator, method: &Method, path: &str) -> Opt
         ("GET", "/api/v1/usage") => Op::new("inference", "Requests, errors and tokens per user and Llm")
             .query("llm", json!({"type": "string"}), "Only this Llm's.")
             .query("user", json!({"type": "string"}), "Only this user's (another's needs view:audit).")
-            .query("since", json!({"anyOf": [{"type": "string", "pattern": "^([0-9]{1,6}[smhd])?$"}, {"type": "string", "format": "date-time"}]}),
+            .query("since", json!({"anyOf": [{"type": "string", "pattern": "^((0|[1-9][0-9]{0,5})[smhd])?$"}, {"type": "string", "format": "date-time"}]}),
                 "Since this time, or this long ago; empty for all time.")
             .json(200, "The rows.", json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array"}}})),
         _ => return kind_operation(generator, method, path),

@@ -112,7 +112,7 @@ async fn users_and_tokens_are_resources_and_a_token_is_shown_once(kind: StoreKin
     assert!(!one.body.to_string().contains(&token));
 
     let r = t.post("/api/v1/tokens", json!({"user": "bob"})).await;
-    assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["user".to_owned()]));
+    assert_eq!((r.status, r.fields()), (StatusCode::CONFLICT, vec!["user".to_owned()]));
     let r = t.post("/api/v1/tokens", json!({"user": "alice", "expires": "3 weeks"})).await;
     assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["expires".to_owned()]));
     assert_eq!(t.delete("/api/v1/tokens/tok-nope").await.status, StatusCode::NOT_FOUND);

@@ -8,6 +8,7 @@ mod auth;
 mod crud;
 mod events;
 mod migration;
+mod openapi;
 mod openbao;
 mod paging;
 mod permissions;

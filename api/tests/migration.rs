@@ -171,7 +171,7 @@ async fn names_keep_source_and_dry_run(kind: StoreKind) {
     let skipped: Vec<_> = lines.iter().filter(|l| l["outcome"] == "skipped").map(|l| l["name"].clone()).collect();
     assert_eq!(skipped, [json!("nope"), json!("s-001")]);
     let bad = t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "default"})).await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.status, StatusCode::CONFLICT);
     let bad = t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "nowhere"})).await;
     assert_eq!(bad.status, StatusCode::NOT_FOUND);
     let bad = t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "bao", "force": true})).await;

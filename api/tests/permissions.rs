@@ -72,6 +72,8 @@ fn rows() -> Vec<Row> {
         row!(GET "/api/v1/whoami", |_, _| "/api/v1/whoami".into(),                          [200, 200, 200, 200, 200, 200, 200]),
         row!(GET "/api/v1/auth/can-i", |_, _| "/api/v1/auth/can-i?verb=view&resource=llms".into(), [200, 200, 200, 200, 200, 200, 200]),
         row!(GET "/api/v1/schemas/{kind}", |_, _| "/api/v1/schemas/llm".into(),             [200, 200, 200, 200, 200, 200, 200]),
+        // The API's description: open, like the probes (it holds no data, only shapes).
+        row!(GET "/api/v1/openapi.json", |_, _| "/api/v1/openapi.json".into(),              [200, 200, 200, 200, 200, 200, 200]),
         // Llms.
         row!(GET "/api/v1/llms", |_, _| "/api/v1/llms".into(),                              [200, 200, 200, 200, 403, 403, 403]),
         row!(POST "/api/v1/llms", |_, _| "/api/v1/llms".into(),

@@ -123,7 +123,7 @@ async fn nobody_grants_more_than_they_hold_and_the_last_admin_binding_stays(kind
     );
     let unknown = json!({"name": "x", "role": "nope", "users": ["ghost"]});
     let r = t.call_as(Some(&token), Method::POST, "/api/v1/rolebindings", Some(unknown)).await;
-    assert_eq!((r.status, r.fields()), (StatusCode::BAD_REQUEST, vec!["role".to_owned(), "users".to_owned()]));
+    assert_eq!((r.status, r.fields()), (StatusCode::CONFLICT, vec!["role".to_owned(), "users".to_owned()]));
 }
 
 async fn roles_and_bindings_have_etags_locations_history_and_dry_runs_like_every_kind(kind: StoreKind) {

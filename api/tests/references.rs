@@ -20,13 +20,13 @@ testkit::on_both_stores!(
 async fn an_llm_needs_its_secret_and_key(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
     assert!(r.message().contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"), "{}", r.message());
 
     t.post("/api/v1/secrets", secret("anthropic", "OTHER", "v")).await;
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.fields(), ["spec.apiKeyRef.key"]);
     assert_eq!(t.get("/api/v1/llms").await.body["items"], json!([]));
 }
@@ -113,12 +113,12 @@ async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) 
 async fn a_secret_needs_an_existing_backend(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "nowhere", "data": {"K": "v"}})).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.fields(), ["spec.backend"]);
     assert_eq!(t.get("/api/v1/secrets").await.body["items"], json!([]));
     t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}})).await;
     let r = t.put("/api/v1/secrets/s", json!({"backend": "nowhere"})).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.message().contains("is a migration"), "{}", r.message());
 }
 

@@ -188,7 +188,7 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
         exfil["url"] = json!(attacker.url);
         let r = call(Method::POST, "/api/v1/llms".into(), Some(exfil)).await;
         // `one` may not even view `anthropic`: to it, the secret does not exist.
-        let refused = if *user == "one" { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+        let refused = if *user == "one" { StatusCode::CONFLICT } else { StatusCode::FORBIDDEN };
         assert_eq!(r.status, refused, "{user}: {:?}", r.body);
         let mut repointed = llm("claude-fast", "anthropic");
         repointed["url"] = json!(attacker.url);
@@ -370,7 +370,7 @@ async fn a_secret_the_caller_may_not_view_looks_missing_in_every_answer(kind: St
         answers.push((r.status, r.fields(), r.message().replace(secret, "S")));
     }
     assert!(answers.iter().all(|a| a == &answers[2]), "{answers:#?}");
-    assert_eq!(answers[0].0, StatusCode::BAD_REQUEST);
+    assert_eq!(answers[0].0, StatusCode::CONFLICT);
     // A key it may view: fine, and its own description edits keep working.
     team_a["apiKeyRef"] = json!({"name": "team-a-key", "key": "API_KEY"});
     team_a["description"] = json!("ours");

@@ -287,21 +287,23 @@ fn document_input(kind: Kind, create: bool) -> Option<Value> {
         Kind::Role => json!({
             "type": "object", "additionalProperties": false, "required": ["rules"],
             "properties": {
-                "description": {"type": "string"},
-                "rules": {"type": "array", "minItems": 1, "items": rule_input()},
+                "description": {"type": "string", "description": "Free text."},
+                "rules": {"type": "array", "minItems": 1, "items": rule_input(),
+                    "description": "What the role grants: each rule, verbs on resources (only the named ones, when names is given), or operations."},
             },
         }),
         Kind::RoleBinding => json!({
             "type": "object", "additionalProperties": false, "required": ["role", "users"],
             "properties": {
-                "description": {"type": "string"},
+                "description": {"type": "string", "description": "Free text."},
                 "role": {"type": "string", "pattern": patterns::NAME, "description": "The role granted (built-in or defined)."},
-                "users": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": patterns::NAME}},
+                "users": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": patterns::NAME},
+                    "description": "The users it is granted to."},
             },
         }),
         Kind::User => json!({
             "type": "object", "additionalProperties": false,
-            "properties": {"description": {"type": "string"}},
+            "properties": {"description": {"type": "string", "description": "Free text."}},
         }),
         Kind::Token | Kind::Migration => return None,
     };
@@ -343,10 +345,11 @@ fn rule_input() -> Value {
     json!({
         "type": "object", "additionalProperties": false,
         "properties": {
-            "resources": {"type": "array", "items": {"enum": with_star(&RESOURCES)}},
-            "verbs": {"type": "array", "items": {"enum": with_star(&VERBS)}},
-            "names": {"type": ["array", "null"], "items": {"type": "string", "pattern": patterns::NAME}},
-            "operations": {"type": "array", "items": {"enum": OPERATIONS}},
+            "resources": {"type": "array", "items": {"enum": with_star(&RESOURCES)}, "description": "The resources the verbs apply to (* for all)."},
+            "verbs": {"type": "array", "items": {"enum": with_star(&VERBS)}, "description": "What may be done to them (* for all)."},
+            "names": {"type": ["array", "null"], "items": {"type": "string", "pattern": patterns::NAME},
+                "description": "Only the resources of these names; every one when absent."},
+            "operations": {"type": "array", "items": {"enum": OPERATIONS}, "description": "Operations granted besides verbs (reveal:secrets, run:infer, …)."},
         },
         "description": "verbs on resources (only the named ones, when names is given), or operations",
         "anyOf": [

@@ -12,7 +12,28 @@ use crate::support::{StoreKind, TestApp};
 testkit::on_both_stores!(
     the_description_is_served_without_a_token_and_names_every_route,
     a_document_get_shows_can_be_sent_back_and_its_kind_is_described,
+    every_body_is_an_object,
 );
+
+/// Found by schemathesis: serde reads a JSON array as a struct's fields in order, so `[[]]`
+/// was a valid projections selection and `["alice"]` a token request.
+async fn every_body_is_an_object(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    t.post("/api/v1/users", json!({"name": "alice"})).await;
+    for (path, body) in [
+        ("/api/v1/tokens", json!(["alice"])),
+        ("/api/v1/projections/verify", json!([[]])),
+        ("/api/v1/secrets/migrate", json!(["default", "spare"])),
+        ("/api/v1/roles", json!(["r", [], []])),
+        ("/api/v1/llms", json!("claude")),
+    ] {
+        let r = t.post(path, body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {:?}", r.body);
+        assert_eq!(r.message(), "the body must be a JSON object", "{path}");
+    }
+    let tokens = t.get("/api/v1/tokens").await.body;
+    assert!(tokens["items"].as_array().unwrap().iter().all(|i| i["user"] != "alice"), "no token was issued: {tokens}");
+}
 
 async fn the_description_is_served_without_a_token_and_names_every_route(kind: StoreKind) {
     let t = TestApp::start(kind).await;

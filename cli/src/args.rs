@@ -164,6 +164,15 @@ pub enum Command {
     )]
     Completion { shell: clap_complete::Shell },
 
+    /// A kind's fields, their types and what they mean (from the server's API description).
+    #[command(
+        after_help = "Examples:\n  mcpctl explain llm\n  mcpctl explain llm.apiKeyRef\n  mcpctl explain secretbackend.config.tlsServerName"
+    )]
+    Explain {
+        /// KIND or KIND.FIELD[.FIELD…]
+        target: String,
+    },
+
     /// Print the client's and the server's versions.
     #[command(after_help = "Examples:\n  mcpctl version\n  mcpctl --server http://mcpd.internal:3100 version")]
     Version,

@@ -25,6 +25,7 @@ mod client;
 mod config;
 mod create;
 mod documents;
+mod explain;
 mod get;
 mod infer;
 mod kind;
@@ -78,6 +79,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Get { kind, names, output, reveal, chunk_size, .. } => {
             ok(get::get(&connect()?, kind, &names, output, reveal, chunk_size)?)
+        }
+        Command::Explain { target } => {
+            explain::run(&connect()?, &target)?;
+            0
         }
         Command::Describe { kind, name } => {
             get::describe(&connect()?, kind, &name)?;

@@ -24,13 +24,16 @@ use crate::user::{TokenState, UserState};
 #[schemars(rename = "{S}Document")]
 pub struct Document<S> {
     pub kind: Kind,
+    /// The resource's name (a token's id).
     pub name: String,
     #[serde(flatten)]
     pub spec: S,
+    /// The resource's version: its number of changes, for If-Match.
     pub resource_version: i64,
-    /// RFC 3339; empty for the built-in roles, which no event created.
+    /// When it was created (RFC 3339); empty for the built-in roles, which no event created.
     #[serde(default)]
     pub created_at: String,
+    /// When it last changed (RFC 3339).
     #[serde(default)]
     pub updated_at: String,
     /// What the serving replica observes of the resource (an Llm's health); read-only.

@@ -11,6 +11,7 @@ use crate::document::{Cell, Column, Spec, column};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserState {
+    /// Free text.
     pub description: String,
 }
 
@@ -18,13 +19,18 @@ pub struct UserState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenState {
+    /// The user the token authenticates.
     pub user: String,
     /// The token's hash: mcpd's own, never on the wire.
     #[serde(skip)]
     pub hash: String,
+    /// When it stops working (RFC 3339); never when null.
     pub expires_at: Option<String>,
+    /// Free text.
     pub description: String,
+    /// Whether it was revoked (a revoked token authenticates nobody).
     pub revoked: bool,
+    /// When it was last used, to the minute; null when never.
     pub last_used_at: Option<String>,
 }
 

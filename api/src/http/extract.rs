@@ -44,6 +44,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         })?;
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+        // Every body mcpd takes is an object; serde would read an array as a struct's fields
+        // in order, so `["alice"]` must not get that far.
+        if !body.is_object() {
+            return Err(ApiError::MalformedBody("the body must be a JSON object".into()));
+        }
         let mut errors = domain::ValidationErrors::default();
         find_nul(&body, &mut String::new(), &mut errors);
         if !errors.is_empty() {

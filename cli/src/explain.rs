@@ -107,6 +107,10 @@ fn object_branch(doc: &Value, schema: &Value) -> Value {
     if schema["items"].is_object() && schema.get("properties").is_none() {
         return object_branch(doc, &schema["items"]);
     }
+    // Its own fields first: anyOf / oneOf beside them only add rules about them.
+    if schema.get("properties").is_some() && schema.get("allOf").is_none() {
+        return schema;
+    }
     for key in ["anyOf", "oneOf"] {
         if let Some(branch) = schema[key]
             .as_array()
@@ -151,11 +155,13 @@ fn type_name(doc: &Value, schema: &Value) -> String {
     };
     match types.first().copied() {
         Some("array") => format!("[]{}", type_name(doc, &schema["items"])),
-        Some("object") if schema.get("properties").is_none() && schema["additionalProperties"].is_object() => {
+        // A map, with perhaps some keys of its own described (an Llm's extra.timeoutSeconds).
+        Some("object") if schema["additionalProperties"].is_object() => {
             format!("map[string]{}", type_name(doc, &schema["additionalProperties"]))
         }
         Some("object") => "Object".into(),
         Some(t) => t.into(),
+        None if schema["enum"].as_array().is_some_and(|values| values.iter().all(Value::is_string)) => "string".into(),
         None => {
             let branches = schema["anyOf"].as_array().or(schema["oneOf"].as_array());
             let named: Vec<String> = branches
@@ -187,9 +193,13 @@ fn description(doc: &Value, schema: &Value) -> String {
     object_branch(doc, schema)["description"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The values a field takes when they are a fixed set (`enum`, or `const` branches).
+/// The values a field (or each item of a list) takes when they are a fixed set (`enum`, or
+/// `const` branches).
 fn choices(doc: &Value, schema: &Value) -> Vec<String> {
     let schema = resolve(doc, schema);
+    if schema["items"].is_object() {
+        return choices(doc, &schema["items"]);
+    }
     let show = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
     if let Some(values) = schema["enum"].as_array() {
         return values.iter().map(show).collect();

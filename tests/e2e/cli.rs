@@ -13,6 +13,7 @@ testkit::on_both_stores!(
     diff_shows_what_apply_would_change,
     bad_input_is_reported_with_file_document_and_field,
     get_fetches_long_lists_in_chunks,
+    explain_shows_fields_types_and_descriptions,
 );
 
 /// `get` asks for a list a chunk at a time (`--chunk-size`, 500 by default, as kubectl) and
@@ -382,4 +383,42 @@ async fn bad_input_is_reported_with_file_document_and_field(kind: StoreKind) {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `mcpctl explain` reads the server's OpenAPI description, as kubectl explain reads the API
+/// server's: a kind's fields with their types, what is required, and what a field means,
+/// down to nested fields and list items.
+async fn explain_shows_fields_types_and_descriptions(kind: StoreKind) {
+    let server = TestServer::start(kind).await;
+    let ctl = Ctl::new(&server);
+    let llm = ctl.run(&["explain", "llm"]).ok().stdout;
+    assert!(llm.starts_with("KIND:       llm\nRESOURCE:   llms (/api/v1/llms)\n"), "{llm}");
+    assert!(llm.contains("  type\t<string> -required-\n    The provider: anthropic"), "{llm}");
+    assert!(llm.contains("    One of: anthropic, openai, deepseek, vllm, ollama, gemini-cli.\n"), "{llm}");
+    assert!(llm.contains("  apiKeyRef\t<Object>\n    The Secret key holding the API key"), "{llm}");
+    assert!(llm.contains("  extra\t<map[string]string>\n"), "{llm}");
+    assert!(llm.contains("  resourceVersion\t<any> -read-only-\n"), "{llm}");
+
+    let key = ctl.run(&["explain", "LLMs.apiKeyRef"]).ok().stdout;
+    assert!(key.contains("FIELD: apiKeyRef <Object>\n"), "{key}");
+    assert!(key.contains("  name\t<string> -required-\n    The Secret's name.\n"), "{key}");
+    assert!(key.contains("  key\t<string> -required-\n    The key inside the Secret.\n"), "{key}");
+
+    let verbs = ctl.run(&["explain", "role.rules.verbs"]).ok().stdout;
+    assert!(verbs.contains("FIELD: verbs <[]string>\n"), "{verbs}");
+    assert!(verbs.contains("One of: view, create, edit, delete, *."), "{verbs}");
+
+    let url = ctl.run(&["explain", "sb.config.url"]).ok().stdout;
+    assert!(url.contains("FIELD: url <string>\n\nDESCRIPTION:\n    The server: an http:// or https:// URL.\n"), "{url}");
+
+    // A kind never written as a document is explained as mcpd shows it.
+    let token = ctl.run(&["explain", "token"]).ok().stdout;
+    assert!(token.contains("(read-only: shown by mcpd, never written as a document)"), "{token}");
+    assert!(token.contains("  revoked\t<boolean> -required-\n    Whether it was revoked"), "{token}");
+
+    let bad = ctl.run(&["explain", "llm.apiKeyRef.nope"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("llm.apiKeyRef has no field \"nope\"; its fields: name, key"), "{}", bad.stderr);
+    let bad = ctl.run(&["explain", "widget"]);
+    assert!(bad.stderr.contains("no resource kind \"widget\""), "{}", bad.stderr);
 }

@@ -33,24 +33,34 @@ trap cleanup EXIT
 MCPD_RATE_LIMIT=0 "$target/debug/mcpd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
     --bootstrap-token "$token" "${db_args[@]}" >"$work/mcpd.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do
-    curl -fsS "$base/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-
-# The fuzzer works as an admin of its own, so that deleting the bootstrap admin or its binding
-# (which it may well try) does not lock it out of the rest of the run.
-api() { curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-fuzzer="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
-api -X POST "$base/api/v1/users" -d "{\"name\": \"$fuzzer\"}" >/dev/null
-api -X POST "$base/api/v1/rolebindings" -d "{\"name\": \"$fuzzer\", \"role\": \"admin\", \"users\": [\"$fuzzer\"]}" >/dev/null
-issued=$(api -X POST "$base/api/v1/tokens" -d "{\"user\": \"$fuzzer\"}")
-fuzz_token=$(printf '%s' "$issued" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-fuzz_token_id=$(printf '%s' "$issued" | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
+# Waits for mcpd, then makes the fuzzer an admin of its own, so that deleting the bootstrap
+# admin or its binding (which it may well try) does not lock it out of the rest of the run.
+# Prints the fuzzer's user, token and token id.
+read -r fuzzer fuzz_token fuzz_token_id < <(python3 - "$base" "$token" <<'PY'
+import json, secrets, sys, time, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+for _ in range(100):
+    try:
+        urllib.request.urlopen(base + "/readyz", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.2)
+def api(method, path, body):
+    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request, timeout=10))
+user = "schemathesis-" + secrets.token_hex(4)
+api("POST", "/api/v1/users", {"name": user})
+api("POST", "/api/v1/rolebindings", {"name": user, "role": "admin", "users": [user]})
+issued = api("POST", "/api/v1/tokens", {"user": user})
+print(user, issued["token"], issued["name"])
+PY
+)
+[ -n "${fuzz_token:-}" ] || { echo "mcpd did not start, or the fuzzer's admin could not be made:" >&2; cat "$work/mcpd.log" >&2; exit 1; }
 
 # A real CA certificate, for the `pem-certificates` format of a backend's caCert.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=schemathesis-ca \
-    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null || echo "openssl is missing: caCert is fuzzed blank only" >&2
 
 status=0
 MCPD_FUZZ_USER=$fuzzer MCPD_FUZZ_TOKEN_ID=$fuzz_token_id MCPD_FUZZ_CA=$work/ca.pem SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis "$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml run "$base/api/v1/openapi.json" \

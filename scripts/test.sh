@@ -73,12 +73,13 @@ fi
 "$BAO_BIN" version >/dev/null || { echo "OpenBao ($BAO_BIN) does not run" >&2; exit 1; }
 log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
-# The inference tests' clients: the official OpenAI and Anthropic SDKs, in a venv of their own.
+# The Python tools, in a venv of their own: the inference tests' clients (the official OpenAI
+# and Anthropic SDKs) and schemathesis, which fuzzes the API from its OpenAPI description.
 venv="${CARGO_TARGET_DIR:-target}/pyenv"
-if ! "$venv/bin/python" -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
-    log "installing the inference tests' clients (PyPI: openai, anthropic, pytest) into $venv"
+if ! "$venv/bin/python" -c 'import openai, anthropic, pytest, schemathesis' >/dev/null 2>&1; then
+    log "installing the Python tools (PyPI: openai, anthropic, pytest, schemathesis) into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic pytest
+    "$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic pytest schemathesis
 fi
 
 log "building mcpd and mcpctl (the end-to-end tests run the binaries)"
@@ -90,6 +91,17 @@ status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$output" || status=$?
 log "running the inference tests (the official OpenAI and Anthropic SDKs against mcpd and stub providers)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/inference 2>&1 | tee -a "$output" || status=$?
+for store in sqlite postgres; do
+    log "running schemathesis against mcpd on $store (every check; examples, coverage, fuzzing and stateful phases)"
+    if scripts/schemathesis.sh "$store" 2>&1 | tee "$output.st" | tail -n 25; then
+        echo "schemathesis on $store: $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$output.st" | tail -n 1)"
+    else
+        status=1
+        echo "schemathesis on $store FAILED; its whole report:" >&2
+        cat "$output.st" >&2
+    fi
+done
+rm -f "$output.st"
 # One closing line for the whole run: cargo prints one "test result" per test binary, and the
 # last of them is often a crate's empty doc-test run.
 # pytest closes with "N passed[, M failed] in Ts".

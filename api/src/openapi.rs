@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use axum::http::Method;
-use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
+use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use wire::{Kind, KindVisitor, Spec};
 
@@ -48,7 +48,8 @@ fn build() -> Result<Value, Undescribed> {
     let mut generator = response_generator();
     let mut paths = Map::new();
     for (method, path) in crate::http::route_list() {
-        let operation = describe(&mut generator, &method, &path).ok_or(Undescribed { method: method.clone(), path: path.clone() })?;
+        let operation = describe(&mut generator, &method, &path)
+            .ok_or(Undescribed { method: method.clone(), path: path.clone() })?;
         let item = paths.entry(path.clone()).or_insert_with(|| json!({})).as_object_mut().expect("an object");
         if path.contains('{') {
             item.insert("parameters".into(), Value::Array(path_parameters(&path)));
@@ -116,7 +117,13 @@ fn any_case(words: &[&str]) -> String {
         .iter()
         .map(|w| {
             w.chars()
-                .map(|c| if c.is_ascii_alphabetic() { format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()) } else { c.to_string() })
+                .map(|c| {
+                    if c.is_ascii_alphabetic() {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    } else {
+                        c.to_string()
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -205,17 +212,22 @@ impl Op {
     }
 
     fn query(mut self, name: &str, schema: Value, description: &str) -> Self {
-        self.parameters.push(json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description}));
+        self.parameters.push(
+            json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description}),
+        );
         self
     }
 
     fn required_query(mut self, name: &str, schema: Value, description: &str) -> Self {
-        self.parameters.push(json!({"name": name, "in": "query", "required": true, "schema": schema, "description": description}));
+        self.parameters
+            .push(json!({"name": name, "in": "query", "required": true, "schema": schema, "description": description}));
         self
     }
 
     fn header(mut self, name: &str, schema: Value, description: &str) -> Self {
-        self.parameters.push(json!({"name": name, "in": "header", "required": false, "schema": schema, "description": description}));
+        self.parameters.push(
+            json!({"name": name, "in": "header", "required": false, "schema": schema, "description": description}),
+        );
         self
     }
 
@@ -248,15 +260,21 @@ impl Op {
     /// A write: `dryRun`, `Idempotency-Key`, and the 202 of a change the read models do not show yet.
     fn write(self) -> Self {
         self.query("dryRun", json!({"type": "boolean"}), "Validate and check every rule; record nothing.")
-            .header("Idempotency-Key", idempotency_key(),
+            .header(
+                "Idempotency-Key",
+                idempotency_key(),
                 "Retrying with the same key and request returns the first answer and records nothing twice; \
-                 a key is the client's own, one per request (reused for another request: 422).")
+                 a key is the client's own, one per request (reused for another request: 422).",
+            )
             .json(202, "Recorded; the read models do not show it yet.", json!({"$ref": "#/components/schemas/Error"}))
     }
 
     fn if_match(self) -> Self {
-        self.header("If-Match", json!({"type": "string", "pattern": "^(\\*|(W/)?\"?[0-9]{1,19}\"?)$"}),
-            "Only if the resource is at this resourceVersion.")
+        self.header(
+            "If-Match",
+            json!({"type": "string", "pattern": "^(\\*|(W/)?\"?[0-9]{1,19}\"?)$"}),
+            "Only if the resource is at this resourceVersion.",
+        )
     }
 
     fn finish(self) -> Value {
@@ -321,12 +339,18 @@ fn document_input(kind: Kind, create: bool) -> Option<Value> {
 fn envelope(kind: Kind, schema: &mut Value, create: bool) {
     let info = kind.info();
     let properties = schema["properties"].as_object_mut().expect("a document schema has properties");
-    properties.insert("kind".into(), json!({"type": ["string", "null"], "pattern": any_case(&[info.singular, info.plural]),
-        "description": format!("{}; optional, the URL names the kind", info.singular)}));
+    properties.insert(
+        "kind".into(),
+        json!({"type": ["string", "null"], "pattern": any_case(&[info.singular, info.plural]),
+        "description": format!("{}; optional, the URL names the kind", info.singular)}),
+    );
     // A replace takes the name from the URL. A body may repeat it (so that a document read with
     // GET can be sent back), which a schema cannot say: it must equal the URL's.
     if create {
-        properties.insert("name".into(), json!({"type": "string", "pattern": patterns::NAME, "description": "The new resource's name."}));
+        properties.insert(
+            "name".into(),
+            json!({"type": "string", "pattern": patterns::NAME, "description": "The new resource's name."}),
+        );
     } else {
         properties.remove("name");
     }
@@ -517,8 +541,16 @@ fn order_of(kind: Kind) -> projections::read_models::page::Order {
 
 /// `limit` and `continue`; a continue token is valid for its own kind's list only.
 fn paged(op: Op, kind: Kind) -> Op {
-    op.query("limit", json!({"type": "integer", "minimum": 1, "maximum": crate::http::extract::MAX_LIMIT}), "At most this many, with metadata.continue when more may follow.")
-        .query("continue", json!({"type": "string", "pattern": crate::http::paging::token_pattern(kind, order_of(kind))}), "The previous page's metadata.continue, opaque; without limit, the rest of the list after it.")
+    op.query(
+        "limit",
+        json!({"type": "integer", "minimum": 1, "maximum": crate::http::extract::MAX_LIMIT}),
+        "At most this many, with metadata.continue when more may follow.",
+    )
+    .query(
+        "continue",
+        json!({"type": "string", "pattern": crate::http::paging::token_pattern(kind, order_of(kind))}),
+        "The previous page's metadata.continue, opaque; without limit, the rest of the list after it.",
+    )
 }
 
 /// The generic routes of a kind ([`crate::http::resources`]).

@@ -52,8 +52,11 @@ async fn the_description_is_served_without_a_token_and_names_every_route(kind: S
                 continue;
             }
             described.insert((method.to_uppercase(), path.clone()));
-            assert!(operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error",
-                "{method} {path}: errors are described");
+            assert!(
+                operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"]
+                    == "#/components/schemas/Error",
+                "{method} {path}: errors are described"
+            );
             // Open routes say so; every other one takes the bearer token.
             let open = ["/healthz", "/readyz", "/version", "/api/v1/openapi.json"].contains(&path.as_str());
             assert_eq!(operation.get("security") == Some(&json!([])), open, "{method} {path}");
@@ -79,14 +82,17 @@ async fn the_description_is_served_without_a_token_and_names_every_route(kind: S
 async fn a_document_get_shows_can_be_sent_back_and_its_kind_is_described(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let doc = t.get("/api/v1/openapi.json").await.body;
-    let create = &doc["paths"]["/api/v1/secretbackends"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let create =
+        &doc["paths"]["/api/v1/secretbackends"]["post"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(create["additionalProperties"], false, "unknown fields are refused, and described so");
     let required: Vec<&str> = create["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(required.contains(&"name") && required.contains(&"type"), "{required:?}");
-    let types: Vec<&Value> = create["properties"]["type"]["oneOf"].as_array().unwrap().iter().map(|v| &v["const"]).collect();
+    let types: Vec<&Value> =
+        create["properties"]["type"]["oneOf"].as_array().unwrap().iter().map(|v| &v["const"]).collect();
     assert_eq!(types, [&json!("plaintext"), &json!("openbao")], "each type, with what it means");
     // A replace takes its name from the URL.
-    let replace = &doc["paths"]["/api/v1/secretbackends/{name}"]["put"]["requestBody"]["content"]["application/json"]["schema"];
+    let replace =
+        &doc["paths"]["/api/v1/secretbackends/{name}"]["put"]["requestBody"]["content"]["application/json"]["schema"];
     assert!(replace["properties"].get("name").is_none(), "{replace}");
 
     // What GET shows, read-only fields and all, is what the described create takes.
@@ -101,7 +107,8 @@ async fn a_document_get_shows_can_be_sent_back_and_its_kind_is_described(kind: S
         assert!(create["properties"].get(field).is_some(), "{field} shown by GET is described for create");
     }
     // The answer's own schema names every field the answer carries.
-    let one = &doc["paths"]["/api/v1/secretbackends/{name}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+    let one = &doc["paths"]["/api/v1/secretbackends/{name}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["$ref"];
     let name = one.as_str().unwrap().trim_start_matches("#/components/schemas/");
     let schema = &doc["components"]["schemas"][name];
     for field in shown.as_object().unwrap().keys() {

@@ -29,8 +29,15 @@ pub fn explain(doc: &Value, target: &str) -> anyhow::Result<String> {
         let resolved = object_branch(doc, &schema);
         let Some(next) = resolved.get("properties").and_then(|p| p.get(part)) else {
             let known = field_names(&resolved);
-            let at = if field_path.is_empty() { info.singular.to_owned() } else { format!("{}.{}", info.singular, field_path.join(".")) };
-            bail!("{at} has no field {part:?}; its fields: {}", if known.is_empty() { "none".into() } else { known.join(", ") });
+            let at = if field_path.is_empty() {
+                info.singular.to_owned()
+            } else {
+                format!("{}.{}", info.singular, field_path.join("."))
+            };
+            bail!(
+                "{at} has no field {part:?}; its fields: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
         };
         schema = next.clone();
         field_path.push(part);
@@ -53,8 +60,13 @@ pub fn explain(doc: &Value, target: &str) -> anyhow::Result<String> {
     }
     let fields = resolved.get("properties").and_then(Value::as_object);
     if let Some(fields) = fields.filter(|f| !f.is_empty()) {
-        let required: Vec<&str> =
-            resolved.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let required: Vec<&str> = resolved
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         out.push_str("\nFIELDS:\n");
         for (name, field) in fields {
             let mut line = format!("  {name}\t<{}>", type_name(doc, field));
@@ -88,7 +100,8 @@ fn kind_schema(doc: &Value, kind: wire::Kind) -> anyhow::Result<(Value, bool)> {
     if create.is_object() && kind != wire::Kind::Token {
         return Ok((create.clone(), true));
     }
-    let one = &paths[format!("{}/{{name}}", kind.path())]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let one =
+        &paths[format!("{}/{{name}}", kind.path())]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
     let one = if one.is_object() {
         one
     } else {

@@ -409,7 +409,10 @@ async fn explain_shows_fields_types_and_descriptions(kind: StoreKind) {
     assert!(verbs.contains("One of: view, create, edit, delete, *."), "{verbs}");
 
     let url = ctl.run(&["explain", "sb.config.url"]).ok().stdout;
-    assert!(url.contains("FIELD: url <string>\n\nDESCRIPTION:\n    The server: an http:// or https:// URL.\n"), "{url}");
+    assert!(
+        url.contains("FIELD: url <string>\n\nDESCRIPTION:\n    The server: an http:// or https:// URL.\n"),
+        "{url}"
+    );
 
     // A kind never written as a document is explained as mcpd shows it.
     let token = ctl.run(&["explain", "token"]).ok().stdout;

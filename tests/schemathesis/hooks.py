@@ -41,7 +41,7 @@ observations._same_origin_path = _same_origin_path_or_none
 VALID_KEY = re.compile(r"\A[!-~]{1,255}\Z")
 FUZZ_USER = os.environ.get("MCPD_FUZZ_USER")
 CERTIFICATES = [""]
-if os.environ.get("MCPD_FUZZ_CA"):
+if os.path.exists(os.environ.get("MCPD_FUZZ_CA", "")):
     with open(os.environ["MCPD_FUZZ_CA"]) as pem:
         CERTIFICATES.append(pem.read())
 schemathesis.openapi.format("pem-certificates", st.sampled_from(CERTIFICATES))

@@ -53,7 +53,9 @@ pub(crate) fn cursor(position: Position) -> String {
 
 pub(crate) fn parse_cursor(raw: &str) -> Option<Position> {
     // Digits only, as `cursor` writes them (no sign), and few enough to fit.
-    let number = |s: &str| (1..=18).contains(&s.len()).then_some(s).filter(|s| s.bytes().all(|b| b.is_ascii_digit()))?.parse().ok();
+    let number = |s: &str| {
+        (1..=18).contains(&s.len()).then_some(s).filter(|s| s.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
+    };
     match raw.split_once(':') {
         Some((t, p)) => Some(Position { transaction_id: number(t)?, position: number(p)? }),
         None => Some(Position { transaction_id: 0, position: number(raw)? }),
@@ -184,7 +186,9 @@ pub async fn audit(
     let parse =
         |field: &str, raw: &str| parse_cursor(raw).ok_or_else(|| bad(field, format!("{raw:?} is not a cursor")));
     let direction = match (&q.after, &q.newer) {
-        (Some(after), Some(newer)) => Direction::Between { before: parse("after", after)?, after: parse("newer", newer)? },
+        (Some(after), Some(newer)) => {
+            Direction::Between { before: parse("after", after)?, after: parse("newer", newer)? }
+        }
         (_, Some(newer)) => Direction::Newer(parse("newer", newer)?),
         (Some(after), None) => Direction::Older(Some(parse("after", after)?)),
         (None, None) => Direction::Older(None),
@@ -220,7 +224,9 @@ pub async fn audit(
         })
         .collect();
     let next = match direction {
-        Direction::Older(_) | Direction::Between { .. } if items.len() as i64 == limit => events.last().map(|e| cursor(e.position)),
+        Direction::Older(_) | Direction::Between { .. } if items.len() as i64 == limit => {
+            events.last().map(|e| cursor(e.position))
+        }
         _ => None,
     };
     Ok(Json(wire::audit::AuditPage { items, next }))

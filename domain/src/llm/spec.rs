@@ -105,11 +105,11 @@ impl SpecInput for LlmInput {
             }
         };
         let extra = self.extra.unwrap_or_default();
-        if let Some(raw) = extra.get(TIMEOUT_KEY) {
-            if !valid_timeout(raw) {
-                errors
-                    .add(format!("spec.extra.{TIMEOUT_KEY}"), "must be a number of seconds, above 0 and at most 3600");
-            }
+        if extra.get(TIMEOUT_KEY).is_some_and(|raw| !valid_timeout(raw)) {
+            errors.add(
+                format!("spec.extra.{TIMEOUT_KEY}"),
+                "must be a number of seconds such as 30 or 0.5 (at most three decimals), above 0 and at most 3600",
+            );
         }
         let description = self.description.unwrap_or_default();
         Some(LlmSpec { provider: provider?, model: model?, url, tier: tier?, description, api_key_ref, extra })

@@ -127,7 +127,10 @@ impl OpenBaoConfigInput {
         };
         let mount = self.mount.unwrap_or_else(|| "secret".into());
         if !segments(&mount, Some(false)) {
-            errors.add("spec.config.mount", format!("must be a mount path such as secret or kv/team ({SEGMENT} segments)"));
+            errors.add(
+                "spec.config.mount",
+                format!("must be a mount path such as secret or kv/team ({SEGMENT} segments)"),
+            );
         }
         let timeout_seconds = self.timeout_seconds.unwrap_or(OpenBaoConfig::DEFAULT_TIMEOUT_SECONDS);
         if !(1..=OpenBaoConfig::MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {

@@ -22,7 +22,14 @@ impl Lines {
     async fn open(server: &TestServer, token: &str, query: &str) -> Lines {
         let url = server.url(&format!("/api/v1/secrets?watch=true{query}"));
         let response = server.http.get(url).bearer_auth(token).timeout(Duration::from_secs(600)).send().await.unwrap();
-        assert_eq!(response.status(), 200);
+        if response.status() != 200 {
+            let status = response.status();
+            panic!(
+                "watch answered {status}: {}\nmcpd's log:\n{}",
+                response.text().await.unwrap_or_default(),
+                server.logs()
+            );
+        }
         assert_eq!(response.headers()["content-type"], "application/x-ndjson");
         Lines { response, buffer: Vec::new() }
     }

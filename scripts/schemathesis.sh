@@ -30,8 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MCPD_RATE_LIMIT=0 "$target/debug/mcpd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
-    --bootstrap-token "$token" "${db_args[@]}" >"$work/mcpd.log" 2>&1 &
+# The token through the environment, not the command line, where `ps` would show it.
+MCPD_RATE_LIMIT=0 MCPD_BOOTSTRAP_TOKEN=$token "$target/debug/mcpd" serve --listen "127.0.0.1:$port" \
+    --data-dir "$work/data" "${db_args[@]}" >"$work/mcpd.log" 2>&1 &
 pid=$!
 # Waits for mcpd, then makes the fuzzer an admin of its own, so that deleting the bootstrap
 # admin or its binding (which it may well try) does not lock it out of the rest of the run.

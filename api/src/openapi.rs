@@ -43,7 +43,8 @@ fn response_generator() -> SchemaGenerator {
     SchemaGenerator::new(settings)
 }
 
-/// The paths `Routes` registers at run time, with the `{name}` of one resource.
+/// The document: an operation per route of [`crate::http::route_list`], the schemas they
+/// reference, and the bearer scheme.
 fn build() -> Result<Value, Undescribed> {
     let mut generator = response_generator();
     let mut paths = Map::new();

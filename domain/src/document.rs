@@ -63,10 +63,8 @@ pub fn document_schema<I: SpecInput + schemars::JsonSchema>() -> Value {
             "kind".into(),
             serde_json::json!({"type": "string", "description": format!("{kind}; optional when the URL names the kind")}),
         );
-        envelope.insert(
-            "name".into(),
-            serde_json::json!({"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}),
-        );
+        envelope
+            .insert("name".into(), serde_json::json!({"type": "string", "pattern": crate::validation::patterns::NAME}));
         for field in read_only_fields(kind) {
             envelope.insert((*field).into(), serde_json::json!({"readOnly": true}));
         }

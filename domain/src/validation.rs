@@ -109,7 +109,17 @@ pub mod patterns {
     /// [`super::check_http_url`].
     pub const HTTP_URL: &str = "^https?://[!-.0-~][!-~]*$";
     /// [`crate::name::ResourceName`]: an RFC 1123 label.
-    pub const NAME: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+    pub const NAME: &str = wire::name::PATTERN;
+    /// `pattern` (anchored, `^…$`), or empty: for a field where empty means "not given".
+    pub fn or_empty(pattern: &str) -> String {
+        format!("^({})?$", unanchored(pattern))
+    }
+
+    /// `pattern` without its anchors, to be part of a longer one.
+    pub fn unanchored(pattern: &str) -> &str {
+        pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')).expect("an anchored pattern")
+    }
+
     /// [`crate::secret::check_key_name`].
     pub const KEY: &str = "^[-._a-zA-Z0-9]{1,253}$";
 }

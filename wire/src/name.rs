@@ -5,11 +5,14 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// [`ResourceName::parse`] as a JSON Schema pattern, for the published schemas.
+pub const PATTERN: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+
 /// A validated resource name: 1-63 lower-case alphanumerics or `-`, starting and ending with
 /// an alphanumeric (RFC 1123 label).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(extend("pattern" = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+#[schemars(extend("pattern" = PATTERN))]
 pub struct ResourceName(String);
 
 impl ResourceName {
@@ -75,6 +78,16 @@ mod tests {
     fn rejects_what_kubectl_rejects() {
         for bad in ["", "-a", "a-", "Upper", "a_b", "a.b", "ä", &"a".repeat(64)] {
             assert!(ResourceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pattern_says_what_parse_takes() {
+        let pattern = regex::Regex::new(super::PATTERN).unwrap();
+        for raw in
+            ["a", "claude-fast", "x1", &"a".repeat(63), "", "-a", "a-", "Upper", "a_b", "a.b", "ä", &"a".repeat(64)]
+        {
+            assert_eq!(pattern.is_match(raw), ResourceName::parse(raw).is_ok(), "{raw:?}");
         }
     }
 }

@@ -15,11 +15,11 @@ use crate::error::ApiError;
 /// `KIND~CREATED~NAME` for a list in creation order. [`decode`] takes exactly these; an empty
 /// token is none.
 pub fn token_pattern(kind: Kind, order: Order) -> String {
-    const NAME: &str = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+    let name = domain::validation::patterns::unanchored(domain::validation::patterns::NAME);
     const CREATED: &str = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z";
     match order {
-        Order::Key => format!("^({}~{NAME})?$", kind.as_str()),
-        Order::Oldest | Order::Newest => format!("^({}~{CREATED}~{NAME})?$", kind.as_str()),
+        Order::Key => format!("^({}~{name})?$", kind.as_str()),
+        Order::Oldest | Order::Newest => format!("^({}~{CREATED}~{name})?$", kind.as_str()),
     }
 }
 

@@ -57,7 +57,7 @@ pub struct LlmInput {
     pub model: Option<String>,
     /// The endpoint (http:// or https://); required for vllm and ollama, the provider's own
     /// when omitted.
-    #[schemars(extend("pattern" = "^(https?://[!-.0-~][!-~]*)?$"))]
+    #[schemars(extend("pattern" = patterns::or_empty(patterns::HTTP_URL)))]
     pub url: Option<String>,
     /// Which class of work it is meant for: fast | heavy.
     #[schemars(with = "Tier")]

@@ -19,7 +19,7 @@ pub type SecretData = BTreeMap<String, SecretString>;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretInput {
     /// The SecretBackend holding the values; the default backend when omitted or empty.
-    #[schemars(extend("pattern" = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$"))]
+    #[schemars(extend("pattern" = patterns::or_empty(patterns::NAME)))]
     pub backend: Option<String>,
     /// Free text.
     pub description: Option<String>,

@@ -29,14 +29,14 @@ pub struct OpenBaoConfigInput {
     #[schemars(with = "String", extend("pattern" = patterns::HTTP_URL))]
     pub url: Option<String>,
     /// KV v2 mount; `secret` when omitted.
-    #[schemars(extend("pattern" = MOUNT))]
+    #[schemars(extend("pattern" = mount_pattern()))]
     pub mount: Option<String>,
     /// Prefix of every secret's path under the mount, ending in `/`; `mcpd/` when omitted,
     /// empty for the mount's root.
-    #[schemars(extend("pattern" = PATH_PREFIX))]
+    #[schemars(extend("pattern" = path_prefix_pattern()))]
     pub path_prefix: Option<String>,
     /// Sent as `X-Vault-Namespace`.
-    #[schemars(extend("pattern" = NAMESPACE))]
+    #[schemars(extend("pattern" = namespace_pattern()))]
     pub namespace: Option<String>,
     /// The plaintext Secret key holding the token mcpd authenticates with.
     #[schemars(with = "SecretKeyRefInput")]
@@ -60,9 +60,21 @@ pub struct OpenBaoConfigInput {
 
 /// A path segment as OpenBao mounts and prefixes take it.
 const SEGMENT: &str = "[A-Za-z0-9_-][A-Za-z0-9._-]*";
-const MOUNT: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
-const PATH_PREFIX: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*$";
-const NAMESPACE: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?)?$";
+
+/// [`segments`] for a mount: no trailing `/`.
+fn mount_pattern() -> String {
+    format!("^{SEGMENT}(/{SEGMENT})*$")
+}
+
+/// [`segments`] for a path prefix: each segment ends in `/`; empty for the mount's root.
+fn path_prefix_pattern() -> String {
+    format!("^({SEGMENT}/)*$")
+}
+
+/// [`segments`] for a namespace: a trailing `/` or not; empty for none.
+fn namespace_pattern() -> String {
+    format!("^({SEGMENT}(/{SEGMENT})*/?)?$")
+}
 const BLANK: &str = r"^[\s\x00-\x1f\x7f-\x9f]*$";
 /// An https:// URL naming its server by IPv4 address, as [`url_ip`] reads one.
 const IP_URL: &str = r"^https://((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?([/?#][!-~]*)?$";
@@ -252,6 +264,23 @@ mod tests {
         );
         assert_eq!((config.timeout_seconds, config.soft_delete), (10, false));
         assert_eq!(request.is_default, Some(true));
+    }
+
+    #[test]
+    fn the_path_patterns_say_what_the_checks_take() {
+        let cases =
+            ["", "secret", "kv/team", "mcpd/", "teams/ml/", "/x", "x//y", "x/", ".hidden", "a..b", "a b", "ns-1/"];
+        for (pattern, trailing, empty_ok) in [
+            (mount_pattern(), Some(false), false),
+            (path_prefix_pattern(), Some(true), true),
+            (namespace_pattern(), None, true),
+        ] {
+            let pattern = regex::Regex::new(&pattern).unwrap();
+            for raw in cases {
+                let checked = if raw.is_empty() { empty_ok } else { segments(raw, trailing) };
+                assert_eq!(pattern.is_match(raw), checked, "{raw:?} against {pattern}");
+            }
+        }
     }
 
     #[test]

@@ -220,3 +220,87 @@ async fn access_changes_on_one_replica_take_effect_on_the_other(kind: StoreKind)
     assert_eq!(a.call_as(Some(&bob), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(a.call_as(Some(&alice), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// PostgreSQL, with an older transaction open: a write is not applied inline, so the access
+/// cache hears of it at the append, before the projector makes the read models show it. A
+/// request in that window reads them as they were (no binding yet, a token not yet revoked).
+/// Once the write is answered, that stale read must not be what the next request is served:
+/// the new binding grants at once and the revoked token is refused at once, as they are when
+/// the write is inlined. (Before the fix, both waited for the cache's follower.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_it_showed() {
+    let t = std::sync::Arc::new(TestApp::start(StoreKind::Postgres).await);
+    assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
+    let secrets = async |token: &str| t.call_as(Some(token), Method::GET, "/api/v1/secrets", None).await.status;
+    let (_, alice) = issue(&t, "alice", json!({})).await;
+    assert_eq!(secrets(&alice).await, StatusCode::FORBIDDEN, "no binding yet");
+
+    // A write run while a transaction older than it is open, and `token`'s request once it is
+    // in the log; the window is shut by ending the older transaction.
+    let in_the_window =
+        async |method: Method, path: String, body: Option<serde_json::Value>, logged_as: (&str, &str), token: &str| {
+            let (aggregate, id) = logged_as;
+            let pool = &t.app.services.store.db.pool;
+            let mut older = pool.begin().await.unwrap();
+            sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+            let write = tokio::spawn({
+                let t = t.clone();
+                async move { t.call(method, &path, body, None).await }
+            });
+            let logged = async || {
+                sqlx::query("SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
+                    .bind(aggregate)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap()
+                    .is_some()
+            };
+            within("the write is in the log", logged).await;
+            // The writer tells the cache right after its commit.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let status = secrets(token).await;
+            older.commit().await.unwrap();
+            let reply = write.await.unwrap();
+            (status, reply)
+        };
+
+    for round in 0..3 {
+        let name = format!("alice-reads-{round}");
+        let binding = json!({"name": name, "role": "viewer", "users": ["alice"]});
+        let (between, reply) = in_the_window(
+            Method::POST,
+            "/api/v1/rolebindings".to_owned(),
+            Some(binding),
+            (domain::rbac::BINDING_AGGREGATE_TYPE, &name),
+            &alice,
+        )
+        .await;
+        assert_eq!(between, StatusCode::FORBIDDEN, "round {round}: the read models did not show it yet");
+        assert_eq!(reply.status, StatusCode::CREATED, "round {round}: {:?}", reply.body);
+        assert_eq!(secrets(&alice).await, StatusCode::OK, "round {round}: granted once the write is answered");
+        assert_eq!(t.delete(&format!("/api/v1/rolebindings/{name}")).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(secrets(&alice).await, StatusCode::FORBIDDEN, "round {round}: and gone with it");
+    }
+
+    assert_eq!(
+        t.post("/api/v1/rolebindings", json!({"name": "alice-reads", "role": "viewer", "users": ["alice"]}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    for round in 0..3 {
+        let (id, token) = issue(&t, "alice", json!({})).await;
+        assert_eq!(secrets(&token).await, StatusCode::OK);
+        let revoke = format!("/api/v1/tokens/{id}");
+        let (between, reply) =
+            in_the_window(Method::DELETE, revoke, None, (domain::token::AGGREGATE_TYPE, &id), &token).await;
+        assert_eq!(between, StatusCode::OK, "round {round}: the read models did not show it yet");
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "round {round}: {:?}", reply.body);
+        assert_eq!(
+            secrets(&token).await,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: refused once the revocation is answered"
+        );
+    }
+}

@@ -13,6 +13,11 @@
 - A watch (`?watch=true` on a list) is a stream that stays open until the client leaves; a
   request-response fuzzer would only wait for it to time out. Watches have their own
   end-to-end tests (tests/e2e/watch.rs), so a case asking for one is sent as the plain list.
+- In the stateful phase a DELETE goes without `dryRun`: schemathesis' use-after-free check
+  (ST301) takes any 2xx DELETE for a deletion and then expects the resource's GET to be 404,
+  while a dry run rightly deletes nothing and still answers 2xx (as kubectl's server-side dry
+  run does). The other phases still send dry-run deletes as drawn; the API test
+  `a_dry_run_checks_every_rule_and_records_nothing` checks that they change nothing.
 """
 
 import os
@@ -22,6 +27,7 @@ import uuid
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.engine import observations
+from schemathesis.generation.meta import TestPhase
 
 # A workaround for schemathesis 4.32's link learning, which scans answers for URLs with
 # urllib's urlsplit and dies on a string it cannot split (an Llm's `url` of "http://[x", which
@@ -52,13 +58,25 @@ PROTECTED = {
 }
 
 
+def _values(value):
+    return value if isinstance(value, list) else [value]
+
+
+def _true(value):
+    """What mcpd reads as a set flag: true, in any case."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
     protected = PROTECTED.get(case.operation.path)
     if protected and case.method.upper() in ("DELETE", "PUT") and (case.path_parameters or {}).get("name") == protected:
         case.path_parameters["name"] = "gone-" + uuid.uuid4().hex[:8]
-    if case.query and case.query.get("watch") in (True, "true"):
+    if case.query and any(_true(v) for v in _values(case.query.get("watch"))):
         case.query["watch"] = False
+    stateful = case.meta is not None and case.meta.phase.name == TestPhase.STATEFUL
+    if stateful and case.method.upper() == "DELETE" and case.query:
+        case.query.pop("dryRun", None)
     # Negative cases go as drawn: a fresh key must not turn one into a positive case.
     negative = case.meta is not None and case.meta.generation.mode.is_negative
     headers = case.headers or {}

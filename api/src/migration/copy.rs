@@ -84,7 +84,14 @@ impl Runner {
                     let last = &copies[copies.len() - 1].name;
                     // The run goes on once readers see the flips; a projector that lags stops it here.
                     match self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await {
-                        Ok(Recorded::Visible) => Ok(()),
+                        Ok(Recorded::Visible) => {
+                            // Again, now that readers see them: a key read meanwhile came from
+                            // the rows as they were before (see Writer::execute).
+                            for copy in &copies {
+                                self.services.access.invalidate(domain::secret::AGGREGATE_TYPE, copy.name.as_str());
+                            }
+                            Ok(())
+                        }
                         Ok(Recorded::Lagging(message)) => Err(message),
                         Err(e) => Err(e.to_string()),
                     }

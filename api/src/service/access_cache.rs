@@ -3,7 +3,9 @@
 //! they are loaded.
 //!
 //! Kept current from the event log. A write on this replica drops what it changes as soon as
-//! it is recorded ([`AccessCache::invalidate`]), so it takes effect on the next request here.
+//! it is recorded ([`AccessCache::invalidate`]), and again once the read models show it (when
+//! they did not take it in its own transaction, a request in between reloads what they showed
+//! before it), so it takes effect on the next request here after its answer.
 //! Every replica also follows the log ([`AccessCache::follow`], every
 //! [`FOLLOW_INTERVAL`]): the events of users, tokens, roles and bindings up to the point the
 //! access read models have all passed drop what they change, so a change recorded elsewhere

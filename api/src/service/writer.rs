@@ -75,7 +75,17 @@ impl Writer {
         match self.record(cqrs, ctx, name, command).await? {
             // The common case: the write's read models took it in its own transaction.
             Some(appended) if models_of(A::TYPE).iter().all(|m| appended.inlined.contains(m)) => Ok(Recorded::Visible),
-            Some(appended) => self.await_position(A::TYPE, name, appended.last).await,
+            Some(appended) => {
+                let recorded = self.await_position(A::TYPE, name, appended.last).await?;
+                if recorded == Recorded::Visible {
+                    // The cache was told at the append, before the read models showed it: what
+                    // a request read from them meanwhile (a binding not there yet, a token not
+                    // yet revoked) may have been kept. Told again now, the change takes effect
+                    // on the next request here, as it does when the write was inlined.
+                    self.access.invalidate(A::TYPE, name.as_str());
+                }
+                Ok(recorded)
+            }
             // No event (a command that changed nothing): wait for the latest one there is.
             None => self.await_projection(A::TYPE, name).await,
         }

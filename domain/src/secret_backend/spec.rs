@@ -22,7 +22,7 @@ pub struct SecretBackendRequest {
     {"if": {"properties": {"url": {"pattern": "^http://"}}},
      "then": {"properties": {"caCert": {"pattern": BLANK}, "tlsServerName": {"maxLength": 0}}}},
     {"if": {"required": ["tlsServerName"], "properties": {"tlsServerName": {"type": "string", "minLength": 1}}},
-     "then": {"properties": {"url": {"pattern": IP_URL}}}},
+     "then": {"properties": {"url": {"pattern": ip_url_pattern()}}}},
 ]))]
 pub struct OpenBaoConfigInput {
     /// The server: an http:// or https:// URL.
@@ -76,8 +76,36 @@ fn namespace_pattern() -> String {
     format!("^({SEGMENT}(/{SEGMENT})*/?)?$")
 }
 const BLANK: &str = r"^[\s\x00-\x1f\x7f-\x9f]*$";
-/// An https:// URL naming its server by IPv4 address, as [`url_ip`] reads one.
-const IP_URL: &str = r"^https://((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?([/?#][!-~]*)?$";
+/// An IPv4 address as std reads one: four decimal octets, no leading zeros.
+const IPV4: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+/// A port as [`url_ip`] reads one: 0-65535, no leading zeros.
+const PORT: &str = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)";
+
+/// An IPv6 address as std reads one: RFC 3986's `IPv6address` (at most one `::`, an IPv4
+/// address in the last 32 bits), with no zone.
+fn ipv6_pattern() -> String {
+    let h16 = "[0-9A-Fa-f]{1,4}";
+    let ls32 = format!("({h16}:{h16}|{IPV4})");
+    // Up to `n` groups before a `::`.
+    let before = |n: usize| format!("(({h16}:){{0,{}}}{h16})?", n - 1);
+    [
+        format!("({h16}:){{6}}{ls32}"),
+        format!("::({h16}:){{5}}{ls32}"),
+        format!("{}::({h16}:){{4}}{ls32}", before(1)),
+        format!("{}::({h16}:){{3}}{ls32}", before(2)),
+        format!("{}::({h16}:){{2}}{ls32}", before(3)),
+        format!("{}::{h16}:{ls32}", before(4)),
+        format!("{}::{ls32}", before(5)),
+        format!("{}::{h16}", before(6)),
+        format!("{}::", before(7)),
+    ]
+    .join("|")
+}
+
+/// An https:// URL naming its server by IP address, exactly as [`url_ip`] reads one.
+fn ip_url_pattern() -> String {
+    format!(r"^https://({IPV4}|\[({})\])(:{PORT})?([/?#][!-~]*)?$", ipv6_pattern())
+}
 
 /// `path` is `/`-separated [`SEGMENT`]s, ending with a `/` when `trailing` says so (either way
 /// for `None`).
@@ -193,16 +221,34 @@ impl OpenBaoConfigInput {
     }
 }
 
-/// The IP address and port an `http(s)://IP[:port]/…` URL names, if it names one.
+/// The IP address and port an `https://IP[:port]/…` URL names, if it names one: an IPv4
+/// address, or an IPv6 address in brackets, then a port of 0-65535 without leading zeros.
 pub fn url_ip(url: &str) -> Option<std::net::SocketAddr> {
-    let (scheme, rest) = url.split_once("://")?;
+    use std::net::{IpAddr, SocketAddr};
+    let rest = url.strip_prefix("https://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    if let Ok(addr) = authority.parse::<std::net::SocketAddr>() {
-        return Some(addr);
-    }
-    let host = authority.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, default_port))
+    let (ip, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, port) = bracketed.split_once(']')?;
+            (IpAddr::V6(host.parse().ok()?), port)
+        }
+        None => {
+            let host = authority.split(':').next()?;
+            (IpAddr::V4(host.parse().ok()?), &authority[host.len()..])
+        }
+    };
+    let port = match port {
+        "" => 443,
+        _ => {
+            let digits = port.strip_prefix(':')?;
+            let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            if !plain || (digits.starts_with('0') && digits != "0") {
+                return None;
+            }
+            digits.parse().ok()?
+        }
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 impl SpecInput for SecretBackendInput {
@@ -319,6 +365,71 @@ mod tests {
         assert_eq!(url_ip("https://[::1]:8200/x"), "[::1]:8200".parse().ok());
         assert_eq!(url_ip("https://10.0.0.1"), "10.0.0.1:443".parse().ok());
         assert_eq!(url_ip("https://bao.internal:8200"), None);
+        // Only what the URL's host and port spell exactly.
+        for loose in ["https://::1", "https://[1.2.3.4]", "https://1.2.3.4]", "https://[::1", "https://1.2.3.4:08200"] {
+            assert_eq!(url_ip(loose), None, "{loose}");
+        }
+    }
+
+    /// The `then` rule of the published schema says which URLs `tlsServerName` may go with:
+    /// exactly those [`url_ip`] reads. Checked on hand-picked cases and on every string a small
+    /// grammar of hosts, groups and ports spells.
+    #[test]
+    fn the_ip_url_pattern_says_what_url_ip_takes() {
+        let pattern = regex::Regex::new(&ip_url_pattern()).unwrap();
+        let agree = |url: &str| {
+            assert_eq!(pattern.is_match(url), url_ip(url).is_some(), "{url} against the pattern and url_ip");
+        };
+        for url in [
+            "https://127.0.0.1:8200",
+            "https://10.0.0.1",
+            "https://10.0.0.1/v1?x#y",
+            "https://[::1]:8200/x",
+            "https://[::]",
+            "https://[::ffff:192.0.2.1]:443",
+            "https://[2001:DB8::1]",
+            "https://[1:2:3:4:5:6:7:8]",
+            "https://[1:2:3:4:5:6:7::]",
+            "https://[::2:3:4:5:6:7:8]",
+            "https://[1:2:3:4:5:6:1.2.3.4]",
+            "https://[1::2:3:4:5:6:7:8]",
+            "https://[1:2:3:4:5:6:7:8:9]",
+            "https://[1::2::3]",
+            "https://[00001::]",
+            "https://[fe80::1%25eth0]",
+            "https://[::1]8200",
+            "https://01.2.3.4",
+            "https://1.2.3",
+            "https://256.1.1.1",
+            "https://1.2.3.4:65535",
+            "https://1.2.3.4:65536",
+            "https://1.2.3.4:0",
+            "https://1.2.3.4:",
+            "https://bao.internal",
+            "http://1.2.3.4",
+        ] {
+            agree(url);
+        }
+        // Every IPv6 text of up to 9 parts, each a group, an empty part (which makes `::`) or
+        // an IPv4 address: where a `::` or an IPv4 part may go, and how many groups fit.
+        let parts = ["0", "", "1.2.3.4"];
+        let mut texts = vec![String::new()];
+        for _ in 0..9 {
+            let mut longer = Vec::new();
+            for text in &texts {
+                for part in parts {
+                    longer.push(if text.is_empty() { format!(":{part}") } else { format!("{text}:{part}") });
+                }
+            }
+            for text in &longer {
+                agree(&format!("https://[{}]", &text[1..]));
+            }
+            texts = longer.into_iter().filter(|t| t.len() < 40).collect();
+        }
+        for port in ["", ":0", ":1", ":00", ":65535", ":99999", ":x"] {
+            agree(&format!("https://[::1]{port}"));
+            agree(&format!("https://192.168.0.1{port}"));
+        }
     }
 
     #[test]

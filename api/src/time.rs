@@ -21,11 +21,16 @@ pub fn short_duration(raw: &str) -> Option<jiff::SignedDuration> {
 }
 
 /// A point in time as users type it: an RFC 3339 time, or a duration (`2h`) before `now`.
+///
+/// A time before the Unix epoch reads as the epoch: nothing mcpd records is older, so the
+/// answer is the same, and the databases need not agree on far years (PostgreSQL has no year 0
+/// and refuses a signed year, which 999999d reaches).
 pub fn point_in_time(raw: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    if let Ok(at) = raw.parse::<jiff::Timestamp>() {
-        return Some(at);
-    }
-    now.checked_sub(short_duration(raw)?).ok()
+    let at = match raw.parse::<jiff::Timestamp>() {
+        Ok(at) => at,
+        Err(_) => now.checked_sub(short_duration(raw)?).ok()?,
+    };
+    Some(at.max(jiff::Timestamp::UNIX_EPOCH))
 }
 
 /// [`point_in_time`] before now, or the message saying what it takes.
@@ -36,7 +41,7 @@ pub fn parse_since(raw: &str) -> Result<jiff::Timestamp, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::short_duration;
+    use super::{point_in_time, short_duration};
 
     #[test]
     fn units_are_seconds_minutes_hours_days() {
@@ -46,5 +51,14 @@ mod tests {
         for bad in ["", "d", "3w", "2 h", "-1h", "99999999999999999999d", "1234567s", "01h", "+1h"] {
             assert_eq!(short_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_before_the_epoch_read_as_the_epoch() {
+        let now: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        for far_back in ["999999d", "0000-01-01T00:00:00Z", "-000596-06-26T00:00:00Z", "1969-12-31T23:59:59Z"] {
+            assert_eq!(point_in_time(far_back, now), Some(jiff::Timestamp::UNIX_EPOCH), "{far_back}");
+        }
+        assert_eq!(point_in_time("1970-01-01T00:00:01Z", now).unwrap().as_second(), 1);
     }
 }

@@ -85,6 +85,20 @@ async fn every_filter_returns_exactly_the_expected_rows(kind: StoreKind) {
         ["LlmUpdated", "LlmCreated"]
     );
 
+    // Times before any event (a duration of 2,600 years, year 0) read as the epoch: since
+    // then is everything, until then is nothing. PostgreSQL refused such years with a 500.
+    let all = types(&t.get("/api/v1/audit?limit=1000").await.body);
+    for far_back in ["957824d", "0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z"] {
+        let since = t.get(&format!("/api/v1/audit?since={far_back}&limit=1000")).await;
+        assert_eq!(since.status, StatusCode::OK, "since={far_back}: {}", since.body);
+        assert_eq!(types(&since.body), all, "since={far_back}");
+        let until = t.get(&format!("/api/v1/audit?until={far_back}")).await;
+        assert_eq!(until.status, StatusCode::OK, "until={far_back}: {}", until.body);
+        assert_eq!(types(&until.body), Vec::<String>::new(), "until={far_back}");
+        let usage = t.get(&format!("/api/v1/usage?since={far_back}")).await;
+        assert_eq!(usage.status, StatusCode::OK, "usage since={far_back}: {}", usage.body);
+    }
+
     let everything = t.get("/api/v1/audit?limit=1000").await.body.to_string();
     for value in ["sk-AUDIT-one", "sk-AUDIT-two", &bob, testkit::ADMIN_TOKEN] {
         assert!(!everything.contains(value), "{value} leaked into the audit log");

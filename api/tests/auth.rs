@@ -223,10 +223,10 @@ async fn access_changes_on_one_replica_take_effect_on_the_other(kind: StoreKind)
 
 /// PostgreSQL, with an older transaction open: a write is not applied inline, so the access
 /// cache hears of it at the append, before the projector makes the read models show it. A
-/// request in that window reads them as they were (no binding yet, a token not yet revoked).
-/// Once the write is answered, that stale read must not be what the next request is served:
-/// the new binding grants at once and the revoked token is refused at once, as they are when
-/// the write is inlined. (Before the fix, both waited for the cache's follower.)
+/// request in that window reads them as they were (no binding yet). Once the write is
+/// answered, that stale read must not be what the next request is served: the new binding
+/// grants at once, as it does when the write is inlined (before the fix, it waited for the
+/// cache's follower). A revoked token is refused throughout, from the append on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_it_showed() {
     let t = std::sync::Arc::new(TestApp::start(StoreKind::Postgres).await);
@@ -295,12 +295,81 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
         let revoke = format!("/api/v1/tokens/{id}");
         let (between, reply) =
             in_the_window(Method::DELETE, revoke, None, (domain::token::AGGREGATE_TYPE, &id), &token).await;
-        assert_eq!(between, StatusCode::OK, "round {round}: the read models did not show it yet");
+        assert_eq!(between, StatusCode::UNAUTHORIZED, "round {round}: refused from the moment it is recorded");
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "round {round}: {:?}", reply.body);
         assert_eq!(
             secrets(&token).await,
             StatusCode::UNAUTHORIZED,
             "round {round}: refused once the revocation is answered"
         );
+    }
+}
+
+/// PostgreSQL, with an older transaction open for a while: the read models cannot show new
+/// writes, which are answered 202. A revocation, a deleted user and a removed binding still
+/// hold at once on the replica that recorded them and at the next follow on another; a grant
+/// recorded meanwhile waits for the read models (fail closed). Once the transaction ends, the
+/// read models show it all and nothing reverts. (Before, a revoked token kept working on every
+/// replica until the read models caught up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_hold_at_once_while_the_read_models_lag() {
+    let db = testkit::TestDb::new(StoreKind::Postgres).await;
+    let open = async |db: &testkit::TestDb| {
+        let wait = std::time::Duration::from_millis(300);
+        let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
+        TestApp { app, db: db.share() }
+    };
+    let a = open(&db).await;
+    let b = open(&db).await;
+    for user in ["alice", "bob", "carol", "dave"] {
+        assert_eq!(a.post("/api/v1/users", json!({"name": user})).await.status, StatusCode::CREATED);
+    }
+    let binding = json!({"name": "readers", "role": "viewer", "users": ["alice", "bob"]});
+    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let binding = json!({"name": "dave-reads", "role": "viewer", "users": ["dave"]});
+    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let (alice_id, alice) = issue(&a, "alice", json!({})).await;
+    let (_, bob) = issue(&a, "bob", json!({})).await;
+    let (_, carol) = issue(&a, "carol", json!({})).await;
+    let (_, dave) = issue(&a, "dave", json!({})).await;
+    let lists =
+        async |app: &TestApp, token: &str| app.call_as(Some(token), Method::GET, "/api/v1/llms", None).await.status;
+    for app in [&a, &b] {
+        for token in [&alice, &bob, &dave] {
+            within("every token works on both", async || lists(app, token).await == StatusCode::OK).await;
+        }
+        assert_eq!(lists(app, &carol).await, StatusCode::FORBIDDEN, "carol is bound to nothing yet");
+    }
+
+    let pool = &a.app.services.store.db.pool;
+    let mut older = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+
+    let r = a.delete(&format!("/api/v1/tokens/{alice_id}")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "the read models cannot show it: {:?}", r.body);
+    assert_eq!(lists(&a, &alice).await, StatusCode::UNAUTHORIZED, "revoked at once where it was recorded");
+    within("the revocation on B", async || lists(&b, &alice).await == StatusCode::UNAUTHORIZED).await;
+
+    let binding = json!({"name": "readers", "role": "viewer", "users": ["alice"]});
+    assert_eq!(a.put("/api/v1/rolebindings/readers", binding).await.status, StatusCode::ACCEPTED);
+    assert_eq!(lists(&a, &bob).await, StatusCode::FORBIDDEN, "unbound at once where it was recorded");
+    within("bob unbound on B", async || lists(&b, &bob).await == StatusCode::FORBIDDEN).await;
+
+    let r = a.call(Method::DELETE, "/api/v1/users/dave", None, None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(lists(&a, &dave).await, StatusCode::UNAUTHORIZED, "deleted at once where it was recorded");
+    within("dave deleted on B", async || lists(&b, &dave).await == StatusCode::UNAUTHORIZED).await;
+
+    let grant = json!({"name": "carol-reads", "role": "viewer", "users": ["carol"]});
+    assert_eq!(a.post("/api/v1/rolebindings", grant).await.status, StatusCode::ACCEPTED);
+    assert_eq!(lists(&a, &carol).await, StatusCode::FORBIDDEN, "a grant waits for the read models");
+    assert_eq!(lists(&b, &carol).await, StatusCode::FORBIDDEN, "on every replica");
+
+    older.commit().await.unwrap();
+    for app in [&a, &b] {
+        within("carol's grant once shown", async || lists(app, &carol).await == StatusCode::OK).await;
+        assert_eq!(lists(app, &alice).await, StatusCode::UNAUTHORIZED, "alice's token stays revoked");
+        assert_eq!(lists(app, &bob).await, StatusCode::FORBIDDEN, "bob stays unbound");
+        assert_eq!(lists(app, &dave).await, StatusCode::UNAUTHORIZED, "dave stays deleted");
     }
 }

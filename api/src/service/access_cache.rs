@@ -19,6 +19,14 @@
 //! What is dropped is loaded again from the read models at its next use. A load that raced
 //! with a drop is not kept (the generation moved), so a stale row read just before an event
 //! was followed never outlives it.
+//!
+//! A change to access that is in the log but not yet in the read models (they lag: a
+//! transaction older than it is still open on PostgreSQL, the projector is behind or stopped)
+//! is *unshown*: until the cache has followed past it, its token or user counts as unknown
+//! and its role or binding as granting nothing. So a revocation, a deleted user or a removed
+//! binding holds from the moment it is recorded, on the replica that recorded it at once and
+//! on the others at their next follow, however far the read models lag; a grant waits for them
+//! (fail closed).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -77,6 +85,13 @@ struct Inner {
     llms: Option<Arc<Vec<Record<LlmSpec>>>>,
     /// API keys the inference proxy resolved, by `secret/key`.
     keys: HashMap<String, Arc<SecretString>>,
+    /// Access changes recorded but perhaps not shown by the read models yet, by aggregate type
+    /// and id, at the newest one's position: each resource here counts as absent (module docs).
+    unshown: HashMap<(String, String), Position>,
+    /// The log's head when following began: what was logged before it was recorded before this
+    /// process began and is not counted as unshown, or a read model being rebuilt from the
+    /// start would lock everyone out until it is done.
+    unshown_after: Position,
 }
 
 impl Inner {
@@ -121,7 +136,34 @@ impl Inner {
         }
         inner.generation += 1;
     }
+
+    /// A change to access recorded at `position` that the read models may not show yet: what
+    /// it touches counts as absent until it is shown. Other kinds are only dropped.
+    fn unshown(&mut self, aggregate_type: &str, id: &str, position: Position) {
+        if ACCESS_TYPES.contains(&aggregate_type) {
+            let at = self.unshown.entry((aggregate_type.to_owned(), id.to_owned())).or_default();
+            if *at >= position {
+                // Already counted as absent, and nothing loaded since: nothing to drop again.
+                return;
+            }
+            *at = position;
+        }
+        self.invalidate(aggregate_type, id);
+    }
+
+    fn is_unshown(&self, aggregate_type: &str, id: &str) -> bool {
+        !self.unshown.is_empty() && self.unshown.contains_key(&(aggregate_type.to_owned(), id.to_owned()))
+    }
 }
+
+/// The kinds whose changes count as absent while unshown: those authentication and permissions
+/// are worked out from.
+const ACCESS_TYPES: [&str; 4] = [
+    domain::token::AGGREGATE_TYPE,
+    domain::user::AGGREGATE_TYPE,
+    domain::rbac::ROLE_AGGREGATE_TYPE,
+    domain::rbac::BINDING_AGGREGATE_TYPE,
+];
 
 /// Who is bound to what, as the read models say.
 #[derive(Default)]
@@ -132,13 +174,19 @@ struct Rbac {
 
 impl Rbac {
     /// The union of the roles bound to `user`; a binding naming a role that does not exist
-    /// grants nothing.
-    fn permissions_of(&self, user: &str) -> Permissions {
+    /// grants nothing, nor does an unshown binding or role (`unshown` says which).
+    fn permissions_of(&self, user: &str, unshown: impl Fn(&str, &str) -> bool) -> Permissions {
         let roles = self
             .bindings
-            .values()
-            .filter(|b| b.users.iter().any(|u| u == user))
-            .filter_map(|b| built_in(&b.role).or_else(|| self.roles.get(&b.role).cloned()));
+            .iter()
+            .filter(|(name, b)| {
+                b.users.iter().any(|u| u == user) && !unshown(domain::rbac::BINDING_AGGREGATE_TYPE, name)
+            })
+            .filter_map(|(_, b)| {
+                built_in(&b.role).or_else(|| {
+                    self.roles.get(&b.role).filter(|_| !unshown(domain::rbac::ROLE_AGGREGATE_TYPE, &b.role)).cloned()
+                })
+            });
         Permissions::new(roles.collect::<Vec<_>>())
     }
 
@@ -189,6 +237,9 @@ impl AccessCache {
     where
         F: Future<Output = Result<Option<Record<TokenState>>, ApiError>>,
     {
+        if self.lock().is_unshown(domain::token::AGGREGATE_TYPE, id) {
+            return Ok(None);
+        }
         let load = async { Ok(load.await?.map(Arc::new)) };
         self.held_or_loaded(|inner| &mut inner.tokens, id, load, Option::is_some).await
     }
@@ -198,6 +249,9 @@ impl AccessCache {
     where
         F: Future<Output = Result<bool, ApiError>>,
     {
+        if self.lock().is_unshown(domain::user::AGGREGATE_TYPE, name) {
+            return Ok(false);
+        }
         self.held_or_loaded(|inner| &mut inner.users, name, load, |_| true).await
     }
 
@@ -311,14 +365,17 @@ impl AccessCache {
                 }
             }
             let rbac = inner.rbac.as_ref().expect("loaded above");
-            let permissions = Arc::new(rbac.permissions_of(user));
+            let permissions = Arc::new(rbac.permissions_of(user, |t, id| inner.is_unshown(t, id)));
             inner.permissions.insert(user.to_owned(), permissions.clone());
             return Ok(permissions);
         }
         // Roles and bindings keep changing under the look-up: work it out from a fresh read,
         // without keeping it.
         match load(db, true, &[], &[]).await? {
-            Loaded::Everything(rbac) => Ok(Arc::new(rbac.permissions_of(user))),
+            Loaded::Everything(rbac) => {
+                let inner = self.lock();
+                Ok(Arc::new(rbac.permissions_of(user, |t, id| inner.is_unshown(t, id))))
+            }
             Loaded::Changed(..) => unreachable!("a whole load"),
         }
     }
@@ -328,6 +385,24 @@ impl AccessCache {
     /// the user at each use).
     pub fn invalidate(&self, aggregate_type: &str, id: &str) {
         self.lock().invalidate(aggregate_type, id);
+    }
+
+    /// A change recorded at `position` that the read models do not show yet: dropped like
+    /// [`Self::invalidate`], and absent until it is shown (module docs).
+    pub fn unshown(&self, aggregate_type: &str, id: &str, position: Position) {
+        self.lock().unshown(aggregate_type, id, position);
+    }
+
+    /// The read models show the change to `id` recorded at `position`: what a request read
+    /// from them meanwhile is dropped, and it no longer counts as absent (unless a later change
+    /// to it is still unshown).
+    pub fn shown(&self, aggregate_type: &str, id: &str, position: Position) {
+        let mut inner = self.lock();
+        let key = (aggregate_type.to_owned(), id.to_owned());
+        if inner.unshown.get(&key).is_some_and(|at| *at <= position) {
+            inner.unshown.remove(&key);
+        }
+        inner.invalidate(aggregate_type, id);
     }
 
     /// Drops what the access events recorded since the last call change, as far as the read
@@ -344,12 +419,14 @@ impl AccessCache {
         let passed_by_all = MODELS.iter().map(|m| checkpoints.get(m).copied().unwrap_or_default()).min();
         let passed_by_all = passed_by_all.unwrap_or_default();
         let Some(followed) = self.lock().followed else {
+            let head = store.log.head().await?;
             let mut inner = self.lock();
             // First call: whatever was loaded before may predate events never followed.
             *inner = Inner {
                 generation: inner.generation + 1,
                 rbac_generation: inner.rbac_generation + 1,
                 followed: Some(passed_by_all),
+                unshown_after: head,
                 ..Inner::default()
             };
             return Ok(());
@@ -368,7 +445,7 @@ impl AccessCache {
         if ready == changed.len() {
             reached = reached.max(passed_by_all);
         }
-        if reached <= followed {
+        if reached <= followed && ready == changed.len() {
             return Ok(());
         }
         // Under one lock, and only if no other follow took this range meanwhile: a range
@@ -381,6 +458,12 @@ impl AccessCache {
             inner.invalidate(aggregate_type, id);
         }
         inner.followed = Some(reached);
+        // What is followed is shown; what the log holds beyond it is not, yet.
+        inner.unshown.retain(|_, at| *at > reached);
+        let after = inner.unshown_after;
+        for (position, aggregate_type, id) in changed[ready..].iter().filter(|(position, _, _)| *position > after) {
+            inner.unshown(aggregate_type, id, *position);
+        }
         Ok(())
     }
 

@@ -79,10 +79,10 @@ impl Writer {
                 let recorded = self.await_position(A::TYPE, name, appended.last).await?;
                 if recorded == Recorded::Visible {
                     // The cache was told at the append, before the read models showed it: what
-                    // a request read from them meanwhile (a binding not there yet, a token not
-                    // yet revoked) may have been kept. Told again now, the change takes effect
-                    // on the next request here, as it does when the write was inlined.
-                    self.access.invalidate(A::TYPE, name.as_str());
+                    // a request read from them meanwhile (a binding not there yet) may have
+                    // been kept. Told again now, the change takes effect on the next request
+                    // here, as it does when the write was inlined.
+                    self.access.shown(A::TYPE, name.as_str(), appended.last);
                 }
                 Ok(recorded)
             }
@@ -114,7 +114,12 @@ impl Writer {
         executed.map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
         if let Some(appended) = &appended {
             crate::request_scope::mark_recorded();
-            self.access.invalidate(A::TYPE, name.as_str());
+            if models_of(A::TYPE).iter().all(|m| appended.inlined.contains(m)) {
+                self.access.invalidate(A::TYPE, name.as_str());
+            } else {
+                // Absent until the read models show it, so a revocation holds from now on.
+                self.access.unshown(A::TYPE, name.as_str(), appended.last);
+            }
             self.store.settle(appended, &models_of(A::TYPE));
         }
         Ok(appended)

@@ -140,7 +140,9 @@ impl Inner {
     /// A change to access recorded at `position` that the read models may not show yet: what
     /// it touches counts as absent until it is shown. Other kinds are only dropped.
     fn unshown(&mut self, aggregate_type: &str, id: &str, position: Position) {
-        if ACCESS_TYPES.contains(&aggregate_type) {
+        // A follow that already passed it (the projector was quick) found it shown.
+        let followed = self.followed.is_some_and(|f| position <= f);
+        if ACCESS_TYPES.contains(&aggregate_type) && !followed {
             let at = self.unshown.entry((aggregate_type.to_owned(), id.to_owned())).or_default();
             if *at >= position {
                 // Already counted as absent, and nothing loaded since: nothing to drop again.

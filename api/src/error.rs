@@ -65,6 +65,11 @@ pub enum ApiError {
     /// request ran past the request timeout before it changed anything.
     #[error("{0}")]
     Overloaded(String),
+    /// 503 with `Retry-After`: what the request needs was changed, and the change is recorded
+    /// but not visible yet (the read models lag); serving the state before it could send a
+    /// credential where it no longer goes.
+    #[error("{0}")]
+    Changing(String),
     /// 502: a secret backend answered, but not as it should (permission denied, an error).
     #[error("{0}")]
     BadGateway(String),
@@ -105,7 +110,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedBody(_) | ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::Changing(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) | ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +135,7 @@ impl ApiError {
             ApiError::KeyReused(_) => "IdempotencyKeyReused",
             ApiError::RateLimited { .. } => "RateLimited",
             ApiError::Overloaded(_) => "Overloaded",
+            ApiError::Changing(_) => "Changing",
             ApiError::BadGateway(_) => "BackendFailed",
             ApiError::UpstreamFailed(_) => "UpstreamFailed",
             ApiError::UpstreamTimeout(_) => "UpstreamTimeout",
@@ -258,7 +264,7 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert(header::ALLOW, allow);
         }
-        if let ApiError::StoreUnavailable | ApiError::Overloaded(_) = self {
+        if let ApiError::StoreUnavailable | ApiError::Overloaded(_) | ApiError::Changing(_) = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::RateLimited { retry_after, .. } = self {

@@ -306,11 +306,11 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
 }
 
 /// PostgreSQL, with an older transaction open for a while: the read models cannot show new
-/// writes, which are answered 202. A revocation, a deleted user and a removed binding still
-/// hold at once on the replica that recorded them and at the next follow on another; a grant
-/// recorded meanwhile waits for the read models (fail closed). Once the transaction ends, the
-/// read models show it all and nothing reverts. (Before, a revoked token kept working on every
-/// replica until the read models caught up.)
+/// writes, which are answered 202. A revoked token, a deleted binding and a deleted user still
+/// hold at once on the replica that recorded them and at the next follow on another. An update
+/// of a binding takes effect when shown: it neither refuses whom it still binds nor grants early.
+/// Once the transaction ends, the read models show it all and nothing reverts. (Before, a
+/// revoked token kept working on every replica until the read models caught up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_hold_at_once_while_the_read_models_lag() {
     let db = testkit::TestDb::new(StoreKind::Postgres).await;
@@ -321,21 +321,22 @@ async fn revocations_hold_at_once_while_the_read_models_lag() {
     };
     let a = open(&db).await;
     let b = open(&db).await;
-    for user in ["alice", "bob", "carol", "dave"] {
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
         assert_eq!(a.post("/api/v1/users", json!({"name": user})).await.status, StatusCode::CREATED);
     }
-    let binding = json!({"name": "readers", "role": "viewer", "users": ["alice", "bob"]});
-    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
-    let binding = json!({"name": "dave-reads", "role": "viewer", "users": ["dave"]});
-    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    for user in ["alice", "bob", "dave", "erin"] {
+        let binding = json!({"name": format!("{user}-reads"), "role": "viewer", "users": [user]});
+        assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    }
     let (alice_id, alice) = issue(&a, "alice", json!({})).await;
     let (_, bob) = issue(&a, "bob", json!({})).await;
     let (_, carol) = issue(&a, "carol", json!({})).await;
     let (_, dave) = issue(&a, "dave", json!({})).await;
+    let (_, erin) = issue(&a, "erin", json!({})).await;
     let lists =
         async |app: &TestApp, token: &str| app.call_as(Some(token), Method::GET, "/api/v1/llms", None).await.status;
     for app in [&a, &b] {
-        for token in [&alice, &bob, &dave] {
+        for token in [&alice, &bob, &dave, &erin] {
             within("every token works on both", async || lists(app, token).await == StatusCode::OK).await;
         }
         assert_eq!(lists(app, &carol).await, StatusCode::FORBIDDEN, "carol is bound to nothing yet");
@@ -350,8 +351,7 @@ async fn revocations_hold_at_once_while_the_read_models_lag() {
     assert_eq!(lists(&a, &alice).await, StatusCode::UNAUTHORIZED, "revoked at once where it was recorded");
     within("the revocation on B", async || lists(&b, &alice).await == StatusCode::UNAUTHORIZED).await;
 
-    let binding = json!({"name": "readers", "role": "viewer", "users": ["alice"]});
-    assert_eq!(a.put("/api/v1/rolebindings/readers", binding).await.status, StatusCode::ACCEPTED);
+    assert_eq!(a.delete("/api/v1/rolebindings/bob-reads").await.status, StatusCode::ACCEPTED);
     assert_eq!(lists(&a, &bob).await, StatusCode::FORBIDDEN, "unbound at once where it was recorded");
     within("bob unbound on B", async || lists(&b, &bob).await == StatusCode::FORBIDDEN).await;
 
@@ -360,16 +360,100 @@ async fn revocations_hold_at_once_while_the_read_models_lag() {
     assert_eq!(lists(&a, &dave).await, StatusCode::UNAUTHORIZED, "deleted at once where it was recorded");
     within("dave deleted on B", async || lists(&b, &dave).await == StatusCode::UNAUTHORIZED).await;
 
-    let grant = json!({"name": "carol-reads", "role": "viewer", "users": ["carol"]});
-    assert_eq!(a.post("/api/v1/rolebindings", grant).await.status, StatusCode::ACCEPTED);
-    assert_eq!(lists(&a, &carol).await, StatusCode::FORBIDDEN, "a grant waits for the read models");
-    assert_eq!(lists(&b, &carol).await, StatusCode::FORBIDDEN, "on every replica");
+    let binding = json!({"name": "erin-reads", "role": "viewer", "users": ["erin", "carol"]});
+    assert_eq!(a.put("/api/v1/rolebindings/erin-reads", binding).await.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for app in [&a, &b] {
+        assert_eq!(lists(app, &erin).await, StatusCode::OK, "an update refuses nobody it still binds");
+        assert_eq!(lists(app, &carol).await, StatusCode::FORBIDDEN, "and grants once shown");
+    }
 
     older.commit().await.unwrap();
     for app in [&a, &b] {
         within("carol's grant once shown", async || lists(app, &carol).await == StatusCode::OK).await;
+        assert_eq!(lists(app, &erin).await, StatusCode::OK, "erin stays bound");
         assert_eq!(lists(app, &alice).await, StatusCode::UNAUTHORIZED, "alice's token stays revoked");
         assert_eq!(lists(app, &bob).await, StatusCode::FORBIDDEN, "bob stays unbound");
         assert_eq!(lists(app, &dave).await, StatusCode::UNAUTHORIZED, "dave stays deleted");
     }
+}
+
+/// A stand-in for a self-hosted provider (an LLM cannot run here): answers every chat
+/// completion with `reply` and counts the calls it gets.
+async fn provider(reply: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                axum::Json(json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+/// PostgreSQL, with an older transaction open so that writes are answered 202: an Llm repointed
+/// meanwhile is not served from its old URL (where the proxy would no longer send its
+/// requests) on the replica that recorded the change, nor on another after its next follow:
+/// 503 `Changing` with Retry-After. Once the read models show it, the new URL serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_changed_while_the_read_models_lag_is_not_served_from_its_old_url() {
+    use std::sync::atomic::Ordering;
+    let (old_url, old_calls) = provider("from the old url").await;
+    let (new_url, new_calls) = provider("from the new url").await;
+    let db = testkit::TestDb::new(StoreKind::Postgres).await;
+    let open = async |db: &testkit::TestDb| {
+        let wait = std::time::Duration::from_millis(300);
+        let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
+        TestApp { app, db: db.share() }
+    };
+    let a = open(&db).await;
+    let b = open(&db).await;
+    let llm = |url: &str| json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "fast", "url": url});
+    assert_eq!(a.post("/api/v1/llms", llm(&old_url)).await.status, StatusCode::CREATED);
+    let chat = json!({"model": "local", "messages": [{"role": "user", "content": "hi"}]});
+    let ask =
+        async |app: &TestApp| app.call(Method::POST, "/openai/v1/chat/completions", Some(chat.clone()), None).await;
+    for app in [&a, &b] {
+        within("served from the old url on both", async || {
+            let r = ask(app).await;
+            r.status == StatusCode::OK && r.body["choices"][0]["message"]["content"] == "from the old url"
+        })
+        .await;
+    }
+    let before = old_calls.load(Ordering::SeqCst);
+
+    let pool = &a.app.services.store.db.pool;
+    let mut older = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+    let r = a.put("/api/v1/llms/local", llm(&new_url)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "the read models cannot show it: {:?}", r.body);
+    let r = ask(&a).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "Changing", "{:?}", r.body);
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    within("not served on B either", async || ask(&b).await.status == StatusCode::SERVICE_UNAVAILABLE).await;
+    let models = a.get("/openai/v1/models").await;
+    assert!(!models.body.to_string().contains("\"local\""), "nor listed: {:?}", models.body);
+    assert_eq!(old_calls.load(Ordering::SeqCst), before, "the old url got nothing after the change");
+
+    older.commit().await.unwrap();
+    for app in [&a, &b] {
+        within("served from the new url once shown", async || {
+            let r = ask(app).await;
+            r.status == StatusCode::OK && r.body["choices"][0]["message"]["content"] == "from the new url"
+        })
+        .await;
+    }
+    assert_eq!(old_calls.load(Ordering::SeqCst), before, "and nothing since");
+    assert!(new_calls.load(Ordering::SeqCst) >= 2);
 }

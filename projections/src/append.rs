@@ -50,6 +50,8 @@ pub struct Appended {
     pub last: Position,
     /// The read models that took the events inline: they show them already.
     pub inlined: Vec<ReadModel>,
+    /// The appended events' types, in order.
+    pub event_types: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,7 @@ pub enum AppendError {
 /// a stored one.
 pub async fn append(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -> Result<Appended, AppendError> {
     if events.is_empty() {
-        return Ok(Appended { last: Position::default(), inlined: Vec::new() });
+        return Ok(Appended { last: Position::default(), inlined: Vec::new(), event_types: Vec::new() });
     }
     match append_once(db, events, inline).await {
         Ok(appended) => Ok(appended),
@@ -139,7 +141,7 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
         }
     }
     tx.commit().await?;
-    Ok(Appended { last, inlined })
+    Ok(Appended { last, inlined, event_types: events.iter().map(|e| e.event_type.clone()).collect() })
 }
 
 /// Inserts one event; where it landed and when.

@@ -50,6 +50,15 @@ pub struct EventLog {
     db: Database,
 }
 
+/// One event as [`EventLog::changed_after`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub position: Position,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+}
+
 impl EventLog {
     pub fn new(db: Database) -> Self {
         Self { db }
@@ -153,27 +162,23 @@ impl EventLog {
             .transpose()
     }
 
-    /// Which aggregates of `aggregate_types` have events after `after`, in commit order:
-    /// (position, aggregate type, aggregate id). On PostgreSQL a transaction still running is
-    /// not seen; a caller that trusts a position must check that the read models have passed it.
-    pub async fn changed_after(
-        &self,
-        after: Position,
-        aggregate_types: &[&str],
-    ) -> DbResult<Vec<(Position, String, String)>> {
+    /// Which aggregates of `aggregate_types` have events after `after`, and which events, in
+    /// commit order. On PostgreSQL a transaction still running is not seen; a caller that
+    /// trusts a position must check that the read models have passed it.
+    pub async fn changed_after(&self, after: Position, aggregate_types: &[&str]) -> DbResult<Vec<Change>> {
         if aggregate_types.is_empty() {
             return Ok(Vec::new());
         }
         let types: Vec<String> = (0..aggregate_types.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = match self.db.dialect {
             Dialect::Sqlite => format!(
-                "SELECT 0 AS transaction_id, position, aggregate_type, aggregate_id FROM events \
+                "SELECT 0 AS transaction_id, position, aggregate_type, aggregate_id, event_type FROM events \
                  WHERE position > $2 AND $1 = $1 AND aggregate_type IN ({}) ORDER BY position",
                 types.join(", ")
             ),
             Dialect::Postgres => format!(
-                "SELECT transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id \
-                 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) AND aggregate_type IN ({}) \
+                "SELECT transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id, \
+                 event_type FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) AND aggregate_type IN ({}) \
                  ORDER BY events.transaction_id, events.position",
                 types.join(", ")
             ),
@@ -187,7 +192,12 @@ impl EventLog {
             .map(|r| {
                 let position =
                     Position { transaction_id: r.try_get("transaction_id")?, position: r.try_get("position")? };
-                Ok((position, r.try_get("aggregate_type")?, r.try_get("aggregate_id")?))
+                Ok(Change {
+                    position,
+                    aggregate_type: r.try_get("aggregate_type")?,
+                    aggregate_id: r.try_get("aggregate_id")?,
+                    event_type: r.try_get("event_type")?,
+                })
             })
             .collect()
     }

@@ -154,10 +154,14 @@ impl Services {
         if !ctx.permissions.may_infer(model) {
             return Err(ApiError::Forbidden(format!("user {who:?} may not run:infer on llm {model:?}")));
         }
-        let llm = all
-            .iter()
-            .find(|l| l.name == model)
-            .ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, model))?;
+        let Some(llm) = all.iter().find(|l| l.name == model) else {
+            if self.access.is_unshown(domain::llm::AGGREGATE_TYPE, model) {
+                return Err(ApiError::Changing(format!(
+                    "llm {model:?} was changed and the change is not visible yet: it is not served until it is; retry shortly"
+                )));
+            }
+            return Err(ApiError::not_found(domain::document::Kind::Llm, model));
+        };
         match (surface, upstream::wire_of(llm.spec.provider)) {
             (_, None) => Err(ApiError::BadRequest(format!(
                 "llm {model:?} is of type {}, which runs on the client: mcpd does not call it",

@@ -20,13 +20,13 @@
 //! with a drop is not kept (the generation moved), so a stale row read just before an event
 //! was followed never outlives it.
 //!
-//! A change to access that is in the log but not yet in the read models (they lag: a
-//! transaction older than it is still open on PostgreSQL, the projector is behind or stopped)
-//! is *unshown*: until the cache has followed past it, its token or user counts as unknown
-//! and its role or binding as granting nothing. So a revocation, a deleted user or a removed
-//! binding holds from the moment it is recorded, on the replica that recorded it at once and
-//! on the others at their next follow, however far the read models lag; a grant waits for them
-//! (fail closed).
+//! A change that takes access away and is in the log but not yet in the read models (they lag:
+//! a transaction older than it is still open on PostgreSQL, the projector is behind or stopped)
+//! is *unshown* ([`RESTRICTIONS`]): until the cache has followed past it, a revoked token or a
+//! deleted user counts as unknown and a deleted role or binding as granting nothing. So they
+//! hold from the moment they are recorded, on the replica that recorded them at once and on the
+//! others at their next follow, however far the read models lag. An Llm updated or deleted is
+//! not served by the proxy meanwhile: its requests never go where it no longer sends them.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -85,7 +85,7 @@ struct Inner {
     llms: Option<Arc<Vec<Record<LlmSpec>>>>,
     /// API keys the inference proxy resolved, by `secret/key`.
     keys: HashMap<String, Arc<SecretString>>,
-    /// Access changes recorded but perhaps not shown by the read models yet, by aggregate type
+    /// Restrictions recorded but perhaps not shown by the read models yet, by aggregate type
     /// and id, at the newest one's position: each resource here counts as absent (module docs).
     unshown: HashMap<(String, String), Position>,
     /// The log's head when following began: what was logged before it was recorded before this
@@ -137,12 +137,13 @@ impl Inner {
         inner.generation += 1;
     }
 
-    /// A change to access recorded at `position` that the read models may not show yet: what
-    /// it touches counts as absent until it is shown. Other kinds are only dropped.
-    fn unshown(&mut self, aggregate_type: &str, id: &str, position: Position) {
+    /// An event recorded at `position` that the read models may not show yet: when it is one
+    /// of [`RESTRICTIONS`], what it touches counts as absent until it is shown; any other is
+    /// only dropped.
+    fn unshown(&mut self, aggregate_type: &str, event_type: &str, id: &str, position: Position) {
         // A follow that already passed it (the projector was quick) found it shown.
         let followed = self.followed.is_some_and(|f| position <= f);
-        if ACCESS_TYPES.contains(&aggregate_type) && !followed {
+        if restricts(aggregate_type, event_type) && !followed {
             let at = self.unshown.entry((aggregate_type.to_owned(), id.to_owned())).or_default();
             if *at >= position {
                 // Already counted as absent, and nothing loaded since: nothing to drop again.
@@ -156,16 +157,34 @@ impl Inner {
     fn is_unshown(&self, aggregate_type: &str, id: &str) -> bool {
         !self.unshown.is_empty() && self.unshown.contains_key(&(aggregate_type.to_owned(), id.to_owned()))
     }
+
+    /// `llms` without the unshown ones.
+    fn shown_llms(&self, llms: &Arc<Vec<Record<LlmSpec>>>) -> Arc<Vec<Record<LlmSpec>>> {
+        if !self.unshown.keys().any(|(t, _)| t == domain::llm::AGGREGATE_TYPE) {
+            return llms.clone();
+        }
+        Arc::new(llms.iter().filter(|l| !self.is_unshown(domain::llm::AGGREGATE_TYPE, &l.name)).cloned().collect())
+    }
 }
 
-/// The kinds whose changes count as absent while unshown: those authentication and permissions
-/// are worked out from.
-const ACCESS_TYPES: [&str; 4] = [
-    domain::token::AGGREGATE_TYPE,
-    domain::user::AGGREGATE_TYPE,
-    domain::rbac::ROLE_AGGREGATE_TYPE,
-    domain::rbac::BINDING_AGGREGATE_TYPE,
+/// The events that make what they touch count as absent while unshown: those that take access
+/// away, for which absent is exactly what they lead to, and those that change where the proxy
+/// sends an Llm's key (the Llm is not served meanwhile, 503 `Changing`). A creation needs no
+/// mark (what the read models lack is absent already), nor does an update of a role or binding:
+/// as absent it would refuse everyone it still binds; it takes effect when shown.
+const RESTRICTIONS: [(&str, &str); 6] = [
+    (domain::token::AGGREGATE_TYPE, "TokenRevoked"),
+    (domain::user::AGGREGATE_TYPE, "UserDeleted"),
+    (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleDeleted"),
+    (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingDeleted"),
+    (domain::llm::AGGREGATE_TYPE, "LlmUpdated"),
+    (domain::llm::AGGREGATE_TYPE, "LlmDeleted"),
 ];
+
+/// Whether `event_type` on `aggregate_type` is one of [`RESTRICTIONS`].
+fn restricts(aggregate_type: &str, event_type: &str) -> bool {
+    RESTRICTIONS.iter().any(|(t, e)| *t == aggregate_type && *e == event_type)
+}
 
 /// Who is bound to what, as the read models say.
 #[derive(Default)]
@@ -284,7 +303,7 @@ impl AccessCache {
         Ok(loaded)
     }
 
-    /// Every Llm; `load` reads them when they are not held.
+    /// Every Llm but the unshown ones; `load` reads them when they are not held.
     pub async fn llms<F>(&self, load: F) -> Result<Arc<Vec<Record<LlmSpec>>>, ApiError>
     where
         F: Future<Output = Result<Vec<Record<LlmSpec>>, ApiError>>,
@@ -292,7 +311,7 @@ impl AccessCache {
         let generation = {
             let inner = self.lock();
             if let Some(held) = &inner.llms {
-                return Ok(held.clone());
+                return Ok(inner.shown_llms(held));
             }
             inner.generation
         };
@@ -301,7 +320,12 @@ impl AccessCache {
         if inner.generation == generation {
             inner.llms = Some(loaded.clone());
         }
-        Ok(loaded)
+        Ok(inner.shown_llms(&loaded))
+    }
+
+    /// Whether a change to `id` (of `aggregate_type`) is recorded but not shown yet.
+    pub fn is_unshown(&self, aggregate_type: &str, id: &str) -> bool {
+        self.lock().is_unshown(aggregate_type, id)
     }
 
     /// The value of key `key` of secret `secret`; `load` reads it through its backend when it
@@ -389,10 +413,15 @@ impl AccessCache {
         self.lock().invalidate(aggregate_type, id);
     }
 
-    /// A change recorded at `position` that the read models do not show yet: dropped like
-    /// [`Self::invalidate`], and absent until it is shown (module docs).
-    pub fn unshown(&self, aggregate_type: &str, id: &str, position: Position) {
-        self.lock().unshown(aggregate_type, id, position);
+    /// Events appended to `id`'s stream up to `position` that the read models do not show yet:
+    /// dropped like [`Self::invalidate`], and absent until shown when they restrict (module
+    /// docs).
+    pub fn unshown(&self, aggregate_type: &str, event_types: &[String], id: &str, position: Position) {
+        let mut inner = self.lock();
+        match event_types.iter().find(|e| restricts(aggregate_type, e)) {
+            Some(event_type) => inner.unshown(aggregate_type, event_type, id, position),
+            None => inner.invalidate(aggregate_type, id),
+        }
     }
 
     /// The read models show the change to `id` recorded at `position`: what a request read
@@ -442,8 +471,8 @@ impl AccessCache {
                 .and_then(|m| checkpoints.get(m))
                 .is_some_and(|c| *c >= position)
         };
-        let ready = changed.iter().take_while(|(position, t, _)| shown(*position, t)).count();
-        let mut reached = changed[..ready].last().map_or(followed, |(position, _, _)| *position);
+        let ready = changed.iter().take_while(|c| shown(c.position, &c.aggregate_type)).count();
+        let mut reached = changed[..ready].last().map_or(followed, |c| c.position);
         if ready == changed.len() {
             reached = reached.max(passed_by_all);
         }
@@ -456,15 +485,18 @@ impl AccessCache {
         if inner.followed != Some(followed) {
             return Ok(());
         }
-        for (_, aggregate_type, id) in &changed[..ready] {
-            inner.invalidate(aggregate_type, id);
+        for c in &changed[..ready] {
+            inner.invalidate(&c.aggregate_type, &c.aggregate_id);
         }
         inner.followed = Some(reached);
         // What is followed is shown; what the log holds beyond it is not, yet.
         inner.unshown.retain(|_, at| *at > reached);
         let after = inner.unshown_after;
-        for (position, aggregate_type, id) in changed[ready..].iter().filter(|(position, _, _)| *position > after) {
-            inner.unshown(aggregate_type, id, *position);
+        // Only restrictions: anything else is dropped once it is shown, as it always was.
+        let restrictions =
+            changed[ready..].iter().filter(|c| c.position > after && restricts(&c.aggregate_type, &c.event_type));
+        for c in restrictions {
+            inner.unshown(&c.aggregate_type, &c.event_type, &c.aggregate_id, c.position);
         }
         Ok(())
     }

@@ -117,8 +117,8 @@ impl Writer {
             if models_of(A::TYPE).iter().all(|m| appended.inlined.contains(m)) {
                 self.access.invalidate(A::TYPE, name.as_str());
             } else {
-                // Absent until the read models show it, so a revocation holds from now on.
-                self.access.unshown(A::TYPE, name.as_str(), appended.last);
+                // A revocation holds from now on, not from when the read models show it.
+                self.access.unshown(A::TYPE, &appended.event_types, name.as_str(), appended.last);
             }
             self.store.settle(appended, &models_of(A::TYPE));
         }

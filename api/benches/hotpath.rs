@@ -102,6 +102,19 @@ async fn creates(base: &str, clients: usize, tag: &str) -> Load {
     .await
 }
 
+/// Llm `name`, created unless an earlier scenario did (`BENCH_ONLY=gets` runs alone).
+async fn ensure_llm(base: &str, name: &str) {
+    let created = reqwest::Client::new()
+        .post(format!("{base}/api/v1/llms"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&llm(name))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(created == 201 || created == 409, "creating {name}: {created}");
+}
+
 async fn gets(base: &str, clients: usize, name: &str) -> Load {
     let url = format!("{base}/api/v1/llms/{name}");
     load(clients, move |http, _| {
@@ -514,6 +527,7 @@ async fn main() {
 
     // PostgreSQL GET one, 16 clients.
     if wanted("gets") {
+        ensure_llm(&base, "c1-0").await;
         let raw = pgbench(
             &db.url,
             16,

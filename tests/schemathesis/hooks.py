@@ -4,8 +4,12 @@
   checks when a backend is written and no pattern can spell out. Its generator draws a real
   CA certificate (made by the run script, MCPD_FUZZ_CA) or nothing.
 - An `Idempotency-Key` is unique per request: a key reused for another request is rightly 422,
-  which no schema can say. Like any client, the run gives each valid request carrying a key a
-  fresh one; negative cases are sent as drawn.
+  and one reused with the same body rightly answers the first request's stored response without
+  doing it again (a user created, deleted, then "created" under the same key is not there),
+  which no schema can say. Like any client, the run gives every key that is valid (the schema's
+  pattern, VALID_KEY) a fresh one, in negative cases too, since mcpd takes many of them anyway
+  (an unknown query parameter is ignored). Only a case whose headers are what is negative goes
+  as drawn: touching them would hide what was left out (a missing Authorization header).
 - The run's own identity (its user, the binding making it an admin, its token; named by
   MCPD_FUZZ_USER and MCPD_FUZZ_TOKEN_ID) is not deleted or replaced mid-run: that would turn
   every later case into a 401 or 403 and test nothing. Such a case is sent to a name that does
@@ -27,6 +31,7 @@ import uuid
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.engine import observations
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation.meta import TestPhase
 
 # A workaround for schemathesis 4.32's link learning, which scans answers for URLs with
@@ -67,6 +72,17 @@ def _true(value):
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+def _negative_headers(case):
+    """Whether the case was drawn to break its headers (not its query, path or body)."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_negative:
+        return False
+    component = meta.components.get(ParameterLocation.HEADER)
+    if component is not None and component.mode.is_negative:
+        return True
+    return getattr(meta.phase.data, "parameter_location", None) == ParameterLocation.HEADER
+
+
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
     protected = PROTECTED.get(case.operation.path)
@@ -77,9 +93,9 @@ def before_call(ctx, case, kwargs):
     stateful = case.meta is not None and case.meta.phase.name == TestPhase.STATEFUL
     if stateful and case.method.upper() == "DELETE" and case.query:
         case.query.pop("dryRun", None)
-    # Negative cases go as drawn: a fresh key must not turn one into a positive case.
-    negative = case.meta is not None and case.meta.generation.mode.is_negative
+    # A valid key for a valid one: the case stays as negative or positive as it was drawn.
     headers = case.headers or {}
     for name in list(headers):
-        if name.lower() == "idempotency-key" and not negative and isinstance(headers[name], str) and VALID_KEY.match(headers[name]):
+        valid = isinstance(headers[name], str) and VALID_KEY.match(headers[name])
+        if name.lower() == "idempotency-key" and valid and not _negative_headers(case):
             headers[name] = str(uuid.uuid4())

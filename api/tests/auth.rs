@@ -221,6 +221,28 @@ async fn access_changes_on_one_replica_take_effect_on_the_other(kind: StoreKind)
     assert_eq!(a.call_as(Some(&alice), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// A transaction holding a transaction id, open until committed: while it is, no write after it
+/// is applied inline and the projector does not pass it (PostgreSQL's xmin rule).
+async fn older_transaction(t: &TestApp) -> sqlx::Transaction<'static, sqlx::Any> {
+    let mut older = t.app.services.store.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+    older
+}
+
+/// Two replicas on one PostgreSQL database that wait 300 ms for the read models before
+/// answering a write 202; the database is dropped with the first of the three.
+async fn lagging_replicas() -> (testkit::TestDb, TestApp, TestApp) {
+    let db = testkit::TestDb::new(StoreKind::Postgres).await;
+    let open = async |db: &testkit::TestDb| {
+        let wait = std::time::Duration::from_millis(300);
+        let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
+        TestApp { app, db: db.share() }
+    };
+    let a = open(&db).await;
+    let b = open(&db).await;
+    (db, a, b)
+}
+
 /// PostgreSQL, with an older transaction open: a write is not applied inline, so the access
 /// cache hears of it at the append, before the projector makes the read models show it. A
 /// request in that window reads them as they were (no binding yet). Once the write is
@@ -241,8 +263,7 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
         async |method: Method, path: String, body: Option<serde_json::Value>, logged_as: (&str, &str), token: &str| {
             let (aggregate, id) = logged_as;
             let pool = &t.app.services.store.db.pool;
-            let mut older = pool.begin().await.unwrap();
-            sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+            let older = older_transaction(&t).await;
             let write = tokio::spawn({
                 let t = t.clone();
                 async move { t.call(method, &path, body, None).await }
@@ -313,14 +334,7 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
 /// revoked token kept working on every replica until the read models caught up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_hold_at_once_while_the_read_models_lag() {
-    let db = testkit::TestDb::new(StoreKind::Postgres).await;
-    let open = async |db: &testkit::TestDb| {
-        let wait = std::time::Duration::from_millis(300);
-        let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
-        TestApp { app, db: db.share() }
-    };
-    let a = open(&db).await;
-    let b = open(&db).await;
+    let (_db, a, b) = lagging_replicas().await;
     for user in ["alice", "bob", "carol", "dave", "erin"] {
         assert_eq!(a.post("/api/v1/users", json!({"name": user})).await.status, StatusCode::CREATED);
     }
@@ -342,9 +356,7 @@ async fn revocations_hold_at_once_while_the_read_models_lag() {
         assert_eq!(lists(app, &carol).await, StatusCode::FORBIDDEN, "carol is bound to nothing yet");
     }
 
-    let pool = &a.app.services.store.db.pool;
-    let mut older = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+    let older = older_transaction(&a).await;
 
     let r = a.delete(&format!("/api/v1/tokens/{alice_id}")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "the read models cannot show it: {:?}", r.body);
@@ -410,14 +422,7 @@ async fn an_llm_changed_while_the_read_models_lag_is_not_served_from_its_old_url
     use std::sync::atomic::Ordering;
     let (old_url, old_calls) = provider("from the old url").await;
     let (new_url, new_calls) = provider("from the new url").await;
-    let db = testkit::TestDb::new(StoreKind::Postgres).await;
-    let open = async |db: &testkit::TestDb| {
-        let wait = std::time::Duration::from_millis(300);
-        let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
-        TestApp { app, db: db.share() }
-    };
-    let a = open(&db).await;
-    let b = open(&db).await;
+    let (_db, a, b) = lagging_replicas().await;
     let llm = |url: &str| json!({"name": "local", "type": "ollama", "model": "llama3", "tier": "fast", "url": url});
     assert_eq!(a.post("/api/v1/llms", llm(&old_url)).await.status, StatusCode::CREATED);
     let chat = json!({"model": "local", "messages": [{"role": "user", "content": "hi"}]});
@@ -432,9 +437,7 @@ async fn an_llm_changed_while_the_read_models_lag_is_not_served_from_its_old_url
     }
     let before = old_calls.load(Ordering::SeqCst);
 
-    let pool = &a.app.services.store.db.pool;
-    let mut older = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+    let older = older_transaction(&a).await;
     let r = a.put("/api/v1/llms/local", llm(&new_url)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "the read models cannot show it: {:?}", r.body);
     let r = ask(&a).await;

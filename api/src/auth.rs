@@ -8,7 +8,8 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use projections::read_models::{tokens, users};
+use projections::read_models::tokens::TokenState;
+use projections::read_models::{Record, tokens, users};
 use subtle::ConstantTimeEq;
 
 use crate::context::RequestContext;
@@ -31,13 +32,23 @@ pub enum Refusal {
 pub use crate::bearer::hash;
 use crate::bearer::{bearer, token_id};
 
-/// The user a bearer token authenticates, and the token's id.
-pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, String), Refusal> {
+/// The user a bearer token authenticates, and the token's id. A token not held in memory is
+/// looked up in the database at most at the rate `peer` may cause (429 past it).
+pub async fn authenticate_token(
+    s: &Services,
+    token: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(String, String), Refusal> {
     let id = match token_id(token) {
         Some(id) => id.to_owned(),
         None => format!("tok-{}", &hash(token)[..16]),
     };
-    let load = async { Ok(tokens::get(&s.store.db, &id).await?) };
+    let load = async {
+        if let Some(peer) = peer {
+            s.limits.lookup(peer)?;
+        }
+        Ok(tokens::get(&s.store.db, &id).await?)
+    };
     let record = match s.access.token(&id, load).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(Refusal::Invalid("unknown token")),
@@ -47,6 +58,12 @@ pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, St
     if !bool::from(presented.as_bytes().ct_eq(record.spec.hash.as_bytes())) {
         return Err(Refusal::Invalid("unknown token"));
     }
+    live(s, &record).await.map(|()| (record.spec.user.clone(), id))
+}
+
+/// Whether a token found by its id still authenticates: not revoked, not expired, its user
+/// still there.
+async fn live(s: &Services, record: &Record<TokenState>) -> Result<(), Refusal> {
     if record.spec.revoked {
         return Err(Refusal::Invalid("revoked token"));
     }
@@ -58,10 +75,29 @@ pub async fn authenticate_token(s: &Services, token: &str) -> Result<(String, St
     }
     let load = async { Ok(users::get(&s.store.db, &record.spec.user).await?.is_some()) };
     match s.access.user_exists(&record.spec.user, load).await {
-        Ok(true) => Ok((record.spec.user.clone(), id)),
+        Ok(true) => Ok(()),
         Ok(false) => Err(Refusal::Invalid("the token's user was deleted")),
         Err(e) => Err(Refusal::Unavailable(e)),
     }
+}
+
+/// Whether what authenticated a request long under way (a watch) still does: its token (by
+/// id, from the access cache, so revocations on other replicas count once followed) or, for a
+/// client certificate, its user.
+pub async fn still_authenticated(s: &Services, user: &str, token_id: &str) -> Result<(), Refusal> {
+    if token_id == CERTIFICATE_TOKEN_ID {
+        return user_by_certificate_name(s, user).await;
+    }
+    let load = async { Ok(tokens::get(&s.store.db, token_id).await?) };
+    let record = match s.access.token(token_id, load).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(Refusal::Invalid("unknown token")),
+        Err(e) => return Err(Refusal::Unavailable(e)),
+    };
+    if record.spec.user != user {
+        return Err(Refusal::Invalid("unknown token"));
+    }
+    live(s, &record).await
 }
 
 /// The middleware: every route but [`OPEN_PATHS`] needs a valid bearer token.
@@ -79,7 +115,7 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
     let token = match header.or_else(api_key) {
         // A verified client certificate (--client-ca) authenticates its common name's user.
         None if let Some(certificate) = certificate => {
-            return match by_certificate(&s, &certificate.common_name).await {
+            return match by_certificate(&s, &certificate).await {
                 Ok(user) => with_user(&s, request, next, user, CERTIFICATE_TOKEN_ID.to_owned()).await,
                 Err(Refusal::Invalid(reason)) => {
                     tracing::info!(reason, user = %certificate.common_name, "a client certificate was refused");
@@ -95,7 +131,8 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
             None => return unauthenticated("the Authorization header is malformed: expected Bearer <token>"),
         },
     };
-    let (user, token_id) = match authenticate_token(&s, &token).await {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let (user, token_id) = match authenticate_token(&s, &token, peer).await {
         Ok(found) => found,
         Err(Refusal::Invalid(reason)) => {
             tracing::info!(reason, "a request was refused authentication");
@@ -118,11 +155,32 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
 /// What a request authenticated by a client certificate records as its token id.
 pub const CERTIFICATE_TOKEN_ID: &str = "client-certificate";
 
-/// The user a client certificate's common name names, if it exists.
-async fn by_certificate(s: &Services, common_name: &str) -> Result<String, Refusal> {
-    let load = async { Ok(users::get(&s.store.db, common_name).await?.is_some()) };
-    match s.access.user_exists(common_name, load).await {
-        Ok(true) => Ok(common_name.to_owned()),
+/// The user a client certificate's common name names, if it exists, and if the certificate is
+/// not older than that user: a user deleted and created again under the same name
+/// (`resourceVersion` past 1) is not whoever held the name before, so a certificate whose
+/// `notBefore` precedes the re-creation was made for someone else.
+async fn by_certificate(s: &Services, certificate: &crate::tls::ClientCertificate) -> Result<String, Refusal> {
+    let name = &certificate.common_name;
+    user_by_certificate_name(s, name).await?;
+    let record = match users::get(&s.store.db, name).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(Refusal::Invalid("no such user")),
+        Err(e) => return Err(Refusal::Unavailable(e.into())),
+    };
+    if record.resource_version > 1 {
+        let created = record.created_at.parse::<jiff::Timestamp>().map_or(i64::MAX, |t| t.as_second());
+        if certificate.not_before < created {
+            return Err(Refusal::Invalid("the certificate is older than the user, who was created again since"));
+        }
+    }
+    Ok(name.clone())
+}
+
+/// Whether the user a certificate names exists (from the access cache).
+async fn user_by_certificate_name(s: &Services, name: &str) -> Result<(), Refusal> {
+    let load = async { Ok(users::get(&s.store.db, name).await?.is_some()) };
+    match s.access.user_exists(name, load).await {
+        Ok(true) => Ok(()),
         Ok(false) => Err(Refusal::Invalid("no such user")),
         Err(e) => Err(Refusal::Unavailable(e)),
     }

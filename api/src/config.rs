@@ -146,6 +146,21 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_MAX_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_streams: u64,
 
+    /// Streams one user may hold open at once (watches and streamed answers); past it, 429.
+    #[arg(long, env = "MCPD_MAX_STREAMS_PER_USER", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_streams_per_user: u64,
+
+    /// Seconds a streamed answer may last; it is then ended with an error event (watches are
+    /// not ended: they resume from their last line).
+    #[arg(long, env = "MCPD_MAX_STREAM_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_stream_secs: u64,
+
+    /// Look-ups of tokens mcpd does not hold in memory that one peer address may cause per
+    /// second (0: no limit), with a burst of five times as many; past it, 429 before the
+    /// database is asked. Invented tokens cost a query each; known ones never do.
+    #[arg(long, env = "MCPD_TOKEN_LOOKUP_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub token_lookup_rate: u32,
+
     /// Hours an Idempotency-Key is remembered: a retry within them gets the first answer.
     #[arg(long, env = "MCPD_IDEMPOTENCY_KEY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
     pub idempotency_key_hours: u64,
@@ -174,6 +189,10 @@ impl ServeArgs {
                 .map(|rate| (rate, std::num::NonZeroU32::new(self.rate_burst).unwrap_or(rate))),
             request_timeout: (self.request_timeout_secs > 0).then(|| Duration::from_secs(self.request_timeout_secs)),
             max_streams: self.max_streams as usize,
+            max_streams_per_user: self.max_streams_per_user as usize,
+            max_stream_duration: Duration::from_secs(self.max_stream_secs),
+            token_lookups: std::num::NonZeroU32::new(self.token_lookup_rate)
+                .zip(std::num::NonZeroU32::new(self.token_lookup_rate.saturating_mul(5))),
             idempotency_lifetime: Duration::from_secs(self.idempotency_key_hours * 3600),
             stream_grace: Duration::from_secs(self.shutdown_grace_secs).saturating_sub(Duration::from_secs(1)),
         }

@@ -1,7 +1,8 @@
-//! mcpd's files on disk are its owner's alone: the data directory 0700, the SQLite database and
-//! its `-wal` / `-shm` files 0600 (they hold the plaintext backend's values and token hashes),
-//! from the moment they are created. Files found readable by others are made private at start,
-//! with a warning naming them.
+//! mcpd's files on disk are its owner's alone: the data directory 0700 (whichever the store:
+//! it holds the admin's token on PostgreSQL too), the SQLite database and its `-wal` / `-shm`
+//! files 0600 (they hold the plaintext backend's values and token hashes), the admin's token
+//! file 0600, from the moment they are created. Files found readable by others are made
+//! private at start, with a warning naming them.
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -45,6 +46,11 @@ pub fn private_database_files(db: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes the file `path` 0600 if it exists and anyone else may read it.
+pub fn private_file(path: &Path) -> anyhow::Result<()> {
+    if path.exists() { make_private(path, 0o600) } else { Ok(()) }
 }
 
 /// Sets `path` to `mode` if anyone but its owner may use it, saying so.

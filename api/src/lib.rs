@@ -100,6 +100,9 @@ pub fn database_url(args: &ServeArgs) -> anyhow::Result<String> {
 /// Runs mcpd until SIGINT or SIGTERM; requests in flight finish first.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = database_url(&args)?;
+    // The same care whichever the store: the directory holds the admin's token either way.
+    files::private_directory(&args.data_dir)?;
+    files::private_file(&args.data_dir.join("admin-token"))?;
     let tls = args.tls_files().map(tls::Tls::load).transpose()?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;

@@ -1,10 +1,16 @@
 //! Limits that keep one caller or one slow request from taking mcpd from the rest: a request
-//! rate per token (429 with `Retry-After` past it), an overall timeout for requests that are
+//! rate per token (429 with `Retry-After` past it), a rate of token look-ups per peer address
+//! (a token mcpd does not hold in memory costs a database query, so a flood of invented ones
+//! is refused 429 before it reaches the database), an overall timeout for requests that are
 //! not streams (503, and only when the request has changed nothing yet: a write under way is
-//! never cut in half), and a cap on streams open at once (watches, streamed inference).
+//! never cut in half), and caps on streams (watches, streamed inference): open at once, open
+//! at once per user (a share, so that one user cannot lock everyone else out), and how long a
+//! streamed answer may last.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -21,6 +27,13 @@ pub struct Tuning {
     pub request_timeout: Option<Duration>,
     /// Streams (watches, streamed inference) open at once.
     pub max_streams: usize,
+    /// Streams one user may hold open at once.
+    pub max_streams_per_user: usize,
+    /// Longest a streamed answer may go on; it is then ended with an error event.
+    pub max_stream_duration: Duration,
+    /// Look-ups of tokens not held in memory each peer address may cause per second, and the
+    /// burst above it; `None`: no limit.
+    pub token_lookups: Option<(NonZeroU32, NonZeroU32)>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_lifetime: Duration,
     /// How long a streamed answer may go on once shutdown begins, before it is ended with an
@@ -34,29 +47,70 @@ impl Default for Tuning {
             rate: None,
             request_timeout: Some(Duration::from_secs(30)),
             max_streams: 256,
+            max_streams_per_user: 64,
+            max_stream_duration: Duration::from_secs(3600),
+            token_lookups: NonZeroU32::new(20).zip(NonZeroU32::new(100)),
             idempotency_lifetime: Duration::from_secs(24 * 3600),
             stream_grace: Duration::from_secs(9),
         }
     }
 }
 
-/// The running limits: the rate limiter's state per token and the stream permits.
+/// The running limits: the rate limiters' state per token and per peer, and the stream permits.
 pub struct Limiter {
     pub tuning: Tuning,
     rate: Option<DefaultKeyedRateLimiter<String>>,
+    lookups: Option<DefaultKeyedRateLimiter<IpAddr>>,
     streams: Arc<tokio::sync::Semaphore>,
+    /// Streams open per user.
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-/// Held while a stream is open.
-pub type StreamPermit = tokio::sync::OwnedSemaphorePermit;
+/// Held while a stream is open: one of the streams of all, and one of its user's.
+pub struct StreamPermit {
+    _stream: tokio::sync::OwnedSemaphorePermit,
+    user: String,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.per_user.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 impl Limiter {
     pub fn new(tuning: Tuning) -> Limiter {
         let rate = tuning.rate.map(|(per_second, burst)| {
             DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
         });
+        let lookups = tuning.token_lookups.map(|(per_second, burst)| {
+            DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+        });
         let streams = Arc::new(tokio::sync::Semaphore::new(tuning.max_streams));
-        Limiter { tuning, rate, streams }
+        Limiter { tuning, rate, lookups, streams, per_user: Arc::default() }
+    }
+
+    /// Counts one look-up of a token not held in memory, caused by `peer`: 429 past its rate.
+    pub fn lookup(&self, peer: IpAddr) -> Result<(), ApiError> {
+        let Some(lookups) = &self.lookups else { return Ok(()) };
+        lookups.check_key(&peer).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            ApiError::RateLimited {
+                message: format!(
+                    "too many unknown tokens from this address ({} per second); retry after {retry_after} s",
+                    self.tuning.token_lookups.map_or(0, |r| r.0.get())
+                ),
+                retry_after,
+            }
+        })
     }
 
     /// Counts one request of the token `token_id` against its rate.
@@ -86,15 +140,33 @@ impl Limiter {
             rate.retain_recent();
             rate.shrink_to_fit();
         }
+        if let Some(lookups) = &self.lookups {
+            lookups.retain_recent();
+            lookups.shrink_to_fit();
+        }
     }
 
-    /// A permit for one more stream, or 503 when `max_streams` are open.
-    pub fn stream(&self) -> Result<StreamPermit, ApiError> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
+    /// A permit for one more stream of `user`: 429 when the user holds
+    /// `max_streams_per_user` already, 503 when `max_streams` are open.
+    pub fn stream(&self, user: &str) -> Result<StreamPermit, ApiError> {
+        let mut open = self.per_user.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = open.get(user).copied().unwrap_or(0);
+        if held >= self.tuning.max_streams_per_user {
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "user {user:?} holds {held} streams open, the most one user may (--max-streams-per-user); \
+                     close one or retry later"
+                ),
+                retry_after: 1,
+            });
+        }
+        let stream = self.streams.clone().try_acquire_owned().map_err(|_| {
             ApiError::Overloaded(format!(
                 "{} streams are open, the most this mcpd serves at once (--max-streams); retry shortly",
                 self.tuning.max_streams
             ))
-        })
+        })?;
+        *open.entry(user.to_owned()).or_default() += 1;
+        Ok(StreamPermit { _stream: stream, user: user.to_owned(), per_user: self.per_user.clone() })
     }
 }

@@ -4,9 +4,15 @@
 //! lag, migrations, the database pool) are read when scraped. `GET /metrics` needs the
 //! `view:metrics` operation; `--metrics-listen` serves it without authentication on an address
 //! of its own, for scrapers on a trusted network.
+//!
+//! Label sets stay bounded: a series nobody updated for [`IDLE`] leaves the exposition (an
+//! Llm's, once it is deleted), and the `llm` label takes a bounded set of names
+//! ([`crate::inference::labels`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+pub use crate::inference::labels::IDLE;
 
 use axum::extract::State;
 use axum::http::header;
@@ -27,7 +33,11 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// that an unscraped mcpd does not keep every sample.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().set_buckets(&BUCKETS).expect("buckets are given").build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .expect("buckets are given")
+            .idle_timeout(metrics_util::MetricKindMask::COUNTER | metrics_util::MetricKindMask::HISTOGRAM, Some(IDLE))
+            .build_recorder();
         let handle = recorder.handle();
         // Fails only when another recorder was installed first; this one then records nothing.
         if metrics::set_global_recorder(recorder).is_err() {

@@ -75,8 +75,7 @@ pub async fn run(
                                 .1
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
-                                .and_then(crate::tls::common_name)
-                                .map(|common_name| crate::tls::ClientCertificate { common_name });
+                                .and_then(crate::tls::client_certificate);
                             serve_connection(&builder, watcher, stream, router, remote, certificate).await
                         }
                         Ok(Err(e)) => {

@@ -30,6 +30,9 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct ClientCertificate {
     pub common_name: String,
+    /// When the certificate became valid (its `notBefore`), in seconds since the epoch: a
+    /// certificate older than a re-created user's creation was made for the one before.
+    pub not_before: i64,
 }
 
 impl Tls {
@@ -97,9 +100,18 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-/// The common name of a (verified) client certificate: the user it authenticates.
-pub fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+/// The user a (verified) client certificate names: its one common name, which must be a
+/// resource name (a certificate with several common names, or one that is no user name, e.g.
+/// holding NUL, names nobody: its requests need a token).
+pub fn client_certificate(certificate: &CertificateDer<'_>) -> Option<ClientCertificate> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
-    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
-    (!name.is_empty()).then(|| name.to_owned())
+    let mut names = parsed.subject().iter_common_name();
+    let name = names.next()?.as_str().ok()?;
+    if names.next().is_some() {
+        tracing::info!("a client certificate with several common names names nobody");
+        return None;
+    }
+    let name = domain::ResourceName::parse(name).ok()?;
+    let not_before = parsed.validity().not_before.timestamp();
+    Some(ClientCertificate { common_name: name.as_str().to_owned(), not_before })
 }

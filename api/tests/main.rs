@@ -12,6 +12,7 @@ mod openapi;
 mod openbao;
 mod paging;
 mod permissions;
+mod probe;
 mod projection;
 mod rbac;
 mod rebuild;

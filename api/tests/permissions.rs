@@ -76,6 +76,13 @@ fn rows() -> Vec<Row> {
         row!(GET "/api/v1/openapi.json", |_, _| "/api/v1/openapi.json".into(),              [200, 200, 200, 200, 200, 200, 200]),
         // Llms.
         row!(GET "/api/v1/llms", |_, _| "/api/v1/llms".into(),                              [200, 200, 200, 200, 403, 403, 403]),
+        // A dry run is authorised as the write it rehearses, on every route that takes one.
+        row!(POST "/api/v1/llms", |_, _| "/api/v1/llms?dryRun=true".into(),
+             |_, u| Some(llm(&format!("l-{u}"), "anthropic")),                              [200, 200, 403, 200, 403, 403, 403]),
+        // A keyless Llm outside the allowed upstreams receives its callers' requests: admin's.
+        row!(POST "/api/v1/llms", |_, _| "/api/v1/llms?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("l-{u}"), "type": "vllm", "model": "m", "tier": "fast",
+                                "url": "http://127.0.0.1:9"})),                             [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/llms", |_, _| "/api/v1/llms".into(),
              |_, u| Some(llm(&format!("l-{u}"), "anthropic")),                              [201, 201, 403, 201, 403, 403, 403]),
         row!(GET "/api/v1/llms/{name}", |_, _| "/api/v1/llms/claude-fast".into(),           [200, 200, 200, 200, 403, 403, 403]),
@@ -87,7 +94,11 @@ fn rows() -> Vec<Row> {
              |_, u| Some(json!({"name": format!("l-{u}"), "type": "anthropic", "model": "m", "tier": "heavy",
                                 "url": "http://127.0.0.1:9", "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}})),
                                                                                              [200, 403, 403, 403, 403, 403, 403]),
+        row!(PUT "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}?dryRun=true"),
+             |_, u| Some(json!({"name": format!("l-{u}"), "type": "anthropic", "model": "m2", "tier": "heavy",
+                                "apiKeyRef": {"name": "anthropic", "key": "API_KEY"}})), [200, 200, 403, 200, 403, 403, 403]),
         row!(GET "/api/v1/llms/{name}/history", |_, _| "/api/v1/llms/claude-fast/history".into(), [200, 200, 200, 200, 403, 403, 403]),
+        row!(DELETE "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}?dryRun=true"), [204, 204, 403, 204, 403, 403, 403]),
         row!(DELETE "/api/v1/llms/{name}", |_, u| format!("/api/v1/llms/l-{u}"),            [204, 204, 403, 204, 403, 403, 403]),
         // Inference: run:infer (admin and editor; name-scoped rules name Llms). An Llm that
         // does not exist, so that nothing calls a provider: 404 to those who may use it.
@@ -105,6 +116,8 @@ fn rows() -> Vec<Row> {
         // Secrets.
         row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),                        [200, 200, 200, 200, 403, 403, 403]),
         row!(GET "/api/v1/secrets", |_, _| "/api/v1/secrets?reveal=true".into(),            [200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/secrets", |_, _| "/api/v1/secrets?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("s-{u}"), "data": {"K": "v"}})),           [200, 200, 403, 200, 403, 403, 403]),
         row!(POST "/api/v1/secrets", |_, _| "/api/v1/secrets".into(),
              |_, u| Some(json!({"name": format!("s-{u}"), "data": {"K": "v"}})),           [201, 201, 403, 201, 403, 403, 403]),
         row!(GET "/api/v1/secrets/{name}", |_, _| "/api/v1/secrets/anthropic".into(),       [200, 200, 200, 200, 403, 403, 403]),
@@ -118,6 +131,8 @@ fn rows() -> Vec<Row> {
         // Secret backends: viewing them is everyone's who sees the catalogue; choosing where
         // one sends its token and values is admin's (reveal on every secret).
         row!(GET "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends".into(),          [200, 200, 200, 200, 403, 403, 403]),
+        row!(POST "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("b-{u}"), "type": "plaintext"})),          [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/secretbackends", |_, _| "/api/v1/secretbackends".into(),
              |_, u| Some(json!({"name": format!("b-{u}"), "type": "plaintext"})),          [201, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/secretbackends/{name}", |_, _| "/api/v1/secretbackends/default".into(), [200, 200, 200, 200, 403, 403, 403]),
@@ -138,22 +153,35 @@ fn rows() -> Vec<Row> {
              |_, _| Some(json!({"names": ["migrations"]})),                                  [202, 403, 403, 403, 403, 403, 403]),
         // Users and tokens.
         row!(GET "/api/v1/users", |_, _| "/api/v1/users".into(),                            [200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/users", |_, _| "/api/v1/users?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("u-{u}")})),                                [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/users", |_, _| "/api/v1/users".into(),
              |_, u| Some(json!({"name": format!("u-{u}")})),                                [201, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/users/{name}", |_, _| "/api/v1/users/admin".into(),               [200, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/users/{name}/history", |_, _| "/api/v1/users/admin/history".into(), [200, 403, 403, 403, 403, 403, 403]),
         row!(DELETE "/api/v1/users/{name}", |_, u| format!("/api/v1/users/u-{u}"),          [204, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),                          [200, 403, 403, 403, 403, 403, 403]),
-        // A token for oneself; a token for admin is admin's alone.
+        // A token for oneself needs `create` on tokens; one for anybody else acts as them from
+        // then on (with whatever they are granted later): impersonate:users, admin's alone.
         row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
              |_, u| Some(json!({"user": u})),                                               [201, 403, 403, 403, 201, 403, 403]),
         row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
              |_, _| Some(json!({"user": "admin"})),                                         [201, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens".into(),
+             |_, _| Some(json!({"user": "victim"})),                                        [201, 403, 403, 403, 403, 403, 403]),
+        // A dry run issues nothing (200, no token), authorised as the issue it rehearses.
+        row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens?dryRun=true".into(),
+             |_, u| Some(json!({"user": u})),                                               [200, 403, 403, 403, 200, 403, 403]),
+        row!(POST "/api/v1/tokens", |_, _| "/api/v1/tokens?dryRun=true".into(),
+             |_, _| Some(json!({"user": "victim"})),                                        [200, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/tokens/{name}", |f, _| format!("/api/v1/tokens/{}", f.admin_token_id), [200, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/tokens/{name}/history", |f, _| format!("/api/v1/tokens/{}/history", f.admin_token_id), [200, 403, 403, 403, 403, 403, 403]),
+        row!(DELETE "/api/v1/tokens/{name}", |f, u| format!("/api/v1/tokens/{}?dryRun=true", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403, 403]),
         row!(DELETE "/api/v1/tokens/{name}", |f, u| format!("/api/v1/tokens/{}", f.victim_tokens[index(u)]), [204, 403, 403, 403, 403, 403, 403]),
         // Roles and bindings.
         row!(GET "/api/v1/roles", |_, _| "/api/v1/roles".into(),                            [200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/roles", |_, _| "/api/v1/roles?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("r-{u}"), "rules": [{"resources": ["llms"], "verbs": ["view"]}]})), [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/roles", |_, _| "/api/v1/roles".into(),
              |_, u| Some(json!({"name": format!("r-{u}"), "rules": [{"resources": ["llms"], "verbs": ["view"]}]})), [201, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/roles/{name}", |_, _| "/api/v1/roles/viewer".into(),              [200, 403, 403, 403, 403, 403, 403]),
@@ -162,6 +190,8 @@ fn rows() -> Vec<Row> {
         row!(GET "/api/v1/roles/{name}/history", |_, _| "/api/v1/roles/scoped/history".into(), [200, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings".into(),              [200, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/rolebindings/{name}/history", |_, _| "/api/v1/rolebindings/admin/history".into(), [200, 403, 403, 403, 403, 403, 403]),
+        row!(POST "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings?dryRun=true".into(),
+             |_, u| Some(json!({"name": format!("rb-{u}"), "role": format!("r-{u}"), "users": ["victim"]})), [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/rolebindings", |_, _| "/api/v1/rolebindings".into(),
              |_, u| Some(json!({"name": format!("rb-{u}"), "role": format!("r-{u}"), "users": ["victim"]})), [201, 403, 403, 403, 403, 403, 403]),
         row!(GET "/api/v1/rolebindings/{name}", |_, _| "/api/v1/rolebindings/admin".into(), [200, 403, 403, 403, 403, 403, 403]),

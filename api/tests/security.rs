@@ -15,7 +15,7 @@ use crate::support::{StoreKind, TestApp, llm};
 testkit::on_both_stores!(
     no_non_admin_can_direct_a_credential_to_a_server_of_their_choice,
     an_admin_still_directs_credentials_and_editing_harmless_fields_needs_no_reveal,
-    a_tokens_only_user_issues_tokens_for_themselves_and_for_nobody_stronger,
+    a_tokens_only_user_issues_tokens_for_themselves_and_for_nobody_else,
     the_last_admin_user_stays_and_a_deleted_user_leaves_every_binding,
     a_secret_the_caller_may_not_view_looks_missing_in_every_answer,
     a_name_scoped_user_migrates_and_sees_only_its_own_secrets,
@@ -206,13 +206,16 @@ async fn no_non_admin_can_direct_a_credential_to_a_server_of_their_choice(kind: 
             );
         }
     }
-    // The user who may reveal `mine` may send that one key anywhere, and nothing else.
+    // The user who may reveal `mine` may not send even that key anywhere: the Llm would carry
+    // its callers' requests there too (a tier's callers, whoever they are), which only a user
+    // who may read every secret may direct (issue 24, finding 3).
     let one = &users[2].1;
     let mut own = llm("own-endpoint", "mine");
     own["apiKeyRef"] = json!({"name": "mine", "key": "K"});
     own["url"] = json!(attacker.url);
     let r = t.call_as(Some(one), Method::POST, "/api/v1/llms", Some(own)).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(r.message().contains("callers' requests"), "{}", r.message());
 
     let token_now = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"].clone();
     assert_eq!(token_now, json!(bao_token), "the backend's token is the admin's still");
@@ -281,7 +284,7 @@ async fn an_admin_still_directs_credentials_and_editing_harmless_fields_needs_no
     assert!(attacker.received().is_empty(), "nothing calls an Llm's URL yet");
 }
 
-async fn a_tokens_only_user_issues_tokens_for_themselves_and_for_nobody_stronger(kind: StoreKind) {
+async fn a_tokens_only_user_issues_tokens_for_themselves_and_for_nobody_else(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     role(&t, "token-issuer", json!([{"resources": ["tokens"], "verbs": ["create"]}])).await;
     let issuer = user_with(&t, "issuer", Some("token-issuer")).await;
@@ -299,7 +302,9 @@ async fn a_tokens_only_user_issues_tokens_for_themselves_and_for_nobody_stronger
     assert_eq!(own.status, StatusCode::CREATED, "{:?}", own.body);
     let own = own.body["token"].as_str().unwrap().to_owned();
     assert_eq!(t.call_as(Some(&own), Method::GET, "/api/v1/whoami", None).await.body["user"], json!("issuer"));
-    assert_eq!(issue("nobody").await.status, StatusCode::CREATED, "a user holding nothing more");
+    // A user holding nothing today may be granted anything tomorrow: a token for another user
+    // is impersonation, whatever they hold (issue 24, finding 1).
+    assert_eq!(issue("nobody").await.status, StatusCode::FORBIDDEN, "a user holding nothing (yet)");
     // Admin, holding everything, issues for anyone.
     assert_eq!(t.post("/api/v1/tokens", json!({"user": "vi"})).await.status, StatusCode::CREATED);
     let far = t.post("/api/v1/tokens", json!({"user": "vi", "expires": "9999-01-01T00:00:00Z"})).await;

@@ -60,7 +60,7 @@ fn print_rows(items: &[AuditEntry], output: Output, header: bool) -> anyhow::Res
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Json => writeln!(stdout, "{}", inert_json(serde_json::to_string_pretty(items)?))?,
-        Output::Yaml => write!(stdout, "{}", yaml_serde::to_string(items).context("writing YAML")?)?,
+        Output::Yaml => write!(stdout, "{}", crate::output::yaml(items)?)?,
         _ => {
             let mut table = TabWriter::new(Vec::new()).padding(3);
             if header {

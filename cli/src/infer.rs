@@ -50,7 +50,7 @@ pub fn run(client: &Client, args: InferArgs) -> anyhow::Result<u8> {
     if whole {
         let text = response.text().context("reading mcpd's answer")?;
         let answer: Value = serde_json::from_str(&text).context("mcpd's answer is not JSON")?;
-        out!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", crate::output::inert_json(serde_json::to_string_pretty(&answer)?));
         return Ok(0);
     }
     let mut stdout = std::io::stdout().lock();
@@ -67,7 +67,8 @@ pub fn run(client: &Client, args: InferArgs) -> anyhow::Result<u8> {
             bail!("the answer was cut off: {}", crate::output::inert(message));
         }
         if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str().filter(|t| !t.is_empty()) {
-            write!(stdout, "{text}")?;
+            // The model's answer is as untrusted as any stored field: shown, never obeyed.
+            write!(stdout, "{}", crate::output::inert_prose(text))?;
             stdout.flush()?;
             ended_with_newline = text.ends_with('\n');
         }
@@ -89,8 +90,8 @@ pub fn usage(client: &Client, args: UsageArgs) -> anyhow::Result<u8> {
     let answer = client.get(&format!("/api/v1/usage?{encoded}"))?.into_success()?;
     let items = answer["items"].as_array().cloned().unwrap_or_default();
     match args.output.as_str() {
-        "json" => out!("{}", serde_json::to_string_pretty(&answer)?),
-        "yaml" => out_raw!("{}", yaml_serde::to_string(&answer)?),
+        "json" => out!("{}", crate::output::inert_json(serde_json::to_string_pretty(&answer)?)),
+        "yaml" => out_raw!("{}", crate::output::yaml(&answer)?),
         _ if items.is_empty() => eprintln!("No usage found."),
         _ => {
             let mut table = TabWriter::new(std::io::stdout().lock()).padding(3);

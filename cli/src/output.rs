@@ -59,9 +59,23 @@ pub fn yaml_documents(docs: &[Value]) -> anyhow::Result<String> {
         if i > 0 {
             text.push_str("---\n");
         }
-        text.push_str(&yaml_serde::to_string(doc).context("writing YAML")?);
+        text.push_str(&yaml(doc)?);
     }
     Ok(text)
+}
+
+/// `value` as YAML that a terminal cannot obey. YAML prints characters such as the
+/// bidirectional overrides raw (they are printable to it), so a value holding one is written
+/// as JSON instead, with every such character escaped: JSON is YAML, so `apply -f` reads it
+/// back as the same value.
+pub fn yaml<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
+    let text = yaml_serde::to_string(value).context("writing YAML")?;
+    if !text.chars().any(|c| c != '\n' && obeyed(c)) {
+        return Ok(text);
+    }
+    let mut json = inert_json(serde_json::to_string_pretty(value).context("writing JSON")?);
+    json.push('\n');
+    Ok(json)
 }
 
 /// Aligned columns, kubectl style: the kind's columns, as its document type
@@ -218,6 +232,23 @@ pub fn inert(s: &str) -> String {
         .collect()
 }
 
+/// Text meant to be read as it is (a model's answer): its line breaks and tabs stay, and
+/// everything else a terminal would obey (escape sequences, carriage returns, bidirectional
+/// overrides) is shown as an escape.
+pub fn inert_prose(s: &str) -> String {
+    if !s.chars().any(|c| c != '\n' && c != '\t' && obeyed(c)) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            '\r' => "\\r".to_owned(),
+            c if obeyed(c) => format!("\\u{{{:04x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// JSON text with the characters serde_json leaves raw inside strings (DEL, C1 controls,
 /// bidirectional overrides) written as `\uXXXX` escapes: the same JSON, safe on a terminal.
 /// Its own line breaks (pretty printing) stay.
@@ -269,6 +300,15 @@ mod tests {
         let back: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["d"], hostile, "the same JSON");
         assert_eq!(text(&Value::String("plain-name".into())), "plain-name");
+        let prose = inert_prose("line one\n\tline two\r\u{1b}[2J\u{1b}]0;title\u{7}\u{202e}");
+        assert!(!prose.chars().any(|c| c != '\n' && c != '\t' && obeyed(c)), "{prose:?}");
+        assert!(prose.starts_with("line one\n\tline two\\r\\u{001b}[2J"), "{prose:?}");
+        let doc = serde_json::json!({"kind": "llm", "name": "x", "description": hostile});
+        let shown = yaml(&doc).unwrap();
+        assert!(!shown.chars().any(|c| c != '\n' && obeyed(c)), "{shown}");
+        let back: Value = yaml_serde::from_str(&shown).unwrap();
+        assert_eq!(back, doc, "read back as the same document");
+        assert_eq!(yaml(&serde_json::json!({"a": "b"})).unwrap(), "a: b\n");
     }
 
     #[test]

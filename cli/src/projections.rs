@@ -33,8 +33,8 @@ fn status(client: &Client) -> anyhow::Result<Vec<Value>> {
 fn print_status(items: &[Value], output: Output) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match output {
-        Output::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(items)?)?,
-        Output::Yaml => write!(stdout, "{}", yaml_serde::to_string(items).context("writing YAML")?)?,
+        Output::Json => writeln!(stdout, "{}", crate::output::inert_json(serde_json::to_string_pretty(items)?))?,
+        Output::Yaml => write!(stdout, "{}", crate::output::yaml(items)?)?,
         Output::Name => {
             for item in items {
                 writeln!(stdout, "{}", text(&item["name"]))?;

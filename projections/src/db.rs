@@ -26,7 +26,25 @@ pub(crate) const LOCK_CLASS: i32 = 0x6d63_7064;
 /// file) there is nothing to lock and it always succeeds.
 #[derive(Debug)]
 pub struct SessionLock {
-    _session: Option<AnyConnection>,
+    _session: Option<(AnyConnection, String)>,
+}
+
+impl SessionLock {
+    /// Releases the lock now, before the session closes: a lock only dropped is released when
+    /// PostgreSQL notices the closed connection, a moment later, and whoever was told the work
+    /// is done could find it still held.
+    pub async fn release(self) {
+        if let Some((mut session, name)) = self._session {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+                .bind(LOCK_CLASS)
+                .bind(&name)
+                .execute(&mut session)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(lock = %name, error = %e, "releasing a lock failed; it goes with its session");
+            }
+        }
+    }
 }
 
 impl Database {
@@ -42,7 +60,7 @@ impl Database {
                     .fetch_one(&mut session)
                     .await?
                     .try_get(0)?;
-                Ok(taken.then_some(SessionLock { _session: Some(session) }))
+                Ok(taken.then_some(SessionLock { _session: Some((session, name.to_owned())) }))
             }
         }
     }

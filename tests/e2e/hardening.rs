@@ -231,6 +231,16 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
     let llm = json!({"name": "hostile", "type": "ollama", "model": "m", "tier": "fast",
                      "url": "http://127.0.0.1:11434", "description": hostile, "extra": {"note": hostile}});
     assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
+    let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "delta": {"content": hostile}}]});
+    let streamed = hostile_provider("text/event-stream", format!("data: {chunk}\n\ndata: [DONE]\n\n")).await;
+    let whole = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": hostile}, "finish_reason": "stop"}]});
+    let whole = hostile_provider("application/json", whole.to_string()).await;
+    for (name, url) in [("streamed", streamed), ("whole", whole)] {
+        let llm = json!({"name": name, "type": "vllm", "model": "m", "tier": "fast", "url": url});
+        assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
+    }
     let ctl = Ctl::new(&server);
     for args in [
         vec!["get", "llms", "-o", "wide"],
@@ -238,19 +248,71 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
         vec!["audit", "--kind", "llm"],
         vec!["get", "llm", "hostile", "-o", "json"],
         vec!["get", "llm", "hostile", "-o", "yaml"],
+        vec!["infer", "streamed", "hi"],
+        vec!["infer", "whole", "hi", "-o", "json"],
     ] {
         let run = ctl.run(&args).ok();
-        // YAML is a document format: its emitter escapes control characters, and keeps other
-        // text (bidirectional marks included) as it is.
-        let yaml = args.contains(&"yaml");
+        // Bidirectional overrides too, in every format (YAML prints them raw, so a document
+        // holding one is written as JSON, which is YAML), and in a model's answer.
         let obeyed: Vec<char> = run
             .stdout
             .chars()
-            .filter(|c| (c.is_control() && *c != '\n') || (!yaml && ('\u{202a}'..='\u{202e}').contains(c)))
+            .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
             .collect();
         assert!(obeyed.is_empty(), "{args:?} printed {obeyed:?}:\n{}", run.stdout);
         assert!(!run.stdout.lines().any(|l| l.starts_with("fake-row")), "{args:?} forged a line:\n{}", run.stdout);
+        if args[0] == "infer" {
+            assert!(run.stdout.contains("ok"), "{args:?}: the answer is shown:\n{}", run.stdout);
+        }
     }
+    let run = ctl.run(&["get", "llm", "hostile", "-o", "yaml"]).ok();
+    let back: serde_json::Value = yaml_serde::from_str(&run.stdout).unwrap();
+    assert_eq!(back["description"], hostile, "the YAML reads back as the same document:\n{}", run.stdout);
+}
+
+/// A provider standing in for a model whose answer is hostile: every request is answered
+/// with `content_type` and `body`.
+async fn hostile_provider(content_type: &'static str, body: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                // The request's head and its body (content-length), then the answer.
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ mod hardening;
 mod leaks;
 mod migration;
 mod operations;
+mod probe;
 mod projections;
 mod quick_start;
 mod tls;

@@ -244,3 +244,17 @@ impl Drop for TestServer {
         self.kill9();
     }
 }
+
+impl TestServer {
+    /// The running mcpd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("mcpd is running").id()
+    }
+
+    /// A line of the running mcpd's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap_or_else(|| panic!("no {field}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}

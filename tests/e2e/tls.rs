@@ -40,10 +40,15 @@ impl Ca {
 
     /// A client certificate naming `user`, as one PEM holding certificate and key.
     fn client(&self, user: &str) -> reqwest::Identity {
+        self.client_with(|params| params.distinguished_name.push(DnType::CommonName, user))
+    }
+
+    /// A client certificate with its parameters as `shape` leaves them.
+    fn client_with(&self, shape: impl FnOnce(&mut CertificateParams)) -> reqwest::Identity {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, user);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        shape(&mut params);
         let certificate = params.signed_by(&key, &self.issuer).unwrap().pem();
         reqwest::Identity::from_pem(format!("{certificate}{}", key.serialize_pem()).as_bytes()).unwrap()
     }
@@ -183,6 +188,38 @@ async fn a_client_certificate_from_the_client_ca_authenticates_its_common_name()
     assert_eq!(stranger.get(server.url("/api/v1/llms")).send().await.unwrap().status(), 401);
     let forged = with_identity(&Ca::new("another CA"), "admin");
     assert!(forged.get(server.url("/api/v1/llms")).send().await.is_err(), "a certificate from another CA is refused");
+
+    // A common name holding NUL was a 500 (PostgreSQL refuses the byte): it names nobody. So
+    // does a certificate with two common names (which one would it be?).
+    let identity = |shape: Box<dyn FnOnce(&mut CertificateParams)>| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(serving.pem.as_bytes()).unwrap())
+            .identity(clients.client_with(shape))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let nul = identity(Box::new(|p| p.distinguished_name.push(DnType::CommonName, "car\u{0}ol")));
+    assert_eq!(nul.get(server.url("/api/v1/llms")).send().await.unwrap().status(), 401);
+    let two = identity(Box::new(|p| {
+        p.distinguished_name.push(DnType::CommonName, "carol");
+        p.distinguished_name.push(DnType::CustomDnType(vec![2, 5, 4, 3]), "admin");
+    }));
+    assert_eq!(two.get(server.url("/api/v1/llms")).send().await.unwrap().status(), 401, "two common names");
+    // A user deleted and created again is not the one the old certificate was made for; a
+    // certificate made since is hers.
+    assert_eq!(server.delete("/api/v1/users/carol").await.0, 204);
+    assert_eq!(server.post("/api/v1/users", json!({"name": "carol"})).await.0, 201);
+    let binding = json!({"name": "carol-views", "role": "viewer", "users": ["carol"]});
+    assert_eq!(server.post("/api/v1/rolebindings", binding).await.0, 201);
+    let old = with_identity(&clients, "carol");
+    assert_eq!(old.get(server.url("/api/v1/llms")).send().await.unwrap().status(), 401, "the old carol's certificate");
+    let new = identity(Box::new(|p| {
+        p.distinguished_name.push(DnType::CommonName, "carol");
+        p.not_before = time::OffsetDateTime::now_utc();
+    }));
+    assert_eq!(new.get(server.url("/api/v1/llms")).send().await.unwrap().status(), 200, "a certificate made since");
+
     // Without a certificate a bearer token still works, and nothing is 401 as before.
     assert_eq!(server.get("/api/v1/llms").await.0, 200);
     let anonymous = client_trusting(&serving);

@@ -1,6 +1,8 @@
 //! Watches: every change of two concurrent writers, in commit order, exactly once; resuming
 //! from the last line loses nothing; a viewer scoped to some names sees only those; SIGTERM
-//! ends a watch with a final line; `mcpctl get -w` prints rows as they change.
+//! ends a watch with a final line; so does the loss of what the watch was allowed by (its
+//! token, its user, its permission), on this replica and on another; `mcpctl get -w` prints
+//! rows as they change.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -120,7 +122,10 @@ async fn writer(server: &TestServer, prefix: &str) {
     }
 }
 
-testkit::on_both_stores!(a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resumes);
+testkit::on_both_stores!(
+    a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resumes,
+    a_watch_ends_when_its_token_its_user_or_its_permission_goes_away,
+);
 
 async fn a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resumes(kind: StoreKind) {
     let mut server = TestServer::start(kind).await;
@@ -190,6 +195,70 @@ async fn a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resum
     assert!(resumed.next(Duration::from_secs(30)).await.is_none(), "and the stream ends");
     let (status, _server) = status.await.unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// A user bound to `role`, and a token of theirs with its id.
+async fn watcher(server: &TestServer, user: &str, role: &str) -> (String, String) {
+    assert_eq!(server.post("/api/v1/users", json!({"name": user})).await.0, 201);
+    let binding = json!({"name": format!("{user}-binding"), "role": role, "users": [user]});
+    assert_eq!(server.post("/api/v1/rolebindings", binding).await.0, 201);
+    let (status, issued) = server.post("/api/v1/tokens", json!({"user": user})).await;
+    assert_eq!(status, 201, "{issued}");
+    (issued["token"].as_str().unwrap().to_owned(), issued["name"].as_str().unwrap().to_owned())
+}
+
+/// Reads `watch` to its end: the lines before its final ERROR line must name none of
+/// `unseen`, and the final line must carry `code`; nothing follows it.
+async fn ends_with(watch: &mut Lines, code: &str, unseen: &str, what: &str) {
+    let last = loop {
+        match watch.next(Duration::from_secs(30)).await {
+            Some(line) if line["type"] == "ERROR" => break line,
+            Some(line) => assert!(!line.to_string().contains(unseen), "{what}: a line after the loss: {line}"),
+            None => panic!("{what}: the watch ended without a final line"),
+        }
+    };
+    assert_eq!(last["error"]["code"], code, "{what}: {last}");
+    assert!(watch.next(Duration::from_secs(30)).await.is_none(), "{what}: and the stream ends");
+}
+
+/// Finding 4 of the second probe: a watch kept streaming with a revoked token, and watches of
+/// a deleted user or of a user whose binding was removed stayed open (holding a stream slot).
+/// Each now ends with a final ERROR line, and shows nothing recorded after the loss.
+async fn a_watch_ends_when_its_token_its_user_or_its_permission_goes_away(kind: StoreKind) {
+    let server = TestServer::start(kind).await;
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "before", "data": {"K": "v"}})).await.0, 201);
+    let (revoked, revoked_id) = watcher(&server, "revoked", "viewer").await;
+    let (unbound, _) = watcher(&server, "unbound", "viewer").await;
+    let (deleted, _) = watcher(&server, "deleted", "viewer").await;
+    let mut watches = Vec::new();
+    for token in [&revoked, &unbound, &deleted] {
+        let mut watch = Lines::open(&server, token, "").await;
+        let first = watch.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(first["object"]["name"], "before", "{first}");
+        watches.push(watch);
+    }
+    let [mut revoked_watch, mut unbound_watch, mut deleted_watch] = watches.try_into().ok().unwrap();
+
+    assert_eq!(server.delete(&format!("/api/v1/tokens/{revoked_id}")).await.0, 204);
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "after-revoke", "data": {"K": "v"}})).await.0, 201);
+    ends_with(&mut revoked_watch, "Unauthenticated", "after-revoke", "revoked token").await;
+
+    assert_eq!(server.delete("/api/v1/rolebindings/unbound-binding").await.0, 204);
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "after-unbind", "data": {"K": "v"}})).await.0, 201);
+    ends_with(&mut unbound_watch, "Forbidden", "after-unbind", "binding removed").await;
+
+    assert_eq!(server.delete("/api/v1/users/deleted").await.0, 204);
+    assert_eq!(server.post("/api/v1/secrets", json!({"name": "after-delete", "data": {"K": "v"}})).await.0, 201);
+    ends_with(&mut deleted_watch, "Unauthenticated", "after-delete", "user deleted").await;
+
+    // A revocation recorded on another replica ends the watch too, once this one follows it.
+    if kind == StoreKind::Postgres {
+        let other = server.replica().await;
+        let (token, id) = watcher(&server, "elsewhere", "viewer").await;
+        let mut watch = Lines::open(&server, &token, "&sendInitialEvents=false").await;
+        assert_eq!(other.delete(&format!("/api/v1/tokens/{id}")).await.0, 204);
+        ends_with(&mut watch, "Unauthenticated", "\"ADDED\"", "revoked on another replica").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

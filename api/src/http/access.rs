@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::extract::JsonBody;
+use super::extract::{DryRun, JsonBody};
 use crate::context::RequestContext;
 use crate::error::{ApiError, accepted_body};
 use crate::service::Applied;
@@ -22,10 +22,16 @@ use super::resources::document;
 async fn issue_token(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
     ctx.require("tokens", "create", None)?;
-    let (applied, issued) = s.issue_token(&ctx, body).await?;
+    let (applied, issued) = s.issue_token(&ctx, body, dry_run).await?;
+    let Some(issued) = issued else {
+        // A dry run: what would be issued, without a token (there is none).
+        let Applied::Done(record) = applied else { unreachable!("a dry run records nothing") };
+        return Ok((StatusCode::OK, Json(document(wire::Kind::Token, &record))).into_response());
+    };
     let (status, mut doc) = match applied {
         Applied::Done(record) => (StatusCode::CREATED, document(wire::Kind::Token, &record)),
         // Recorded, not readable yet: the token is still shown, now or never.

@@ -7,7 +7,9 @@
 //!
 //! When mcpd stopped between recording a change and storing its answer, the retry answers with
 //! the resource as it is now (201 for a create, 200 for a replace, 204 for a delete). Keys live
-//! for `--idempotency-key-hours` and belong to the user who sent them.
+//! for `--idempotency-key-hours` and belong to the user who sent them: to that incarnation of
+//! the user (a user deleted and created again under the same name starts with no keys), and
+//! only while they may still make the request (a replay is authorised as the request was).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -63,6 +65,10 @@ pub async fn idempotency(State(s): State<Services>, request: Request, next: Next
     let hash = request_hash(&parts.method, parts.uri.path_and_query().map_or("", |p| p.as_str()), &body);
     let method = parts.method.clone();
     let issues_token = parts.uri.path() == domain::document::Kind::Token.path();
+    let key = match owned_key(&s, &ctx, &key).await {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
     match earlier(&s, &ctx, &method, &key, &hash).await {
         Ok(Some(answer)) => return answer,
         Ok(None) => {}
@@ -83,6 +89,40 @@ pub async fn idempotency(State(s): State<Services>, request: Request, next: Next
         }
     }
     response
+}
+
+/// The key as stored: the client's, prefixed with the incarnation of the user who sent it (the
+/// version of their user record, which a user deleted and created again does not share).
+async fn owned_key(s: &Services, ctx: &RequestContext, key: &str) -> Result<String, ApiError> {
+    let user = projections::read_models::users::get(&s.store.db, &ctx.actor).await?;
+    // Authentication found the user; a user the read model does not show (yet) has no keys
+    // to meet.
+    let incarnation = user.map_or(0, |u| u.resource_version);
+    Ok(format!("{incarnation}/{key}"))
+}
+
+/// The client's part of a stored key, for messages.
+fn client_part(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, k)| k)
+}
+
+/// Whether the caller may still make the request whose answer `claim` holds: a replay hands
+/// out what the request did, so it is authorised as the request would be now.
+fn may_replay(ctx: &RequestContext, method: &Method, claim: &Claim) -> bool {
+    use domain::document::Kind;
+    match Kind::ALL.into_iter().find(|k| k.info().aggregate_type == claim.aggregate_type) {
+        Some(Kind::Migration) => ctx.permissions.allows_operation("run:migrate-secrets"),
+        Some(kind) => {
+            let verb = match *method {
+                Method::POST => "create",
+                Method::PUT => "edit",
+                _ => "delete",
+            };
+            ctx.may(kind.info().rbac_resource, verb, Some(&claim.aggregate_id))
+        }
+        // The default backend's stream: choosing it needs reveal on every secret.
+        None => ctx.permissions.may_reveal_all(),
+    }
 }
 
 /// Method, path with query, and body, hashed: what "the same request" means.
@@ -109,8 +149,15 @@ async fn earlier(
     };
     if claim.request_hash != hash {
         return Err(ApiError::KeyReused(format!(
-            "Idempotency-Key {key:?} was used for a different request (request {}); use a new key for a new request",
+            "Idempotency-Key {:?} was used for a different request (request {}); use a new key for a new request",
+            client_part(key),
             claim.request_id
+        )));
+    }
+    if !may_replay(ctx, method, &claim) {
+        return Err(ApiError::Forbidden(format!(
+            "user {:?} may no longer make the request this Idempotency-Key was used for (request {})",
+            ctx.actor, claim.request_id
         )));
     }
     let mut response = match &claim.answer {

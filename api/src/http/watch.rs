@@ -16,7 +16,10 @@
 //! with the permissions it holds at each change. `object` is the resource once the read models
 //! show the change: that version, or a later one when changes come faster than they are read
 //! (its own line follows). A BOOKMARK comes after 15 s without a change; an ERROR line ends the
-//! stream when mcpd shuts down or cannot read the log.
+//! stream when mcpd shuts down or cannot read the log, and when what the watch was allowed by
+//! goes away: its token (revoked or expired), its user, or the caller's `view` on the kind
+//! (`Unauthenticated` or `Forbidden`, checked at every poll from the access cache, so on this
+//! replica at once and on others within the access-follow interval).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -85,7 +88,7 @@ fn line(value: &Value) -> Bytes {
 /// The watch of kind `K` from `from`, for the caller `ctx`.
 pub async fn serve<K: ResourceKind>(s: Services, ctx: RequestContext, from: From) -> Result<Response, ApiError> {
     ctx.require_some(K::RESOURCE, "view")?;
-    let permit = s.limits.stream()?;
+    let permit = s.limits.stream(&ctx.actor)?;
     let mut lines = VecDeque::new();
     let start = match from {
         From::After(position) => position,
@@ -140,6 +143,10 @@ impl<K: ResourceKind> Watch<K> {
                 self.end("ShuttingDown", "mcpd is shutting down; reconnect with this resourceVersion to resume");
                 continue;
             }
+            if let Some((code, message)) = self.withdrawn().await {
+                self.end(code, &message);
+                continue;
+            }
             match self.read().await {
                 Ok(true) => self.quiet_since = Instant::now(),
                 Ok(false) => {
@@ -160,6 +167,31 @@ impl<K: ResourceKind> Watch<K> {
         }
     }
 
+    /// Why the watch may go on no longer, if it may not: its token or user is gone, or the
+    /// caller may view none of the kind. A store that does not answer is the read's to report.
+    async fn withdrawn(&self) -> Option<(&'static str, String)> {
+        let (user, token) = (&self.ctx.actor, &self.ctx.token_id);
+        match crate::auth::still_authenticated(&self.s, user, token).await {
+            Err(crate::auth::Refusal::Invalid(reason)) => {
+                tracing::info!(reason, user = %user, "a watch was ended: its authentication was withdrawn");
+                return Some((
+                    "Unauthenticated",
+                    "the token this watch was opened with no longer authenticates (revoked, expired, or its user \
+                     deleted)"
+                        .to_owned(),
+                ));
+            }
+            Err(crate::auth::Refusal::Unavailable(_)) => return None,
+            Ok(()) => {}
+        }
+        match self.s.permissions_of(user).await {
+            Ok(permissions) if !permissions.allows_some(K::RESOURCE, "view") => {
+                Some(("Forbidden", format!("user {user:?} may no longer view {}: the watch ends", K::RESOURCE)))
+            }
+            _ => None,
+        }
+    }
+
     fn end(&mut self, code: &str, message: &str) {
         let error = json!({"type": "ERROR", "error": {"code": code, "message": message}, "resourceVersion": cursor(self.cursor)});
         self.lines.push_back(line(&error));
@@ -172,6 +204,12 @@ impl<K: ResourceKind> Watch<K> {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(false);
         };
+        // Asked again once the events are read: a change recorded after a revocation was
+        // acknowledged is read after it, so it is never shown to the revoked.
+        if let Some((code, message)) = self.withdrawn().await {
+            self.end(code, &message);
+            return Ok(true);
+        }
         let aggregate_type = K::KIND.info().aggregate_type;
         let models = models_of(aggregate_type);
         let permissions = self.s.permissions_of(&self.ctx.actor).await?;

@@ -105,7 +105,8 @@ pub async fn warm(
         Ok(response) => {
             let status = response.status().as_u16();
             let body = tokio::time::timeout(timeout, response.bytes()).await.ok().and_then(Result::ok);
-            let body = upstream::scrub(body.unwrap_or_default(), key);
+            let redactor = upstream::redactor(key);
+            let body = upstream::redact(redactor.as_ref(), body.unwrap_or_default());
             let served = |b: &[u8]| {
                 let list: Value = serde_json::from_slice(b).unwrap_or_default();
                 let data = list.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -114,7 +115,8 @@ pub async fn warm(
             if (200..300).contains(&status) && spec.provider == LlmType::Vllm && !served(&body) {
                 board.set(&llm.name, FAILING, format!("the server does not serve model {:?}", spec.model));
             } else {
-                board.answered(&llm.name, status, &super::provider_message(&body));
+                let message = upstream::redact_text(redactor.as_ref(), super::provider_message(&body));
+                board.answered(&llm.name, status, &message);
                 if status < 300 {
                     let took = started.elapsed().as_millis();
                     board.set(&llm.name, READY, format!("warmed up in {took} ms"));

@@ -8,6 +8,8 @@
 //! the request body's `model` only picks among Llms, and redirects are never followed.
 
 pub mod health;
+pub mod labels;
+pub mod redact;
 mod sse;
 mod translate;
 pub mod upstream;
@@ -103,10 +105,10 @@ impl Drop for Meter {
     fn drop(&mut self) {
         self.counters.record(&self.user, &self.llm, self.counts);
         let outcome = if self.counts.errors > 0 { "error" } else { "ok" };
-        metrics::counter!("mcpd_inference_requests_total", "llm" => self.llm.clone(), "outcome" => outcome)
-            .increment(1);
+        let llm = labels::label_of(&self.llm);
+        metrics::counter!("mcpd_inference_requests_total", "llm" => llm.clone(), "outcome" => outcome).increment(1);
         for (direction, tokens) in [("input", self.counts.input_tokens), ("output", self.counts.output_tokens)] {
-            metrics::counter!("mcpd_inference_tokens_total", "llm" => self.llm.clone(), "direction" => direction)
+            metrics::counter!("mcpd_inference_tokens_total", "llm" => llm.clone(), "direction" => direction)
                 .increment(tokens.max(0) as u64);
         }
     }
@@ -202,15 +204,40 @@ impl Services {
     }
 }
 
-/// Reads an inference request's JSON body (up to [`BODY_LIMIT`], within the body-read timeout).
-async fn read_body(request: Request) -> Result<(HeaderMap, serde_json::Map<String, Value>), ApiError> {
+/// An inference request's body, its top level only: each field's JSON as the client wrote it,
+/// borrowed from the body, so that a large conversation is never built into a tree (only the
+/// few fields mcpd reads are parsed; a translated request is the exception).
+type Fields<'a> = std::collections::BTreeMap<String, &'a serde_json::value::RawValue>;
+
+/// Reads an inference request's body (up to [`BODY_LIMIT`], within the body-read timeout).
+async fn read_body(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
     let bytes = crate::http::extract::body_bytes(body, BODY_LIMIT).await?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(body)) => Ok((parts.headers, body)),
-        Ok(_) => Err(ApiError::MalformedBody("the body must be a JSON object".into())),
+    Ok((parts.headers, bytes))
+}
+
+/// The body's fields; a body that is not a JSON object is refused.
+fn fields(bytes: &[u8]) -> Result<Fields<'_>, ApiError> {
+    match serde_json::from_slice::<Fields<'_>>(bytes) {
+        Ok(fields) => Ok(fields),
+        Err(e) if e.is_data() => Err(ApiError::MalformedBody("the body must be a JSON object".into())),
         Err(e) => Err(ApiError::MalformedBody(format!("the body is not valid JSON: {e}"))),
     }
+}
+
+/// Field `name`, read as a `T` (`None` when absent, null or of another type).
+fn field<T: serde::de::DeserializeOwned>(fields: &Fields<'_>, name: &str) -> Option<T> {
+    fields.get(name).and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+/// The fields as a JSON object, with `changes` made (a value replaced or added).
+fn with_changes(fields: &Fields<'_>, changes: &[(&str, &serde_json::value::RawValue)]) -> String {
+    let mut out: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
+        fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    for (name, value) in changes {
+        out.insert(name, value);
+    }
+    serde_json::to_string(&out).expect("raw JSON values serialise")
 }
 
 /// `POST /openai/v1/chat/completions`
@@ -234,17 +261,21 @@ enum Attempt {
 }
 
 async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Request) -> Result<Response, ApiError> {
-    let (headers, body) = read_body(request).await?;
-    let model = body.get("model").and_then(Value::as_str).ok_or_else(|| {
+    // Before the body is read: a caller who may use no Llm sends mcpd nothing to hold.
+    if !ctx.permissions.may_infer_some() {
+        return Err(ApiError::Forbidden(format!("user {:?} may not run:infer on any Llm", ctx.actor)));
+    }
+    let (headers, bytes) = read_body(request).await?;
+    let body = fields(&bytes)?;
+    let model: String = field(&body, "model").ok_or_else(|| {
         ApiError::BadRequest("`model` is required: the name of an Llm, or tier:fast or tier:heavy".into())
     })?;
-    let candidates = s.candidates(ctx, model, surface).await?;
+    let candidates = s.candidates(ctx, &model, surface).await?;
     // A stream holds one of the --max-streams permits until it ends.
-    let permit = match body.get("stream") {
-        Some(Value::Bool(true)) => Some(s.limits.stream()?),
+    let permit = match field::<bool>(&body, "stream") {
+        Some(true) => Some(s.limits.stream(&ctx.actor)?),
         _ => None,
     };
-    let body = Value::Object(body);
     let count = candidates.len();
     for (i, llm) in candidates.iter().enumerate() {
         let (mut response, failover) = match try_llm(s, ctx, surface, llm, &body, &headers).await {
@@ -278,32 +309,36 @@ async fn try_llm(
     ctx: &RequestContext,
     surface: Surface,
     llm: &Record<LlmSpec>,
-    body: &Value,
+    body: &Fields<'_>,
     client_headers: &HeaderMap,
 ) -> Result<Attempt, (ApiError, bool)> {
     let spec = &llm.spec;
     let wire = upstream::wire_of(spec.provider).expect("candidates are served");
-    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
-    let client_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let stream = field::<bool>(body, "stream") == Some(true);
+    let stream_options = field::<Value>(body, "stream_options").filter(Value::is_object);
+    let client_usage =
+        stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
+    let raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON values serialise");
+    let model = raw(&json!(spec.model));
     let (path, upstream_body) = match (surface, wire) {
         (Surface::OpenAi, Wire::OpenAi) => {
-            let mut b = body.clone();
-            b["model"] = json!(spec.model);
+            let mut options = stream_options.unwrap_or_else(|| json!({}));
+            // Always asked for, to count tokens; dropped again unless the client asked.
+            options["include_usage"] = json!(true);
+            let options = raw(&options);
+            let mut changes = vec![("model", &*model)];
             if stream {
-                // Always asked for, to count tokens; dropped again unless the client asked.
-                b["stream_options"]["include_usage"] = json!(true);
+                changes.push(("stream_options", &*options));
             }
-            ("chat/completions", b)
+            ("chat/completions", with_changes(body, &changes))
         }
         (Surface::OpenAi, Wire::Anthropic) => {
-            let b = translate::request(body, &spec.model).map_err(|m| (ApiError::BadRequest(m), false))?;
-            ("messages", b)
+            // Translation reads the whole conversation: the one place it is parsed whole.
+            let whole: Value = serde_json::from_str(&with_changes(body, &[])).expect("the fields were JSON");
+            let b = translate::request(&whole, &spec.model).map_err(|m| (ApiError::BadRequest(m), false))?;
+            ("messages", b.to_string())
         }
-        (Surface::Anthropic, _) => {
-            let mut b = body.clone();
-            b["model"] = json!(spec.model);
-            ("messages", b)
-        }
+        (Surface::Anthropic, _) => ("messages", with_changes(body, &[("model", &*model)])),
     };
     let mut meter = Meter {
         counters: s.inference.usage.clone(),
@@ -318,11 +353,11 @@ async fn try_llm(
     let accept = if stream { "text/event-stream" } else { "application/json" };
     headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     let timeout = upstream::timeout(spec);
-    let request = s.inference.client.post(url).headers(headers).body(upstream_body.to_string());
+    let request = s.inference.client.post(url).headers(headers).body(upstream_body);
     let asked = std::time::Instant::now();
     let sent = upstream::send(request, timeout).await;
     // Until the provider's answer began (its headers), or it failed.
-    metrics::histogram!("mcpd_inference_upstream_seconds", "llm" => llm.name.clone())
+    metrics::histogram!("mcpd_inference_upstream_seconds", "llm" => labels::label_of(&llm.name))
         .record(asked.elapsed().as_secs_f64());
     let response = match sent {
         Ok(response) => response,
@@ -333,10 +368,12 @@ async fn try_llm(
         }
     };
     let status = response.status();
-    let passed_headers = passed_on(response.headers());
+    let redactor = upstream::redactor(key.as_deref());
+    let redactor = redactor.as_ref();
+    let passed_headers = passed_on(response.headers(), redactor);
     if !status.is_success() {
-        let bytes = upstream::scrub(read_all(response, timeout).await.unwrap_or_default(), key.as_deref());
-        let message = provider_message(&bytes);
+        let bytes = upstream::redact(redactor, read_all(response, timeout).await.unwrap_or_default());
+        let message = upstream::redact_text(redactor, provider_message(&bytes));
         s.inference.health.answered(&llm.name, status.as_u16(), &message);
         tracing::info!(llm = %llm.name, status = status.as_u16(), "an Llm's provider refused a request");
         if status.is_redirection() {
@@ -355,7 +392,9 @@ async fn try_llm(
             return Err((e, true));
         }
         let body = match (surface, wire) {
-            (Surface::OpenAi, Wire::Anthropic) => Bytes::from(translate::error(&bytes).to_string()),
+            (Surface::OpenAi, Wire::Anthropic) => {
+                upstream::redact(redactor, Bytes::from(translate::error(&bytes).to_string()))
+            }
             _ => bytes,
         };
         let mut answer = (status, passed_headers, body).into_response();
@@ -368,6 +407,8 @@ async fn try_llm(
     s.inference.health.answered(&llm.name, status.as_u16(), "");
     if !stream {
         let bytes = read_all(response, timeout).await.map_err(|f| (f.into_error(&llm.name), false))?;
+        // Redacted before it is parsed: nothing decoded from it carries the key.
+        let bytes = upstream::redact(redactor, bytes);
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         let (input, output) = match wire {
             Wire::OpenAi => translate::openai_usage(parsed.as_ref().and_then(|b| b.get("usage"))).unwrap_or((0, 0)),
@@ -376,7 +417,9 @@ async fn try_llm(
         meter.tokens(input, output);
         meter.counts.errors = 0;
         let body = match (surface, wire, parsed) {
-            (Surface::OpenAi, Wire::Anthropic, Some(parsed)) => Bytes::from(translate::response(&parsed).to_string()),
+            (Surface::OpenAi, Wire::Anthropic, Some(parsed)) => {
+                upstream::redact(redactor, Bytes::from(translate::response(&parsed).to_string()))
+            }
             (Surface::OpenAi, Wire::Anthropic, None) => {
                 let e = ApiError::UpstreamFailed(format!("llm {:?}: the provider's answer is not JSON", llm.name));
                 return Err((e, false));
@@ -401,9 +444,12 @@ async fn try_llm(
         queue: VecDeque::new(),
         done: false,
         meter,
+        redactor: redactor.cloned(),
         shutdown: s.shutdown.subscribe(),
         stream_grace: s.limits.tuning.stream_grace,
         stop_at: None,
+        ends_at: tokio::time::Instant::now() + s.limits.tuning.max_stream_duration,
+        longest: s.limits.tuning.max_stream_duration,
     };
     let mut answer = (status, passed_headers, Body::from_stream(relay.into_stream())).into_response();
     answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -411,10 +457,18 @@ async fn try_llm(
     Ok(Attempt::Answer(answer))
 }
 
-/// The provider's headers a client may use: rate limits and when to retry.
-fn passed_on(headers: &HeaderMap) -> HeaderMap {
+/// The provider's headers a client may use: rate limits and when to retry (the key redacted
+/// from their values).
+fn passed_on(headers: &HeaderMap, redactor: Option<&redact::Redactor>) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in headers {
+        let value = match redactor.map(|r| r.bytes(value.as_bytes())) {
+            Some(std::borrow::Cow::Owned(clean)) => match HeaderValue::from_bytes(&clean) {
+                Ok(clean) => clean,
+                Err(_) => continue,
+            },
+            _ => value.clone(),
+        };
         let n = name.as_str();
         let keep = n == "retry-after"
             || n == "retry-after-ms"
@@ -422,7 +476,7 @@ fn passed_on(headers: &HeaderMap) -> HeaderMap {
             || n.starts_with("anthropic-ratelimit-")
             || n == "content-type";
         if keep {
-            out.append(name.clone(), value.clone());
+            out.append(name.clone(), value);
         }
     }
     out
@@ -466,10 +520,15 @@ struct Relay {
     queue: VecDeque<Bytes>,
     done: bool,
     meter: Meter,
+    /// Hides the key in every event passed on (whole events: the splitter never cuts one).
+    redactor: Option<redact::Redactor>,
     /// Set when mcpd begins shutting down; the stream then gets `stream_grace` to finish.
     shutdown: tokio::sync::watch::Receiver<bool>,
     stream_grace: Duration,
     stop_at: Option<tokio::time::Instant>,
+    /// When the stream has gone on as long as one may (`--max-stream-secs`).
+    ends_at: tokio::time::Instant,
+    longest: Duration,
 }
 
 impl Relay {
@@ -477,14 +536,17 @@ impl Relay {
         futures::stream::unfold(self, |mut relay| async move {
             loop {
                 // Everything one read of the provider completed goes out in one write.
-                match relay.queue.len() {
-                    0 => {}
-                    1 => return relay.queue.pop_front().map(|bytes| (Ok(bytes), relay)),
+                let out = match relay.queue.len() {
+                    0 => None,
+                    1 => relay.queue.pop_front(),
                     _ => {
                         let mut joined = Vec::with_capacity(relay.queue.iter().map(Bytes::len).sum());
                         relay.queue.drain(..).for_each(|b| joined.extend_from_slice(&b));
-                        return Some((Ok(Bytes::from(joined)), relay));
+                        Some(Bytes::from(joined))
                     }
+                };
+                if let Some(bytes) = out {
+                    return Some((Ok(upstream::redact(relay.redactor.as_ref(), bytes)), relay));
                 }
                 if relay.done {
                     return None;
@@ -493,7 +555,7 @@ impl Relay {
                     relay.stop_at = Some(tokio::time::Instant::now() + relay.stream_grace);
                 }
                 let idle = tokio::time::Instant::now() + relay.idle;
-                let until = relay.stop_at.map_or(idle, |stop| stop.min(idle));
+                let until = relay.stop_at.map_or(idle, |stop| stop.min(idle)).min(relay.ends_at);
                 let read = tokio::select! {
                     read = tokio::time::timeout_at(until, relay.upstream.next()) => read,
                     // Shutting down: recompute the deadline and read on.
@@ -501,6 +563,14 @@ impl Relay {
                 };
                 if read.is_err() && relay.stop_at.is_some_and(|stop| tokio::time::Instant::now() >= stop) {
                     relay.interrupted("mcpd is shutting down; the answer was cut off here: ask again");
+                    continue;
+                }
+                if read.is_err() && tokio::time::Instant::now() >= relay.ends_at {
+                    let message = format!(
+                        "the answer went on for {}s, the longest a stream may (--max-stream-secs); it was cut off here",
+                        relay.longest.as_secs()
+                    );
+                    relay.interrupted(&message);
                     continue;
                 }
                 match read {

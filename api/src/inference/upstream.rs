@@ -105,23 +105,26 @@ pub fn auth_headers(provider: LlmType, key: Option<&SecretString>, client: &Head
     headers
 }
 
-/// A provider's error answer with every occurrence of the key it was sent replaced: a provider
-/// that echoes the key in its error (some print part of it) must not hand it to the caller, the
-/// Llm's health or a log line.
-pub fn scrub(body: axum::body::Bytes, key: Option<&SecretString>) -> axum::body::Bytes {
-    let Some(key) = key.map(|k| k.expose_secret().as_bytes()).filter(|k| !k.is_empty()) else { return body };
-    if !body.windows(key.len()).any(|w| w == key) {
-        return body;
+/// What hides `key` in everything a provider answers (see [`super::redact`]); `None` for a
+/// keyless Llm.
+pub fn redactor(key: Option<&SecretString>) -> Option<super::redact::Redactor> {
+    key.and_then(|k| super::redact::Redactor::new(k.expose_secret()))
+}
+
+/// `bytes` with the key redacted.
+pub fn redact(redactor: Option<&super::redact::Redactor>, bytes: axum::body::Bytes) -> axum::body::Bytes {
+    match redactor.map(|r| r.bytes(&bytes)) {
+        Some(std::borrow::Cow::Owned(clean)) => clean.into(),
+        _ => bytes,
     }
-    let mut out = Vec::with_capacity(body.len());
-    let mut rest = &body[..];
-    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(b"[redacted]");
-        rest = &rest[at + key.len()..];
+}
+
+/// `text` with the key redacted.
+pub fn redact_text(redactor: Option<&super::redact::Redactor>, text: String) -> String {
+    match redactor.map(|r| r.text(&text)) {
+        Some(std::borrow::Cow::Owned(clean)) => clean,
+        _ => text,
     }
-    out.extend_from_slice(rest);
-    out.into()
 }
 
 /// Why a provider gave no answer.
@@ -204,11 +207,13 @@ mod tests {
     }
 
     #[test]
-    fn an_echoed_key_is_scrubbed_from_error_answers() {
+    fn an_echoed_key_is_redacted_from_answers() {
         let key = SecretString::from("sk-echo");
-        let body = axum::body::Bytes::from_static(b"{\"error\": \"bad key sk-echo, sk-echo!\"}");
-        assert_eq!(&scrub(body.clone(), Some(&key))[..], b"{\"error\": \"bad key [redacted], [redacted]!\"}");
-        assert_eq!(scrub(body.clone(), None), body);
+        let r = redactor(Some(&key));
+        let body = axum::body::Bytes::from_static(b"{\"error\": \"bad key sk-echo, sk\\u002decho!\"}");
+        assert_eq!(&redact(r.as_ref(), body.clone())[..], b"{\"error\": \"bad key [redacted], [redacted]!\"}");
+        assert_eq!(redact(None, body.clone()), body);
+        assert!(redactor(Some(&SecretString::from(""))).is_none());
     }
 
     #[test]

@@ -77,8 +77,24 @@ impl Runner {
         let runner = self.clone();
         let ctx = RequestContext { source: "migration", idempotency: None, ..ctx.clone() };
         tokio::spawn(async move {
-            let _slot = (guard, cluster);
-            runner.run_migration(&ctx, run, Some(tx)).await;
+            // The run's last line goes out once both locks are released: a client told the
+            // run ended may start the next one at once.
+            let (lines, mut inner) = mpsc::channel(1024);
+            let forward = async {
+                let mut last = None;
+                while let Some(line) = inner.recv().await {
+                    if let Some(before) = last.replace(line) {
+                        let _ = tx.send(before).await;
+                    }
+                }
+                last
+            };
+            let ((), last) = tokio::join!(runner.run_migration(&ctx, run, Some(lines)), forward);
+            cluster.release().await;
+            drop(guard);
+            if let Some(last) = last {
+                let _ = tx.send(last).await;
+            }
         });
         Ok(rx)
     }

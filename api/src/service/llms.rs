@@ -33,26 +33,26 @@ impl Services {
         Ok(secret.map(|s| s.spec.keys))
     }
 
-    /// Checks where `spec` sends its key, unless `current` already sent it there. Only once
-    /// the reference resolves (`keys`): a missing or hidden secret is the aggregate's "does not
-    /// exist", whoever asks.
-    fn check_key_direction(
+    /// Checks where `spec` sends its key and its callers' requests, unless `current` already
+    /// sent them there. A keyed Llm only once its reference resolves (`keys`): a missing or
+    /// hidden secret is the aggregate's "does not exist", whoever asks.
+    fn check_direction(
         &self,
         ctx: &RequestContext,
         spec: &LlmSpec,
         keys: &Option<Vec<String>>,
         current: Option<&LlmSpec>,
     ) -> Result<(), ApiError> {
-        let (Some(reference), Some(_)) = (&spec.api_key_ref, keys) else {
+        if spec.api_key_ref.is_some() && keys.is_none() {
             return Ok(());
-        };
+        }
         let unchanged = current
             .is_some_and(|c| c.api_key_ref == spec.api_key_ref && c.url == spec.url && c.provider == spec.provider);
         if unchanged {
             return Ok(());
         }
-        let direction =
-            Direction::LlmKey { secret: reference.name.as_str(), provider: spec.provider, url: spec.url.as_deref() };
+        let secret = spec.api_key_ref.as_ref().map(|r| r.name.as_str());
+        let direction = Direction::LlmUpstream { secret, provider: spec.provider, url: spec.url.as_deref() };
         guard::authorize(ctx, direction, &self.upstreams)
     }
 
@@ -112,7 +112,7 @@ impl ResourceKind for Llms {
     ) -> Answer<Applied<Record<Self::Spec>>> {
         let (name, spec) = parse_document::<LlmInput>(body, None)?;
         let referenced_secret_keys = s.referenced_secret_keys(ctx, &spec, None).await?;
-        s.check_key_direction(ctx, &spec, &referenced_secret_keys, None)?;
+        s.check_direction(ctx, &spec, &referenced_secret_keys, None)?;
         let command = LlmCommand::CreateLlm { name: name.clone(), spec, referenced_secret_keys };
         s.run_llm(ctx, &name, command, dry_run).await
     }
@@ -129,7 +129,7 @@ impl ResourceKind for Llms {
         let current = llms::get(&s.store.db, name.as_str()).await?;
         let current = current.as_ref().map(|c| &c.spec);
         let referenced_secret_keys = s.referenced_secret_keys(ctx, &spec, current).await?;
-        s.check_key_direction(ctx, &spec, &referenced_secret_keys, current)?;
+        s.check_direction(ctx, &spec, &referenced_secret_keys, current)?;
         let command = LlmCommand::UpdateLlm { name: name.clone(), spec, referenced_secret_keys, expected_version };
         s.run_llm(ctx, &name, command, dry_run).await
     }

@@ -21,11 +21,22 @@ pub const BINDING_AGGREGATE_TYPE: &str = wire::Kind::RoleBinding.info().aggregat
 /// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
 pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
 pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
-pub const OPERATIONS: [&str; 6] =
-    ["run:infer", "run:migrate-secrets", "run:rebuild-projections", "reveal:secrets", "view:audit", "view:metrics"];
-/// Operations a rule's `names` scope: `run:infer` on the Llms it names. Every other operation
-/// is granted whole by any rule holding it.
-pub const NAME_SCOPED_OPERATIONS: [&str; 1] = ["run:infer"];
+pub const OPERATIONS: [&str; 7] = [
+    "run:infer",
+    "run:migrate-secrets",
+    "run:rebuild-projections",
+    "reveal:secrets",
+    "view:audit",
+    "view:metrics",
+    IMPERSONATE,
+];
+/// Operations a rule's `names` scope: `run:infer` on the Llms it names, `impersonate:users` on
+/// the users it names. Every other operation is granted whole by any rule holding it.
+pub const NAME_SCOPED_OPERATIONS: [&str; 2] = ["run:infer", IMPERSONATE];
+/// Acting as another user: issuing a token for them. The token acts with whatever that user
+/// holds at each request, later grants included, so this is Kubernetes' `impersonate`, not a
+/// check of what the user holds today: admin's alone unless a role grants it.
+pub const IMPERSONATE: &str = "impersonate:users";
 
 pub const ADMIN: &str = "admin";
 pub const EDITOR: &str = "editor";

@@ -44,7 +44,8 @@ impl Permissions {
     }
 
     /// May the holder perform `operation` on the resource named `name`? A rule's `names` limit
-    /// the name-scoped operations (`run:infer`) to those names; other operations ignore them.
+    /// the name-scoped operations (`run:infer`, `impersonate:users`) to those names; other
+    /// operations ignore them.
     pub fn allows_operation_on(&self, operation: &str, name: &str) -> bool {
         let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
         self.rules.iter().any(|rule| {
@@ -91,10 +92,9 @@ impl Permissions {
         })
     }
 
-    /// Whether everything `other` holds is held here too: issuing a token for another user needs
-    /// every permission that user has.
-    pub fn covers_all(&self, other: &Permissions) -> bool {
-        self.covers(&RoleSpec { description: String::new(), rules: other.rules.clone() })
+    /// May the holder act as `user` (issue a token for them)? See [`super::IMPERSONATE`].
+    pub fn may_impersonate(&self, user: &str) -> bool {
+        self.allows_operation_on(super::IMPERSONATE, user)
     }
 
     /// Whether the holder may read the values of secret `name`: `reveal:secrets` and `view` on
@@ -145,8 +145,6 @@ mod tests {
         let mut wider = scoped();
         wider.rules[0].names = None;
         assert!(!scoped_holder.covers(&wider), "a name-scoped grant does not cover the whole kind");
-        assert!(admin.covers_all(&editor) && !editor.covers_all(&admin) && !scoped_holder.covers_all(&editor));
-        assert!(editor.covers_all(&Permissions::default()));
     }
 
     #[test]
@@ -168,6 +166,25 @@ mod tests {
     }
 
     #[test]
+    fn impersonating_is_admins_unless_a_rule_grants_it_by_name() {
+        let admin = Permissions::new(built_in(ADMIN));
+        assert!(admin.may_impersonate("anyone"));
+        for role in [EDITOR, VIEWER, crate::rbac::MONITORING] {
+            assert!(!Permissions::new(built_in(role)).may_impersonate("anyone"), "{role}");
+        }
+        let one = RoleSpec {
+            description: String::new(),
+            rules: vec![Rule {
+                operations: vec![crate::rbac::IMPERSONATE.into()],
+                names: Some(vec!["ci-bot".into()]),
+                ..Rule::default()
+            }],
+        };
+        let ci = Permissions::new([one]);
+        assert!(ci.may_impersonate("ci-bot") && !ci.may_impersonate("admin"));
+    }
+
+    #[test]
     fn inference_is_scoped_by_the_rule_names() {
         let admin = Permissions::new(built_in(ADMIN));
         let viewer = Permissions::new(built_in(VIEWER));
@@ -185,6 +202,7 @@ mod tests {
         assert!(fast_only.may_infer("claude-fast") && !fast_only.may_infer("gpt-heavy"));
         assert!(fast_only.may_infer_some() && !fast_only.allows_operation("run:infer"), "not every Llm");
         assert!(fast_only.allows_operation("view:audit"), "names scope run:infer only");
+        assert!(!fast_only.may_impersonate("claude-fast"), "impersonating is granted by its own operation");
         assert!(fast_only.covers(&one) && admin.covers(&one));
         let mut every = one.clone();
         every.rules[0].names = None;

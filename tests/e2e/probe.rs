@@ -1,0 +1,110 @@
+//! The second black-box probe's findings (issue 24) that need the real binary: memory a
+//! caller can make mcpd hold. (The rest are API tests: `api/tests/probe.rs`; watches are in
+//! `watch.rs`.)
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{StoreKind, TestServer};
+
+/// A user with `rules` (none: no binding), and a token of theirs.
+async fn user(server: &TestServer, name: &str, rules: Option<serde_json::Value>) -> String {
+    assert_eq!(server.post("/api/v1/users", json!({"name": name})).await.0, 201);
+    if let Some(rules) = rules {
+        assert_eq!(server.post("/api/v1/roles", json!({"name": name, "rules": rules})).await.0, 201);
+        let binding = json!({"name": name, "role": name, "users": [name]});
+        assert_eq!(server.post("/api/v1/rolebindings", binding).await.0, 201);
+    }
+    let (status, issued) = server.post("/api/v1/tokens", json!({"user": name})).await;
+    assert_eq!(status, 201, "{issued}");
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+/// A chat request of about `size` bytes: a conversation of a million short messages, the shape
+/// that costs the most to hold as a parsed tree.
+fn conversation(size: usize) -> Vec<u8> {
+    let message = br#"{"role":"user","content":"x"},"#;
+    let mut body = br#"{"model":"no-such-llm","messages":["#.to_vec();
+    while body.len() + message.len() + 2 < size {
+        body.extend_from_slice(message);
+    }
+    body.pop();
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// Finding 5: inference bodies up to 32 MiB were read and parsed into a tree before the
+/// permission check: one request from a user with no binding took mcpd from 20 MB to 1.83 GB,
+/// and it stayed there. Now a caller who may use no Llm is refused before the body is read
+/// (the answer comes with none of it sent), and one who may is parsed without a tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_caller_makes_mcpd_hold_a_large_body_as_a_tree() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let nobody = user(&server, "nobody", None).await;
+    let inferrer = user(&server, "inferrer", Some(json!([{"operations": ["run:infer"]}]))).await;
+    let body = conversation(30 * 1024 * 1024);
+
+    // Without run:infer: the headers alone are answered, 403.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let head = format!(
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {nobody}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), socket.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    drop(socket);
+
+    // With it: the whole body read and parsed, peak memory well under what a tree would take
+    // (a million parsed messages is several hundred MiB; the body itself is 30).
+    let before = server.memory_kib("VmHWM");
+    let response = server
+        .http
+        .post(server.url("/openai/v1/chat/completions"))
+        .bearer_auth(&inferrer)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "parsed whole, then no such Llm: {}", response.text().await.unwrap());
+    let peak = server.memory_kib("VmHWM");
+    let grew = (peak.saturating_sub(before)) / 1024;
+    eprintln!(
+        "peak memory: {} MiB before, {} MiB after a 30 MiB conversation (+{grew} MiB)",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(grew < 160, "a 30 MiB body took {grew} MiB more at its peak");
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Finding 13: on PostgreSQL the data directory (which holds the admin's token) was created
+/// 0755, and on either store a token file made readable later stayed so. Now both stores
+/// create it private and make it private again at every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_the_admin_token_are_private_on_postgresql_too() {
+    use std::os::unix::fs::PermissionsExt;
+    for kind in [StoreKind::Postgres, StoreKind::Sqlite] {
+        let mut server = TestServer::start(kind).await;
+        let (dir, token) = (server.data_dir(), server.data_dir().join("admin-token"));
+        assert_eq!((mode(&dir), mode(&token)), (0o700, 0o600), "{kind:?}: created private");
+        server.terminate();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        server.spawn().await;
+        assert_eq!((mode(&dir), mode(&token)), (0o700, 0o600), "{kind:?}: made private again at start");
+    }
+}

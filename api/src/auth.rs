@@ -33,7 +33,8 @@ pub use crate::bearer::hash;
 use crate::bearer::{bearer, token_id};
 
 /// The user a bearer token authenticates, and the token's id. A token not held in memory is
-/// looked up in the database at most at the rate `peer` may cause (429 past it).
+/// looked up in the database unless `peer` is past its allowance of look-ups that found
+/// nothing (429 then).
 pub async fn authenticate_token(
     s: &Services,
     token: &str,
@@ -45,9 +46,13 @@ pub async fn authenticate_token(
     };
     let load = async {
         if let Some(peer) = peer {
-            s.limits.lookup(peer)?;
+            s.limits.may_look_up(peer)?;
         }
-        Ok(tokens::get(&s.store.db, &id).await?)
+        let found = tokens::get(&s.store.db, &id).await?;
+        if let (None, Some(peer)) = (&found, peer) {
+            s.limits.failed_look_up(peer);
+        }
+        Ok(found)
     };
     let record = match s.access.token(&id, load).await {
         Ok(Some(record)) => record,

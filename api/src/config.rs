@@ -155,9 +155,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_MAX_STREAM_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_stream_secs: u64,
 
-    /// Look-ups of tokens mcpd does not hold in memory that one peer address may cause per
-    /// second (0: no limit), with a burst of five times as many; past it, 429 before the
-    /// database is asked. Invented tokens cost a query each; known ones never do.
+    /// Look-ups finding no token that one peer address may cause per second (0: no limit),
+    /// with a burst of five times as many; past it, tokens from there that mcpd does not hold
+    /// in memory are refused 429 before the database is asked, until the allowance is back.
     #[arg(long, env = "MCPD_TOKEN_LOOKUP_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub token_lookup_rate: u32,
 

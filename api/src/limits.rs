@@ -1,7 +1,8 @@
 //! Limits that keep one caller or one slow request from taking mcpd from the rest: a request
-//! rate per token (429 with `Retry-After` past it), a rate of token look-ups per peer address
-//! (a token mcpd does not hold in memory costs a database query, so a flood of invented ones
-//! is refused 429 before it reaches the database), an overall timeout for requests that are
+//! rate per token (429 with `Retry-After` past it), a rate of failed token look-ups per peer
+//! address (a token mcpd does not hold in memory costs a database query: once a peer has sent
+//! too many that exist nowhere, its tokens that are not held are refused 429 before the
+//! database is asked, until its allowance is back), an overall timeout for requests that are
 //! not streams (503, and only when the request has changed nothing yet: a write under way is
 //! never cut in half), and caps on streams (watches, streamed inference): open at once, open
 //! at once per user (a share, so that one user cannot lock everyone else out), and how long a
@@ -31,8 +32,8 @@ pub struct Tuning {
     pub max_streams_per_user: usize,
     /// Longest a streamed answer may go on; it is then ended with an error event.
     pub max_stream_duration: Duration,
-    /// Look-ups of tokens not held in memory each peer address may cause per second, and the
-    /// burst above it; `None`: no limit.
+    /// Look-ups finding no token each peer address may cause per second, and the burst above
+    /// it; `None`: no limit.
     pub token_lookups: Option<(NonZeroU32, NonZeroU32)>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_lifetime: Duration,
@@ -61,6 +62,8 @@ pub struct Limiter {
     pub tuning: Tuning,
     rate: Option<DefaultKeyedRateLimiter<String>>,
     lookups: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Peers past their allowance of failed look-ups, and until when.
+    blocked: Mutex<HashMap<IpAddr, std::time::Instant>>,
     streams: Arc<tokio::sync::Semaphore>,
     /// Streams open per user.
     per_user: Arc<Mutex<HashMap<String, usize>>>,
@@ -94,23 +97,36 @@ impl Limiter {
             DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
         });
         let streams = Arc::new(tokio::sync::Semaphore::new(tuning.max_streams));
-        Limiter { tuning, rate, lookups, streams, per_user: Arc::default() }
+        Limiter { tuning, rate, lookups, blocked: Mutex::default(), streams, per_user: Arc::default() }
     }
 
-    /// Counts one look-up of a token not held in memory, caused by `peer`: 429 past its rate.
-    pub fn lookup(&self, peer: IpAddr) -> Result<(), ApiError> {
-        let Some(lookups) = &self.lookups else { return Ok(()) };
-        lookups.check_key(&peer).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-            ApiError::RateLimited {
-                message: format!(
-                    "too many unknown tokens from this address ({} per second); retry after {retry_after} s",
-                    self.tuning.token_lookups.map_or(0, |r| r.0.get())
-                ),
-                retry_after,
-            }
+    /// Whether `peer` may cause a look-up of a token not held in memory now: 429 while it is
+    /// past its allowance of failed ones.
+    pub fn may_look_up(&self, peer: IpAddr) -> Result<(), ApiError> {
+        let blocked = self.blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(until) = blocked.get(&peer) else { return Ok(()) };
+        let wait = until.saturating_duration_since(std::time::Instant::now());
+        if wait.is_zero() {
+            return Ok(());
+        }
+        let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        Err(ApiError::RateLimited {
+            message: format!(
+                "too many unknown tokens from this address (more than {} a second); retry after {retry_after} s",
+                self.tuning.token_lookups.map_or(0, |r| r.0.get())
+            ),
+            retry_after,
         })
+    }
+
+    /// Counts a look-up `peer` caused that found no token.
+    pub fn failed_look_up(&self, peer: IpAddr) {
+        let Some(lookups) = &self.lookups else { return };
+        if let Err(not_until) = lookups.check_key(&peer) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut blocked = self.blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            blocked.insert(peer, std::time::Instant::now() + wait.max(Duration::from_secs(1)));
+        }
     }
 
     /// Counts one request of the token `token_id` against its rate.
@@ -144,6 +160,8 @@ impl Limiter {
             lookups.retain_recent();
             lookups.shrink_to_fit();
         }
+        let now = std::time::Instant::now();
+        self.blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, until| *until > now);
     }
 
     /// A permit for one more stream of `user`: 429 when the user holds

@@ -19,6 +19,8 @@ testkit::on_both_stores!(
     an_idempotent_replay_is_authorised_and_belongs_to_one_incarnation_of_its_user,
     no_answer_of_a_provider_carries_the_key_in_any_representation,
     an_llm_sends_its_callers_requests_only_where_its_author_may_read_them,
+    invented_tokens_are_looked_up_at_a_bounded_rate_per_peer,
+    streams_are_shared_per_user_and_a_streamed_answer_has_a_longest_length,
 );
 
 /// A custom role: the given rules.
@@ -459,4 +461,109 @@ async fn an_llm_sends_its_callers_requests_only_where_its_author_may_read_them(k
     // And who may read every secret may send anywhere (the admin).
     let r = t.post("/api/v1/llms", keyless("admins-own", &attacker.url)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+/// `GET path` with `token`, as if from `peer`.
+async fn from_peer(t: &TestApp, peer: &str, token: &str, path: &str) -> crate::support::Reply {
+    let mut request = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    t.send_raw(request).await
+}
+
+/// Finding 10: 401s were not limited: 30,000 random well-formed tokens, each a database
+/// look-up, slowed every other client. Now a peer may cause only so many look-ups that find
+/// nothing (20 a second, a burst of 100); past it, tokens mcpd does not hold are refused 429
+/// before the database is asked, while tokens mcpd holds keep working from that address, and
+/// other addresses are untouched.
+async fn invented_tokens_are_looked_up_at_a_bounded_rate_per_peer(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let seed = fastrand::u64(..);
+    eprintln!("seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut invent = || format!("mcpd_tok-{:016x}_{:064x}", rng.u64(..), rng.u128(..));
+    // The access cache follows every event so far (as its background task does), so that the
+    // admin's token, read next, is held from then on.
+    t.app.services.access.follow(&t.app.services.store).await.unwrap();
+    assert_eq!(from_peer(&t, "10.0.0.1:1", testkit::ADMIN_TOKEN, "/api/v1/whoami").await.status, StatusCode::OK);
+    let (mut refused, mut limited) = (0, None);
+    for sent in 1..=1000 {
+        let r = from_peer(&t, "10.0.0.1:1", &invent(), "/api/v1/whoami").await;
+        match r.status {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited = Some((sent, r));
+                break;
+            }
+            other => panic!("an invented token answered {other}: {:?}", r.body),
+        }
+    }
+    let (sent, r) = limited.expect("a flood of invented tokens is limited");
+    assert!(refused >= 100, "the burst is looked up ({refused} of {sent})");
+    assert!(r.headers.get("retry-after").is_some(), "{:?}", r.headers);
+    assert_eq!(r.body["error"]["code"], "RateLimited", "{:?}", r.body);
+    // A token mcpd holds costs no look-up: it works from the flooding address too.
+    assert_eq!(from_peer(&t, "10.0.0.1:2", testkit::ADMIN_TOKEN, "/api/v1/whoami").await.status, StatusCode::OK);
+    // Another address has its own allowance.
+    assert_eq!(from_peer(&t, "10.0.0.2:1", &invent(), "/api/v1/whoami").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Finding 8: one pool of streams for everyone, and no cap on a stream's length: a user with
+/// only run:infer held every stream to a never-ending upstream, and every admin watch and
+/// stream was refused (503). Now each user holds a share, and a streamed answer ends with an
+/// error event once it has gone on as long as one may.
+async fn streams_are_shared_per_user_and_a_streamed_answer_has_a_longest_length(kind: StoreKind) {
+    use tower::ServiceExt;
+    let db = testkit::TestDb::new(kind).await;
+    let tuning = api::limits::Tuning {
+        max_streams: 4,
+        max_streams_per_user: 2,
+        max_stream_duration: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let wait = std::time::Duration::from_secs(10);
+    let app = api::App::open_tuned(&db.url, wait, &bootstrap(), Default::default(), tuning).await.unwrap();
+    let t = TestApp { app, db };
+    let viewer = user_with(&t, "streamer", Some("viewer")).await;
+    let watch = async |token: &str| {
+        let request = axum::http::Request::get("/api/v1/secrets?watch=true")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        t.app.router().oneshot(request).await.unwrap()
+    };
+    let first = watch(&viewer).await;
+    let second = watch(&viewer).await;
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = watch(&viewer).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS, "a user's share is two");
+    let admin = watch(testkit::ADMIN_TOKEN).await;
+    assert_eq!(admin.status(), StatusCode::OK, "the rest is there for others");
+    drop(first);
+    assert_eq!(watch(&viewer).await.status(), StatusCode::OK, "a closed stream gives its place back");
+
+    // A provider that sends one chunk and then nothing, for ever (but for the idle timeout,
+    // which the Llm sets far away).
+    let app = axum::Router::new().fallback(|| async {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                           "choices": [{"index": 0, "delta": {"content": "never ending"}}]});
+        let first = futures::stream::once(async move { Ok::<_, std::io::Error>(format!("data: {chunk}\n\n")) });
+        let body = axum::body::Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+        ([("content-type", "text/event-stream")], body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let llm = json!({"name": "endless", "type": "vllm", "model": "m", "tier": "fast", "url": url,
+                     "extra": {"timeoutSeconds": "600"}});
+    assert_eq!(t.post("/api/v1/llms", llm).await.status, StatusCode::CREATED);
+    let chat = json!({"model": "endless", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = t.post("/openai/v1/chat/completions", chat).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("never ending"), "{text}");
+    assert!(text.contains("--max-stream-secs"), "the answer ends with an error event: {text}");
 }

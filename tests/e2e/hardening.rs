@@ -260,7 +260,13 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
             .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
             .collect();
         assert!(obeyed.is_empty(), "{args:?} printed {obeyed:?}:\n{}", run.stdout);
-        assert!(!run.stdout.lines().any(|l| l.starts_with("fake-row")), "{args:?} forged a line:\n{}", run.stdout);
+        // A model's answer is prose: its line breaks are its own (no rows to forge there).
+        let rows = args[0] != "infer";
+        assert!(
+            !rows || !run.stdout.lines().any(|l| l.starts_with("fake-row")),
+            "{args:?} forged a line:\n{}",
+            run.stdout
+        );
         if args[0] == "infer" {
             assert!(run.stdout.contains("ok"), "{args:?}: the answer is shown:\n{}", run.stdout);
         }

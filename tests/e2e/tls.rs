@@ -134,8 +134,9 @@ async fn mcpd_serves_tls_refuses_plain_http_and_reloads_its_certificate_on_sighu
     assert_eq!(health(&client_trusting(&second), &server).await.unwrap(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_certificate_from_the_client_ca_authenticates_its_common_name() {
+testkit::on_both_stores!(a_client_certificate_from_the_client_ca_authenticates_its_common_name);
+
+async fn a_client_certificate_from_the_client_ca_authenticates_its_common_name(kind: StoreKind) {
     let files = tempfile::tempdir().unwrap();
     let serving = Ca::new("server CA");
     let clients = Ca::new("client CA");
@@ -149,7 +150,7 @@ async fn a_client_certificate_from_the_client_ca_authenticates_its_common_name()
         ("MCPD_TLS_KEY", paths[1].to_str().unwrap()),
         ("MCPD_CLIENT_CA", paths[2].to_str().unwrap()),
     ];
-    let server = TestServer::start_tls(StoreKind::Sqlite, &env, &serving.pem).await;
+    let server = TestServer::start_tls(kind, &env, &serving.pem).await;
     let (status, body) = server.post("/api/v1/users", json!({"name": "carol"})).await;
     assert_eq!(status, 201, "{body}");
     let (status, body) =

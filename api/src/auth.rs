@@ -13,7 +13,7 @@ use projections::read_models::{Record, tokens, users};
 use subtle::ConstantTimeEq;
 
 use crate::context::RequestContext;
-use crate::error::ApiError;
+use crate::error::{ApiError, RefusedBecause};
 use crate::service::Services;
 
 /// Routes anyone may call: liveness, readiness and the server version.
@@ -124,7 +124,10 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
                 Ok(user) => with_user(&s, request, next, user, CERTIFICATE_TOKEN_ID.to_owned()).await,
                 Err(Refusal::Invalid(reason)) => {
                     tracing::info!(reason, user = %certificate.common_name, "a client certificate was refused");
-                    unauthenticated("the client certificate names no user of mcpd")
+                    let mut response = unauthenticated("the client certificate names no user of mcpd");
+                    let why = format!("client certificate for {:?}: {reason}", certificate.common_name);
+                    response.extensions_mut().insert(RefusedBecause(why));
+                    response
                 }
                 Err(Refusal::Unavailable(e)) => e.into_response(),
             };
@@ -141,7 +144,13 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
         Ok(found) => found,
         Err(Refusal::Invalid(reason)) => {
             tracing::info!(reason, "a request was refused authentication");
-            return unauthenticated("the token is not valid (unknown, expired or revoked)");
+            let mut response = unauthenticated("the token is not valid (unknown, expired or revoked)");
+            response.extensions_mut().insert(RefusedBecause(reason.to_owned()));
+            // Its id, which names it without being it (the token's own part is never kept).
+            if let Some(id) = token_id(&token) {
+                response.extensions_mut().insert(Authenticated { user: None, token_id: id.to_owned() });
+            }
+            return response;
         }
         // Not 401: the token may well be good, and a client that heard 401 would give up on it.
         Err(Refusal::Unavailable(e)) => return e.into_response(),
@@ -205,11 +214,21 @@ async fn with_user(s: &Services, mut request: Request, next: Next, user: String,
         Err(e) => return e.into_response(),
     };
     if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
-        ctx.actor = user;
-        ctx.token_id = token_id;
+        ctx.actor = user.clone();
+        ctx.token_id = token_id.clone();
         ctx.permissions = permissions;
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Authenticated { user: Some(user), token_id });
+    response
+}
+
+/// Who a request was authenticated as (or, `user` `None`, which token id a refused one named),
+/// on its response, for the refusals' audit stream (`crate::denials`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: Option<String>,
+    pub token_id: String,
 }
 
 fn unauthenticated(message: &str) -> Response {

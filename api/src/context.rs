@@ -131,6 +131,7 @@ pub async fn request_context(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.to_string())
         .unwrap_or_default();
+    let peer = source_address.clone();
     let user_agent = request
         .headers()
         .get(axum::http::header::USER_AGENT)
@@ -143,11 +144,12 @@ pub async fn request_context(
         request_id: request_id.clone(),
         source: "api",
         token_id: String::new(),
-        source_address,
+        source_address: peer.clone(),
         user_agent,
         permissions: Default::default(),
         idempotency: None,
     });
+    let source_address = peer;
     // The route template (`/api/v1/llms/{name}`), for the metrics and the log; the user is
     // filled in by authentication.
     let route = request
@@ -155,6 +157,7 @@ pub async fn request_context(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
+    let path = request.uri().path().to_owned();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -192,6 +195,9 @@ pub async fn request_context(
             ))
         });
     }
+    if matches!(response.status().as_u16(), 401 | 403) {
+        record_refusal(&s, &response, &request_id, &method, &route, &path, &source_address);
+    }
     crate::metrics::request(&method, &route, response.status().as_u16(), started.elapsed());
     span.in_scope(|| {
         tracing::info!(
@@ -204,4 +210,35 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// Records a refused request in the refusals' audit stream: who (as authentication found, or
+/// the token id a refused token named), which peer, what (method, and the path when a route
+/// took it: an unmatched path is whatever the client sent), why.
+fn record_refusal(
+    s: &crate::service::Services,
+    response: &Response,
+    request_id: &str,
+    method: &axum::http::Method,
+    route: &str,
+    path: &str,
+    source_address: &str,
+) {
+    let who = response.extensions().get::<crate::auth::Authenticated>();
+    let reason = response.extensions().get::<crate::error::RefusedBecause>().map_or_else(
+        || response.status().canonical_reason().unwrap_or("refused").to_owned(),
+        |r| r.0.chars().take(500).collect(),
+    );
+    s.denials.record(projections::denials::Denial {
+        at: projections::denials::stamp(jiff::Timestamp::now()),
+        request_id: request_id.to_owned(),
+        actor: who.and_then(|w| w.user.clone()),
+        token_id: who.map(|w| w.token_id.clone()).filter(|id| !id.is_empty()),
+        source_address: source_address.to_owned(),
+        method: method.to_string(),
+        path: if route == "unmatched" { "(no such route)".to_owned() } else { path.chars().take(500).collect() },
+        status: response.status().as_u16(),
+        reason,
+        ..Default::default()
+    });
 }

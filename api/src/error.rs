@@ -244,6 +244,12 @@ pub fn accepted_body(message: &str) -> serde_json::Value {
     json!({"error": {"code": "Lagging", "message": message, "details": [], "requestId": current_request_id()}})
 }
 
+/// Why a request was refused (401, 403), on its response for the refusals' audit stream
+/// (`crate::denials`); authentication puts the precise reason there, which the client is not
+/// told. Never a token or a value.
+#[derive(Debug, Clone)]
+pub struct RefusedBecause(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -272,6 +278,9 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::Unauthenticated(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcpd\""));
+        }
+        if let ApiError::Unauthenticated(_) | ApiError::Forbidden(_) = self {
+            response.extensions_mut().insert(RefusedBecause(message));
         }
         response
     }

@@ -7,6 +7,7 @@ pub mod backends;
 pub mod bearer;
 pub mod config;
 pub mod context;
+pub mod denials;
 pub mod error;
 pub mod event_repository;
 pub mod files;

@@ -477,6 +477,14 @@ fn describe(generator: &mut SchemaGenerator, method: &Method, path: &str) -> Opt
             .query("after", json!({"type": "string", "pattern": CURSOR}), "Older than this cursor (a row's position): the next page.")
             .query("newer", json!({"type": "string", "pattern": CURSOR}), "Newer than this cursor, oldest first: following the log. Not with after.")
             .json(200, "One page.", Value::from(generator.subschema_for::<wire::audit::AuditPage>())),
+        ("GET", "/api/v1/audit/denials") => Op::new("audit", "Requests mcpd refused (401, 403), newest first (needs view:audit)")
+            .query("actor", json!({"type": "string"}), "Only this user's (refused authentications have none).")
+            .query("status", json!({"type": "integer", "enum": [401, 403]}), "Only refusals with this status.")
+            .query("since", point_in_time(), "Not before this time.")
+            .query("until", point_in_time(), "Not after this time.")
+            .query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Rows per page (100).")
+            .query("after", json!({"type": "string", "pattern": "^[0-9]{1,18}$"}), "Older than this row's id: the next page.")
+            .json(200, "One page.", Value::from(generator.subschema_for::<wire::audit::DenialPage>())),
         ("GET", "/api/v1/projections") => Op::new("operations", "The read models and how far each has got")
             .json(200, "Every read model.", object.clone()),
         ("POST", "/api/v1/projections/rebuild") => Op::new("operations", "Rebuild read models from the event log (needs run:rebuild-projections)")

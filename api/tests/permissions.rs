@@ -146,6 +146,8 @@ fn rows() -> Vec<Row> {
         row!(GET "/api/v1/migrations/{id}", |f, _| format!("/api/v1/migrations/{}", f.migration_run), [200, 200, 200, 403, 403, 403, 403]),
         // Audit and projections.
         row!(GET "/api/v1/audit", |_, _| "/api/v1/audit?limit=5".into(),                    [200, 403, 403, 200, 403, 403, 403]),
+        // The refused requests: the same as the audit log (they name who tried what).
+        row!(GET "/api/v1/audit/denials", |_, _| "/api/v1/audit/denials?limit=5".into(),    [200, 403, 403, 200, 403, 403, 403]),
         row!(GET "/api/v1/projections", |_, _| "/api/v1/projections".into(),                [200, 403, 403, 403, 403, 403, 403]),
         row!(POST "/api/v1/projections/verify", |_, _| "/api/v1/projections/verify".into(),
              |_, _| Some(json!({"names": ["llms"]})),                                        [200, 403, 403, 403, 403, 403, 403]),

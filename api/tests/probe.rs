@@ -21,6 +21,7 @@ testkit::on_both_stores!(
     an_llm_sends_its_callers_requests_only_where_its_author_may_read_them,
     invented_tokens_are_looked_up_at_a_bounded_rate_per_peer,
     streams_are_shared_per_user_and_a_streamed_answer_has_a_longest_length,
+    refused_requests_are_audited_bounded_in_rate_and_never_with_a_token,
 );
 
 /// A custom role: the given rules.
@@ -566,4 +567,77 @@ async fn streams_are_shared_per_user_and_a_streamed_answer_has_a_longest_length(
     let text = r.body.as_str().unwrap_or_default().to_owned();
     assert!(text.contains("never ending"), "{text}");
     assert!(text.contains("--max-stream-secs"), "the answer ends with an error event: {text}");
+}
+
+/// Finding 14: after a user's 403s, `mcpctl audit --actor alice` said "No events found": the
+/// event log records changes only. Refused requests now have an audit stream of their own:
+/// who (or which token id), which peer, what, when, why; never a token; at a bounded rate, the
+/// rest counted in rows that say how many.
+async fn refused_requests_are_audited_bounded_in_rate_and_never_with_a_token(kind: StoreKind) {
+    let t = TestApp::start(kind).await;
+    let alice = user_with(&t, "alice", Some("viewer")).await;
+    let alice_id = t.get("/api/v1/tokens").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["user"] == "alice")
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .unwrap();
+    let r =
+        t.call_as(Some(&alice), Method::POST, "/api/v1/secrets", Some(json!({"name": "x", "data": {"K": "v"}}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let invented_secret = "0123456789abcdef".repeat(4);
+    let invented = format!("mcpd_tok-00000000deadbeef_{invented_secret}");
+    assert_eq!(t.call_as(Some(&invented), Method::GET, "/api/v1/llms", None).await.status, StatusCode::UNAUTHORIZED);
+    let everything = async || t.get("/api/v1/audit/denials?limit=1000").await;
+    let mut page = everything().await;
+    let start = std::time::Instant::now();
+    while page.body["items"].as_array().map_or(0, Vec::len) < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "not recorded: {:?}", page.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        page = everything().await;
+    }
+    let forbidden = t.get("/api/v1/audit/denials?actor=alice").await.body["items"][0].clone();
+    assert_eq!((forbidden["status"].as_u64(), forbidden["method"].as_str()), (Some(403), Some("POST")), "{forbidden}");
+    assert_eq!(forbidden["path"], "/api/v1/secrets");
+    assert_eq!(forbidden["tokenId"], json!(alice_id));
+    assert!(forbidden["reason"].as_str().unwrap().contains("alice"), "{forbidden}");
+    let refused = t.get("/api/v1/audit/denials?status=401").await.body["items"][0].clone();
+    assert_eq!(
+        (refused["actor"].clone(), refused["tokenId"].clone()),
+        (Value::Null, json!("tok-00000000deadbeef")),
+        "{refused}"
+    );
+    assert_eq!(refused["reason"], "unknown token", "the precise reason, which the client is not told");
+    assert!(!page.body.to_string().contains(&invented_secret), "never the token: {:?}", page.body);
+    assert!(!page.body.to_string().contains(&alice[alice.len() - 40..]), "never the token: {:?}", page.body);
+    assert_eq!(t.get("/api/v1/audit/denials?status=500").await.status, StatusCode::BAD_REQUEST);
+
+    // A flood: every refusal is accounted for, one by one up to the rate, the rest in rows
+    // saying how many (no row of its own each, so it cannot fill the disk).
+    const FLOOD: u64 = 1000;
+    for _ in 0..FLOOD {
+        assert_eq!(t.call_as(Some(&alice), Method::GET, "/api/v1/users", None).await.status, StatusCode::FORBIDDEN);
+    }
+    let accounted = |body: &Value| -> (u64, u64) {
+        let items = body["items"].as_array().unwrap();
+        let one_by_one = items.iter().filter(|i| i["suppressed"] == 0).count() as u64;
+        (one_by_one, items.iter().map(|i| i["suppressed"].as_u64().unwrap()).sum())
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let body = t.get("/api/v1/audit/denials?limit=1000").await.body;
+        let (one_by_one, counted) = accounted(&body);
+        if one_by_one + counted == FLOOD + 2 {
+            assert!(counted > 0, "a flood this fast is counted, not recorded row by row ({one_by_one} rows)");
+            eprintln!("{one_by_one} refusals recorded one by one, {counted} counted");
+            break;
+        }
+        assert!(one_by_one + counted < FLOOD + 2, "more than were refused: {one_by_one} + {counted}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "not all accounted for: {one_by_one} + {counted}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

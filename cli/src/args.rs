@@ -179,7 +179,7 @@ pub enum Command {
 
     /// Who changed what: mcpd's event log, newest first, filtered; or followed live.
     #[command(
-        after_help = "Examples:\n  mcpctl audit --kind llm --name claude-fast\n  mcpctl audit --actor alice --since 2h\n  mcpctl audit --type SecretUpdated -o json\n  mcpctl audit --follow"
+        after_help = "Examples:\n  mcpctl audit --kind llm --name claude-fast\n  mcpctl audit --actor alice --since 2h\n  mcpctl audit --type SecretUpdated -o json\n  mcpctl audit --follow\n  mcpctl audit --denied --actor alice --since 1h"
     )]
     Audit(AuditArgs),
 
@@ -307,8 +307,15 @@ pub struct AuditArgs {
     #[arg(long)]
     pub after: Option<String>,
     /// Keep printing new events as they are appended (Ctrl-C stops).
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, conflicts_with = "denied")]
     pub follow: bool,
+    /// The requests mcpd refused (401, 403) instead of the changes: who or which address tried
+    /// what, and why (takes --actor, --since, --until, --limit, --after, --status).
+    #[arg(long, conflicts_with_all = ["kind", "name", "event_type"])]
+    pub denied: bool,
+    /// With --denied: only refusals with this status (401 or 403).
+    #[arg(long, requires = "denied", value_parser = ["401", "403"])]
+    pub status: Option<String>,
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Output,
 }

@@ -9,7 +9,7 @@ use tabwriter::TabWriter;
 use crate::args::{AuditArgs, Output};
 use crate::client::Client;
 use crate::output::{inert, inert_json};
-use wire::audit::{AuditEntry, AuditPage};
+use wire::audit::{AuditEntry, AuditPage, DenialPage};
 
 const COLUMNS: &str = "POSITION\tTIME\tACTOR\tRESOURCE\tEVENT\tSUMMARY";
 
@@ -75,7 +75,65 @@ fn print_rows(items: &[AuditEntry], output: Output, header: bool) -> anyhow::Res
     Ok(())
 }
 
+/// `mcpctl audit --denied`: the refused requests, newest first.
+fn denied(client: &Client, args: &AuditArgs) -> anyhow::Result<()> {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (key, value) in [
+        ("actor", &args.actor),
+        ("status", &args.status),
+        ("since", &args.since),
+        ("until", &args.until),
+        ("after", &args.after),
+    ] {
+        if let Some(value) = value {
+            pairs.push((key, value.clone()));
+        }
+    }
+    pairs.push(("limit", args.limit.to_string()));
+    let path = format!(
+        "/api/v1/audit/denials?{}",
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish()
+    );
+    let page = client.get(&path)?.into_success()?;
+    let DenialPage { items, next } = serde_json::from_value(page)
+        .map_err(|e| anyhow::anyhow!("cannot read the page of refusals the server sent: {e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Output::Json => writeln!(stdout, "{}", inert_json(serde_json::to_string_pretty(&items)?))?,
+        Output::Yaml => write!(stdout, "{}", crate::output::yaml(&items)?)?,
+        _ if items.is_empty() => eprintln!("No refused requests found."),
+        _ => {
+            let mut table = TabWriter::new(Vec::new()).padding(3);
+            writeln!(table, "ID\tTIME\tSTATUS\tACTOR\tFROM\tREQUEST\tREASON")?;
+            for item in &items {
+                let who = item.actor.as_deref().or(item.token_id.as_deref()).unwrap_or("<none>");
+                let request =
+                    if item.suppressed > 0 { String::new() } else { format!("{} {}", item.method, item.path) };
+                writeln!(
+                    table,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    inert(&item.id),
+                    inert(&item.time),
+                    if item.suppressed > 0 { "-".to_owned() } else { item.status.to_string() },
+                    inert(who),
+                    inert(&item.source_address),
+                    inert(&request),
+                    inert(&item.reason)
+                )?;
+            }
+            stdout.write_all(&table.into_inner().context("aligning the table")?)?;
+        }
+    }
+    if let Some(next) = next {
+        eprintln!("More: add --after {}", inert(&next));
+    }
+    Ok(())
+}
+
 pub fn run(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
+    if args.denied {
+        return denied(client, &args);
+    }
     let AuditPage { items, next } = page(client, &query(&args, None))?;
     if !args.follow {
         if items.is_empty() && matches!(args.output, Output::Table | Output::Wide) {

@@ -6,6 +6,7 @@
 pub mod append;
 pub mod audit;
 pub mod db;
+pub mod denials;
 pub mod idempotency;
 pub mod log;
 pub mod projector;

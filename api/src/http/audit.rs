@@ -1,4 +1,5 @@
-//! `GET /api/v1/audit`: the event log as an audit trail, newest first, filtered, paged by cursor.
+//! `GET /api/v1/audit`: the event log as an audit trail, newest first, filtered, paged by cursor;
+//! `GET /api/v1/audit/denials`: the requests mcpd refused (`crate::denials`), likewise.
 //! Each row says when, who (user and token), what (kind/name, event type) and a short summary
 //! of the change: field names and new values, for secrets only which keys; never a value of a
 //! secret (events hold none) and never a token hash.
@@ -230,6 +231,76 @@ pub async fn audit(
         _ => None,
     };
     Ok(Json(wire::audit::AuditPage { items, next }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenialQuery {
+    actor: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /api/v1/audit/denials?actor=&status=&since=&until=&limit=&after=`: who was refused
+/// what, newest first; needs what the audit log needs.
+pub async fn denials(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    super::extract::Query(raw): super::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<wire::audit::DenialPage>, ApiError> {
+    let q: DenialQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
+        .map_err(|e| ApiError::BadRequest(format!("denials query: {e}")))?;
+    if !(ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None)) {
+        return Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)));
+    }
+    let now = jiff::Timestamp::now();
+    let mut filter = projections::denials::DenialFilter { actor: q.actor.clone(), ..Default::default() };
+    filter.status = match q.status.as_deref() {
+        None => None,
+        Some(raw @ ("401" | "403")) => Some(raw.parse().expect("a status")),
+        Some(raw) => return Err(bad("status", format!("{raw:?} is not 401 or 403"))),
+    };
+    for (field, raw, slot) in [("since", &q.since, &mut filter.since), ("until", &q.until, &mut filter.until)] {
+        if let Some(raw) = raw {
+            *slot = Some(crate::time::point_in_time(raw, now).ok_or_else(|| {
+                bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
+            })?);
+        }
+    }
+    let limit = match &q.limit {
+        None => 100,
+        Some(raw) => raw.parse::<i64>().map_err(|_| bad("limit", format!("{raw:?} is not a number")))?,
+    };
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("limit", "must be between 1 and 1000".into()));
+    }
+    if let Some(after) = &q.after {
+        let id = (1..=18).contains(&after.len()).then_some(after).filter(|a| a.bytes().all(|b| b.is_ascii_digit()));
+        filter.before =
+            Some(id.and_then(|a| a.parse().ok()).ok_or_else(|| bad("after", format!("{after:?} is not a row's id")))?);
+    }
+    let rows = projections::denials::query(&s.store.db, &filter, limit).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| wire::audit::DenialEntry {
+            id: r.id.to_string(),
+            time: r.at,
+            request_id: r.request_id,
+            actor: r.actor,
+            token_id: r.token_id,
+            source_address: r.source_address,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            reason: r.reason,
+            suppressed: r.suppressed.max(0) as u64,
+        })
+        .collect();
+    Ok(Json(wire::audit::DenialPage { items, next }))
 }
 
 #[cfg(test)]

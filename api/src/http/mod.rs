@@ -88,6 +88,7 @@ fn all_routes() -> Routes {
         .on(M::GET, "/api/v1/secretbackends/{name}/health", backend_health)
         .on(M::POST, "/api/v1/secrets/migrate", migrations::migrate)
         .on(M::GET, "/api/v1/audit", audit::audit)
+        .on(M::GET, "/api/v1/audit/denials", audit::denials)
         .on(M::GET, "/api/v1/migrations", migrations::list)
         .on(M::GET, "/api/v1/migrations/{id}", migrations::get)
         .on(M::GET, "/api/v1/projections", projections::status)

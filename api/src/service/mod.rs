@@ -71,6 +71,8 @@ pub struct Parts {
     pub limits: crate::limits::Limiter,
     /// Set when mcpd begins shutting down: open streams (watches) end with a final line.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Where refused requests are recorded.
+    pub denials: crate::denials::Recorder,
 }
 
 impl Services {
@@ -87,6 +89,7 @@ impl Services {
         tuning: crate::limits::Tuning,
     ) -> Self {
         let access = access_cache::AccessCache::default();
+        let denials = crate::denials::Recorder::start(store.db.clone());
         Services(Arc::new(Parts {
             writer: Writer { store: store.clone(), projection_wait, access: access.clone() },
             access,
@@ -98,6 +101,7 @@ impl Services {
             inference: Default::default(),
             limits: crate::limits::Limiter::new(tuning),
             shutdown: tokio::sync::watch::Sender::new(false),
+            denials,
         }))
     }
 }

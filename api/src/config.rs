@@ -86,7 +86,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Directory for the embedded SQLite database; created on first start.
+    /// Directory for the embedded SQLite database and the admin's token file (on any store);
+    /// created 0700 on first start, and made private again at every start.
     #[arg(long, env = "MCPD_DATA_DIR", default_value = "./mcpd-data")]
     pub data_dir: PathBuf,
 
@@ -113,8 +114,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
 
-    /// An Llm endpoint (origin: scheme, host, port) that anyone who may edit an Llm may send its
-    /// key to, besides each provider's official endpoint. Repeat, or separate with commas.
+    /// An Llm endpoint (its origin and path: that path and everything below it) that anyone who
+    /// may edit an Llm may send its key and its callers' requests to, besides each provider's
+    /// official endpoint. Repeat, or separate with commas.
     #[arg(long = "allowed-upstream", env = "MCPD_ALLOWED_UPSTREAMS", value_delimiter = ',')]
     pub allowed_upstreams: Vec<String>,
 

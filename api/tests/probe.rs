@@ -22,6 +22,7 @@ testkit::on_both_stores!(
     invented_tokens_are_looked_up_at_a_bounded_rate_per_peer,
     streams_are_shared_per_user_and_a_streamed_answer_has_a_longest_length,
     refused_requests_are_audited_bounded_in_rate_and_never_with_a_token,
+    a_stream_its_client_leaves_is_counted_with_the_providers_own_usage,
 );
 
 /// A custom role: the given rules.
@@ -639,5 +640,125 @@ async fn refused_requests_are_audited_bounded_in_rate_and_never_with_a_token(kin
             "not all accounted for: {one_by_one} + {counted}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A provider answering every call with `parts` of a server-sent-event stream, each sent after
+/// its delay; then nothing more for ever when `endless`, else the end.
+async fn sse_provider(parts: Vec<(u64, String)>, endless: bool) -> String {
+    use futures::StreamExt;
+    let app = axum::Router::new().fallback(move || {
+        let parts = parts.clone();
+        async move {
+            let sent = futures::stream::iter(parts).then(|(delay, text)| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                Ok::<_, std::io::Error>(text)
+            });
+            let body = if endless {
+                axum::body::Body::from_stream(sent.chain(futures::stream::pending()))
+            } else {
+                axum::body::Body::from_stream(sent)
+            };
+            ([("content-type", "text/event-stream")], body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Finding 9: a client that hung up before the final usage chunk was counted with no tokens and
+/// no error, and the Anthropic surface counted the first output count it saw. Now the rest of
+/// a stream whose client left is read for the provider's own usage (for a few seconds: it
+/// follows the last words at once), and a stream still going then is counted as an error with
+/// what was seen.
+async fn a_stream_its_client_leaves_is_counted_with_the_providers_own_usage(kind: StoreKind) {
+    use futures::StreamExt;
+    use tower::ServiceExt;
+    let t = TestApp::start(kind).await;
+    let chunk = |content: Value, usage: Value| {
+        let choices = if content.is_null() { json!([]) } else { json!([{"index": 0, "delta": {"content": content}}]) };
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": choices, "usage": usage})
+        )
+    };
+    let openai = sse_provider(
+        vec![
+            (0, chunk(json!("hello"), Value::Null)),
+            (300, chunk(Value::Null, json!({"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}))),
+            (0, "data: [DONE]\n\n".into()),
+        ],
+        false,
+    )
+    .await;
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let start = event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+        "model": "m", "content": [], "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+    );
+    let delta = event(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),
+    );
+    let end = event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
+    ) + &event("message_stop", json!({"type": "message_stop"}));
+    let anthropic = sse_provider(vec![(0, start.clone()), (0, delta.clone()), (300, end)], false).await;
+    let endless = sse_provider(vec![(0, chunk(json!("going on"), Value::Null))], true).await;
+    for (name, provider_type, url) in [("o", "vllm", &openai), ("a", "anthropic", &anthropic), ("e", "vllm", &endless)]
+    {
+        let mut llm = json!({"name": name, "type": provider_type, "model": "m", "tier": "fast", "url": url});
+        if provider_type == "anthropic" {
+            assert_eq!(
+                t.post("/api/v1/secrets", json!({"name": "k", "data": {"API_KEY": "sk-a"}})).await.status,
+                StatusCode::CREATED
+            );
+            llm["apiKeyRef"] = json!({"name": "k", "key": "API_KEY"});
+        }
+        assert_eq!(t.post("/api/v1/llms", llm).await.status, StatusCode::CREATED);
+    }
+    // Each client reads the first part of its answer, then hangs up.
+    let leave = async |path: &str, body: Value| {
+        let request = axum::http::Request::post(path)
+            .header("authorization", format!("Bearer {}", testkit::ADMIN_TOKEN))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let response = t.app.router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut stream = response.into_body().into_data_stream();
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+    };
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    leave("/openai/v1/chat/completions", json!({"model": "o", "stream": true, "messages": messages})).await;
+    leave("/anthropic/v1/messages", json!({"model": "a", "stream": true, "max_tokens": 9, "messages": messages})).await;
+    leave("/openai/v1/chat/completions", json!({"model": "e", "stream": true, "messages": messages})).await;
+    // One Anthropic stream read to its end, too.
+    let whole = t
+        .post("/anthropic/v1/messages", json!({"model": "a", "stream": true, "max_tokens": 9, "messages": messages}))
+        .await;
+    assert_eq!(whole.status, StatusCode::OK);
+
+    let usage = async |llm: &str| {
+        let rows = t.get(&format!("/api/v1/usage?llm={llm}")).await.body["items"].clone();
+        let row = &rows[0];
+        (row["requests"].as_i64(), row["errors"].as_i64(), row["inputTokens"].as_i64(), row["outputTokens"].as_i64())
+    };
+    let begun = std::time::Instant::now();
+    for (llm, want) in [("o", (1, 0, 7, 5)), ("a", (2, 0, 22, 10)), ("e", (1, 1, 0, 0))] {
+        let want = (Some(want.0), Some(want.1), Some(want.2), Some(want.3));
+        loop {
+            let seen = usage(llm).await;
+            if seen == want {
+                break;
+            }
+            assert!(begun.elapsed() < std::time::Duration::from_secs(60), "llm {llm}: {seen:?}, not {want:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

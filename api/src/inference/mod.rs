@@ -443,7 +443,7 @@ async fn try_llm(
         idle: timeout,
         queue: VecDeque::new(),
         done: false,
-        meter,
+        meter: Some(meter),
         redactor: redactor.cloned(),
         shutdown: s.shutdown.subscribe(),
         stream_grace: s.limits.tuning.stream_grace,
@@ -499,6 +499,43 @@ async fn read_all(response: reqwest::Response, timeout: Duration) -> Result<Byte
     tokio::time::timeout(timeout, read).await.map_err(|_| Failure::TimedOut(timeout))?
 }
 
+/// The tokens a stream's provider reported so far, on its meter.
+fn count(meter: &mut Option<Meter>, input: u64, output: u64) {
+    if let Some(meter) = meter {
+        meter.tokens(input, output);
+    }
+}
+
+/// How long the rest of a stream whose client went away is read for its usage.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+impl Drop for Relay {
+    /// A client that went away before the stream ended: the rest is read for its usage in the
+    /// background ([`Relay::drain`]) rather than lost with the connection.
+    fn drop(&mut self) {
+        if self.done || self.meter.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let rest = Relay {
+            upstream: std::mem::replace(&mut self.upstream, Box::pin(futures::stream::empty())),
+            splitter: std::mem::take(&mut self.splitter),
+            mode: std::mem::replace(&mut self.mode, Mode::Anthropic { input: 0, output: 0 }),
+            idle: self.idle,
+            queue: VecDeque::new(),
+            done: false,
+            meter: self.meter.take(),
+            redactor: None,
+            shutdown: self.shutdown.clone(),
+            stream_grace: self.stream_grace,
+            stop_at: None,
+            ends_at: self.ends_at,
+            longest: self.longest,
+        };
+        runtime.spawn(rest.drain());
+    }
+}
+
 /// How a stream is passed on.
 enum Mode {
     /// OpenAI to OpenAI: event by event; the usage chunk mcpd asked for is dropped unless the
@@ -519,7 +556,8 @@ struct Relay {
     idle: Duration,
     queue: VecDeque<Bytes>,
     done: bool,
-    meter: Meter,
+    /// Counts the call when dropped; `None` once handed to the drain of a stream its client left.
+    meter: Option<Meter>,
     /// Hides the key in every event passed on (whole events: the splitter never cuts one).
     redactor: Option<redact::Redactor>,
     /// Set when mcpd begins shutting down; the stream then gets `stream_grace` to finish.
@@ -608,7 +646,7 @@ impl Relay {
                 if let Some(chunk) = chunk.flatten()
                     && let Some((input, output)) = translate::openai_usage(chunk.get("usage"))
                 {
-                    self.meter.tokens(input, output);
+                    count(&mut self.meter, input, output);
                     let only_usage = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
                     if only_usage && !*client_usage {
                         return;
@@ -630,22 +668,58 @@ impl Relay {
                         _ => {}
                     }
                     let (i, o) = (*input, *output);
-                    self.meter.tokens(i, o);
+                    count(&mut self.meter, i, o);
                 }
                 self.queue.push_back(event.raw.clone());
             }
             Mode::Translate(t) => {
                 let chunks = t.event(event);
-                self.meter.tokens(t.input_tokens, t.output_tokens);
+                let (i, o) = (t.input_tokens, t.output_tokens);
+                count(&mut self.meter, i, o);
                 self.queue.extend(chunks);
             }
         }
     }
 
+    /// The rest of a stream whose client went away, read for its usage only: the provider's
+    /// final count usually follows the answer's last words within moments (OpenAI's usage
+    /// chunk, Anthropic's `message_delta`), so it is waited for up to [`DRAIN_GRACE`] and the call
+    /// is counted exactly. A stream still going then is closed (the provider stops generating,
+    /// and bills what it made): it is counted with what was seen, as an error.
+    async fn drain(mut self) {
+        let until = tokio::time::Instant::now() + DRAIN_GRACE;
+        while !self.done {
+            match tokio::time::timeout_at(until, self.upstream.next()).await {
+                Ok(Some(Ok(bytes))) => match self.splitter.push(&bytes) {
+                    Ok(events) => events.iter().for_each(|e| self.event(e)),
+                    Err(_) => break,
+                },
+                Ok(None) => {
+                    if let Some(rest) = self.splitter.finish() {
+                        self.event(&rest);
+                    }
+                    self.done = true;
+                }
+                Ok(Some(Err(_))) | Err(_) => break,
+            }
+            self.queue.clear();
+        }
+        if !self.done
+            && let Some(meter) = &mut self.meter
+        {
+            meter.counts.errors = 1;
+        }
+        // Counted as the meter drops; nothing is drained twice.
+        self.done = true;
+    }
+
     /// The provider's stream ended early: the client gets an error event in its own format.
     fn interrupted(&mut self, message: &str) {
-        tracing::warn!(llm = %self.meter.llm, message, "a streamed answer was cut off");
-        self.meter.counts.errors = 1;
+        let llm = self.meter.as_ref().map_or("", |m| m.llm.as_str());
+        tracing::warn!(llm = %llm, message, "a streamed answer was cut off");
+        if let Some(meter) = &mut self.meter {
+            meter.counts.errors = 1;
+        }
         self.done = true;
         let event = match self.mode {
             Mode::Anthropic { .. } => sse::encode(

@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::rbac::user_with;
+use crate::security::role;
 use crate::support::{StoreKind, TestApp, bootstrap};
 
 testkit::on_both_stores!(
@@ -24,12 +25,6 @@ testkit::on_both_stores!(
     refused_requests_are_audited_bounded_in_rate_and_never_with_a_token,
     a_stream_its_client_leaves_is_counted_with_the_providers_own_usage,
 );
-
-/// A custom role: the given rules.
-async fn role(t: &TestApp, name: &str, rules: Value) {
-    let r = t.post("/api/v1/roles", json!({"name": name, "rules": rules})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-}
 
 /// Finding 1: a user who may only create tokens issued one for a brand-new user (who held
 /// nothing, so "covers every permission the target holds" passed), then acted with every

@@ -101,7 +101,7 @@ fn openbao_backend(name: &str, url: &str, token_secret: &str, token_key: &str) -
 }
 
 /// A custom role: the given rules.
-async fn role(t: &TestApp, name: &str, rules: Value) {
+pub(crate) async fn role(t: &TestApp, name: &str, rules: Value) {
     let r = t.post("/api/v1/roles", json!({"name": name, "rules": rules})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }

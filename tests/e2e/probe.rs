@@ -65,6 +65,7 @@ async fn no_caller_makes_mcpd_hold_a_large_body_as_a_tree() {
 
     // With it: the whole body read and parsed, peak memory well under what a tree would take
     // (a million parsed messages is several hundred MiB; the body itself is 30).
+    let resident = server.memory_kib("VmRSS");
     let before = server.memory_kib("VmHWM");
     let response = server
         .http
@@ -84,6 +85,24 @@ async fn no_caller_makes_mcpd_hold_a_large_body_as_a_tree() {
         peak / 1024
     );
     assert!(grew < 160, "a 30 MiB body took {grew} MiB more at its peak");
+    // And it is given back: what the request held is freed, not kept by the process.
+    let start = std::time::Instant::now();
+    loop {
+        let now = server.memory_kib("VmRSS");
+        if now < resident + 32 * 1024 {
+            eprintln!("resident: {} MiB before, {} MiB after", resident / 1024, now / 1024);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "still {} MiB resident, {} before",
+            now / 1024,
+            resident / 1024
+        );
+        // The allocator gives memory back as it works (its purge runs on later allocations).
+        assert_eq!(server.get("/api/v1/llms").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn mode(path: &std::path::Path) -> u32 {

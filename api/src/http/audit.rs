@@ -148,6 +148,40 @@ fn bad(field: &str, message: String) -> ApiError {
     ApiError::Invalid { kind: "audit query", errors }
 }
 
+/// The query's `since` and `until` as times (a duration ago, or RFC 3339).
+fn times(since: &Option<String>, until: &Option<String>) -> Result<[Option<jiff::Timestamp>; 2], ApiError> {
+    let now = jiff::Timestamp::now();
+    let mut out = [None, None];
+    for ((field, raw), slot) in [("since", since), ("until", until)].into_iter().zip(&mut out) {
+        if let Some(raw) = raw {
+            *slot = Some(crate::time::point_in_time(raw, now).ok_or_else(|| {
+                bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+/// The query's `limit`: 1 to 1000, 100 when absent.
+fn limit_of(raw: &Option<String>) -> Result<i64, ApiError> {
+    let limit = match raw {
+        None => 100,
+        Some(raw) => raw.parse::<i64>().map_err(|_| bad("limit", format!("{raw:?} is not a number")))?,
+    };
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("limit", "must be between 1 and 1000".into()));
+    }
+    Ok(limit)
+}
+
+/// May the caller read the audit streams: `view:audit`, or `view` on `audit`?
+fn may_audit(ctx: &RequestContext) -> Result<(), ApiError> {
+    if ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)))
+}
+
 pub async fn audit(
     State(s): State<Services>,
     Extension(ctx): Extension<RequestContext>,
@@ -156,10 +190,7 @@ pub async fn audit(
     // Parsed here rather than by the extractor, so a bad parameter gets the API's error shape.
     let q: AuditQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
         .map_err(|e| ApiError::BadRequest(format!("audit query: {e}")))?;
-    if !(ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None)) {
-        return Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)));
-    }
-    let now = jiff::Timestamp::now();
+    may_audit(&ctx)?;
     let mut filter = AuditFilter {
         aggregate_id: q.name.clone(),
         actor: q.actor.clone(),
@@ -170,20 +201,8 @@ pub async fn audit(
         filter.aggregate_type =
             Some(aggregate_type(kind).ok_or_else(|| bad("kind", format!("unknown kind {kind:?}")))?.to_owned());
     }
-    for (field, raw, slot) in [("since", &q.since, &mut filter.since), ("until", &q.until, &mut filter.until)] {
-        if let Some(raw) = raw {
-            *slot = Some(crate::time::point_in_time(raw, now).ok_or_else(|| {
-                bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
-            })?);
-        }
-    }
-    let limit = match &q.limit {
-        None => 100,
-        Some(raw) => raw.parse::<i64>().map_err(|_| bad("limit", format!("{raw:?} is not a number")))?,
-    };
-    if !(1..=1000).contains(&limit) {
-        return Err(bad("limit", "must be between 1 and 1000".into()));
-    }
+    [filter.since, filter.until] = times(&q.since, &q.until)?;
+    let limit = limit_of(&q.limit)?;
     let parse =
         |field: &str, raw: &str| parse_cursor(raw).ok_or_else(|| bad(field, format!("{raw:?} is not a cursor")));
     let direction = match (&q.after, &q.newer) {
@@ -253,30 +272,15 @@ pub async fn denials(
 ) -> Result<Json<wire::audit::DenialPage>, ApiError> {
     let q: DenialQuery = serde_json::from_value(serde_json::to_value(&raw).expect("a string map serialises"))
         .map_err(|e| ApiError::BadRequest(format!("denials query: {e}")))?;
-    if !(ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None)) {
-        return Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)));
-    }
-    let now = jiff::Timestamp::now();
+    may_audit(&ctx)?;
     let mut filter = projections::denials::DenialFilter { actor: q.actor.clone(), ..Default::default() };
     filter.status = match q.status.as_deref() {
         None => None,
         Some(raw @ ("401" | "403")) => Some(raw.parse().expect("a status")),
         Some(raw) => return Err(bad("status", format!("{raw:?} is not 401 or 403"))),
     };
-    for (field, raw, slot) in [("since", &q.since, &mut filter.since), ("until", &q.until, &mut filter.until)] {
-        if let Some(raw) = raw {
-            *slot = Some(crate::time::point_in_time(raw, now).ok_or_else(|| {
-                bad(field, format!("{raw:?} is neither a duration (2h, 30m, 7d) nor an RFC 3339 time"))
-            })?);
-        }
-    }
-    let limit = match &q.limit {
-        None => 100,
-        Some(raw) => raw.parse::<i64>().map_err(|_| bad("limit", format!("{raw:?} is not a number")))?,
-    };
-    if !(1..=1000).contains(&limit) {
-        return Err(bad("limit", "must be between 1 and 1000".into()));
-    }
+    [filter.since, filter.until] = times(&q.since, &q.until)?;
+    let limit = limit_of(&q.limit)?;
     if let Some(after) = &q.after {
         let id = (1..=18).contains(&after.len()).then_some(after).filter(|a| a.bytes().all(|b| b.is_ascii_digit()));
         filter.before =

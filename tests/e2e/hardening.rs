@@ -233,10 +233,11 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
     assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
     let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
                        "choices": [{"index": 0, "delta": {"content": hostile}}]});
-    let streamed = hostile_provider("text/event-stream", format!("data: {chunk}\n\ndata: [DONE]\n\n")).await;
+    let streamed =
+        crate::support::canned_provider("text/event-stream", format!("data: {chunk}\n\ndata: [DONE]\n\n")).await;
     let whole = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": hostile}, "finish_reason": "stop"}]});
-    let whole = hostile_provider("application/json", whole.to_string()).await;
+    let whole = crate::support::canned_provider("application/json", whole.to_string()).await;
     for (name, url) in [("streamed", streamed), ("whole", whole)] {
         let llm = json!({"name": name, "type": "vllm", "model": "m", "tier": "fast", "url": url});
         assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
@@ -274,51 +275,6 @@ async fn text_a_writer_controls_cannot_steer_the_admins_terminal() {
     let run = ctl.run(&["get", "llm", "hostile", "-o", "yaml"]).ok();
     let back: serde_json::Value = yaml_serde::from_str(&run.stdout).unwrap();
     assert_eq!(back["description"], hostile, "the YAML reads back as the same document:\n{}", run.stdout);
-}
-
-/// A provider standing in for a model whose answer is hostile: every request is answered
-/// with `content_type` and `body`.
-async fn hostile_provider(content_type: &'static str, body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 8192];
-                // The request's head and its body (content-length), then the answer.
-                loop {
-                    let Ok(n) = socket.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if request.len() >= end + 4 + length {
-                            break;
-                        }
-                    }
-                }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

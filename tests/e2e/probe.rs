@@ -127,3 +127,41 @@ async fn the_data_directory_and_the_admin_token_are_private_on_postgresql_too() 
         assert_eq!((mode(&dir), mode(&token)), (0o700, 0o600), "{kind:?}: made private again at start");
     }
 }
+
+/// Finding 15: the metrics label `llm` grew with every Llm an editor created, and stayed after
+/// it was deleted. Now it holds at most 200 names at once; the rest count as `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_label_of_the_metrics_takes_a_bounded_set_of_names() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let answer = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]});
+    let url = crate::support::canned_provider("application/json", answer.to_string()).await;
+    const LLMS: usize = 230;
+    for i in 0..LLMS {
+        let llm = json!({"name": format!("l-{i:03}"), "type": "vllm", "model": "m", "tier": "fast", "url": url});
+        assert_eq!(server.post("/api/v1/llms", llm).await.0, 201);
+        let chat = json!({"model": format!("l-{i:03}"), "messages": [{"role": "user", "content": "hi"}]});
+        let (status, body) = server.post("/openai/v1/chat/completions", chat).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut requests = 0.0;
+    for line in metrics.lines().filter(|l| l.starts_with("mcpd_inference_requests_total{")) {
+        let name = line.split("llm=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+        names.insert(name.to_owned());
+        requests += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    }
+    assert!(names.len() <= 201, "{} names in the llm label", names.len());
+    assert!(names.contains("other"), "the rest count as other: {names:?}");
+    assert_eq!(requests as usize, LLMS, "every call is counted, under its name or as other");
+}

@@ -105,7 +105,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub header_read_timeout_secs: u64,
 
-    /// Connections open at once; more wait in the kernel's accept queue until one closes.
+    /// Connections open at once. When all are taken, a new one closes the oldest connection that
+    /// has not sent a request yet; with none such, it waits in the kernel's accept queue.
     #[arg(long, env = "MCPD_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
 

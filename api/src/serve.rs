@@ -2,12 +2,16 @@
 //! client from starving the rest. A client must send a request's headers within the header-read
 //! timeout (which also bounds how long an idle keep-alive connection waits for its next
 //! request); at most `max_connections` are open at once (more wait in the kernel's accept
-//! queue); on SIGTERM the listener closes, requests in flight get the grace period to finish,
+//! queue), and when all are taken a newcomer closes the oldest connection that has not sent a
+//! request yet (so idle sockets opened first cannot hold everyone else out for the header-read
+//! timeout); on SIGTERM the listener closes, requests in flight get the grace period to finish,
 //! and whatever is still open after it is dropped. With TLS, the handshake must also finish
 //! within the header-read timeout.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -26,6 +30,38 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// A connection as the listener keeps track of it: whether it has sent a request yet, and how
+/// to close it.
+#[derive(Default)]
+struct Connection {
+    /// No request has arrived on it yet.
+    fresh: AtomicBool,
+    close: tokio::sync::Notify,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Open(Mutex<VecDeque<Arc<Connection>>>);
+
+impl Open {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Connection>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Closes the oldest connection that has sent no request yet; whether there was one.
+    fn evict_oldest_fresh(&self) -> bool {
+        let mut open = self.lock();
+        let Some(at) = open.iter().position(|c| c.fresh.load(Ordering::SeqCst)) else { return false };
+        let connection = open.remove(at).expect("found");
+        connection.close.notify_one();
+        true
+    }
+
+    fn remove(&self, connection: &Arc<Connection>) {
+        self.lock().retain(|c| !Arc::ptr_eq(c, connection));
+    }
+}
+
 /// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
 /// drains within the grace.
 pub async fn run(
@@ -40,12 +76,9 @@ pub async fn run(
     let mut connections = tokio::task::JoinSet::<()>::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let open = Arc::new(Open::default());
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
         let (stream, remote) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -58,6 +91,21 @@ pub async fn run(
                 }
             },
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if open.evict_oldest_fresh() {
+                    tracing::info!(remote = %remote, "every connection is taken: closed the oldest that sent no request");
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                }
+            }
+        };
+        let connection = Arc::new(Connection { fresh: AtomicBool::new(true), ..Default::default() });
+        open.lock().push_back(connection.clone());
+        let open = open.clone();
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let watcher = graceful.watcher();
@@ -65,33 +113,42 @@ pub async fn run(
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
-            let result = match acceptor {
-                None => serve_connection(&builder, watcher, stream, router, remote, None).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let certificate = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|chain| chain.first())
-                                .and_then(crate::tls::client_certificate);
-                            serve_connection(&builder, watcher, stream, router, remote, certificate).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(remote = %remote, error = %e, "a TLS handshake failed");
-                            Ok(())
-                        }
-                        Err(_) => {
-                            tracing::debug!(remote = %remote, "a TLS handshake did not finish in time");
-                            Ok(())
+            let served = async {
+                let result = match acceptor {
+                    None => serve_connection(&builder, watcher, stream, router, remote, None, &connection).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let certificate = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .and_then(crate::tls::client_certificate);
+                                serve_connection(&builder, watcher, stream, router, remote, certificate, &connection)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(remote = %remote, error = %e, "a TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(remote = %remote, "a TLS handshake did not finish in time");
+                                Ok(())
+                            }
                         }
                     }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(remote = %remote, error = %e, "a connection ended with an error");
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(remote = %remote, error = %e, "a connection ended with an error");
+            // Closed when a newcomer needs its place and it has sent nothing yet.
+            tokio::select! {
+                () = served => {}
+                () = connection.close.notified() => {}
             }
+            open.remove(&connection);
             drop(slot);
         });
     }
@@ -111,11 +168,14 @@ async fn serve_connection<I>(
     router: axum::Router,
     remote: SocketAddr,
     certificate: Option<crate::tls::ClientCertificate>,
+    connection: &Arc<Connection>,
 ) -> hyper::Result<()>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let connection = connection.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        connection.fresh.store(false, Ordering::SeqCst);
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
         if let Some(certificate) = &certificate {
             request.extensions_mut().insert(certificate.clone());

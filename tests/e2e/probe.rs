@@ -165,3 +165,27 @@ async fn the_llm_label_of_the_metrics_takes_a_bounded_set_of_names() {
     assert!(names.contains("other"), "the rest count as other: {names:?}");
     assert_eq!(requests as usize, LLMS, "every call is counted, under its name or as other");
 }
+
+/// Finding 10, its second half: 40 idle sockets against `--max-connections 20` held `/healthz`
+/// for 18 s (each idle one keeps its place for the header-read timeout). Now a newcomer finding
+/// every place taken closes the oldest connection that has sent no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_do_not_hold_the_connections_others_need() {
+    // A header-read timeout far beyond the client's own: only eviction can let it in.
+    let env = [("MCPD_MAX_CONNECTIONS", "4"), ("MCPD_HEADER_READ_TIMEOUT_SECS", "300")];
+    let server = TestServer::start_with_env(StoreKind::Sqlite, &env).await;
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    for _ in 0..3 {
+        let response = client.get(server.url("/healthz")).send().await.expect("served despite the idle sockets");
+        assert_eq!(response.status(), 200);
+    }
+    // The first idle sockets were closed to make room: reading them ends.
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(60), first.read(&mut buf)).await.expect("closed").unwrap_or(0);
+    assert_eq!(n, 0, "the oldest idle socket was closed");
+}

@@ -88,7 +88,14 @@ cargo build --workspace --bins --locked
 log "running the test suite"
 output=$(mktemp)
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$output" || status=$?
+# Every test binary runs even when one fails, so that one run shows every failure.
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$output" || status=$?
+# A filter that matches no test makes cargo succeed having run nothing: that is a failure here.
+ran=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^(passed|failed)[;,]?$/) n += $i } END { print n + 0 }' "$output")
+if [ "$ran" -eq 0 ]; then
+    echo "no Rust test ran${*:+ (does \"$*\" match any?)}" >&2
+    status=1
+fi
 log "running the inference tests (the official OpenAI and Anthropic SDKs against mcpd and stub providers)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/inference 2>&1 | tee -a "$output" || status=$?
 for store in sqlite postgres; do
@@ -105,7 +112,10 @@ rm -f "$output.st"
 # One closing line for the whole run: cargo prints one "test result" per test binary, and the
 # last of them is often a crate's empty doc-test run.
 # pytest closes with "N passed[, M failed] in Ts".
-awk '/^test result:/ || / passed.* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$output"
+summary=$(awk '/^test result:/ || / passed.* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$output")
+echo "$summary"
+# Every Rust test that failed, by name (cargo prints each failure's output under this heading).
+grep -E '^---- .* stdout ----$' "$output" | sed -e 's/^---- /failed: /' -e 's/ stdout ----$//' || true
 rm -f "$output"
 exit "$status"

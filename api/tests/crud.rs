@@ -38,7 +38,7 @@ async fn the_default_backend_is_seeded_at_first_start(kind: StoreKind) {
 
 async fn llm_lifecycle(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await;
+    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await.succeeded();
 
     let created = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
@@ -107,7 +107,7 @@ async fn secret_lifecycle(kind: StoreKind) {
     assert_eq!(listed.body["items"][0]["data"]["ORG"], "org-1");
 
     let updated =
-        t.put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}})).await;
+        t.put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}})).await.succeeded();
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["keys"], json!(["API_KEY"]));
     assert_eq!(updated.body["dataVersion"], 2);
@@ -132,7 +132,7 @@ async fn secret_backend_lifecycle(kind: StoreKind) {
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.body["isDefault"], false);
     let updated =
-        t.put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"})).await;
+        t.put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"})).await.succeeded();
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["description"], "old keys");
     let names: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
@@ -146,7 +146,7 @@ async fn secret_backend_lifecycle(kind: StoreKind) {
     // A secret can be put on it explicitly.
     let s = t.post("/api/v1/secrets", json!({"name": "old", "backend": "archive", "data": {"K": "v"}})).await;
     assert_eq!(s.body["backend"], "archive");
-    t.delete("/api/v1/secrets/old").await;
+    t.delete("/api/v1/secrets/old").await.succeeded();
 
     assert_eq!(t.delete("/api/v1/secretbackends/archive").await.status, StatusCode::NO_CONTENT);
     assert_eq!(t.get("/api/v1/secretbackends/archive").await.status, StatusCode::NOT_FOUND);
@@ -229,7 +229,7 @@ async fn stale_if_match_is_409(kind: StoreKind) {
 
 async fn writes_are_readable_at_once(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await;
+    t.post("/api/v1/secrets", secret("anthropic", "API_KEY", "sk-1")).await.succeeded();
     for i in 0..25 {
         let name = format!("llm-{i}");
         assert_eq!(t.post("/api/v1/llms", llm(&name, "anthropic")).await.status, StatusCode::CREATED);
@@ -238,7 +238,7 @@ async fn writes_are_readable_at_once(kind: StoreKind) {
         assert_eq!(t.get("/api/v1/llms").await.body["items"].as_array().unwrap().len(), i + 1);
         let mut changed = llm(&name, "anthropic");
         changed["model"] = json!(format!("m-{i}"));
-        t.put(&format!("/api/v1/llms/{name}"), changed).await;
+        t.put(&format!("/api/v1/llms/{name}"), changed).await.succeeded();
         assert_eq!(t.get(&format!("/api/v1/llms/{name}")).await.body["model"], format!("m-{i}"));
     }
 }
@@ -301,7 +301,7 @@ async fn every_kind_sends_exactly_the_documents_mcpctl_reads(kind: StoreKind) {
         StatusCode::CREATED
     );
     let run =
-        t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic"]})).await;
+        t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic"]})).await.succeeded();
     assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
     let role = json!({"name": "ops", "rules": [
         {"resources": ["llms"], "verbs": ["view"], "names": ["local"]}, {"operations": ["reveal:secrets"]}]});

@@ -94,8 +94,8 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
     let r = t.send(request).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.headers["x-request-id"], "req-4711");
-    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    t.delete("/api/v1/llms/claude-fast").await;
+    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await.succeeded();
+    t.delete("/api/v1/llms/claude-fast").await.succeeded();
 
     let events = t.app.services.store.log.read_after(Position::default(), 1000).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -131,12 +131,14 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
 async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let values = ["sk-live-7f3a9c2e1d", "org-secret-55aa", "rotated-0b1c2d3e4f"];
-    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}})).await;
-    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await;
+    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}})).await.succeeded();
+    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await.succeeded();
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await.succeeded();
     // A refused update and a duplicate create carry values too.
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}})).await;
-    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0]}})).await;
+    let refused = t.put("/api/v1/secrets/anthropic", json!({"data": {"OTHER": values[0]}})).await;
+    assert!(refused.status.is_client_error(), "{:?}", refused.body);
+    let duplicate = t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0]}})).await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT, "{:?}", duplicate.body);
     let revealed = t.get("/api/v1/secrets/anthropic?reveal=true").await;
     assert_eq!(revealed.body["data"]["API_KEY"], values[2], "the values are stored");
 
@@ -226,7 +228,7 @@ async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
     t.seed_llm().await;
     let mut heavy = llm("claude-fast", "anthropic");
     heavy["tier"] = json!("heavy");
-    t.put("/api/v1/llms/claude-fast", heavy).await;
+    t.put("/api/v1/llms/claude-fast", heavy).await.succeeded();
 
     let r = t.get("/api/v1/llms/claude-fast/history").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -239,7 +241,7 @@ async fn history_lists_every_change_with_its_actor(kind: StoreKind) {
     assert!(items[1].get("spec").is_none() && items[1].get("payload").is_none());
     assert_eq!(t.get("/api/v1/secrets/never-was/history").await.status, StatusCode::NOT_FOUND);
     // Deleted, the resource has no history of its own; the audit log keeps every event.
-    t.delete("/api/v1/llms/claude-fast").await;
+    t.delete("/api/v1/llms/claude-fast").await.succeeded();
     let r = t.get("/api/v1/llms/claude-fast/history").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.message().contains("/api/v1/audit?kind=llm&name=claude-fast"), "{}", r.message());

@@ -33,7 +33,7 @@ async fn app_with_bao(kind: StoreKind, server: &OpenBao, url: &str) -> (TestApp,
     let t = TestApp::start(kind).await;
     let prefix = format!("m{}/", uuid::Uuid::new_v4().simple());
     let token = server.token_for_prefix(&prefix).await;
-    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.succeeded();
     let backend = json!({"name": "bao", "type": "openbao", "config": {"url": url, "pathPrefix": prefix,
                          "timeoutSeconds": 2, "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
     let r = t.post("/api/v1/secretbackends", backend).await;
@@ -210,52 +210,11 @@ async fn a_concurrent_update_during_a_migration_is_not_lost(kind: StoreKind) {
     }
 }
 
-/// A TCP proxy in front of the real OpenBao that can be cut off: the outage a test cannot ask
-/// the real server for without losing its (in-memory) data.
-struct Proxy {
-    url: String,
-    up: Arc<AtomicBool>,
-    connections: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
-}
-
-impl Proxy {
-    async fn start(target: &str) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let target = target.trim_start_matches("http://").to_owned();
-        let up = Arc::new(AtomicBool::new(true));
-        let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
-        let (flag, set) = (up.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is reset
-                }
-                let target = target.clone();
-                set.lock().await.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Proxy { url, up, connections }
-    }
-
-    async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.connections.lock().await.abort_all();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 async fn an_openbao_outage_stops_the_run_and_a_rerun_finishes_it(kind: StoreKind) {
     let server = shared_bao();
-    let proxy = Proxy::start(&server.addr).await;
-    let (t, _) = app_with_bao(kind, server, &proxy.url).await;
+    // The outage the real server cannot be asked for without losing its (in-memory) data.
+    let (proxy, proxied) = testkit::proxy::Proxy::in_front_of(&server.addr).await;
+    let (t, _) = app_with_bao(kind, server, &proxied).await;
     let secrets = create_secrets(&t, 100).await;
 
     let cut = Arc::new(AtomicBool::new(false));
@@ -267,7 +226,7 @@ async fn an_openbao_outage_stops_the_run_and_a_rerun_finishes_it(kind: StoreKind
         }
         if migrated_before == 10 && !flag.swap(true, Ordering::SeqCst) {
             // Cut OpenBao off after ten secrets.
-            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(proxy_ref.cut()));
+            proxy_ref.set_down(true);
         }
     })
     .await;
@@ -293,7 +252,7 @@ async fn an_openbao_outage_stops_the_run_and_a_rerun_finishes_it(kind: StoreKind
         (json!("default"), json!(secrets[99].1))
     );
 
-    proxy.restore();
+    proxy.set_down(false);
     let lines = migrate(&t, json!({"from": "default", "to": "bao"})).await;
     assert_eq!(summary(&lines)["status"], "completed", "{lines:?}");
     let now = revealed(&t).await;
@@ -323,7 +282,7 @@ async fn a_failed_source_delete_is_recorded_and_retried_by_the_next_run(kind: St
              path \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\"] }}\n"
         ))
         .await;
-    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": read_only}})).await;
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": read_only}})).await.succeeded();
 
     let lines = migrate(&t, json!({"from": "bao", "to": "default"})).await;
     assert_eq!(summary(&lines)["status"], "completed", "{lines:?}");
@@ -339,7 +298,7 @@ async fn a_failed_source_delete_is_recorded_and_retried_by_the_next_run(kind: St
     assert!(reason.contains("permission denied"), "{reason}");
 
     // With a token that may delete again, the next run of the same command cleans up.
-    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": full}})).await;
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": full}})).await.succeeded();
     let lines = migrate(&t, json!({"from": "bao", "to": "default"})).await;
     assert_eq!(summary(&lines)["status"], "completed", "{lines:?}");
     for i in 0..3 {

@@ -19,7 +19,7 @@ testkit::on_both_stores!(
 /// was a valid projections selection and `["alice"]` a token request.
 async fn every_body_is_an_object(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/users", json!({"name": "alice"})).await;
+    t.post("/api/v1/users", json!({"name": "alice"})).await.succeeded();
     for (path, body) in [
         ("/api/v1/tokens", json!(["alice"])),
         ("/api/v1/projections/verify", json!([[]])),

@@ -94,7 +94,7 @@ async fn values_live_in_openbao_and_nowhere_in_our_store(kind: StoreKind) {
     assert!(!ours.contains("sk-bao-") && !ours.contains("org-7"), "the values are not in our store");
 
     // An Llm's key resolves through OpenBao.
-    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
+    t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await.succeeded();
     let key = t.app.services.resolve_api_key("claude-fast").await.unwrap().unwrap();
     assert_eq!(key.expose_secret(), values["API_KEY"].as_str().unwrap());
 
@@ -107,7 +107,7 @@ async fn values_live_in_openbao_and_nowhere_in_our_store(kind: StoreKind) {
     assert!(old["data"]["data"].is_null(), "version 1 was destroyed: {old}");
 
     // Delete removes every version from OpenBao.
-    t.delete("/api/v1/llms/claude-fast").await;
+    t.delete("/api/v1/llms/claude-fast").await.succeeded();
     assert_eq!(t.delete("/api/v1/secrets/anthropic").await.status, StatusCode::NO_CONTENT);
     assert!(!server.exists(&format!("{prefix}anthropic")).await, "no version lingers");
     // And the name can be used again.
@@ -136,8 +136,8 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     // A token whose policy covers another prefix only.
     let token = server.token_for_prefix("somewhere-else/").await;
-    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
-    t.post("/api/v1/secretbackends", backend("locked", &server.addr, &prefix(), json!({}))).await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.succeeded();
+    t.post("/api/v1/secretbackends", backend("locked", &server.addr, &prefix(), json!({}))).await.succeeded();
     let before = event_types(&t).await;
     let r = t.post("/api/v1/secrets", json!({"name": "s", "backend": "locked", "data": {"K": "v"}})).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
@@ -152,7 +152,7 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
     assert_eq!(health.body["status"], "ok", "the token itself is valid: {:?}", health.body);
 
     // A token OpenBao does not know at all.
-    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": "s.not-a-token"}})).await;
+    t.put("/api/v1/secrets/bao-token", json!({"data": {"token": "s.not-a-token"}})).await.succeeded();
     let health = t.get("/api/v1/secretbackends/locked/health").await;
     assert_eq!(health.body["status"], "permission denied", "{:?}", health.body);
     assert!(!health.body.to_string().contains("s.not-a-token"));
@@ -161,7 +161,7 @@ async fn permission_denied_names_the_backend_never_the_token(kind: StoreKind) {
 async fn the_token_rotates_without_a_restart(kind: StoreKind) {
     let server = shared_bao();
     let (t, prefix) = app_with_bao(kind, server).await;
-    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v1"}})).await;
+    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v1"}})).await.succeeded();
     let old = t.get("/api/v1/secrets/bao-token?reveal=true").await.body["data"]["token"].as_str().unwrap().to_owned();
 
     // Rotate: a new token in the token secret, then the old one revoked.
@@ -183,7 +183,7 @@ async fn the_token_rotates_without_a_restart(kind: StoreKind) {
 async fn a_stopped_server_answers_503_and_changes_nothing(kind: StoreKind) {
     let mut server = tokio::task::block_in_place(OpenBao::start);
     let (t, _) = app_with_bao(kind, &server).await;
-    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v"}})).await;
+    t.post("/api/v1/secrets", json!({"name": "s", "backend": "bao", "data": {"K": "v"}})).await.succeeded();
     tokio::task::block_in_place(|| server.stop());
 
     let before = event_types(&t).await;
@@ -222,7 +222,7 @@ async fn a_hung_server_is_cut_off_by_the_timeout(kind: StoreKind) {
         }
     });
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": "s.x"}})).await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": "s.x"}})).await.succeeded();
     let r = t.post("/api/v1/secretbackends", backend("hung", &addr, "p/", json!({"timeoutSeconds": 1}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let before = event_types(&t).await;

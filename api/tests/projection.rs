@@ -26,15 +26,15 @@ async fn everything(t: &TestApp) -> Value {
 }
 
 async fn populate(t: &TestApp) {
-    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await;
+    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await.succeeded();
     for i in 0..5 {
-        t.post("/api/v1/secrets", secret(&format!("key-{i}"), "API_KEY", &format!("v{i}"))).await;
-        t.post("/api/v1/llms", llm(&format!("llm-{i}"), &format!("key-{i}"))).await;
+        t.post("/api/v1/secrets", secret(&format!("key-{i}"), "API_KEY", &format!("v{i}"))).await.succeeded();
+        t.post("/api/v1/llms", llm(&format!("llm-{i}"), &format!("key-{i}"))).await.succeeded();
     }
     let mut heavy = llm("llm-0", "key-0");
     heavy["tier"] = json!("heavy");
-    t.put("/api/v1/llms/llm-0", heavy).await;
-    t.delete("/api/v1/llms/llm-4").await;
+    t.put("/api/v1/llms/llm-0", heavy).await.succeeded();
+    t.delete("/api/v1/llms/llm-4").await.succeeded();
     assert_eq!(t.delete("/api/v1/secrets/key-4").await.status, StatusCode::NO_CONTENT);
 }
 
@@ -127,8 +127,8 @@ async fn settle(t: TestApp) -> TestApp {
 /// step with the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_committing_late_is_projected_before_the_writes_after_it() {
-    let t = TestApp::start(StoreKind::Postgres).await;
-    t.post("/api/v1/secrets", secret("shared", "API_KEY", "v")).await;
+    let t = TestApp::start_holding_the_cluster(StoreKind::Postgres).await;
+    t.post("/api/v1/secrets", secret("shared", "API_KEY", "v")).await.succeeded();
     let pool = &t.app.services.store.db.pool;
     let spec = serde_json::from_value::<LlmSpec>(json!({"type": "openai", "model": "m", "tier": "fast", "extra": {}}))
         .unwrap();

@@ -24,7 +24,7 @@ async fn an_llm_needs_its_secret_and_key(kind: StoreKind) {
     assert_eq!(r.fields(), ["spec.apiKeyRef.name"]);
     assert!(r.message().contains("secret \"anthropic\" named by spec.apiKeyRef does not exist"), "{}", r.message());
 
-    t.post("/api/v1/secrets", secret("anthropic", "OTHER", "v")).await;
+    t.post("/api/v1/secrets", secret("anthropic", "OTHER", "v")).await.succeeded();
     let r = t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.fields(), ["spec.apiKeyRef.key"]);
@@ -39,7 +39,7 @@ async fn a_secret_in_use_cannot_be_deleted(kind: StoreKind) {
     assert_eq!(r.message(), "secret \"anthropic\" is used by llm \"claude-fast\"");
     assert_eq!(t.get("/api/v1/secrets/anthropic").await.status, StatusCode::OK);
 
-    t.delete("/api/v1/llms/claude-fast").await;
+    t.delete("/api/v1/llms/claude-fast").await.succeeded();
     assert_eq!(t.delete("/api/v1/secrets/anthropic").await.status, StatusCode::NO_CONTENT);
 }
 
@@ -55,9 +55,9 @@ async fn a_key_in_use_cannot_be_dropped(kind: StoreKind) {
 
 async fn a_backend_holding_secrets_cannot_be_deleted(kind: StoreKind) {
     let t = TestApp::start(kind).await;
-    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await;
-    t.post("/api/v1/secrets", json!({"name": "old-a", "backend": "archive", "data": {}})).await;
-    t.post("/api/v1/secrets", json!({"name": "old-b", "backend": "archive", "data": {}})).await;
+    t.post("/api/v1/secretbackends", json!({"name": "archive", "type": "plaintext"})).await.succeeded();
+    t.post("/api/v1/secrets", json!({"name": "old-a", "backend": "archive", "data": {}})).await.succeeded();
+    t.post("/api/v1/secrets", json!({"name": "old-b", "backend": "archive", "data": {}})).await.succeeded();
     let r = t.delete("/api/v1/secretbackends/archive").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.message(), "secretbackend \"archive\" still holds secret \"old-a\", \"old-b\"");
@@ -101,7 +101,7 @@ async fn the_default_flag_moves_and_one_default_always_remains(kind: StoreKind) 
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(defaults(&t).await, ["default"]);
-    t.delete("/api/v1/secrets/follows").await;
+    t.delete("/api/v1/secrets/follows").await.succeeded();
     assert_eq!(t.delete("/api/v1/secretbackends/second").await.status, StatusCode::NO_CONTENT);
     let r = t
         .post("/api/v1/secretbackends?dryRun=true", json!({"name": "third", "type": "plaintext", "isDefault": true}))
@@ -116,7 +116,7 @@ async fn a_secret_needs_an_existing_backend(kind: StoreKind) {
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.fields(), ["spec.backend"]);
     assert_eq!(t.get("/api/v1/secrets").await.body["items"], json!([]));
-    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}})).await;
+    t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v"}})).await.succeeded();
     let r = t.put("/api/v1/secrets/s", json!({"backend": "nowhere"})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.message().contains("is a migration"), "{}", r.message());
@@ -142,13 +142,13 @@ async fn resolve_api_key_reads_through_the_backend(kind: StoreKind) {
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-seed");
 
-    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": "sk-ant-rotated"}})).await;
+    t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": "sk-ant-rotated"}})).await.succeeded();
     let key = services.resolve_api_key("claude-fast").await.unwrap().expect("a key");
     assert_eq!(key.expose_secret(), "sk-ant-rotated");
 
     let body =
         json!({"name": "local", "type": "vllm", "model": "qwen", "tier": "fast", "url": "http://127.0.0.1:8000"});
-    t.post("/api/v1/llms", body).await;
+    t.post("/api/v1/llms", body).await.succeeded();
     assert!(services.resolve_api_key("local").await.unwrap().is_none());
     assert!(services.resolve_api_key("missing").await.is_err());
 }

@@ -29,6 +29,14 @@ impl Reply {
     pub fn message(&self) -> String {
         self.body["error"]["message"].as_str().unwrap_or_default().to_owned()
     }
+
+    /// This reply, once it is known to be a success (2xx): for a test's setup steps, whose
+    /// failure would otherwise surface later as a puzzling assertion, or not at all.
+    #[track_caller]
+    pub fn succeeded(self) -> Reply {
+        assert!(self.status.is_success(), "a setup step failed: {} {}", self.status, self.body);
+        self
+    }
 }
 
 /// Every test store starts with user `admin` holding [`testkit::ADMIN_TOKEN`].
@@ -44,7 +52,16 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(kind: StoreKind) -> TestApp {
-        let db = TestDb::new(kind).await;
+        Self::on(TestDb::new(kind).await).await
+    }
+
+    /// For a test that holds a PostgreSQL transaction open: it has the cluster to itself
+    /// ([`TestDb::holding_the_cluster`]).
+    pub async fn start_holding_the_cluster(kind: StoreKind) -> TestApp {
+        Self::on(TestDb::holding_the_cluster(kind).await).await
+    }
+
+    async fn on(db: TestDb) -> TestApp {
         let app = App::open(&db.url, Duration::from_secs(10), &bootstrap()).await.expect("mcpd starts");
         TestApp { app, db }
     }

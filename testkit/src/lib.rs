@@ -3,6 +3,7 @@
 //! that runs one test body on both stores.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod openbao;
 pub mod proxy;
 
@@ -30,15 +31,40 @@ pub struct TestDb {
     /// The temp dir holding the SQLite file (also a scratch dir for the test on PostgreSQL).
     pub dir: tempfile::TempDir,
     postgres_name: Option<String>,
+    _cluster: Option<cluster::Guard>,
 }
 
 impl TestDb {
     pub async fn new(kind: StoreKind) -> TestDb {
+        let guard = match kind {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(cluster::shared().await),
+        };
+        Self::create(kind, guard).await
+    }
+
+    /// A database for a test that holds a PostgreSQL transaction open (or a lock, or a stalled
+    /// statement): while it runs, no other test of this binary uses the cluster. A transaction
+    /// open anywhere on the cluster holds back every projector on it (the reader's horizon,
+    /// `pg_snapshot_xmin`, is cluster-wide), so other tests' writes would be answered 202 where
+    /// they assert 201.
+    pub async fn holding_the_cluster(kind: StoreKind) -> TestDb {
+        let guard = match kind {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(cluster::exclusive().await),
+        };
+        Self::create(kind, guard).await
+    }
+
+    async fn create(kind: StoreKind, cluster: Option<cluster::Guard>) -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match kind {
-            StoreKind::Sqlite => {
-                TestDb { url: format!("sqlite://{}", dir.path().join("mcpd.db").display()), dir, postgres_name: None }
-            }
+            StoreKind::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("mcpd.db").display()),
+                dir,
+                postgres_name: None,
+                _cluster: cluster,
+            },
             StoreKind::Postgres => {
                 let admin = postgres_admin_url();
                 let name = format!("mcpd_test_{}", uuid::Uuid::new_v4().simple());
@@ -51,7 +77,7 @@ impl TestDb {
                     .expect("creating the test database");
                 let base = admin.split('?').next().unwrap_or(&admin);
                 let base = &base[..base.rfind('/').expect("a database URL has a path")];
-                TestDb { url: format!("{base}/{name}"), dir, postgres_name: Some(name) }
+                TestDb { url: format!("{base}/{name}"), dir, postgres_name: Some(name), _cluster: cluster }
             }
         }
     }
@@ -60,17 +86,13 @@ impl TestDb {
     /// to give the app, and the proxy.
     pub async fn behind_proxy(&self) -> (String, proxy::Proxy) {
         assert!(self.postgres_name.is_some(), "only a PostgreSQL database can be cut off");
-        let (scheme_user, rest) = self.url.split_once('@').expect("a PostgreSQL URL names its user");
-        let (host_port, path) = rest.split_once('/').expect("a database URL has a path");
-        let target =
-            tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("PostgreSQL's address");
-        let proxy = proxy::Proxy::start(target).await;
-        (format!("{scheme_user}@{}/{path}", proxy.addr), proxy)
+        let (proxy, url) = proxy::Proxy::in_front_of(&self.url).await;
+        (url, proxy)
     }
 
     /// Another handle on the same database that does not drop it.
     pub fn share(&self) -> TestDb {
-        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), postgres_name: None }
+        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), postgres_name: None, _cluster: None }
     }
 
     pub fn path(&self) -> PathBuf {

@@ -1,61 +1,156 @@
-//! A TCP proxy a test can cut: PostgreSQL becomes unreachable for the app behind it (its
-//! connections drop, new ones are closed at once) while the server itself keeps running for
-//! every other test.
+//! A TCP proxy a test controls, for the faults a real server cannot be asked for without losing
+//! its data or stalling other tests: PostgreSQL or OpenBao cut off (connections closed, new ones
+//! refused), stalled (connections held open, nothing forwarded) or reset (closed with RST),
+//! while the server itself keeps running for every other test.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
+
+/// What the proxy does with its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forwards every byte both ways.
+    Up,
+    /// Closes every connection (FIN) and every new one at once.
+    Cut,
+    /// Closes every connection and every new one with a reset (RST).
+    Reset,
+    /// Holds every connection, old and new, open and forwards nothing until the mode changes:
+    /// a server that hangs.
+    Stall,
+}
 
 pub struct Proxy {
     pub addr: SocketAddr,
-    down: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
+    mode: watch::Sender<Mode>,
+    connections: Arc<Mutex<Vec<(AbortHandle, Arc<TcpStream>)>>>,
+    accepted: Arc<AtomicU64>,
     accept: AbortHandle,
 }
 
 impl Proxy {
-    /// Forwards every connection to `target` until [`Proxy::set_down`].
+    /// Forwards every connection to `target` until told otherwise ([`Proxy::set`]).
     pub async fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
-        let down = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (is_down, live) = (down.clone(), connections.clone());
+        let (mode, watching) = watch::channel(Mode::Up);
+        let connections: Arc<Mutex<Vec<(AbortHandle, Arc<TcpStream>)>>> = Arc::default();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (live, count) = (connections.clone(), accepted.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if is_down.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                match *watching.borrow() {
+                    Mode::Cut => continue,
+                    Mode::Reset => {
+                        let _ = client.set_zero_linger();
+                        continue;
                     }
-                });
-                live.lock().expect("proxy lock").push(task.abort_handle());
+                    Mode::Up | Mode::Stall => {}
+                }
+                let client = Arc::new(client);
+                let task = tokio::spawn(forward(client.clone(), target, watching.clone()));
+                live.lock().expect("proxy lock").push((task.abort_handle(), client));
             }
         })
         .abort_handle();
-        Proxy { addr, down, connections, accept }
+        Proxy { addr, mode, connections, accepted, accept }
+    }
+
+    /// A proxy in front of `url`'s host and port (`http://127.0.0.1:8200`): the proxy and the
+    /// same URL with the proxy's address in their place.
+    pub async fn in_front_of(url: &str) -> (Proxy, String) {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let (host_port, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+        let (userinfo, host_port) = host_port.rsplit_once('@').map_or(("", host_port), |(u, h)| (u, h));
+        let target = tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("an address");
+        let proxy = Proxy::start(target).await;
+        let userinfo = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
+        let slash = if path.is_empty() && !rest.contains('/') { "" } else { "/" };
+        let url = format!("{scheme}://{userinfo}{}{slash}{path}", proxy.addr);
+        (proxy, url)
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+        if matches!(mode, Mode::Cut | Mode::Reset) {
+            for (task, client) in self.connections.lock().expect("proxy lock").drain(..) {
+                if mode == Mode::Reset {
+                    let _ = client.set_zero_linger();
+                }
+                task.abort();
+            }
+        }
     }
 
     /// Cuts every connection and refuses new ones (`true`), or serves again (`false`).
     pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            for connection in self.connections.lock().expect("proxy lock").drain(..) {
-                connection.abort();
-            }
+        self.set(if down { Mode::Cut } else { Mode::Up });
+    }
+
+    /// How many connections the proxy has accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies both ways between `client` and `target`, pausing while the mode is `Stall`.
+async fn forward(client: Arc<TcpStream>, target: SocketAddr, mode: watch::Receiver<Mode>) {
+    let Ok(server) = TcpStream::connect(target).await else { return };
+    let server = Arc::new(server);
+    let one = pump(client.clone(), server.clone(), mode.clone());
+    let other = pump(server, client, mode);
+    tokio::select! {
+        _ = one => {}
+        _ = other => {}
+    }
+}
+
+async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mut mode: watch::Receiver<Mode>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if mode.wait_for(|m| *m == Mode::Up).await.is_err() {
+            return;
+        }
+        if from.readable().await.is_err() {
+            return;
+        }
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        // What was read is held, not forwarded, while the proxy stalls.
+        if mode.wait_for(|m| *m == Mode::Up).await.is_err() {
+            return;
+        }
+        if write_all(&to, &buf[..n]).await.is_err() {
+            return;
         }
     }
+}
+
+async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        to.writable().await?;
+        match to.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
-        self.set_down(true);
+        self.set(Mode::Cut);
     }
 }

@@ -120,8 +120,11 @@ async fn retries_are_bounded_and_then_fail_clearly() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr.starts_with("Error: mcpd answered 503 Service Unavailable (gave up after"), "{stderr}");
+    // However many attempts fit in the budget on this machine, the message counts them right,
+    // and there was more than one.
     let attempts = count.load(Ordering::SeqCst);
-    assert!((2..=8).contains(&attempts), "{attempts} attempts");
+    assert!(attempts >= 2, "{attempts} attempts");
+    assert!(stderr.contains(&format!("gave up after {attempts} attempts in")), "{attempts} attempts: {stderr}");
 }
 
 #[test]

@@ -22,19 +22,19 @@ async fn snapshot(server: &TestServer) -> Value {
 }
 
 /// One client: creates a secret and an Llm using it, over and over, until mcpd goes away.
-async fn writer(base: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>>) {
+async fn writer(base: String, token: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>>) {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     for i in 0.. {
         let secret = format!("s{id}-{i}");
         let value = format!("value-{id}-{i}");
         let body = json!({"name": secret, "data": {"API_KEY": value}});
-        match http.post(format!("{base}/api/v1/secrets")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send().await {
+        match http.post(format!("{base}/api/v1/secrets")).bearer_auth(&token).json(&body).send().await {
             Ok(r) if r.status() == 201 => acked.lock().unwrap().push((format!("secrets/{secret}"), value)),
             _ => return,
         }
         let body = json!({"name": format!("l{id}-{i}"), "type": "openai", "model": "gpt-5-mini", "tier": "fast",
                           "apiKeyRef": {"name": secret, "key": "API_KEY"}});
-        match http.post(format!("{base}/api/v1/llms")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send().await {
+        match http.post(format!("{base}/api/v1/llms")).bearer_auth(&token).json(&body).send().await {
             Ok(r) if r.status() == 201 => acked.lock().unwrap().push((format!("llms/l{id}-{i}"), String::new())),
             _ => return,
         }
@@ -44,7 +44,7 @@ async fn writer(base: String, id: usize, acked: Arc<Mutex<Vec<(String, String)>>
 async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     let mut server = TestServer::start(kind).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..3).map(|id| tokio::spawn(writer(server.url(""), id, acked.clone()))).collect();
+    let writers: Vec<_> = (0..3).map(|id| tokio::spawn(writer(server.url(""), server.admin_token().to_owned(), id, acked.clone()))).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 60 {
         assert!(Instant::now() < deadline, "the writers made no progress");
@@ -79,6 +79,6 @@ async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     // Reads do not wait for the projector; a write does, and the log is projected in order.
     let (status, _) = server.post("/api/v1/secrets", json!({"name": "after-replay", "data": {}})).await;
     assert_eq!(status, 201);
-    server.delete("/api/v1/secrets/after-replay").await;
+    assert_eq!(server.delete("/api/v1/secrets/after-replay").await.0, 204);
     assert_eq!(snapshot(&server).await, before);
 }

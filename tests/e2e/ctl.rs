@@ -37,7 +37,7 @@ pub struct Ctl {
 
 impl Ctl {
     pub fn new(server: &TestServer) -> Ctl {
-        Self::for_url(&server.url(""))
+        Ctl { token: Some(server.admin_token().to_owned()), ..Self::for_url(&server.url("")) }
     }
 
     pub fn for_url(url: &str) -> Ctl {

@@ -97,7 +97,7 @@ async fn no_value_or_token_reaches_any_log_table_stream_record_or_stderr_on_any_
     let stream = server
         .http
         .post(server.url("/api/v1/secrets/migrate"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
+        .bearer_auth(server.admin_token())
         .json(&json!({"from": "default", "to": "denied", "names": ["m"]}))
         .send()
         .await

@@ -14,14 +14,17 @@ testkit::on_both_stores!(killed_mid_migration_resumes_and_loses_nothing);
 /// A pseudo-random number in `range`, printed so a failing run can be told apart.
 fn random_point(range: std::ops::Range<u64>) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    range.start + nanos % (range.end - range.start)
+    let point = range.start + nanos % (range.end - range.start);
+    eprintln!("random point in {range:?}: {point}");
+    point
 }
 
 async fn setup_bao(server: &TestServer) -> String {
     let bao = tokio::task::block_in_place(testkit::openbao::shared);
     let prefix = format!("kill{}/", random_point(0..u64::MAX / 2));
     let token = bao.token_for_prefix(&prefix).await;
-    server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    let (status, body) = server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
+    assert_eq!(status, 201, "{body}");
     let backend = json!({"name": "bao", "type": "openbao", "config": {"url": bao.addr, "pathPrefix": prefix,
                          "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
     let (status, body) = server.post("/api/v1/secretbackends", backend).await;
@@ -68,7 +71,7 @@ async fn migrate_to_bao(server: &TestServer) -> reqwest::Response {
     server
         .http
         .post(server.url("/api/v1/secrets/migrate"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
+        .bearer_auth(server.admin_token())
         .json(&json!({"from": "default", "to": "bao"}))
         .send()
         .await

@@ -147,7 +147,7 @@ async fn the_llm_label_of_the_metrics_takes_a_bounded_set_of_names() {
     let metrics = server
         .http
         .get(server.url("/metrics"))
-        .bearer_auth(testkit::ADMIN_TOKEN)
+        .bearer_auth(server.admin_token())
         .send()
         .await
         .unwrap()

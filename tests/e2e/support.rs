@@ -35,10 +35,16 @@ pub struct TestServer {
     /// `https` for a server given a TLS certificate; `http` otherwise.
     scheme: &'static str,
     pub http: reqwest::Client,
+    /// The first admin's token, this server's own: no test can drive another test's mcpd.
+    admin_token: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The port mcpd reports in its "mcpd is serving" line (text or JSON logs).
+pub fn serving_port(logs: &str) -> Option<u16> {
+    let line = logs.lines().find(|l| l.contains("mcpd is serving"))?;
+    let at = line.find("listen=").map(|i| i + "listen=".len()).or_else(|| line.find("\"listen\":\"").map(|i| i + 10))?;
+    let address: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 impl TestServer {
@@ -56,22 +62,34 @@ impl TestServer {
         Self::start_with(kind, env, Some(ca_pem)).await
     }
 
+    /// For a test that holds a PostgreSQL transaction, a lock or a stalled statement open: it has
+    /// the cluster to itself ([`TestDb::holding_the_cluster`]).
+    pub async fn start_holding_the_cluster(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
+        Self::start_on(TestDb::holding_the_cluster(kind).await, kind, env, None).await
+    }
+
     async fn start_with(kind: StoreKind, env: &[(&str, &str)], ca_pem: Option<&str>) -> TestServer {
+        Self::start_on(TestDb::new(kind).await, kind, env, ca_pem).await
+    }
+
+    async fn start_on(db: TestDb, kind: StoreKind, env: &[(&str, &str)], ca_pem: Option<&str>) -> TestServer {
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
         if let Some(pem) = ca_pem {
             http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
         }
-        let db = TestDb::new(kind).await;
         let database_url = (kind == StoreKind::Postgres).then(|| db.url.clone());
+        let admin_token = format!("mcpd-test-admin-{:032x}", fastrand::u128(..));
         let mut server = TestServer {
             db,
             database_url,
-            port: free_port(),
+            // Chosen by mcpd at its first start (it binds port 0 and says which port it got).
+            port: 0,
             child: None,
             starts: 0,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             scheme: if ca_pem.is_some() { "https" } else { "http" },
             http: http.build().unwrap(),
+            admin_token,
         };
         server.spawn().await;
         server
@@ -83,12 +101,13 @@ impl TestServer {
         let mut server = TestServer {
             db: self.db.share(),
             database_url: self.database_url.clone(),
-            port: free_port(),
+            port: 0,
             child: None,
             starts: 0,
             env: self.env.clone(),
             scheme: self.scheme,
             http: self.http.clone(),
+            admin_token: self.admin_token.clone(),
         };
         server.spawn().await;
         server
@@ -137,7 +156,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env_remove("MCPD_DATABASE_URL")
-            .env("MCPD_BOOTSTRAP_TOKEN", testkit::ADMIN_TOKEN)
+            .env("MCPD_BOOTSTRAP_TOKEN", &self.admin_token)
             // The client config mcpd writes for the embedded default goes here, not to ~/.mcpctl.
             .env("MCPCTL_CONFIG", self.client_config())
             .env("NO_COLOR", "1")
@@ -161,7 +180,15 @@ impl TestServer {
         self.child = Some(command.spawn().expect("mcpd starts"));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+            if self.port == 0 {
+                // The first start: mcpd binds port 0 and logs the port it got.
+                let log = std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default();
+                if let Some(port) = serving_port(&log) {
+                    self.port = port;
+                }
+            }
+            if self.port != 0
+                && let Ok(r) = self.http.get(self.url("/healthz")).send().await
                 && r.status().is_success()
             {
                 return;
@@ -213,7 +240,7 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Result<(u16, Value)> {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(testkit::ADMIN_TOKEN);
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(&self.admin_token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -247,6 +274,11 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
+    /// This server's first admin's token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// The running mcpd's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("mcpd is running").id()

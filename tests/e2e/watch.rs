@@ -133,7 +133,7 @@ async fn a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resum
     let before = logged(&server, 0).await.len();
 
     // A watch from now: the current state first.
-    let mut watch = Lines::open(&server, testkit::ADMIN_TOKEN, "").await;
+    let mut watch = Lines::open(&server, server.admin_token(), "").await;
     let first = watch.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!((first["type"].as_str(), first["object"]["name"].as_str()), (Some("ADDED"), Some("before")));
 
@@ -156,7 +156,7 @@ async fn a_watch_sees_every_change_of_concurrent_writers_once_in_order_and_resum
     let mut lines = watch.changes(half).await;
     let resume = lines.last().unwrap()["resourceVersion"].as_str().unwrap().to_owned();
     drop(watch);
-    let mut resumed = Lines::open(&server, testkit::ADMIN_TOKEN, &format!("&resourceVersion={resume}")).await;
+    let mut resumed = Lines::open(&server, server.admin_token(), &format!("&resourceVersion={resume}")).await;
     lines.extend(resumed.changes(expected.len() - half).await);
     assert_eq!(seen(&lines), expected, "every change, in commit order, exactly once");
     // Objects are documents, never values.

@@ -9,6 +9,8 @@ use domain::error::{Classified, ErrorClass};
 use domain::{FieldError, ValidationErrors};
 use serde_json::json;
 
+use projections::append::AppendError;
+
 use crate::backends::BackendError;
 use crate::request_scope::current_request_id;
 
@@ -86,6 +88,15 @@ pub enum ApiError {
     /// that could not be checked: the client should retry, not conclude the token is bad.
     #[error("mcpd's database cannot be reached; retry shortly")]
     StoreUnavailable,
+    /// 503: the connection to mcpd's database broke while a change was committing, and it
+    /// stayed out of reach: the change may or may not have been recorded. The one 5xx that
+    /// does not promise "nothing changed"; a retry with the same `Idempotency-Key` is safe
+    /// (it replays the change if it was recorded), and a read tells which.
+    #[error(
+        "the connection to mcpd's database broke while the change was committing: it may or may not have been \
+         recorded; read it back, or retry with the same Idempotency-Key"
+    )]
+    OutcomeUnknown,
     /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -113,7 +124,9 @@ impl ApiError {
             ApiError::Overloaded(_) | ApiError::Changing(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) | ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable | ApiError::OutcomeUnknown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +154,7 @@ impl ApiError {
             ApiError::UpstreamTimeout(_) => "UpstreamTimeout",
             ApiError::BackendUnavailable(_) => "BackendUnavailable",
             ApiError::StoreUnavailable => "StoreUnavailable",
+            ApiError::OutcomeUnknown => "OutcomeUnknown",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -173,6 +187,11 @@ impl ApiError {
                 tracing::warn!(error = %e, "the event store cannot be reached");
                 ApiError::StoreUnavailable
             }
+            AggregateError::UnexpectedError(e)
+                if matches!(e.downcast_ref::<AppendError>(), Some(AppendError::OutcomeUnknown(_))) =>
+            {
+                ApiError::OutcomeUnknown
+            }
             AggregateError::UnexpectedError(e) if e.downcast_ref::<sqlx::Error>().is_some_and(unreachable) => {
                 tracing::warn!(error = %e, "the event store cannot be reached");
                 ApiError::StoreUnavailable
@@ -192,6 +211,12 @@ impl From<BackendError> for ApiError {
                 ApiError::BadGateway(error.to_string())
             }
             BackendError::Conflict { .. } | BackendError::Foreign { .. } => ApiError::Conflict(error.to_string()),
+            // mcpd's own store keeps its values in the database: losing it mid-call is an outage
+            // (503, nothing changed), as it is for every other query, not an internal error.
+            BackendError::Internal(e) if e.chain().filter_map(|c| c.downcast_ref::<sqlx::Error>()).any(unreachable) => {
+                tracing::warn!(error = %e, "the database cannot be reached");
+                ApiError::StoreUnavailable
+            }
             BackendError::Internal(e) => ApiError::Internal(e.context("calling a secret backend")),
         }
     }
@@ -283,5 +308,22 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(RefusedBecause(message));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mcpd's own backend keeps values in the database: losing the connection between loading a
+    /// secret and storing its new values is the database's outage (503, nothing changed), not
+    /// an internal error (found by the history checker: a PUT answered 500 under a reset).
+    #[test]
+    fn the_own_backend_losing_the_database_is_503_not_500() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let error = BackendError::Internal(anyhow::Error::new(io).context("storing the values of secret \"s\""));
+        assert!(matches!(ApiError::from(error), ApiError::StoreUnavailable));
+        let other = BackendError::Internal(anyhow::anyhow!("the stored values are not a JSON string map"));
+        assert!(matches!(ApiError::from(other), ApiError::Internal(_)));
     }
 }

@@ -63,6 +63,7 @@ impl EventRepository {
             AppendError::Conflict { .. } | AppendError::KeyClaimed => PersistenceError::OptimisticLockError,
             AppendError::Database(e) if crate::error::unreachable(&e) => PersistenceError::ConnectionError(Box::new(e)),
             AppendError::Database(e) => PersistenceError::UnknownError(Box::new(e)),
+            e @ AppendError::OutcomeUnknown(_) => PersistenceError::UnknownError(Box::new(e)),
         })?;
         let _ = APPENDED.try_with(|cell| *cell.borrow_mut() = Some(appended.clone()));
         for event in &events {

@@ -276,6 +276,8 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
             let (aggregate, id) = logged_as;
             let pool = &t.app.services.store.db.pool;
             let older = older_transaction(&t).await;
+            let access = &t.app.services.access;
+            let before = access.generation();
             let write = tokio::spawn({
                 let t = t.clone();
                 async move { t.call(method, &path, body, None).await }
@@ -290,9 +292,9 @@ async fn a_write_the_projector_applies_takes_effect_at_once_though_read_before_i
                     .is_some()
             };
             within("the write is in the log", logged).await;
-            // The writer tells the cache right after its commit: the request is sent once it has.
-            let access = &t.app.services.access;
-            within("the cache heard of the write", async || access.is_unshown(aggregate, id)).await;
+            // The writer tells the cache right after its commit (it drops what the write changes):
+            // the request is sent once it has.
+            within("the cache heard of the write", async || access.generation() > before).await;
             let status = secrets(token).await;
             older.commit().await.unwrap();
             let reply = write.await.unwrap();

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::rbac::user_with;
@@ -58,6 +59,44 @@ async fn an_unreachable_postgresql_is_503_with_retry_after_never_401() {
     proxy.set_down(false);
     let r = t.get("/api/v1/llms/claude-fast").await;
     assert_eq!(r.status, StatusCode::OK, "the outage changed nothing: {:?}", r.body);
+}
+
+/// PostgreSQL: the connection breaks after the server committed a write and before mcpd heard
+/// it had. The write was recorded, so it is answered as recorded, and once: mcpd asks the
+/// database how the transaction ended (`pg_xact_status`) instead of answering 503 "nothing
+/// changed", which a client would retry as a new change. Found by the history checker (issue
+/// 25): a DELETE answered 503 whose secret was gone, a PUT answered 503 whose value was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_answered_as_recorded() {
+    let db = crate::support::TestDb::new(StoreKind::Postgres).await;
+    let (url, proxy) = db.behind_proxy().await;
+    // In clear, and without the statement cache every insert carries its SQL text: the trap
+    // below can tell the write's transaction from any other.
+    let url = format!("{url}?sslmode=disable&statement-cache-capacity=0");
+    let app = api::App::open(&url, std::time::Duration::from_secs(10), &crate::support::bootstrap()).await.unwrap();
+    let t = TestApp { app, db };
+    let r = t.post("/api/v1/secrets", json!({"name": "s", "data": {"K": "v1"}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    proxy.cut_client_after(b"INSERT INTO events", b"COMMIT");
+    let r = t.put("/api/v1/secrets/s", json!({"data": {"K": "v2"}})).await;
+    assert_eq!(proxy.sprung(), 1, "the write's commit lost its answer");
+    assert_eq!(r.status, StatusCode::OK, "answered as recorded: {:?}", r.body);
+    assert_eq!(r.body["resourceVersion"], json!(2), "{:?}", r.body);
+    let revealed = t.get("/api/v1/secrets/s?reveal=true").await;
+    assert_eq!(revealed.body["data"]["K"], json!("v2"), "{:?}", revealed.body);
+
+    proxy.cut_client_after(b"INSERT INTO events", b"COMMIT");
+    let r = t.delete("/api/v1/secrets/s").await;
+    assert_eq!(proxy.sprung(), 2);
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(t.get("/api/v1/secrets/s").await.status, StatusCode::NOT_FOUND);
+    let mut conn = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = 's'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(events, 3, "created, updated, deleted: each recorded once");
 }
 
 /// A listener standing in for an attacker's server: it records every byte anyone sends it and

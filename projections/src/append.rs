@@ -64,7 +64,14 @@ pub enum AppendError {
     KeyClaimed,
     #[error("appending events")]
     Database(#[from] sqlx::Error),
+    /// PostgreSQL: the connection broke while the transaction committed, and whether it did
+    /// could not be found out within [`RESOLVE_FOR`] (the database stayed out of reach).
+    #[error("the connection to the database broke while the change was committing; whether it was recorded is unknown")]
+    OutcomeUnknown(#[source] sqlx::Error),
 }
+
+/// How long a commit whose connection broke is looked into before its outcome is called unknown.
+pub const RESOLVE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Appends `events` in one transaction, applying them inline to each of the read models
 /// `inline` names that qualifies (module docs). Nothing is written when any event clashes with
@@ -140,8 +147,47 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
             inlined.push(model);
         }
     }
-    tx.commit().await?;
+    if let Err(error) = tx.commit().await {
+        // The connection may have broken after the server committed, before it said so: a
+        // client told "nothing changed" would then be wrong. On PostgreSQL the transaction's
+        // id tells: `pg_xact_status` on another connection. (SQLite's commit is local: an error
+        // is an error.)
+        if db.dialect == Dialect::Sqlite || !committed(db, stored[0].position.transaction_id, &error).await? {
+            return Err(AppendError::Database(error).into());
+        }
+        tracing::warn!(%error, "the connection broke while committing; the transaction did commit");
+    }
     Ok(Appended { last, inlined, event_types: events.iter().map(|e| e.event_type.clone()).collect() })
+}
+
+/// Whether PostgreSQL transaction `transaction_id`, whose commit failed with `error`, committed
+/// after all: asked on a fresh connection until the database answers with a final status, for
+/// up to [`RESOLVE_FOR`].
+async fn committed(db: &Database, transaction_id: i64, error: &sqlx::Error) -> Result<bool, AppendError> {
+    let deadline = std::time::Instant::now() + RESOLVE_FOR;
+    loop {
+        let status: Result<Option<String>, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_xact_status(CAST(CAST($1 AS bigint) AS text)::xid8)")
+                .bind(transaction_id)
+                .fetch_one(&db.pool)
+                .await;
+        match status.as_ref().map(Option::as_deref) {
+            Ok(Some("committed")) => return Ok(true),
+            Ok(Some("aborted")) => return Ok(false),
+            // "in progress": the server has not finished with it yet (it ends it when it
+            // notices the client gone); an error: the database is still out of reach.
+            _ if std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ => {
+                tracing::warn!(%error, "the connection broke while committing, and the outcome could not be found out");
+                return Err(AppendError::OutcomeUnknown(clone_error(error)));
+            }
+        }
+    }
+}
+
+/// `sqlx::Error` is not `Clone`: its message, kept as an I/O error.
+fn clone_error(error: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(error.to_string()))
 }
 
 /// Inserts one event; where it landed and when.

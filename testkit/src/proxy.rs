@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,10 +25,30 @@ pub enum Mode {
     Stall,
 }
 
+/// A one-shot fault: on the first connection whose client sends `after` and then `then`, the
+/// bytes carrying `then` reach the server, and the client's side of that connection is closed
+/// before any answer reaches it (the server's side stays open, so the server does not notice).
+/// With `INSERT INTO events` and `COMMIT`: a commit the server makes and the client never hears
+/// of.
+#[derive(Clone)]
+struct Trap {
+    after: Vec<u8>,
+    then: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Traps {
+    armed: Option<Trap>,
+    sprung: u64,
+    /// The server sides of the connections a trap cut, kept open until the proxy goes.
+    held: Vec<Arc<TcpStream>>,
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
     mode: watch::Sender<Mode>,
-    connections: Arc<Mutex<Vec<(AbortHandle, Arc<TcpStream>)>>>,
+    traps: Arc<Mutex<Traps>>,
+    connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>>,
     accepted: Arc<AtomicU64>,
     accept: AbortHandle,
 }
@@ -39,9 +59,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let (mode, watching) = watch::channel(Mode::Up);
-        let connections: Arc<Mutex<Vec<(AbortHandle, Arc<TcpStream>)>>> = Arc::default();
+        let connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>> = Arc::default();
         let accepted = Arc::new(AtomicU64::new(0));
-        let (live, count) = (connections.clone(), accepted.clone());
+        let traps: Arc<Mutex<Traps>> = Arc::default();
+        let (live, count, set) = (connections.clone(), accepted.clone(), traps.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
@@ -54,12 +75,13 @@ impl Proxy {
                     Mode::Up | Mode::Stall => {}
                 }
                 let client = Arc::new(client);
-                let task = tokio::spawn(forward(client.clone(), target, watching.clone()));
-                live.lock().expect("proxy lock").push((task.abort_handle(), client));
+                let task = tokio::spawn(forward(client.clone(), target, watching.clone(), set.clone()));
+                // Weak: the connection closes when its task ends, whoever else looks at it.
+                live.lock().expect("proxy lock").push((task.abort_handle(), Arc::downgrade(&client)));
             }
         })
         .abort_handle();
-        Proxy { addr, mode, connections, accepted, accept }
+        Proxy { addr, mode, traps, connections, accepted, accept }
     }
 
     /// A proxy in front of `url`'s host and port (`http://127.0.0.1:8200`): the proxy and the
@@ -80,7 +102,9 @@ impl Proxy {
         self.mode.send_replace(mode);
         if matches!(mode, Mode::Cut | Mode::Reset) {
             for (task, client) in self.connections.lock().expect("proxy lock").drain(..) {
-                if mode == Mode::Reset {
+                if mode == Mode::Reset
+                    && let Some(client) = client.upgrade()
+                {
                     let _ = client.set_zero_linger();
                 }
                 task.abort();
@@ -93,6 +117,17 @@ impl Proxy {
         self.set(if down { Mode::Cut } else { Mode::Up });
     }
 
+    /// Arms the one-shot fault [`Trap`] describes: the next connection whose client sends
+    /// `after`, then `then`, loses its client side right after `then` reaches the server.
+    pub fn cut_client_after(&self, after: &[u8], then: &[u8]) {
+        self.traps.lock().expect("proxy lock").armed = Some(Trap { after: after.to_vec(), then: then.to_vec() });
+    }
+
+    /// How many times an armed trap has been sprung.
+    pub fn sprung(&self) -> u64 {
+        self.traps.lock().expect("proxy lock").sprung
+    }
+
     /// How many connections the proxy has accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
@@ -100,40 +135,62 @@ impl Proxy {
 }
 
 /// Copies both ways between `client` and `target`, pausing while the mode is `Stall`.
-async fn forward(client: Arc<TcpStream>, target: SocketAddr, mode: watch::Receiver<Mode>) {
+async fn forward(client: Arc<TcpStream>, target: SocketAddr, mode: watch::Receiver<Mode>, traps: Arc<Mutex<Traps>>) {
     let Ok(server) = TcpStream::connect(target).await else { return };
     let server = Arc::new(server);
-    let one = pump(client.clone(), server.clone(), mode.clone());
-    let other = pump(server, client, mode);
+    let one = pump(client.clone(), server.clone(), mode.clone(), Some(traps.clone()));
+    let other = pump(server.clone(), client, mode, None);
     tokio::select! {
-        _ = one => {}
+        sprung = one => if sprung {
+            // The client's side closes as this returns; the server's is kept open.
+            traps.lock().expect("proxy lock").held.push(server);
+        },
         _ = other => {}
     }
 }
 
-async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mut mode: watch::Receiver<Mode>) {
+/// Copies `from` to `to` until either closes; `true` when a trap (client to server only) cut it.
+async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mut mode: watch::Receiver<Mode>, traps: Option<Arc<Mutex<Traps>>>) -> bool {
     let mut buf = vec![0u8; 16 * 1024];
+    // Whether this connection has sent the armed trap's `after` yet.
+    let mut primed = false;
     loop {
         if mode.wait_for(|m| *m == Mode::Up).await.is_err() {
-            return;
+            return false;
         }
         if from.readable().await.is_err() {
-            return;
+            return false;
         }
         let n = match from.try_read(&mut buf) {
-            Ok(0) => return,
+            Ok(0) => return false,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
+            Err(_) => return false,
         };
         // What was read is held, not forwarded, while the proxy stalls.
         if mode.wait_for(|m| *m == Mode::Up).await.is_err() {
-            return;
+            return false;
         }
         if write_all(&to, &buf[..n]).await.is_err() {
-            return;
+            return false;
+        }
+        if let Some(traps) = &traps {
+            let mut traps = traps.lock().expect("proxy lock");
+            if let Some(trap) = traps.armed.clone() {
+                let chunk = &buf[..n];
+                if primed && contains(chunk, &trap.then) {
+                    traps.armed = None;
+                    traps.sprung += 1;
+                    return true;
+                }
+                primed |= contains(chunk, &trap.after);
+            }
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
@@ -152,5 +209,6 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.set(Mode::Cut);
+        self.traps.lock().expect("proxy lock").held.clear();
     }
 }

@@ -201,7 +201,7 @@ async fn tls_front(mcpd_port: u16) -> (String, String, Arc<std::sync::atomic::At
 async fn mcpctl_reaches_an_https_mcpd_through_its_ca_and_refuses_an_untrusted_one_at_once() {
     let server = TestServer::start(StoreKind::Sqlite).await;
     let (ca, url, accepted) = tls_front(server.port).await;
-    let mut ctl = Ctl::for_url(&url);
+    let mut ctl = Ctl { token: Some(server.admin_token().to_owned()), ..Ctl::for_url(&url) };
     let ca_file = ctl.file("ca.pem", &ca);
     let ca_file = ca_file.to_str().unwrap();
 

@@ -10,6 +10,7 @@ mod cli_client;
 mod cli_openbao;
 mod crash;
 mod hardening;
+mod history;
 mod leaks;
 mod migration;
 mod operations;

@@ -42,6 +42,17 @@ pub struct TestServer {
 /// The port mcpd reports in its "mcpd is serving" line (text or JSON logs).
 pub fn serving_port(logs: &str) -> Option<u16> {
     let line = logs.lines().find(|l| l.contains("mcpd is serving"))?;
+    // Without NO_COLOR the text format colours field names: drop the escape sequences.
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            plain.push(c);
+        }
+    }
+    let line = plain.as_str();
     let at = line.find("listen=").map(|i| i + "listen=".len()).or_else(|| line.find("\"listen\":\"").map(|i| i + 10))?;
     let address: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
     address.rsplit_once(':')?.1.parse().ok()
@@ -97,10 +108,15 @@ impl TestServer {
 
     /// A second mcpd on the same PostgreSQL database, as another replica would run.
     pub async fn replica(&self) -> TestServer {
+        self.replica_at(self.database_url.clone().expect("replicas share a PostgreSQL database")).await
+    }
+
+    /// A replica reaching the same database at `database_url` (through a proxy, say).
+    pub async fn replica_at(&self, database_url: String) -> TestServer {
         assert!(self.database_url.is_some(), "replicas share a PostgreSQL database");
         let mut server = TestServer {
             db: self.db.share(),
-            database_url: self.database_url.clone(),
+            database_url: Some(database_url),
             port: 0,
             child: None,
             starts: 0,

@@ -342,6 +342,12 @@ impl AccessCache {
         Ok(inner.shown_llms(&loaded))
     }
 
+    /// How many times what is held has been dropped: a drop shows as a change, so a caller (a
+    /// test) can tell that a write's drop has happened and the next read loads afresh.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
     /// Whether a change to `id` (of `aggregate_type`) is recorded but not shown yet.
     pub fn is_unshown(&self, aggregate_type: &str, id: &str) -> bool {
         self.lock().is_unshown(aggregate_type, id)

@@ -106,8 +106,10 @@ async fn secret_lifecycle(kind: StoreKind) {
     let listed = t.get("/api/v1/secrets?reveal=true").await;
     assert_eq!(listed.body["items"][0]["data"]["ORG"], "org-1");
 
-    let updated =
-        t.put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}})).await.succeeded();
+    let updated = t
+        .put("/api/v1/secrets/openai", json!({"description": "team key", "data": {"API_KEY": "sk-b"}}))
+        .await
+        .succeeded();
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["keys"], json!(["API_KEY"]));
     assert_eq!(updated.body["dataVersion"], 2);
@@ -131,8 +133,10 @@ async fn secret_backend_lifecycle(kind: StoreKind) {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.body["isDefault"], false);
-    let updated =
-        t.put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"})).await.succeeded();
+    let updated = t
+        .put("/api/v1/secretbackends/archive", json!({"type": "plaintext", "description": "old keys"}))
+        .await
+        .succeeded();
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["description"], "old keys");
     let names: Vec<_> = t.get("/api/v1/secretbackends").await.body["items"]
@@ -300,8 +304,10 @@ async fn every_kind_sends_exactly_the_documents_mcpctl_reads(kind: StoreKind) {
             .status,
         StatusCode::CREATED
     );
-    let run =
-        t.post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic"]})).await.succeeded();
+    let run = t
+        .post("/api/v1/secrets/migrate", json!({"from": "default", "to": "spare", "names": ["anthropic"]}))
+        .await
+        .succeeded();
     assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
     let role = json!({"name": "ops", "rules": [
         {"resources": ["llms"], "verbs": ["view"], "names": ["local"]}, {"operations": ["reveal:secrets"]}]});

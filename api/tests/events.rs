@@ -131,7 +131,9 @@ async fn every_event_says_who_when_and_which_request(kind: StoreKind) {
 async fn secret_values_never_reach_the_log_or_read_models(kind: StoreKind) {
     let t = TestApp::start(kind).await;
     let values = ["sk-live-7f3a9c2e1d", "org-secret-55aa", "rotated-0b1c2d3e4f"];
-    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}})).await.succeeded();
+    t.post("/api/v1/secrets", json!({"name": "anthropic", "data": {"API_KEY": values[0], "ORG": values[1]}}))
+        .await
+        .succeeded();
     t.post("/api/v1/llms", llm("claude-fast", "anthropic")).await.succeeded();
     t.put("/api/v1/secrets/anthropic", json!({"data": {"API_KEY": values[2], "ORG": values[1]}})).await.succeeded();
     // A refused update and a duplicate create carry values too.

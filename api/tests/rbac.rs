@@ -99,8 +99,10 @@ async fn nobody_grants_more_than_they_hold_and_the_last_admin_binding_stays(kind
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     let r = t.put("/api/v1/rolebindings/admin", json!({"role": "viewer", "users": ["admin"]})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r =
-        t.post("/api/v1/rolebindings", json!({"name": "second-admin", "role": "admin", "users": ["mallory"]})).await.succeeded();
+    let r = t
+        .post("/api/v1/rolebindings", json!({"name": "second-admin", "role": "admin", "users": ["mallory"]}))
+        .await
+        .succeeded();
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(t.delete("/api/v1/rolebindings/admin").await.status, StatusCode::NO_CONTENT);
     // Without its binding the bootstrap admin holds nothing any more.

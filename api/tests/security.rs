@@ -92,11 +92,23 @@ async fn a_commit_whose_answer_is_lost_is_answered_as_recorded() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     assert_eq!(t.get("/api/v1/secrets/s").await.status, StatusCode::NOT_FOUND);
     let mut conn = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = 's'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = 's'").fetch_one(&mut conn).await.unwrap();
     assert_eq!(events, 3, "created, updated, deleted: each recorded once");
+
+    // When the database stays out of reach, mcpd cannot find out: it says so (503
+    // OutcomeUnknown), not "nothing changed", and the change turns out to be there.
+    let r = t.post("/api/v1/secrets", json!({"name": "t", "data": {"K": "v1"}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    proxy.cut_client_and_go_down_after(b"INSERT INTO events", b"COMMIT");
+    let r = t.put("/api/v1/secrets/t", json!({"data": {"K": "v2"}})).await;
+    assert_eq!(proxy.sprung(), 3);
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], json!("OutcomeUnknown"), "{:?}", r.body);
+    assert!(r.message().contains("may or may not have been recorded"), "{}", r.message());
+    proxy.set_down(false);
+    let revealed = t.get("/api/v1/secrets/t?reveal=true").await;
+    assert_eq!(revealed.body["data"]["K"], json!("v2"), "it was recorded: {:?}", revealed.body);
 }
 
 /// A listener standing in for an attacker's server: it records every byte anyone sends it and

@@ -164,19 +164,22 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
 /// after all: asked on a fresh connection until the database answers with a final status, for
 /// up to [`RESOLVE_FOR`].
 async fn committed(db: &Database, transaction_id: i64, error: &sqlx::Error) -> Result<bool, AppendError> {
-    let deadline = std::time::Instant::now() + RESOLVE_FOR;
+    let deadline = tokio::time::Instant::now() + RESOLVE_FOR;
     loop {
-        let status: Result<Option<String>, sqlx::Error> =
-            sqlx::query_scalar("SELECT pg_xact_status(CAST(CAST($1 AS bigint) AS text)::xid8)")
-                .bind(transaction_id)
-                .fetch_one(&db.pool)
-                .await;
+        // Each attempt within what is left: a database that hangs must not hold the answer past
+        // RESOLVE_FOR.
+        let ask = sqlx::query_scalar("SELECT pg_xact_status(CAST(CAST($1 AS bigint) AS text)::xid8)")
+            .bind(transaction_id)
+            .fetch_one(&db.pool);
+        let status: Option<Option<String>> = tokio::time::timeout_at(deadline, ask).await.ok().and_then(Result::ok);
         match status.as_ref().map(Option::as_deref) {
-            Ok(Some("committed")) => return Ok(true),
-            Ok(Some("aborted")) => return Ok(false),
+            Some(Some("committed")) => return Ok(true),
+            Some(Some("aborted")) => return Ok(false),
             // "in progress": the server has not finished with it yet (it ends it when it
             // notices the client gone); an error: the database is still out of reach.
-            _ if std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
             _ => {
                 tracing::warn!(%error, "the connection broke while committing, and the outcome could not be found out");
                 return Err(AppendError::OutcomeUnknown(clone_error(error)));

@@ -92,7 +92,12 @@ impl TestDb {
 
     /// Another handle on the same database that does not drop it.
     pub fn share(&self) -> TestDb {
-        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), postgres_name: None, _cluster: None }
+        TestDb {
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_name: None,
+            _cluster: None,
+        }
     }
 
     pub fn path(&self) -> PathBuf {

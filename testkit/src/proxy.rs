@@ -34,6 +34,8 @@ pub enum Mode {
 struct Trap {
     after: Vec<u8>,
     then: Vec<u8>,
+    /// Set when sprung, to make the database unreachable from then on (`Mode::Cut`).
+    then_down: Option<Arc<watch::Sender<Mode>>>,
 }
 
 #[derive(Default)]
@@ -46,7 +48,7 @@ struct Traps {
 
 pub struct Proxy {
     pub addr: SocketAddr,
-    mode: watch::Sender<Mode>,
+    mode: Arc<watch::Sender<Mode>>,
     traps: Arc<Mutex<Traps>>,
     connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>>,
     accepted: Arc<AtomicU64>,
@@ -59,6 +61,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let (mode, watching) = watch::channel(Mode::Up);
+        let mode = Arc::new(mode);
         let connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>> = Arc::default();
         let accepted = Arc::new(AtomicU64::new(0));
         let traps: Arc<Mutex<Traps>> = Arc::default();
@@ -120,7 +123,15 @@ impl Proxy {
     /// Arms the one-shot fault [`Trap`] describes: the next connection whose client sends
     /// `after`, then `then`, loses its client side right after `then` reaches the server.
     pub fn cut_client_after(&self, after: &[u8], then: &[u8]) {
-        self.traps.lock().expect("proxy lock").armed = Some(Trap { after: after.to_vec(), then: then.to_vec() });
+        let trap = Trap { after: after.to_vec(), then: then.to_vec(), then_down: None };
+        self.traps.lock().expect("proxy lock").armed = Some(trap);
+    }
+
+    /// [`Proxy::cut_client_after`], and from that moment the proxy is down ([`Mode::Cut`]) until
+    /// told otherwise: the client cannot find out what became of what it sent.
+    pub fn cut_client_and_go_down_after(&self, after: &[u8], then: &[u8]) {
+        let trap = Trap { after: after.to_vec(), then: then.to_vec(), then_down: Some(self.mode.clone()) };
+        self.traps.lock().expect("proxy lock").armed = Some(trap);
     }
 
     /// How many times an armed trap has been sprung.
@@ -150,7 +161,12 @@ async fn forward(client: Arc<TcpStream>, target: SocketAddr, mode: watch::Receiv
 }
 
 /// Copies `from` to `to` until either closes; `true` when a trap (client to server only) cut it.
-async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mut mode: watch::Receiver<Mode>, traps: Option<Arc<Mutex<Traps>>>) -> bool {
+async fn pump(
+    from: Arc<TcpStream>,
+    to: Arc<TcpStream>,
+    mut mode: watch::Receiver<Mode>,
+    traps: Option<Arc<Mutex<Traps>>>,
+) -> bool {
     let mut buf = vec![0u8; 16 * 1024];
     // Whether this connection has sent the armed trap's `after` yet.
     let mut primed = false;
@@ -181,6 +197,10 @@ async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mut mode: watch::Receive
                 if primed && contains(chunk, &trap.then) {
                     traps.armed = None;
                     traps.sprung += 1;
+                    if let Some(mode) = trap.then_down {
+                        // New connections are refused; open ones stop forwarding.
+                        mode.send_replace(Mode::Cut);
+                    }
                     return true;
                 }
                 primed |= contains(chunk, &trap.after);

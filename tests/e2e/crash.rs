@@ -44,7 +44,9 @@ async fn writer(base: String, token: String, id: usize, acked: Arc<Mutex<Vec<(St
 async fn killed_mid_write_loses_no_acknowledged_write(kind: StoreKind) {
     let mut server = TestServer::start(kind).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..3).map(|id| tokio::spawn(writer(server.url(""), server.admin_token().to_owned(), id, acked.clone()))).collect();
+    let writers: Vec<_> = (0..3)
+        .map(|id| tokio::spawn(writer(server.url(""), server.admin_token().to_owned(), id, acked.clone())))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 60 {
         assert!(Instant::now() < deadline, "the writers made no progress");

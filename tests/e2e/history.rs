@@ -8,7 +8,8 @@
 //!
 //! Seeded: the seed is printed; `MCPD_HISTORY_SEED=<seed>` replays the same schedule of
 //! operations and faults (outcomes still depend on timing). `MCPD_HISTORY_FAULTS` sets how many
-//! faults a run injects (default 16 per store; docs/reliability.md).
+//! faults a run injects (default 16 per store: 16 kills on SQLite, 8 kills and 8 database faults on
+//! PostgreSQL; docs/reliability.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +29,8 @@ const CLIENTS: u64 = 4;
 const KEYS: u64 = 3;
 
 fn seed() -> u64 {
-    let seed = std::env::var("MCPD_HISTORY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let seed =
+        std::env::var("MCPD_HISTORY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     eprintln!("history seed: {seed} (replay with MCPD_HISTORY_SEED={seed})");
     seed
 }
@@ -163,7 +165,11 @@ async fn key_echo_provider() -> String {
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length = text[..end]
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
                             .unwrap_or(0usize);
                         if request.len() >= end + 4 + length {
                             break text[..end].to_owned();
@@ -172,7 +178,9 @@ async fn key_echo_provider() -> String {
                 };
                 let key = head
                     .lines()
-                    .find_map(|l| l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer ")))
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer "))
+                    })
                     .unwrap_or("none");
                 let generation = key.rsplit('-').next().unwrap_or("none");
                 let body = json!({"id": "h", "object": "chat.completion", "created": 0, "model": "m",
@@ -288,7 +296,8 @@ impl Client {
 
     async fn delete_secret(&mut self, k: u64) {
         let name = self.secret_name(k);
-        let outcome = self.node.call(&self.history, reqwest::Method::DELETE, &format!("/api/v1/secrets/{name}"), None).await;
+        let outcome =
+            self.node.call(&self.history, reqwest::Method::DELETE, &format!("/api/v1/secrets/{name}"), None).await;
         self.history.record(self.id, &format!("DELETE {name}"), &outcome);
         let entry = self.secrets.entry(name).or_insert_with(|| BTreeSet::from([None]));
         match &outcome {
@@ -296,7 +305,8 @@ impl Client {
             // 404: it was absent already, which is a read.
             Outcome::Failed(404) => {
                 if !entry.contains(&None) {
-                    self.history.violation(format!("c{}: a delete found nothing where {entry:?} was acknowledged", self.id));
+                    self.history
+                        .violation(format!("c{}: a delete found nothing where {entry:?} was acknowledged", self.id));
                 }
                 *entry = BTreeSet::from([None]);
             }
@@ -332,7 +342,8 @@ impl Client {
                 return;
             }
             if attempt == 19 {
-                self.history.violation(format!("c{}: read {name} = {seen:?}; the history allows {possible:?}", self.id));
+                self.history
+                    .violation(format!("c{}: read {name} = {seen:?}; the history allows {possible:?}", self.id));
                 self.secrets.insert(name, BTreeSet::from([seen]));
                 return;
             }
@@ -347,7 +358,8 @@ impl Client {
         self.next_generation += 1;
         let name = format!("c{}-key", self.id);
         let body = json!({"data": {"API_KEY": self.key_value(generation)}});
-        let outcome = self.node.call(&self.history, reqwest::Method::PUT, &format!("/api/v1/secrets/{name}"), Some(body)).await;
+        let outcome =
+            self.node.call(&self.history, reqwest::Method::PUT, &format!("/api/v1/secrets/{name}"), Some(body)).await;
         self.history.record(self.id, &format!("rotate {name} to gen {generation}"), &outcome);
         match &outcome {
             Outcome::Ok(..) => self.generations = BTreeSet::from([generation]),
@@ -357,8 +369,10 @@ impl Client {
             }
         }
         self.settle(&outcome).await;
-        let chat = json!({"model": format!("c{}-ai", self.id), "messages": [{"role": "user", "content": "which key?"}]});
-        let outcome = self.node.call(&self.history, reqwest::Method::POST, "/openai/v1/chat/completions", Some(chat)).await;
+        let chat =
+            json!({"model": format!("c{}-ai", self.id), "messages": [{"role": "user", "content": "which key?"}]});
+        let outcome =
+            self.node.call(&self.history, reqwest::Method::POST, "/openai/v1/chat/completions", Some(chat)).await;
         let seen = match &outcome {
             Outcome::Ok(200, body) => body["choices"][0]["message"]["content"]
                 .as_str()
@@ -409,7 +423,10 @@ impl Client {
     /// Issues a token, uses it, revokes it: once the revocation is acknowledged the token is
     /// refused by this replica at once.
     async fn token_round(&mut self) {
-        let outcome = self.node.call(&self.history, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"user": "admin"}))).await;
+        let outcome = self
+            .node
+            .call(&self.history, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"user": "admin"})))
+            .await;
         self.history.record(self.id, "issue token", &outcome);
         let Outcome::Ok(201, body) = &outcome else {
             self.settle(&outcome).await;
@@ -420,13 +437,16 @@ impl Client {
         if let Outcome::Failed(401) = whoami {
             self.history.violation(format!("c{}: a token just issued ({id}) was refused", self.id));
         }
-        let outcome = self.node.call(&self.history, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+        let outcome =
+            self.node.call(&self.history, reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
         self.history.record(self.id, &format!("revoke {id}"), &outcome);
         match outcome {
             Outcome::Ok(..) => {
-                let after = self.node.call_as(&self.history, &token, reqwest::Method::GET, "/api/v1/whoami", None, None).await;
+                let after =
+                    self.node.call_as(&self.history, &token, reqwest::Method::GET, "/api/v1/whoami", None, None).await;
                 if let Outcome::Ok(..) = after {
-                    self.history.violation(format!("c{}: token {id} served after its revocation was acknowledged", self.id));
+                    self.history
+                        .violation(format!("c{}: token {id} served after its revocation was acknowledged", self.id));
                 }
                 self.revoked.push(token);
             }
@@ -468,7 +488,9 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
         .collect();
     let history = Arc::new(History::default());
     let provider = key_echo_provider().await;
-    let shared = nodes[0].call(&history, reqwest::Method::POST, "/api/v1/secrets", Some(json!({"name": "shared", "data": {"K": "0"}}))).await;
+    let shared = nodes[0]
+        .call(&history, reqwest::Method::POST, "/api/v1/secrets", Some(json!({"name": "shared", "data": {"K": "0"}})))
+        .await;
     assert!(matches!(shared, Outcome::Ok(201, _)), "{shared:?}");
 
     let contention = Arc::new(Mutex::new(Contention::default()));
@@ -494,14 +516,16 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
     // The faults, on a schedule drawn from the seed.
     let mut faults = fastrand::Rng::with_seed(seed ^ 0x5eed_fa17);
     let mut injected = Injected::default();
-    for _ in 0..faults_per_run() {
+    for round in 0..faults_per_run() {
         tokio::time::sleep(Duration::from_millis(faults.u64(150..900))).await;
+        // On PostgreSQL every other fault is a kill, the rest the database's (cut, reset, stall).
         let choice = match &proxy {
             None => 0,
-            Some(_) => faults.u8(0..5),
+            Some(_) if round % 2 == 0 => 0,
+            Some(_) => faults.u8(2..5),
         };
         match (choice, &proxy) {
-            (0 | 1, _) => {
+            (0, _) => {
                 let victim = faults.usize(0..servers.len());
                 servers[victim].kill9();
                 injected.kills += 1;
@@ -580,13 +604,18 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
     // Every acknowledged write is there; nothing appears that no client wrote.
     for client in &clients {
         for (name, possible) in &client.secrets {
-            let outcome = nodes[0].call(&history, reqwest::Method::GET, &format!("/api/v1/secrets/{name}?reveal=true"), None).await;
+            let outcome = nodes[0]
+                .call(&history, reqwest::Method::GET, &format!("/api/v1/secrets/{name}?reveal=true"), None)
+                .await;
             let seen = match &outcome {
                 Outcome::Ok(_, body) => body["data"]["K"].as_str().map(str::to_owned),
                 Outcome::Failed(404) => None,
                 other => panic!("reading {name} at the end: {other:?}"),
             };
-            assert!(possible.contains(&seen), "{name} = {seen:?} at the end; the history allows {possible:?} (seed {seed})");
+            assert!(
+                possible.contains(&seen),
+                "{name} = {seen:?} at the end; the history allows {possible:?} (seed {seed})"
+            );
         }
         // Every revoked token is refused by every replica (at once where it was revoked, and
         // within the access cache's follow on the others).
@@ -598,7 +627,11 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
                     if r == Outcome::Failed(401) {
                         break;
                     }
-                    assert!(Instant::now() < deadline, "a revoked token still works on {}: {r:?} (seed {seed})", node.base);
+                    assert!(
+                        Instant::now() < deadline,
+                        "a revoked token still works on {}: {r:?} (seed {seed})",
+                        node.base
+                    );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -609,7 +642,12 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
     // version, and its version counts every acknowledged one (and at most the unanswered too).
     let contention = contention.lock().unwrap();
     let distinct: BTreeSet<u64> = contention.acknowledged.iter().copied().collect();
-    assert_eq!(distinct.len(), contention.acknowledged.len(), "two updates from one version: {:?}", contention.acknowledged);
+    assert_eq!(
+        distinct.len(),
+        contention.acknowledged.len(),
+        "two updates from one version: {:?}",
+        contention.acknowledged
+    );
     let shared = nodes[0].call(&history, reqwest::Method::GET, "/api/v1/secrets/shared", None).await;
     let Outcome::Ok(_, shared) = shared else { panic!("{shared:?}") };
     let version = shared["resourceVersion"].as_u64().unwrap();
@@ -647,7 +685,8 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
     if !violations.is_empty() {
         // What mcpd logged about each request a violation names.
         let logs: String = servers.iter().map(TestServer::logs).collect();
-        let ids: Vec<&str> = violations.iter().filter_map(|v| v.split("\"requestId\":\"").nth(1)?.split('"').next()).collect();
+        let ids: Vec<&str> =
+            violations.iter().filter_map(|v| v.split("\"requestId\":\"").nth(1)?.split('"').next()).collect();
         let related: Vec<&str> = logs.lines().filter(|l| ids.iter().any(|id| l.contains(id))).collect();
         // The whole history, for reading beside mcpd's logs.
         let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("history-{seed}.log"));

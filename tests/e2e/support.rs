@@ -53,7 +53,8 @@ pub fn serving_port(logs: &str) -> Option<u16> {
         }
     }
     let line = plain.as_str();
-    let at = line.find("listen=").map(|i| i + "listen=".len()).or_else(|| line.find("\"listen\":\"").map(|i| i + 10))?;
+    let at =
+        line.find("listen=").map(|i| i + "listen=".len()).or_else(|| line.find("\"listen\":\"").map(|i| i + 10))?;
     let address: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
     address.rsplit_once(':')?.1.parse().ok()
 }

@@ -409,6 +409,66 @@ async fn revocations_hold_at_once_while_the_read_models_lag() {
     }
 }
 
+/// PostgreSQL, with an older transaction open so that writes are answered 202: an update of a
+/// binding or a role that takes something away holds from the moment it is recorded, as a
+/// deletion does, on the replica that recorded it at once and on another at its next follow.
+/// Until the read models show it, the narrowed binding or role grants nothing (fail closed:
+/// those it still binds wait for it too); once shown, exactly the new content holds. (Before,
+/// a user dropped from a binding kept its grants until the read models caught up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrowing_update_of_a_binding_or_role_holds_at_once_while_the_read_models_lag() {
+    let (_db, a, b) = lagging_replicas().await;
+    for user in ["frank", "gina", "hank"] {
+        assert_eq!(a.post("/api/v1/users", json!({"name": user})).await.status, StatusCode::CREATED);
+    }
+    let binding = json!({"name": "team-reads", "role": "viewer", "users": ["frank", "gina"]});
+    assert_eq!(a.post("/api/v1/rolebindings", binding).await.status, StatusCode::CREATED);
+    let role = json!({"name": "secret-readers", "rules": [{"resources": ["secrets"], "verbs": ["view"]},
+                                                          {"resources": ["llms"], "verbs": ["view"]}]});
+    assert_eq!(a.post("/api/v1/roles", role).await.status, StatusCode::CREATED);
+    let hanks = json!({"name": "hank-reads", "role": "secret-readers", "users": ["hank"]});
+    assert_eq!(a.post("/api/v1/rolebindings", hanks).await.status, StatusCode::CREATED);
+    let (_, frank) = issue(&a, "frank", json!({})).await;
+    let (_, gina) = issue(&a, "gina", json!({})).await;
+    let (_, hank) = issue(&a, "hank", json!({})).await;
+    let get =
+        async |app: &TestApp, token: &str, path: &str| app.call_as(Some(token), Method::GET, path, None).await.status;
+    for app in [&a, &b] {
+        for token in [&frank, &gina] {
+            within("the binding grants on both", async || get(app, token, "/api/v1/llms").await == StatusCode::OK)
+                .await;
+        }
+        within("the role grants on both", async || get(app, &hank, "/api/v1/secrets").await == StatusCode::OK).await;
+    }
+
+    let older = older_transaction(&a).await;
+    // gina dropped from the binding.
+    let narrowed = json!({"name": "team-reads", "role": "viewer", "users": ["frank"]});
+    let r = a.put("/api/v1/rolebindings/team-reads", narrowed).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "the read models cannot show it: {:?}", r.body);
+    assert_eq!(get(&a, &gina, "/api/v1/llms").await, StatusCode::FORBIDDEN, "gina loses it at once where recorded");
+    within("gina unbound on B", async || get(&b, &gina, "/api/v1/llms").await == StatusCode::FORBIDDEN).await;
+    assert_eq!(get(&a, &frank, "/api/v1/llms").await, StatusCode::FORBIDDEN, "fail closed until shown");
+    // The role loses its secrets rule.
+    let role = json!({"name": "secret-readers", "rules": [{"resources": ["llms"], "verbs": ["view"]}]});
+    let r = a.put("/api/v1/roles/secret-readers", role).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(
+        get(&a, &hank, "/api/v1/secrets").await,
+        StatusCode::FORBIDDEN,
+        "the rule is gone at once where recorded"
+    );
+    within("the rule gone on B", async || get(&b, &hank, "/api/v1/secrets").await == StatusCode::FORBIDDEN).await;
+
+    older.commit().await.unwrap();
+    for app in [&a, &b] {
+        within("the new binding shown", async || get(app, &frank, "/api/v1/llms").await == StatusCode::OK).await;
+        within("the new role shown", async || get(app, &hank, "/api/v1/llms").await == StatusCode::OK).await;
+        assert_eq!(get(app, &gina, "/api/v1/llms").await, StatusCode::FORBIDDEN, "gina stays unbound");
+        assert_eq!(get(app, &hank, "/api/v1/secrets").await, StatusCode::FORBIDDEN, "the rule stays gone");
+    }
+}
+
 /// A stand-in for a self-hosted provider (an LLM cannot run here): answers every chat
 /// completion with `reply` and counts the calls it gets.
 async fn provider(reply: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

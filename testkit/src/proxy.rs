@@ -46,11 +46,14 @@ struct Traps {
     held: Vec<Arc<TcpStream>>,
 }
 
+/// Each open connection's task, and its client side (weak: it closes when its task ends).
+type Connections = Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>>;
+
 pub struct Proxy {
     pub addr: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
     traps: Arc<Mutex<Traps>>,
-    connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>>,
+    connections: Connections,
     accepted: Arc<AtomicU64>,
     accept: AbortHandle,
 }
@@ -62,7 +65,7 @@ impl Proxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let (mode, watching) = watch::channel(Mode::Up);
         let mode = Arc::new(mode);
-        let connections: Arc<Mutex<Vec<(AbortHandle, Weak<TcpStream>)>>> = Arc::default();
+        let connections: Connections = Arc::default();
         let accepted = Arc::new(AtomicU64::new(0));
         let traps: Arc<Mutex<Traps>> = Arc::default();
         let (live, count, set) = (connections.clone(), accepted.clone(), traps.clone());

@@ -640,7 +640,7 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
 
     // No lost update: no two acknowledged updates of the shared secret started from one
     // version, and its version counts every acknowledged one (and at most the unanswered too).
-    let contention = contention.lock().unwrap();
+    let contention = std::mem::take(&mut *contention.lock().unwrap());
     let distinct: BTreeSet<u64> = contention.acknowledged.iter().copied().collect();
     assert_eq!(
         distinct.len(),
@@ -658,7 +658,6 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
         contention.unknown
     );
     eprintln!("shared secret: {acknowledged} acknowledged If-Match updates, version {version}");
-    drop(contention);
 
     // Every aggregate's stream is contiguous from 1, and the read models equal a replay.
     sqlx::any::install_default_drivers();

@@ -188,13 +188,19 @@ impl Inner {
 /// The events that make what they touch count as absent while unshown: those that take access
 /// away, for which absent is exactly what they lead to, and those that change where the proxy
 /// sends an Llm's key (the Llm is not served meanwhile, 503 `Changing`). A creation needs no
-/// mark (what the read models lack is absent already), nor does an update of a role or binding:
-/// as absent it would refuse everyone it still binds; it takes effect when shown.
-const RESTRICTIONS: [(&str, &str); 6] = [
+/// mark (what the read models lack is absent already), nor does an update of a role or binding
+/// that only adds (as absent it would refuse everyone it still binds; it takes effect when
+/// shown). One that takes anything away is recorded as narrowing (`RoleBindingNarrowed`,
+/// `RoleNarrowed`) and is a restriction: until shown, the binding or role grants nothing to
+/// anyone, so nobody keeps what it took away, at the cost of refusing, for that moment, those
+/// it still binds (fail closed).
+const RESTRICTIONS: [(&str, &str); 8] = [
     (domain::token::AGGREGATE_TYPE, "TokenRevoked"),
     (domain::user::AGGREGATE_TYPE, "UserDeleted"),
     (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleDeleted"),
+    (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleNarrowed"),
     (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingDeleted"),
+    (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingNarrowed"),
     (domain::llm::AGGREGATE_TYPE, "LlmUpdated"),
     (domain::llm::AGGREGATE_TYPE, "LlmDeleted"),
 ];

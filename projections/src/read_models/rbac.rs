@@ -31,14 +31,18 @@ fn upsert(event: &StoredEvent, table: Table, role: Option<&str>, spec: &impl Ser
 
 pub(crate) fn role_changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
     Ok(vec![match payload::<RoleEvent>(event)? {
-        RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } => upsert(event, ROLES, None, &spec),
+        RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } | RoleEvent::RoleNarrowed { spec } => {
+            upsert(event, ROLES, None, &spec)
+        }
         RoleEvent::RoleDeleted {} => Change::Delete { table: ROLES, key: event.aggregate_id.clone() },
     }])
 }
 
 pub(crate) fn binding_changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
     Ok(vec![match payload::<RoleBindingEvent>(event)? {
-        RoleBindingEvent::RoleBindingCreated { spec } | RoleBindingEvent::RoleBindingUpdated { spec } => {
+        RoleBindingEvent::RoleBindingCreated { spec }
+        | RoleBindingEvent::RoleBindingUpdated { spec }
+        | RoleBindingEvent::RoleBindingNarrowed { spec } => {
             upsert(event, ROLE_BINDINGS, Some(spec.role.as_str()), &spec)
         }
         RoleBindingEvent::RoleBindingDeleted {} => {

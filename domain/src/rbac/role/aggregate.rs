@@ -35,10 +35,13 @@ impl Aggregate for Role {
             }
             RoleCommand::Update { name, spec, expected_version } => {
                 check("role", &name, self.live, self.version, expected_version)?;
-                if self.spec.as_ref() == Some(&spec) {
-                    return Ok(());
+                match &self.spec {
+                    Some(old) if *old == spec => return Ok(()),
+                    // A rule changed counts as one taken away: whether the new one covers the
+                    // old is not worked out, so the update holds at once, as a narrowing does.
+                    Some(old) if old.rules.iter().any(|r| !spec.rules.contains(r)) => RoleEvent::RoleNarrowed { spec },
+                    _ => RoleEvent::RoleUpdated { spec },
                 }
-                RoleEvent::RoleUpdated { spec }
             }
             RoleCommand::Delete { name, bound_by, expected_version } => {
                 check("role", &name, self.live, self.version, expected_version)?;
@@ -59,7 +62,9 @@ impl Aggregate for Role {
         self.version += 1;
         self.live = !matches!(event, RoleEvent::RoleDeleted {});
         self.spec = match event {
-            RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } => Some(spec),
+            RoleEvent::RoleCreated { spec } | RoleEvent::RoleUpdated { spec } | RoleEvent::RoleNarrowed { spec } => {
+                Some(spec)
+            }
             RoleEvent::RoleDeleted {} => None,
         };
     }
@@ -72,6 +77,7 @@ mod tests {
     use super::*;
     use crate::name::ResourceName;
     use crate::rbac::spec::tests::scoped;
+    use crate::rbac::{RoleSpec, Rule};
 
     #[test]
     fn built_in_roles_cannot_be_created_and_bound_roles_cannot_go() {
@@ -98,5 +104,45 @@ mod tests {
             .given(vec![RoleEvent::RoleCreated { spec: scoped() }])
             .when(RoleCommand::Update { name, spec: scoped(), expected_version: Some(3) })
             .then_expect_error(RbacError::Stale { kind: "role", name: "llm-editor".into(), expected: 3, actual: 1 });
+    }
+
+    type Given = TestFramework<Role>;
+
+    fn rule(resource: &str, verbs: &[&str]) -> Rule {
+        Rule {
+            resources: vec![resource.into()],
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..Rule::default()
+        }
+    }
+
+    fn spec(rules: Vec<Rule>) -> RoleSpec {
+        RoleSpec { description: String::new(), rules }
+    }
+
+    fn update(rules: Vec<Rule>) -> RoleCommand {
+        RoleCommand::Update { name: ResourceName::parse("r").unwrap(), spec: spec(rules), expected_version: None }
+    }
+
+    fn created() -> RoleEvent {
+        RoleEvent::RoleCreated { spec: spec(vec![rule("llms", &["view"])]) }
+    }
+
+    #[test]
+    fn a_rule_added_is_an_update_and_a_rule_changed_or_removed_a_narrowing() {
+        let wider = vec![rule("llms", &["view"]), rule("secrets", &["view"])];
+        Given::with(())
+            .given(vec![created()])
+            .when(update(wider.clone()))
+            .then_expect_events(vec![RoleEvent::RoleUpdated { spec: spec(wider) }]);
+        let changed = vec![rule("llms", &["view", "edit"])];
+        Given::with(())
+            .given(vec![created()])
+            .when(update(changed.clone()))
+            .then_expect_events(vec![RoleEvent::RoleNarrowed { spec: spec(changed) }]);
+        Given::with(())
+            .given(vec![created()])
+            .when(update(vec![]))
+            .then_expect_events(vec![RoleEvent::RoleNarrowed { spec: spec(vec![]) }]);
     }
 }

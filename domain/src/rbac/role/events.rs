@@ -5,8 +5,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all_fields = "camelCase")]
 pub enum RoleEvent {
-    RoleCreated { spec: RoleSpec },
-    RoleUpdated { spec: RoleSpec },
+    RoleCreated {
+        spec: RoleSpec,
+    },
+    RoleUpdated {
+        spec: RoleSpec,
+    },
+    /// An update that takes a rule away (or changes one): its own type, so that it holds from
+    /// the moment it is recorded (see `RoleBindingNarrowed`).
+    RoleNarrowed {
+        spec: RoleSpec,
+    },
     RoleDeleted {},
 }
 
@@ -15,6 +24,7 @@ impl DomainEvent for RoleEvent {
         match self {
             RoleEvent::RoleCreated { .. } => "RoleCreated",
             RoleEvent::RoleUpdated { .. } => "RoleUpdated",
+            RoleEvent::RoleNarrowed { .. } => "RoleNarrowed",
             RoleEvent::RoleDeleted { .. } => "RoleDeleted",
         }
         .to_owned()

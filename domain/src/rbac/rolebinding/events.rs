@@ -5,8 +5,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all_fields = "camelCase")]
 pub enum RoleBindingEvent {
-    RoleBindingCreated { spec: RoleBindingSpec },
-    RoleBindingUpdated { spec: RoleBindingSpec },
+    RoleBindingCreated {
+        spec: RoleBindingSpec,
+    },
+    RoleBindingUpdated {
+        spec: RoleBindingSpec,
+    },
+    /// An update that takes something away: a user it no longer binds, or another role. Its
+    /// own type, so that it holds from the moment it is recorded, as a deletion does, however
+    /// far the read models lag (the access cache counts it as a restriction).
+    RoleBindingNarrowed {
+        spec: RoleBindingSpec,
+    },
     RoleBindingDeleted {},
 }
 
@@ -15,6 +25,7 @@ impl DomainEvent for RoleBindingEvent {
         match self {
             RoleBindingEvent::RoleBindingCreated { .. } => "RoleBindingCreated",
             RoleBindingEvent::RoleBindingUpdated { .. } => "RoleBindingUpdated",
+            RoleBindingEvent::RoleBindingNarrowed { .. } => "RoleBindingNarrowed",
             RoleBindingEvent::RoleBindingDeleted { .. } => "RoleBindingDeleted",
         }
         .to_owned()

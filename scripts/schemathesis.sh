@@ -64,11 +64,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null || echo "openssl is missing: caCert is fuzzed blank only" >&2
 
 status=0
+seed=${SCHEMATHESIS_SEED:-$RANDOM$RANDOM}
+echo "schemathesis seed on $store: $seed (replay with SCHEMATHESIS_SEED=$seed; more examples with SCHEMATHESIS_MAX_EXAMPLES=500)"
 MCPD_FUZZ_USER=$fuzzer MCPD_FUZZ_TOKEN_ID=$fuzz_token_id MCPD_FUZZ_CA=$work/ca.pem SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis "$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml run "$base/api/v1/openapi.json" \
     --checks all --phases examples,coverage,fuzzing,stateful \
     --header "Authorization: Bearer $fuzz_token" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --request-timeout 20 \
-    --seed "${SCHEMATHESIS_SEED:-$RANDOM}" --workers 1 --no-color \
+    --seed "$seed" --workers 1 --no-color \
     --generation-allow-x00 false --suppress-health-check all || status=$?
 if grep -E '(ERROR|panicked)' "$work/mcpd.log" >/dev/null; then
     echo "mcpd logged errors during the run:" >&2

@@ -73,6 +73,16 @@ fi
 "$BAO_BIN" version >/dev/null || { echo "OpenBao ($BAO_BIN) does not run" >&2; exit 1; }
 log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
+# The sqlite3 shell: the backup procedure of docs/operations.md is tested as written.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    log "installing the sqlite3 shell from Debian's packages"
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
+    fi
+fi
+
 # The Python tools, in a venv of their own: the inference tests' clients (the official OpenAI
 # and Anthropic SDKs) and schemathesis, which fuzzes the API from its OpenAPI description.
 # Their versions, and those of everything they pull in, are pinned in tests/requirements.txt; the
@@ -106,7 +116,7 @@ log "running the inference tests (the official OpenAI and Anthropic SDKs against
 for store in sqlite postgres; do
     log "running schemathesis against mcpd on $store (every check; examples, coverage, fuzzing and stateful phases)"
     if scripts/schemathesis.sh "$store" 2>&1 | tee "$output.st" | tail -n 25; then
-        echo "schemathesis on $store: $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$output.st" | tail -n 1)"
+        echo "schemathesis on $store: $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$output.st" | tail -n 1), $(grep -Eo 'seed on [a-z]+: [0-9]+' "$output.st" | head -n 1)"
     else
         status=1
         echo "schemathesis on $store FAILED; its whole report:" >&2

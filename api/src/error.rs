@@ -97,6 +97,12 @@ pub enum ApiError {
          recorded; read it back, or retry with the same Idempotency-Key"
     )]
     OutcomeUnknown,
+    /// 507: mcpd's database has no space left on its disk: nothing was changed, and writes work
+    /// again by themselves once there is space (reads are served meanwhile).
+    #[error(
+        "mcpd's database is out of disk space: nothing was changed; free space where it keeps its data, then retry"
+    )]
+    StorageFull,
     /// 500: anything unexpected. Logged with its causes; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -127,6 +133,7 @@ impl ApiError {
             ApiError::BackendUnavailable(_) | ApiError::StoreUnavailable | ApiError::OutcomeUnknown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +162,7 @@ impl ApiError {
             ApiError::BackendUnavailable(_) => "BackendUnavailable",
             ApiError::StoreUnavailable => "StoreUnavailable",
             ApiError::OutcomeUnknown => "OutcomeUnknown",
+            ApiError::StorageFull => "StorageFull",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -192,6 +200,10 @@ impl ApiError {
             {
                 ApiError::OutcomeUnknown
             }
+            AggregateError::UnexpectedError(e) if e.downcast_ref::<sqlx::Error>().is_some_and(out_of_space) => {
+                tracing::warn!(error = %e, "the database is out of disk space");
+                ApiError::StorageFull
+            }
             AggregateError::UnexpectedError(e) if e.downcast_ref::<sqlx::Error>().is_some_and(unreachable) => {
                 tracing::warn!(error = %e, "the event store cannot be reached");
                 ApiError::StoreUnavailable
@@ -213,12 +225,28 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict { .. } | BackendError::Foreign { .. } => ApiError::Conflict(error.to_string()),
             // mcpd's own store keeps its values in the database: losing it mid-call is an outage
             // (503, nothing changed), as it is for every other query, not an internal error.
+            BackendError::Internal(e)
+                if e.chain().filter_map(|c| c.downcast_ref::<sqlx::Error>()).any(out_of_space) =>
+            {
+                tracing::warn!(error = %e, "the database is out of disk space");
+                ApiError::StorageFull
+            }
             BackendError::Internal(e) if e.chain().filter_map(|c| c.downcast_ref::<sqlx::Error>()).any(unreachable) => {
                 tracing::warn!(error = %e, "the database cannot be reached");
                 ApiError::StoreUnavailable
             }
             BackendError::Internal(e) => ApiError::Internal(e.context("calling a secret backend")),
         }
+    }
+}
+
+/// Whether `error` says the database's disk is full: SQLite's `SQLITE_FULL` (13), PostgreSQL's
+/// `disk_full` (53100), or the OS's ENOSPC.
+pub fn out_of_space(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| matches!(&*c, "13" | "53100")),
+        sqlx::Error::Io(e) => e.raw_os_error() == Some(28),
+        _ => false,
     }
 }
 
@@ -247,6 +275,10 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if out_of_space(&error) {
+            tracing::warn!(error = %error, "the database is out of disk space");
+            return ApiError::StorageFull;
+        }
         if unreachable(&error) {
             tracing::warn!(error = %error, "the database cannot be reached");
             return ApiError::StoreUnavailable;

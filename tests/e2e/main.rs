@@ -17,5 +17,6 @@ mod operations;
 mod probe;
 mod projections;
 mod quick_start;
+mod storage;
 mod tls;
 mod watch;

@@ -77,20 +77,41 @@ impl TestServer {
     /// For a test that holds a PostgreSQL transaction, a lock or a stalled statement open: it has
     /// the cluster to itself ([`TestDb::holding_the_cluster`]).
     pub async fn start_holding_the_cluster(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
-        Self::start_on(TestDb::holding_the_cluster(kind).await, kind, env, None).await
+        Self::start_on(TestDb::holding_the_cluster(kind).await, kind, env, None, |_| ()).await
     }
 
     async fn start_with(kind: StoreKind, env: &[(&str, &str)], ca_pem: Option<&str>) -> TestServer {
-        Self::start_on(TestDb::new(kind).await, kind, env, ca_pem).await
+        Self::start_on(TestDb::new(kind).await, kind, env, ca_pem, |_| ()).await
     }
 
-    async fn start_on(db: TestDb, kind: StoreKind, env: &[(&str, &str)], ca_pem: Option<&str>) -> TestServer {
+    /// A server on `db`, a database the test prepared (restored from a backup, say).
+    pub async fn start_on_database(db: TestDb, kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
+        Self::start_on(db, kind, env, None, |_| ()).await
+    }
+
+    /// A server whose data directory `prepare` sets up before mcpd first starts there (mounts a
+    /// small filesystem on it, say).
+    pub async fn start_prepared(kind: StoreKind, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> TestServer {
+        Self::start_on(TestDb::new(kind).await, kind, env, None, prepare).await
+    }
+
+    async fn start_on(
+        db: TestDb,
+        kind: StoreKind,
+        env: &[(&str, &str)],
+        ca_pem: Option<&str>,
+        prepare: impl FnOnce(&Path),
+    ) -> TestServer {
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
         if let Some(pem) = ca_pem {
             http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
         }
         let database_url = (kind == StoreKind::Postgres).then(|| db.url.clone());
-        let admin_token = format!("mcpd-test-admin-{:032x}", fastrand::u128(..));
+        // A store restored from another's backup keeps that one's admin: the test says which.
+        let admin_token = env
+            .iter()
+            .find(|(k, _)| *k == "MCPD_BOOTSTRAP_TOKEN")
+            .map_or_else(|| format!("mcpd-test-admin-{:032x}", fastrand::u128(..)), |(_, v)| v.to_string());
         let mut server = TestServer {
             db,
             database_url,
@@ -103,6 +124,7 @@ impl TestServer {
             http: http.build().unwrap(),
             admin_token,
         };
+        prepare(&server.data_dir());
         server.spawn().await;
         server
     }

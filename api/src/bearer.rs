@@ -65,6 +65,26 @@ pub fn bearer(value: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// Fuzzed: any Authorization value yields a token only for the bearer scheme, and any token
+    /// text an id only in mcpd's form; never a panic.
+    #[test]
+    fn any_authorization_value_is_read_or_refused() {
+        use proptest::prelude::*;
+        let value = prop_oneof!["\\PC{0,60}", "(?i:bearer)[ \t]{0,3}\\PC{0,40}", "mcpd_tok-[a-z0-9]{0,8}_\\PC{0,10}"];
+        proptest::test_runner::TestRunner::new(crate::fuzz_config("bearer parsing"))
+            .run(&value, |value| {
+                if let Some(token) = bearer(&value) {
+                    prop_assert!(value.trim_start().to_ascii_lowercase().starts_with("bearer "));
+                    prop_assert!(!token.is_empty() && token == token.trim());
+                }
+                if let Some(id) = token_id(&value) {
+                    prop_assert!(id.starts_with("tok-") && value.starts_with(PREFIX));
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[test]
     fn tokens_carry_their_id_and_256_random_bits() {
         let issued = generate().unwrap();

@@ -140,6 +140,72 @@ mod tests {
         docs.iter().map(Document::id).collect()
     }
 
+    /// An alias bomb ("billion laughs": each level refers to the one below ten times) is refused
+    /// with a clear error instead of being expanded into gigabytes.
+    #[test]
+    fn an_alias_bomb_is_refused_not_expanded() {
+        let mut bomb =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for level in 1..9 {
+            let refs = vec![format!("*{}", (b'a' + level - 1) as char); 9].join(",");
+            bomb.push_str(&format!("{}: &{} [{refs}]\n", (b'a' + level) as char, (b'a' + level) as char));
+        }
+        bomb.push_str("kind: llm\nname: x\n");
+        let error = parse("bomb.yaml", &bomb, false).unwrap_err().to_string();
+        assert!(error.starts_with("bomb.yaml: document 1: invalid YAML"), "{error}");
+        // Nesting deep enough to overflow a recursive parser's stack is refused too.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse("deep.yaml", &deep, false).is_err());
+        assert!(parse("deep.json", &deep, true).is_err());
+    }
+
+    /// Fuzzed: any text built of YAML's and JSON's own tokens, and arbitrary characters, parses
+    /// or is refused with an error naming the file; never a panic.
+    #[test]
+    fn any_text_parses_or_is_refused_naming_the_file() {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just("kind: llm\n".to_owned()),
+            Just("name: x\n".to_owned()),
+            Just("---\n".to_owned()),
+            Just("- ".to_owned()),
+            Just("&a ".to_owned()),
+            Just("*a".to_owned()),
+            Just("<<: *a\n".to_owned()),
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just(": ".to_owned()),
+            Just("\"".to_owned()),
+            Just("  ".to_owned()),
+            Just("\n".to_owned()),
+            Just("!!binary ".to_owned()),
+            "[a-z]{1,6}",
+            "\\PC{1,4}",
+        ];
+        let text = proptest::collection::vec(token, 0..60).prop_map(|t| t.concat());
+        let seed = std::env::var("MCPD_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
+        });
+        let cases = std::env::var("MCPD_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
+        eprintln!("document parser: proptest seed {seed}, {cases} cases (replay with MCPD_PROPTEST_SEED={seed})");
+        let config = proptest::test_runner::Config {
+            cases,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        };
+        proptest::test_runner::TestRunner::new(config)
+            .run(&(text, any::<bool>()), |(text, json)| {
+                if let Err(e) = parse("f.yaml", &text, json) {
+                    prop_assert!(e.to_string().starts_with("f.yaml"), "{}", e);
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[test]
     fn multi_document_yaml() {
         let docs = parse("f.yaml", "kind: llm\nname: a\n---\nkind: Secrets\nname: b\n---\n", false).unwrap();

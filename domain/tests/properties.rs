@@ -319,3 +319,57 @@ fn the_secret_aggregate_agrees_with_its_model_and_replays_to_the_same_state() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// JSON shaped like stored event payloads, and anything else.
+fn payload() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![Just("openai"), Just("anthropic"), Just("fast"), Just("heavy"), Just("m")].prop_map(Value::from),
+        "\\PC{0,10}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        let key = prop_oneof![
+            Just("LlmCreated"),
+            Just("LlmUpdated"),
+            Just("spec"),
+            Just("type"),
+            Just("model"),
+            Just("tier"),
+            Just("extra"),
+            Just("url"),
+            Just("apiKeyRef"),
+            Just("name"),
+            Just("key"),
+            Just("description"),
+        ]
+        .prop_map(str::to_owned);
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::btree_map(key, inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Fuzzed: any stored payload, of any event type and version, is upcast and then decoded or
+/// refused; never a panic. An upcast payload is current, and upcasting it again changes nothing.
+#[test]
+fn any_stored_payload_is_upcast_and_decoded_or_refused() {
+    let types =
+        prop_oneof![Just("LlmCreated"), Just("LlmUpdated"), Just("LlmDeleted"), Just("SecretCreated"), Just("Other")];
+    let versions = prop_oneof![Just("1"), Just("2"), Just("3"), Just("")];
+    let mut runner = TestRunner::new(config("event upcasting"));
+    runner
+        .run(&(types, versions, payload()), |(event_type, version, payload)| {
+            let (now, upcast) = domain::upcast::upcast(event_type, version, payload);
+            prop_assert!(domain::upcast::is_current(event_type, &now), "{} {} is not current", event_type, now);
+            let (again, twice) = domain::upcast::upcast(event_type, &now, upcast.clone());
+            prop_assert_eq!((&again, &twice), (&now, &upcast));
+            let _ = serde_json::from_value::<domain::llm::LlmEvent>(upcast.clone());
+            let _ = serde_json::from_value::<SecretEvent>(upcast);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -209,6 +209,48 @@ mod tests {
         assert_eq!(redacted("nothing here, sk-HIDDEN-SECRET-000"), "nothing here, sk-HIDDEN-SECRET-000");
     }
 
+    /// The key written in one of the ways a provider might echo it.
+    fn written(key: &str, way: u8, prefix: &str) -> String {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        match way % 7 {
+            0 => key.to_owned(),
+            1 => serde_json::to_string(key).unwrap(),
+            2 => key.chars().map(|c| format!("\\u{:04x}", c as u32)).collect(),
+            3 => key.bytes().map(|b| format!("%{b:02X}")).collect(),
+            4 => STANDARD.encode(format!("{prefix}{key}")),
+            5 => URL_SAFE.encode(format!("{prefix}{key}!")),
+            _ => serde_json::to_string(&serde_json::to_string(key).unwrap()).unwrap(),
+        }
+    }
+
+    /// Fuzzed: any key (of the characters keys are made of), written in any of the ways above
+    /// inside any text, is found, and what the redactor leaves holds no form of it; a text that
+    /// cannot hold the key comes back unchanged.
+    #[test]
+    fn any_key_written_any_way_inside_any_text_is_redacted() {
+        use proptest::prelude::*;
+        let key = "[A-Za-z0-9_./+=-]{12,48}";
+        let around = "[ -~]{0,40}";
+        let inputs = (key, around, around, 0u8..7, "[a-z:]{0,3}", proptest::collection::vec(any::<u8>(), 0..64));
+        proptest::test_runner::TestRunner::new(crate::fuzz_config("redactor"))
+            .run(&inputs, |(key, before, after, way, prefix, noise)| {
+                let r = Redactor::new(&key).unwrap();
+                let text = format!("{before}{}{after}", written(&key, way, &prefix));
+                prop_assert!(r.finds(text.as_bytes()), "{:?} not found in {:?}", key, text);
+                let out = r.bytes(text.as_bytes()).into_owned();
+                prop_assert!(!r.finds(&out), "a form of {:?} is left in {:?}", key, String::from_utf8_lossy(&out));
+                prop_assert!(!String::from_utf8_lossy(&out).contains(&key));
+                // Bytes that cannot spell any form of the key pass untouched.
+                let inert: Vec<u8> = noise.iter().map(|b| if b % 2 == 0 { b' ' } else { b'~' }).collect();
+                let passed = r.bytes(&inert).into_owned();
+                prop_assert_eq!(passed, inert);
+                // Arbitrary bytes never panic.
+                let _ = r.bytes(&noise);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[test]
     fn base64_of_the_key_is_found_at_every_alignment() {
         let r = Redactor::new(KEY).unwrap();

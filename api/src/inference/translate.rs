@@ -351,6 +351,64 @@ impl Stream {
 
 #[cfg(test)]
 mod tests {
+
+    /// JSON values shaped like chat requests and answers, and anything else.
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![Just("user"), Just("assistant"), Just("system"), Just("tool"), Just("text"), Just("image_url")]
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("messages"),
+                Just("role"),
+                Just("content"),
+                Just("type"),
+                Just("text"),
+                Just("model"),
+                Just("max_tokens"),
+                Just("stream"),
+                Just("stop"),
+                Just("tools"),
+                Just("tool_calls"),
+                Just("choices"),
+                Just("usage"),
+                Just("image_url"),
+                Just("url"),
+                Just("system"),
+                Just("stop_reason"),
+                Just("id"),
+            ]
+            .prop_map(str::to_owned);
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(key, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Fuzzed: any JSON a client or a provider sends is translated or refused with a message;
+    /// never a panic.
+    #[test]
+    fn any_request_or_answer_translates_or_is_refused() {
+        proptest::test_runner::TestRunner::new(crate::fuzz_config("openai/anthropic translation"))
+            .run(&(json(), json()), |(request_body, answer)| {
+                if let Err(message) = request(&request_body, "m") {
+                    proptest::prop_assert!(!message.is_empty());
+                }
+                let _ = response(&answer);
+                let _ = anthropic_usage(Some(&answer));
+                let _ = openai_usage(Some(&answer));
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     use super::*;
 
     #[test]

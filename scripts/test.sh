@@ -73,14 +73,17 @@ fi
 "$BAO_BIN" version >/dev/null || { echo "OpenBao ($BAO_BIN) does not run" >&2; exit 1; }
 log "OpenBao for the tests: $("$BAO_BIN" version | head -n 1)"
 
-# The sqlite3 shell: the backup procedure of docs/operations.md is tested as written.
-if ! command -v sqlite3 >/dev/null 2>&1; then
-    log "installing the sqlite3 shell from Debian's packages"
-    if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
-    fi
+# Debian's packages the tests use: the sqlite3 shell (the backup procedure of
+# docs/operations.md is tested as written) and libfaketime (a replica whose clock runs ahead).
+missing=()
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} from Debian's packages"
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The Python tools, in a venv of their own: the inference tests' clients (the official OpenAI

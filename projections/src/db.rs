@@ -48,6 +48,20 @@ impl SessionLock {
 }
 
 impl Database {
+    /// The database's clock, not this process's: what every replica agrees on, so that a time
+    /// several replicas compare (a rebuild's claim going stale) cannot be skewed by one
+    /// replica's clock running ahead or behind. (SQLite: one process, the same clock.)
+    pub async fn now(&self) -> DbResult<jiff::Timestamp> {
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            }
+            Dialect::Sqlite => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        };
+        let text: String = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+        text.parse().map_err(|e: jiff::Error| sqlx::Error::Decode(Box::new(e)))
+    }
+
     /// Takes the lock `name` unless another session holds it.
     pub async fn try_lock(&self, name: &str) -> DbResult<Option<SessionLock>> {
         match self.dialect {

@@ -117,9 +117,10 @@ pub async fn rebuild_status(db: &Database, model: ReadModel) -> DbResult<Option<
     };
     let mut status: String = row.try_get("status")?;
     let updated_at: String = row.try_get("updated_at")?;
+    // By the database's clock, as the claim is judged (`rebuild::claim`).
     if status == "running"
         && let Ok(at) = updated_at.parse::<jiff::Timestamp>()
-        && jiff::Timestamp::now().duration_since(at).unsigned_abs() > STALE_AFTER
+        && db.now().await?.duration_since(at).unsigned_abs() > STALE_AFTER
     {
         status = "interrupted".to_owned();
     }

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod cli_client;
 mod cli_openbao;
+mod clock;
 mod crash;
 mod hardening;
 mod history;

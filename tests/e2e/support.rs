@@ -37,7 +37,13 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// The first admin's token, this server's own: no test can drive another test's mcpd.
     admin_token: String,
+    /// How far this mcpd's wall clock is set off the machine's (`+10m`), through libfaketime
+    /// (its monotonic clock is left alone, as NTP leaves it): a replica with a skewed clock.
+    clock_offset: Option<String>,
 }
+
+/// libfaketime's preload library (Debian's package `faketime`), for thread-safe programs.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// The port mcpd reports in its "mcpd is serving" line (text or JSON logs).
 pub fn serving_port(logs: &str) -> Option<u16> {
@@ -123,6 +129,7 @@ impl TestServer {
             scheme: if ca_pem.is_some() { "https" } else { "http" },
             http: http.build().unwrap(),
             admin_token,
+            clock_offset: None,
         };
         prepare(&server.data_dir());
         server.spawn().await;
@@ -134,8 +141,22 @@ impl TestServer {
         self.replica_at(self.database_url.clone().expect("replicas share a PostgreSQL database")).await
     }
 
+    /// A replica whose wall clock runs `offset` (`+10m`, `-90s`) off the machine's.
+    pub async fn replica_with_clock(&self, offset: &str) -> TestServer {
+        assert!(
+            Path::new(FAKETIME).exists(),
+            "{FAKETIME} is missing: install Debian's faketime (scripts/test.sh does)"
+        );
+        let url = self.database_url.clone().expect("replicas share a PostgreSQL database");
+        self.replica_on(url, Some(offset.to_owned())).await
+    }
+
     /// A replica reaching the same database at `database_url` (through a proxy, say).
     pub async fn replica_at(&self, database_url: String) -> TestServer {
+        self.replica_on(database_url, None).await
+    }
+
+    async fn replica_on(&self, database_url: String, clock_offset: Option<String>) -> TestServer {
         assert!(self.database_url.is_some(), "replicas share a PostgreSQL database");
         let mut server = TestServer {
             db: self.db.share(),
@@ -147,6 +168,7 @@ impl TestServer {
             scheme: self.scheme,
             http: self.http.clone(),
             admin_token: self.admin_token.clone(),
+            clock_offset,
         };
         server.spawn().await;
         server
@@ -207,6 +229,9 @@ impl TestServer {
             .stderr(log);
         if let Some(url) = &self.database_url {
             command.arg("--database-url").arg(url);
+        }
+        if let Some(offset) = &self.clock_offset {
+            command.env("LD_PRELOAD", FAKETIME).env("FAKETIME", offset).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
         for (k, v) in &self.env {
             // An empty value unsets a variable the harness sets by default.

@@ -5,7 +5,9 @@ use super::*;
 
 /// Marks the rebuild of `models` as running, unless one is already running somewhere.
 pub async fn claim(db: &Database, models: &[ReadModel], requested_by: &str) -> Result<(), RebuildError> {
-    let now = jiff::Timestamp::now();
+    // Stamped and judged stale by the database's clock: a replica whose clock runs ahead must
+    // not find another's running rebuild stale and start a second one.
+    let now = db.now().await?;
     ensure_checkpoints(db).await?;
     let stale = (now - jiff::SignedDuration::try_from(STALE_AFTER).unwrap_or_default()).to_string();
     let mut tx = db.pool.begin().await?;
@@ -45,6 +47,13 @@ impl Reporter {
             return;
         }
         self.last = Some(Instant::now());
+        let now = match db.now().await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "recording rebuild progress failed");
+                return;
+            }
+        };
         for model in models {
             let result = sqlx::query(
                 "UPDATE projection_rebuilds SET replayed = $2, total = $3, updated_at = $4 WHERE name = $1",
@@ -52,7 +61,7 @@ impl Reporter {
             .bind(model.name())
             .bind(progress.replayed as i64)
             .bind(progress.total as i64)
-            .bind(jiff::Timestamp::now().to_string())
+            .bind(now.to_string())
             .execute(&db.pool)
             .await;
             if let Err(e) = result {
@@ -67,6 +76,7 @@ pub(super) async fn finish(db: &Database, models: &[ReadModel], result: &Result<
         Ok(rebuilt) => ("completed", rebuilt.events as i64, None),
         Err(e) => ("failed", 0, Some(error_chain(e))),
     };
+    let now = db.now().await.unwrap_or_else(|_| jiff::Timestamp::now());
     for model in models {
         let outcome = sqlx::query(
             "UPDATE projection_rebuilds SET status = $2, replayed = CASE WHEN $3 > 0 THEN $3 ELSE replayed END, \
@@ -76,7 +86,7 @@ pub(super) async fn finish(db: &Database, models: &[ReadModel], result: &Result<
         .bind(model.name())
         .bind(status)
         .bind(replayed)
-        .bind(jiff::Timestamp::now().to_string())
+        .bind(now.to_string())
         .bind(error.clone())
         .execute(&db.pool)
         .await;

@@ -27,6 +27,7 @@ testkit::on_both_stores!(
     a_sealed_server_answers_503,
     a_hung_server_is_cut_off_by_the_timeout,
     the_driver_pins_versions_and_refuses_lost_updates,
+    an_inference_key_on_a_failing_openbao_is_a_clear_error_naming_it,
 );
 
 fn shared_bao() -> &'static OpenBao {
@@ -395,4 +396,77 @@ async fn the_default_is_unique_under_fifty_concurrent_moves() {
         previous = moved["to"].as_str().map(String::from);
     }
     assert_eq!(previous.as_deref(), Some(defaults[0].as_str()), "the events tell the same story");
+}
+
+/// A provider standing in for a model: answers every chat completion, counting the calls.
+async fn counting_provider() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                axum::Json(json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+/// An Llm whose key is on OpenBao, read when a call needs it (nothing held yet): OpenBao hung,
+/// cut off, refusing the token and sealed each answer a clear error naming the backend (503, or
+/// 502 for a refusal), never a 500, record nothing, reach no provider, and never show the
+/// token; once OpenBao answers again, calls go through.
+async fn an_inference_key_on_a_failing_openbao_is_a_clear_error_naming_it(kind: StoreKind) {
+    let server = tokio::task::block_in_place(OpenBao::start);
+    let (proxy, proxied) = testkit::proxy::Proxy::in_front_of(&server.addr).await;
+    let t = TestApp::start(kind).await;
+    let prefix = prefix();
+    let token = server.token_for_prefix(&prefix).await;
+    t.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await.succeeded();
+    let config = json!({"timeoutSeconds": 1});
+    t.post("/api/v1/secretbackends", backend("bao", &proxied, &prefix, config)).await.succeeded();
+    t.post("/api/v1/secrets", json!({"name": "key", "backend": "bao", "data": {"API_KEY": "sk-on-bao-0451"}}))
+        .await
+        .succeeded();
+    let (provider, calls) = counting_provider().await;
+    let model = json!({"name": "m", "type": "openai", "model": "gpt-5-mini", "tier": "fast", "url": provider,
+                       "apiKeyRef": {"name": "key", "key": "API_KEY"}});
+    t.post("/api/v1/llms", model).await.succeeded();
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let before = event_types(&t).await;
+
+    let refused = async |app: &TestApp, status: StatusCode, message: &str| {
+        let r = app.call(axum::http::Method::POST, "/openai/v1/chat/completions", Some(chat.clone()), None).await;
+        assert_eq!(r.status, status, "{message}: {:?}", r.body);
+        assert!(r.message().contains(message), "{:?}", r.body);
+        assert!(!r.body.to_string().contains(&token), "the token is never shown");
+    };
+    proxy.set(testkit::proxy::Mode::Stall);
+    refused(&t, StatusCode::SERVICE_UNAVAILABLE, "secretbackend \"bao\" did not answer within 1s").await;
+    proxy.set(testkit::proxy::Mode::Cut);
+    refused(&t, StatusCode::SERVICE_UNAVAILABLE, "secretbackend \"bao\" is unreachable").await;
+    proxy.set(testkit::proxy::Mode::Up);
+    let r = t.call(axum::http::Method::POST, "/openai/v1/chat/completions", Some(chat.clone()), None).await;
+    assert_eq!(r.status, StatusCode::OK, "served once OpenBao answers: {:?}", r.body);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "no call reached the provider without its key");
+
+    // The token revoked in OpenBao, and a fresh mcpd (nothing held): a refusal, named.
+    let (status, _) = server.root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": token}))).await;
+    assert!(status < 300, "{status}");
+    let restarted = TestApp { app: t.reopen().await, db: t.db.share() };
+    refused(&restarted, StatusCode::BAD_GATEWAY, "secretbackend \"bao\" denied access").await;
+    // Sealed.
+    let (status, _) = server.root(reqwest::Method::PUT, "sys/seal", None).await;
+    assert!(status < 300, "{status}");
+    let restarted = TestApp { app: t.reopen().await, db: t.db.share() };
+    refused(&restarted, StatusCode::SERVICE_UNAVAILABLE, "secretbackend \"bao\" is sealed").await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(event_types(&t).await, before, "a failed key read records nothing");
 }

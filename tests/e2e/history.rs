@@ -1,6 +1,6 @@
 //! The history checker: concurrent clients drive real mcpd processes while faults are injected
-//! (kill -9 and restart; on PostgreSQL also a second replica, and the database cut off, reset
-//! and stalled under one replica through a proxy). Every operation is recorded as ok, failed
+//! (kill -9 and restart; on PostgreSQL three replicas, and the database cut off, reset and
+//! stalled under one of them through a proxy). Every operation is recorded as ok, failed
 //! (the answer says nothing changed) or unknown (no answer), and the history is checked as it
 //! runs and at the end: no acknowledged write lost, no phantom or stale read, no lost update,
 //! contiguous per-aggregate sequences, read models equal to a replay, no call served with a
@@ -468,14 +468,15 @@ async fn a_seeded_history_under_kill_9_and_store_faults_checks_out(kind: StoreKi
     let seed = seed();
     let env = [("MCPD_REQUEST_TIMEOUT_SECS", "5")];
     let first = TestServer::start_with_env(kind, &env).await;
-    // On PostgreSQL a second replica reaches the same database through a proxy the injector
-    // cuts, resets and stalls.
+    // On PostgreSQL three replicas: the second reaches the database through a proxy the
+    // injector cuts, resets and stalls; any of them may be killed, the projector's holder too.
     let (mut servers, proxy) = match kind {
         StoreKind::Sqlite => (vec![first], None),
         StoreKind::Postgres => {
             let (proxy, url) = Proxy::in_front_of(first.database_url.as_ref().unwrap()).await;
             let second = first.replica_at(url).await;
-            (vec![first, second], Some(proxy))
+            let third = first.replica().await;
+            (vec![first, second, third], Some(proxy))
         }
     };
     let nodes: Vec<Node> = servers

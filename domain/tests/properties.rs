@@ -13,7 +13,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use domain::ResourceName;
 use domain::secret::{KeyUse, NewSecretData, Secret, SecretCommand, SecretError, SecretEvent};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 fn config(test: &str) -> Config {
     let seed = std::env::var("MCPD_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand_seed);
@@ -369,6 +369,153 @@ fn any_stored_payload_is_upcast_and_decoded_or_refused() {
             prop_assert_eq!((&again, &twice), (&now, &upcast));
             let _ = serde_json::from_value::<domain::llm::LlmEvent>(upcast.clone());
             let _ = serde_json::from_value::<SecretEvent>(upcast);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// What holds for every aggregate, whatever the commands: a refused command emits nothing and
+/// changes nothing, every event survives its stored form, and replaying the events from
+/// scratch gives the state applying them as they came gave.
+fn holds_for_any_sequence<A>(runtime: &tokio::runtime::Runtime, commands: Vec<A::Command>) -> Result<(), TestCaseError>
+where
+    A: Aggregate<Services = ()> + std::fmt::Debug,
+    A::Command: std::fmt::Debug,
+{
+    let state = |a: &A| serde_json::to_value(a).expect("the aggregate serialises (snapshots)");
+    let (mut aggregate, mut log) = (A::default(), Vec::<A::Event>::new());
+    for (step, command) in commands.into_iter().enumerate() {
+        let before = state(&aggregate);
+        let sink = EventSink::default();
+        let shown = format!("{command:?}");
+        let handled = runtime.block_on(aggregate.handle(command, &(), &sink));
+        let events = runtime.block_on(sink.collect());
+        if handled.is_err() {
+            prop_assert!(events.is_empty(), "step {}: refused {} yet emitted {:?}", step, shown, events);
+            prop_assert_eq!(&state(&aggregate), &before, "step {}: refused {} changed the state", step, shown);
+        }
+        for event in events {
+            let stored = serde_json::to_value(&event).unwrap();
+            let read: A::Event = serde_json::from_value(stored.clone()).unwrap();
+            prop_assert_eq!(serde_json::to_value(&read).unwrap(), stored);
+            prop_assert_eq!(read.event_type(), event.event_type());
+            log.push(read);
+        }
+        let mut replayed = A::default();
+        for event in log.iter().cloned() {
+            replayed.apply(event);
+        }
+        prop_assert_eq!(state(&replayed), state(&aggregate), "step {}: replay differs after {}", step, shown);
+    }
+    Ok(())
+}
+
+fn expected_version() -> impl Strategy<Value = Option<u64>> {
+    proptest::option::of(0u64..5)
+}
+
+#[test]
+fn every_other_aggregate_refuses_cleanly_and_replays_to_the_same_state() {
+    use domain::llm::{Llm, LlmCommand, LlmSpec, LlmType, SecretKeyRef, Tier};
+    use domain::rbac::{Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule};
+    use domain::token::{Token, TokenCommand};
+    use domain::user::{User, UserCommand};
+
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let spec = (0..2usize, 0..2usize, any::<bool>(), any::<bool>(), 0..3u8).prop_map(|(p, t, url, key, m)| LlmSpec {
+        provider: LlmType::parse(["openai", "anthropic"][p]).unwrap(),
+        model: format!("m{m}"),
+        url: url.then(|| "http://127.0.0.1:9".to_owned()),
+        tier: Tier::parse(["fast", "heavy"][t]).unwrap(),
+        description: String::new(),
+        api_key_ref: key.then(|| SecretKeyRef { name: n("k"), key: "API_KEY".into() }),
+        extra: Default::default(),
+    });
+    let keys =
+        proptest::option::of(proptest::sample::subsequence(vec!["API_KEY".to_owned(), "OTHER".to_owned()], 0..=2));
+    let llm = prop_oneof![
+        (spec.clone(), keys.clone()).prop_map(|(spec, referenced_secret_keys)| LlmCommand::CreateLlm {
+            name: n("l"),
+            spec,
+            referenced_secret_keys
+        }),
+        (spec, keys, expected_version()).prop_map(|(spec, referenced_secret_keys, expected_version)| {
+            LlmCommand::UpdateLlm { name: n("l"), spec, referenced_secret_keys, expected_version }
+        }),
+        expected_version().prop_map(|expected_version| LlmCommand::DeleteLlm { name: n("l"), expected_version }),
+    ];
+    let binding_spec =
+        (0..2usize, proptest::sample::subsequence(vec!["ann", "bob", "cy"], 0..=3)).prop_map(|(r, users)| {
+            RoleBindingSpec {
+                description: String::new(),
+                role: ["viewer", "editor"][r].into(),
+                users: users.into_iter().map(str::to_owned).collect(),
+            }
+        });
+    let binding = prop_oneof![
+        binding_spec.clone().prop_map(|spec| RoleBindingCommand::Create { name: n("b"), spec }),
+        (binding_spec, expected_version()).prop_map(|(spec, expected_version)| RoleBindingCommand::Update {
+            name: n("b"),
+            spec,
+            expected_version
+        }),
+        expected_version().prop_map(|expected_version| RoleBindingCommand::Delete { name: n("b"), expected_version }),
+    ];
+    let rules = proptest::sample::subsequence(vec!["llms", "secrets", "users"], 0..=3).prop_map(|resources| RoleSpec {
+        description: String::new(),
+        rules: resources
+            .into_iter()
+            .map(|r| Rule { resources: vec![r.into()], verbs: vec!["view".into()], ..Rule::default() })
+            .collect(),
+    });
+    let role = prop_oneof![
+        rules.clone().prop_map(|spec| RoleCommand::Create { name: n("r"), spec }),
+        (rules, expected_version()).prop_map(|(spec, expected_version)| RoleCommand::Update {
+            name: n("r"),
+            spec,
+            expected_version
+        }),
+        (any::<bool>(), expected_version()).prop_map(|(bound, expected_version)| RoleCommand::Delete {
+            name: n("r"),
+            bound_by: if bound { vec!["b".into()] } else { vec![] },
+            expected_version
+        }),
+    ];
+    let user = prop_oneof![
+        Just(UserCommand::CreateUser { name: n("u"), description: String::new() }),
+        Just(UserCommand::DeleteUser { name: n("u") }),
+    ];
+    let token = prop_oneof![
+        (any::<bool>(), proptest::option::of(Just("2030-01-01T00:00:00Z".to_owned()))).prop_map(
+            |(user_exists, expires_at)| {
+                TokenCommand::IssueToken {
+                    id: "tok-1".into(),
+                    user: n("u"),
+                    user_exists,
+                    hash: "h".into(),
+                    expires_at,
+                    description: String::new(),
+                }
+            }
+        ),
+        Just(TokenCommand::RevokeToken { id: "tok-1".into() }),
+    ];
+
+    let mut runner = TestRunner::new(config("every other aggregate"));
+    let sequences = (
+        proptest::collection::vec(llm, 1..25),
+        proptest::collection::vec(binding, 1..25),
+        proptest::collection::vec(role, 1..25),
+        proptest::collection::vec(user, 1..10),
+        proptest::collection::vec(token, 1..10),
+    );
+    runner
+        .run(&sequences, |(llm, binding, role, user, token)| {
+            holds_for_any_sequence::<Llm>(&runtime, llm)?;
+            holds_for_any_sequence::<RoleBinding>(&runtime, binding)?;
+            holds_for_any_sequence::<Role>(&runtime, role)?;
+            holds_for_any_sequence::<User>(&runtime, user)?;
+            holds_for_any_sequence::<Token>(&runtime, token)?;
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));

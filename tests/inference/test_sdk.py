@@ -197,10 +197,11 @@ def test_errors_say_what_went_wrong(mcpd, stub):
     assert "stub says 429" in limited.value.message
     # A provider that hangs: 504 within the Llm's timeout.
     stub.reset("hang")
-    started = time.time()
     with pytest.raises(openai.APIStatusError) as hung:
         ask(mcpd, name)
-    assert hung.value.status_code == 504 and time.time() - started < 5
+    # The stub never answers: a 504 can only be mcpd's own timeout, and it says so.
+    assert hung.value.status_code == 504, hung.value
+    assert "did not answer within" in hung.value.message, hung.value.message
     # A provider that is down: 502.
     down = next(names)
     mcpd.llm(down, "ollama", "http://127.0.0.1:9")
@@ -289,12 +290,14 @@ def test_sigterm_ends_a_stream_in_flight_with_an_error_event_and_mcpd_exits(tmp,
         assert next(chunks).choices[0].delta.role == "assistant"
         assert next(chunks).choices[0].delta.content == "w0 "
         server.process.send_signal(signal.SIGTERM)
-        stopped = time.time()
+        after = 0
         with pytest.raises(openai.APIError) as cut:
             for _ in chunks:
-                pass
+                after += 1
         assert "shutting down" in str(cut.value), cut.value
-        assert time.time() - stopped < 3, "ended before the grace period, with its message"
+        # Ended at once, not when the 3 s grace ran out: the stub sends a chunk every 50 ms, so
+        # waiting out the grace would have let about 60 through (a slower machine lets fewer).
+        assert after < 60, f"{after} chunks came after SIGTERM: the stream waited for the grace period"
         assert server.process.wait(10) == 0
     finally:
         if server.process.poll() is None:

@@ -21,11 +21,17 @@ fn random_point(range: std::ops::Range<u64>) -> u64 {
 
 async fn setup_bao(server: &TestServer) -> String {
     let bao = tokio::task::block_in_place(testkit::openbao::shared);
+    setup_bao_at(server, &bao.addr).await
+}
+
+/// [`setup_bao`], the backend reaching the shared OpenBao at `url` (through a proxy, say).
+async fn setup_bao_at(server: &TestServer, url: &str) -> String {
+    let bao = tokio::task::block_in_place(testkit::openbao::shared);
     let prefix = format!("kill{}/", random_point(0..u64::MAX / 2));
     let token = bao.token_for_prefix(&prefix).await;
     let (status, body) = server.post("/api/v1/secrets", json!({"name": "bao-token", "data": {"token": token}})).await;
     assert_eq!(status, 201, "{body}");
-    let backend = json!({"name": "bao", "type": "openbao", "config": {"url": bao.addr, "pathPrefix": prefix,
+    let backend = json!({"name": "bao", "type": "openbao", "config": {"url": url, "pathPrefix": prefix,
                          "tokenSecretRef": {"name": "bao-token", "key": "token"}}});
     let (status, body) = server.post("/api/v1/secretbackends", backend).await;
     assert_eq!(status, 201, "{body}");
@@ -253,7 +259,12 @@ async fn a_surviving_replica_finishes_the_migration_of_a_killed_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_a_running_migration_over_at_a_batch_boundary() {
     let server = TestServer::start(StoreKind::Sqlite).await;
-    setup_bao(&server).await;
+    // OpenBao behind a proxy the test stalls, so that the run is still running when SIGTERM
+    // arrives, whatever the machine's speed (it could otherwise finish first).
+    let bao = tokio::task::block_in_place(testkit::openbao::shared);
+    let (proxy, proxied) = testkit::proxy::Proxy::in_front_of(&bao.addr).await;
+    setup_bao_at(&server, &proxied).await;
+    let log = server.current_log();
     let secrets = seed_secrets(&server, "t", "term").await;
     let mut response = migrate_to_bao(&server).await;
     let (mut buffer, mut run, mut migrated, mut finished) = (String::new(), String::new(), 0u64, None);
@@ -271,8 +282,17 @@ async fn sigterm_hands_a_running_migration_over_at_a_batch_boundary() {
                 _ => {}
             }
             if migrated == 60 && stopping.is_none() {
+                // The run waits on OpenBao mid-batch; SIGTERM; OpenBao answers again once mcpd
+                // says it is shutting down, and the run stops at the end of its batch.
+                proxy.set(testkit::proxy::Mode::Stall);
                 let mut server = server.take().unwrap();
                 stopping = Some(tokio::task::spawn_blocking(move || (server.terminate(), server)));
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !std::fs::read_to_string(&log).unwrap_or_default().contains("shutting down") {
+                    assert!(Instant::now() < deadline, "mcpd did not start shutting down");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                proxy.set(testkit::proxy::Mode::Up);
             }
         }
     }

@@ -196,6 +196,11 @@ impl TestServer {
         self.db.dir.path().join(format!("mcpd-{start}.log"))
     }
 
+    /// Where the running mcpd (the latest start) writes its stderr.
+    pub fn current_log(&self) -> PathBuf {
+        self.log_path(self.starts)
+    }
+
     /// Everything every run of mcpd wrote to stderr.
     pub fn logs(&self) -> String {
         (1..=self.starts).map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default()).collect()

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Connection, Row};
 use testkit::proxy::{Mode, Proxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{StoreKind, TestServer};
 
@@ -148,56 +147,19 @@ type Possible = BTreeSet<Option<String>>;
 
 /// A provider stub that answers which key it was sent: `gen N` for a key ending in `-N`.
 async fn key_echo_provider() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 8192];
-                let head = loop {
-                    let Ok(n) = socket.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).into_owned();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0usize);
-                        if request.len() >= end + 4 + length {
-                            break text[..end].to_owned();
-                        }
-                    }
-                };
-                let key = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer "))
-                    })
-                    .unwrap_or("none");
-                let generation = key.rsplit('-').next().unwrap_or("none");
-                let body = json!({"id": "h", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("gen {generation}")},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-                .to_string();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    url
+    crate::support::provider(|head| {
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer ")))
+            .unwrap_or("none");
+        let generation = key.rsplit('-').next().unwrap_or("none");
+        let body = json!({"id": "h", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("gen {generation}")},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
+        ("application/json", body.to_string())
+    })
+    .await
 }
 
 /// What the shared secret's contended updates came to: each acknowledged update's If-Match,

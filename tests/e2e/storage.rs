@@ -145,6 +145,21 @@ async fn until_acknowledged(acknowledged: &Mutex<Vec<String>>, count: usize) {
     }
 }
 
+/// Lets the writers go on past the backup (ten more writes), then stops them.
+async fn keep_writing_then_stop(
+    acknowledged: &Mutex<Vec<String>>,
+    before: usize,
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
+    until_acknowledged(acknowledged, before + 10).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    eprintln!("{before} writes acknowledged before the backup, {} in all", acknowledged.lock().unwrap().len());
+}
+
 /// Every write acknowledged before the backup began is in the restored store with its value.
 async fn restored_holds(server: &TestServer, before: &[String]) {
     let (status, all) = server.get("/api/v1/secrets?reveal=true&limit=1000").await;
@@ -178,12 +193,7 @@ async fn an_online_sqlite_backup_under_writes_restores_every_acknowledged_write(
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    until_acknowledged(&acknowledged, before.len() + 10).await;
-    stop.store(true, Ordering::SeqCst);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    eprintln!("{} writes acknowledged before the backup, {} in all", before.len(), acknowledged.lock().unwrap().len());
+    keep_writing_then_stop(&acknowledged, before.len(), &stop, tasks).await;
 
     let env = [("MCPD_BOOTSTRAP_TOKEN", server.admin_token())];
     let restored = TestServer::start_prepared(StoreKind::Sqlite, &env, |dir| {
@@ -210,11 +220,7 @@ async fn a_pg_dump_under_writes_restores_every_acknowledged_write() {
     let dump = scratch.path().join("mcpd.dump");
     let out = Command::new("pg_dump").arg("-Fc").arg("-f").arg(&dump).arg(server.store_url()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    until_acknowledged(&acknowledged, before.len() + 10).await;
-    stop.store(true, Ordering::SeqCst);
-    for task in tasks {
-        task.await.unwrap();
-    }
+    keep_writing_then_stop(&acknowledged, before.len(), &stop, tasks).await;
 
     let target = testkit::TestDb::new(StoreKind::Postgres).await;
     let out = Command::new("pg_restore").args(["--no-owner", "-d"]).arg(&target.url).arg(&dump).output().unwrap();

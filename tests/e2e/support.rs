@@ -364,22 +364,29 @@ impl TestServer {
 /// A provider standing in for a model (an LLM cannot run here): every request is answered
 /// with `content_type` and `body`.
 pub async fn canned_provider(content_type: &'static str, body: String) -> String {
+    provider(move |_| (content_type, body.clone())).await
+}
+
+/// A provider answering each request (its head: request line and headers, as sent) with what
+/// `answer` makes of it: a content type and a body.
+pub async fn provider(answer: impl Fn(&str) -> (&'static str, String) + Send + Sync + 'static) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 8192];
                 // The request's head and its body (content-length), then the answer.
-                loop {
+                let head = loop {
                     let Ok(n) = socket.read(&mut buf).await else { return };
                     if n == 0 {
                         return;
                     }
                     request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request);
+                    let text = String::from_utf8_lossy(&request).into_owned();
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length = text[..end]
                             .lines()
@@ -390,10 +397,11 @@ pub async fn canned_provider(content_type: &'static str, body: String) -> String
                             })
                             .unwrap_or(0);
                         if request.len() >= end + 4 + length {
-                            break;
+                            break text[..end].to_owned();
                         }
                     }
-                }
+                };
+                let (content_type, body) = answer(&head);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()

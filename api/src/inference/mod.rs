@@ -183,6 +183,15 @@ impl Services {
         llm: &Record<LlmSpec>,
     ) -> Result<Option<std::sync::Arc<secrecy::SecretString>>, ApiError> {
         let Some(reference) = &llm.spec.api_key_ref else { return Ok(None) };
+        // Its secret changed and the read models do not show it yet: what they would give is
+        // the key the change replaced.
+        if self.access.is_unshown(domain::secret::AGGREGATE_TYPE, reference.name.as_str()) {
+            return Err(ApiError::Changing(format!(
+                "secret {:?}, which llm {:?} authenticates with, was changed and the change is not visible yet: \
+                 the Llm is not served until it is; retry shortly",
+                reference.name, llm.name
+            )));
+        }
         let load = async {
             let secret = projections::read_models::secrets::get(&self.store.db, reference.name.as_str())
                 .await?

@@ -187,14 +187,15 @@ impl Inner {
 
 /// The events that make what they touch count as absent while unshown: those that take access
 /// away, for which absent is exactly what they lead to, and those that change where the proxy
-/// sends an Llm's key (the Llm is not served meanwhile, 503 `Changing`). A creation needs no
+/// sends an Llm's key or which key it sends (the Llm is not served meanwhile, 503 `Changing`:
+/// neither from a URL it no longer names, nor with a key its secret no longer holds). A creation needs no
 /// mark (what the read models lack is absent already), nor does an update of a role or binding
 /// that only adds (as absent it would refuse everyone it still binds; it takes effect when
 /// shown). One that takes anything away is recorded as narrowing (`RoleBindingNarrowed`,
 /// `RoleNarrowed`) and is a restriction: until shown, the binding or role grants nothing to
 /// anyone, so nobody keeps what it took away, at the cost of refusing, for that moment, those
 /// it still binds (fail closed).
-const RESTRICTIONS: [(&str, &str); 8] = [
+const RESTRICTIONS: [(&str, &str); 9] = [
     (domain::token::AGGREGATE_TYPE, "TokenRevoked"),
     (domain::user::AGGREGATE_TYPE, "UserDeleted"),
     (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleDeleted"),
@@ -203,6 +204,8 @@ const RESTRICTIONS: [(&str, &str); 8] = [
     (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingNarrowed"),
     (domain::llm::AGGREGATE_TYPE, "LlmUpdated"),
     (domain::llm::AGGREGATE_TYPE, "LlmDeleted"),
+    // A rotated key: the Llms using the secret are not served with the key it replaced.
+    (domain::secret::AGGREGATE_TYPE, "SecretUpdated"),
 ];
 
 /// Whether `event_type` on `aggregate_type` is one of [`RESTRICTIONS`].

@@ -554,3 +554,238 @@ impl AccessCache {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the read models show, and what the log has taken away (acknowledged).
+    #[derive(Default)]
+    struct World {
+        position: i64,
+        /// Each token's row as a load reads it; `revoked` once the revocation shows.
+        tokens: HashMap<String, Record<TokenState>>,
+        /// Revocations acknowledged, and those not shown yet (with their position).
+        revoked: HashSet<String>,
+        unshown_tokens: Vec<(String, Position)>,
+        /// Each user's row as a load reads it (its incarnation is its resourceVersion).
+        users: HashMap<String, Option<Record<UserState>>>,
+        /// Incarnations whose deletion is acknowledged: never to be granted again.
+        deleted: HashSet<(String, i64)>,
+        unshown_users: Vec<(String, Position, Option<Record<UserState>>)>,
+        next_version: i64,
+    }
+
+    fn token(id: &str, revoked: bool) -> Record<TokenState> {
+        let spec = TokenState {
+            user: "u".into(),
+            hash: "h".into(),
+            expires_at: None,
+            description: String::new(),
+            revoked,
+            last_used_at: None,
+        };
+        Record { name: id.into(), spec, resource_version: 1, created_at: String::new(), updated_at: String::new() }
+    }
+
+    fn user(name: &str, version: i64) -> Record<UserState> {
+        Record {
+            name: name.into(),
+            spec: UserState { description: String::new() },
+            resource_version: version,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Revoke {
+            token: usize,
+            inline: bool,
+        },
+        DeleteUser {
+            user: usize,
+            inline: bool,
+        },
+        CreateUser {
+            user: usize,
+            inline: bool,
+        },
+        Show {
+            which: usize,
+        },
+        /// A load; with `race`, the token is revoked (inline or not) while the load reads.
+        LoadToken {
+            token: usize,
+            race: Option<bool>,
+        },
+        LoadUser {
+            user: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, any::<bool>()).prop_map(|(token, inline)| Op::Revoke { token, inline }),
+            (0..2usize, any::<bool>()).prop_map(|(user, inline)| Op::DeleteUser { user, inline }),
+            (0..2usize, any::<bool>()).prop_map(|(user, inline)| Op::CreateUser { user, inline }),
+            (0..4usize).prop_map(|which| Op::Show { which }),
+            (0..3usize, proptest::option::of(any::<bool>())).prop_map(|(token, race)| Op::LoadToken { token, race }),
+            (0..2usize).prop_map(|user| Op::LoadUser { user }),
+        ]
+    }
+
+    impl World {
+        fn at(&mut self) -> Position {
+            self.position += 1;
+            Position { transaction_id: self.position, position: self.position }
+        }
+
+        /// A revocation answered: applied inline (its row shows it at once), or left to the
+        /// projector (marked unshown).
+        fn revoke(&mut self, cache: &AccessCache, id: &str, inline: bool) {
+            if !self.revoked.insert(id.to_owned()) {
+                return;
+            }
+            let at = self.at();
+            if inline {
+                self.tokens.insert(id.to_owned(), token(id, true));
+                cache.invalidate(domain::token::AGGREGATE_TYPE, id);
+            } else {
+                cache.unshown(domain::token::AGGREGATE_TYPE, &["TokenRevoked".to_owned()], id, at);
+                self.unshown_tokens.push((id.to_owned(), at));
+            }
+        }
+    }
+
+    /// Fuzzed: random interleavings of revocations, user deletions and re-creations (applied
+    /// inline or left to a lagging projector), the projector showing them in any order, and
+    /// loads that race with a revocation. However they fall, once a revocation or a deletion
+    /// is answered the cache never hands out the token as live nor that user's incarnation.
+    #[test]
+    fn no_grant_survives_its_removal_once_acknowledged() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let config = crate::fuzz_config("access cache");
+        proptest::test_runner::TestRunner::new(config)
+            .run(&proptest::collection::vec(op(), 1..60), |ops| {
+                let cache = AccessCache::default();
+                let mut world = World { next_version: 1, ..World::default() };
+                for t in 0..3 {
+                    world.tokens.insert(format!("tok-{t}"), token(&format!("tok-{t}"), false));
+                }
+                for u in 0..2 {
+                    world.users.insert(format!("u{u}"), Some(user(&format!("u{u}"), world.next_version)));
+                    world.next_version += 1;
+                }
+                for op in ops {
+                    match op {
+                        Op::Revoke { token, inline } => world.revoke(&cache, &format!("tok-{token}"), inline),
+                        Op::DeleteUser { user: u, inline } => {
+                            let name = format!("u{u}");
+                            let Some(Some(live)) = world.users.get(&name).cloned() else { continue };
+                            if world.deleted.contains(&(name.clone(), live.resource_version)) {
+                                continue;
+                            }
+                            world.deleted.insert((name.clone(), live.resource_version));
+                            let at = world.at();
+                            if inline {
+                                world.users.insert(name.clone(), None);
+                                cache.invalidate(domain::user::AGGREGATE_TYPE, &name);
+                            } else {
+                                cache.unshown(domain::user::AGGREGATE_TYPE, &["UserDeleted".to_owned()], &name, at);
+                                world.unshown_users.push((name, at, None));
+                            }
+                        }
+                        Op::CreateUser { user: u, inline } => {
+                            let name = format!("u{u}");
+                            // Only a user that is gone (its deletion shown) is created again.
+                            if !matches!(world.users.get(&name), Some(None))
+                                || world.unshown_users.iter().any(|(n, ..)| *n == name)
+                            {
+                                continue;
+                            }
+                            let created = user(&name, world.next_version);
+                            world.next_version += 1;
+                            let at = world.at();
+                            if inline {
+                                world.users.insert(name.clone(), Some(created));
+                                cache.invalidate(domain::user::AGGREGATE_TYPE, &name);
+                            } else {
+                                cache.unshown(domain::user::AGGREGATE_TYPE, &["UserCreated".to_owned()], &name, at);
+                                world.unshown_users.push((name, at, Some(created)));
+                            }
+                        }
+                        Op::Show { which } => {
+                            // The projector shows the oldest pending change of one kind (in log
+                            // order within each stream, as it does).
+                            if which % 2 == 0 && !world.unshown_tokens.is_empty() {
+                                let (id, at) = world.unshown_tokens.remove(0);
+                                world.tokens.insert(id.clone(), token(&id, true));
+                                cache.shown(domain::token::AGGREGATE_TYPE, &id, at);
+                            } else if !world.unshown_users.is_empty() {
+                                let (name, at, row) = world.unshown_users.remove(0);
+                                world.users.insert(name.clone(), row);
+                                cache.shown(domain::user::AGGREGATE_TYPE, &name, at);
+                            }
+                        }
+                        Op::LoadToken { token: t, race } => {
+                            let id = format!("tok-{t}");
+                            let view = world.tokens[&id].clone();
+                            let revoked_before = world.revoked.contains(&id);
+                            let world_ref = &mut world;
+                            let cache_ref = &cache;
+                            let got = runtime
+                                .block_on(cache.token(&id, async {
+                                    if let Some(inline) = race {
+                                        world_ref.revoke(cache_ref, &id, inline);
+                                    }
+                                    Ok(Some(view))
+                                }))
+                                .unwrap();
+                            if revoked_before {
+                                prop_assert!(
+                                    got.is_none_or(|r| r.spec.revoked),
+                                    "{} handed out live after its revocation",
+                                    id
+                                );
+                            }
+                        }
+                        Op::LoadUser { user: u } => {
+                            let name = format!("u{u}");
+                            let view = world.users[&name].clone();
+                            let got = runtime.block_on(cache.user(&name, async { Ok(view) })).unwrap();
+                            if let Some(incarnation) = got {
+                                prop_assert!(
+                                    !world.deleted.contains(&(name.clone(), incarnation.version)),
+                                    "{} {:?} handed out after its deletion",
+                                    name,
+                                    incarnation
+                                );
+                            }
+                        }
+                    }
+                    // After every step: nothing taken away is handed out again.
+                    for id in world.revoked.clone() {
+                        let view = world.tokens[&id].clone();
+                        let got = runtime.block_on(cache.token(&id, async { Ok(Some(view)) })).unwrap();
+                        prop_assert!(got.is_none_or(|r| r.spec.revoked), "{} live after its revocation", id);
+                    }
+                    for (name, version) in world.deleted.clone() {
+                        let view = world.users[&name].clone();
+                        let got = runtime.block_on(cache.user(&name, async { Ok(view) })).unwrap();
+                        prop_assert!(
+                            got.is_none_or(|i| i.version != version),
+                            "{} v{} after its deletion",
+                            name,
+                            version
+                        );
+                    }
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

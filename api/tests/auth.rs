@@ -469,28 +469,6 @@ async fn a_narrowing_update_of_a_binding_or_role_holds_at_once_while_the_read_mo
     }
 }
 
-/// A provider stand-in that keeps the Authorization of every call it gets.
-async fn key_recording_provider() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |headers: axum::http::HeaderMap| {
-            let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            kept.lock().unwrap().push(key);
-            async {
-                axum::Json(json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
-
 /// PostgreSQL, with an older transaction open so that writes are answered 202: a key rotated
 /// meanwhile is not sent again once the rotation is acknowledged. The Llms using it are not
 /// served (503 `Changing`) on the replica that recorded it at once, and on another at its next
@@ -498,7 +476,7 @@ async fn key_recording_provider() -> (String, std::sync::Arc<std::sync::Mutex<Ve
 /// key cache reloaded the old key from the lagging read models and kept sending it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotated_while_the_read_models_lag_is_not_sent_again() {
-    let (url, seen) = key_recording_provider().await;
+    let (url, seen) = crate::support::key_recording_provider().await;
     let (_db, a, b) = lagging_replicas().await;
     let secret = json!({"name": "k", "data": {"API_KEY": "sk-old-key-0001"}});
     assert_eq!(a.post("/api/v1/secrets", secret).await.status, StatusCode::CREATED);

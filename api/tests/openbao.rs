@@ -398,27 +398,6 @@ async fn the_default_is_unique_under_fifty_concurrent_moves() {
     assert_eq!(previous.as_deref(), Some(defaults[0].as_str()), "the events tell the same story");
 }
 
-/// A provider standing in for a model: answers every chat completion, counting the calls.
-async fn counting_provider() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = calls.clone();
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move || {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async {
-                axum::Json(json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, calls)
-}
-
 /// An Llm whose key is on OpenBao, read when a call needs it (nothing held yet): OpenBao hung,
 /// cut off, refusing the token and sealed each answer a clear error naming the backend (503, or
 /// 502 for a refusal), never a 500, record nothing, reach no provider, and never show the
@@ -435,7 +414,7 @@ async fn an_inference_key_on_a_failing_openbao_is_a_clear_error_naming_it(kind: 
     t.post("/api/v1/secrets", json!({"name": "key", "backend": "bao", "data": {"API_KEY": "sk-on-bao-0451"}}))
         .await
         .succeeded();
-    let (provider, calls) = counting_provider().await;
+    let (provider, calls) = crate::support::key_recording_provider().await;
     let model = json!({"name": "m", "type": "openai", "model": "gpt-5-mini", "tier": "fast", "url": provider,
                        "apiKeyRef": {"name": "key", "key": "API_KEY"}});
     t.post("/api/v1/llms", model).await.succeeded();
@@ -455,7 +434,7 @@ async fn an_inference_key_on_a_failing_openbao_is_a_clear_error_naming_it(kind: 
     proxy.set(testkit::proxy::Mode::Up);
     let r = t.call(axum::http::Method::POST, "/openai/v1/chat/completions", Some(chat.clone()), None).await;
     assert_eq!(r.status, StatusCode::OK, "served once OpenBao answers: {:?}", r.body);
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "no call reached the provider without its key");
+    assert_eq!(calls.lock().unwrap().len(), 1, "no call reached the provider without its key");
 
     // The token revoked in OpenBao, and a fresh mcpd (nothing held): a refusal, named.
     let (status, _) = server.root(reqwest::Method::POST, "auth/token/revoke", Some(json!({"token": token}))).await;
@@ -467,6 +446,6 @@ async fn an_inference_key_on_a_failing_openbao_is_a_clear_error_naming_it(kind: 
     assert!(status < 300, "{status}");
     let restarted = TestApp { app: t.reopen().await, db: t.db.share() };
     refused(&restarted, StatusCode::SERVICE_UNAVAILABLE, "secretbackend \"bao\" is sealed").await;
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(calls.lock().unwrap().len(), 1);
     assert_eq!(event_types(&t).await, before, "a failed key read records nothing");
 }

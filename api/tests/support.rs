@@ -164,3 +164,25 @@ pub fn llm(name: &str, secret: &str) -> Value {
         "apiKeyRef": {"name": secret, "key": "API_KEY"},
     })
 }
+
+/// A provider stand-in that keeps the Authorization of every call it gets.
+pub async fn key_recording_provider() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            kept.lock().unwrap().push(key);
+            async {
+                axum::Json(serde_json::json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}

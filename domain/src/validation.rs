@@ -108,7 +108,7 @@ pub mod patterns {
     pub const NOT_BLANK: &str = r"[^\s\x00-\x1f\x7f-\x9f]";
     /// [`super::check_http_url`].
     pub const HTTP_URL: &str = "^https?://[!-.0-~][!-~]*$";
-    /// [`crate::name::ResourceName`]: an RFC 1123 label.
+    /// A resource name (`wire::name::ResourceName`): an RFC 1123 label.
     pub const NAME: &str = wire::name::PATTERN;
     /// `pattern` (anchored, `^…$`), or empty: for a field where empty means "not given".
     pub fn or_empty(pattern: &str) -> String {
@@ -120,6 +120,6 @@ pub mod patterns {
         pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')).expect("an anchored pattern")
     }
 
-    /// [`crate::secret::check_key_name`].
+    /// A secret key name, as `secret::check_key_name` checks it.
     pub const KEY: &str = "^[-._a-zA-Z0-9]{1,253}$";
 }

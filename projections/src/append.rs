@@ -123,7 +123,10 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
     for event in events {
         stored.push(insert(&mut tx, db.dialect, event).await?);
     }
-    crate::idempotency::claim(&mut tx, &events[0]).await?;
+    let first = &events[0];
+    if !crate::idempotency::claim(&mut tx, &first.metadata, (&first.aggregate_type, &first.aggregate_id)).await? {
+        return Err(AppendError::KeyClaimed.into());
+    }
     let last = stored.last().map(|e: &StoredEvent| e.position).unwrap_or_default();
     let mut inlined = Vec::new();
     if !inline.is_empty() {

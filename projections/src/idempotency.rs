@@ -4,7 +4,8 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::append::{AppendError, NewEvent};
+use std::collections::HashMap;
+
 use crate::db::{Database, DbResult};
 
 /// A claimed key: the request that claimed it, and its answer once stored.
@@ -26,18 +27,22 @@ pub struct Answer {
     pub body: Option<String>,
 }
 
-/// Claims the key `first`'s metadata carries (if any) for its request, inside the append's
-/// transaction. Several appends of one request share the claim; another request's claim makes
-/// the append fail whole ([`AppendError::KeyClaimed`]).
-pub(crate) async fn claim(conn: &mut AnyConnection, first: &NewEvent) -> Result<(), AppendError> {
-    let meta = |k: &str| first.metadata.get(k);
+/// Claims the key an append's first event's `metadata` carries (if any) for its request, on
+/// the aggregate it writes, inside the append's transaction. Several appends of one request
+/// share the claim; `false` when another request holds it (the append then fails whole).
+pub(crate) async fn claim(
+    conn: &mut AnyConnection,
+    metadata: &HashMap<String, String>,
+    aggregate: (&str, &str),
+) -> DbResult<bool> {
+    let meta = |k: &str| metadata.get(k);
     let (Some(key), Some(hash), Some(actor), Some(request_id)) = (
         meta(domain_keys::IDEMPOTENCY_KEY),
         meta(domain_keys::REQUEST_HASH),
         meta(domain_keys::ACTOR),
         meta(domain_keys::REQUEST_ID),
     ) else {
-        return Ok(());
+        return Ok(true);
     };
     sqlx::query(
         "INSERT INTO idempotency_keys (actor, idempotency_key, request_hash, request_id, aggregate_type, aggregate_id, \
@@ -47,8 +52,8 @@ pub(crate) async fn claim(conn: &mut AnyConnection, first: &NewEvent) -> Result<
     .bind(key)
     .bind(hash)
     .bind(request_id)
-    .bind(&first.aggregate_type)
-    .bind(&first.aggregate_id)
+    .bind(aggregate.0)
+    .bind(aggregate.1)
     .bind(now())
     .execute(&mut *conn)
     .await?;
@@ -59,10 +64,7 @@ pub(crate) async fn claim(conn: &mut AnyConnection, first: &NewEvent) -> Result<
             .fetch_one(&mut *conn)
             .await?
             .try_get("request_id")?;
-    if &owner != request_id {
-        return Err(AppendError::KeyClaimed);
-    }
-    Ok(())
+    Ok(&owner == request_id)
 }
 
 /// Now, as the table's `created_at` holds it (fixed width, so that text compares as time).

@@ -147,3 +147,20 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// The configuration of a fuzzed (property-based) test: seeded (the seed is printed;
+/// `MCPD_PROPTEST_SEED=<seed>` replays a run) and short unless `MCPD_PROPTEST_CASES` asks for
+/// more (docs/reliability.md).
+pub fn fuzz_config(name: &str) -> proptest::test_runner::Config {
+    let seed = std::env::var("MCPD_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
+    });
+    let cases = std::env::var("MCPD_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    eprintln!("{name}: proptest seed {seed}, {cases} cases (replay with MCPD_PROPTEST_SEED={seed})");
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}

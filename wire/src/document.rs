@@ -10,12 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Kind;
-use crate::llm::{LlmSpec, SecretKeyRef};
-use crate::migration::MigrationState;
-use crate::rbac::{RoleBindingSpec, RoleSpec, Rule};
-use crate::secret::SecretView;
-use crate::secret_backend::BackendState;
-use crate::user::{TokenState, UserState};
+use crate::name::SecretKeyRef;
+use crate::rule::Rule;
 
 /// One resource on the wire: `kind`, `name`, the kind's fields, then the read-only fields the
 /// server owns. mcpd serialises `Document<&S>`; mcpctl deserialises `Document<S>`.
@@ -38,7 +34,7 @@ pub struct Document<S> {
     pub updated_at: String,
     /// What the serving replica observes of the resource (an Llm's health); read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<crate::llm::LlmHealth>,
+    pub health: Option<crate::health::LlmHealth>,
 }
 
 /// A collection: `{"items": [...]}`, and `metadata.continue` when the list was asked for a
@@ -133,81 +129,10 @@ impl<'a> Cell<'a> {
     }
 }
 
-/// Something done with one kind's [`Spec`] type, whichever kind it is: [`Kind::visit`] calls
-/// `visit` with the type of the kind's documents.
-pub trait KindVisitor {
-    type Output;
-    fn visit<S: Spec>(self) -> Self::Output;
-}
-
-impl Kind {
-    /// Calls `visitor` with this kind's document fields type. Matching every kind, it is the
-    /// one place a new kind's type is named; a kind without one does not compile.
-    pub fn visit<V: KindVisitor>(self, visitor: V) -> V::Output {
-        match self {
-            Kind::SecretBackend => visitor.visit::<BackendState>(),
-            Kind::Secret => visitor.visit::<SecretView>(),
-            Kind::Llm => visitor.visit::<LlmSpec>(),
-            Kind::Migration => visitor.visit::<MigrationState>(),
-            Kind::User => visitor.visit::<UserState>(),
-            Kind::Token => visitor.visit::<TokenState>(),
-            Kind::Role => visitor.visit::<RoleSpec>(),
-            Kind::RoleBinding => visitor.visit::<RoleBindingSpec>(),
-        }
-    }
-}
-
-/// A kind on the wire: its singular name.
-impl schemars::JsonSchema for Kind {
-    fn schema_name() -> Cow<'static, str> {
-        "Kind".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.info().singular).collect();
-        schemars::json_schema!({"type": "string", "enum": names, "description": "The resource's kind."})
-    }
-}
-
-impl Serialize for Kind {
-    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Kind {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
-        let raw = Cow::<'de, str>::deserialize(deserializer)?;
-        Kind::parse_document(&raw).ok_or_else(|| serde::de::Error::custom(format!("unknown kind {raw:?}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct KindOf;
-    impl KindVisitor for KindOf {
-        type Output = Kind;
-        fn visit<S: Spec>(self) -> Kind {
-            S::KIND
-        }
-    }
-
-    #[test]
-    fn every_kind_visits_the_type_of_its_own_documents() {
-        for kind in Kind::ALL {
-            assert_eq!(kind.visit(KindOf), kind);
-        }
-    }
-
-    #[test]
-    fn kinds_travel_as_their_singular_name() {
-        assert_eq!(serde_json::to_value(Kind::RoleBinding).unwrap(), "rolebinding");
-        assert_eq!(serde_json::from_value::<Kind>("SecretBackends".into()).unwrap(), Kind::SecretBackend);
-        let err = serde_json::from_value::<Kind>("widget".into()).unwrap_err();
-        assert_eq!(err.to_string(), "unknown kind \"widget\"");
-    }
+    use crate::rbac::RoleBindingSpec;
 
     #[test]
     fn a_document_round_trips_with_its_envelope() {

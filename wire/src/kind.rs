@@ -2,9 +2,13 @@
 //! everything that enumerates kinds (RBAC resources, the audit kind filter, history, schemas,
 //! the CLI's kinds and completions, document parsing) is derived from [`Kind::ALL`] and
 //! [`Kind::info`]. `info` matches every variant, so a new kind without its description does not
-//! compile, and neither does one without its document type ([`Kind::visit`], in `document.rs`,
-//! which also carries the columns `get` prints); `registry_is_consistent` below checks what the
+//! compile, and neither does one without its document type ([`Kind::visit`], in `registry.rs`;
+//! each kind's module carries the columns `get` prints); `registry_is_consistent` below checks what the
 //! compiler cannot.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 /// A resource kind mcpd serves, in dependency order: what a document of a later kind may refer
 /// to comes earlier (backends before the secrets on them, secrets before the Llms using them,
@@ -227,6 +231,31 @@ impl std::fmt::Display for Kind {
 pub const RBAC_RESOURCES: [&str; 8] =
     ["llms", "secrets", "secretbackends", "users", "tokens", "rbac", "migrations", "audit"];
 
+/// A kind on the wire: its singular name.
+impl schemars::JsonSchema for Kind {
+    fn schema_name() -> Cow<'static, str> {
+        "Kind".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.info().singular).collect();
+        schemars::json_schema!({"type": "string", "enum": names, "description": "The resource's kind."})
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        let raw = Cow::<'de, str>::deserialize(deserializer)?;
+        Kind::parse_document(&raw).ok_or_else(|| serde::de::Error::custom(format!("unknown kind {raw:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -257,5 +286,13 @@ mod tests {
         assert_eq!(Kind::parse("nope"), None);
         assert_eq!(Kind::parse_document("SecretBackends"), Some(Kind::SecretBackend));
         assert_eq!(Kind::parse_document("sb"), None, "short names are for the command line");
+    }
+
+    #[test]
+    fn kinds_travel_as_their_singular_name() {
+        assert_eq!(serde_json::to_value(Kind::RoleBinding).unwrap(), "rolebinding");
+        assert_eq!(serde_json::from_value::<Kind>("SecretBackends".into()).unwrap(), Kind::SecretBackend);
+        let err = serde_json::from_value::<Kind>("widget".into()).unwrap_err();
+        assert_eq!(err.to_string(), "unknown kind \"widget\"");
     }
 }

@@ -6,15 +6,19 @@
 
 pub mod audit;
 pub mod document;
+pub mod health;
 pub mod kind;
 pub mod llm;
 pub mod migration;
 pub mod name;
 pub mod rbac;
+pub mod registry;
+pub mod rule;
 pub mod secret;
 pub mod secret_backend;
 pub mod user;
 
-pub use document::{Cell, Column, Document, HistoryEvent, KindVisitor, List, ListMeta, Spec};
+pub use document::{Cell, Column, Document, HistoryEvent, List, ListMeta, Spec};
 pub use kind::{Kind, KindInfo, RBAC_RESOURCES};
 pub use name::ResourceName;
+pub use registry::KindVisitor;

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::Kind;
 use crate::document::{Cell, Column, Spec, column};
-use crate::{Kind, ResourceName};
+pub use crate::health::{LlmHealth, LlmStatus};
+pub use crate::name::SecretKeyRef;
 
 /// The provider an Llm talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -97,13 +99,6 @@ impl Tier {
     }
 }
 
-/// A key inside a Secret: `{name: anthropic, key: API_KEY}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct SecretKeyRef {
-    pub name: ResourceName,
-    pub key: String,
-}
-
 /// A validated Llm spec, as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -152,15 +147,4 @@ impl Spec for LlmSpec {
             Some(s) => Cell::Text(Cow::Owned(format!("{} at {}: {}", s.status, s.checked_at, s.message))),
         }),
     ];
-}
-
-/// An Llm's health as the serving mcpd replica last saw it (from a warmup or a proxied call).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LlmHealth {
-    /// Ready, Unreachable, TimedOut, KeyRejected, Failing, ClientSide.
-    pub status: String,
-    #[serde(default)]
-    pub message: String,
-    pub checked_at: String,
 }

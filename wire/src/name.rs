@@ -63,6 +63,13 @@ impl fmt::Display for ResourceName {
     }
 }
 
+/// A key inside a Secret: `{name: anthropic, key: API_KEY}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    pub name: ResourceName,
+    pub key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ResourceName;

@@ -114,6 +114,11 @@ impl ReadModel {
             .collect()
     }
 
+    /// The read models that events of `aggregate_type` change.
+    pub fn changed_by(aggregate_type: &str) -> Vec<ReadModel> {
+        ReadModel::ALL.into_iter().filter(|m| m.handles(aggregate_type)).collect()
+    }
+
     /// Whether events of `aggregate_type` change this read model.
     pub fn handles(self, aggregate_type: &str) -> bool {
         projection_of(aggregate_type).is_some_and(|(model, _)| model == self)

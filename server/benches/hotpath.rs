@@ -1,0 +1,606 @@
+//! Benchmark: mcpd's hot path over HTTP (creates and reads of one Llm), each beside what the
+//! database itself does for the same work, measured in the same run at the same concurrency:
+//! - creates/s on PostgreSQL against pgbench running a single-row INSERT + COMMIT of an
+//!   event-sized row into a table shaped like `events`;
+//! - creates/s on SQLite (the embedded default) against the same INSERT + COMMIT through sqlx
+//!   on a file opened with mcpd's settings (WAL, synchronous=FULL);
+//! - GETs of one Llm/s on PostgreSQL against pgbench's primary-key SELECT of its read-model row.
+//!
+//! mcpd runs in this process behind its real listener, and the clients are HTTP keep-alive
+//! connections (reqwest); the clients share the machine with mcpd as pgbench shares it with
+//! PostgreSQL. Run: `cargo bench -p api --bench hotpath` (or `scripts/bench`, which runs every
+//! benchmark); `BENCH_SECONDS` sets each measurement's length (default 5).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use server::App;
+use testkit::{StoreKind, TestDb};
+
+/// Whether scenario `name` runs: all of them unless `BENCH_ONLY` names some (comma-separated:
+/// creates, p99, gets, history, list, memory, sqlite).
+fn wanted(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
+}
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}
+
+/// mcpd on `db`, served on a loopback port; returns its base URL.
+async fn serve(db: &TestDb) -> (App, String) {
+    let bootstrap =
+        app::service::Bootstrap { token: Some(testkit::ADMIN_TOKEN.to_owned().into()), ..Default::default() };
+    let app = App::open(&db.url, Duration::from_secs(10), &bootstrap).await.expect("mcpd starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = server::serve::Limits {
+        header_read_timeout: Duration::from_secs(10),
+        max_connections: 512,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    tokio::spawn(server::serve::run(listener, app.router(), limits, None, std::future::pending()));
+    (app, base)
+}
+
+/// Requests per second and the 99th percentile latency of `clients` loops calling `request`
+/// for the measurement's length.
+struct Load {
+    rate: f64,
+    p99: Duration,
+}
+
+async fn load<F, Fut>(clients: usize, request: F) -> Load
+where
+    F: Fn(reqwest::Client, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, counter, request) = (http.clone(), counter.clone(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                request(http.clone(), n).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    Load { rate: latencies.len() as f64 / elapsed.as_secs_f64(), p99 }
+}
+
+fn llm(name: &str) -> serde_json::Value {
+    json!({"name": name, "type": "ollama", "model": "llama3", "tier": "fast", "url": "http://127.0.0.1:11434",
+           "description": "a benchmark llm", "extra": {"numCtx": "8192"}})
+}
+
+async fn creates(base: &str, clients: usize, tag: &str) -> Load {
+    let (base, tag) = (base.to_owned(), tag.to_owned());
+    load(clients, move |http, n| {
+        let (url, name) = (format!("{base}/api/v1/llms"), format!("{tag}-{n}"));
+        async move {
+            let r = http.post(url).bearer_auth(testkit::ADMIN_TOKEN).json(&llm(&name)).send().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    })
+    .await
+}
+
+/// Llm `name`, created unless an earlier scenario did (`BENCH_ONLY=gets` runs alone).
+async fn ensure_llm(base: &str, name: &str) {
+    let created = reqwest::Client::new()
+        .post(format!("{base}/api/v1/llms"))
+        .bearer_auth(testkit::ADMIN_TOKEN)
+        .json(&llm(name))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(created == 201 || created == 409, "creating {name}: {created}");
+}
+
+async fn gets(base: &str, clients: usize, name: &str) -> Load {
+    let url = format!("{base}/api/v1/llms/{name}");
+    load(clients, move |http, _| {
+        let url = url.clone();
+        async move {
+            let r = http.get(url).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    })
+    .await
+}
+
+/// An event as mcpd stores one for an Llm's creation, for the baselines.
+const PAYLOAD: &str = r#"{"LlmCreated":{"spec":{"type":"ollama","model":"llama3","url":"http://127.0.0.1:11434","tier":"fast","description":"a benchmark llm","extra":{"numCtx":"8192"}}}}"#;
+const METADATA: &str = r#"{"actor":"admin","tokenId":"tok-0123456789abcdef","requestId":"0123456789abcdef0123456789abcdef","source":"api","sourceAddress":"127.0.0.1"}"#;
+
+/// pgbench's transactions/s running `script` with `clients` connections.
+fn pgbench(url: &str, clients: usize, script: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, script).unwrap();
+    let out = std::process::Command::new("pgbench")
+        .args(["-n", "--random-seed=rand", "-c", &clients.to_string(), "-j", &clients.to_string()])
+        .args(["-T", &seconds().to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .expect("pgbench runs (Debian: apt-get install postgresql-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pgbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no tps in pgbench's output: {text}"))
+}
+
+/// pgbench's p99 latency running `script` at `rate` transactions/s with `clients` connections,
+/// measured from each transaction's scheduled start (pgbench's own rule under `--rate`).
+fn pgbench_p99(url: &str, clients: usize, rate: f64, script: &str) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, script).unwrap();
+    let prefix = dir.path().join("log");
+    let out = std::process::Command::new("pgbench")
+        .args(["-n", "-c", &clients.to_string(), "-j", "1", "-T", &seconds().to_string()])
+        .arg(format!("--rate={rate:.0}"))
+        .arg("-l")
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg("-f")
+        .arg(&file)
+        .arg(url)
+        .output()
+        .expect("pgbench runs");
+    assert!(out.status.success(), "pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut latencies: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("log") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            latencies.extend(text.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()));
+        }
+    }
+    latencies.sort_unstable();
+    Duration::from_micros(latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)])
+}
+
+/// mcpd's p99 create latency at `rate` creates/s over `clients` connections, each request
+/// timed from its scheduled start (so a late start counts, as pgbench counts it).
+async fn creates_at(base: &str, clients: usize, rate: f64, tag: &str) -> Duration {
+    let http = reqwest::Client::new();
+    let interval = Duration::from_secs_f64(clients as f64 / rate);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(seconds());
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (http, base, tag) = (http.clone(), base.to_owned(), tag.to_owned());
+        // Clients start spread over one interval, so the rate is even.
+        let first = started + interval.mul_f64(client as f64 / clients as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut scheduled = first;
+            let mut n = 0;
+            while scheduled < deadline {
+                tokio::time::sleep_until(scheduled).await;
+                let name = format!("{tag}-{client}-{n}");
+                let r = http
+                    .post(format!("{base}/api/v1/llms"))
+                    .bearer_auth(testkit::ADMIN_TOKEN)
+                    .json(&llm(&name))
+                    .send()
+                    .await;
+                assert_eq!(r.unwrap().status(), 201);
+                latencies.push(scheduled.elapsed());
+                scheduled += interval;
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    latencies.sort();
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+/// A table shaped like `events`, for the INSERT baseline.
+async fn events_like_table(url: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE bench_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, \
+         event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
+         position bigserial, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(), \
+         PRIMARY KEY (aggregate_type, aggregate_id, sequence))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE SEQUENCE bench_ids").execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+/// `tag` keeps each run's names apart.
+fn insert_script(tag: &str) -> String {
+    format!(
+        "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+         metadata) VALUES ('llm', '{tag}-' || nextval('bench_ids'), 1, 'LlmCreated', '2', '{PAYLOAD}', '{METADATA}');\n"
+    )
+}
+
+/// Raw SQLite: the same INSERT + COMMIT, one at a time, on a file opened as mcpd opens its own.
+async fn raw_sqlite_inserts(path: &std::path::Path) -> f64 {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE events (aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, sequence INTEGER NOT NULL, \
+         event_type TEXT NOT NULL, event_version TEXT NOT NULL, payload TEXT NOT NULL, metadata TEXT NOT NULL, \
+         position INTEGER PRIMARY KEY AUTOINCREMENT, UNIQUE (aggregate_type, aggregate_id, sequence))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let started = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('llm', ?, 1, 'LlmCreated', '2', ?, ?)")
+            .bind(format!("b-{n}"))
+            .bind(PAYLOAD)
+            .bind(METADATA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn row(scenario: &str, ours: f64, baseline: &str, base: f64, extra: &str) {
+    println!("| {scenario} | {ours:.0} | {baseline} | {base:.0} | **{:.2}** | {extra} |", ours / base);
+}
+
+fn row_latency(scenario: &str, ours: Duration, baseline: &str, base: Duration) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "| {scenario} | {:.2} ms | {baseline} | {:.2} ms | **{:.2}×** | latency, lower is better |",
+        ms(ours),
+        ms(base),
+        ms(ours) / ms(base)
+    );
+}
+
+/// `n` users, each with a token and a role binding, created over HTTP by 16 clients.
+async fn crowd(base: &str, n: usize) -> Duration {
+    let started = Instant::now();
+    let base = base.to_owned();
+    let http = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (base, http, next) = (base.clone(), http.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let user = format!("u-{i:05}");
+                let post = |path: &str, body: serde_json::Value| {
+                    http.post(format!("{base}{path}")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send()
+                };
+                assert_eq!(post("/api/v1/users", json!({"name": user})).await.unwrap().status(), 201);
+                let binding = json!({"name": format!("b-{i:05}"), "role": "viewer", "users": [user]});
+                assert_eq!(post("/api/v1/rolebindings", binding).await.unwrap().status(), 201);
+                assert_eq!(post("/api/v1/tokens", json!({"user": user})).await.unwrap().status(), 201);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The median latency of 200 updates of an llm with 10,000 events, and of one with 10.
+async fn history(base: &str) -> (Duration, Duration) {
+    let http = reqwest::Client::new();
+    let put = async |name: &str, i: usize| {
+        let mut body = llm(name);
+        body["description"] = json!(format!("edit {i}"));
+        let started = Instant::now();
+        let r =
+            http.put(format!("{base}/api/v1/llms/{name}")).bearer_auth(testkit::ADMIN_TOKEN).json(&body).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+        started.elapsed()
+    };
+    for name in ["long-history", "short-history"] {
+        let r =
+            http.post(format!("{base}/api/v1/llms")).bearer_auth(testkit::ADMIN_TOKEN).json(&llm(name)).send().await;
+        assert_eq!(r.unwrap().status(), 201);
+    }
+    for i in 0..9_999 {
+        put("long-history", i).await;
+    }
+    for i in 0..9 {
+        put("short-history", i).await;
+    }
+    let median = async |name: &str| {
+        let mut times = Vec::new();
+        for i in 0..200 {
+            times.push(put(name, 20_000 + i).await);
+        }
+        times.sort();
+        times[times.len() / 2]
+    };
+    let long = median("long-history").await;
+    let short = median("short-history").await;
+    (long, short)
+}
+
+/// All of 100,000 llms through the API in pages of 500, and the same rows by one SELECT,
+/// serialised as JSON, in the same process.
+async fn list_all(db: &TestDb, base: &str) -> (Duration, Duration) {
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO llms (name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
+         resource_version, created_at, updated_at) SELECT 'list-' || lpad(i::text, 6, '0'), 'ollama', 'llama3', \
+         'http://127.0.0.1:11434', 'fast', 'a listed llm', NULL, NULL, '{}', 1, '2026-12-01T00:00:00Z', \
+         '2026-12-01T00:00:00Z' FROM generate_series(1, 100000) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let (mut count, mut next) = (0, None::<String>);
+    loop {
+        let mut url = format!("{base}/api/v1/llms?limit=500");
+        if let Some(token) = &next {
+            url.push_str(&format!("&continue={token}"));
+        }
+        // Read as a client that only walks the list would: every item parsed, none kept.
+        let page: wire::List<serde::de::IgnoredAny> =
+            http.get(url).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+        count += page.items.len();
+        match page.metadata.and_then(|m| m.continue_token) {
+            Some(token) => next = Some(token),
+            None => break,
+        }
+    }
+    let ours = started.elapsed();
+    assert!(count >= 100_000, "{count}");
+    let started = Instant::now();
+    let rows = sqlx::query(
+        "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, \
+         created_at, updated_at FROM llms ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let docs: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            use sqlx::Row;
+            json!({"name": r.get::<String, _>(0), "type": r.get::<String, _>(1), "model": r.get::<String, _>(2),
+                   "url": r.get::<Option<String>, _>(3), "tier": r.get::<String, _>(4),
+                   "description": r.get::<String, _>(5), "extra": r.get::<String, _>(8),
+                   "resourceVersion": r.get::<i64, _>(9), "createdAt": r.get::<String, _>(10),
+                   "updatedAt": r.get::<String, _>(11)})
+        })
+        .collect();
+    let text = serde_json::to_string(&docs).unwrap();
+    let raw = started.elapsed();
+    assert!(text.len() > 1_000_000);
+    (ours, raw)
+}
+
+/// One primary-key read of an Llm's row, `n` times one after another: through `sqlx::Any` (as
+/// the read models query) and through a typed `PgPool`, decoding every column either way.
+async fn any_against_typed(url: &str, name: &str, n: usize) -> (Duration, Duration) {
+    use sqlx::Row;
+    const SQL: &str = "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, \
+                       resource_version, created_at, updated_at FROM llms WHERE name = $1";
+    sqlx::any::install_default_drivers();
+    let any = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let typed = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let row = sqlx::query(SQL).bind(name).fetch_one(&any).await.unwrap();
+        let _: (String, String, i64) = (row.get(0), row.get(8), row.get(9));
+    }
+    let through_any = started.elapsed() / n as u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        let row = sqlx::query(SQL).bind(name).fetch_one(&typed).await.unwrap();
+        let _: (String, String, i64) = (row.get(0), row.get(8), row.get(9));
+    }
+    (through_any, started.elapsed() / n as u32)
+}
+
+/// The resident memory of process `pid`, from /proc.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc");
+    kb * 1024
+}
+
+/// mcpd's resident memory as a process of its own (the release binary): idle after start, and
+/// after a client walked a list of 100,000 llms through it.
+async fn memory() -> (u64, u64) {
+    let db = TestDb::new(StoreKind::Postgres).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcpd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("MCPD_BOOTSTRAP_TOKEN", testkit::ADMIN_TOKEN)
+        .env("MCPCTL_CONFIG", data.path().join("client.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mcpd starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{base}/readyz")).send().await.map_or(true, |r| !r.status().is_success()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "mcpd did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few requests first, so idle means "serving", not "never touched".
+    for _ in 0..10 {
+        http.get(format!("{base}/api/v1/llms")).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss(child.id());
+    let _ = list_all(&db, &base).await;
+    let after = rss(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (idle, after)
+}
+
+#[tokio::main]
+async fn main() {
+    println!("hot path, {} s per measurement, release build", seconds());
+    println!("| scenario | mcpd | baseline (same run) | baseline | ratio | notes |");
+    println!("|---|---|---|---|---|---|");
+
+    // PostgreSQL creates, 1 and 16 clients.
+    let db = TestDb::new(StoreKind::Postgres).await;
+    events_like_table(&db.url).await;
+    let (_app, base) = serve(&db).await;
+    let mut peak = 0.0;
+    for clients in [1, 16].into_iter().filter(|_| wanted("creates") || wanted("p99")) {
+        let raw = pgbench(&db.url, clients, &insert_script(&format!("c{clients}")));
+        let ours = creates(&base, clients, &format!("c{clients}")).await;
+        peak = ours.rate;
+        row(
+            &format!("creates/s, {clients} client(s), PostgreSQL"),
+            ours.rate,
+            "pgbench INSERT+COMMIT of an event-sized row",
+            raw,
+            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+        );
+    }
+
+    // Write latency at half mcpd's peak rate, against pgbench's at the same rate.
+    if wanted("p99") {
+        let rate = peak / 2.0;
+        let raw = pgbench_p99(&db.url, 16, rate, &insert_script("r16"));
+        let ours = creates_at(&base, 16, rate, "r16").await;
+        println!(
+            "| write p99 at {rate:.0}/s (half the peak), 16 clients, PostgreSQL | {:.2} ms | pgbench p99 at the same rate | {:.2} ms | **{:.2}×** | latency, lower is better; target ≤ 3× |",
+            ours.as_secs_f64() * 1000.0,
+            raw.as_secs_f64() * 1000.0,
+            ours.as_secs_f64() / raw.as_secs_f64()
+        );
+    }
+
+    // PostgreSQL GET one, 16 clients.
+    if wanted("gets") {
+        ensure_llm(&base, "c1-0").await;
+        let raw = pgbench(
+            &db.url,
+            16,
+            "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
+        );
+        let ours = gets(&base, 16, "c1-0").await;
+        row(
+            "GET one llm/s, 16 clients, PostgreSQL",
+            ours.rate,
+            "pgbench primary-key SELECT of the row",
+            raw,
+            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+        );
+
+        // What sqlx::Any costs on that read.
+        let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
+        println!(
+            "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
+            through_any.as_secs_f64() * 1e6,
+            typed.as_secs_f64() * 1e6,
+            through_any.as_secs_f64() / typed.as_secs_f64()
+        );
+
+        // The same GET with 10,000 users, tokens and role bindings in the store.
+        let crowded = crowd(&base, 10_000).await;
+        let ours_crowded = gets(&base, 16, "c1-0").await;
+        row(
+            "GET one llm/s with 10,000 users, tokens and bindings, PostgreSQL",
+            ours_crowded.rate,
+            "the same GET with 1 of each (above)",
+            ours.rate,
+            &format!("seeded in {crowded:.0?}"),
+        );
+    }
+
+    // Updates of an aggregate with a long history against one with a short one.
+    if wanted("history") {
+        let (long, short) = history(&base).await;
+        row_latency("update of an llm with 10,000 events, PostgreSQL", long, "the same with 10 events", short);
+    }
+
+    // A list of 100,000 through the paginated API against one SELECT of the same rows.
+    if wanted("list") {
+        let (ours, raw) = list_all(&db, &base).await;
+        row_latency("list 100,000 llms, pages of 500, PostgreSQL", ours, "one SELECT of the rows, serialised", raw);
+    }
+    drop(_app);
+
+    // mcpd's memory, as a process of its own.
+    if wanted("memory") {
+        let (idle, after) = memory().await;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "| mcpd RSS idle / after listing 100,000 llms (its own process, PostgreSQL) | {:.1} MiB / {:.1} MiB | — | — | — | target < 30 MiB / < 200 MiB |",
+            mib(idle),
+            mib(after)
+        );
+    }
+
+    // SQLite creates, 1 client.
+    if !wanted("sqlite") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_sqlite_inserts(&dir.path().join("raw.db")).await;
+    let db = TestDb::new(StoreKind::Sqlite).await;
+    let (_app, base) = serve(&db).await;
+    let ours = creates(&base, 1, "s1").await;
+    row(
+        "creates/s, 1 client, SQLite (embedded default)",
+        ours.rate,
+        "raw SQLite INSERT+COMMIT, WAL, synchronous=FULL",
+        raw,
+        &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+    );
+}

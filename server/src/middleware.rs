@@ -30,34 +30,10 @@ pub async fn request_context(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let source_address = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.to_string())
-        .unwrap_or_default();
-    let user_agent = request
-        .headers()
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect())
-        .unwrap_or_default();
-    request.extensions_mut().insert(RequestContext {
-        // Set by authentication once the token is checked.
-        actor: ANONYMOUS.to_owned(),
-        request_id: request_id.clone(),
-        source: "api",
-        token_id: String::new(),
-        source_address: source_address.clone(),
-        user_agent,
-        permissions: Default::default(),
-        idempotency: None,
-    });
+    let ctx = context_of(&request);
+    let request_id = ctx.request_id.clone();
+    let source_address = ctx.source_address.clone();
+    request.extensions_mut().insert(ctx);
     // The route template (`/api/v1/llms/{name}`), for the metrics and the log; the user is
     // filled in by authentication.
     let route = request
@@ -77,31 +53,7 @@ pub async fn request_context(
     let started = Instant::now();
     let timeout = if timed(&request) { s.limits.tuning.request_timeout } else { None };
     let served = app::request_scope::run(request_id.clone(), next.run(request), timeout).instrument(span.clone()).await;
-    let (mut response, recorded) = match served {
-        Ok(served) => served,
-        Err(app::request_scope::TimedOut) => {
-            let limit = timeout.unwrap_or_default().as_secs();
-            span.in_scope(|| {
-                tracing::warn!(timeout_seconds = limit, "a request ran past the request timeout; stopped")
-            });
-            let error = app::error::ApiError::Overloaded(format!(
-                "the request took longer than {limit} s (--request-timeout-secs) and was stopped before it changed anything"
-            ));
-            (app::request_scope::with_id(request_id.clone(), || error.into_response()), false)
-        }
-    };
-    let status = response.status();
-    if recorded && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
-        // The change happened; a 5xx would make the client retry it, and a 404 (another request
-        // deleted the resource right after) would say it did not. What failed after it
-        // (reading the result back, cleaning up) was logged where it happened.
-        response = app::request_scope::with_id(request_id.clone(), || {
-            app::error::accepted(&format!(
-                "the change was recorded, but answering failed afterwards ({status}); read it back later \
-                 (another request may have changed it since)"
-            ))
-        });
-    }
+    let mut response = answer_of(served, &request_id, timeout, &span);
     if matches!(response.status().as_u16(), 401 | 403) {
         record_refusal(&s, &response, &request_id, &method, &route, &path, &source_address);
     }
@@ -115,6 +67,74 @@ pub async fn request_context(
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// A request's context before authentication: its id (the client's `X-Request-Id` when it is
+/// sane), the peer and the user agent.
+fn context_of(request: &Request) -> RequestContext {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let source_address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string())
+        .unwrap_or_default();
+    let user_agent = request
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+        .unwrap_or_default();
+    RequestContext {
+        // Set by authentication once the token is checked.
+        actor: ANONYMOUS.to_owned(),
+        request_id,
+        source: "api",
+        token_id: String::new(),
+        source_address,
+        user_agent,
+        permissions: Default::default(),
+        idempotency: None,
+    }
+}
+
+/// The answer to a request that ran (or was stopped at its timeout). A request that recorded a
+/// change is never answered 5xx or 404: the change happened, a 5xx would make the client retry
+/// it, and a 404 (another request deleted the resource right after) would say it did not. What
+/// failed after it (reading the result back, cleaning up) was logged where it happened.
+fn answer_of(
+    served: Result<(Response, bool), app::request_scope::TimedOut>,
+    request_id: &str,
+    timeout: Option<std::time::Duration>,
+    span: &tracing::Span,
+) -> Response {
+    let (response, recorded) = match served {
+        Ok(served) => served,
+        Err(app::request_scope::TimedOut) => {
+            let limit = timeout.unwrap_or_default().as_secs();
+            span.in_scope(|| {
+                tracing::warn!(timeout_seconds = limit, "a request ran past the request timeout; stopped")
+            });
+            let error = app::error::ApiError::Overloaded(format!(
+                "the request took longer than {limit} s (--request-timeout-secs) and was stopped before it changed anything"
+            ));
+            (app::request_scope::with_id(request_id.to_owned(), || error.into_response()), false)
+        }
+    };
+    let status = response.status();
+    if recorded && (status.is_server_error() || status == axum::http::StatusCode::NOT_FOUND) {
+        return app::request_scope::with_id(request_id.to_owned(), || {
+            app::error::accepted(&format!(
+                "the change was recorded, but answering failed afterwards ({status}); read it back later \
+                 (another request may have changed it since)"
+            ))
+        });
     }
     response
 }

@@ -117,26 +117,8 @@ pub async fn run(
                 let result = match acceptor {
                     None => serve_connection(&builder, watcher, stream, router, remote, None, &connection).await,
                     Some(acceptor) => {
-                        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => {
-                                let certificate = stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|chain| chain.first())
-                                    .and_then(crate::tls::client_certificate);
-                                serve_connection(&builder, watcher, stream, router, remote, certificate, &connection)
-                                    .await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(remote = %remote, error = %e, "a TLS handshake failed");
-                                Ok(())
-                            }
-                            Err(_) => {
-                                tracing::debug!(remote = %remote, "a TLS handshake did not finish in time");
-                                Ok(())
-                            }
-                        }
+                        let peer = Peer { builder: &builder, router, remote, connection: &connection };
+                        serve_tls(peer, watcher, acceptor, stream, limits.header_read_timeout).await
                     }
                 };
                 if let Err(e) = result {
@@ -158,6 +140,45 @@ pub async fn run(
         tracing::warn!(open = connections.len(), "the shutdown grace period ended with connections open; closing them");
     }
     connections.abort_all();
+}
+
+/// One accepted connection, for [`serve_tls`].
+struct Peer<'a> {
+    builder: &'a hyper::server::conn::http1::Builder,
+    router: axum::Router,
+    remote: SocketAddr,
+    connection: &'a Arc<Connection>,
+}
+
+/// A TLS handshake within `timeout`, then the connection served with the client certificate it
+/// presented (when `--client-ca` verified one).
+async fn serve_tls(
+    peer: Peer<'_>,
+    watcher: hyper_util::server::graceful::Watcher,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+) -> hyper::Result<()> {
+    let Peer { builder, router, remote, connection } = peer;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(crate::tls::client_certificate);
+            serve_connection(builder, watcher, stream, router, remote, certificate, connection).await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(remote = %remote, error = %e, "a TLS handshake failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::debug!(remote = %remote, "a TLS handshake did not finish in time");
+            Ok(())
+        }
+    }
 }
 
 /// One connection's requests, each with the client's address (and its certificate's user).

@@ -12,6 +12,42 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// An OpenAI chat request as an Anthropic Messages request to `model`.
 pub fn request(body: &Value, model: &str) -> Result<Value, String> {
+    let (system, messages) = messages(body)?;
+    let mut request = Map::new();
+    request.insert("model".into(), json!(model));
+    request.insert("messages".into(), Value::Array(messages));
+    let max_tokens = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")).and_then(Value::as_u64);
+    request.insert("max_tokens".into(), json!(max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
+    if !system.is_empty() {
+        request.insert("system".into(), json!(system.join("\n\n")));
+    }
+    for field in ["temperature", "top_p"] {
+        if let Some(v) = body.get(field).filter(|v| v.is_number()) {
+            request.insert(field.into(), v.clone());
+        }
+    }
+    match body.get("stop") {
+        Some(Value::String(s)) => {
+            request.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(list)) => {
+            request.insert("stop_sequences".into(), Value::Array(list.clone()));
+        }
+        _ => {}
+    }
+    tools(body, &mut request);
+    if let Some(user) = body.get("user").and_then(Value::as_str) {
+        request.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        request.insert("stream".into(), json!(true));
+    }
+    Ok(Value::Object(request))
+}
+
+/// The system prompt (every system and developer message) and the conversation as Anthropic
+/// takes it: consecutive messages of one role made one, tool calls and results as blocks.
+fn messages(body: &Value) -> Result<(Vec<String>, Vec<Value>), String> {
     let messages = body.get("messages").and_then(Value::as_array).ok_or("`messages` must be an array")?;
     let mut system: Vec<String> = Vec::new();
     let mut out: Vec<Value> = Vec::new();
@@ -54,28 +90,11 @@ pub fn request(body: &Value, model: &str) -> Result<Value, String> {
             _ => out.push(json!({"role": role, "content": blocks})),
         }
     }
-    let mut request = Map::new();
-    request.insert("model".into(), json!(model));
-    request.insert("messages".into(), Value::Array(out));
-    let max_tokens = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")).and_then(Value::as_u64);
-    request.insert("max_tokens".into(), json!(max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
-    if !system.is_empty() {
-        request.insert("system".into(), json!(system.join("\n\n")));
-    }
-    for field in ["temperature", "top_p"] {
-        if let Some(v) = body.get(field).filter(|v| v.is_number()) {
-            request.insert(field.into(), v.clone());
-        }
-    }
-    match body.get("stop") {
-        Some(Value::String(s)) => {
-            request.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(list)) => {
-            request.insert("stop_sequences".into(), Value::Array(list.clone()));
-        }
-        _ => {}
-    }
+    Ok((system, out))
+}
+
+/// The client's tools and tool choice, as Anthropic names them.
+fn tools(body: &Value, request: &mut Map<String, Value>) {
     if let Some(tools) = body.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
@@ -103,13 +122,6 @@ pub fn request(body: &Value, model: &str) -> Result<Value, String> {
         }
         _ => {}
     }
-    if let Some(user) = body.get("user").and_then(Value::as_str) {
-        request.insert("metadata".into(), json!({"user_id": user}));
-    }
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        request.insert("stream".into(), json!(true));
-    }
-    Ok(Value::Object(request))
 }
 
 /// A message's content as plain text (a string, or the text of its parts).

@@ -9,7 +9,16 @@ use projections::read_models::Record;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use domain::llm::Tier;
+use projections::read_models::llms;
+
 use super::upstream::{self, Failure};
+use app::context::RequestContext;
+use app::error::ApiError;
+use app::service::Services;
 
 /// Puts what a failed call to `llm` found on the board.
 pub fn note_failure(board: &Board, llm: &str, failure: &Failure) {
@@ -77,4 +86,55 @@ pub async fn warm(
         }
     }
     board.get(&llm.name).expect("just set")
+}
+
+/// `POST /api/v1/llms/{name}/warmup`: loads the model (ollama), checks the endpoint and the key
+/// (the others); answers the Llm's health. Needs `run:infer` on the Llm: it sends the key.
+pub(super) async fn warmup(
+    State(s): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !ctx.permissions.may_infer(&name) {
+        return Err(ApiError::Forbidden(format!("user {:?} may not run:infer on llm {name:?}", ctx.actor)));
+    }
+    let llm =
+        llms::get(&s.store.db, &name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, &name))?;
+    let health = warm_one(&s, &llm).await?;
+    Ok(Json(json!({"name": name, "health": health})))
+}
+
+/// Warms `llm` up (see [`health::warm`]).
+pub async fn warm_one(s: &Services, llm: &Record<LlmSpec>) -> Result<LlmHealth, ApiError> {
+    let key = match s.api_key_of(llm).await {
+        Ok(key) => key,
+        Err(e) => {
+            s.inference.health.set(&llm.name, LlmStatus::Failing, format!("resolving the key: {e}"));
+            return Err(e);
+        }
+    };
+    Ok(warm(&s.inference.client, &s.inference.health, llm, key.as_deref()).await)
+}
+
+/// Warms up the Llms of `tier` (every Llm when `None`) in the background.
+pub fn warm_in_background(s: &Services, tier: Option<Tier>) {
+    let s = s.clone();
+    tokio::spawn(async move {
+        let all = match llms::list(&s.store.db).await {
+            Ok(all) => all,
+            Err(e) => return tracing::warn!(error = %e, "warmup: listing the Llms failed"),
+        };
+        let chosen = all.iter().filter(|l| tier.is_none_or(|t| l.spec.tier == t));
+        let warmed = futures::future::join_all(chosen.map(|l| async {
+            let outcome = warm_one(&s, l).await;
+            (l.name.clone(), outcome)
+        }))
+        .await;
+        for (name, outcome) in warmed {
+            match outcome {
+                Ok(h) => tracing::info!(llm = %name, status = %h.status, message = %h.message, "warmup"),
+                Err(e) => tracing::warn!(llm = %name, error = %e, "warmup failed"),
+            }
+        }
+    });
 }

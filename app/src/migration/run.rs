@@ -15,25 +15,8 @@ impl Runner {
                 }
             }
         };
-        let finish = |status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>| {
-            Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
-        };
-        let drivers = async {
-            Ok::<_, ApiError>((
-                self.services.drivers.get(run.from.as_str()).await?,
-                self.services.drivers.get(run.to.as_str()).await?,
-            ))
-        };
-        let (candidates, (source, destination)) = match (self.candidates(&run).await, drivers.await) {
-            (Ok(candidates), Ok(drivers)) => (candidates, drivers),
-            (Err(e), _) | (_, Err(e)) => {
-                let reason = e.to_string();
-                let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: None, reason: reason.clone() };
-                let _ = self.execute_run(ctx, &run.id, fail).await;
-                report(finish("failed", 0, 0, 0, Some(reason))).await;
-                return;
-            }
-        };
+        let finish = |status, moved, skipped, failed, error| finished(&run, status, moved, skipped, failed, error);
+        let Some((candidates, source, destination)) = self.open_run(ctx, &run, &report).await else { return };
         report(Progress::Started {
             run: run.id.to_string(),
             from: run.from.to_string(),
@@ -42,8 +25,7 @@ impl Runner {
             dry_run: false,
         })
         .await;
-        let (mut moved, mut skipped) = (Vec::new(), Vec::new());
-        let (mut moved_total, mut skipped_total) = (0u64, 0u64);
+        let mut tally = Tally::default();
         let (source, destination) = (source.as_ref(), destination.as_ref());
         // A pipeline of two: while one batch's flips are committed and its source copies
         // removed, the next batch is copied. Copies still happen one at a time, and never after
@@ -72,61 +54,82 @@ impl Runner {
                     }
                 },
             );
-            for (name, outcome) in settled.into_iter().flatten() {
-                match outcome {
-                    Ok(Outcome::Moved) => {
-                        moved_total += 1;
-                        moved.push(name.clone());
-                        report(Progress::Secret { name, outcome: "migrated", message: None }).await;
-                    }
-                    Ok(Outcome::Skipped(Skip::AlreadyThere(_))) if run.names.is_none() => {}
-                    Ok(Outcome::Skipped(reason)) => {
-                        skipped_total += 1;
-                        let reason = reason.to_string();
-                        skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
-                        report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
-                    }
-                    Err(reason) => {
-                        if let Some(abandoned) = copied {
-                            // Copied but never to be flipped: not left behind as orphaned versions.
-                            for copy in abandoned.copies {
-                                let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
-                            }
-                        }
-                        self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
-                        let fail = MigrationCommand::FailMigration {
-                            id: run.id.clone(),
-                            secret: Some(name.clone()),
-                            reason: reason.clone(),
-                        };
-                        if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
-                            tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
-                        }
-                        report(Progress::Secret {
-                            name: name.clone(),
-                            outcome: "failed",
-                            message: Some(reason.clone()),
-                        })
-                        .await;
-                        let error = format!("stopped at secret {name:?}: {reason}");
-                        report(finish("failed", moved_total, skipped_total, 1, Some(error))).await;
-                        return;
+            let outcomes = settled.into_iter().flatten();
+            if let Err((name, reason)) = self.take(&run, outcomes, &mut tally, &report).await {
+                if let Some(abandoned) = copied {
+                    // Copied but never to be flipped: not left behind as orphaned versions.
+                    for copy in abandoned.copies {
+                        let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
                     }
                 }
+                self.record_progress(ctx, &run, &mut tally.moved, &mut tally.skipped).await;
+                let fail = MigrationCommand::FailMigration {
+                    id: run.id.clone(),
+                    secret: Some(name.clone()),
+                    reason: reason.clone(),
+                };
+                if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
+                }
+                report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
+                let error = format!("stopped at secret {name:?}: {reason}");
+                report(finish("failed", tally.moved_total, tally.skipped_total, 1, Some(error))).await;
+                return;
             }
-            if moved.len() + skipped.len() >= PROGRESS_BATCH {
-                self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
+            if tally.moved.len() + tally.skipped.len() >= PROGRESS_BATCH {
+                self.record_progress(ctx, &run, &mut tally.moved, &mut tally.skipped).await;
             }
             match copied {
                 Some(batch) => in_flight = Some(batch),
                 None => break,
             }
         }
-        self.record_progress(ctx, &run, &mut moved, &mut skipped).await;
-        if chunks.len() > 0 {
+        self.record_progress(ctx, &run, &mut tally.moved, &mut tally.skipped).await;
+        self.close_run(ctx, &run, tally, chunks.len(), &report).await;
+    }
+
+    /// The run's candidates and both drivers; `None` when one cannot be had, the run then
+    /// recorded as failed and reported.
+    async fn open_run<F: Future<Output = ()>>(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        report: &impl Fn(Progress) -> F,
+    ) -> Option<(Vec<String>, Arc<dyn SecretBackendDriver>, Arc<dyn SecretBackendDriver>)> {
+        let drivers = async {
+            Ok::<_, ApiError>((
+                self.services.drivers.get(run.from.as_str()).await?,
+                self.services.drivers.get(run.to.as_str()).await?,
+            ))
+        };
+        match (self.candidates(run).await, drivers.await) {
+            (Ok(candidates), Ok((source, destination))) => Some((candidates, source, destination)),
+            (Err(e), _) | (_, Err(e)) => {
+                let reason = e.to_string();
+                let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: None, reason: reason.clone() };
+                let _ = self.execute_run(ctx, &run.id, fail).await;
+                report(finished(run, "failed", 0, 0, 0, Some(reason))).await;
+                None
+            }
+        }
+    }
+
+    /// Records the end of a run that copied every batch it took: complete, or (`left` chunks
+    /// not taken, a shutdown) handed over.
+    async fn close_run<F: Future<Output = ()>>(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        tally: Tally,
+        left: usize,
+        report: &impl Fn(Progress) -> F,
+    ) {
+        let finish = |status, moved, skipped, failed, error| finished(run, status, moved, skipped, failed, error);
+        let Tally { moved_total, skipped_total, .. } = tally;
+        if left > 0 {
             // Stopped between batches by a shutdown: the run stays running, and another replica
             // (or the next start) resumes it once this one has let go of the migration lock.
-            tracing::info!(run = %run.id, left = chunks.len() * PROGRESS_BATCH, "shutting down: a migration stopped between batches and is handed over");
+            tracing::info!(run = %run.id, left = left * PROGRESS_BATCH, "shutting down: a migration stopped between batches and is handed over");
             let error = "mcpd is shutting down; the run resumes on another replica or at the next start \
                          (mcpctl get migrations follows it)";
             report(finish("interrupted", moved_total, skipped_total, 0, Some(error.into()))).await;
@@ -142,6 +145,35 @@ impl Runner {
             tracing::warn!(run = %run.id, error = %e, "could not record the completion of a migration");
         }
         report(finish("completed", moved_total, skipped_total, 0, None)).await;
+    }
+
+    /// Counts and reports a settled batch's outcomes, in order; the first failure stops it and
+    /// is handed back (the secret and why).
+    async fn take<F: Future<Output = ()>>(
+        &self,
+        run: &Run,
+        outcomes: impl Iterator<Item = (String, Result<Outcome, String>)>,
+        tally: &mut Tally,
+        report: &impl Fn(Progress) -> F,
+    ) -> Result<(), (String, String)> {
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(Outcome::Moved) => {
+                    tally.moved_total += 1;
+                    tally.moved.push(name.clone());
+                    report(Progress::Secret { name, outcome: "migrated", message: None }).await;
+                }
+                Ok(Outcome::Skipped(Skip::AlreadyThere(_))) if run.names.is_none() => {}
+                Ok(Outcome::Skipped(reason)) => {
+                    tally.skipped_total += 1;
+                    let reason = reason.to_string();
+                    tally.skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
+                    report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
+                }
+                Err(reason) => return Err((name, reason)),
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn record_progress(
@@ -162,4 +194,19 @@ impl Runner {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
         }
     }
+}
+
+/// What a run has done so far: the secrets moved and skipped since progress was last recorded,
+/// and the totals.
+#[derive(Default)]
+struct Tally {
+    moved: Vec<String>,
+    skipped: Vec<SkippedSecret>,
+    moved_total: u64,
+    skipped_total: u64,
+}
+
+/// The last line of a run's progress.
+fn finished(run: &Run, status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>) -> Progress {
+    Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
 }

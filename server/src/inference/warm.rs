@@ -104,7 +104,7 @@ pub(super) async fn warmup(
     Ok(Json(json!({"name": name, "health": health})))
 }
 
-/// Warms `llm` up (see [`health::warm`]).
+/// Warms `llm` up with its key (see [`warm`]); a key that cannot be resolved marks it failing.
 pub async fn warm_one(s: &Services, llm: &Record<LlmSpec>) -> Result<LlmHealth, ApiError> {
     let key = match s.api_key_of(llm).await {
         Ok(key) => key,

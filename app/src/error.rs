@@ -4,12 +4,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cqrs_es::AggregateError;
 use domain::error::{Classified, ErrorClass};
 use domain::{FieldError, ValidationErrors};
 use serde_json::json;
 
-use projections::append::AppendError;
+use crate::store::write::{StoreError, WriteError};
 
 use crate::request_scope::current_request_id;
 use backends::BackendError;
@@ -167,52 +166,65 @@ impl ApiError {
         }
     }
 
-    /// Maps a rejected command: domain rules by their class, an optimistic-concurrency clash
-    /// to 409, store failures to 500.
-    pub fn from_command<E>(kind: &'static str, name: &str, error: AggregateError<E>) -> Self
+    /// Maps a write that recorded nothing: domain rules by their class, a concurrency clash
+    /// to 409 (retry), store failures to 503/507 (nothing changed) or 500.
+    pub fn from_write<E>(kind: &'static str, name: &str, error: WriteError<E>) -> Self
     where
         E: std::error::Error + Classified + Send + Sync + 'static,
     {
         match error {
-            AggregateError::UserError(e) => match e.class() {
-                ErrorClass::NotFound => ApiError::Missing(e.to_string()),
-                ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
-                ErrorClass::Invalid => {
-                    let mut errors = ValidationErrors::default();
-                    errors.add(e.field().unwrap_or("spec"), e.to_string());
-                    ApiError::Invalid { kind, errors }
-                }
-                ErrorClass::Unresolved => {
-                    let mut errors = ValidationErrors::default();
-                    errors.add(e.field().unwrap_or("spec"), e.to_string());
-                    ApiError::Unresolved { kind, errors }
-                }
-            },
-            AggregateError::AggregateConflict => {
+            WriteError::Refused(e) => ApiError::from_refusal(kind, e),
+            WriteError::Clash { .. } => {
                 ApiError::Conflict(format!("{kind} {name:?} was changed by another request at the same time; retry"))
             }
-            AggregateError::DatabaseConnectionError(e) => {
-                tracing::warn!(error = %e, "the event store cannot be reached");
-                ApiError::StoreUnavailable
+            WriteError::KeyClaimed => ApiError::Conflict(
+                "another request with this Idempotency-Key recorded its change at the same time; retry to get its answer"
+                    .into(),
+            ),
+            WriteError::Store(e) => ApiError::from_store(kind, name, e),
+        }
+    }
+
+    /// A domain rule's refusal, by its class.
+    pub fn from_refusal<E>(kind: &'static str, e: E) -> Self
+    where
+        E: std::error::Error + Classified,
+    {
+        match e.class() {
+            ErrorClass::NotFound => ApiError::Missing(e.to_string()),
+            ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
+            ErrorClass::Invalid => {
+                let mut errors = ValidationErrors::default();
+                errors.add(e.field().unwrap_or("spec"), e.to_string());
+                ApiError::Invalid { kind, errors }
             }
-            AggregateError::UnexpectedError(e)
-                if matches!(e.downcast_ref::<AppendError>(), Some(AppendError::OutcomeUnknown(_))) =>
-            {
-                ApiError::OutcomeUnknown
+            ErrorClass::Unresolved => {
+                let mut errors = ValidationErrors::default();
+                errors.add(e.field().unwrap_or("spec"), e.to_string());
+                ApiError::Unresolved { kind, errors }
             }
-            AggregateError::UnexpectedError(e)
-                if e.downcast_ref::<sqlx::Error>().is_some_and(crate::outage::out_of_space) =>
-            {
-                tracing::warn!(error = %e, "the database is out of disk space");
-                ApiError::StorageFull
-            }
-            AggregateError::UnexpectedError(e)
-                if e.downcast_ref::<sqlx::Error>().is_some_and(crate::outage::unreachable) =>
-            {
-                tracing::warn!(error = %e, "the event store cannot be reached");
-                ApiError::StoreUnavailable
-            }
+        }
+    }
+
+    /// The store failed on the write path.
+    pub fn from_store(kind: &'static str, name: &str, error: StoreError) -> Self {
+        match error {
+            StoreError::Database(e) => match ApiError::from(e) {
+                ApiError::Internal(e) => ApiError::Internal(e.context(format!("writing {kind} {name:?}"))),
+                outage => outage,
+            },
+            StoreError::OutcomeUnknown(_) => ApiError::OutcomeUnknown,
             other => ApiError::Internal(anyhow::Error::new(other).context(format!("writing {kind} {name:?}"))),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(e) => ApiError::from(e),
+            StoreError::OutcomeUnknown(_) => ApiError::OutcomeUnknown,
+            other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
 }

@@ -23,75 +23,101 @@ pub fn get(
     reveal: bool,
     chunk_size: u32,
 ) -> anyhow::Result<bool> {
-    if reveal && !matches!(kind, Kind::Secret | Kind::All) {
+    if reveal && !holds_values(kind) {
         bail!("--reveal applies to secrets only");
     }
     if kind == Kind::All && !names.is_empty() {
         bail!("name resources of one kind: mcpctl get llm NAME");
     }
-    let query = |kind: Kind| {
-        if reveal && kind == Kind::Secret { "?reveal=true" } else { "" }
-    };
-    if names.is_empty()
-        && kind != Kind::All
-        && chunk_size > 0
-        && matches!(output, Output::Table | Output::Wide | Output::Name)
-    {
-        // One kind as a table: printed a chunk at a time, as kubectl does.
-        let mut printed = 0;
-        let mut all_read = true;
-        for chunk in Chunks::new(client, kind, reveal, chunk_size) {
-            let docs = chunk?;
-            all_read &= reveal_errors(kind, &docs)?;
-            if !docs.is_empty() {
-                output::print_rows(kind, &docs, output, printed == 0)?;
-            }
-            printed += docs.len();
+    if !names.is_empty() {
+        return get_named(client, kind, names, output, reveal);
+    }
+    if kind != Kind::All && chunk_size > 0 && matches!(output, Output::Table | Output::Wide | Output::Name) {
+        return get_in_chunks(client, kind, output, reveal, chunk_size);
+    }
+    get_lists(client, kind, output, reveal, chunk_size)
+}
+
+/// Whether `--reveal` means something for `kind`.
+fn holds_values(kind: Kind) -> bool {
+    match kind {
+        Kind::Secret | Kind::All => true,
+        Kind::Llm
+        | Kind::SecretBackend
+        | Kind::Migration
+        | Kind::User
+        | Kind::Token
+        | Kind::Role
+        | Kind::RoleBinding => false,
+    }
+}
+
+/// The query that asks for values, where `--reveal` was given and `kind` holds them.
+fn reveal_query(kind: Kind, reveal: bool) -> &'static str {
+    if reveal && kind == Kind::Secret { "?reveal=true" } else { "" }
+}
+
+/// One kind as a table: printed a chunk at a time, as kubectl does.
+fn get_in_chunks(client: &Client, kind: Kind, output: Output, reveal: bool, chunk_size: u32) -> anyhow::Result<bool> {
+    let mut printed = 0;
+    let mut all_read = true;
+    for chunk in Chunks::new(client, kind, reveal, chunk_size) {
+        let docs = chunk?;
+        all_read &= reveal_errors(kind, &docs)?;
+        if !docs.is_empty() {
+            output::print_rows(kind, &docs, output, printed == 0)?;
         }
-        if printed == 0 {
+        printed += docs.len();
+    }
+    if printed == 0 {
+        eprintln!("No resources found.");
+    }
+    Ok(all_read)
+}
+
+/// Every resource of `kind` (each kind of `all`), read whole, then printed.
+fn get_lists(client: &Client, kind: Kind, output: Output, reveal: bool, chunk_size: u32) -> anyhow::Result<bool> {
+    let mut all = Vec::new();
+    for kind in kind.expand() {
+        let mut docs = Vec::new();
+        if chunk_size == 0 {
+            let list = client.get(&format!("{}{}", kind.path(), reveal_query(kind, reveal)))?.into_success()?;
+            docs = list["items"].as_array().cloned().unwrap_or_default();
+        } else {
+            for chunk in Chunks::new(client, kind, reveal, chunk_size) {
+                docs.extend(chunk?);
+            }
+        }
+        all.push((kind, docs));
+    }
+    if matches!(output, Output::Table | Output::Wide) && all.len() > 1 {
+        // One table per kind, as kubectl prints `get all`.
+        for (kind, docs) in all.iter().filter(|(_, docs)| !docs.is_empty()) {
+            output::print(*kind, docs, output, false)?;
+            out!("");
+        }
+        if all.iter().all(|(_, docs)| docs.is_empty()) {
             eprintln!("No resources found.");
         }
-        return Ok(all_read);
+    } else {
+        let docs: Vec<Value> = all.iter().flat_map(|(_, docs)| docs.clone()).collect();
+        output::print(kind, &docs, output, false)?;
     }
-    if names.is_empty() {
-        let mut all = Vec::new();
-        for kind in kind.expand() {
-            let mut docs = Vec::new();
-            if chunk_size == 0 {
-                let list = client.get(&format!("{}{}", kind.path(), query(kind)))?.into_success()?;
-                docs = list["items"].as_array().cloned().unwrap_or_default();
-            } else {
-                for chunk in Chunks::new(client, kind, reveal, chunk_size) {
-                    docs.extend(chunk?);
-                }
-            }
-            all.push((kind, docs));
-        }
-        if matches!(output, Output::Table | Output::Wide) && all.len() > 1 {
-            // One table per kind, as kubectl prints `get all`.
-            for (kind, docs) in all.iter().filter(|(_, docs)| !docs.is_empty()) {
-                output::print(*kind, docs, output, false)?;
-                out!("");
-            }
-            if all.iter().all(|(_, docs)| docs.is_empty()) {
-                eprintln!("No resources found.");
-            }
-        } else {
-            let docs: Vec<Value> = all.iter().flat_map(|(_, docs)| docs.clone()).collect();
-            output::print(kind, &docs, output, false)?;
-        }
-        // Secrets whose values could not be read are listed without them: say so, and fail,
-        // so that a backup taken with --reveal is never silently incomplete.
-        let mut all_read = true;
-        for (kind, docs) in &all {
-            all_read &= reveal_errors(*kind, docs)?;
-        }
-        return Ok(all_read);
+    // Secrets whose values could not be read are listed without them: say so, and fail,
+    // so that a backup taken with --reveal is never silently incomplete.
+    let mut all_read = true;
+    for (kind, docs) in &all {
+        all_read &= reveal_errors(*kind, docs)?;
     }
+    Ok(all_read)
+}
+
+/// The named resources; false when one was not found (reported on stderr).
+fn get_named(client: &Client, kind: Kind, names: &[String], output: Output, reveal: bool) -> anyhow::Result<bool> {
     let mut docs = Vec::new();
     let mut all_found = true;
     for name in names {
-        let reply = client.get(&format!("{}/{name}{}", kind.path(), query(kind)))?;
+        let reply = client.get(&format!("{}/{name}{}", kind.path(), reveal_query(kind, reveal)))?;
         if reply.status == 404 {
             eprintln!("Error: {}", reply.error_message());
             all_found = false;
@@ -105,6 +131,24 @@ pub fn get(
     Ok(all_found)
 }
 
+/// What `describe` shows after the fields.
+enum Trail {
+    /// The run's own history: what moved, what was skipped and why, where it stopped.
+    RunHistory,
+    /// The resource's last events from its history.
+    Events,
+    /// Nothing more.
+    Nothing,
+}
+
+fn trail(kind: Kind) -> Trail {
+    match kind {
+        Kind::Migration => Trail::RunHistory,
+        Kind::Llm | Kind::Secret | Kind::SecretBackend | Kind::All => Trail::Events,
+        Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding => Trail::Nothing,
+    }
+}
+
 pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     let Some(wire_kind) = kind.wire() else {
         bail!("describe one resource: mcpctl describe llm NAME");
@@ -114,21 +158,7 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     fields.extend(output::described(wire_kind, &doc)?);
     // What some kinds show beyond their fields.
     match kind {
-        Kind::SecretBackend => {
-            let backend = output::read_document::<BackendState>(&doc)?;
-            if let Some(config) = &backend.spec.spec.config {
-                // Every setting, in the order the document has them.
-                let settings = serde_json::to_value(config)?;
-                for (key, value) in settings.as_object().into_iter().flatten() {
-                    let value =
-                        if key == "tokenSecretRef" { key_ref(Some(&config.token_secret_ref)) } else { text(value) };
-                    fields.push(("Config", format!("{}={value}", inert(key))));
-                }
-            }
-            // describe pings the backend: can mcpd reach it and is it let in?
-            let health = client.get(&format!("{}/{name}/health", kind.path()))?.into_success()?;
-            fields.push(("Reachability", format!("{} ({})", text(&health["status"]), text(&health["message"]))));
-        }
+        Kind::SecretBackend => fields.extend(backend_fields(client, kind, name, &doc)?),
         Kind::Llm
         | Kind::Secret
         | Kind::All
@@ -157,26 +187,49 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
+    match trail(kind) {
+        Trail::RunHistory => run_history(&doc),
+        Trail::Events => events(client, kind, name),
+        Trail::Nothing => Ok(()),
+    }
+}
 
-    if kind == Kind::Migration {
-        // A run's history is what it did: what moved, what was skipped and why, where it stopped.
-        out!("History:");
-        let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
-        writeln!(out, "  AGE\tEVENT\tDETAIL")?;
-        for event in doc["history"].as_array().into_iter().flatten() {
-            let mut detail = crate::output::inert_json(event["detail"].to_string());
-            if detail.len() > 160 {
-                let cut = (0..=157).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
-                detail = format!("{}...", &detail[..cut]);
-            }
-            writeln!(out, "  {}\t{}\t{detail}", age(&text(&event["recordedAt"])), text(&event["eventType"]))?;
+/// A backend's settings, and whether mcpd reaches it (describe pings it).
+fn backend_fields(client: &Client, kind: Kind, name: &str, doc: &Value) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut fields = Vec::new();
+    let backend = output::read_document::<BackendState>(doc)?;
+    if let Some(config) = &backend.spec.spec.config {
+        // Every setting, in the order the document has them.
+        let settings = serde_json::to_value(config)?;
+        for (key, value) in settings.as_object().into_iter().flatten() {
+            let value = if key == "tokenSecretRef" { key_ref(Some(&config.token_secret_ref)) } else { text(value) };
+            fields.push(("Config", format!("{}={value}", inert(key))));
         }
-        out.flush()?;
-        return Ok(());
     }
-    if matches!(kind, Kind::User | Kind::Token | Kind::Role | Kind::RoleBinding) {
-        return Ok(());
+    let health = client.get(&format!("{}/{name}/health", kind.path()))?.into_success()?;
+    fields.push(("Reachability", format!("{} ({})", text(&health["status"]), text(&health["message"]))));
+    Ok(fields)
+}
+
+/// A migration run's history, from its document.
+fn run_history(doc: &Value) -> anyhow::Result<()> {
+    out!("History:");
+    let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
+    writeln!(out, "  AGE\tEVENT\tDETAIL")?;
+    for event in doc["history"].as_array().into_iter().flatten() {
+        let mut detail = crate::output::inert_json(event["detail"].to_string());
+        if detail.len() > 160 {
+            let cut = (0..=157).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
+            detail = format!("{}...", &detail[..cut]);
+        }
+        writeln!(out, "  {}\t{}\t{detail}", age(&text(&event["recordedAt"])), text(&event["eventType"]))?;
     }
+    out.flush()?;
+    Ok(())
+}
+
+/// The resource's most recent events, oldest first, as kubectl shows them.
+fn events(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     let history = client.get(&format!("{}/{name}/history", kind.path()))?.into_success()?;
     let events = serde_json::from_value::<wire::List<HistoryEvent>>(history)
         .map_err(|e| anyhow::anyhow!("cannot read the history the server sent: {e}"))?
@@ -184,7 +237,6 @@ pub fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     out!("Events:");
     let mut out = TabWriter::new(std::io::stdout().lock()).padding(3);
     writeln!(out, "  AGE\tEVENT\tVERSION\tACTOR\tREQUEST")?;
-    // The most recent ones, oldest first, as kubectl shows them.
     for event in events.iter().skip(events.len().saturating_sub(20)) {
         writeln!(
             out,

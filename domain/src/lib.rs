@@ -3,6 +3,7 @@
 //! other aggregates (does the referenced secret exist?) arrive inside the commands.
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod default_backend;
 pub mod document;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod upcast;
 pub mod user;
 pub mod validation;
 
+pub use command::Creates;
 pub use error::ErrorClass;
 pub use name::ResourceName;
 pub use validation::{FieldError, ValidationErrors};

@@ -1,6 +1,6 @@
 //! Event schema evolution. Stored events are never rewritten: each carries the version of the
 //! shape it was written in, and an upcaster turns an old shape into the current one whenever it
-//! is read — by the aggregates (cqrs-es applies [`upcasters`] when it loads a stream), by the
+//! is read — by the aggregates (the write path upcasts through [`upcast`] when it loads a stream), by the
 //! projector and rebuilds, and by the audit log (through [`upcast`]).
 //!
 //! To change an event's shape: bump its kind's `event_version`, and add an upcaster here that

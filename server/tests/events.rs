@@ -14,7 +14,75 @@ testkit::on_both_stores!(
     every_event_says_who_when_and_which_request,
     secret_values_never_reach_the_log_or_read_models,
     a_long_history_loads_from_a_snapshot_and_a_broken_snapshot_is_replayed_past,
+    the_write_path_tells_a_clash_from_a_refusal_and_answers_with_the_new_state,
 );
+
+/// `Store::write`, the one write path: a create reads nothing but still meets an existing
+/// stream (it clashes, then is decided on the loaded aggregate: refused when the Llm is live,
+/// recorded after its history when it was deleted); an append after a stale sequence is a
+/// retryable clash, distinct from a refusal; every write answers with where its event landed
+/// and the aggregate's new sequence.
+async fn the_write_path_tells_a_clash_from_a_refusal_and_answers_with_the_new_state(kind: StoreKind) {
+    use app::store::write::{Decided, WriteError};
+    use domain::llm::{Llm, LlmCommand, LlmError, LlmEvent, LlmSpec, LlmType, Tier};
+
+    let t = TestApp::start(kind).await;
+    let store = &t.app.services.store;
+    let name = domain::ResourceName::parse("w").unwrap();
+    let spec = |model: &str| LlmSpec {
+        provider: LlmType::parse("anthropic").unwrap(),
+        model: model.into(),
+        url: None,
+        tier: Tier::parse("fast").unwrap(),
+        description: String::new(),
+        api_key_ref: None,
+        extra: Default::default(),
+    };
+    let create =
+        |model: &str| LlmCommand::CreateLlm { name: name.clone(), spec: spec(model), referenced_secret_keys: None };
+    let metadata = [("actor".to_owned(), "tester".to_owned())].into();
+    let head = store.log.head().await.unwrap();
+
+    let written = store.write::<Llm>("w", create("m1"), &metadata).await.unwrap();
+    assert_eq!(written.sequence, 1);
+    let appended = written.appended.expect("a create records an event");
+    assert!(appended.last > head, "the answer says where the event landed");
+    assert_eq!(appended.event_types, ["LlmCreated"]);
+
+    // Created again while live: the optimistic append clashes, the reload refuses it.
+    match store.write::<Llm>("w", create("m2"), &metadata).await {
+        Err(WriteError::Refused(LlmError::AlreadyExists(n))) => assert_eq!(n, name),
+        other => panic!("a create of a live Llm is refused, not {:?}", other.map(|w| w.sequence)),
+    }
+
+    // An append after a sequence that is no longer the last: a clash, and nothing recorded.
+    let events = [LlmEvent::LlmUpdated { spec: spec("stale") }];
+    match store.append(&[Decided::<Llm> { id: "w", before: 0, events: &events }], &metadata).await {
+        Err(WriteError::Clash { aggregate_type, id }) => assert_eq!((aggregate_type, id.as_str()), ("llm", "w")),
+        other => panic!("a stale append is a clash, not {:?}", other.map(|a| a.map(|a| a.last))),
+    }
+
+    // A command that changes nothing records nothing.
+    let same = LlmCommand::UpdateLlm {
+        name: name.clone(),
+        spec: spec("m1"),
+        referenced_secret_keys: None,
+        expected_version: None,
+    };
+    let unchanged = store.write::<Llm>("w", same, &metadata).await.unwrap();
+    assert!(unchanged.appended.is_none());
+    assert_eq!(unchanged.sequence, 1);
+
+    // Deleted, then created again: the create meets the old stream and continues it.
+    let delete = LlmCommand::DeleteLlm { name: name.clone(), expected_version: Some(1) };
+    assert_eq!(store.write::<Llm>("w", delete, &metadata).await.unwrap().sequence, 2);
+    let again = store.write::<Llm>("w", create("m3"), &metadata).await.unwrap();
+    assert_eq!(again.sequence, 3);
+    let history = store.log.aggregate_history("llm", "w").await.unwrap();
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["LlmCreated", "LlmDeleted", "LlmCreated"]);
+    assert!(history.iter().all(|e| e.metadata.get("actor").map(String::as_str) == Some("tester")));
+}
 
 /// An aggregate with a long history is loaded from its latest snapshot (every 50 events)
 /// plus what follows it, and gives the same answers as a replay of everything: a snapshot that

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use app::store::write::Decided;
 use axum::http::StatusCode;
 use cqrs_es::DomainEvent;
 use domain::llm::{Llm, LlmEvent, LlmSpec};
@@ -145,9 +146,11 @@ async fn a_transaction_committing_late_is_projected_before_the_writes_after_it()
     .await
     .unwrap();
 
-    let later: Vec<(String, u64, Vec<LlmEvent>)> =
-        (0..3).map(|i| (format!("later-{i}"), 0, vec![LlmEvent::LlmCreated { spec: spec.clone() }])).collect();
-    t.app.services.store.append_batch::<Llm>(later, Default::default()).await.unwrap();
+    let (names, events): (Vec<String>, Vec<[LlmEvent; 1]>) =
+        (0..3).map(|i| (format!("later-{i}"), [LlmEvent::LlmCreated { spec: spec.clone() }])).unzip();
+    let later: Vec<Decided<Llm>> =
+        names.iter().zip(&events).map(|(id, events)| Decided { id: id.as_str(), before: 0, events }).collect();
+    t.app.services.store.append(&later, &Default::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         t.get("/api/v1/llms/later-0").await.status,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use app::store::write::Decided;
 use axum::http::{Method, StatusCode};
 use cqrs_es::DomainEvent;
 use domain::llm::{Llm, LlmEvent, LlmSpec, LlmType, Tier};
@@ -43,10 +44,12 @@ async fn bulk_llms(t: &TestApp, llms: usize, updates: usize) {
             .map(|&i| {
                 let mut events = vec![LlmEvent::LlmCreated { spec: spec(i, 0) }];
                 events.extend((1..=updates).map(|u| LlmEvent::LlmUpdated { spec: spec(i, u) }));
-                (format!("bulk-{i}"), 0, events)
+                (format!("bulk-{i}"), events)
             })
-            .collect();
-        store.append_batch::<Llm>(items, [("actor".to_owned(), "loader".to_owned())].into()).await.unwrap();
+            .collect::<Vec<_>>();
+        let decided: Vec<Decided<Llm>> =
+            items.iter().map(|(id, events)| Decided { id: id.as_str(), before: 0, events }).collect();
+        store.append(&decided, &[("actor".to_owned(), "loader".to_owned())].into()).await.unwrap();
     }
     let head = store.log.head().await.unwrap();
     store.projector.wait_for(&ReadModel::ALL, head, Duration::from_secs(120)).await.unwrap();
@@ -282,8 +285,9 @@ async fn status_shows_checkpoints_and_lag(kind: StoreKind) {
     };
     let create = || LlmEvent::LlmCreated { spec: spec.clone() };
     let append = async |name: &str| {
-        let items = vec![(name.to_owned(), 0, vec![create()])];
-        t.app.services.store.append_batch::<Llm>(items, Default::default()).await.unwrap();
+        let events = [create()];
+        let decided = [Decided::<Llm> { id: name, before: 0, events: &events }];
+        t.app.services.store.append(&decided, &Default::default()).await.unwrap();
     };
     append("inline").await;
     // On PostgreSQL only when no older transaction is running anywhere in the cluster (another

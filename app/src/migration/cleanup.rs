@@ -28,14 +28,20 @@ impl Runner {
             };
             // Rehearsed on the secret as the flip left it: no need to load it again.
             let mut aggregate = copy.aggregate.clone();
-            match crate::store::decide(&mut aggregate, command).await {
-                Ok(events) => records.push((copy.name.to_string(), copy.sequence + copy.events.len() as u64, events)),
+            match crate::store::write::decide(&mut aggregate, command).await {
+                Ok(events) => records.push((copy, events)),
                 Err(e) => tracing::warn!(secret = %copy.name, error = %e, "could not record a source clean-up"),
             }
         }
-        if let Err(e) =
-            self.services.store.append_batch::<domain::secret::Secret>(records, ctx.metadata().into_map()).await
-        {
+        let decided: Vec<Decided<Secret>> = records
+            .iter()
+            .map(|(copy, events)| Decided {
+                id: copy.name.as_str(),
+                before: copy.sequence + copy.events.len() as u64,
+                events,
+            })
+            .collect();
+        if let Err(e) = self.services.writer.record_batch(ctx, &decided).await {
             // The secrets are fully usable on the destination; a re-run finds the clean-ups
             // missing from their histories and does them again.
             tracing::warn!(run = %run.id, error = %e, "could not record the source clean-ups of a batch");
@@ -127,7 +133,7 @@ impl Runner {
             outcome,
             run: run.id.to_string(),
         };
-        if let Err(e) = self.services.writer.record(&self.services.store.secrets, ctx, name, record).await {
+        if let Err(e) = self.services.writer.record::<Secret>(ctx, name, record).await {
             tracing::warn!(secret = %name, error = %e, "could not record the clean-up of a migrated secret");
         }
     }

@@ -69,34 +69,15 @@ impl Runner {
     ) -> Vec<(String, Result<Outcome, String>)> {
         let Batch { mut outcomes, mut copies } = batch;
         if !copies.is_empty() {
-            let items = copies.iter().map(|c| (c.name.to_string(), c.sequence, c.events.clone())).collect();
-            let flipped = match self
-                .services
-                .store
-                .append_batch::<domain::secret::Secret>(items, ctx.metadata().into_map())
-                .await
-            {
-                Ok(()) => {
-                    // What this replica holds of them (API keys) is read from the new backend next.
-                    for copy in &copies {
-                        self.services.access.invalidate(domain::secret::AGGREGATE_TYPE, copy.name.as_str());
-                    }
-                    let last = &copies[copies.len() - 1].name;
-                    // The run goes on once readers see the flips; a projector that lags stops it here.
-                    match self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, last).await {
-                        Ok(Recorded::Visible) => {
-                            // Again, now that readers see them: a key read meanwhile came from
-                            // the rows as they were before (see Writer::execute).
-                            for copy in &copies {
-                                self.services.access.invalidate(domain::secret::AGGREGATE_TYPE, copy.name.as_str());
-                            }
-                            Ok(())
-                        }
-                        Ok(Recorded::Lagging(message)) => Err(message),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(cqrs_es::AggregateError::AggregateConflict) => {
+            let decided: Vec<Decided<Secret>> =
+                copies.iter().map(|c| Decided { id: c.name.as_str(), before: c.sequence, events: &c.events }).collect();
+            // The run goes on once readers see the flips; a projector that lags stops it here.
+            let recorded = self.services.writer.execute_batch(ctx, &decided).await;
+            drop(decided);
+            let flipped = match recorded {
+                Ok(Recorded::Visible) => Ok(()),
+                Ok(Recorded::Lagging(message)) => Err(message),
+                Err(WriteError::Clash { .. }) => {
                     // One of them changed meanwhile: move these one at a time instead.
                     for copy in &copies {
                         let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
@@ -158,18 +139,18 @@ impl Runner {
             // Changed since the batch was read: moved on its own, the slow way.
             None => return self.migrate_one(ctx, run, name, source, destination).await.map(Step::Done),
         };
-        let (mut aggregate, sequence) = match prefetched.aggregates.remove(name) {
+        let mut aggregate = match prefetched.aggregates.remove(name) {
             Some(loaded) => loaded,
             None => self.services.store.load::<Secret>(name).await.map_err(|e| e.to_string())?,
         };
-        let decided = crate::store::decide(&mut aggregate, copy.flip.clone()).await.map_err(|e| {
-            ApiError::from_command(domain::secret::AGGREGATE_TYPE, name, cqrs_es::AggregateError::UserError(e))
-        });
+        let decided = crate::store::write::decide(&mut aggregate.aggregate, copy.flip.clone())
+            .await
+            .map_err(|e| ApiError::from_refusal(domain::secret::AGGREGATE_TYPE, e));
         match decided {
             Ok(events) => {
                 copy.events = events;
-                copy.sequence = sequence;
-                copy.aggregate = aggregate;
+                copy.sequence = aggregate.sequence;
+                copy.aggregate = aggregate.aggregate;
                 Ok(Step::Copied(copy))
             }
             Err(ApiError::Conflict(_)) => {
@@ -280,7 +261,7 @@ impl Runner {
                 Some(Step::Copied(copy)) => copy,
                 None => continue,
             };
-            match self.services.writer.execute(&self.services.store.secrets, ctx, &copy.name, copy.flip.clone()).await {
+            match self.services.writer.execute::<Secret>(ctx, &copy.name, copy.flip.clone()).await {
                 Ok(Recorded::Visible) => {
                     if !run.keep_source {
                         self.remove_source(ctx, run, &copy.name, source, &copy.source_ref).await;

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::service::{Recorded, Services};
+use crate::store::write::{Decided, WriteError};
 use backends::SecretBackendDriver;
 
 mod cleanup;
@@ -142,7 +143,7 @@ struct Known {
 struct Prefetched {
     records: std::collections::HashMap<String, Record<SecretState>>,
     values: std::collections::HashMap<String, SecretData>,
-    aggregates: std::collections::HashMap<String, (Secret, u64)>,
+    aggregates: std::collections::HashMap<String, crate::store::write::Loaded<Secret>>,
 }
 
 /// A batch between its copies and its flips: outcomes in order (`None`: copied, flip pending).

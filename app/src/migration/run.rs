@@ -188,9 +188,7 @@ impl Runner {
             moved: std::mem::take(moved),
             skipped: std::mem::take(skipped),
         };
-        if let Err(e) =
-            self.services.writer.record::<MigrationRun>(&self.services.store.migrations, ctx, &run.id, command).await
-        {
+        if let Err(e) = self.services.writer.record::<MigrationRun>(ctx, &run.id, command).await {
             tracing::warn!(run = %run.id, error = %e, "could not record a migration's progress");
         }
     }

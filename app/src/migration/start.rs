@@ -167,7 +167,7 @@ impl Runner {
     ) -> Result<(), ApiError> {
         // The run's record may lag behind in the read model: the run goes on regardless, and its
         // progress shows once the projector catches up.
-        self.services.writer.execute::<MigrationRun>(&self.services.store.migrations, ctx, id, command).await.map(drop)
+        self.services.writer.execute::<MigrationRun>(ctx, id, command).await.map(drop)
     }
 
     /// The secrets a run looks at: those named, or every secret on either backend (the ones on

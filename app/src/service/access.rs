@@ -147,11 +147,7 @@ impl Services {
                 Record { name: name.to_string(), spec, resource_version: 1, created_at: now.clone(), updated_at: now };
             return Ok(Applied::Done(record));
         }
-        self.writer
-            .execute::<User>(&self.store.users, ctx, &name, command)
-            .await?
-            .then(self.get_user(name.as_str()))
-            .await
+        self.writer.execute::<User>(ctx, &name, command).await?.then(self.get_user(name.as_str())).await
     }
 
     /// Deletes a user after revoking every token of theirs and taking them out of every role
@@ -207,11 +203,10 @@ impl Services {
                 let spec = RoleBindingSpec { users, ..binding.spec.clone() };
                 RoleBindingCommand::Update { name: binding_name.clone(), spec, expected_version }
             };
-            recorded = recorded
-                .and(self.writer.execute::<RoleBinding>(&self.store.role_bindings, ctx, &binding_name, command).await?);
+            recorded = recorded.and(self.writer.execute::<RoleBinding>(ctx, &binding_name, command).await?);
         }
         let command = UserCommand::DeleteUser { name: name.clone() };
-        recorded = recorded.and(self.writer.execute::<User>(&self.store.users, ctx, &name, command).await?);
+        recorded = recorded.and(self.writer.execute::<User>(ctx, &name, command).await?);
         recorded.then(async { Ok(()) }).await
     }
 
@@ -259,8 +254,8 @@ impl Services {
         if dry_run {
             if users::get(&self.store.db, user.as_str()).await?.is_none() {
                 // The answer the aggregate gives a real issue.
-                let refused = cqrs_es::AggregateError::UserError(domain::token::TokenError::NoSuchUser(user));
-                return Err(ApiError::from_command(domain::token::AGGREGATE_TYPE, "", refused));
+                let refused = domain::token::TokenError::NoSuchUser(user);
+                return Err(ApiError::from_refusal(domain::token::AGGREGATE_TYPE, refused));
             }
             let spec = TokenState {
                 user: user.as_str().to_owned(),
@@ -299,7 +294,7 @@ impl Services {
             expires_at,
             description,
         };
-        self.writer.execute::<Token>(&self.store.tokens, ctx, &id, command).await
+        self.writer.execute::<Token>(ctx, &id, command).await
     }
 
     /// Revokes a token: the next request with it is refused.
@@ -319,9 +314,7 @@ impl Services {
 
     async fn revoke(&self, ctx: &RequestContext, id: &str) -> Result<Recorded, ApiError> {
         let name = ResourceName::parse(id).map_err(|_| ApiError::not_found(domain::document::Kind::Token, id))?;
-        self.writer
-            .execute::<Token>(&self.store.tokens, ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() })
-            .await
+        self.writer.execute::<Token>(ctx, &name, TokenCommand::RevokeToken { id: id.to_owned() }).await
     }
 
     /// On the first start of an empty store: the `admin` user and a token for it, written where
@@ -333,7 +326,7 @@ impl Services {
         let ctx = RequestContext::system("bootstrap");
         let admin = ResourceName::parse(BOOTSTRAP_ADMIN).expect("a valid name");
         let command = UserCommand::CreateUser { name: admin.clone(), description: "created at the first start".into() };
-        match self.writer.execute::<User>(&self.store.users, &ctx, &admin, command).await {
+        match self.writer.execute::<User>(&ctx, &admin, command).await {
             // Lagging or not, it is recorded.
             Ok(_) => {}
             // Another mcpd on the same store got there first.

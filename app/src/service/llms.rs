@@ -65,7 +65,7 @@ impl Services {
         dry_run: bool,
     ) -> Result<Applied<Record<LlmSpec>>, ApiError> {
         if !dry_run {
-            let recorded = self.writer.execute(&self.store.llms, ctx, name, command).await?;
+            let recorded = self.writer.execute::<Llm>(ctx, name, command).await?;
             return recorded.then(Llms::get(self, name.as_str(), false)).await;
         }
         let (events, sequence) = self.writer.rehearse::<Llm>(name, command).await?;
@@ -178,6 +178,6 @@ impl ResourceKind for Llms {
     ) -> Answer<Applied<()>> {
         let name = url_name(Kind::Llm, name)?;
         let command = LlmCommand::DeleteLlm { name: name.clone(), expected_version };
-        s.writer.delete(&s.store.llms, ctx, &name, command, dry_run).await
+        s.writer.delete::<Llm>(ctx, &name, command, dry_run).await
     }
 }

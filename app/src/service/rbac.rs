@@ -217,12 +217,7 @@ impl Services {
         };
         match self
             .writer
-            .execute::<RoleBinding>(
-                &self.store.role_bindings,
-                &ctx,
-                &name,
-                RoleBindingCommand::Create { name: name.clone(), spec },
-            )
+            .execute::<RoleBinding>(&ctx, &name, RoleBindingCommand::Create { name: name.clone(), spec })
             .await
         {
             // Lagging or not, it is recorded.
@@ -313,7 +308,7 @@ impl ResourceKind for Roles {
             return Ok(Applied::Done(preview(name.as_str(), spec)));
         }
         s.writer
-            .execute::<Role>(&s.store.roles, ctx, &name, RoleCommand::Create { name: name.clone(), spec })
+            .execute::<Role>(ctx, &name, RoleCommand::Create { name: name.clone(), spec })
             .await?
             .then(Self::get(s, name.as_str(), false))
             .await
@@ -339,11 +334,7 @@ impl ResourceKind for Roles {
             let (events, _) = s.writer.rehearse::<Role>(&name, command).await?;
             return Ok(Applied::Done(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty())));
         }
-        s.writer
-            .execute::<Role>(&s.store.roles, ctx, &name, command)
-            .await?
-            .then(Self::get(s, name.as_str(), false))
-            .await
+        s.writer.execute::<Role>(ctx, &name, command).await?.then(Self::get(s, name.as_str(), false)).await
     }
 
     async fn delete(
@@ -364,7 +355,7 @@ impl ResourceKind for Roles {
             .map(|b| b.name)
             .collect();
         let command = RoleCommand::Delete { name: name.clone(), bound_by, expected_version };
-        s.writer.delete(&s.store.roles, ctx, &name, command, dry_run).await
+        s.writer.delete::<Role>(ctx, &name, command, dry_run).await
     }
 }
 
@@ -398,11 +389,7 @@ impl ResourceKind for RoleBindings {
             return Ok(Applied::Done(preview(name.as_str(), spec)));
         }
         let command = RoleBindingCommand::Create { name: name.clone(), spec };
-        s.writer
-            .execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command)
-            .await?
-            .then(Self::get(s, name.as_str(), false))
-            .await
+        s.writer.execute::<RoleBinding>(ctx, &name, command).await?.then(Self::get(s, name.as_str(), false)).await
     }
 
     async fn replace(
@@ -420,11 +407,7 @@ impl ResourceKind for RoleBindings {
             let (events, _) = s.writer.rehearse::<RoleBinding>(&name, command).await?;
             return Ok(Applied::Done(updated(Self::get(s, name.as_str(), false).await?, spec, !events.is_empty())));
         }
-        s.writer
-            .execute::<RoleBinding>(&s.store.role_bindings, ctx, &name, command)
-            .await?
-            .then(Self::get(s, name.as_str(), false))
-            .await
+        s.writer.execute::<RoleBinding>(ctx, &name, command).await?.then(Self::get(s, name.as_str(), false)).await
     }
 
     async fn delete(
@@ -438,6 +421,6 @@ impl ResourceKind for RoleBindings {
             ResourceName::parse(name).map_err(|_| ApiError::not_found(domain::document::Kind::RoleBinding, name))?;
         s.keep_an_admin(name.as_str(), None).await?;
         let command = RoleBindingCommand::Delete { name: name.clone(), expected_version };
-        s.writer.delete(&s.store.role_bindings, ctx, &name, command, dry_run).await
+        s.writer.delete::<RoleBinding>(ctx, &name, command, dry_run).await
     }
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use cqrs_es::AggregateError;
+use crate::store::write::WriteError;
 use domain::ResourceName;
 use domain::default_backend::{self, DefaultBackend, DefaultBackendCommand};
 use domain::document::Kind;
@@ -113,7 +113,7 @@ impl Services {
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::SecretBackend, name.as_str()))
             .map(Applied::Done);
         }
-        let mut recorded = self.writer.execute(&self.store.secret_backends, ctx, name, command).await?;
+        let mut recorded = self.writer.execute::<SecretBackend>(ctx, name, command).await?;
         if let Some(DefaultBackendCommand::SetDefaultBackend { to, .. }) = flag {
             recorded = recorded.and(self.move_default(ctx, to).await?);
         }
@@ -128,22 +128,14 @@ impl Services {
         for attempt in 0..DEFAULT_MOVE_ATTEMPTS {
             let to_exists = secret_backends::get(&self.store.db, to.as_str()).await?.is_some();
             let command = DefaultBackendCommand::SetDefaultBackend { to: to.clone(), to_exists };
-            let result = self
-                .store
-                .default_backend
-                .execute_with_metadata(default_backend::AGGREGATE_ID, command, ctx.metadata().into_map())
-                .await;
-            match result {
-                Ok(()) => {
-                    crate::request_scope::mark_recorded();
-                    return self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await;
-                }
-                Err(AggregateError::AggregateConflict) => {
+            match self.writer.write::<DefaultBackend>(ctx, &singleton, command).await {
+                Ok(_) => return self.writer.await_projection(default_backend::AGGREGATE_TYPE, &singleton).await,
+                Err(WriteError::Clash { .. }) => {
                     // Jittered, so the losers of one race do not all meet again in the next.
                     let pause = fastrand::u64(1..=(5 + 2 * attempt as u64).min(50));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                Err(e) => return Err(ApiError::from_command(default_backend::AGGREGATE_TYPE, to.as_str(), e)),
+                Err(e) => return Err(ApiError::from_write(default_backend::AGGREGATE_TYPE, to.as_str(), e)),
             }
         }
         Err(ApiError::Conflict(format!(
@@ -170,7 +162,7 @@ impl Services {
                 spec,
                 token_secret: TokenSecret::NotNeeded,
             };
-            match self.writer.execute::<SecretBackend>(&self.store.secret_backends, &ctx, &name, command).await {
+            match self.writer.execute::<SecretBackend>(&ctx, &name, command).await {
                 // Lagging or not: it is recorded, and becomes readable when the projector catches up.
                 Ok(_recorded) => tracing::info!("created the default plaintext secret backend"),
                 // Another mcpd started at the same moment and seeded it.
@@ -266,6 +258,6 @@ impl ResourceKind for SecretBackends {
             secrets_held,
             expected_version,
         };
-        s.writer.delete(&s.store.secret_backends, ctx, &name, command, dry_run).await
+        s.writer.delete::<SecretBackend>(ctx, &name, command, dry_run).await
     }
 }

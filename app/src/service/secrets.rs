@@ -138,7 +138,7 @@ impl Services {
             .ok_or_else(|| ApiError::not_found(domain::document::Kind::Secret, name.as_str()))?;
             return self.view(record, false).await.map(Applied::Done);
         }
-        let recorded = match self.writer.execute(&self.store.secrets, ctx, name, command).await {
+        let recorded = match self.writer.execute::<Secret>(ctx, name, command).await {
             Ok(recorded) => {
                 if let (Some((driver, _)), Some(old)) = (&written, superseded) {
                     // Best effort: the new version is recorded; an old one left behind is garbage.
@@ -312,7 +312,7 @@ impl ResourceKind for Secrets {
         if dry_run {
             return s.writer.rehearse::<Secret>(&name, command).await.map(|_| Applied::Done(()));
         }
-        let recorded = s.writer.execute(&s.store.secrets, ctx, &name, command).await?;
+        let recorded = s.writer.execute::<Secret>(ctx, &name, command).await?;
         if let Some(current) = current {
             // The secret is gone from the log; its values follow.
             let driver = s.drivers.get(current.spec.backend.as_str()).await?;

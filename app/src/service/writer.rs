@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
+use domain::Creates;
 use domain::ResourceName;
 use domain::document::Kind;
 use domain::error::Classified;
@@ -17,7 +18,8 @@ use super::HistoryEntry;
 use super::kind::Applied;
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::store::{Cqrs, Store};
+use crate::store::Store;
+use crate::store::write::{Decided, WriteError};
 use projections::read_models::ReadModel;
 
 /// What a recorded write came to.
@@ -61,71 +63,125 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Executes `command` on aggregate `name`, then waits until the read models include it.
+    /// Records `command` on aggregate `name`, then waits until the read models include it.
     pub(crate) async fn execute<A>(
         &self,
-        cqrs: &Cqrs<A>,
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
     ) -> Result<Recorded, ApiError>
     where
-        A: Aggregate,
+        A: Aggregate<Services = ()>,
+        A::Command: Creates + Clone,
         A::Error: Classified + Send + Sync + 'static,
     {
-        match self.record(cqrs, ctx, name, command).await? {
-            // The common case: the write's read models took it in its own transaction.
-            Some(appended) if ReadModel::changed_by(A::TYPE).iter().all(|m| appended.inlined.contains(m)) => {
-                Ok(Recorded::Visible)
-            }
-            Some(appended) => {
-                let recorded = self.await_position(A::TYPE, name, appended.last).await?;
-                if recorded == Recorded::Visible {
-                    // The cache was told at the append, before the read models showed it: what
-                    // a request read from them meanwhile (a binding not there yet) may have
-                    // been kept. Told again now, the change takes effect on the next request
-                    // here, as it does when the write was inlined.
-                    self.access.shown(A::TYPE, name.as_str(), appended.last);
-                }
-                Ok(recorded)
-            }
+        let written =
+            self.write::<A>(ctx, name, command).await.map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))?;
+        match written {
+            Some(appended) => Ok(self.shown::<A>(&[name.as_str()], &appended).await),
             // No event (a command that changed nothing): wait for the latest one there is.
             None => self.await_projection(A::TYPE, name).await,
         }
     }
 
-    /// Executes `command` without waiting for the read models: for records nobody reads back
+    /// Records `command` without waiting for the read models: for records nobody reads back
     /// at once (a migration's clean-up and progress), where the wait is pure latency. What its
     /// append came to; `None` when the command produced no event.
     pub(crate) async fn record<A>(
         &self,
-        cqrs: &Cqrs<A>,
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
     ) -> Result<Option<Appended>, ApiError>
     where
-        A: Aggregate,
+        A: Aggregate<Services = ()>,
+        A::Command: Creates + Clone,
         A::Error: Classified + Send + Sync + 'static,
     {
-        let (executed, appended) = crate::store::event_repository::capture(cqrs.execute_with_metadata(
-            name.as_str(),
-            command,
-            ctx.metadata().into_map(),
-        ))
-        .await;
-        executed.map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))?;
+        self.write::<A>(ctx, name, command).await.map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))
+    }
+
+    /// Records `command`, telling a clash apart from a refusal (for writers that retry one).
+    pub(crate) async fn write<A>(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: A::Command,
+    ) -> Result<Option<Appended>, WriteError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Creates + Clone,
+    {
+        let written = self.store.write::<A>(name.as_str(), command, &ctx.metadata().into_map()).await?;
+        if let Some(appended) = &written.appended {
+            self.appended(A::TYPE, &[name.as_str()], appended);
+        }
+        Ok(written.appended)
+    }
+
+    /// Appends events decided on several aggregates of type `A` in one commit (a migration's
+    /// batch), then waits until the read models show them.
+    pub(crate) async fn execute_batch<A: Aggregate>(
+        &self,
+        ctx: &RequestContext,
+        decided: &[Decided<'_, A>],
+    ) -> Result<Recorded, WriteError<std::convert::Infallible>> {
+        let names: Vec<&str> = decided.iter().map(|d| d.id).collect();
+        match self.record_batch(ctx, decided).await? {
+            Some(appended) => Ok(self.shown::<A>(&names, &appended).await),
+            None => Ok(Recorded::Visible),
+        }
+    }
+
+    /// Appends events decided on several aggregates of type `A` in one commit, without waiting.
+    pub(crate) async fn record_batch<A: Aggregate>(
+        &self,
+        ctx: &RequestContext,
+        decided: &[Decided<'_, A>],
+    ) -> Result<Option<Appended>, WriteError<std::convert::Infallible>> {
+        let appended = self.store.append(decided, &ctx.metadata().into_map()).await?;
         if let Some(appended) = &appended {
-            crate::request_scope::mark_recorded();
-            if ReadModel::changed_by(A::TYPE).iter().all(|m| appended.inlined.contains(m)) {
-                self.access.invalidate(A::TYPE, name.as_str());
-            } else {
-                // A revocation holds from now on, not from when the read models show it.
-                self.access.unshown(A::TYPE, &appended.event_types, name.as_str(), appended.last);
-            }
-            self.store.settle(appended, &ReadModel::changed_by(A::TYPE));
+            let names: Vec<&str> = decided.iter().map(|d| d.id).collect();
+            self.appended(A::TYPE, &names, appended);
         }
         Ok(appended)
+    }
+
+    /// What every recorded write tells this replica: the request changed something, and the
+    /// access cache drops (or, until the read models show it, holds back) what it changed.
+    fn appended(&self, aggregate_type: &'static str, names: &[&str], appended: &Appended) {
+        crate::request_scope::mark_recorded();
+        let inlined = ReadModel::changed_by(aggregate_type).iter().all(|m| appended.inlined.contains(m));
+        for name in names {
+            if inlined {
+                self.access.invalidate(aggregate_type, name);
+            } else {
+                // A revocation holds from now on, not from when the read models show it.
+                self.access.unshown(aggregate_type, &appended.event_types, name, appended.last);
+            }
+        }
+    }
+
+    /// Waits until the read models show `appended` (at once when they took it inline).
+    async fn shown<A: Aggregate>(&self, names: &[&str], appended: &Appended) -> Recorded {
+        if ReadModel::changed_by(A::TYPE).iter().all(|m| appended.inlined.contains(m)) {
+            return Recorded::Visible;
+        }
+        let what = match names {
+            [one] => format!("the change to {} {one:?}", A::TYPE),
+            many => format!("the changes to {} {}s", many.len(), A::TYPE),
+        };
+        let recorded = self.await_position(A::TYPE, &what, appended.last).await;
+        if recorded == Recorded::Visible {
+            // The cache was told at the append, before the read models showed it: what a
+            // request read from them meanwhile (a binding not there yet) may have been kept.
+            // Told again now, the change takes effect on the next request here, as it does
+            // when the write was inlined.
+            for name in names {
+                self.access.shown(A::TYPE, name, appended.last);
+            }
+        }
+        recorded
     }
 
     /// One resource's events, oldest first: what happened, when, and who did it. A resource
@@ -166,14 +222,13 @@ impl Writer {
         self.store
             .rehearse::<A>(name.as_str(), command)
             .await
-            .map_err(|e| ApiError::from_command(A::TYPE, name.as_str(), e))
+            .map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))
     }
 
     /// A delete: rehearsed for a dry run (every rule checked, nothing recorded), else recorded
     /// and waited for.
     pub(crate) async fn delete<A>(
         &self,
-        cqrs: &Cqrs<A>,
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
@@ -181,12 +236,13 @@ impl Writer {
     ) -> Result<Applied<()>, ApiError>
     where
         A: Aggregate<Services = ()>,
+        A::Command: Creates + Clone,
         A::Error: Classified + Send + Sync + 'static,
     {
         if dry_run {
             return self.rehearse::<A>(name, command).await.map(|_| Applied::Done(()));
         }
-        self.execute(cqrs, ctx, name, command).await?.then(async { Ok(()) }).await
+        self.execute::<A>(ctx, name, command).await?.then(async { Ok(()) }).await
     }
 
     /// Waits (bounded) until the read models show the latest event of aggregate `name`.
@@ -198,21 +254,21 @@ impl Writer {
         let Some(position) = self.store.log.latest_position_of(aggregate_type, name.as_str()).await? else {
             return Ok(Recorded::Visible);
         };
-        self.await_position(aggregate_type, name, position).await
+        Ok(self.await_position(aggregate_type, &format!("the change to {aggregate_type} {name:?}"), position).await)
     }
 
     /// Waits (bounded) until the read models of `aggregate_type` show the event at `position`.
     async fn await_position(
         &self,
         aggregate_type: &'static str,
-        name: &ResourceName,
+        what: &str,
         position: projections::Position,
-    ) -> Result<Recorded, ApiError> {
+    ) -> Recorded {
         let waited =
             self.store.projector.wait_for(&ReadModel::changed_by(aggregate_type), position, self.projection_wait).await;
-        Ok(match waited {
+        match waited {
             Ok(()) => Recorded::Visible,
-            Err(e) => Recorded::Lagging(format!("the change to {aggregate_type} {name:?} was recorded, but {e}")),
-        })
+            Err(e) => Recorded::Lagging(format!("{what} was recorded, but {e}")),
+        }
     }
 }

@@ -8,3 +8,11 @@ pub enum DefaultBackendCommand {
     /// a default must remain; nothing happens for any other backend.
     KeepNotDefault { name: ResourceName },
 }
+
+impl crate::Creates for DefaultBackendCommand {
+    fn creates(&self) -> bool {
+        match self {
+            DefaultBackendCommand::SetDefaultBackend { .. } | DefaultBackendCommand::KeepNotDefault { .. } => false,
+        }
+    }
+}

@@ -24,3 +24,12 @@ pub enum LlmCommand {
         expected_version: Option<u64>,
     },
 }
+
+impl crate::Creates for LlmCommand {
+    fn creates(&self) -> bool {
+        match self {
+            LlmCommand::CreateLlm { .. } => true,
+            LlmCommand::UpdateLlm { .. } | LlmCommand::DeleteLlm { .. } => false,
+        }
+    }
+}

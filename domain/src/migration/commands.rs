@@ -34,3 +34,15 @@ pub enum MigrationCommand {
         reason: String,
     },
 }
+
+impl crate::Creates for MigrationCommand {
+    fn creates(&self) -> bool {
+        match self {
+            MigrationCommand::StartMigration { .. } => true,
+            MigrationCommand::RecordProgress { .. }
+            | MigrationCommand::ResumeMigration { .. }
+            | MigrationCommand::CompleteMigration { .. }
+            | MigrationCommand::FailMigration { .. } => false,
+        }
+    }
+}

@@ -77,3 +77,15 @@ pub enum SecretCommand {
         expected_version: Option<u64>,
     },
 }
+
+impl crate::Creates for SecretCommand {
+    fn creates(&self) -> bool {
+        match self {
+            SecretCommand::CreateSecret { .. } => true,
+            SecretCommand::UpdateSecret { .. }
+            | SecretCommand::MigrateSecret { .. }
+            | SecretCommand::RecordSourceCleanup { .. }
+            | SecretCommand::DeleteSecret { .. } => false,
+        }
+    }
+}

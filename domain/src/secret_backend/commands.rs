@@ -37,3 +37,14 @@ pub enum SecretBackendCommand {
         expected_version: Option<u64>,
     },
 }
+
+impl crate::Creates for SecretBackendCommand {
+    fn creates(&self) -> bool {
+        match self {
+            SecretBackendCommand::CreateSecretBackend { .. } => true,
+            SecretBackendCommand::UpdateSecretBackend { .. } | SecretBackendCommand::DeleteSecretBackend { .. } => {
+                false
+            }
+        }
+    }
+}

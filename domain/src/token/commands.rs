@@ -17,3 +17,12 @@ pub enum TokenCommand {
         id: String,
     },
 }
+
+impl crate::Creates for TokenCommand {
+    fn creates(&self) -> bool {
+        match self {
+            TokenCommand::IssueToken { .. } => true,
+            TokenCommand::RevokeToken { .. } => false,
+        }
+    }
+}

@@ -5,3 +5,12 @@ pub enum UserCommand {
     CreateUser { name: ResourceName, description: String },
     DeleteUser { name: ResourceName },
 }
+
+impl crate::Creates for UserCommand {
+    fn creates(&self) -> bool {
+        match self {
+            UserCommand::CreateUser { .. } => true,
+            UserCommand::DeleteUser { .. } => false,
+        }
+    }
+}

@@ -19,3 +19,12 @@ pub enum RoleCommand {
         expected_version: Option<u64>,
     },
 }
+
+impl crate::Creates for RoleCommand {
+    fn creates(&self) -> bool {
+        match self {
+            RoleCommand::Create { .. } => true,
+            RoleCommand::Update { .. } | RoleCommand::Delete { .. } => false,
+        }
+    }
+}

@@ -7,3 +7,12 @@ pub enum RoleBindingCommand {
     Update { name: ResourceName, spec: RoleBindingSpec, expected_version: Option<u64> },
     Delete { name: ResourceName, expected_version: Option<u64> },
 }
+
+impl crate::Creates for RoleBindingCommand {
+    fn creates(&self) -> bool {
+        match self {
+            RoleBindingCommand::Create { .. } => true,
+            RoleBindingCommand::Update { .. } | RoleBindingCommand::Delete { .. } => false,
+        }
+    }
+}

@@ -15,7 +15,6 @@ impl Runner {
                 }
             }
         };
-        let finish = |status, moved, skipped, failed, error| finished(&run, status, moved, skipped, failed, error);
         let Some((candidates, source, destination)) = self.open_run(ctx, &run, &report).await else { return };
         report(Progress::Started {
             run: run.id.to_string(),
@@ -62,18 +61,7 @@ impl Runner {
                         let _ = destination.discard(copy.name.as_str(), &copy.written.value_ref).await;
                     }
                 }
-                self.record_progress(ctx, &run, &mut tally.moved, &mut tally.skipped).await;
-                let fail = MigrationCommand::FailMigration {
-                    id: run.id.clone(),
-                    secret: Some(name.clone()),
-                    reason: reason.clone(),
-                };
-                if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
-                    tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
-                }
-                report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
-                let error = format!("stopped at secret {name:?}: {reason}");
-                report(finish("failed", tally.moved_total, tally.skipped_total, 1, Some(error))).await;
+                self.fail_run(ctx, &run, tally, name, reason, &report).await;
                 return;
             }
             if tally.moved.len() + tally.skipped.len() >= PROGRESS_BATCH {
@@ -86,6 +74,27 @@ impl Runner {
         }
         self.record_progress(ctx, &run, &mut tally.moved, &mut tally.skipped).await;
         self.close_run(ctx, &run, tally, chunks.len(), &report).await;
+    }
+
+    /// Records that the run stopped at secret `name` for `reason`, with the progress before it.
+    async fn fail_run<F: Future<Output = ()>>(
+        &self,
+        ctx: &RequestContext,
+        run: &Run,
+        mut tally: Tally,
+        name: String,
+        reason: String,
+        report: &impl Fn(Progress) -> F,
+    ) {
+        self.record_progress(ctx, run, &mut tally.moved, &mut tally.skipped).await;
+        let fail =
+            MigrationCommand::FailMigration { id: run.id.clone(), secret: Some(name.clone()), reason: reason.clone() };
+        if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
+        }
+        report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
+        let error = format!("stopped at secret {name:?}: {reason}");
+        report(finished(run, "failed", tally.moved_total, tally.skipped_total, 1, Some(error))).await;
     }
 
     /// The run's candidates and both drivers; `None` when one cannot be had, the run then

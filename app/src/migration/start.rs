@@ -11,34 +11,7 @@ impl Runner {
         ctx: &RequestContext,
         request: MigrationRequest,
     ) -> Result<mpsc::Receiver<Progress>, ApiError> {
-        let mut errors = domain::ValidationErrors::default();
-        let mut backend = |field: &str, raw: &str| match ResourceName::parse(raw) {
-            Ok(name) => Some(name),
-            Err(m) => {
-                errors.add(field, m);
-                None
-            }
-        };
-        let (from, to) = (backend("from", &request.from), backend("to", &request.to));
-        let names =
-            request.names.clone().map(|n| n.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
-        for name in names.iter().flatten() {
-            if ResourceName::parse(name).is_err() {
-                errors.add("names", format!("{name:?} is not a secret name"));
-            }
-        }
-        let (Some(from), Some(to)) = (from, to) else {
-            return Err(ApiError::Invalid { kind: "migration", errors });
-        };
-        if !errors.is_empty() {
-            return Err(ApiError::Invalid { kind: "migration", errors });
-        }
-        if from == to {
-            // Well-formed, but the secrets are already where it would move them.
-            return Err(ApiError::Conflict(format!(
-                "the secrets are already on backend {from:?}: a migration needs two different backends"
-            )));
-        }
+        let (from, to, names) = validated(&request)?;
         let direction = crate::service::guard::Direction::Migration { names: names.as_deref() };
         crate::service::guard::authorize(ctx, direction, &self.services.upstreams)?;
         for backend in [&from, &to] {
@@ -74,6 +47,20 @@ impl Runner {
             )
         })?;
         self.execute_run(ctx, &run.id, command).await?;
+        self.run_in_background(ctx, run, tx, guard, cluster);
+        Ok(rx)
+    }
+
+    /// Runs `run` in a task of its own, holding the process's migration slot (`guard`) and
+    /// the cluster lock until it ends; its progress goes to `tx`.
+    fn run_in_background(
+        &self,
+        ctx: &RequestContext,
+        run: Run,
+        tx: mpsc::Sender<Progress>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        cluster: projections::db::SessionLock,
+    ) {
         let runner = self.clone();
         let ctx = RequestContext { source: "migration", idempotency: None, ..ctx.clone() };
         tokio::spawn(async move {
@@ -96,7 +83,6 @@ impl Runner {
                 let _ = tx.send(last).await;
             }
         });
-        Ok(rx)
     }
 
     /// Picks up every run a crash left unfinished. Called at start-up; runs in the background.
@@ -234,4 +220,37 @@ impl Runner {
             .await;
         Ok(())
     }
+}
+
+/// The request's backends and secret names, checked: every malformed field is listed; the
+/// same backend on both sides is a conflict.
+fn validated(request: &MigrationRequest) -> Result<(ResourceName, ResourceName, Option<Vec<String>>), ApiError> {
+    let mut errors = domain::ValidationErrors::default();
+    let mut backend = |field: &str, raw: &str| match ResourceName::parse(raw) {
+        Ok(name) => Some(name),
+        Err(m) => {
+            errors.add(field, m);
+            None
+        }
+    };
+    let (from, to) = (backend("from", &request.from), backend("to", &request.to));
+    let names = request.names.clone().map(|n| n.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    for name in names.iter().flatten() {
+        if ResourceName::parse(name).is_err() {
+            errors.add("names", format!("{name:?} is not a secret name"));
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(ApiError::Invalid { kind: "migration", errors });
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid { kind: "migration", errors });
+    }
+    if from == to {
+        // Well-formed, but the secrets are already where it would move them.
+        return Err(ApiError::Conflict(format!(
+            "the secrets are already on backend {from:?}: a migration needs two different backends"
+        )));
+    }
+    Ok((from, to, names))
 }

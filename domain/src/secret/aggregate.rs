@@ -93,6 +93,62 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// The data an update leaves the secret with, and its data version: the new values (on the
+    /// secret's own backend, keeping every key something uses), or the current ones.
+    fn next_data(
+        live: &LiveSecret,
+        name: ResourceName,
+        data: Option<NewSecretData>,
+        key_uses: &[KeyUse],
+    ) -> Result<(NewSecretData, u64), SecretError> {
+        match data {
+            Some(data) => {
+                if data.backend != live.backend {
+                    return Err(SecretError::NotOnBackend {
+                        name,
+                        expected: data.backend,
+                        actual: live.backend.clone(),
+                    });
+                }
+                Self::check_key_uses(&name, &data.keys, key_uses)?;
+                Ok((data, live.data_version + 1))
+            }
+            None => Ok((
+                NewSecretData {
+                    keys: live.keys.clone(),
+                    changed_keys: vec![],
+                    value_ref: live.value_ref.clone(),
+                    external_ref: live.external_ref.clone(),
+                    backend: live.backend.clone(),
+                },
+                live.data_version,
+            )),
+        }
+    }
+
+    /// A migration's flip is refused for a pinned secret, one no longer on `from`, or one whose
+    /// data changed since it was copied.
+    fn check_flip(
+        live: &LiveSecret,
+        name: ResourceName,
+        from: &ResourceName,
+        copied_data_version: u64,
+        pinned_by: Vec<String>,
+    ) -> Result<(), SecretError> {
+        if !pinned_by.is_empty() {
+            return Err(SecretError::Pinned { name, backends: pinned_by });
+        }
+        if live.backend != *from {
+            return Err(SecretError::NotOnBackend { name, expected: from.clone(), actual: live.backend.clone() });
+        }
+        if live.data_version != copied_data_version {
+            return Err(SecretError::DataChanged { name, copied: copied_data_version, actual: live.data_version });
+        }
+        Ok(())
+    }
+}
+
 impl Aggregate for Secret {
     const TYPE: &'static str = super::AGGREGATE_TYPE;
     type Command = SecretCommand;
@@ -117,29 +173,7 @@ impl Aggregate for Secret {
                 if let Some(requested) = backend.filter(|b| *b != live.backend) {
                     return Err(SecretError::BackendChanged { name, current: live.backend.clone(), requested });
                 }
-                let (data, data_version) = match data {
-                    Some(data) => {
-                        if data.backend != live.backend {
-                            return Err(SecretError::NotOnBackend {
-                                name,
-                                expected: data.backend,
-                                actual: live.backend.clone(),
-                            });
-                        }
-                        Self::check_key_uses(&name, &data.keys, &key_uses)?;
-                        (data, live.data_version + 1)
-                    }
-                    None => (
-                        NewSecretData {
-                            keys: live.keys.clone(),
-                            changed_keys: vec![],
-                            value_ref: live.value_ref.clone(),
-                            external_ref: live.external_ref.clone(),
-                            backend: live.backend.clone(),
-                        },
-                        live.data_version,
-                    ),
-                };
+                let (data, data_version) = Self::next_data(live, name, data, &key_uses)?;
                 if data.changed_keys.is_empty() && description == live.description {
                     return Ok(());
                 }
@@ -157,19 +191,7 @@ impl Aggregate for Secret {
                 pinned_by,
             } => {
                 let live = self.live(&name, None)?;
-                if !pinned_by.is_empty() {
-                    return Err(SecretError::Pinned { name, backends: pinned_by });
-                }
-                if live.backend != from {
-                    return Err(SecretError::NotOnBackend { name, expected: from, actual: live.backend.clone() });
-                }
-                if live.data_version != copied_data_version {
-                    return Err(SecretError::DataChanged {
-                        name,
-                        copied: copied_data_version,
-                        actual: live.data_version,
-                    });
-                }
+                Self::check_flip(live, name, &from, copied_data_version, pinned_by)?;
                 let source_value_ref = live.value_ref.clone();
                 SecretEvent::SecretMigrated { from, to, source_value_ref, value_ref, external_ref, run }
             }

@@ -14,19 +14,25 @@
 //! a back-off, also visible. Neither holds up the other read models.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection, Row};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 
 use crate::db::{Database, DbResult, Dialect, LOCK_CLASS};
 use crate::log::{EventLog, Position, StoredEvent};
 use crate::read_models::{ApplyError, ReadModel};
 
+mod checkpoints;
+mod handle;
 mod locks;
+
+pub use checkpoints::stored_checkpoints;
+pub(crate) use checkpoints::{ensure_checkpoints, load_checkpoint};
+use handle::{Advanced, Shared};
+pub use handle::{Appending, LocalStatus, ProjectorHandle, WaitError};
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -44,197 +50,9 @@ impl Default for ProjectorConfig {
     }
 }
 
-/// Why a wait for a position did not end with the read models there.
-#[derive(Debug, thiserror::Error)]
-pub enum WaitError {
-    #[error("read model {name} is stopped: {error}")]
-    Stopped { name: &'static str, error: String },
-    #[error("the read models did not reach the change within {0:?}")]
-    TimedOut(Duration),
-    #[error("reading the projection checkpoints: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-/// What this process knows about one read model.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LocalStatus {
-    /// Whether this process runs the read model (always, on SQLite).
-    pub running_here: bool,
-    /// How far this process has brought it.
-    pub checkpoint: Position,
-    /// Set when the read model stopped at an event it cannot apply, or when applying failed
-    /// and is being retried.
-    pub error: Option<String>,
-    /// True when the error stopped it (a poison event) rather than being retried.
-    pub stopped: bool,
-}
-
-type Shared = Arc<Mutex<HashMap<&'static str, LocalStatus>>>;
-
-/// Checkpoints moved by writes that applied their events inline, for the projector to take up.
-type Advanced = Arc<Mutex<HashMap<&'static str, Position>>>;
-
 /// How often the stored checkpoint of a read model that had nothing to apply is brought up to
 /// where the projector got: at most this often, not on every event.
 const CARRY_EVERY: Duration = Duration::from_secs(1);
-
-/// Handle to a running projector.
-#[derive(Debug, Clone)]
-pub struct ProjectorHandle {
-    db: Database,
-    wake: Arc<Notify>,
-    rounds: Arc<watch::Sender<u64>>,
-    status: Shared,
-    advanced: Advanced,
-    /// Writes waiting in `wait_for`: while there are any, every append wakes the projector.
-    waiters: Arc<AtomicUsize>,
-    /// Appends in flight in this process (`appending`).
-    appends: Arc<AtomicUsize>,
-    task: Arc<JoinHandle<()>>,
-}
-
-/// An append in flight (`ProjectorHandle::appending`).
-pub struct Appending(Arc<AtomicUsize>);
-
-impl Drop for Appending {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Counts a waiter for as long as it waits.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl ProjectorHandle {
-    /// Tells the projector the log has grown.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The read models not stopped at an event they cannot apply, as far as this process knows.
-    pub fn healthy_models(&self) -> Vec<ReadModel> {
-        let status = self.status.lock().expect("projector status lock");
-        ReadModel::ALL.into_iter().filter(|m| !status.get(m.name()).is_some_and(|s| s.stopped)).collect()
-    }
-
-    /// Counts an append for as long as the guard lives; whether it was the only one in flight
-    /// in this process when it began.
-    pub fn appending(&self) -> (Appending, bool) {
-        let before = self.appends.fetch_add(1, Ordering::SeqCst);
-        (Appending(self.appends.clone()), before == 0)
-    }
-
-    /// Whether a write is waiting for the projector.
-    pub fn has_waiters(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) > 0
-    }
-
-    /// Tells the projector the log has grown if a write is waiting for it. A write applied
-    /// inline gives the projector nothing to do, but on PostgreSQL its commit may be what a
-    /// waiting write's event was held back by (the log is read only below the oldest running
-    /// transaction).
-    pub fn wake_for_waiters(&self) {
-        if self.has_waiters() {
-            self.wake();
-        }
-    }
-
-    /// Tells the projector that a write applied its events to `models` inline, moving their
-    /// checkpoints to `position` (committed): it need not apply them again, and waiters see it.
-    pub fn advanced(&self, models: &[ReadModel], position: Position) {
-        if models.is_empty() {
-            return;
-        }
-        {
-            let mut advanced = self.advanced.lock().expect("projector advanced lock");
-            let mut status = self.status.lock().expect("projector status lock");
-            for model in models {
-                let at = advanced.entry(model.name()).or_default();
-                *at = (*at).max(position);
-                if let Some(s) = status.get_mut(model.name()) {
-                    s.checkpoint = s.checkpoint.max(position);
-                }
-            }
-        }
-        self.rounds.send_modify(|n| *n += 1);
-    }
-
-    /// What this process knows about each read model.
-    pub fn local_status(&self) -> HashMap<&'static str, LocalStatus> {
-        self.status.lock().expect("projector status lock").clone()
-    }
-
-    /// Waits until the read models `concerned` (those the event changes) have passed the event
-    /// at `target`, at most `timeout`: then a reader of them sees that event and everything
-    /// before it. If one of them is stopped, the wait fails at once. Read models another
-    /// replica runs are followed through their stored checkpoints. Other read models are not
-    /// waited for: their stored checkpoints move only when they have something to apply (or at
-    /// most every [`CARRY_EVERY`]), and nothing the event changed is read from them.
-    pub async fn wait_for(
-        &self,
-        concerned: &[ReadModel],
-        target: Position,
-        timeout: Duration,
-    ) -> Result<(), WaitError> {
-        let _waiting = Waiting::new(&self.waiters);
-        self.wake();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut rounds = self.rounds.subscribe();
-        loop {
-            let (mut remote, mut behind) = (Vec::new(), false);
-            {
-                let status = self.status.lock().expect("projector status lock");
-                for &model in concerned {
-                    let s = &status[model.name()];
-                    if s.stopped {
-                        let error = s.error.clone().unwrap_or_default();
-                        return Err(WaitError::Stopped { name: model.name(), error });
-                    }
-                    if !s.running_here {
-                        remote.push(model);
-                    } else if s.checkpoint < target {
-                        behind = true;
-                    }
-                }
-            }
-            if !remote.is_empty() {
-                // One query for all of them: this runs every few milliseconds while a write waits.
-                let stored = stored_checkpoints(&self.db).await?;
-                behind |= remote.iter().any(|m| stored.get(m).is_some_and(|reached| *reached < target));
-            }
-            if !behind {
-                return Ok(());
-            }
-            // Local progress is announced; remote progress is polled.
-            let pause = if remote.is_empty() { Duration::from_secs(3600) } else { Duration::from_millis(25) };
-            let wakeup = tokio::time::Instant::now() + pause;
-            if tokio::time::timeout_at(deadline.min(wakeup), rounds.changed()).await.is_err()
-                && tokio::time::Instant::now() >= deadline
-            {
-                return Err(WaitError::TimedOut(timeout));
-            }
-        }
-    }
-
-    /// Stops the projector. Work in flight is rolled back and redone at the next start; on
-    /// PostgreSQL its advisory locks are released with its connection.
-    pub fn shutdown(&self) {
-        self.task.abort();
-    }
-}
 
 /// One read model's state inside the projector task.
 #[derive(Debug, Clone)]
@@ -427,74 +245,85 @@ impl Projector {
         if !carry.is_empty() {
             self.store_carried(&carry).await?;
         }
-        for (i, last, mut pending) in work {
-            // Writes applied inline while this round ran, here or (found by a failed
-            // compare-and-set) on another replica, narrow what is left to apply; the batch is
-            // not read again for them.
-            let mut outcome = None;
-            for _ in 0..3 {
-                self.take_advanced();
-                let (model, stored) = (self.models[i].model, self.models[i].stored);
-                pending.retain(|e| e.position > stored);
-                if !pending.iter().any(|e| model.handles(&e.aggregate_type)) {
-                    let m = &mut self.models[i];
-                    m.checkpoint = m.checkpoint.max(last);
-                    break;
-                }
-                let clear_error = self.models[i].error_may_be_stored;
-                match apply(&self.db, model, stored, last, &pending, clear_error).await {
-                    Ok(false) => {
-                        let reached = load_checkpoint(&self.db, model).await?;
-                        let m = &mut self.models[i];
-                        m.stored = m.stored.max(reached);
-                        m.checkpoint = m.checkpoint.max(reached);
-                    }
-                    done => {
-                        outcome = Some(done);
-                        break;
-                    }
-                }
-            }
-            let Some(outcome) = outcome else {
-                continue;
-            };
-            let Model { model, checkpoint, .. } = self.models[i];
-            match outcome {
-                Ok(_) => {
-                    let m = &mut self.models[i];
-                    if m.error.is_some() {
-                        tracing::info!(read_model = model.name(), "the read model is applying events again");
-                    }
-                    m.checkpoint = m.checkpoint.max(last);
-                    m.stored = m.stored.max(last);
-                    m.error_may_be_stored = false;
-                    m.retry_at = None;
-                    m.failures = 0;
-                    m.error = None;
-                }
-                Err(ApplyError::Database(e)) => {
-                    let error = format!("applying events after {checkpoint:?}: {}", error_chain(&e));
-                    let m = &mut self.models[i];
-                    m.failures += 1;
-                    let backoff = Duration::from_millis(250 << m.failures.min(7));
-                    tracing::warn!(read_model = model.name(), %error, ?backoff, "applying events failed; retrying");
-                    m.retry_at = Some(Instant::now() + backoff);
-                    m.error = Some(error.clone());
-                    m.error_may_be_stored = true;
-                    record_error(&self.db, model, &error).await;
-                }
-                Err(poison) => {
-                    let error = error_chain(&poison);
-                    tracing::error!(read_model = model.name(), %error, "read model stopped at an event it cannot apply");
-                    let m = &mut self.models[i];
-                    m.stopped_at = Some(checkpoint);
-                    m.error = Some(error.clone());
-                    m.error_may_be_stored = true;
-                    record_error(&self.db, model, &error).await;
-                }
+        for (i, last, pending) in work {
+            if let Some(outcome) = self.apply_pending(i, last, pending).await? {
+                self.take_outcome(i, last, outcome).await;
             }
         }
         Ok(batch.len() as i64 == self.config.batch_size)
+    }
+
+    /// Applies `pending` (ending at `last`) to read model `i`. Writes applied inline while this
+    /// round ran, here or (found by a failed compare-and-set) on another replica, narrow what is
+    /// left to apply; the batch is not read again for them. `None` when nothing was left, or
+    /// when the checkpoint kept moving under three attempts (the next round goes on).
+    async fn apply_pending(
+        &mut self,
+        i: usize,
+        last: Position,
+        mut pending: Vec<&StoredEvent>,
+    ) -> DbResult<Option<Result<bool, ApplyError>>> {
+        for _ in 0..3 {
+            self.take_advanced();
+            let (model, stored) = (self.models[i].model, self.models[i].stored);
+            pending.retain(|e| e.position > stored);
+            if !pending.iter().any(|e| model.handles(&e.aggregate_type)) {
+                let m = &mut self.models[i];
+                m.checkpoint = m.checkpoint.max(last);
+                return Ok(None);
+            }
+            let clear_error = self.models[i].error_may_be_stored;
+            match apply(&self.db, model, stored, last, &pending, clear_error).await {
+                Ok(false) => {
+                    let reached = load_checkpoint(&self.db, model).await?;
+                    let m = &mut self.models[i];
+                    m.stored = m.stored.max(reached);
+                    m.checkpoint = m.checkpoint.max(reached);
+                }
+                done => return Ok(Some(done)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes up how applying up to `last` went for read model `i`: moved on, retried after a
+    /// back-off (a database error), or stopped (an event it cannot apply).
+    async fn take_outcome(&mut self, i: usize, last: Position, outcome: Result<bool, ApplyError>) {
+        let Model { model, checkpoint, .. } = self.models[i];
+        match outcome {
+            Ok(_) => {
+                let m = &mut self.models[i];
+                if m.error.is_some() {
+                    tracing::info!(read_model = model.name(), "the read model is applying events again");
+                }
+                m.checkpoint = m.checkpoint.max(last);
+                m.stored = m.stored.max(last);
+                m.error_may_be_stored = false;
+                m.retry_at = None;
+                m.failures = 0;
+                m.error = None;
+            }
+            Err(ApplyError::Database(e)) => {
+                let error = format!("applying events after {checkpoint:?}: {}", error_chain(&e));
+                let m = &mut self.models[i];
+                m.failures += 1;
+                let backoff = Duration::from_millis(250 << m.failures.min(7));
+                tracing::warn!(read_model = model.name(), %error, ?backoff, "applying events failed; retrying");
+                m.retry_at = Some(Instant::now() + backoff);
+                m.error = Some(error.clone());
+                m.error_may_be_stored = true;
+                record_error(&self.db, model, &error).await;
+            }
+            Err(poison) => {
+                let error = error_chain(&poison);
+                tracing::error!(read_model = model.name(), %error, "read model stopped at an event it cannot apply");
+                let m = &mut self.models[i];
+                m.stopped_at = Some(checkpoint);
+                m.error = Some(error.clone());
+                m.error_may_be_stored = true;
+                record_error(&self.db, model, &error).await;
+            }
+        }
     }
 
     /// Writes the checkpoints of read models that had nothing to apply, in one transaction
@@ -584,42 +413,6 @@ async fn record_error(db: &Database, model: ReadModel, error: &str) {
     if let Err(e) = result {
         tracing::warn!(read_model = model.name(), error = %error_chain(&e), "recording the projection error failed");
     }
-}
-
-/// Makes sure every read model has a checkpoint row.
-pub(crate) async fn ensure_checkpoints(db: &Database) -> DbResult<()> {
-    for model in ReadModel::ALL {
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at) VALUES ($1, 0, 0, '') \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(model.name())
-        .execute(&db.pool)
-        .await?;
-    }
-    Ok(())
-}
-
-pub(crate) async fn load_checkpoint(db: &Database, model: ReadModel) -> DbResult<Position> {
-    let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1")
-        .bind(model.name())
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? })
-}
-
-/// Every read model's stored checkpoint (one query): everything of its kinds up to it shows in
-/// it, whichever replica runs it. A read model with nothing to apply may be further than this.
-pub async fn stored_checkpoints(db: &Database) -> DbResult<HashMap<ReadModel, Position>> {
-    let rows =
-        sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints").fetch_all(&db.pool).await?;
-    let mut out = HashMap::new();
-    for row in rows {
-        if let Some(model) = ReadModel::named(row.try_get(0)?) {
-            out.insert(model, Position { transaction_id: row.try_get(1)?, position: row.try_get(2)? });
-        }
-    }
-    Ok(out)
 }
 
 /// An error with its causes, for logs.

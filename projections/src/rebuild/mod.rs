@@ -108,101 +108,22 @@ pub async fn rebuild(
 pub async fn rebuild_claimed(
     db: &Database,
     models: &[ReadModel],
-    mut on_progress: impl FnMut(&Progress),
+    on_progress: impl FnMut(&Progress),
 ) -> Result<Rebuilt, RebuildError> {
-    let mut reporter = Reporter::default();
     let result = async {
         let started = Instant::now();
         let types = aggregate_types(models);
         let total = count_events(db, &types).await? as u64;
-        let mut progress = Progress::new(total);
-
-        // 1. Fold the log in memory and write the rows once.
-        let mut folded = Folded::of(tables(models));
-        let mut at = Position::default();
-        // The next page is read while this one is folded.
-        let mut pages = read_ahead(db.clone(), types.clone());
-        while let Some(page) = pages.recv().await {
-            let page = page?;
-            for event in &page {
-                for model in models {
-                    for change in model.changes(event)? {
-                        folded.apply(change);
-                    }
-                }
-            }
-            at = page.last().map_or(at, |e| e.position);
-            progress.advance(page.len());
-            on_progress(&progress);
-            reporter.report(db, models, &progress).await;
-        }
+        let mut tracker =
+            Tracker { db, models, progress: Progress::new(total), reporter: Reporter::default(), on_progress };
+        let at = fold_into_shadow(&mut tracker, &types).await?;
         let mut conn = db.pool.acquire().await?;
-        let mut tx = conn.begin_tx(db.dialect).await?;
-        for table in tables(models) {
-            create_shadow(&mut tx, db.dialect, table.name).await?;
-        }
-        folded.write(&mut tx, SHADOW).await?;
-        tx.commit().await?;
-        drop(folded);
-
-        // 2. Catch up, event by event, with what was written meanwhile.
-        let mut conn = db.pool.acquire().await?;
-        loop {
-            let page = log::read_for_replay(&mut conn, db.dialect, at, &types, PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
-            let mut tx = conn.begin_tx(db.dialect).await?;
-            at = apply_to_shadow(&mut tx, models, &page, at).await?;
-            tx.commit().await?;
-            progress.advance(page.len());
-            on_progress(&progress);
-            reporter.report(db, models, &progress).await;
-            if (page.len() as i64) < PAGE {
-                break;
-            }
-        }
-
-        // 3. Hold the checkpoints, apply the rest, swap.
-        let mut tx = conn.begin_tx(db.dialect).await?;
-        hold_checkpoints(&mut tx, models).await?;
-        loop {
-            let page = log::read_for_replay(&mut tx, db.dialect, at, &types, PAGE).await?;
-            at = apply_to_shadow(&mut tx, models, &page, at).await?;
-            progress.advance(page.len());
-            if (page.len() as i64) < PAGE {
-                break;
-            }
-        }
-        let mut rows = BTreeMap::new();
-        for table in tables(models) {
-            swap(&mut tx, db.dialect, table.name).await?;
-            let n: i64 =
-                sqlx::query(&format!("SELECT count(*) FROM {}", table.name)).fetch_one(&mut *tx).await?.try_get(0)?;
-            rows.insert(table.name, n as u64);
-        }
-        for model in models {
-            // The shadow holds every event of the model up to `at`, and no event of it lies
-            // between `at` and the stored checkpoint: keep whichever is further.
-            sqlx::query(
-                "UPDATE projection_checkpoints SET transaction_id = $2, position = $3 \
-                 WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
-            )
-            .bind(model.name())
-            .bind(at.transaction_id)
-            .bind(at.position)
-            .execute(&mut *tx)
-            .await?;
-            // The tables are a fresh replay: whatever stopped the read model is behind it.
-            sqlx::query("UPDATE projection_checkpoints SET last_error = NULL, error_at = NULL WHERE name = $1")
-                .bind(model.name())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let at = catch_up(&mut tracker, &mut conn, &types, at).await?;
+        let rows = swap_in(&mut tracker, &mut conn, &types, at).await?;
+        let mut progress = tracker.progress;
         progress.advance(0);
         progress.total = progress.replayed;
-        on_progress(&progress);
+        (tracker.on_progress)(&progress);
         Ok(Rebuilt { events: progress.replayed, rows, checkpoint: at, elapsed: started.elapsed() })
     }
     .await;
@@ -216,6 +137,128 @@ pub async fn rebuild_claimed(
         }
     }
     result
+}
+
+/// A rebuild's progress, told to its caller after each page and recorded for `status`.
+struct Tracker<'a, F> {
+    db: &'a Database,
+    models: &'a [ReadModel],
+    progress: Progress,
+    reporter: Reporter,
+    on_progress: F,
+}
+
+impl<F: FnMut(&Progress)> Tracker<'_, F> {
+    async fn advanced(&mut self, events: usize) {
+        self.progress.advance(events);
+        (self.on_progress)(&self.progress);
+        self.reporter.report(self.db, self.models, &self.progress).await;
+    }
+}
+
+/// Step 1: folds the log in memory and writes each row once into fresh shadow tables; where
+/// in the log it got.
+async fn fold_into_shadow<F: FnMut(&Progress)>(
+    tracker: &mut Tracker<'_, F>,
+    types: &[&'static str],
+) -> Result<Position, RebuildError> {
+    let (db, models) = (tracker.db, tracker.models);
+    let mut folded = Folded::of(tables(models));
+    let mut at = Position::default();
+    // The next page is read while this one is folded.
+    let mut pages = read_ahead(db.clone(), types.to_vec());
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        for event in &page {
+            for model in models {
+                for change in model.changes(event)? {
+                    folded.apply(change);
+                }
+            }
+        }
+        at = page.last().map_or(at, |e| e.position);
+        tracker.advanced(page.len()).await;
+    }
+    let mut conn = db.pool.acquire().await?;
+    let mut tx = conn.begin_tx(db.dialect).await?;
+    for table in tables(models) {
+        create_shadow(&mut tx, db.dialect, table.name).await?;
+    }
+    folded.write(&mut tx, SHADOW).await?;
+    tx.commit().await?;
+    Ok(at)
+}
+
+/// Step 2: applies what was written meanwhile to the shadow tables, event by event.
+async fn catch_up<F: FnMut(&Progress)>(
+    tracker: &mut Tracker<'_, F>,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    types: &[&'static str],
+    mut at: Position,
+) -> Result<Position, RebuildError> {
+    let dialect = tracker.db.dialect;
+    loop {
+        let page = log::read_for_replay(conn, dialect, at, types, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        let mut tx = conn.begin_tx(dialect).await?;
+        at = apply_to_shadow(&mut tx, tracker.models, &page, at).await?;
+        tx.commit().await?;
+        tracker.advanced(page.len()).await;
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+    }
+    Ok(at)
+}
+
+/// Step 3: holding the checkpoints, applies the last events, swaps each shadow in and moves
+/// the checkpoints to where the shadows got; each table's row count.
+async fn swap_in<F>(
+    tracker: &mut Tracker<'_, F>,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    types: &[&'static str],
+    mut at: Position,
+) -> Result<BTreeMap<&'static str, u64>, RebuildError> {
+    let (dialect, models) = (tracker.db.dialect, tracker.models);
+    let mut tx = conn.begin_tx(dialect).await?;
+    hold_checkpoints(&mut tx, models).await?;
+    loop {
+        let page = log::read_for_replay(&mut tx, dialect, at, types, PAGE).await?;
+        at = apply_to_shadow(&mut tx, models, &page, at).await?;
+        tracker.progress.advance(page.len());
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+    }
+    let mut rows = BTreeMap::new();
+    for table in tables(models) {
+        swap(&mut tx, dialect, table.name).await?;
+        let n: i64 =
+            sqlx::query(&format!("SELECT count(*) FROM {}", table.name)).fetch_one(&mut *tx).await?.try_get(0)?;
+        rows.insert(table.name, n as u64);
+    }
+    for model in models {
+        // The shadow holds every event of the model up to `at`, and no event of it lies
+        // between `at` and the stored checkpoint: keep whichever is further.
+        sqlx::query(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3 \
+             WHERE name = $1 AND (transaction_id < $2 OR (transaction_id = $2 AND position < $3))",
+        )
+        .bind(model.name())
+        .bind(at.transaction_id)
+        .bind(at.position)
+        .execute(&mut *tx)
+        .await?;
+        // The tables are a fresh replay: whatever stopped the read model is behind it.
+        sqlx::query("UPDATE projection_checkpoints SET last_error = NULL, error_at = NULL WHERE name = $1")
+            .bind(model.name())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Reads the whole log of `types` page by page in a task of its own, one page ahead of the

@@ -30,19 +30,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::llm::LlmSpec;
-use domain::rbac::{Permissions, RoleBindingSpec, RoleSpec, built_in};
+use domain::rbac::Permissions;
 use projections::read_models::tokens::TokenState;
 use projections::read_models::users::UserState;
-use projections::read_models::{ReadModel, Record, rbac};
+use projections::read_models::{ReadModel, Record};
 use projections::{Database, Position};
 use secrecy::SecretString;
 
 use crate::error::ApiError;
-use crate::store::Store;
+
+mod follow;
+mod rbac;
+
+use self::rbac::{Loaded, Rbac, load};
 
 /// How often every replica looks for access changes recorded anywhere.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -211,61 +215,6 @@ const RESTRICTIONS: [(&str, &str); 9] = [
 /// Whether `event_type` on `aggregate_type` is one of [`RESTRICTIONS`].
 fn restricts(aggregate_type: &str, event_type: &str) -> bool {
     RESTRICTIONS.iter().any(|(t, e)| *t == aggregate_type && *e == event_type)
-}
-
-/// Who is bound to what, as the read models say.
-#[derive(Default)]
-struct Rbac {
-    bindings: HashMap<String, RoleBindingSpec>,
-    roles: HashMap<String, RoleSpec>,
-}
-
-impl Rbac {
-    /// The union of the roles bound to `user`; a binding naming a role that does not exist
-    /// grants nothing, nor does an unshown binding or role (`unshown` says which).
-    fn permissions_of(&self, user: &str, unshown: impl Fn(&str, &str) -> bool) -> Permissions {
-        let roles = self
-            .bindings
-            .iter()
-            .filter(|(name, b)| {
-                b.users.iter().any(|u| u == user) && !unshown(domain::rbac::BINDING_AGGREGATE_TYPE, name)
-            })
-            .filter_map(|(_, b)| {
-                built_in(&b.role).or_else(|| {
-                    self.roles.get(&b.role).filter(|_| !unshown(domain::rbac::ROLE_AGGREGATE_TYPE, &b.role)).cloned()
-                })
-            });
-        Permissions::new(roles.collect::<Vec<_>>())
-    }
-
-    /// The users a role reaches through bindings.
-    fn users_of_role(&self, role: &str) -> Vec<String> {
-        self.bindings.values().filter(|b| b.role == role).flat_map(|b| b.users.clone()).collect()
-    }
-}
-
-/// What a permission look-up read from the database.
-enum Loaded {
-    Everything(Rbac),
-    /// The stale bindings and roles as they now are (`None`: deleted).
-    Changed(Vec<(String, Option<RoleBindingSpec>)>, Vec<(String, Option<RoleSpec>)>),
-}
-
-async fn load(db: &Database, everything: bool, bindings: &[String], roles: &[String]) -> Result<Loaded, ApiError> {
-    if everything {
-        let bindings = rbac::bindings(db).await?.into_iter().map(|b| (b.name, b.spec)).collect();
-        let roles = rbac::roles(db).await?.into_iter().map(|r| (r.name, r.spec)).collect();
-        return Ok(Loaded::Everything(Rbac { bindings, roles }));
-    }
-    let mut changed_bindings = Vec::new();
-    for name in bindings {
-        changed_bindings.push((name.clone(), rbac::binding(db, name).await?.map(|b| b.spec)));
-    }
-    let mut changed_roles = Vec::new();
-    for name in roles {
-        changed_roles.push((name.clone(), rbac::role(db, name).await?.map(|r| r.spec)));
-    }
-    Ok(Loaded::Changed(changed_bindings, changed_roles))
 }
 
 impl Default for AccessCache {
@@ -468,90 +417,6 @@ impl AccessCache {
             inner.unshown.remove(&key);
         }
         inner.invalidate(aggregate_type, id);
-    }
-
-    /// Drops what the access events recorded since the last call change, as far as the read
-    /// models of those events show them (so what is loaded again includes them).
-    ///
-    /// The stored checkpoints are read before the events: an event its read model has passed
-    /// is committed, and so is everything before it in the log (the projector never passes a
-    /// transaction still running, nor does a write applied inline), so following stops at the
-    /// first event its read model has not passed and never skips one that commits late. With
-    /// no event pending, the follow moves on to where all three read models are stored, so its
-    /// next scan of the log starts there.
-    pub async fn follow(&self, store: &Store) -> Result<(), ApiError> {
-        let checkpoints = projections::projector::stored_checkpoints(&store.db).await?;
-        let passed_by_all = MODELS.iter().map(|m| checkpoints.get(m).copied().unwrap_or_default()).min();
-        let passed_by_all = passed_by_all.unwrap_or_default();
-        let Some(followed) = self.lock().followed else {
-            let head = store.log.head().await?;
-            let mut inner = self.lock();
-            // First call: whatever was loaded before may predate events never followed.
-            *inner = Inner {
-                generation: inner.generation + 1,
-                rbac_generation: inner.rbac_generation + 1,
-                followed: Some(passed_by_all),
-                unshown_after: head,
-                ..Inner::default()
-            };
-            return Ok(());
-        };
-        let types = MODELS.iter().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
-        let changed = store.log.changed_after(followed, &types).await?;
-        let shown = |position: Position, aggregate_type: &str| {
-            MODELS
-                .iter()
-                .find(|m| m.handles(aggregate_type))
-                .and_then(|m| checkpoints.get(m))
-                .is_some_and(|c| *c >= position)
-        };
-        let ready = changed.iter().take_while(|c| shown(c.position, &c.aggregate_type)).count();
-        let mut reached = changed[..ready].last().map_or(followed, |c| c.position);
-        if ready == changed.len() {
-            reached = reached.max(passed_by_all);
-        }
-        if reached <= followed && ready == changed.len() {
-            return Ok(());
-        }
-        // Under one lock, and only if no other follow took this range meanwhile: a range
-        // followed twice would drop what was loaded after its first follow, for nothing.
-        let mut inner = self.lock();
-        if inner.followed != Some(followed) {
-            return Ok(());
-        }
-        for c in &changed[..ready] {
-            inner.invalidate(&c.aggregate_type, &c.aggregate_id);
-        }
-        inner.followed = Some(reached);
-        // What is followed is shown; what the log holds beyond it is not, yet.
-        inner.unshown.retain(|_, at| *at > reached);
-        let after = inner.unshown_after;
-        // Only restrictions: anything else is dropped once it is shown, as it always was.
-        let restrictions =
-            changed[ready..].iter().filter(|c| c.position > after && restricts(&c.aggregate_type, &c.event_type));
-        for c in restrictions {
-            inner.unshown(&c.aggregate_type, &c.event_type, &c.aggregate_id, c.position);
-        }
-        Ok(())
-    }
-
-    /// Follows the log every [`FOLLOW_INTERVAL`] until the cache is dropped.
-    pub fn spawn_follower(&self, store: Store) {
-        let weak: Weak<Mutex<Inner>> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(FOLLOW_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                let cache = AccessCache { inner };
-                if let Err(e) = cache.follow(&store).await {
-                    // Until the database answers again, nothing new can be followed; what is
-                    // held stays as the last followed state said.
-                    tracing::debug!(error = %e, "following access changes failed");
-                }
-            }
-        });
     }
 }
 

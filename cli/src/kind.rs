@@ -111,4 +111,40 @@ mod tests {
         assert_eq!(Kind::from_document("RoleBindings"), Some(Kind::RoleBinding));
         assert_eq!(Kind::from_document("user"), None, "users are not applied from documents");
     }
+
+    /// How a kind's resources come to be, from mcpctl: every kind is named (a new one does not
+    /// compile until it is), and the subcommand it names exists.
+    fn made_by(kind: wire::Kind) -> &'static [&'static str] {
+        match kind {
+            wire::Kind::SecretBackend => &["create", "secretbackend"],
+            wire::Kind::Secret => &["create", "secret"],
+            wire::Kind::Llm => &["create", "llm"],
+            wire::Kind::Role => &["create", "role"],
+            wire::Kind::RoleBinding => &["create", "rolebinding"],
+            wire::Kind::User => &["create", "user"],
+            wire::Kind::Token => &["create", "token"],
+            // A run is started by the command that runs it.
+            wire::Kind::Migration => &["migrate", "secrets"],
+        }
+    }
+
+    #[test]
+    fn every_kind_has_the_subcommand_that_makes_it() {
+        use clap::CommandFactory;
+        let cli = crate::args::Cli::command();
+        for kind in wire::Kind::ALL {
+            let mut command = &cli;
+            for word in made_by(kind) {
+                command = command
+                    .find_subcommand(word)
+                    .unwrap_or_else(|| panic!("{kind:?}: mcpctl has no {:?}", made_by(kind).join(" ")));
+            }
+            // A create subcommand's aliases are the kind's other names.
+            if made_by(kind)[0] == "create" {
+                let info = kind.info();
+                let names: Vec<&str> = std::iter::once(command.get_name()).chain(command.get_all_aliases()).collect();
+                assert!(names.contains(&info.plural), "{kind:?}: mcpctl create {} takes {}", info.singular, info.plural);
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The registry of resource kinds: every kind mcpd serves is described here once, and
 //! everything that enumerates kinds (RBAC resources, the audit kind filter, history, schemas,
-//! the CLI's kinds and completions, document parsing) is derived from [`Kind::ALL`] and
+//! the CLI's kinds and completions, document parsing) is derived from [`Kind::ALL`] (declared
+//! with the enum by [`crate::enumerated!`], so no kind can be missing from it) and
 //! [`Kind::info`]. `info` matches every variant, so a new kind without its description does not
 //! compile, and neither does one without its document type ([`Kind::visit`], in `registry.rs`;
 //! each kind's module carries the columns `get` prints); `registry_is_consistent` below checks what the
@@ -10,19 +11,21 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// A resource kind mcpd serves, in dependency order: what a document of a later kind may refer
-/// to comes earlier (backends before the secrets on them, secrets before the Llms using them,
-/// roles before the bindings naming them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    SecretBackend,
-    Secret,
-    Llm,
-    Migration,
-    User,
-    Token,
-    Role,
-    RoleBinding,
+crate::enumerated! {
+    /// A resource kind mcpd serves, in dependency order: what a document of a later kind may
+    /// refer to comes earlier (backends before the secrets on them, secrets before the Llms
+    /// using them, roles before the bindings naming them). `Kind::ALL` lists them in this order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Kind {
+        SecretBackend,
+        Secret,
+        Llm,
+        Migration,
+        User,
+        Token,
+        Role,
+        RoleBinding,
+    }
 }
 
 /// One kind's description.
@@ -52,18 +55,6 @@ pub struct KindInfo {
 const COMMON_READ_ONLY: &[&str] = &["resourceVersion", "createdAt", "updatedAt"];
 
 impl Kind {
-    /// Every kind, in dependency order.
-    pub const ALL: [Kind; 8] = [
-        Kind::SecretBackend,
-        Kind::Secret,
-        Kind::Llm,
-        Kind::Migration,
-        Kind::User,
-        Kind::Token,
-        Kind::Role,
-        Kind::RoleBinding,
-    ];
-
     pub const fn info(self) -> &'static KindInfo {
         match self {
             Kind::SecretBackend => {

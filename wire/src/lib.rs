@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod document;
+pub mod enumerated;
 pub mod health;
 pub mod kind;
 pub mod llm;

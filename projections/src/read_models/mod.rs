@@ -69,29 +69,22 @@ fn projection_of(aggregate_type: &str) -> Option<(ReadModel, Projection)> {
     })
 }
 
-/// The projections mcpd maintains, each with its own table and checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReadModel {
-    SecretBackends,
-    Secrets,
-    Llms,
-    Migrations,
-    Users,
-    Tokens,
-    Rbac,
+wire::enumerated! {
+    /// The projections mcpd maintains, each with its own table and checkpoint. `ReadModel::ALL`
+    /// (declared with the enum, so none can be missing) is the order rows are locked in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ReadModel {
+        SecretBackends,
+        Secrets,
+        Llms,
+        Migrations,
+        Users,
+        Tokens,
+        Rbac,
+    }
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 7] = [
-        ReadModel::SecretBackends,
-        ReadModel::Secrets,
-        ReadModel::Llms,
-        ReadModel::Migrations,
-        ReadModel::Users,
-        ReadModel::Tokens,
-        ReadModel::Rbac,
-    ];
-
     /// The checkpoint's name; also the table's.
     pub fn name(self) -> &'static str {
         match self {

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use projections::Position;
 
-use super::{AccessCache, FOLLOW_INTERVAL, Inner, MODELS, restricts};
+use super::{AccessCache, FOLLOW_INTERVAL, Inner, models, restricts};
 use crate::error::ApiError;
 use crate::store::Store;
 
@@ -20,7 +20,7 @@ impl AccessCache {
     /// next scan of the log starts there.
     pub async fn follow(&self, store: &Store) -> Result<(), ApiError> {
         let checkpoints = projections::projector::stored_checkpoints(&store.db).await?;
-        let passed_by_all = MODELS.iter().map(|m| checkpoints.get(m).copied().unwrap_or_default()).min();
+        let passed_by_all = models().map(|m| checkpoints.get(&m).copied().unwrap_or_default()).min();
         let passed_by_all = passed_by_all.unwrap_or_default();
         let Some(followed) = self.lock().followed else {
             let head = store.log.head().await?;
@@ -35,13 +35,10 @@ impl AccessCache {
             };
             return Ok(());
         };
-        let types = MODELS.iter().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
+        let types = models().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
         let changed = store.log.changed_after(followed, &types).await?;
         let shown = |position: Position, aggregate_type: &str| {
-            MODELS
-                .iter()
-                .find(|m| m.handles(aggregate_type))
-                .and_then(|m| checkpoints.get(m))
+            models().find(|m| m.handles(aggregate_type)).and_then(|m| checkpoints.get(&m))
                 .is_some_and(|c| *c >= position)
         };
         let ready = changed.iter().take_while(|c| shown(c.position, &c.aggregate_type)).count();

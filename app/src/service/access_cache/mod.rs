@@ -22,7 +22,7 @@
 //!
 //! A change that takes access away and is in the log but not yet in the read models (they lag:
 //! a transaction older than it is still open on PostgreSQL, the projector is behind or stopped)
-//! is *unshown* ([`RESTRICTIONS`]): until the cache has followed past it, a revoked token or a
+//! is *unshown* ([`restrictions`]): until the cache has followed past it, a revoked token or a
 //! deleted user counts as unknown and a deleted role or binding as granting nothing. So they
 //! hold from the moment they are recorded, on the replica that recorded them at once and on the
 //! others at their next follow, however far the read models lag. An Llm updated or deleted is
@@ -42,6 +42,7 @@ use projections::{Database, Position};
 use secrecy::SecretString;
 
 use crate::error::ApiError;
+use domain::document::Kind;
 
 mod follow;
 mod rbac;
@@ -51,15 +52,24 @@ use self::rbac::{Loaded, Rbac, load};
 /// How often every replica looks for access changes recorded anywhere.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Whether the cache holds what `model` shows (and so follows its events). Every read model
+/// is named: a new one is a compile error here until it is decided.
+const fn held(model: ReadModel) -> bool {
+    match model {
+        ReadModel::Users
+        | ReadModel::Tokens
+        | ReadModel::Rbac
+        | ReadModel::Llms
+        | ReadModel::Secrets
+        | ReadModel::SecretBackends => true,
+        ReadModel::Migrations => false,
+    }
+}
+
 /// The read models the cache is loaded from.
-const MODELS: [ReadModel; 6] = [
-    ReadModel::Users,
-    ReadModel::Tokens,
-    ReadModel::Rbac,
-    ReadModel::Llms,
-    ReadModel::Secrets,
-    ReadModel::SecretBackends,
-];
+fn models() -> impl Iterator<Item = ReadModel> {
+    ReadModel::ALL.into_iter().filter(|m| held(*m))
+}
 
 /// Which user of a name this is: a user deleted and created again under the same name has
 /// another `version` (its record's resourceVersion) and a later `created_at`.
@@ -160,7 +170,7 @@ impl Inner {
     }
 
     /// An event recorded at `position` that the read models may not show yet: when it is one
-    /// of [`RESTRICTIONS`], what it touches counts as absent until it is shown; any other is
+    /// of the [`restrictions`], what it touches counts as absent until it is shown; any other is
     /// only dropped.
     fn unshown(&mut self, aggregate_type: &str, event_type: &str, id: &str, position: Position) {
         // A follow that already passed it (the projector was quick) found it shown.
@@ -198,23 +208,27 @@ impl Inner {
 /// shown). One that takes anything away is recorded as narrowing (`RoleBindingNarrowed`,
 /// `RoleNarrowed`) and is a restriction: until shown, the binding or role grants nothing to
 /// anyone, so nobody keeps what it took away, at the cost of refusing, for that moment, those
-/// it still binds (fail closed).
-const RESTRICTIONS: [(&str, &str); 9] = [
-    (domain::token::AGGREGATE_TYPE, "TokenRevoked"),
-    (domain::user::AGGREGATE_TYPE, "UserDeleted"),
-    (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleDeleted"),
-    (domain::rbac::ROLE_AGGREGATE_TYPE, "RoleNarrowed"),
-    (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingDeleted"),
-    (domain::rbac::BINDING_AGGREGATE_TYPE, "RoleBindingNarrowed"),
-    (domain::llm::AGGREGATE_TYPE, "LlmUpdated"),
-    (domain::llm::AGGREGATE_TYPE, "LlmDeleted"),
-    // A rotated key: the Llms using the secret are not served with the key it replaced.
-    (domain::secret::AGGREGATE_TYPE, "SecretUpdated"),
-];
+/// it still binds (fail closed). Every kind is named: a new one does not compile until decided.
+fn restrictions(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Token => &["TokenRevoked"],
+        Kind::User => &["UserDeleted"],
+        Kind::Role => &["RoleDeleted", "RoleNarrowed"],
+        Kind::RoleBinding => &["RoleBindingDeleted", "RoleBindingNarrowed"],
+        Kind::Llm => &["LlmUpdated", "LlmDeleted"],
+        // A rotated key: the Llms using the secret are not served with the key it replaced.
+        Kind::Secret => &["SecretUpdated"],
+        // A backend's change drops every key it holds (`invalidate`); nothing of it grants.
+        Kind::SecretBackend | Kind::Migration => &[],
+    }
+}
 
-/// Whether `event_type` on `aggregate_type` is one of [`RESTRICTIONS`].
+/// Whether `event_type` on `aggregate_type` is one of the [`restrictions`].
 fn restricts(aggregate_type: &str, event_type: &str) -> bool {
-    RESTRICTIONS.iter().any(|(t, e)| *t == aggregate_type && *e == event_type)
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.info().aggregate_type == aggregate_type)
+        .is_some_and(|kind| restrictions(kind).contains(&event_type))
 }
 
 impl Default for AccessCache {

@@ -143,7 +143,12 @@ mod tests {
             if made_by(kind)[0] == "create" {
                 let info = kind.info();
                 let names: Vec<&str> = std::iter::once(command.get_name()).chain(command.get_all_aliases()).collect();
-                assert!(names.contains(&info.plural), "{kind:?}: mcpctl create {} takes {}", info.singular, info.plural);
+                assert!(
+                    names.contains(&info.plural),
+                    "{kind:?}: mcpctl create {} takes {}",
+                    info.singular,
+                    info.plural
+                );
             }
         }
     }

@@ -75,12 +75,19 @@ pub const RESOLVE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Appends `events` in one transaction, applying them inline to each of the read models
 /// `inline` names that qualifies (module docs). Nothing is written when any event clashes with
-/// a stored one.
-pub async fn append(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -> Result<Appended, AppendError> {
+/// a stored one. `committing` is called just before the transaction's `COMMIT` is sent: until
+/// then, dropping the returned future rolls everything back (a request cut by its timeout
+/// while its `INSERT` waits for a lock has changed nothing); from then on the change may land.
+pub async fn append(
+    db: &Database,
+    events: &[NewEvent],
+    inline: &[ReadModel],
+    committing: fn(),
+) -> Result<Appended, AppendError> {
     if events.is_empty() {
         return Ok(Appended { last: Position::default(), inlined: Vec::new(), event_types: Vec::new() });
     }
-    match append_once(db, events, inline).await {
+    match append_once(db, events, inline, committing).await {
         Ok(appended) => Ok(appended),
         Err(Failed::Append(e)) => Err(e),
         // An inline apply that fails (an event a read model cannot read, a table in a bad
@@ -90,7 +97,7 @@ pub async fn append(db: &Database, events: &[NewEvent], inline: &[ReadModel]) ->
         Err(Failed::Inline(error)) => {
             let error = crate::projector::error_chain(&error);
             tracing::warn!(%error, "applying a write inline failed; the projector applies it");
-            append_once(db, events, &[]).await.map_err(|failed| match failed {
+            append_once(db, events, &[], committing).await.map_err(|failed| match failed {
                 Failed::Append(e) => e,
                 Failed::Inline(e) => AppendError::Database(sqlx::Error::Decode(Box::new(e))),
             })
@@ -117,7 +124,12 @@ impl From<AppendError> for Failed {
     }
 }
 
-async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -> Result<Appended, Failed> {
+async fn append_once(
+    db: &Database,
+    events: &[NewEvent],
+    inline: &[ReadModel],
+    committing: fn(),
+) -> Result<Appended, Failed> {
     let mut tx = db.pool.begin().await?;
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
@@ -150,6 +162,7 @@ async fn append_once(db: &Database, events: &[NewEvent], inline: &[ReadModel]) -
             inlined.push(model);
         }
     }
+    committing();
     if let Err(error) = tx.commit().await {
         // The connection may have broken after the server committed, before it said so: a
         // client told "nothing changed" would then be wrong. On PostgreSQL the transaction's

@@ -191,7 +191,8 @@ async fn a_request_past_its_timeout_gets_503_and_records_nothing() {
     let env = [("MCPD_REQUEST_TIMEOUT_SECS", "1")];
     let server = TestServer::start_holding_the_cluster(StoreKind::Postgres, &env).await;
     assert_eq!(server.post("/api/v1/secrets", json!({"name": "k", "data": {"K": "v"}})).await.0, 201);
-    // Another session holds the event log: loading the Llm's stream waits for it.
+    // Another session holds the event log: appending the Llm's event waits for it (before its
+    // commit, so the timeout still answers).
     let mut holder = sqlx::PgConnection::connect(&server.store_url()).await.unwrap();
     holder.execute("BEGIN").await.unwrap();
     holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").await.unwrap();

@@ -26,17 +26,6 @@ use crate::bearer::{self as auth, IssuedToken};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
-/// `POST /api/v1/users`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UserRequest {
-    #[serde(default)]
-    kind: Option<String>,
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -131,13 +120,7 @@ impl Services {
         body: Value,
         dry_run: bool,
     ) -> Result<Applied<Record<UserState>>, ApiError> {
-        let request: UserRequest = parse_body(body)?;
-        if let Some(kind) = &request.kind
-            && Kind::parse_document(kind) != Some(Kind::User)
-        {
-            return Err(ApiError::MalformedBody(format!("kind {kind:?} does not belong at /api/v1/users")));
-        }
-        let name = name_of("name", &request.name, "user")?;
+        let (name, request) = super::parse_document::<domain::user::UserInput>(body, None)?;
         let command = UserCommand::CreateUser { name: name.clone(), description: request.description.clone() };
         if dry_run {
             self.writer.rehearse::<User>(&name, command).await?;

@@ -3,119 +3,19 @@
 
 use domain::ResourceName;
 use domain::rbac::{
-    ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingSpec, RoleCommand, RoleSpec, Rule, built_in,
-    validate_rules,
+    ADMIN, Permissions, Role, RoleBinding, RoleBindingCommand, RoleBindingInput, RoleBindingSpec, RoleCommand,
+    RoleInput, RoleSpec, built_in,
 };
 use projections::read_models::page::Page;
 use projections::read_models::{Record, rbac, users};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::Services;
 use super::kind::{Answer, Applied, ResourceKind};
+use super::{Services, parse_document};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 
-/// A role document. The read-only fields a `get -o yaml | apply -f -` round trip carries are
-/// accepted and ignored.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
-struct RoleInput {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    rules: Vec<Rule>,
-    #[serde(default)]
-    resource_version: Option<Value>,
-    #[serde(default)]
-    created_at: Option<Value>,
-    #[serde(default)]
-    updated_at: Option<Value>,
-    #[serde(default)]
-    built_in: Option<Value>,
-}
-
-/// A role binding document; read-only fields accepted and ignored as for roles.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
-struct BindingInput {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    resource_version: Option<Value>,
-    #[serde(default)]
-    created_at: Option<Value>,
-    #[serde(default)]
-    updated_at: Option<Value>,
-}
-
-fn invalid(kind: &'static str, errors: domain::ValidationErrors) -> ApiError {
-    ApiError::Invalid { kind, errors }
-}
-
-/// The document's name, checked against the URL's when there is one.
-fn resolve_name(
-    kind: &'static str,
-    body_kind: Option<&str>,
-    name: Option<&str>,
-    url_name: Option<&str>,
-    errors: &mut domain::ValidationErrors,
-) -> Option<ResourceName> {
-    if let Some(k) = body_kind
-        && !k.eq_ignore_ascii_case(kind)
-        && !k.eq_ignore_ascii_case(&format!("{kind}s"))
-    {
-        errors.add("kind", format!("must be {kind}, not {k:?}"));
-    }
-    let raw = match (name, url_name) {
-        (Some(n), Some(u)) if n != u => {
-            errors.add("name", format!("{n:?} differs from the name in the URL, {u:?}"));
-            return None;
-        }
-        (Some(n), _) => n,
-        (None, Some(u)) => u,
-        (None, None) => {
-            errors.add("name", "is required");
-            return None;
-        }
-    };
-    match ResourceName::parse(raw) {
-        Ok(name) => Some(name),
-        Err(m) => {
-            errors.add("name", m);
-            None
-        }
-    }
-}
-
 impl Services {
-    fn parse_role(body: Value, url_name: Option<&str>) -> Result<(ResourceName, RoleSpec), ApiError> {
-        let input: RoleInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        let mut errors = domain::ValidationErrors::default();
-        let name = resolve_name("role", input.kind.as_deref(), input.name.as_deref(), url_name, &mut errors);
-        validate_rules(&input.rules, &mut errors);
-        match name {
-            Some(name) if errors.is_empty() => {
-                Ok((name, RoleSpec { description: input.description, rules: input.rules }))
-            }
-            _ => Err(invalid("role", errors)),
-        }
-    }
-
     /// Nobody defines or grants more than they hold.
     fn check_covers(ctx: &RequestContext, what: &str, spec: &RoleSpec) -> Result<(), ApiError> {
         if ctx.permissions.covers(spec) {
@@ -132,51 +32,26 @@ impl Services {
         body: Value,
         url_name: Option<&str>,
     ) -> Result<(ResourceName, RoleBindingSpec), ApiError> {
-        let input: BindingInput = serde_json::from_value(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        let mut errors = domain::ValidationErrors::default();
-        // What the binding names but does not exist (yet): 409 once the document is otherwise valid.
+        let (name, spec) = parse_document::<RoleBindingInput>(body, url_name)?;
+        // What the binding names but does not exist (yet): 409, once the document is valid.
         let mut missing = domain::ValidationErrors::default();
-        let name = resolve_name("rolebinding", input.kind.as_deref(), input.name.as_deref(), url_name, &mut errors);
-        let role = if input.role.is_empty() {
-            errors.add("role", "is required");
-            None
-        } else {
-            match built_in(&input.role) {
-                Some(role) => Some(role),
-                None => match rbac::role(&self.store.db, &input.role).await? {
-                    Some(role) => Some(role.spec),
-                    None => {
-                        missing.add("role", format!("role {:?} does not exist", input.role));
-                        None
-                    }
-                },
-            }
+        let role = match built_in(&spec.role) {
+            Some(role) => Some(role),
+            None => rbac::role(&self.store.db, &spec.role).await?.map(|r| r.spec),
         };
-        if input.users.is_empty() {
-            errors.add("users", "must name at least one user");
+        if role.is_none() {
+            missing.add("role", format!("role {:?} does not exist", spec.role));
         }
-        for user in &input.users {
+        for user in &spec.users {
             if users::get(&self.store.db, user).await?.is_none() {
                 missing.add("users", format!("user {user:?} does not exist"));
             }
         }
-        if !errors.is_empty() {
-            return Err(invalid("rolebinding", errors));
-        }
-        if !missing.is_empty() {
+        let Some(role) = role.filter(|_| missing.is_empty()) else {
             return Err(ApiError::Unresolved { kind: "rolebinding", errors: missing });
-        }
-        let (Some(name), Some(role)) = (name, role) else {
-            return Err(invalid("rolebinding", errors));
         };
-        if !errors.is_empty() {
-            return Err(invalid("rolebinding", errors));
-        }
-        Self::check_covers(ctx, &format!("bind role {:?}", input.role), &role)?;
-        let mut users = input.users;
-        users.sort();
-        users.dedup();
-        Ok((name, RoleBindingSpec { description: input.description, role: input.role, users }))
+        Self::check_covers(ctx, &format!("bind role {:?}", spec.role), &role)?;
+        Ok((name, spec))
     }
 
     /// 409 if changing binding `name` (to `next`, or deleting it) would leave no binding that
@@ -299,7 +174,7 @@ impl ResourceKind for Roles {
         body: Value,
         dry_run: bool,
     ) -> Answer<Applied<Record<Self::Spec>>> {
-        let (name, spec) = Services::parse_role(body, None)?;
+        let (name, spec) = parse_document::<RoleInput>(body, None)?;
         Services::check_covers(ctx, &format!("create role {:?}", name.as_str()), &spec)?;
         if dry_run {
             if built_in(name.as_str()).is_some() || rbac::role(&s.store.db, name.as_str()).await?.is_some() {
@@ -325,7 +200,7 @@ impl ResourceKind for Roles {
         if built_in(url_name).is_some() {
             return Err(ApiError::Conflict(format!("role {url_name:?} is built in and cannot be changed")));
         }
-        let (name, spec) = Services::parse_role(body, Some(url_name))?;
+        let (name, spec) = parse_document::<RoleInput>(body, Some(url_name))?;
         Services::check_covers(ctx, &format!("edit role {:?}", name.as_str()), &spec)?;
         // The aggregate checks the version, and records nothing when nothing changes (apply
         // says "unchanged").

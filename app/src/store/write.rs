@@ -171,8 +171,6 @@ impl Store {
         if events.is_empty() {
             return Ok(None);
         }
-        // From here the request is not cut short by its timeout: the commit may land.
-        crate::request_scope::mark_changing();
         // Inline when this write is alone; with others in flight, or waiting for the projector,
         // it joins them and the projector applies them all in one transaction (a group commit).
         // Concurrent inline writers meet older transactions (PostgreSQL) and contend with the
@@ -181,14 +179,17 @@ impl Store {
         // A read model stopped at an event it cannot apply would fail every write's catch-up.
         let (_appending, alone) = self.projector.appending();
         let inline = if alone && !self.projector.has_waiters() { self.projector.healthy_models() } else { Vec::new() };
-        let appended = projections::append::append(&self.db, &events, &inline).await.map_err(|e| match e {
-            AppendError::Conflict { aggregate_id, .. } => {
-                WriteError::Clash { aggregate_type: A::TYPE, id: aggregate_id }
-            }
-            AppendError::KeyClaimed => WriteError::KeyClaimed,
-            AppendError::Database(e) => WriteError::Store(StoreError::Database(e)),
-            e @ AppendError::OutcomeUnknown(_) => WriteError::Store(StoreError::OutcomeUnknown(e)),
-        })?;
+        // The request is not cut short by its timeout once the commit is sent: it may land.
+        let appended = projections::append::append(&self.db, &events, &inline, crate::request_scope::mark_changing)
+            .await
+            .map_err(|e| match e {
+                AppendError::Conflict { aggregate_id, .. } => {
+                    WriteError::Clash { aggregate_type: A::TYPE, id: aggregate_id }
+                }
+                AppendError::KeyClaimed => WriteError::KeyClaimed,
+                AppendError::Database(e) => WriteError::Store(StoreError::Database(e)),
+                e @ AppendError::OutcomeUnknown(_) => WriteError::Store(StoreError::OutcomeUnknown(e)),
+            })?;
         for event in &events {
             metrics::counter!("mcpd_events_appended_total", "kind" => A::TYPE, "type" => event.event_type.clone())
                 .increment(1);

@@ -4,12 +4,14 @@
 //! pure: the API gathers a user's roles and asks [`Permissions`].
 
 mod error;
+mod input;
 mod permissions;
 mod role;
 mod rolebinding;
 mod spec;
 
 pub use error::RbacError;
+pub use input::{RoleBindingInput, RoleInput};
 pub use permissions::Permissions;
 pub use role::{Role, RoleCommand, RoleEvent};
 pub use rolebinding::{RoleBinding, RoleBindingCommand, RoleBindingEvent};

@@ -10,7 +10,9 @@ pub const BOOTSTRAP_ADMIN: &str = "admin";
 mod aggregate;
 mod commands;
 mod events;
+mod input;
 
 pub use aggregate::{User, UserError};
 pub use commands::UserCommand;
 pub use events::UserEvent;
+pub use input::UserInput;

@@ -18,27 +18,9 @@ pub(super) fn document_input(kind: Kind, create: bool) -> Option<Value> {
         Kind::Llm => document_schema::<domain::llm::LlmInput>(),
         Kind::Secret => document_schema::<domain::secret::SecretInput>(),
         Kind::SecretBackend => document_schema::<domain::secret_backend::SecretBackendInput>(),
-        Kind::Role => json!({
-            "type": "object", "additionalProperties": false, "required": ["rules"],
-            "properties": {
-                "description": {"type": "string", "description": "Free text."},
-                "rules": {"type": "array", "minItems": 1, "items": rule_input(),
-                    "description": "What the role grants: each rule, verbs on resources (only the named ones, when names is given), or operations."},
-            },
-        }),
-        Kind::RoleBinding => json!({
-            "type": "object", "additionalProperties": false, "required": ["role", "users"],
-            "properties": {
-                "description": {"type": "string", "description": "Free text."},
-                "role": {"type": "string", "pattern": patterns::NAME, "description": "The role granted (built-in or defined)."},
-                "users": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": patterns::NAME},
-                    "description": "The users it is granted to."},
-            },
-        }),
-        Kind::User => json!({
-            "type": "object", "additionalProperties": false,
-            "properties": {"description": {"type": "string", "description": "Free text."}},
-        }),
+        Kind::Role => document_schema::<domain::rbac::RoleInput>(),
+        Kind::RoleBinding => document_schema::<domain::rbac::RoleBindingInput>(),
+        Kind::User => document_schema::<domain::user::UserInput>(),
         Kind::Token | Kind::Migration => return None,
     };
     envelope(kind, &mut schema, create);
@@ -73,30 +55,6 @@ fn envelope(kind: Kind, schema: &mut Value, create: bool) {
     for field in info.read_only {
         properties.insert((*field).into(), json!({"readOnly": true, "description": "Set by mcpd; ignored on input."}));
     }
-}
-
-fn rule_input() -> Value {
-    use domain::rbac::{OPERATIONS, RESOURCES, VERBS};
-    let with_star = |names: &[&'static str]| {
-        let mut all = names.to_vec();
-        all.push("*");
-        all
-    };
-    json!({
-        "type": "object", "additionalProperties": false,
-        "properties": {
-            "resources": {"type": "array", "items": {"enum": with_star(&RESOURCES)}, "description": "The resources the verbs apply to (* for all)."},
-            "verbs": {"type": "array", "items": {"enum": with_star(&VERBS)}, "description": "What may be done to them (* for all)."},
-            "names": {"type": ["array", "null"], "items": {"type": "string", "pattern": patterns::NAME},
-                "description": "Only the resources of these names; every one when absent."},
-            "operations": {"type": "array", "items": {"enum": OPERATIONS}, "description": "Operations granted besides verbs (reveal:secrets, run:infer, …)."},
-        },
-        "description": "verbs on resources (only the named ones, when names is given), or operations",
-        "anyOf": [
-            {"required": ["resources", "verbs"], "properties": {"resources": {"minItems": 1}, "verbs": {"minItems": 1}}},
-            {"required": ["operations"], "properties": {"operations": {"minItems": 1}, "resources": {"maxItems": 0}, "verbs": {"maxItems": 0}}},
-        ],
-    })
 }
 
 /// A kind's document and list schemas, by reference.

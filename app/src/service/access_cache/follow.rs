@@ -38,7 +38,9 @@ impl AccessCache {
         let types = models().flat_map(|m| m.aggregate_types()).collect::<Vec<_>>();
         let changed = store.log.changed_after(followed, &types).await?;
         let shown = |position: Position, aggregate_type: &str| {
-            models().find(|m| m.handles(aggregate_type)).and_then(|m| checkpoints.get(&m))
+            models()
+                .find(|m| m.handles(aggregate_type))
+                .and_then(|m| checkpoints.get(&m))
                 .is_some_and(|c| *c >= position)
         };
         let ready = changed.iter().take_while(|c| shown(c.position, &c.aggregate_type)).count();

@@ -219,16 +219,6 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(e) => ApiError::from(e),
-            StoreError::OutcomeUnknown(_) => ApiError::OutcomeUnknown,
-            other => ApiError::Internal(anyhow::Error::new(other)),
-        }
-    }
-}
-
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
         match error {

@@ -66,10 +66,10 @@ pub enum StoreError {
     },
 }
 
-impl<E> WriteError<E> {
+impl WriteError<Infallible> {
     /// The same failure, for a write whose refusals are of another type.
-    fn widen<F>(error: WriteError<Infallible>) -> WriteError<F> {
-        match error {
+    fn widen<F>(self) -> WriteError<F> {
+        match self {
             WriteError::Refused(never) => match never {},
             WriteError::Clash { aggregate_type, id } => WriteError::Clash { aggregate_type, id },
             WriteError::KeyClaimed => WriteError::KeyClaimed,
@@ -140,7 +140,7 @@ impl Store {
                     command = again.take().expect("checked just above");
                     loaded = self.load::<A>(id).await?;
                 }
-                Err(e) => return Err(WriteError::<Infallible>::widen(e)),
+                Err(e) => return Err(e.widen()),
             }
         }
     }
@@ -201,7 +201,7 @@ impl Store {
     /// Aggregate `id` as it is now: its snapshot and the events after it, from one query.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, StoreError> {
         let read = snapshots::read(&self.db, A::TYPE, id, true).await?;
-        let mut loaded = match read.snapshot.map(|(state, sequence)| (serde_json::from_str::<A>(&state), sequence)) {
+        let loaded = match read.snapshot.map(|(state, sequence)| (serde_json::from_str::<A>(&state), sequence)) {
             None => Loaded::new(),
             Some((Ok(aggregate), sequence)) => Loaded { aggregate, sequence, replayed: 0 },
             Some((Err(e), _)) => {
@@ -210,8 +210,7 @@ impl Store {
                 return replay(Loaded::new(), id, read.events);
             }
         };
-        loaded = replay(loaded, id, read.events)?;
-        Ok(loaded)
+        replay(loaded, id, read.events)
     }
 
     /// Several aggregates of one type as they are now, from one query (instead of one per

@@ -2,6 +2,7 @@
 //! services carry it into event metadata, permission checks and error answers.
 
 use domain::metadata::EventMetadata;
+use domain::rbac::{Operation, Verb};
 
 pub use crate::request_scope::{current_request_id, mark_recorded};
 
@@ -40,12 +41,12 @@ impl RequestContext {
     }
 
     /// May the actor `verb` the `resource` named `name` (`None`: the whole collection)?
-    pub fn may(&self, resource: &str, verb: &str, name: Option<&str>) -> bool {
+    pub fn may(&self, resource: &str, verb: Verb, name: Option<&str>) -> bool {
         self.permissions.allows(resource, verb, name)
     }
 
     /// 403 unless the actor may `verb` the `resource` named `name`.
-    pub fn require(&self, resource: &str, verb: &str, name: Option<&str>) -> Result<(), crate::error::ApiError> {
+    pub fn require(&self, resource: &str, verb: Verb, name: Option<&str>) -> Result<(), crate::error::ApiError> {
         if self.may(resource, verb, name) {
             return Ok(());
         }
@@ -57,7 +58,7 @@ impl RequestContext {
     }
 
     /// 403 unless the actor may see some of `resource` (a list is then filtered).
-    pub fn require_some(&self, resource: &str, verb: &str) -> Result<(), crate::error::ApiError> {
+    pub fn require_some(&self, resource: &str, verb: Verb) -> Result<(), crate::error::ApiError> {
         if self.permissions.allows_some(resource, verb) {
             return Ok(());
         }
@@ -65,7 +66,7 @@ impl RequestContext {
     }
 
     /// 403 unless the actor holds `operation` (`reveal:secrets`, `run:migrate-secrets`, …).
-    pub fn require_operation(&self, operation: &str) -> Result<(), crate::error::ApiError> {
+    pub fn require_operation(&self, operation: Operation) -> Result<(), crate::error::ApiError> {
         if self.permissions.allows_operation(operation) {
             return Ok(());
         }

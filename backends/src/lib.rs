@@ -55,24 +55,56 @@ pub enum BackendError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// `ok`, `unreachable`, `sealed`, `permission denied` or `error`.
-    pub status: &'static str,
+    pub status: HealthStatus,
     pub message: String,
+}
+
+/// How a backend's health check went, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HealthStatus {
+    #[serde(rename = "ok")]
+    Ok,
+    #[serde(rename = "unreachable")]
+    Unreachable,
+    #[serde(rename = "sealed")]
+    Sealed,
+    #[serde(rename = "permission denied")]
+    PermissionDenied,
+    #[serde(rename = "error")]
+    Error,
+}
+
+impl HealthStatus {
+    /// As a metrics label (no spaces).
+    pub const fn label(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Unreachable => "unreachable",
+            HealthStatus::Sealed => "sealed",
+            HealthStatus::PermissionDenied => "permission_denied",
+            HealthStatus::Error => "error",
+        }
+    }
 }
 
 impl Health {
     pub fn ok(message: impl Into<String>) -> Health {
-        Health { status: "ok", message: message.into() }
+        Health { status: HealthStatus::Ok, message: message.into() }
     }
 
     pub fn from_error(error: &BackendError) -> Health {
-        let status = match error {
-            BackendError::Unreachable { .. } | BackendError::TimedOut { .. } => "unreachable",
-            BackendError::Sealed { .. } => "sealed",
-            BackendError::PermissionDenied { .. } | BackendError::Token { .. } => "permission denied",
-            _ => "error",
-        };
-        Health { status, message: error.to_string() }
+        Health { status: HealthStatus::of(error), message: error.to_string() }
+    }
+}
+
+impl HealthStatus {
+    pub fn of(error: &BackendError) -> HealthStatus {
+        match error {
+            BackendError::Unreachable { .. } | BackendError::TimedOut { .. } => HealthStatus::Unreachable,
+            BackendError::Sealed { .. } => HealthStatus::Sealed,
+            BackendError::PermissionDenied { .. } | BackendError::Token { .. } => HealthStatus::PermissionDenied,
+            _ => HealthStatus::Error,
+        }
     }
 }
 

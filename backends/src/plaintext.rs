@@ -83,7 +83,7 @@ impl SecretBackendDriver for PlaintextDriver {
         async move {
             match sqlx::query("SELECT 1 AS one").fetch_one(&self.db.pool).await {
                 Ok(_) => Health::ok("values are stored in mcpd's database"),
-                Err(e) => Health { status: "error", message: format!("mcpd's database: {e}") },
+                Err(e) => Health { status: crate::HealthStatus::Error, message: format!("mcpd's database: {e}") },
             }
         }
         .boxed()

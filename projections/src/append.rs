@@ -44,7 +44,7 @@ pub struct NewEvent {
 }
 
 /// What an append came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Appended {
     /// Where the last appended event sits in the log.
     pub last: Position,
@@ -52,6 +52,9 @@ pub struct Appended {
     pub inlined: Vec<ReadModel>,
     /// The appended events' types, in order.
     pub event_types: Vec<String>,
+    /// When the last of them was recorded, as the read models show it (`createdAt`,
+    /// `updatedAt`): an answer built from the write needs no read-back.
+    pub recorded_at: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +88,7 @@ pub async fn append(
     committing: fn(),
 ) -> Result<Appended, AppendError> {
     if events.is_empty() {
-        return Ok(Appended { last: Position::default(), inlined: Vec::new(), event_types: Vec::new() });
+        return Ok(Appended::default());
     }
     match append_once(db, events, inline, committing).await {
         Ok(appended) => Ok(appended),
@@ -140,6 +143,7 @@ async fn append_once(
         return Err(AppendError::KeyClaimed.into());
     }
     let last = stored.last().map(|e: &StoredEvent| e.position).unwrap_or_default();
+    let recorded_at = stored.last().map(|e| e.recorded_at.clone()).unwrap_or_default();
     let mut inlined = Vec::new();
     if !inline.is_empty() {
         let first = stored[0].position;
@@ -173,7 +177,7 @@ async fn append_once(
         }
         tracing::warn!(%error, "the connection broke while committing; the transaction did commit");
     }
-    Ok(Appended { last, inlined, event_types: events.iter().map(|e| e.event_type.clone()).collect() })
+    Ok(Appended { last, inlined, event_types: events.iter().map(|e| e.event_type.clone()).collect(), recorded_at })
 }
 
 /// Whether PostgreSQL transaction `transaction_id`, whose commit failed with `error`, committed

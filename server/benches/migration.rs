@@ -67,7 +67,7 @@ async fn migration(bao: &OpenBao, kind: StoreKind, round: usize) -> Duration {
     let mut moved = 0;
     while let Some(line) = progress.recv().await {
         if let Progress::Finished { status, moved: m, .. } = line {
-            assert_eq!(status, "completed");
+            assert_eq!(status, app::migration::Finish::Completed);
             moved = m;
         }
     }

@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use app::context::RequestContext;
 use app::error::ApiError;
 use app::service::Services;
+use domain::rbac::Operation;
 
 /// Histogram buckets in seconds: from a cached read (sub-millisecond) to a slow provider.
 const BUCKETS: [f64; 16] =
@@ -62,7 +63,7 @@ pub async fn scrape(
     State(s): State<Services>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
 ) -> Result<Response, ApiError> {
-    ctx.require_operation("view:metrics")?;
+    ctx.require_operation(Operation::ViewMetrics)?;
     Ok(render(&s).await)
 }
 
@@ -102,15 +103,17 @@ async fn observe(s: &Services) {
     }
     match projections::read_models::migrations::list(&s.store.db).await {
         Ok(migrations) => {
-            let mut by_status =
-                std::collections::BTreeMap::from([("running", 0.0), ("completed", 0.0), ("failed", 0.0)]);
+            use wire::migration::MigrationStatus;
+            let shown = [MigrationStatus::Running, MigrationStatus::Completed, MigrationStatus::Failed];
+            let mut by_status: std::collections::BTreeMap<&'static str, f64> =
+                shown.iter().map(|s| (s.as_str(), 0.0)).collect();
             for migration in migrations {
                 let state = &migration.spec;
                 if let Some(count) = by_status.get_mut(state.status.as_str()) {
                     *count += 1.0;
                 }
                 // Progress of the runs under way; a finished run's series keep their last values.
-                if state.status == "running" {
+                if state.status == MigrationStatus::Running {
                     for (outcome, count) in
                         [("moved", state.moved), ("skipped", state.skipped), ("failed", state.failed)]
                     {

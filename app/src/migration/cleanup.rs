@@ -81,14 +81,8 @@ impl Runner {
         run: &Run,
         name: &ResourceName,
         source: &dyn SecretBackendDriver,
-    ) -> Result<Outcome, String> {
-        let history = self
-            .services
-            .store
-            .log
-            .aggregate_history(domain::secret::AGGREGATE_TYPE, name.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Outcome, Stop> {
+        let history = self.services.store.log.aggregate_history(domain::secret::AGGREGATE_TYPE, name.as_str()).await?;
         let mut pending: Option<(String, String)> = None;
         for event in history {
             match serde_json::from_value::<SecretEvent>(event.payload) {

@@ -15,11 +15,11 @@ impl Runner {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Batch {
-        let mut outcomes: Vec<(String, Option<Result<Outcome, String>>)> = Vec::new();
+        let mut outcomes: Vec<(String, Option<Result<Outcome, Stop>>)> = Vec::new();
         let mut copies = Vec::new();
         let records = match secrets::get_many(&self.services.store.db, names).await {
             Ok(records) => records,
-            Err(e) => return Batch { outcomes: vec![(names[0].clone(), Some(Err(e.to_string())))], copies },
+            Err(e) => return Batch { outcomes: vec![(names[0].clone(), Some(Err(e.into())))], copies },
         };
         let to_copy: Vec<String> = names
             .iter()
@@ -66,7 +66,7 @@ impl Runner {
         batch: Batch,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Vec<(String, Result<Outcome, String>)> {
+    ) -> Vec<(String, Result<Outcome, Stop>)> {
         let Batch { mut outcomes, mut copies } = batch;
         if !copies.is_empty() {
             let decided: Vec<Decided<Secret>> =
@@ -76,7 +76,7 @@ impl Runner {
             drop(decided);
             let flipped = match recorded {
                 Ok(Recorded::Visible) => Ok(()),
-                Ok(Recorded::Lagging(message)) => Err(message),
+                Ok(Recorded::Lagging(message)) => Err(Stop::Lagging(message)),
                 Err(WriteError::Clash { .. }) => {
                     // One of them changed meanwhile: move these one at a time instead.
                     for copy in &copies {
@@ -89,7 +89,7 @@ impl Runner {
                     copies.clear();
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
             match flipped {
                 Ok(()) => {
@@ -131,7 +131,7 @@ impl Runner {
         prefetched: &mut Prefetched,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, Stop> {
         let known = Known { record: prefetched.records.remove(name), values: prefetched.values.remove(name) };
         let mut copy = match self.copy(ctx, run, name, known, source, destination).await? {
             Some(Step::Done(outcome)) => return Ok(Step::Done(outcome)),
@@ -141,7 +141,7 @@ impl Runner {
         };
         let mut aggregate = match prefetched.aggregates.remove(name) {
             Some(loaded) => loaded,
-            None => self.services.store.load::<Secret>(name).await.map_err(|e| e.to_string())?,
+            None => self.services.store.load::<Secret>(name).await?,
         };
         let decided = crate::store::write::decide(&mut aggregate.aggregate, copy.flip.clone())
             .await
@@ -157,7 +157,7 @@ impl Runner {
                 let _ = destination.discard(name, &copy.written.value_ref).await;
                 self.migrate_one(ctx, run, name, source, destination).await.map(Step::Done)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -173,8 +173,9 @@ impl Runner {
         known: Known,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Option<Step>, String> {
-        let secret_name = ResourceName::parse(name).map_err(|m| format!("{name:?}: {m}"))?;
+    ) -> Result<Option<Step>, Stop> {
+        let secret_name =
+            ResourceName::parse(name).map_err(|m| Stop::BadName { name: name.to_owned(), message: m.to_string() })?;
         let Known { record, values } = known;
         let Some(record) = record else {
             return Ok(Some(Step::Done(Outcome::Skipped(Skip::NotFound))));
@@ -191,17 +192,17 @@ impl Runner {
         }
         let values = match values {
             Some(values) => Some(values),
-            None => source.get(name, &record.spec.value_ref).await.map_err(|e| e.to_string())?,
+            None => source.get(name, &record.spec.value_ref).await?,
         };
         let Some(values) = values else {
             // Superseded since `record` was read (an update removes the old version)?
-            let now = secrets::get(&self.services.store.db, name).await.map_err(|e| e.to_string())?;
+            let now = secrets::get(&self.services.store.db, name).await?;
             if now.is_some_and(|now| now.resource_version != record.resource_version) {
                 return Ok(None);
             }
-            return Err(format!("its values are missing from {}", run.from));
+            return Err(Stop::ValuesMissing(run.from.clone()));
         };
-        let written = destination.put(name, &values, None).await.map_err(|e| e.to_string())?;
+        let written = destination.put(name, &values, None).await?;
         let flip = SecretCommand::MigrateSecret {
             name: secret_name.clone(),
             from: run.from.clone(),
@@ -253,9 +254,9 @@ impl Runner {
         name: &str,
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, Stop> {
         for _ in 0..COPY_ATTEMPTS {
-            let record = secrets::get(&self.services.store.db, name).await.map_err(|e| e.to_string())?;
+            let record = secrets::get(&self.services.store.db, name).await?;
             let copy = match self.copy(ctx, run, name, Known { record, values: None }, source, destination).await? {
                 Some(Step::Done(outcome)) => return Ok(outcome),
                 Some(Step::Copied(copy)) => copy,
@@ -270,14 +271,14 @@ impl Runner {
                 }
                 // Flipped, but readers do not see it yet: the run stops here, and a run again
                 // finishes the job (the flip is in the secret's history).
-                Ok(Recorded::Lagging(message)) => return Err(message),
+                Ok(Recorded::Lagging(message)) => return Err(Stop::Lagging(message)),
                 // Changed or moved meanwhile: drop this copy and look again.
                 Err(ApiError::Conflict(_)) => {
                     let _ = destination.discard(name, &copy.written.value_ref).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(format!("it kept changing; gave up after {COPY_ATTEMPTS} copies"))
+        Err(Stop::KeptChanging)
     }
 }

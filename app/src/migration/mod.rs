@@ -64,27 +64,56 @@ pub struct MigrationRequest {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Progress {
-    Started {
-        run: String,
-        from: String,
-        to: String,
-        total: usize,
-        dry_run: bool,
-    },
-    /// `outcome`: migrated, skipped, failed, or (dry run) wouldMigrate.
-    Secret {
-        name: String,
-        outcome: &'static str,
-        message: Option<String>,
-    },
-    Finished {
-        run: String,
-        status: &'static str,
-        moved: u64,
-        skipped: u64,
-        failed: u64,
-        error: Option<String>,
-    },
+    Started { run: String, from: String, to: String, total: usize, dry_run: bool },
+    Secret { name: String, outcome: SecretOutcome, message: Option<String> },
+    Finished { run: String, status: Finish, moved: u64, skipped: u64, failed: u64, error: Option<String> },
+}
+
+/// What became of one secret, as the progress stream says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretOutcome {
+    Migrated,
+    Skipped,
+    Failed,
+    /// A dry run's: it would be moved.
+    WouldMigrate,
+}
+
+/// How a run's progress stream ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Finish {
+    Completed,
+    Failed,
+    /// Stopped by a shutdown between batches: the run stays running and is resumed.
+    Interrupted,
+    /// A dry run's plan.
+    Planned,
+}
+
+/// Why a run stops at a secret. Recorded on the run (and shown) as its message.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error(transparent)]
+    Backend(#[from] backends::BackendError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::write::StoreError),
+    #[error(transparent)]
+    Write(#[from] WriteError<std::convert::Infallible>),
+    #[error(transparent)]
+    Refused(#[from] ApiError),
+    /// Recorded, but readers do not see it yet (the message says how long it was waited for).
+    #[error("{0}")]
+    Lagging(String),
+    #[error("{name:?}: {message}")]
+    BadName { name: String, message: String },
+    #[error("its values are missing from {0}")]
+    ValuesMissing(ResourceName),
+    #[error("it kept changing; gave up after {COPY_ATTEMPTS} copies")]
+    KeptChanging,
 }
 
 enum Outcome {
@@ -148,7 +177,7 @@ struct Prefetched {
 
 /// A batch between its copies and its flips: outcomes in order (`None`: copied, flip pending).
 struct Batch {
-    outcomes: Vec<(String, Option<Result<Outcome, String>>)>,
+    outcomes: Vec<(String, Option<Result<Outcome, Stop>>)>,
     copies: Vec<Copy>,
 }
 

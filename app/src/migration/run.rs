@@ -83,18 +83,20 @@ impl Runner {
         run: &Run,
         mut tally: Tally,
         name: String,
-        reason: String,
+        stop: Stop,
         report: &impl Fn(Progress) -> F,
     ) {
+        let reason = stop.to_string();
         self.record_progress(ctx, run, &mut tally.moved, &mut tally.skipped).await;
         let fail =
             MigrationCommand::FailMigration { id: run.id.clone(), secret: Some(name.clone()), reason: reason.clone() };
         if let Err(e) = self.execute_run(ctx, &run.id, fail).await {
             tracing::warn!(run = %run.id, error = %e, "could not record the failure of a migration");
         }
-        report(Progress::Secret { name: name.clone(), outcome: "failed", message: Some(reason.clone()) }).await;
+        report(Progress::Secret { name: name.clone(), outcome: SecretOutcome::Failed, message: Some(reason.clone()) })
+            .await;
         let error = format!("stopped at secret {name:?}: {reason}");
-        report(finished(run, "failed", tally.moved_total, tally.skipped_total, 1, Some(error))).await;
+        report(finished(run, Finish::Failed, tally.moved_total, tally.skipped_total, 1, Some(error))).await;
     }
 
     /// The run's candidates and both drivers; `None` when one cannot be had, the run then
@@ -117,7 +119,7 @@ impl Runner {
                 let reason = e.to_string();
                 let fail = MigrationCommand::FailMigration { id: run.id.clone(), secret: None, reason: reason.clone() };
                 let _ = self.execute_run(ctx, &run.id, fail).await;
-                report(finished(run, "failed", 0, 0, 0, Some(reason))).await;
+                report(finished(run, Finish::Failed, 0, 0, 0, Some(reason))).await;
                 None
             }
         }
@@ -141,7 +143,7 @@ impl Runner {
             tracing::info!(run = %run.id, left = left * PROGRESS_BATCH, "shutting down: a migration stopped between batches and is handed over");
             let error = "mcpd is shutting down; the run resumes on another replica or at the next start \
                          (mcpctl get migrations follows it)";
-            report(finish("interrupted", moved_total, skipped_total, 0, Some(error.into()))).await;
+            report(finish(Finish::Interrupted, moved_total, skipped_total, 0, Some(error.into()))).await;
             return;
         }
         let complete = MigrationCommand::CompleteMigration {
@@ -153,7 +155,7 @@ impl Runner {
         if let Err(e) = self.execute_run(ctx, &run.id, complete).await {
             tracing::warn!(run = %run.id, error = %e, "could not record the completion of a migration");
         }
-        report(finish("completed", moved_total, skipped_total, 0, None)).await;
+        report(finish(Finish::Completed, moved_total, skipped_total, 0, None)).await;
     }
 
     /// Counts and reports a settled batch's outcomes, in order; the first failure stops it and
@@ -161,25 +163,25 @@ impl Runner {
     async fn take<F: Future<Output = ()>>(
         &self,
         run: &Run,
-        outcomes: impl Iterator<Item = (String, Result<Outcome, String>)>,
+        outcomes: impl Iterator<Item = (String, Result<Outcome, Stop>)>,
         tally: &mut Tally,
         report: &impl Fn(Progress) -> F,
-    ) -> Result<(), (String, String)> {
+    ) -> Result<(), (String, Stop)> {
         for (name, outcome) in outcomes {
             match outcome {
                 Ok(Outcome::Moved) => {
                     tally.moved_total += 1;
                     tally.moved.push(name.clone());
-                    report(Progress::Secret { name, outcome: "migrated", message: None }).await;
+                    report(Progress::Secret { name, outcome: SecretOutcome::Migrated, message: None }).await;
                 }
                 Ok(Outcome::Skipped(Skip::AlreadyThere(_))) if run.names.is_none() => {}
                 Ok(Outcome::Skipped(reason)) => {
                     tally.skipped_total += 1;
                     let reason = reason.to_string();
                     tally.skipped.push(SkippedSecret { secret: name.clone(), reason: reason.clone() });
-                    report(Progress::Secret { name, outcome: "skipped", message: Some(reason) }).await;
+                    report(Progress::Secret { name, outcome: SecretOutcome::Skipped, message: Some(reason) }).await;
                 }
-                Err(reason) => return Err((name, reason)),
+                Err(stop) => return Err((name, stop)),
             }
         }
         Ok(())
@@ -214,6 +216,6 @@ struct Tally {
 }
 
 /// The last line of a run's progress.
-fn finished(run: &Run, status: &'static str, moved: u64, skipped: u64, failed: u64, error: Option<String>) -> Progress {
+fn finished(run: &Run, status: Finish, moved: u64, skipped: u64, failed: u64, error: Option<String>) -> Progress {
     Progress::Finished { run: run.id.to_string(), status, moved, skipped, failed, error }
 }

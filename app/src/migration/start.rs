@@ -176,11 +176,11 @@ impl Runner {
         let (mut moved, mut skipped) = (0, 0);
         for name in &candidates {
             let (outcome, message) = match secrets::get(&self.services.store.db, name).await? {
-                None => ("skipped", Some("not found".to_owned())),
+                None => (SecretOutcome::Skipped, Some("not found".to_owned())),
                 Some(s) if s.spec.backend == run.from => match self.pinned_by(name, run).as_slice() {
-                    [] => ("wouldMigrate", None),
+                    [] => (SecretOutcome::WouldMigrate, None),
                     backends => (
-                        "skipped",
+                        SecretOutcome::Skipped,
                         Some(format!(
                             "holds the token of secretbackend {}; it stays on plaintext",
                             backends.join(", ")
@@ -191,11 +191,11 @@ impl Runner {
                     if run.names.is_none() {
                         continue;
                     }
-                    ("skipped", Some(format!("already on {}", run.to)))
+                    (SecretOutcome::Skipped, Some(format!("already on {}", run.to)))
                 }
-                Some(s) => ("skipped", Some(format!("on backend {}", s.spec.backend))),
+                Some(s) => (SecretOutcome::Skipped, Some(format!("on backend {}", s.spec.backend))),
             };
-            if outcome == "wouldMigrate" {
+            if outcome == SecretOutcome::WouldMigrate {
                 moved += 1
             } else {
                 skipped += 1
@@ -216,7 +216,7 @@ impl Runner {
             let _ = tx.send(line).await;
         }
         let _ = tx
-            .send(Progress::Finished { run: run_id, status: "planned", moved, skipped, failed: 0, error: None })
+            .send(Progress::Finished { run: run_id, status: Finish::Planned, moved, skipped, failed: 0, error: None })
             .await;
         Ok(())
     }

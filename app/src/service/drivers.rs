@@ -9,7 +9,7 @@ use projections::Database;
 use projections::read_models;
 
 use crate::error::ApiError;
-use backends::{BackendResult, Health, SecretBackendDriver, Written};
+use backends::{BackendResult, Health, HealthStatus, SecretBackendDriver, Written};
 use domain::secret::SecretData;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -69,18 +69,7 @@ struct Measured {
 fn outcome<T>(result: &BackendResult<T>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(error) => label(Health::from_error(error).status),
-    }
-}
-
-/// A health status as a metrics label (no spaces).
-fn label(status: &str) -> &'static str {
-    match status {
-        "ok" => "ok",
-        "unreachable" => "unreachable",
-        "sealed" => "sealed",
-        "permission denied" => "permission_denied",
-        _ => "error",
+        Err(error) => HealthStatus::of(error).label(),
     }
 }
 
@@ -159,7 +148,7 @@ impl SecretBackendDriver for Measured {
             let started = std::time::Instant::now();
             let health = self.inner.health().await;
             self.time("health", started);
-            self.count("health", label(health.status), 1);
+            self.count("health", health.status.label(), 1);
             health
         }
         .boxed()

@@ -8,6 +8,7 @@ use domain::llm::LlmType;
 
 use crate::context::RequestContext;
 use crate::error::ApiError;
+use domain::rbac::Verb;
 
 /// One act of directing a credential somewhere.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +137,7 @@ pub fn authorize(ctx: &RequestContext, direction: Direction<'_>, upstreams: &Ups
             )))
         }
         Direction::Migration { names: None } => {
-            if p.allows("secrets", "view", None) && p.allows("secrets", "edit", None) {
+            if p.allows("secrets", Verb::View, None) && p.allows("secrets", Verb::Edit, None) {
                 return Ok(());
             }
             Err(ApiError::Forbidden(format!(
@@ -144,7 +145,9 @@ pub fn authorize(ctx: &RequestContext, direction: Direction<'_>, upstreams: &Ups
             )))
         }
         Direction::Migration { names: Some(names) } => {
-            match names.iter().find(|n| !(p.allows("secrets", "view", Some(n)) && p.allows("secrets", "edit", Some(n))))
+            match names
+                .iter()
+                .find(|n| !(p.allows("secrets", Verb::View, Some(n)) && p.allows("secrets", Verb::Edit, Some(n))))
             {
                 None => Ok(()),
                 Some(name) => Err(ApiError::Forbidden(format!("user {who:?} may not migrate secrets {name:?}"))),
@@ -156,7 +159,7 @@ pub fn authorize(ctx: &RequestContext, direction: Direction<'_>, upstreams: &Ups
 /// Whether the caller may refer to secret `name` (in an `apiKeyRef` or a `tokenSecretRef`). A
 /// secret it may not view is treated everywhere exactly as a missing one.
 pub fn may_refer_to(ctx: &RequestContext, secret: &str) -> bool {
-    ctx.may("secrets", "view", Some(secret))
+    ctx.may("secrets", Verb::View, Some(secret))
 }
 
 #[cfg(test)]

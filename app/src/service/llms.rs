@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::guard::{self, Direction};
 use super::kind::{Answer, Applied, ResourceKind};
-use super::{Services, parse_document, preview, url_name};
+use super::{Recorded, Services, parse_document, preview, url_name};
 use crate::context::RequestContext;
 use crate::error::ApiError;
+use crate::store::write::Written;
 
 impl Services {
     /// The keys of the secret `spec.apiKeyRef` names, as the aggregate's reference check needs.
@@ -65,7 +66,10 @@ impl Services {
         dry_run: bool,
     ) -> Result<Applied<Record<LlmSpec>>, ApiError> {
         if !dry_run {
-            let recorded = self.writer.execute::<Llm>(ctx, name, command).await?;
+            let (recorded, written) = self.writer.execute_keeping::<Llm>(ctx, name, command).await?;
+            if let (Recorded::Visible, Some(created)) = (&recorded, created(name, &written)) {
+                return Ok(Applied::Done(created));
+            }
             return recorded.then(Llms::get(self, name.as_str(), false)).await;
         }
         let (events, sequence) = self.writer.rehearse::<Llm>(name, command).await?;
@@ -119,6 +123,22 @@ impl Services {
         };
         self.access.api_key(reference.name.as_str(), &reference.key, load).await.map(Some)
     }
+}
+
+/// A new Llm as the read model shows it, from its create alone: its first event's time is both
+/// `createdAt` and `updatedAt`, and the spec is the one the event recorded. `None` for any
+/// other write (its `createdAt` is older than the write).
+fn created(name: &ResourceName, written: &Written<Llm>) -> Option<Record<LlmSpec>> {
+    let (Some(appended), Some(spec), 1) = (&written.appended, written.aggregate.spec(), written.sequence) else {
+        return None;
+    };
+    Some(Record {
+        name: name.to_string(),
+        spec: spec.clone(),
+        resource_version: 1,
+        created_at: appended.recorded_at.clone(),
+        updated_at: appended.recorded_at.clone(),
+    })
 }
 
 /// The `llm` kind: its operations, as the generic resource routes call them.

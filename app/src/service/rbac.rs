@@ -14,6 +14,7 @@ use super::kind::{Answer, Applied, ResourceKind};
 use super::{Services, parse_document};
 use crate::context::RequestContext;
 use crate::error::ApiError;
+use domain::rbac::{Operation, Verb};
 
 impl Services {
     /// Nobody defines or grants more than they hold.
@@ -121,14 +122,15 @@ fn built_in_record(name: &str, spec: RoleSpec) -> Record<RoleSpec> {
 }
 
 /// What `can-i` answers. An operation (`run:infer`) may name what it acts on: `run:infer` on
-/// `llms` `claude-fast`.
+/// `llms` `claude-fast`. A verb or operation mcpd does not know is allowed to nobody.
 pub fn can(permissions: &Permissions, verb: &str, resource: Option<&str>, name: Option<&str>) -> bool {
-    match (resource, name) {
-        _ if !domain::rbac::OPERATIONS.contains(&verb) => {
-            resource.is_some_and(|resource| permissions.allows(resource, verb, name))
-        }
-        (_, Some(name)) => permissions.allows_operation_on(verb, name),
-        (_, None) => permissions.allows_operation(verb),
+    if let Some(verb) = Verb::parse(verb) {
+        return resource.is_some_and(|resource| permissions.allows(resource, verb, name));
+    }
+    match (Operation::parse(verb), name) {
+        (None, _) => false,
+        (Some(operation), Some(name)) => permissions.allows_operation_on(operation, name),
+        (Some(operation), None) => permissions.allows_operation(operation),
     }
 }
 

@@ -19,7 +19,7 @@ use super::kind::Applied;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::store::Store;
-use crate::store::write::{Decided, WriteError};
+use crate::store::write::{Decided, WriteError, Written};
 use projections::read_models::ReadModel;
 
 /// What a recorded write came to.
@@ -75,13 +75,30 @@ impl Writer {
         A::Command: Creates + Clone,
         A::Error: Classified + Send + Sync + 'static,
     {
+        Ok(self.execute_keeping::<A>(ctx, name, command).await?.0)
+    }
+
+    /// [`Writer::execute`], and what the write came to: the aggregate as it left it and where
+    /// its last event landed, for an answer built without reading the read models back.
+    pub(crate) async fn execute_keeping<A>(
+        &self,
+        ctx: &RequestContext,
+        name: &ResourceName,
+        command: A::Command,
+    ) -> Result<(Recorded, Written<A>), ApiError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Creates + Clone,
+        A::Error: Classified + Send + Sync + 'static,
+    {
         let written =
             self.write::<A>(ctx, name, command).await.map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))?;
-        match written {
-            Some(appended) => Ok(self.shown::<A>(&[name.as_str()], &appended).await),
+        let recorded = match &written.appended {
+            Some(appended) => self.shown::<A>(&[name.as_str()], appended).await,
             // No event (a command that changed nothing): wait for the latest one there is.
-            None => self.await_projection(A::TYPE, name).await,
-        }
+            None => self.await_projection(A::TYPE, name).await?,
+        };
+        Ok((recorded, written))
     }
 
     /// Records `command` without waiting for the read models: for records nobody reads back
@@ -98,7 +115,9 @@ impl Writer {
         A::Command: Creates + Clone,
         A::Error: Classified + Send + Sync + 'static,
     {
-        self.write::<A>(ctx, name, command).await.map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))
+        let written =
+            self.write::<A>(ctx, name, command).await.map_err(|e| ApiError::from_write(A::TYPE, name.as_str(), e))?;
+        Ok(written.appended)
     }
 
     /// Records `command`, telling a clash apart from a refusal (for writers that retry one).
@@ -107,7 +126,7 @@ impl Writer {
         ctx: &RequestContext,
         name: &ResourceName,
         command: A::Command,
-    ) -> Result<Option<Appended>, WriteError<A::Error>>
+    ) -> Result<Written<A>, WriteError<A::Error>>
     where
         A: Aggregate<Services = ()>,
         A::Command: Creates + Clone,
@@ -116,7 +135,7 @@ impl Writer {
         if let Some(appended) = &written.appended {
             self.appended(A::TYPE, &[name.as_str()], appended);
         }
-        Ok(written.appended)
+        Ok(written)
     }
 
     /// Appends events decided on several aggregates of type `A` in one commit (a migration's

@@ -47,6 +47,11 @@ impl Classified for LlmError {
 }
 
 impl Llm {
+    /// The live spec; `None` before creation and after deletion.
+    pub fn spec(&self) -> Option<&LlmSpec> {
+        self.spec.as_ref()
+    }
+
     fn check_reference(spec: &LlmSpec, keys: Option<Vec<String>>) -> Result<(), LlmError> {
         let Some(reference) = &spec.api_key_ref else {
             return Ok(());

@@ -5,26 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{MigrationCommand, MigrationEvent};
 use crate::error::{Classified, ErrorClass};
 use crate::name::ResourceName;
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MigrationStatus {
-    #[default]
-    New,
-    Running,
-    Completed,
-    Failed,
-}
-
-impl MigrationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationStatus::New => "new",
-            MigrationStatus::Running => "running",
-            MigrationStatus::Completed => "completed",
-            MigrationStatus::Failed => "failed",
-        }
-    }
-}
+pub use wire::migration::MigrationStatus;
 
 /// One run's state: enough to enforce its lifecycle.
 #[derive(Debug, Default, Serialize, Deserialize)]

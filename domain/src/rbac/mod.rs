@@ -4,6 +4,7 @@
 //! pure: the API gathers a user's roles and asks [`Permissions`].
 
 mod error;
+mod grant;
 mod input;
 mod permissions;
 mod role;
@@ -11,6 +12,7 @@ mod rolebinding;
 mod spec;
 
 pub use error::RbacError;
+pub use grant::{OPERATIONS, Operation, VERBS, Verb};
 pub use input::{RoleBindingInput, RoleInput};
 pub use permissions::Permissions;
 pub use role::{Role, RoleCommand, RoleEvent};
@@ -22,23 +24,8 @@ pub const BINDING_AGGREGATE_TYPE: &str = wire::Kind::RoleBinding.info().aggregat
 
 /// Every resource a rule may name: each kind's (from the kind registry), and `audit`.
 pub const RESOURCES: [&str; 8] = wire::RBAC_RESOURCES;
-pub const VERBS: [&str; 4] = ["view", "create", "edit", "delete"];
-pub const OPERATIONS: [&str; 7] = [
-    "run:infer",
-    "run:migrate-secrets",
-    "run:rebuild-projections",
-    "reveal:secrets",
-    "view:audit",
-    "view:metrics",
-    IMPERSONATE,
-];
-/// Operations a rule's `names` scope: `run:infer` on the Llms it names, `impersonate:users` on
-/// the users it names. Every other operation is granted whole by any rule holding it.
-pub const NAME_SCOPED_OPERATIONS: [&str; 2] = ["run:infer", IMPERSONATE];
-/// Acting as another user: issuing a token for them. The token acts with whatever that user
-/// holds at each request, later grants included, so this is Kubernetes' `impersonate`, not a
-/// check of what the user holds today: admin's alone unless a role grants it.
-pub const IMPERSONATE: &str = "impersonate:users";
+/// The operation that issues tokens for other users (see [`Operation::ImpersonateUsers`]).
+pub const IMPERSONATE: &str = Operation::ImpersonateUsers.as_str();
 
 pub const ADMIN: &str = "admin";
 pub const EDITOR: &str = "editor";

@@ -1,6 +1,6 @@
 //! What a user may do: the union of their roles' rules, and the questions asked of it.
 
-use super::{NAME_SCOPED_OPERATIONS, RESOURCES, RoleSpec, Rule, VERBS};
+use super::{Operation, RESOURCES, RoleSpec, Rule, Verb};
 
 /// What a user may do: the union of their roles' rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,10 +18,10 @@ impl Permissions {
     }
 
     /// May the holder `verb` the `resource` named `name` (`None`: the collection, or any)?
-    pub fn allows(&self, resource: &str, verb: &str, name: Option<&str>) -> bool {
+    pub fn allows(&self, resource: &str, verb: Verb, name: Option<&str>) -> bool {
         self.rules.iter().any(|rule| {
             matches(&rule.resources, resource)
-                && matches(&rule.verbs, verb)
+                && matches(&rule.verbs, verb.as_str())
                 && match (&rule.names, name) {
                     (None, _) => true,
                     (Some(names), Some(name)) => names.iter().any(|n| n == name),
@@ -31,37 +31,35 @@ impl Permissions {
     }
 
     /// May the holder `verb` some (not necessarily every) `resource`? Lists are filtered then.
-    pub fn allows_some(&self, resource: &str, verb: &str) -> bool {
-        self.rules.iter().any(|rule| matches(&rule.resources, resource) && matches(&rule.verbs, verb))
+    pub fn allows_some(&self, resource: &str, verb: Verb) -> bool {
+        self.rules.iter().any(|rule| matches(&rule.resources, resource) && matches(&rule.verbs, verb.as_str()))
     }
 
     /// May the holder perform `operation` on anything (a name-scoped operation: on every name)?
-    pub fn allows_operation(&self, operation: &str) -> bool {
-        let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
-        self.rules
-            .iter()
-            .any(|rule| rule.operations.iter().any(|o| o == operation) && !(scoped && rule.names.is_some()))
+    pub fn allows_operation(&self, operation: Operation) -> bool {
+        let scoped = operation.name_scoped();
+        self.rules.iter().any(|rule| holds(rule, operation) && !(scoped && rule.names.is_some()))
     }
 
     /// May the holder perform `operation` on the resource named `name`? A rule's `names` limit
     /// the name-scoped operations (`run:infer`, `impersonate:users`) to those names; other
     /// operations ignore them.
-    pub fn allows_operation_on(&self, operation: &str, name: &str) -> bool {
-        let scoped = NAME_SCOPED_OPERATIONS.contains(&operation);
+    pub fn allows_operation_on(&self, operation: Operation, name: &str) -> bool {
+        let scoped = operation.name_scoped();
         self.rules.iter().any(|rule| {
-            rule.operations.iter().any(|o| o == operation)
+            holds(rule, operation)
                 && (!scoped || rule.names.as_ref().is_none_or(|names| names.iter().any(|n| n == name)))
         })
     }
 
     /// May the holder send requests to the Llm `llm` through mcpd's inference endpoints?
     pub fn may_infer(&self, llm: &str) -> bool {
-        self.allows_operation_on("run:infer", llm)
+        self.allows_operation_on(Operation::Infer, llm)
     }
 
     /// May the holder use some Llms (which, [`Permissions::may_infer`] says)?
     pub fn may_infer_some(&self) -> bool {
-        self.rules.iter().any(|rule| rule.operations.iter().any(|o| o == "run:infer"))
+        self.rules.iter().any(|rule| holds(rule, Operation::Infer))
     }
 
     /// Whether everything `role` grants is granted here too: nobody grants more than they hold.
@@ -72,49 +70,52 @@ impl Permissions {
             } else {
                 rule.resources.iter().map(String::as_str).collect()
             };
-            let verbs: Vec<&str> = if rule.verbs.iter().any(|v| v == "*") {
-                VERBS.to_vec()
+            // A verb or operation no release knows grants nothing, so it needs no cover.
+            let verbs: Vec<Verb> = if rule.verbs.iter().any(|v| v == "*") {
+                Verb::ALL.to_vec()
             } else {
-                rule.verbs.iter().map(String::as_str).collect()
+                rule.verbs.iter().filter_map(|v| Verb::parse(v)).collect()
             };
             let crud = resources.iter().all(|resource| {
                 verbs.iter().all(|verb| match &rule.names {
-                    None => self.allows(resource, verb, None) && !self.scoped(resource, verb),
-                    Some(names) => names.iter().all(|n| self.allows(resource, verb, Some(n))),
+                    None => self.allows(resource, *verb, None) && !self.scoped(resource, *verb),
+                    Some(names) => names.iter().all(|n| self.allows(resource, *verb, Some(n))),
                 })
             });
-            crud && rule.operations.iter().all(|o| match &rule.names {
-                Some(names) if NAME_SCOPED_OPERATIONS.contains(&o.as_str()) => {
-                    names.iter().all(|n| self.allows_operation_on(o, n))
-                }
+            crud && rule.operations.iter().filter_map(|o| Operation::parse(o)).all(|o| match &rule.names {
+                Some(names) if o.name_scoped() => names.iter().all(|n| self.allows_operation_on(o, n)),
                 _ => self.allows_operation(o),
             })
         })
     }
 
-    /// May the holder act as `user` (issue a token for them)? See [`super::IMPERSONATE`].
+    /// May the holder act as `user` (issue a token for them)? See [`Operation::ImpersonateUsers`].
     pub fn may_impersonate(&self, user: &str) -> bool {
-        self.allows_operation_on(super::IMPERSONATE, user)
+        self.allows_operation_on(Operation::ImpersonateUsers, user)
     }
 
     /// Whether the holder may read the values of secret `name`: `reveal:secrets` and `view` on
     /// it by name. Directing a credential anywhere is allowed to exactly these holders.
     pub fn may_reveal(&self, secret: &str) -> bool {
-        self.allows_operation("reveal:secrets") && self.allows("secrets", "view", Some(secret))
+        self.allows_operation(Operation::RevealSecrets) && self.allows("secrets", Verb::View, Some(secret))
     }
 
     /// Whether the holder may read every secret's values, present and future.
     pub fn may_reveal_all(&self) -> bool {
-        self.allows_operation("reveal:secrets") && self.allows("secrets", "view", None)
+        self.allows_operation(Operation::RevealSecrets) && self.allows("secrets", Verb::View, None)
     }
 
     /// Whether the holder's grant of `verb` on `resource` is limited to names only.
-    fn scoped(&self, resource: &str, verb: &str) -> bool {
-        !self
-            .rules
-            .iter()
-            .any(|rule| matches(&rule.resources, resource) && matches(&rule.verbs, verb) && rule.names.is_none())
+    fn scoped(&self, resource: &str, verb: Verb) -> bool {
+        !self.rules.iter().any(|rule| {
+            matches(&rule.resources, resource) && matches(&rule.verbs, verb.as_str()) && rule.names.is_none()
+        })
     }
+}
+
+/// Whether `rule` grants `operation` (on whatever names it scopes).
+fn holds(rule: &Rule, operation: Operation) -> bool {
+    rule.operations.iter().any(|o| o == operation.as_str())
 }
 
 #[cfg(test)]
@@ -126,11 +127,11 @@ mod tests {
     #[test]
     fn name_scoped_rules_allow_those_names_only() {
         let p = Permissions::new([scoped()]);
-        assert!(p.allows("llms", "view", Some("claude-fast")));
-        assert!(!p.allows("llms", "view", Some("gpt-heavy")));
-        assert!(!p.allows("llms", "view", None), "not the whole collection");
-        assert!(p.allows_some("llms", "view"), "but a filtered list");
-        assert!(!p.allows("llms", "delete", Some("claude-fast")));
+        assert!(p.allows("llms", Verb::View, Some("claude-fast")));
+        assert!(!p.allows("llms", Verb::View, Some("gpt-heavy")));
+        assert!(!p.allows("llms", Verb::View, None), "not the whole collection");
+        assert!(p.allows_some("llms", Verb::View), "but a filtered list");
+        assert!(!p.allows("llms", Verb::Delete, Some("claude-fast")));
     }
 
     #[test]
@@ -197,11 +198,11 @@ mod tests {
             }],
         };
         let fast_only = Permissions::new([one.clone()]);
-        assert!(admin.may_infer("anything") && admin.allows_operation("run:infer"));
+        assert!(admin.may_infer("anything") && admin.allows_operation(Operation::Infer));
         assert!(!viewer.may_infer("claude-fast") && !viewer.may_infer_some());
         assert!(fast_only.may_infer("claude-fast") && !fast_only.may_infer("gpt-heavy"));
-        assert!(fast_only.may_infer_some() && !fast_only.allows_operation("run:infer"), "not every Llm");
-        assert!(fast_only.allows_operation("view:audit"), "names scope run:infer only");
+        assert!(fast_only.may_infer_some() && !fast_only.allows_operation(Operation::Infer), "not every Llm");
+        assert!(fast_only.allows_operation(Operation::ViewAudit), "names scope run:infer only");
         assert!(!fast_only.may_impersonate("claude-fast"), "impersonating is granted by its own operation");
         assert!(fast_only.covers(&one) && admin.covers(&one));
         let mut every = one.clone();

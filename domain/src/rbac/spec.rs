@@ -2,7 +2,7 @@
 
 pub use wire::rbac::{RoleBindingSpec, RoleSpec, Rule};
 
-use super::{ADMIN, EDITOR, MONITORING, OPERATIONS, RESOURCES, VERBS, VIEWER};
+use super::{ADMIN, EDITOR, MONITORING, OPERATIONS, Operation, RESOURCES, VERBS, VIEWER, Verb};
 use crate::name::ResourceName;
 use crate::validation::ValidationErrors;
 
@@ -15,24 +15,26 @@ fn rule(verbs: &[&str], resources: &[&str]) -> Rule {
     }
 }
 
+/// Operations as a rule lists them.
+fn grants(operations: &[Operation]) -> Vec<String> {
+    operations.iter().map(|o| o.as_str().to_owned()).collect()
+}
+
 /// The built-in role of that name, if it is one.
 pub fn built_in(name: &str) -> Option<RoleSpec> {
     const CONTENT: [&str; 5] = ["llms", "secrets", "secretbackends", "users", "tokens"];
     let rules = match name {
-        ADMIN => vec![
-            rule(&VERBS, &RESOURCES),
-            Rule { operations: OPERATIONS.iter().map(|s| (*s).to_owned()).collect(), ..Rule::default() },
-        ],
+        ADMIN => vec![rule(&VERBS, &RESOURCES), Rule { operations: grants(&Operation::ALL), ..Rule::default() }],
         // CRUD on the catalogue and on migrations' records; no RBAC, no secret values, and no
         // managing secret backends: whoever chooses where a backend sends its token and values
         // can read them (as Kubernetes' `edit` stops short of RBAC).
         EDITOR => vec![
             rule(&VERBS, &["llms", "secrets"]),
-            rule(&["view"], &["secretbackends", "migrations"]),
-            Rule { operations: vec!["run:infer".into(), "run:migrate-secrets".into()], ..Rule::default() },
+            rule(&[Verb::View.as_str()], &["secretbackends", "migrations"]),
+            Rule { operations: grants(&[Operation::Infer, Operation::MigrateSecrets]), ..Rule::default() },
         ],
-        VIEWER => vec![rule(&["view"], &CONTENT[..3]), rule(&["view"], &["migrations"])],
-        MONITORING => vec![Rule { operations: vec!["view:metrics".into()], ..Rule::default() }],
+        VIEWER => vec![rule(&[Verb::View.as_str()], &CONTENT[..3]), rule(&[Verb::View.as_str()], &["migrations"])],
+        MONITORING => vec![Rule { operations: grants(&[Operation::ViewMetrics]), ..Rule::default() }],
         _ => return None,
     };
     let description = match name {
@@ -110,22 +112,27 @@ pub(super) mod tests {
         let editor = Permissions::new(built_in(EDITOR));
         let viewer = Permissions::new(built_in(VIEWER));
         for resource in RESOURCES {
-            for verb in VERBS {
+            for verb in Verb::ALL {
                 assert!(admin.allows(resource, verb, Some("x")), "admin {verb} {resource}");
             }
         }
-        assert!(editor.allows("secrets", "delete", Some("x")) && !editor.allows("rbac", "view", None));
-        assert!(editor.allows("secretbackends", "view", None) && !editor.allows("secretbackends", "edit", Some("x")));
-        assert!(!editor.allows_operation("reveal:secrets") && editor.allows_operation("run:migrate-secrets"));
-        assert!(viewer.allows("llms", "view", None) && !viewer.allows("llms", "edit", Some("x")));
-        assert!(!viewer.allows("users", "view", None) && !viewer.allows_operation("reveal:secrets"));
+        assert!(editor.allows("secrets", Verb::Delete, Some("x")) && !editor.allows("rbac", Verb::View, None));
+        assert!(
+            editor.allows("secretbackends", Verb::View, None)
+                && !editor.allows("secretbackends", Verb::Edit, Some("x"))
+        );
+        assert!(
+            !editor.allows_operation(Operation::RevealSecrets) && editor.allows_operation(Operation::MigrateSecrets)
+        );
+        assert!(viewer.allows("llms", Verb::View, None) && !viewer.allows("llms", Verb::Edit, Some("x")));
+        assert!(!viewer.allows("users", Verb::View, None) && !viewer.allows_operation(Operation::RevealSecrets));
         let monitoring = Permissions::new(built_in(MONITORING));
-        assert!(monitoring.allows_operation("view:metrics") && admin.allows_operation("view:metrics"));
-        assert!(!editor.allows_operation("view:metrics") && !viewer.allows_operation("view:metrics"));
+        assert!(monitoring.allows_operation(Operation::ViewMetrics) && admin.allows_operation(Operation::ViewMetrics));
+        assert!(!editor.allows_operation(Operation::ViewMetrics) && !viewer.allows_operation(Operation::ViewMetrics));
         for resource in RESOURCES {
-            assert!(!monitoring.allows_some(resource, "view"), "monitoring sees no {resource}");
+            assert!(!monitoring.allows_some(resource, Verb::View), "monitoring sees no {resource}");
         }
-        for operation in OPERATIONS.iter().filter(|o| **o != "view:metrics") {
+        for operation in Operation::ALL.into_iter().filter(|o| *o != Operation::ViewMetrics) {
             assert!(!monitoring.allows_operation(operation), "monitoring may not {operation}");
         }
     }

@@ -1,6 +1,6 @@
 //! The `migrations` table: one row per secret migration run, with its counts and status.
 
-use domain::migration::MigrationEvent;
+use domain::migration::{MigrationEvent, MigrationStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -29,7 +29,7 @@ pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
                 ("to_backend", to.as_str().into()),
                 ("names", names.map(|n| serde_json::to_string(&n).expect("names serialise")).into()),
                 ("keep_source", i64::from(keep_source).into()),
-                ("status", "running".into()),
+                ("status", MigrationStatus::Running.as_str().into()),
                 ("moved", 0.into()),
                 ("skipped", 0.into()),
                 ("failed", 0.into()),
@@ -44,18 +44,19 @@ pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
             update(vec![("moved", Set::Add(moved.len() as i64)), ("skipped", Set::Add(skipped.len() as i64))])
         }
         MigrationEvent::MigrationResumed { .. } => {
-            update(vec![("resumed", Set::Add(1)), ("status", Set::To("running".into()))])
+            update(vec![("resumed", Set::Add(1)), ("status", Set::To(MigrationStatus::Running.as_str().into()))])
         }
-        MigrationEvent::MigrationCompleted { failed, .. } => {
-            update(vec![("status", Set::To("completed".into())), ("failed", Set::To((failed as i64).into()))])
-        }
+        MigrationEvent::MigrationCompleted { failed, .. } => update(vec![
+            ("status", Set::To(MigrationStatus::Completed.as_str().into())),
+            ("failed", Set::To((failed as i64).into())),
+        ]),
         MigrationEvent::MigrationFailed { secret, reason } => {
             let error = match secret {
                 Some(secret) => format!("secret {secret:?}: {reason}"),
                 None => reason,
             };
             update(vec![
-                ("status", Set::To("failed".into())),
+                ("status", Set::To(MigrationStatus::Failed.as_str().into())),
                 ("failed", Set::Add(1)),
                 ("last_error", Set::To(error.into())),
             ])
@@ -66,6 +67,15 @@ pub(crate) fn changes(event: &StoredEvent) -> Result<Vec<Change>, ApplyError> {
 const COLUMNS: &str = "id, from_backend, to_backend, names, keep_source, status, moved, skipped, failed, resumed, \
                        last_error, resource_version, created_at, updated_at";
 
+/// The stored status; one no release writes is a decode error, not a guess.
+fn status(row: &AnyRow) -> DbResult<MigrationStatus> {
+    let raw: String = row.try_get("status")?;
+    MigrationStatus::parse(&raw).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: format!("unknown migration status {raw:?}").into(),
+    })
+}
+
 fn decode(row: &AnyRow) -> DbResult<Record<MigrationState>> {
     let names: Option<String> = row.try_get("names")?;
     Ok(Record {
@@ -75,7 +85,7 @@ fn decode(row: &AnyRow) -> DbResult<Record<MigrationState>> {
             to: row.try_get("to_backend")?,
             names: names.and_then(|n| serde_json::from_str(&n).ok()),
             keep_source: row.try_get::<i64, _>("keep_source")? != 0,
-            status: row.try_get("status")?,
+            status: status(row)?,
             moved: row.try_get("moved")?,
             skipped: row.try_get("skipped")?,
             failed: row.try_get("failed")?,

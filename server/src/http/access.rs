@@ -17,6 +17,7 @@ use app::service::Services;
 type Answer<T> = Result<T, ApiError>;
 
 use super::resources::document;
+use domain::rbac::Verb;
 
 /// The only answer that ever carries a token: shown once.
 async fn issue_token(
@@ -25,7 +26,7 @@ async fn issue_token(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    ctx.require("tokens", "create", None)?;
+    ctx.require("tokens", Verb::Create, None)?;
     let (applied, issued) = s.issue_token(&ctx, body, dry_run).await?;
     let Some(issued) = issued else {
         // A dry run: what would be issued, without a token (there is none).

@@ -16,6 +16,7 @@ use serde_json::Value;
 use app::context::RequestContext;
 use app::error::ApiError;
 use app::service::Services;
+use domain::rbac::{Operation, Verb};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,7 +177,7 @@ fn limit_of(raw: &Option<String>) -> Result<i64, ApiError> {
 
 /// May the caller read the audit streams: `view:audit`, or `view` on `audit`?
 fn may_audit(ctx: &RequestContext) -> Result<(), ApiError> {
-    if ctx.permissions.allows_operation("view:audit") || ctx.may("audit", "view", None) {
+    if ctx.permissions.allows_operation(Operation::ViewAudit) || ctx.may("audit", Verb::View, None) {
         return Ok(());
     }
     Err(ApiError::Forbidden(format!("user {:?} may not view:audit", ctx.actor)))

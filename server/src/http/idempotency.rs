@@ -24,6 +24,7 @@ use app::error::ApiError;
 use app::service::Services;
 
 use crate::routes::RouteTable;
+use domain::rbac::{Operation, Verb};
 
 pub const HEADER: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
@@ -110,12 +111,12 @@ fn client_part(key: &str) -> &str {
 fn may_replay(ctx: &RequestContext, method: &Method, claim: &Claim) -> bool {
     use domain::document::Kind;
     match Kind::ALL.into_iter().find(|k| k.info().aggregate_type == claim.aggregate_type) {
-        Some(Kind::Migration) => ctx.permissions.allows_operation("run:migrate-secrets"),
+        Some(Kind::Migration) => ctx.permissions.allows_operation(Operation::MigrateSecrets),
         Some(kind) => {
             let verb = match *method {
-                Method::POST => "create",
-                Method::PUT => "edit",
-                _ => "delete",
+                Method::POST => Verb::Create,
+                Method::PUT => Verb::Edit,
+                _ => Verb::Delete,
             };
             ctx.may(kind.info().rbac_resource, verb, Some(&claim.aggregate_id))
         }

@@ -13,6 +13,7 @@ use app::context::RequestContext;
 use app::error::ApiError;
 use app::migration::{MigrationRequest, ndjson};
 use app::service::Services;
+use domain::rbac::{Operation, Verb};
 
 /// Starts a migration and streams its progress, one JSON object per line. The run goes on if
 /// the client disconnects; `GET /api/v1/migrations/{id}` shows how it ended.
@@ -21,7 +22,7 @@ pub async fn migrate(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    ctx.require_operation("run:migrate-secrets")?;
+    ctx.require_operation(Operation::MigrateSecrets)?;
     let request: MigrationRequest = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         ApiError::MalformedBody(format!("{path}: {}", e.into_inner()))
@@ -49,10 +50,10 @@ pub async fn list(
             "migrations cannot be watched: follow a run with GET /api/v1/migrations/{id}".into(),
         ));
     }
-    ctx.require_some("migrations", "view")?;
+    ctx.require_some("migrations", Verb::View)?;
     let db = &s.store.db;
     let fetch = |page| async move { Ok(migrations::list_page(db, &page).await?) };
-    let visible = |r: &projections::read_models::Record<_>| ctx.may("migrations", "view", Some(&r.name));
+    let visible = |r: &projections::read_models::Record<_>| ctx.may("migrations", Verb::View, Some(&r.name));
     let kind = domain::document::Kind::Migration;
     let (runs, next) = super::paging::page_of(kind, migrations::ORDER, page, fetch, visible).await?;
     let items = runs.iter().map(|r| hide_secrets(&ctx, document(r), None)).collect();
@@ -65,7 +66,7 @@ pub async fn get(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    ctx.require("migrations", "view", Some(&id))?;
+    ctx.require("migrations", Verb::View, Some(&id))?;
     let run = projections::read_models::migrations::get(&s.store.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(domain::document::Kind::Migration, id.as_str()))?;
@@ -89,10 +90,10 @@ pub async fn get(
 /// events, when the document carries them (a list does not, so its `lastError` is shown only
 /// to callers who may view every secret).
 fn hide_secrets(ctx: &RequestContext, mut doc: Value, history: Option<&[Value]>) -> Value {
-    if ctx.may("secrets", "view", None) {
+    if ctx.may("secrets", Verb::View, None) {
         return doc;
     }
-    let visible = |name: &Value| name.as_str().is_some_and(|n| ctx.may("secrets", "view", Some(n)));
+    let visible = |name: &Value| name.as_str().is_some_and(|n| ctx.may("secrets", Verb::View, Some(n)));
     let keep_visible = |list: Option<&mut Value>, field: Option<&str>| {
         if let Some(items) = list.and_then(Value::as_array_mut) {
             items.retain(|item| visible(field.map_or(item, |f| &item[f])));

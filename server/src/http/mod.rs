@@ -17,6 +17,7 @@ use app::service::Services;
 use axum::http::Method;
 
 use crate::routes::Routes;
+use domain::rbac::Verb;
 
 /// `GET /api/v1/secretbackends/{name}/health`: is the backend reachable and does it let mcpd in?
 /// Always 200 for an existing backend; the body says `ok`, `unreachable`, `sealed`,
@@ -26,7 +27,7 @@ async fn backend_health(
     axum::Extension(ctx): axum::Extension<app::context::RequestContext>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<axum::Json<backends::Health>, ApiError> {
-    ctx.require("secretbackends", "view", Some(&name))?;
+    ctx.require("secretbackends", Verb::View, Some(&name))?;
     Ok(axum::Json(s.secret_backend_health(&name).await?))
 }
 

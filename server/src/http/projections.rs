@@ -18,7 +18,7 @@ use app::context::RequestContext;
 use app::error::ApiError;
 use app::service::Services;
 
-const OPERATION: &str = "run:rebuild-projections";
+const OPERATION: domain::rbac::Operation = domain::rbac::Operation::RebuildProjections;
 
 /// Which read models a request names: `{"names": [...]}`, or `{"all": true}`.
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,7 @@ use app::context::RequestContext;
 use app::error::ApiError;
 use app::error::accepted;
 use app::service::{Applied, ResourceKind, Services};
+use domain::rbac::{Operation, Verb};
 
 /// The wire form of a record of any kind: `kind`, `name`, the spec fields, then the read-only
 /// fields ([`wire::Document`], which mcpctl reads back).
@@ -50,7 +51,7 @@ fn one<K: ResourceKind>(s: &Services, status: StatusCode, record: &Record<K::Spe
 
 /// Values are shown only to a caller holding `reveal:secrets`.
 fn check_reveal<K: ResourceKind>(ctx: &RequestContext, reveal: bool) -> Answer<()> {
-    if reveal && K::KIND == Kind::Secret { ctx.require_operation("reveal:secrets") } else { Ok(()) }
+    if reveal && K::KIND == Kind::Secret { ctx.require_operation(Operation::RevealSecrets) } else { Ok(()) }
 }
 
 /// A list shows what the caller may view: the whole collection, or the names a rule scopes.
@@ -68,10 +69,10 @@ async fn list<K: ResourceKind>(
         }
         return super::watch::serve::<K>(s, ctx, from).await;
     }
-    ctx.require_some(K::RESOURCE, "view")?;
+    ctx.require_some(K::RESOURCE, Verb::View)?;
     check_reveal::<K>(&ctx, reveal)?;
     let fetch = |page| K::list(&s, reveal, page);
-    let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, "view", Some(&r.name));
+    let visible = |r: &Record<K::Spec>| ctx.may(K::RESOURCE, Verb::View, Some(&r.name));
     let (records, next) = super::paging::page_of(K::KIND, K::ORDER, page, fetch, visible).await?;
     // Serialised straight from the records, with no `Value` per document in between.
     let items: Vec<_> = records.iter().map(|r| wire_document(K::KIND, r, K::health(&s, &r.name))).collect();
@@ -85,7 +86,7 @@ async fn read<K: ResourceKind>(
     Path(name): Path<String>,
     Reveal(reveal): Reveal,
 ) -> Answer<Response> {
-    ctx.require(K::RESOURCE, "view", Some(&name))?;
+    ctx.require(K::RESOURCE, Verb::View, Some(&name))?;
     check_reveal::<K>(&ctx, reveal)?;
     Ok(one::<K>(&s, StatusCode::OK, &K::get(&s, &name, reveal).await?))
 }
@@ -96,7 +97,7 @@ async fn create<K: ResourceKind>(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    ctx.require(K::RESOURCE, "create", body.get("name").and_then(Value::as_str))?;
+    ctx.require(K::RESOURCE, Verb::Create, body.get("name").and_then(Value::as_str))?;
     let record = match K::create(&s, &ctx, body, dry_run).await? {
         Applied::Done(record) => record,
         Applied::Accepted(message) => return Ok(accepted(&message)),
@@ -121,7 +122,7 @@ async fn replace<K: ResourceKind>(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody,
 ) -> Answer<Response> {
-    ctx.require(K::RESOURCE, "edit", Some(&name))?;
+    ctx.require(K::RESOURCE, Verb::Edit, Some(&name))?;
     Ok(match K::replace(&s, &ctx, &name, body, expected, dry_run).await? {
         Applied::Done(record) => one::<K>(&s, StatusCode::OK, &record),
         Applied::Accepted(message) => accepted(&message),
@@ -135,7 +136,7 @@ async fn delete<K: ResourceKind>(
     IfMatch(expected): IfMatch,
     DryRun(dry_run): DryRun,
 ) -> Answer<Response> {
-    ctx.require(K::RESOURCE, "delete", Some(&name))?;
+    ctx.require(K::RESOURCE, Verb::Delete, Some(&name))?;
     Ok(no_content_or_accepted(K::delete(&s, &ctx, &name, expected, dry_run).await?))
 }
 
@@ -154,7 +155,7 @@ async fn history<K: ResourceKind>(
     Extension(ctx): Extension<RequestContext>,
     Path(name): Path<String>,
 ) -> Answer<Response> {
-    ctx.require(K::RESOURCE, "view", Some(&name))?;
+    ctx.require(K::RESOURCE, Verb::View, Some(&name))?;
     if current::<K>(&s, &name).await?.is_none() {
         let info = K::KIND.info();
         return Err(ApiError::Missing(format!(

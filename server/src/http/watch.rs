@@ -36,6 +36,7 @@ use app::context::RequestContext;
 use app::error::ApiError;
 use app::limits::StreamPermit;
 use app::service::{ResourceKind, Services};
+use domain::rbac::Verb;
 use projections::read_models::ReadModel;
 
 const POLL: Duration = Duration::from_millis(200);
@@ -88,7 +89,7 @@ fn line(value: &Value) -> Bytes {
 
 /// The watch of kind `K` from `from`, for the caller `ctx`.
 pub async fn serve<K: ResourceKind>(s: Services, ctx: RequestContext, from: From) -> Result<Response, ApiError> {
-    ctx.require_some(K::RESOURCE, "view")?;
+    ctx.require_some(K::RESOURCE, Verb::View)?;
     let permit = s.limits.stream(&ctx.actor)?;
     let mut lines = VecDeque::new();
     let start = match from {
@@ -101,7 +102,7 @@ pub async fn serve<K: ResourceKind>(s: Services, ctx: RequestContext, from: From
             let start = statuses.iter().map(|st| st.checkpoint).min().unwrap_or_default();
             let records =
                 if initial { K::list(&s, false, Page { after: None, limit: None }).await? } else { Vec::new() };
-            for record in records.iter().filter(|r| ctx.may(K::RESOURCE, "view", Some(&r.name))) {
+            for record in records.iter().filter(|r| ctx.may(K::RESOURCE, Verb::View, Some(&r.name))) {
                 let object = super::resources::document(K::KIND, record);
                 lines.push_back(line(&json!({"type": "ADDED", "object": object, "resourceVersion": cursor(start)})));
             }
@@ -186,7 +187,7 @@ impl<K: ResourceKind> Watch<K> {
             Ok(()) => {}
         }
         match self.s.permissions_of(user).await {
-            Ok(permissions) if !permissions.allows_some(K::RESOURCE, "view") => {
+            Ok(permissions) if !permissions.allows_some(K::RESOURCE, Verb::View) => {
                 Some(("Forbidden", format!("user {user:?} may no longer view {}: the watch ends", K::RESOURCE)))
             }
             _ => None,
@@ -215,7 +216,7 @@ impl<K: ResourceKind> Watch<K> {
         let models = ReadModel::changed_by(aggregate_type);
         let permissions = self.s.permissions_of(&self.ctx.actor).await?;
         for event in events.iter().filter(|e| e.aggregate_type == aggregate_type) {
-            if !permissions.allows(K::RESOURCE, "view", Some(&event.aggregate_id)) {
+            if !permissions.allows(K::RESOURCE, Verb::View, Some(&event.aggregate_id)) {
                 continue;
             }
             let kind = change(&event.event_type, event.sequence);

@@ -9,6 +9,7 @@ use app::context::RequestContext;
 use app::error::ApiError;
 use app::observed::usage;
 use app::service::Services;
+use domain::rbac::Operation;
 
 #[derive(serde::Deserialize)]
 pub(super) struct UsageQuery {
@@ -24,7 +25,7 @@ pub(super) async fn usage_report(
     Extension(ctx): Extension<RequestContext>,
     crate::http::extract::Query(q): crate::http::extract::Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let everyone = ctx.permissions.allows_operation("view:audit");
+    let everyone = ctx.permissions.allows_operation(Operation::ViewAudit);
     let user = match q.user {
         Some(user) if user != ctx.actor && !everyone => {
             return Err(ApiError::Forbidden(format!(

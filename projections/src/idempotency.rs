@@ -30,6 +30,11 @@ pub struct Answer {
 /// Claims the key an append's first event's `metadata` carries (if any) for its request, on
 /// the aggregate it writes, inside the append's transaction. Several appends of one request
 /// share the claim; `false` when another request holds it (the append then fails whole).
+/// Whether a write with `metadata` claims an `Idempotency-Key` ([`claim`] then has work to do).
+pub(crate) fn claims(metadata: &HashMap<String, String>) -> bool {
+    metadata.contains_key(domain_keys::IDEMPOTENCY_KEY)
+}
+
 pub(crate) async fn claim(
     conn: &mut AnyConnection,
     metadata: &HashMap<String, String>,

@@ -6,9 +6,10 @@
 //!   on a file opened with mcpd's settings (WAL, synchronous=FULL);
 //! - GETs of one Llm/s on PostgreSQL against pgbench's primary-key SELECT of its read-model row.
 //!
-//! mcpd runs in this process behind its real listener, and the clients are HTTP keep-alive
-//! connections (reqwest); the clients share the machine with mcpd as pgbench shares it with
-//! PostgreSQL. Run: `cargo bench -p api --bench hotpath` (or `scripts/bench`, which runs every
+//! mcpd runs in this process behind its real listener. The throughput clients are `wrk` (a C
+//! load generator, one thread, HTTP keep-alive), as pgbench is a C client of PostgreSQL: both
+//! share the machine with what they measure, and neither spends much of it. (Until issue 26 the
+//! clients were reqwest loops in this process, which took a third of a core of their own.) Run: `cargo bench -p api --bench hotpath` (or `scripts/bench`, which runs every
 //! benchmark); `BENCH_SECONDS` sets each measurement's length (default 5).
 
 use std::sync::Arc;
@@ -45,44 +46,57 @@ async fn serve(db: &TestDb) -> (App, String) {
     (app, base)
 }
 
-/// Requests per second and the 99th percentile latency of `clients` loops calling `request`
-/// for the measurement's length.
+/// Requests per second and the 99th percentile latency of a measurement.
 struct Load {
     rate: f64,
     p99: Duration,
 }
 
-async fn load<F, Fut>(clients: usize, request: F) -> Load
-where
-    F: Fn(reqwest::Client, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
-    let counter = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds());
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, counter, request) = (http.clone(), counter.clone(), request.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                request(http.clone(), n).await;
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
-    Load { rate: latencies.len() as f64 / elapsed.as_secs_f64(), p99 }
+/// `wrk` on `url` with `clients` keep-alive connections for the measurement's length, each
+/// request made by the Lua `request` function given (a GET of `url` without one). Every answer
+/// must be a success. Runs on a blocking thread, so mcpd keeps this runtime.
+async fn wrk(url: &str, clients: usize, request: Option<String>) -> Load {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("request.lua");
+    let token = testkit::ADMIN_TOKEN;
+    let lua = match request {
+        Some(body) => format!("counter = 0\nrequest = function()\n  counter = counter + 1\n{body}\nend\n"),
+        None => format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"),
+    };
+    std::fs::write(&script, lua).unwrap();
+    let (url, seconds) = (url.to_owned(), seconds());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t1", "-c", &clients.to_string(), "-d", &format!("{seconds}s"), "--latency", "-s"])
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .expect("wrk runs (Debian: apt-get install wrk)")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("Non-2xx"), "some answers were not successes: {text}");
+    let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()));
+    let rate = field("Requests/sec:").and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("no rate: {text}"));
+    let p99 = field("99%").and_then(|r| parse_wrk_duration(&r)).unwrap_or_else(|| panic!("no p99: {text}"));
+    Load { rate, p99 }
+}
+
+/// A duration as wrk prints it: `812.00us`, `2.36ms`, `1.02s`.
+fn parse_wrk_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
 }
 
 fn llm(name: &str) -> serde_json::Value {
@@ -91,15 +105,13 @@ fn llm(name: &str) -> serde_json::Value {
 }
 
 async fn creates(base: &str, clients: usize, tag: &str) -> Load {
-    let (base, tag) = (base.to_owned(), tag.to_owned());
-    load(clients, move |http, n| {
-        let (url, name) = (format!("{base}/api/v1/llms"), format!("{tag}-{n}"));
-        async move {
-            let r = http.post(url).bearer_auth(testkit::ADMIN_TOKEN).json(&llm(&name)).send().await.unwrap();
-            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-        }
-    })
-    .await
+    let body = llm("NAME").to_string().replace('"', "\\\"").replace("NAME", &format!("{tag}-\" .. counter .. \""));
+    let token = testkit::ADMIN_TOKEN;
+    let request = format!(
+        "  return wrk.format(\"POST\", \"/api/v1/llms\", {{[\"Content-Type\"] = \"application/json\", \
+         [\"Authorization\"] = \"Bearer {token}\"}}, \"{body}\")"
+    );
+    wrk(base, clients, Some(request)).await
 }
 
 /// Llm `name`, created unless an earlier scenario did (`BENCH_ONLY=gets` runs alone).
@@ -116,16 +128,7 @@ async fn ensure_llm(base: &str, name: &str) {
 }
 
 async fn gets(base: &str, clients: usize, name: &str) -> Load {
-    let url = format!("{base}/api/v1/llms/{name}");
-    load(clients, move |http, _| {
-        let url = url.clone();
-        async move {
-            let r = http.get(url).bearer_auth(testkit::ADMIN_TOKEN).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.bytes().await.unwrap();
-        }
-    })
-    .await
+    wrk(&format!("{base}/api/v1/llms/{name}"), clients, None).await
 }
 
 /// An event as mcpd stores one for an Llm's creation, for the baselines.
@@ -493,89 +496,27 @@ async fn main() {
     println!("hot path, {} s per measurement, release build", seconds());
     println!("| scenario | mcpd | baseline (same run) | baseline | ratio | notes |");
     println!("|---|---|---|---|---|---|");
-
-    // PostgreSQL creates, 1 and 16 clients.
     let db = TestDb::new(StoreKind::Postgres).await;
     events_like_table(&db.url).await;
-    let (_app, base) = serve(&db).await;
-    let mut peak = 0.0;
-    for clients in [1, 16].into_iter().filter(|_| wanted("creates") || wanted("p99")) {
-        let raw = pgbench(&db.url, clients, &insert_script(&format!("c{clients}")));
-        let ours = creates(&base, clients, &format!("c{clients}")).await;
-        peak = ours.rate;
-        row(
-            &format!("creates/s, {clients} client(s), PostgreSQL"),
-            ours.rate,
-            "pgbench INSERT+COMMIT of an event-sized row",
-            raw,
-            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
-        );
-    }
-
-    // Write latency at half mcpd's peak rate, against pgbench's at the same rate.
+    let (app, base) = serve(&db).await;
+    let peak = postgres_creates(&db, &base).await;
     if wanted("p99") {
-        let rate = peak / 2.0;
-        let raw = pgbench_p99(&db.url, 16, rate, &insert_script("r16"));
-        let ours = creates_at(&base, 16, rate, "r16").await;
-        println!(
-            "| write p99 at {rate:.0}/s (half the peak), 16 clients, PostgreSQL | {:.2} ms | pgbench p99 at the same rate | {:.2} ms | **{:.2}×** | latency, lower is better; target ≤ 3× |",
-            ours.as_secs_f64() * 1000.0,
-            raw.as_secs_f64() * 1000.0,
-            ours.as_secs_f64() / raw.as_secs_f64()
-        );
+        write_p99(&db, &base, peak).await;
     }
-
-    // PostgreSQL GET one, 16 clients.
     if wanted("gets") {
-        ensure_llm(&base, "c1-0").await;
-        let raw = pgbench(
-            &db.url,
-            16,
-            "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
-        );
-        let ours = gets(&base, 16, "c1-0").await;
-        row(
-            "GET one llm/s, 16 clients, PostgreSQL",
-            ours.rate,
-            "pgbench primary-key SELECT of the row",
-            raw,
-            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
-        );
-
-        // What sqlx::Any costs on that read.
-        let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
-        println!(
-            "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
-            through_any.as_secs_f64() * 1e6,
-            typed.as_secs_f64() * 1e6,
-            through_any.as_secs_f64() / typed.as_secs_f64()
-        );
-
-        // The same GET with 10,000 users, tokens and role bindings in the store.
-        let crowded = crowd(&base, 10_000).await;
-        let ours_crowded = gets(&base, 16, "c1-0").await;
-        row(
-            "GET one llm/s with 10,000 users, tokens and bindings, PostgreSQL",
-            ours_crowded.rate,
-            "the same GET with 1 of each (above)",
-            ours.rate,
-            &format!("seeded in {crowded:.0?}"),
-        );
+        postgres_gets(&db, &base).await;
     }
-
     // Updates of an aggregate with a long history against one with a short one.
     if wanted("history") {
         let (long, short) = history(&base).await;
         row_latency("update of an llm with 10,000 events, PostgreSQL", long, "the same with 10 events", short);
     }
-
     // A list of 100,000 through the paginated API against one SELECT of the same rows.
     if wanted("list") {
         let (ours, raw) = list_all(&db, &base).await;
         row_latency("list 100,000 llms, pages of 500, PostgreSQL", ours, "one SELECT of the rows, serialised", raw);
     }
-    drop(_app);
-
+    drop(app);
     // mcpd's memory, as a process of its own.
     if wanted("memory") {
         let (idle, after) = memory().await;
@@ -586,11 +527,80 @@ async fn main() {
             mib(after)
         );
     }
-
-    // SQLite creates, 1 client.
-    if !wanted("sqlite") {
-        return;
+    if wanted("sqlite") {
+        sqlite_creates().await;
     }
+}
+
+/// PostgreSQL creates at 1 and 16 clients against pgbench's INSERT + COMMIT; the peak rate.
+async fn postgres_creates(db: &TestDb, base: &str) -> f64 {
+    let mut peak = 0.0;
+    for clients in [1, 16].into_iter().filter(|_| wanted("creates") || wanted("p99")) {
+        let raw = pgbench(&db.url, clients, &insert_script(&format!("c{clients}")));
+        let ours = creates(base, clients, &format!("c{clients}")).await;
+        peak = ours.rate;
+        row(
+            &format!("creates/s, {clients} client(s), PostgreSQL"),
+            ours.rate,
+            "pgbench INSERT+COMMIT of an event-sized row",
+            raw,
+            &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+        );
+    }
+    peak
+}
+
+/// Write latency at half mcpd's peak rate, against pgbench's at the same rate.
+async fn write_p99(db: &TestDb, base: &str, peak: f64) {
+    let rate = peak / 2.0;
+    let raw = pgbench_p99(&db.url, 16, rate, &insert_script("r16"));
+    let ours = creates_at(base, 16, rate, "r16").await;
+    println!(
+        "| write p99 at {rate:.0}/s (half the peak), 16 clients, PostgreSQL | {:.2} ms | pgbench p99 at the same rate | {:.2} ms | **{:.2}×** | latency, lower is better; target ≤ 3× |",
+        ours.as_secs_f64() * 1000.0,
+        raw.as_secs_f64() * 1000.0,
+        ours.as_secs_f64() / raw.as_secs_f64()
+    );
+}
+
+/// GET one Llm at 16 clients against pgbench's primary-key SELECT; what sqlx::Any costs on
+/// that read; and the same GET in a crowded store.
+async fn postgres_gets(db: &TestDb, base: &str) {
+    ensure_llm(base, "c1-0").await;
+    let raw = pgbench(
+        &db.url,
+        16,
+        "SELECT name, type, model, url, tier, description, api_key_secret, api_key_key, extra, resource_version, created_at, updated_at FROM llms WHERE name = 'c1-0';\n",
+    );
+    let ours = gets(base, 16, "c1-0").await;
+    row(
+        "GET one llm/s, 16 clients, PostgreSQL",
+        ours.rate,
+        "pgbench primary-key SELECT of the row",
+        raw,
+        &format!("p99 {:.1} ms", ours.p99.as_secs_f64() * 1000.0),
+    );
+    let (through_any, typed) = any_against_typed(&db.url, "c1-0", 20_000).await;
+    println!(
+        "| one primary-key read through sqlx::Any, PostgreSQL | {:.1} µs | the same through a typed PgPool | {:.1} µs | **{:.2}×** | latency, one connection, sequential |",
+        through_any.as_secs_f64() * 1e6,
+        typed.as_secs_f64() * 1e6,
+        through_any.as_secs_f64() / typed.as_secs_f64()
+    );
+    // The same GET with 10,000 users, tokens and role bindings in the store.
+    let crowded = crowd(base, 10_000).await;
+    let ours_crowded = gets(base, 16, "c1-0").await;
+    row(
+        "GET one llm/s with 10,000 users, tokens and bindings, PostgreSQL",
+        ours_crowded.rate,
+        "the same GET with 1 of each (above)",
+        ours.rate,
+        &format!("seeded in {crowded:.0?}"),
+    );
+}
+
+/// SQLite creates at 1 client against raw SQLite's INSERT + COMMIT.
+async fn sqlite_creates() {
     let dir = tempfile::tempdir().unwrap();
     let raw = raw_sqlite_inserts(&dir.path().join("raw.db")).await;
     let db = TestDb::new(StoreKind::Sqlite).await;

@@ -7,6 +7,12 @@
 //! - mcpd's resident memory while 64 streams are open (target < 60 MiB).
 //!
 //! The stub answers at once (no model behind it), so what is measured is the proxy's own cost.
+//!
+//! And the proxy beside the physical limit of one proxy hop on this machine: `wrk` (64
+//! keep-alive connections) through mcpd and through an nginx reverse proxy (Debian's
+//! `nginx-light`, keepalive upstream) to the same nginx upstream answering a fixed completion,
+//! non-streamed and streamed, in the same run: requests/s as a ratio, and the CPU each proxy
+//! spends per request (from /proc; targets for mcpd ≤ 20 µs and ≤ 40 µs).
 //! Run: `cargo bench -p api --bench inference` (or `scripts/bench inference`); `BENCH_SECONDS`
 //! sets each measurement's length (default 5).
 
@@ -79,7 +85,7 @@ impl Drop for Mcpd {
     }
 }
 
-async fn start_mcpd(stub: &str) -> Mcpd {
+async fn start_mcpd(stub: &str, nginx: &str) -> Mcpd {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcpd"))
@@ -105,8 +111,12 @@ async fn start_mcpd(stub: &str) -> Mcpd {
         |path: &str, body: Value| http.post(format!("{}{path}", mcpd.base)).bearer_auth(TOKEN).json(&body).send();
     let r = post("/api/v1/secrets", json!({"name": "stub-key", "data": {"API_KEY": "sk-bench"}})).await.unwrap();
     assert_eq!(r.status(), 201);
-    for (name, model) in [("fast", "m"), ("slow", "slow")] {
-        let llm = json!({"name": name, "type": "openai", "model": model, "tier": "fast", "url": stub,
+    let plain = format!("{nginx}/plain");
+    let sse = format!("{nginx}/sse");
+    for (name, model, url) in
+        [("fast", "m", stub), ("slow", "slow", stub), ("nginx-plain", "m", &plain), ("nginx-sse", "m", &sse)]
+    {
+        let llm = json!({"name": name, "type": "openai", "model": model, "tier": "fast", "url": url,
                          "apiKeyRef": {"name": "stub-key", "key": "API_KEY"}});
         assert_eq!(post("/api/v1/llms", llm).await.unwrap().status(), 201);
     }
@@ -263,10 +273,163 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// An nginx of its own (Debian's nginx-light) on a free loopback port, serving `server` (the
+/// inside of a `server` block, its `listen` added) and `upstreams` (`upstream` blocks); stopped
+/// when dropped.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fixed completion the nginx upstream answers, and its streamed form.
+const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from nginx"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15}}"#;
+const CHUNK: &str = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}"#;
+
+impl Nginx {
+    fn start(upstreams: &str, server: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 10000000;\n  client_body_temp_path {d}/body;\n  \
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+             scgi_temp_path {d}/scgi;\n  {upstreams}\n  server {{\n    listen 127.0.0.1:{port};\n    {server}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let nginx =
+            ["/usr/sbin/nginx", "nginx"].into_iter().find(|p| std::process::Command::new(p).arg("-v").output().is_ok());
+        let child = std::process::Command::new(nginx.expect("nginx runs (Debian: apt-get install nginx-light)"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not listen: {:?}",
+                std::fs::read_to_string(dir.path().join("error.log"))
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, _dir: dir }
+    }
+
+    /// The upstream: the fixed completion under `/plain/`, five chunks and `[DONE]` under `/sse/`.
+    fn upstream() -> Nginx {
+        let sse = format!("{}data: [DONE]\\n\\n", format!("data: {CHUNK}\\n\\n").repeat(5));
+        Nginx::start(
+            "",
+            &format!(
+                "location /plain/ {{ default_type application/json; return 200 '{COMPLETION}'; }}\n    \
+                 location /sse/ {{ default_type text/event-stream; return 200 '{sse}'; }}"
+            ),
+        )
+    }
+
+    /// A reverse proxy to `upstream` with a keepalive pool, streaming `/sse/` unbuffered as mcpd
+    /// does.
+    fn proxy(upstream: &Nginx) -> Nginx {
+        Nginx::start(
+            &format!("upstream up {{ server 127.0.0.1:{}; keepalive 128; }}", upstream.port),
+            "proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n    \
+             location /plain/ { proxy_pass http://up; }\n    location /sse/ { proxy_pass http://up; proxy_buffering off; }",
+        )
+    }
+
+    /// CPU time of nginx's master and workers so far.
+    fn cpu(&self) -> Duration {
+        let master = self.child.id();
+        let mut total = cpu(Some(master));
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let ppid = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(master) {
+                total += cpu(Some(pid));
+            }
+        }
+        total
+    }
+}
+
+/// `wrk` POSTing `body` to `url` with `CLIENTS` connections for the measurement's length, on a
+/// blocking thread; requests/s. Every answer must be a success.
+async fn wrk_post(url: String, token: &str, body: String) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("post.lua");
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+    );
+    std::fs::write(&script, lua).unwrap();
+    let seconds = seconds();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t2", "-c", &CLIENTS.to_string(), "-d", &format!("{seconds}s"), "-s"])
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .expect("wrk runs (Debian: apt-get install wrk)")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let rate = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|r| r.trim().parse().ok());
+    let count = text.lines().find_map(|l| l.split_once(" requests in ")).and_then(|(n, _)| n.trim().parse().ok());
+    (rate.unwrap_or_else(|| panic!("no rate: {text}")), count.unwrap_or_else(|| panic!("no count: {text}")))
+}
+
+/// mcpd and nginx, each proxying to the nginx upstream, under the same `wrk` load.
+async fn against_nginx(mcpd: &Mcpd, upstream: &Nginx) {
+    let proxy = Nginx::proxy(upstream);
+    let pid = mcpd.child.id();
+    let us = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n as f64;
+    for (stream, path, target) in [(false, "plain", 20.0), (true, "sse", 40.0)] {
+        let kind = if stream { "streamed" } else { "non-streamed" };
+        let body = json!({"model": format!("nginx-{path}"), "stream": stream,
+                          "messages": [{"role": "user", "content": "Say hello"}]})
+        .to_string();
+        let before = proxy.cpu();
+        let (nginx, nginx_n) =
+            wrk_post(format!("http://127.0.0.1:{}/{path}/v1/chat/completions", proxy.port), "sk-bench", body.clone())
+                .await;
+        let nginx_cpu = proxy.cpu() - before;
+        let before = cpu(Some(pid));
+        let (ours, ours_n) = wrk_post(format!("{}/openai/v1/chat/completions", mcpd.base), TOKEN, body).await;
+        let ours_cpu = cpu(Some(pid)) - before;
+        println!(
+            "| requests/s, {kind}, {CLIENTS} connections (wrk), to an nginx upstream | {ours:.0} | nginx proxying: {nginx:.0} | **{:.2}** | ≥ 0.5 |",
+            ours / nginx
+        );
+        println!(
+            "| CPU per proxied request, {kind} | {:.0} µs | nginx: {:.0} µs | {:.1}× nginx's | ≤ {target:.0} µs |",
+            us(ours_cpu, ours_n),
+            us(nginx_cpu, nginx_n),
+            us(ours_cpu, ours_n) / us(nginx_cpu, nginx_n)
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let stub = start_stub().await;
-    let mcpd = start_mcpd(&stub).await;
+    let upstream = Nginx::upstream();
+    let mcpd = start_mcpd(&stub, &format!("http://127.0.0.1:{}", upstream.port)).await;
     let direct = Target { url: format!("{stub}/v1/chat/completions"), token: "sk-bench", model: "m" };
     let through = Target { url: format!("{}/openai/v1/chat/completions", mcpd.base), token: TOKEN, model: "fast" };
     // Warm both paths (connections, caches).
@@ -324,6 +487,7 @@ async fn main() {
         ms(d),
         ms(t) - ms(d)
     );
+    against_nginx(&mcpd, &upstream).await;
     let (idle, during) = rss_during_streams(&mcpd).await;
     println!("| mcpd RSS idle / during {CLIENTS} open streams | {idle:.1} / {during:.1} MiB | — | — | < 60 MiB |");
 }

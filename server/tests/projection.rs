@@ -171,3 +171,38 @@ async fn a_transaction_committing_late_is_projected_before_the_writes_after_it()
     let r = t.post("/api/v1/llms", llm("after", "shared")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+/// PostgreSQL: a read model's table that refuses a write's row (a CHECK constraint here) fails
+/// neither the write nor the ones after it: the event is recorded, the write is answered 202
+/// while the read model cannot show it, and it shows once the table takes it. (The one-statement
+/// append is rolled back and the event appended alone, as when an inline apply fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_refusing_a_row_fails_no_write() {
+    let db = testkit::TestDb::new(StoreKind::Postgres).await;
+    let app = server::App::open(&db.url, Duration::from_millis(300), &crate::support::bootstrap()).await.unwrap();
+    let t = TestApp { app, db };
+    t.post("/api/v1/secrets", secret("shared", "API_KEY", "v")).await.succeeded();
+    let pool = t.app.services.store.db.pool.clone();
+    sqlx::query("ALTER TABLE llms ADD CONSTRAINT refuses CHECK (model <> 'refused')").execute(&pool).await.unwrap();
+    let mut refused = llm("refused", "shared");
+    refused["model"] = json!("refused");
+    let r = t.post("/api/v1/llms", refused).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'llm' AND aggregate_id = 'refused'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1, "the event is in the log");
+    assert_eq!(t.get("/api/v1/llms/refused").await.status, StatusCode::NOT_FOUND);
+
+    sqlx::query("ALTER TABLE llms DROP CONSTRAINT refuses").execute(&pool).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.get("/api/v1/llms/refused").await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the projector did not apply the event once the table took it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t.get("/api/v1/llms/refused").await.body["model"], "refused");
+    let r = t.post("/api/v1/llms", llm("after", "shared")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

@@ -27,6 +27,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+mod combined;
+
 use crate::db::{Database, Dialect};
 use crate::log::{Position, StoredEvent};
 use crate::read_models::{ApplyError, ReadModel};
@@ -135,19 +137,40 @@ async fn append_once(
 ) -> Result<Appended, Failed> {
     let mut tx = db.pool.begin().await?;
     let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        stored.push(insert(&mut tx, db.dialect, event).await?);
-    }
+    let mut inlined = Vec::new();
     let first = &events[0];
+    // One event, one read model to take it, no key to claim: in one statement (`combined`).
+    let alone = match (events, db.dialect) {
+        ([event], Dialect::Postgres) if !crate::idempotency::claims(&event.metadata) => {
+            inline.iter().copied().find(|m| m.handles(&event.aggregate_type))
+        }
+        _ => None,
+    };
+    match alone {
+        Some(model) => match combined::append(&mut tx, first, model).await? {
+            Some(done) => {
+                stored.push(done.stored);
+                if done.inlined {
+                    inlined.push(model);
+                }
+            }
+            None => stored.push(insert(&mut tx, db.dialect, first).await?),
+        },
+        None => {
+            for event in events {
+                stored.push(insert(&mut tx, db.dialect, event).await?);
+            }
+        }
+    }
     if !crate::idempotency::claim(&mut tx, &first.metadata, (&first.aggregate_type, &first.aggregate_id)).await? {
         return Err(AppendError::KeyClaimed.into());
     }
     let last = stored.last().map(|e: &StoredEvent| e.position).unwrap_or_default();
     let recorded_at = stored.last().map(|e| e.recorded_at.clone()).unwrap_or_default();
-    let mut inlined = Vec::new();
     if !inline.is_empty() {
         let first = stored[0].position;
-        for model in ReadModel::ALL.into_iter().filter(|m| inline.contains(m)) {
+        let taken = inlined.clone();
+        for model in ReadModel::ALL.into_iter().filter(|m| inline.contains(m) && !taken.contains(m)) {
             let own: Vec<&StoredEvent> = stored.iter().filter(|e| model.handles(&e.aggregate_type)).collect();
             let Some(model_last) = own.last() else {
                 continue;

@@ -301,3 +301,22 @@ impl ResourceKind for RoleBindings {
         s.writer.delete::<RoleBinding>(ctx, &name, command, dry_run).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::rbac::{Permissions, RoleSpec, Rule};
+
+    use super::can;
+
+    #[test]
+    fn can_i_allows_no_verb_or_operation_nobody_knows() {
+        let rule = Rule { resources: vec!["llms".into()], verbs: vec!["*".into()], ..Rule::default() };
+        let every_verb = Permissions::new([RoleSpec { description: String::new(), rules: vec![rule] }]);
+        assert!(can(&every_verb, "view", Some("llms"), None));
+        assert!(can(&every_verb, "delete", Some("llms"), Some("x")));
+        // A `*` verb once matched any word asked about, granted or not.
+        assert!(!can(&every_verb, "bogus", Some("llms"), None));
+        assert!(!can(&every_verb, "run:everything", None, None));
+        assert!(!can(&every_verb, "view", None, None), "a verb asks about a resource");
+    }
+}

@@ -151,7 +151,8 @@ async fn a_transaction_committing_late_is_projected_before_the_writes_after_it()
     let later: Vec<Decided<Llm>> =
         names.iter().zip(&events).map(|(id, events)| Decided { id: id.as_str(), before: 0, events }).collect();
     t.app.services.store.append(&later, &Default::default()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two whole passes of the projector over the log with the later events in it.
+    t.app.services.store.projector.passes(2).await;
     assert_eq!(
         t.get("/api/v1/llms/later-0").await.status,
         StatusCode::NOT_FOUND,

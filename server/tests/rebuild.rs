@@ -136,7 +136,8 @@ async fn a_rebuild_under_writes_equals_a_replay_and_never_hides_a_resource(kind:
         })
     };
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The writer and the reader under way before the rebuild starts.
+    until_more(&writes, 0, 10).await;
     let writes_before = writes.load(Ordering::SeqCst);
     let r = t.post("/api/v1/projections/rebuild", json!({"all": true})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
@@ -148,7 +149,8 @@ async fn a_rebuild_under_writes_equals_a_replay_and_never_hides_a_resource(kind:
 
     let done = await_rebuild(&t, &ReadModel::ALL.map(|m| m.name())).await;
     let writes_during = writes.load(Ordering::SeqCst) - writes_before;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Writes after the rebuild finished, too.
+    until_more(&writes, writes.load(Ordering::SeqCst), 10).await;
     stop.store(true, Ordering::SeqCst);
     let (created, updated) = writer.await.unwrap();
     let (polls, missing) = reader.await.unwrap();
@@ -176,6 +178,15 @@ async fn a_rebuild_under_writes_equals_a_replay_and_never_hides_a_resource(kind:
         let r = t.get(&format!("/api/v1/llms/{name}")).await;
         assert_eq!(r.body["resourceVersion"], *version, "{name}");
         assert_eq!(r.body["tier"], "heavy");
+    }
+}
+
+/// Polls until `counter` is `more` past `from` (a minute at most).
+async fn until_more(counter: &AtomicUsize, from: usize, more: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while counter.load(Ordering::SeqCst) < from + more {
+        assert!(std::time::Instant::now() < deadline, "the writer made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

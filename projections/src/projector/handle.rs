@@ -50,6 +50,8 @@ pub struct ProjectorHandle {
     pub(super) db: Database,
     pub(super) wake: Arc<Notify>,
     pub(super) rounds: Arc<watch::Sender<u64>>,
+    /// Passes over the log the projector finished (its rounds alone, not inline moves).
+    pub(super) passes: Arc<watch::Sender<u64>>,
     pub(super) status: Shared,
     pub(super) advanced: Advanced,
     /// Writes waiting in `wait_for`: while there are any, every append wakes the projector.
@@ -136,6 +138,19 @@ impl ProjectorHandle {
             }
         }
         self.rounds.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until the projector has finished `count` more passes over the log, waking it for
+    /// each: for a test asserting what a pass did not do, without sleeping for it.
+    pub async fn passes(&self, count: u64) {
+        let mut passes = self.passes.subscribe();
+        let until = *passes.borrow_and_update() + count;
+        while *passes.borrow_and_update() < until {
+            self.wake();
+            if passes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// What this process knows about each read model.

@@ -82,6 +82,7 @@ pub struct Projector {
     models: Vec<Model>,
     wake: Arc<Notify>,
     rounds: Arc<watch::Sender<u64>>,
+    passes: Arc<watch::Sender<u64>>,
     status: Shared,
     advanced: Advanced,
     /// PostgreSQL: the connection holding this process's advisory locks.
@@ -110,6 +111,7 @@ impl Projector {
             });
         }
         let rounds = Arc::new(watch::Sender::new(0));
+        let passes = Arc::new(watch::Sender::new(0));
         let wake = Arc::new(Notify::new());
         let status: Shared = Arc::new(Mutex::new(HashMap::new()));
         let advanced: Advanced = Arc::new(Mutex::new(HashMap::new()));
@@ -120,6 +122,7 @@ impl Projector {
             models,
             wake: wake.clone(),
             rounds: rounds.clone(),
+            passes: passes.clone(),
             status: status.clone(),
             advanced: advanced.clone(),
             locks: None,
@@ -137,6 +140,7 @@ impl Projector {
             db,
             wake,
             rounds,
+            passes,
             status,
             advanced,
             waiters: Arc::new(AtomicUsize::new(0)),
@@ -191,6 +195,7 @@ impl Projector {
             }
         }
         self.rounds.send_modify(|n| *n += 1);
+        self.passes.send_modify(|n| *n += 1);
     }
 
     fn active(&self) -> Vec<usize> {

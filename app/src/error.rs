@@ -2,10 +2,10 @@
 //! never a 500; unexpected failures are logged with their cause chain and answered with the
 //! request id only.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum_core::response::{IntoResponse, Response};
 use domain::error::{Classified, ErrorClass};
 use domain::{FieldError, ValidationErrors};
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::store::write::{StoreError, WriteError};
@@ -268,7 +268,14 @@ impl From<sqlx::Error> for ApiError {
 /// repeat a change that already happened. The body keeps the shape of an error answer (code
 /// `Lagging`) so that clients read its message where they read every other.
 pub fn accepted(message: &str) -> Response {
-    (StatusCode::ACCEPTED, axum::Json(accepted_body(message))).into_response()
+    json_response(StatusCode::ACCEPTED, &accepted_body(message))
+}
+
+/// `body` as a JSON answer with `status`.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The body of [`accepted`], for answers that add to it.
@@ -296,7 +303,7 @@ impl IntoResponse for ApiError {
         };
         let body =
             json!({"error": {"code": self.code(), "message": message, "details": details, "requestId": request_id}});
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = json_response(status, &body);
         if let ApiError::MethodNotAllowed(allow) = &self
             && let Ok(allow) = HeaderValue::from_str(allow)
         {

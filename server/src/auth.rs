@@ -8,8 +8,8 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use projections::read_models::Record;
 use projections::read_models::tokens::TokenState;
-use projections::read_models::{Record, tokens, users};
 use subtle::ConstantTimeEq;
 
 use app::context::RequestContext;
@@ -45,7 +45,7 @@ pub async fn authenticate_token(
         if let Some(peer) = peer {
             s.limits.may_look_up(peer)?;
         }
-        let found = tokens::get(&s.store.db, &id).await?;
+        let found = s.token_record(&id).await?;
         if let (None, Some(peer)) = (&found, peer) {
             s.limits.failed_look_up(peer);
         }
@@ -91,7 +91,7 @@ pub async fn still_authenticated(s: &Services, user: &str, token_id: &str) -> Re
             None => Err(Refusal::Invalid("no such user")),
         };
     }
-    let load = async { Ok(tokens::get(&s.store.db, token_id).await?) };
+    let load = s.token_record(token_id);
     let record = match s.access.token(token_id, load).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(Refusal::Invalid("unknown token")),
@@ -156,12 +156,7 @@ pub async fn authenticate(State(s): State<Services>, request: Request, next: Nex
         Err(Refusal::Unavailable(e)) => return e.into_response(),
     };
     if s.usage.due(&token_id) {
-        let (db, id) = (s.store.db.clone(), token_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = tokens::touch(&db, &id, &jiff::Timestamp::now().to_string()).await {
-                tracing::warn!(token = %id, error = %e, "could not record a token's last use");
-            }
-        });
+        s.touch_token(&token_id);
     }
     with_user(&s, request, next, user, token_id).await
 }
@@ -186,8 +181,7 @@ async fn by_certificate(s: &Services, certificate: &crate::tls::ClientCertificat
 
 /// The user `name` as the access cache holds it (read from the read model when it does not).
 async fn user(s: &Services, name: &str) -> Result<Option<app::service::access_cache::Incarnation>, Refusal> {
-    let load = async { Ok(users::get(&s.store.db, name).await?) };
-    s.access.user(name, load).await.map_err(Refusal::Unavailable)
+    s.cached_user(name).await.map_err(Refusal::Unavailable)
 }
 
 /// Runs the request as `user`, with that user's permissions.

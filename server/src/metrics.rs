@@ -82,14 +82,13 @@ async fn render(s: &Services) -> Response {
 /// Sets the state gauges; what cannot be read now (the database is down) keeps its last value
 /// and is logged, and the scrape still answers.
 async fn observe(s: &Services) {
-    let pool = &s.store.db.pool;
-    let size = f64::from(pool.size());
-    let idle = pool.num_idle() as f64;
+    let (size, idle, max) = s.pool_gauges();
+    let (size, idle) = (f64::from(size), idle as f64);
     metrics::gauge!("mcpd_db_pool_connections", "state" => "in_use").set(size - idle);
     metrics::gauge!("mcpd_db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("mcpd_db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
+    metrics::gauge!("mcpd_db_pool_max_connections").set(f64::from(max));
     let models = projections::read_models::ReadModel::ALL;
-    match projections::status::status(&s.store.db, &models).await {
+    match s.projection_status(&models).await {
         Ok(statuses) => {
             for status in statuses {
                 let name = status.name;
@@ -101,7 +100,7 @@ async fn observe(s: &Services) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: reading the read models' status failed"),
     }
-    match projections::read_models::migrations::list(&s.store.db).await {
+    match s.migration_runs().await {
         Ok(migrations) => {
             use wire::migration::MigrationStatus;
             let shown = [MigrationStatus::Running, MigrationStatus::Completed, MigrationStatus::Failed];

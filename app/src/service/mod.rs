@@ -9,6 +9,7 @@ pub mod guard;
 mod kind;
 mod llms;
 pub mod rbac;
+mod reads;
 mod secret_backends;
 mod secrets;
 mod writer;

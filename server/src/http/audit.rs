@@ -214,15 +214,11 @@ pub async fn audit(
         (Some(after), None) => Direction::Older(Some(parse("after", after)?)),
         (None, None) => Direction::Older(None),
     };
-    let events = projections::audit::query(&s.store.db, &filter, direction, limit).await?;
+    let events = s.audit(&filter, direction, limit).await?;
     // An update is shown against the state it replaced.
     let mut previous = Vec::with_capacity(events.len());
     for e in &events {
-        previous.push(if e.event_type.ends_with("Updated") {
-            projections::audit::previous_state(&s.store.db, &e.aggregate_type, &e.aggregate_id, e.sequence).await?
-        } else {
-            None
-        });
+        previous.push(if e.event_type.ends_with("Updated") { s.audit_previous(e).await? } else { None });
     }
     let items: Vec<wire::audit::AuditEntry> = events
         .iter()
@@ -287,7 +283,7 @@ pub async fn denials(
         filter.before =
             Some(id.and_then(|a| a.parse().ok()).ok_or_else(|| bad("after", format!("{after:?} is not a row's id")))?);
     }
-    let rows = projections::denials::query(&s.store.db, &filter, limit).await?;
+    let rows = s.denials(&filter, limit).await?;
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let items = rows
         .into_iter()

@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use projections::idempotency::{self, Answer, Claim};
+use projections::idempotency::{Answer, Claim};
 use sha2::{Digest, Sha256};
 
 use app::context::RequestContext;
@@ -94,7 +94,7 @@ pub async fn idempotency(State((s, routes)): State<(Services, RouteTable)>, requ
 /// The key as stored: the client's, prefixed with the incarnation of the user who sent it (the
 /// version of their user record, which a user deleted and created again does not share).
 async fn owned_key(s: &Services, ctx: &RequestContext, key: &str) -> Result<String, ApiError> {
-    let user = projections::read_models::users::get(&s.store.db, &ctx.actor).await?;
+    let user = s.user_record(&ctx.actor).await?;
     // Authentication found the user; a user the read model does not show (yet) has no keys
     // to meet.
     let incarnation = user.map_or(0, |u| u.resource_version);
@@ -144,7 +144,7 @@ async fn earlier(
 ) -> Result<Option<Response>, ApiError> {
     let since =
         jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s.limits.tuning.idempotency_lifetime.as_secs() as i64);
-    let Some(claim) = idempotency::lookup(&s.store.db, &ctx.actor, key, &idempotency::stamp(since)).await? else {
+    let Some(claim) = s.idempotency_claim(&ctx.actor, key, since).await? else {
         return Ok(None);
     };
     if claim.request_hash != hash {
@@ -239,9 +239,7 @@ async fn store(s: &Services, ctx: &RequestContext, key: &str, response: Response
         location: text(header::LOCATION),
         body: if holds_credential { None } else { String::from_utf8(body.to_vec()).ok() },
     };
-    if !holds_credential
-        && let Err(e) = idempotency::store_answer(&s.store.db, &ctx.actor, key, &ctx.request_id, &answer).await
-    {
+    if !holds_credential && let Err(e) = s.keep_idempotent_answer(&ctx.actor, key, &ctx.request_id, &answer).await {
         tracing::warn!(error = %e, "storing an idempotent answer failed; a retry gets the resource as it is then");
     }
     Response::from_parts(parts, Body::from(body))

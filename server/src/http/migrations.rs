@@ -51,8 +51,8 @@ pub async fn list(
         ));
     }
     ctx.require_some("migrations", Verb::View)?;
-    let db = &s.store.db;
-    let fetch = |page| async move { Ok(migrations::list_page(db, &page).await?) };
+    let s = &s;
+    let fetch = |page| async move { s.migration_page(&page).await };
     let visible = |r: &projections::read_models::Record<_>| ctx.may("migrations", Verb::View, Some(&r.name));
     let kind = domain::document::Kind::Migration;
     let (runs, next) = super::paging::page_of(kind, migrations::ORDER, page, fetch, visible).await?;
@@ -67,10 +67,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     ctx.require("migrations", Verb::View, Some(&id))?;
-    let run = projections::read_models::migrations::get(&s.store.db, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(domain::document::Kind::Migration, id.as_str()))?;
-    let events = s.store.log.aggregate_history(domain::migration::AGGREGATE_TYPE, &id).await?;
+    let run =
+        s.migration(&id).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Migration, id.as_str()))?;
+    let events = s.migration_events(&id).await?;
     let history: Vec<Value> = events
         .into_iter()
         .map(|e| {

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use projections::read_models::ReadModel;
-use projections::rebuild::{self, RebuildError};
+use projections::rebuild::RebuildError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,7 +74,7 @@ pub async fn status(
 
 async fn items(s: &Services) -> Result<Vec<Value>, ApiError> {
     let local = s.store.projector.local_status();
-    let statuses = projections::status::status(&s.store.db, &ReadModel::ALL).await?;
+    let statuses = s.projection_status(&ReadModel::ALL).await?;
     Ok(statuses
         .into_iter()
         .map(|status| {
@@ -99,21 +99,10 @@ pub async fn rebuild(
 ) -> Result<Response, ApiError> {
     ctx.require_operation(OPERATION)?;
     let models = Selection::parse(body)?.models(false)?;
-    rebuild::claim(&s.store.db, &models, &ctx.actor).await.map_err(rebuild_error)?;
+    s.claim_rebuild(&models, &ctx.actor).await.map_err(rebuild_error)?;
     tracing::info!(actor = %ctx.actor, projections = ?models.iter().map(|m| m.name()).collect::<Vec<_>>(), "rebuild started");
-    let db = s.store.db.clone();
-    let projector = s.store.projector.clone();
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
-    let task_models = models.clone();
-    tokio::spawn(async move {
-        match rebuild::rebuild_claimed(&db, &task_models, |_| {}).await {
-            Ok(done) => {
-                tracing::info!(events = done.events, elapsed = ?done.elapsed, "rebuild finished");
-                projector.wake();
-            }
-            Err(error) => tracing::error!(error = %projections::projector::error_chain(&error), "rebuild failed"),
-        }
-    });
+    s.rebuild_in_background(models.clone());
     let items: Vec<Value> = items(&s).await?.into_iter().filter(|i| names.iter().any(|n| i["name"] == *n)).collect();
     Ok((StatusCode::ACCEPTED, Json(json!({"items": items}))).into_response())
 }
@@ -127,8 +116,7 @@ pub async fn verify(
 ) -> Result<Json<Value>, ApiError> {
     ctx.require_operation(OPERATION)?;
     let models = Selection::parse(body)?.models(true)?;
-    let mut replayed = 0;
-    let differences = rebuild::verify(&s.store.db, &models, |p| replayed = p.replayed).await.map_err(rebuild_error)?;
+    let (differences, replayed) = s.verify(&models).await.map_err(rebuild_error)?;
     let differences: Vec<Value> =
         differences.iter().map(|d| json!({"table": d.table, "key": d.key, "message": d.to_string()})).collect();
     Ok(Json(json!({
@@ -150,7 +138,7 @@ fn rebuild_error(error: RebuildError) -> ApiError {
 
 /// Ready when the database answers and no read model in this process is stopped.
 pub async fn readyz(State(s): State<Services>) -> Response {
-    if let Err(e) = sqlx::query("SELECT 1").execute(&s.store.db.pool).await {
+    if let Err(e) = s.database_answers().await {
         tracing::warn!(error = %e, "readiness: the database does not answer");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
     }

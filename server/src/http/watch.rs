@@ -98,7 +98,7 @@ pub async fn serve<K: ResourceKind>(s: Services, ctx: RequestContext, from: From
             // The read models' position, then their rows: the rows show at least that much, so
             // following from there loses nothing (a change both show comes again as MODIFIED).
             let models = ReadModel::changed_by(K::KIND.info().aggregate_type);
-            let statuses = projections::status::status(&s.store.db, &models).await?;
+            let statuses = s.projection_status(&models).await?;
             let start = statuses.iter().map(|st| st.checkpoint).min().unwrap_or_default();
             let records =
                 if initial { K::list(&s, false, Page { after: None, limit: None }).await? } else { Vec::new() };
@@ -202,7 +202,7 @@ impl<K: ResourceKind> Watch<K> {
 
     /// Reads the changes after the cursor into lines; whether there were any events at all.
     async fn read(&mut self) -> Result<bool, ApiError> {
-        let events = self.s.store.log.read_after(self.cursor, BATCH).await?;
+        let events = self.s.events_after(self.cursor, BATCH).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(false);
         };

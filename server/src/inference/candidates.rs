@@ -1,7 +1,7 @@
 //! Which Llms a request's `model` names for its caller and surface, in the order to try them.
 
 use domain::llm::{LlmSpec, Tier};
-use projections::read_models::{Record, llms};
+use projections::read_models::Record;
 
 use super::Surface;
 use super::upstream::{self, Wire};
@@ -21,7 +21,7 @@ pub(super) async fn candidates(
     if !ctx.permissions.may_infer_some() {
         return Err(ApiError::Forbidden(format!("user {who:?} may not run:infer on any Llm")));
     }
-    let all = s.access.llms(async { Ok(llms::list(&s.store.db).await?) }).await?;
+    let all = s.cached_llms().await?;
     let served = |l: &&Record<LlmSpec>| {
         matches!(
             (surface, upstream::wire_of(l.spec.provider)),

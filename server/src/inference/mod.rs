@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, http::Method};
 use domain::llm::{LlmSpec, Tier};
 use futures::StreamExt;
-use projections::read_models::{Record, llms};
+use projections::read_models::Record;
 use serde_json::{Value, json};
 
 use self::body::{field, fields, read_body};
@@ -134,7 +134,7 @@ async fn proxy(s: &Services, ctx: &RequestContext, surface: Surface, request: Re
 
 /// `GET /openai/v1/models`: the Llms the caller may use, and the tiers they make up.
 async fn models(State(s): State<Services>, Extension(ctx): Extension<RequestContext>) -> Result<Json<Value>, ApiError> {
-    let all = s.access.llms(async { Ok(llms::list(&s.store.db).await?) }).await?;
+    let all = s.cached_llms().await?;
     let usable: Vec<&Record<LlmSpec>> = all
         .iter()
         .filter(|l| ctx.permissions.may_infer(&l.name) && upstream::wire_of(l.spec.provider).is_some())

@@ -42,6 +42,6 @@ pub(super) async fn usage_report(
         Some(raw) => Some(app::time::parse_since(raw).map_err(ApiError::BadRequest)?),
     };
     let filter = usage::Filter { llm: q.llm.filter(|l| !l.is_empty()), user, since };
-    let rows = s.inference.usage.query(&s.store.db, &filter).await?;
+    let rows = s.usage(&filter).await?;
     Ok(Json(json!({"items": rows})))
 }

@@ -13,7 +13,6 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use domain::llm::Tier;
-use projections::read_models::llms;
 
 use super::upstream::{self, Failure};
 use app::context::RequestContext;
@@ -98,8 +97,7 @@ pub(super) async fn warmup(
     if !ctx.permissions.may_infer(&name) {
         return Err(ApiError::Forbidden(format!("user {:?} may not run:infer on llm {name:?}", ctx.actor)));
     }
-    let llm =
-        llms::get(&s.store.db, &name).await?.ok_or_else(|| ApiError::not_found(domain::document::Kind::Llm, &name))?;
+    let llm = <app::service::Llms as app::service::ResourceKind>::get(&s, &name, false).await?;
     let health = warm_one(&s, &llm).await?;
     Ok(Json(json!({"name": name, "health": health})))
 }
@@ -120,7 +118,7 @@ pub async fn warm_one(s: &Services, llm: &Record<LlmSpec>) -> Result<LlmHealth, 
 pub fn warm_in_background(s: &Services, tier: Option<Tier>) {
     let s = s.clone();
     tokio::spawn(async move {
-        let all = match llms::list(&s.store.db).await {
+        let all = match s.llm_records().await {
             Ok(all) => all,
             Err(e) => return tracing::warn!(error = %e, "warmup: listing the Llms failed"),
         };

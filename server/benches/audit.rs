@@ -2,7 +2,7 @@
 //! page of 100 rows newest first filtered by kind and name, by actor, by event type and by kind,
 //! beside an unindexed full scan of the same table measured in the same run.
 //!
-//! Run: `cargo bench -p api --bench audit` (PostgreSQL too when one answers at DATABASE_URL or
+//! Run: `cargo bench -p server --bench audit` (PostgreSQL too when one answers at DATABASE_URL or
 //! 127.0.0.1:5432). Record the figures in docs/performance.md.
 
 use std::time::{Duration, Instant};

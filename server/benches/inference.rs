@@ -13,7 +13,7 @@
 //! `nginx-light`, keepalive upstream) to the same nginx upstream answering a fixed completion,
 //! non-streamed and streamed, in the same run: requests/s as a ratio, and the CPU each proxy
 //! spends per request (from /proc; targets for mcpd ≤ 20 µs and ≤ 40 µs).
-//! Run: `cargo bench -p api --bench inference` (or `scripts/bench inference`); `BENCH_SECONDS`
+//! Run: `cargo bench -p server --bench inference` (or `scripts/bench inference`); `BENCH_SECONDS`
 //! sets each measurement's length (default 5).
 
 use std::convert::Infallible;

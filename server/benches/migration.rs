@@ -2,7 +2,7 @@
 //! raw OpenBao KV v2 write rate measured by the same harness in the same run, at the same
 //! concurrency (one request at a time: a migration moves one secret at a time).
 //!
-//! Run: `cargo bench -p api --bench migration` (needs `bao`; PostgreSQL is measured too when
+//! Run: `cargo bench -p server --bench migration` (needs `bao`; PostgreSQL is measured too when
 //! one answers at DATABASE_URL or 127.0.0.1:5432). Record the figures in docs/performance.md.
 
 use std::time::{Duration, Instant};

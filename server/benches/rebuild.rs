@@ -6,7 +6,7 @@
 //! The log: 10,000 Llms with 100 events each (one LlmCreated, 99 LlmUpdated with changing
 //! specs), interleaved as a busy catalogue would write them.
 //!
-//! Run: `cargo bench -p api --bench rebuild` (PostgreSQL too when one answers at DATABASE_URL
+//! Run: `cargo bench -p server --bench rebuild` (PostgreSQL too when one answers at DATABASE_URL
 //! or 127.0.0.1:5432). Record the figures in docs/performance.md.
 
 use std::time::{Duration, Instant};

@@ -9,7 +9,9 @@
 //! mcpd runs in this process behind its real listener. The throughput clients are `wrk` (a C
 //! load generator, one thread, HTTP keep-alive), as pgbench is a C client of PostgreSQL: both
 //! share the machine with what they measure, and neither spends much of it. (Until issue 26 the
-//! clients were reqwest loops in this process, which took a third of a core of their own.) Run: `cargo bench -p server --bench hotpath` (or `scripts/bench`, which runs every
+//! clients were reqwest loops in this process, which took a third of a core of their own.)
+//!
+//! Run: `cargo bench -p server --bench hotpath` (or `scripts/bench`, which runs every
 //! benchmark); `BENCH_SECONDS` sets each measurement's length (default 5).
 
 use std::sync::Arc;

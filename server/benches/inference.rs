@@ -23,6 +23,11 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+// Each benchmark reads what it reports of a run.
+#[allow(dead_code)]
+#[path = "common/wrk.rs"]
+mod wrk;
+
 const TOKEN: &str = "bench-admin-token-0123456789abcdefghijklmnop";
 const CLIENTS: usize = 64;
 
@@ -366,32 +371,15 @@ impl Nginx {
     }
 }
 
-/// `wrk` POSTing `body` to `url` with `CLIENTS` connections for the measurement's length, on a
-/// blocking thread; requests/s. Every answer must be a success.
+/// `wrk` POSTing `body` to `url` with `CLIENTS` connections for the measurement's length;
+/// requests/s and how many were made.
 async fn wrk_post(url: String, token: &str, body: String) -> (f64, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("post.lua");
     let lua = format!(
         "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
          wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
     );
-    std::fs::write(&script, lua).unwrap();
-    let seconds = seconds();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("wrk")
-            .args(["-t2", "-c", &CLIENTS.to_string(), "-d", &format!("{seconds}s"), "-s"])
-            .arg(&script)
-            .arg(&url)
-            .output()
-            .expect("wrk runs (Debian: apt-get install wrk)")
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let rate = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|r| r.trim().parse().ok());
-    let count = text.lines().find_map(|l| l.split_once(" requests in ")).and_then(|(n, _)| n.trim().parse().ok());
-    (rate.unwrap_or_else(|| panic!("no rate: {text}")), count.unwrap_or_else(|| panic!("no count: {text}")))
+    let measured = wrk::run(&url, 2, CLIENTS, seconds(), lua).await;
+    (measured.rate, measured.requests)
 }
 
 /// mcpd and nginx, each proxying to the nginx upstream, under the same `wrk` load.

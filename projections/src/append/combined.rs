@@ -18,7 +18,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{AppendError, Failed, NewEvent};
+use super::{AppendError, Failed, NewEvent, stored};
 use crate::log::{Position, StoredEvent};
 use crate::read_models::ReadModel;
 use crate::read_models::change::{Cell, Change, Set};
@@ -116,21 +116,6 @@ fn clash_or_retry(error: sqlx::Error, event: &NewEvent) -> Failed {
             })
         }
         _ => Failed::Inline(error.into()),
-    }
-}
-
-fn stored(event: &NewEvent, position: Position, recorded_at: &str) -> StoredEvent {
-    StoredEvent {
-        position,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        sequence: event.sequence,
-        event_type: event.event_type.clone(),
-        event_version: event.event_version.clone(),
-        payload: event.payload.clone(),
-        metadata: event.metadata.clone(),
-        recorded_at: recorded_at.to_owned(),
-        raw_payload: None,
     }
 }
 

@@ -284,8 +284,15 @@ async fn insert(conn: &mut AnyConnection, dialect: Dialect, event: &NewEvent) ->
             .await?
         }
     };
-    Ok(StoredEvent {
-        position: Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? },
+    let position = Position { transaction_id: row.try_get("transaction_id")?, position: row.try_get("position")? };
+    let recorded_at: String = row.try_get("recorded_at")?;
+    Ok(stored(event, position, &recorded_at))
+}
+
+/// `event` as it was stored: at `position`, recorded at `recorded_at`.
+fn stored(event: &NewEvent, position: Position, recorded_at: &str) -> StoredEvent {
+    StoredEvent {
+        position,
         aggregate_type: event.aggregate_type.clone(),
         aggregate_id: event.aggregate_id.clone(),
         sequence: event.sequence,
@@ -293,9 +300,9 @@ async fn insert(conn: &mut AnyConnection, dialect: Dialect, event: &NewEvent) ->
         event_version: event.event_version.clone(),
         payload: event.payload.clone(),
         metadata: event.metadata.clone(),
-        recorded_at: row.try_get("recorded_at")?,
+        recorded_at: recorded_at.to_owned(),
         raw_payload: None,
-    })
+    }
 }
 
 /// At most this many events of a read model, committed before a write and not applied yet, are

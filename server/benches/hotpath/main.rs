@@ -23,6 +23,10 @@ use server::App;
 use testkit::{StoreKind, TestDb};
 
 mod baselines;
+// Each benchmark reads what it reports of a run.
+#[allow(dead_code)]
+#[path = "../common/wrk.rs"]
+mod common;
 use baselines::{any_against_typed, events_like_table, insert_script, pgbench, pgbench_p99, raw_sqlite_inserts};
 
 /// Whether scenario `name` runs: all of them unless `BENCH_ONLY` names some (comma-separated:
@@ -58,50 +62,15 @@ struct Load {
 }
 
 /// `wrk` on `url` with `clients` keep-alive connections for the measurement's length, each
-/// request made by the Lua `request` function given (a GET of `url` without one). Every answer
-/// must be a success. Runs on a blocking thread, so mcpd keeps this runtime.
+/// request made by the Lua `request` function given (a GET of `url` without one).
 async fn wrk(url: &str, clients: usize, request: Option<String>) -> Load {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("request.lua");
     let token = testkit::ADMIN_TOKEN;
     let lua = match request {
         Some(body) => format!("counter = 0\nrequest = function()\n  counter = counter + 1\n{body}\nend\n"),
         None => format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"),
     };
-    std::fs::write(&script, lua).unwrap();
-    let (url, seconds) = (url.to_owned(), seconds());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("wrk")
-            .args(["-t1", "-c", &clients.to_string(), "-d", &format!("{seconds}s"), "--latency", "-s"])
-            .arg(&script)
-            .arg(&url)
-            .output()
-            .expect("wrk runs (Debian: apt-get install wrk)")
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!text.contains("Non-2xx"), "some answers were not successes: {text}");
-    let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()));
-    let rate = field("Requests/sec:").and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("no rate: {text}"));
-    let p99 = field("99%").and_then(|r| parse_wrk_duration(&r)).unwrap_or_else(|| panic!("no p99: {text}"));
-    Load { rate, p99 }
-}
-
-/// A duration as wrk prints it: `812.00us`, `2.36ms`, `1.02s`.
-fn parse_wrk_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "us" => number / 1e6,
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(seconds))
+    let measured = common::run(url, 1, clients, seconds(), lua).await;
+    Load { rate: measured.rate, p99: measured.p99 }
 }
 
 fn llm(name: &str) -> serde_json::Value {

@@ -71,6 +71,15 @@ pub async fn request_context(
     response
 }
 
+/// A random (version 4) UUID from the thread's fast generator: a request id is no secret and
+/// names no credential, and asking the kernel for one (a `getrandom` system call each) was 1% of
+/// a proxied request's CPU.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    fastrand::fill(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
 /// A request's context before authentication: its id (the client's `X-Request-Id` when it is
 /// sane), the peer and the user agent.
 fn context_of(request: &Request) -> RequestContext {
@@ -79,7 +88,7 @@ fn context_of(request: &Request) -> RequestContext {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .map_or_else(new_request_id, str::to_owned);
     let source_address = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -168,4 +177,16 @@ fn record_refusal(
         reason,
         ..Default::default()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_random_version_4_uuids() {
+        let (a, b) = (super::new_request_id(), super::new_request_id());
+        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(a, b);
+    }
 }

@@ -173,10 +173,16 @@ impl Call<'_> {
         let passed_headers = passed_on(response.headers(), redactor);
         let bytes = read_all(response, self.timeout).await.map_err(|f| (f.into_error(&llm.name), false))?;
         let bytes = upstream::redact(redactor, bytes);
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        // The whole answer is parsed only to translate it; passed through, its usage alone is read.
+        let translated = matches!((self.surface, self.wire), (Surface::OpenAi, Wire::Anthropic));
+        let parsed: Option<Value> = if translated { serde_json::from_slice(&bytes).ok() } else { None };
+        let usage = match &parsed {
+            Some(parsed) => parsed.get("usage").cloned(),
+            None => serde_json::from_slice::<UsageOnly>(&bytes).ok().and_then(|u| u.usage),
+        };
         let (input, output) = match self.wire {
-            Wire::OpenAi => translate::openai_usage(parsed.as_ref().and_then(|b| b.get("usage"))).unwrap_or((0, 0)),
-            Wire::Anthropic => translate::anthropic_usage(parsed.as_ref().and_then(|b| b.get("usage"))),
+            Wire::OpenAi => translate::openai_usage(usage.as_ref()).unwrap_or((0, 0)),
+            Wire::Anthropic => translate::anthropic_usage(usage.as_ref()),
         };
         meter.tokens(input, output);
         meter.counts.errors = 0;
@@ -225,6 +231,13 @@ impl Call<'_> {
         answer.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         Attempt::Answer(answer)
     }
+}
+
+/// An answer's `usage`, every other field skipped unread.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 /// The provider's headers a client may use: rate limits and when to retry (the key redacted

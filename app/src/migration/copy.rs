@@ -255,7 +255,17 @@ impl Runner {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Outcome, Stop> {
-        for _ in 0..COPY_ATTEMPTS {
+        for attempt in 0..COPY_ATTEMPTS {
+            if attempt > 0 {
+                // It changed under the last copy: look again once the read models show the change
+                // (the write side may be ahead of them), or every attempt meets the same old row.
+                let secret = ResourceName::parse(name)
+                    .map_err(|m| Stop::BadName { name: name.to_owned(), message: m.to_string() })?;
+                let shown = self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, &secret).await?;
+                if let Recorded::Lagging(message) = shown {
+                    return Err(Stop::Lagging(message));
+                }
+            }
             let record = secrets::get(&self.services.store.db, name).await?;
             let copy = match self.copy(ctx, run, name, Known { record, values: None }, source, destination).await? {
                 Some(Step::Done(outcome)) => return Ok(outcome),

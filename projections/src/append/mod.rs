@@ -183,9 +183,8 @@ async fn append_once(
                     None => continue,
                 }
             };
-            for event in pending.iter().chain(own) {
-                model.apply(&mut tx, event).await.map_err(Failed::Inline)?;
-            }
+            let all: Vec<&StoredEvent> = pending.iter().chain(own).collect();
+            model.apply_all(&mut tx, &all).await.map_err(Failed::Inline)?;
             inlined.push(model);
         }
     }

@@ -401,9 +401,7 @@ async fn apply(
             .execute(&mut *tx)
             .await?;
     }
-    for event in events {
-        model.apply(&mut tx, event).await?;
-    }
+    model.apply_all(&mut tx, events).await?;
     tx.commit().await?;
     Ok(true)
 }

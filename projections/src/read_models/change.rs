@@ -154,6 +154,45 @@ pub(crate) async fn execute(conn: &mut AnyConnection, suffix: &str, change: &Cha
     Ok(())
 }
 
+/// Carries out `changes` in order, each run of inserts of new rows into one table with the same
+/// columns as one statement: a projector's batch of creates is one round trip, not one each.
+/// The same outcome as one `execute` after another (`ON CONFLICT DO NOTHING` skips a key that
+/// an earlier row of the same statement took, as the earlier statement would have).
+pub(crate) async fn execute_all(conn: &mut AnyConnection, suffix: &str, changes: &[Change]) -> sqlx::Result<()> {
+    let mut i = 0;
+    while i < changes.len() {
+        let Change::InsertNew { table, row } = &changes[i] else {
+            execute(conn, suffix, &changes[i]).await?;
+            i += 1;
+            continue;
+        };
+        let columns: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+        let most = (MAX_PARAMETERS / columns.len().max(1)).max(1);
+        let mut run = vec![row];
+        while let Some(Change::InsertNew { table: next, row: next_row }) = changes.get(i + run.len()) {
+            let same = next == table && next_row.iter().map(|(c, _)| *c).eq(columns.iter().copied());
+            if !same || run.len() == most {
+                break;
+            }
+            run.push(next_row);
+        }
+        if run.len() == 1 {
+            execute(conn, suffix, &changes[i]).await?;
+        } else {
+            let sql = format!("{} ON CONFLICT ({}) DO NOTHING", insert_sql(*table, suffix, row, run.len()), table.key);
+            bind_cells(sqlx::query(&sql), run.iter().flat_map(|r| r.iter().map(|(_, v)| v)))
+                .execute(&mut *conn)
+                .await?;
+        }
+        i += run.len();
+    }
+    Ok(())
+}
+
+/// Bound parameters one statement carries at most (SQLite's default limit is 32,766,
+/// PostgreSQL's 65,535).
+const MAX_PARAMETERS: usize = 30_000;
+
 /// `INSERT INTO table (columns) VALUES (…), …` for `rows` rows shaped like `row`.
 fn insert_sql(table: Table, suffix: &str, row: &Row, rows: usize) -> String {
     let columns: Vec<&str> = row.iter().map(|(c, _)| *c).collect();

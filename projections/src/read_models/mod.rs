@@ -146,6 +146,17 @@ impl ReadModel {
         Ok(())
     }
 
+    /// Applies `events` in order to the live tables (those that concern this read model), runs
+    /// of new rows in one statement each ([`change::execute_all`]).
+    pub async fn apply_all(self, conn: &mut AnyConnection, events: &[&StoredEvent]) -> Result<(), ApplyError> {
+        let mut changes = Vec::new();
+        for event in events {
+            changes.extend(self.changes(event)?);
+        }
+        change::execute_all(conn, "", &changes).await?;
+        Ok(())
+    }
+
     /// The read model called `name`.
     pub fn named(name: &str) -> Option<ReadModel> {
         ReadModel::ALL.into_iter().find(|m| m.name() == name)

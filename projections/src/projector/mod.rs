@@ -334,8 +334,7 @@ impl Projector {
     /// Writes the checkpoints of read models that had nothing to apply, in one transaction
     /// (rows in the order of `ReadModel::ALL`). A row another process moved further is left.
     async fn store_carried(&mut self, carry: &[usize]) -> DbResult<()> {
-        let mut tx = self.db.pool.begin().await?;
-        derived_commit(&mut tx, self.db.dialect).await?;
+        let mut tx = begin_derived(&self.db).await?;
         for &i in carry {
             let m = &self.models[i];
             sqlx::query(
@@ -370,8 +369,7 @@ async fn apply(
     events: &[&StoredEvent],
     clear_error: bool,
 ) -> Result<bool, ApplyError> {
-    let mut tx = db.pool.begin().await?;
-    derived_commit(&mut tx, db.dialect).await?;
+    let mut tx = begin_derived(db).await?;
     // The checkpoint is written first: on SQLite the transaction takes the write lock at once
     // instead of failing to upgrade a read lock later, and on PostgreSQL a second process
     // working on the same read model (or a rebuild swapping it) waits here, then finds the
@@ -406,18 +404,18 @@ async fn apply(
     Ok(true)
 }
 
-/// PostgreSQL: the transaction commits without waiting for its WAL to reach the disk. The
-/// projector's transactions hold derived data only, each with its checkpoint, so a database
-/// crash can lose a last few of them whole and never in part: the projector then applies those
-/// events again from the durable log. A durable commit that saw their effects (a write inlined
-/// after them) flushes the WAL they are in, so nothing durable depends on one that was lost.
-/// Waiting for the disk here added one flush to every write the projector shows (measured:
-/// docs/performance.md, "Issue 26").
-async fn derived_commit(conn: &mut AnyConnection, dialect: Dialect) -> DbResult<()> {
-    if dialect == Dialect::Postgres {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *conn).await?;
+/// Begins a projector transaction. On PostgreSQL it commits without waiting for its WAL to
+/// reach the disk (set in the same round trip as its `BEGIN`). The projector's transactions hold
+/// derived data only, each with its checkpoint, so a database crash can lose a last few of them
+/// whole and never in part: the projector then applies those events again from the durable log.
+/// A durable commit that saw their effects (a write inlined after them) flushes the WAL they are
+/// in, so nothing durable depends on one that was lost. Waiting for the disk here added one
+/// flush to every write the projector shows (measured: docs/performance.md, "Issue 26").
+async fn begin_derived(db: &Database) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
+    match db.dialect {
+        Dialect::Postgres => db.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await,
+        Dialect::Sqlite => db.pool.begin().await,
     }
-    Ok(())
 }
 
 /// Keeps the error where every replica's status can see it. Best effort: the error is also

@@ -174,8 +174,7 @@ impl Runner {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Option<Step>, Stop> {
-        let secret_name =
-            ResourceName::parse(name).map_err(|m| Stop::BadName { name: name.to_owned(), message: m.to_string() })?;
+        let secret_name = secret_name(name)?;
         let Known { record, values } = known;
         let Some(record) = record else {
             return Ok(Some(Step::Done(Outcome::Skipped(Skip::NotFound))));
@@ -255,12 +254,11 @@ impl Runner {
         source: &dyn SecretBackendDriver,
         destination: &dyn SecretBackendDriver,
     ) -> Result<Outcome, Stop> {
+        let secret = secret_name(name)?;
         for attempt in 0..COPY_ATTEMPTS {
             if attempt > 0 {
                 // It changed under the last copy: look again once the read models show the change
                 // (the write side may be ahead of them), or every attempt meets the same old row.
-                let secret = ResourceName::parse(name)
-                    .map_err(|m| Stop::BadName { name: name.to_owned(), message: m.to_string() })?;
                 let shown = self.services.writer.await_projection(domain::secret::AGGREGATE_TYPE, &secret).await?;
                 if let Recorded::Lagging(message) = shown {
                     return Err(Stop::Lagging(message));
@@ -291,4 +289,9 @@ impl Runner {
         }
         Err(Stop::KeptChanging)
     }
+}
+
+/// `name` as a resource name; a row whose name does not parse stops the run there.
+fn secret_name(name: &str) -> Result<ResourceName, Stop> {
+    ResourceName::parse(name).map_err(|m| Stop::BadName { name: name.to_owned(), message: m.to_string() })
 }
